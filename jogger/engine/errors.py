@@ -1,0 +1,33 @@
+"""The engine's errors. Each class has one meaning; the RPC layer maps each to one status."""
+
+
+class JobError(Exception):
+    """Base class of every error the engine raises on purpose."""
+
+
+class InvalidRequest(JobError):
+    """The request itself is malformed: bad argv, env, cwd, owner, offset, grace or job id."""
+
+
+class SpawnError(JobError):
+    """The operating system refused to start the command (not found, not executable, bad cwd)."""
+
+
+class JobNotFound(JobError):
+    """No job with this id belongs to this owner.
+
+    A job that exists but belongs to someone else raises exactly this error, with exactly the
+    same message, so that callers cannot probe for other owners' job ids.
+    """
+
+    def __init__(self, job_id: str) -> None:
+        super().__init__(f"job {job_id} not found")
+        self.job_id = job_id
+
+
+class LimitExceeded(JobError):
+    """Starting the job would exceed a concurrency limit; retrying later may succeed."""
+
+
+class ManagerClosed(JobError):
+    """The manager is not running: it was never entered, or it is shutting down."""

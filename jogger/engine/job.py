@@ -1,0 +1,227 @@
+"""One job: its process, its output log, its cgroup watcher and its followers, in one nursery.
+
+    job nursery
+    ├── supervisor      waits for the main process; on stop or shutdown: SIGTERM, grace, SIGKILL
+    ├── pump            pipe -> output log, until EOF
+    ├── cgroup watcher
+    └── streams         one per following reader: log -> that reader's channel
+
+Stopping a job cancels the supervisor's scope; shutting down cancels the manager's scope, and
+with it every job nursery. Either way the supervisor turns the cancellation into the kill
+sequence, shielded so that it always completes. The pump and the streams are shielded too,
+so that the last bytes a dying job writes still reach the log and every follower; deadlines,
+not flags, bound how long they may take.
+"""
+
+import math
+import os
+import signal
+from collections.abc import AsyncGenerator, Callable
+from contextlib import aclosing
+from datetime import UTC, datetime
+
+import trio
+
+from .cgroups import CgroupWatcher
+from .output import OutputLog
+from .process import Exit, JobProcess
+from .status import JobState, JobStatus
+
+# Once the job's processes are all dead the pipe is at EOF at once; if it is not, something
+# that left the process group still holds it, and the log is closed after this long.
+EOF_GRACE = 2.0
+
+
+class Job:
+    def __init__(
+        self,
+        *,
+        job_id: str,
+        owner: str,
+        argv: tuple[str, ...],
+        process: JobProcess,
+        log: OutputLog,
+        cgroup: CgroupWatcher,
+        grace: float,
+        on_exit: Callable[["Job"], None],
+    ) -> None:
+        self.id = job_id
+        self.owner = owner
+        self.argv = argv
+        self.log = log
+        self._process = process
+        self._cgroup = cgroup
+        self._grace = grace
+        self._on_exit = on_exit
+        self._started_at = datetime.now(UTC)
+        self._ended_at: datetime | None = None
+        self._state = JobState.RUNNING
+        self._exit: Exit | None = None
+        self._reason = ""
+        self._sent_term = False
+        self._sent_kill = False
+        self.ended = trio.Event()
+        self._stop_scope = trio.CancelScope()
+        self._grace_scope: trio.CancelScope | None = None
+        # Shielded so that shutdown does not cut off output; bounded by EOF_GRACE (see _end).
+        self._pump_scope = trio.CancelScope(shield=True)
+        self._nursery: trio.Nursery | None = None
+        self._running = trio.Event()
+        self._streams: set[trio.CancelScope] = set()
+        self._stream_deadline = math.inf
+
+    def status(self) -> JobStatus:
+        exit_ = self._exit
+        return JobStatus(
+            id=self.id,
+            owner=self.owner,
+            argv=self.argv,
+            state=self._state,
+            pid=self._process.pid,
+            started_at=self._started_at,
+            ended_at=self._ended_at,
+            exit_code=exit_.exit_code if exit_ else None,
+            signal=exit_.signal if exit_ else None,
+            reason=self._reason,
+            output_bytes=self.log.size,
+            output_truncated=self.log.truncated,
+            output_error=self.log.error,
+        )
+
+    async def run(self) -> None:
+        """Run the job's nursery until the job has ended and every follower has finished."""
+        async with trio.open_nursery() as nursery:
+            self._nursery = nursery
+            nursery.start_soon(self._supervise)
+            nursery.start_soon(self._pump)
+            nursery.start_soon(self._cgroup.watch)
+            self._running.set()
+
+    def request_stop(self, grace: float) -> None:
+        """Begin SIGTERM, ``grace`` seconds, SIGKILL. A shorter grace shortens a stop under way."""
+        if self._state.is_final:
+            return
+        self._grace = min(self._grace, grace)
+        if self._grace_scope is not None:
+            self._grace_scope.deadline = min(
+                self._grace_scope.deadline, trio.current_time() + grace
+            )
+        # Stop is cancel-scope propagation: the supervisor catches this and runs the kill sequence.
+        self._stop_scope.cancel()
+
+    def limit_streams(self, deadline: float) -> None:
+        """Give every follower until ``deadline`` to take its final bytes (used at shutdown)."""
+        self._stream_deadline = min(self._stream_deadline, deadline)
+        for scope in self._streams:
+            scope.deadline = min(scope.deadline, deadline)
+
+    async def output(
+        self, offset: int, *, follow: bool, chunk_size: int
+    ) -> AsyncGenerator[bytes, None]:
+        if follow and not self.log.closed:
+            await self._running.wait()  # a job started a moment ago may not have its nursery yet
+        if not follow or self.log.closed:
+            # Nothing will be added (or the caller asked for no more): read the file directly.
+            async with aclosing(self.log.read(offset, follow=follow, chunk_size=chunk_size)) as it:
+                async for chunk in it:
+                    yield chunk
+            return
+        # A follower of a live job is a task of the job's nursery, handing over one chunk at a
+        # time: a reader that stalls holds at most one chunk and never slows the job.
+        # While the log is open the pump runs, so the job's nursery is open.
+        assert self._nursery is not None
+        send, receive = trio.open_memory_channel[bytes](0)
+        scope = trio.CancelScope(shield=True, deadline=self._stream_deadline)
+        self._nursery.start_soon(self._stream, scope, send, offset, chunk_size)
+        try:
+            with receive:
+                async for chunk in receive:
+                    yield chunk
+        finally:
+            # The reader is done or gone: end its stream task now, not at its next send.
+            scope.cancel()
+
+    async def _stream(
+        self,
+        scope: trio.CancelScope,
+        send: trio.MemorySendChannel[bytes],
+        offset: int,
+        chunk_size: int,
+    ) -> None:
+        self._streams.add(scope)
+        try:
+            with send, scope:
+                chunks = self.log.read(offset, follow=True, chunk_size=chunk_size)
+                async with aclosing(chunks) as it:
+                    async for chunk in it:
+                        await send.send(chunk)
+        except trio.BrokenResourceError:
+            pass  # the reader closed its end; it has cancelled our scope as well
+        finally:
+            self._streams.discard(scope)
+
+    async def _pump(self) -> None:
+        try:
+            with self._pump_scope:
+                await self.log.pump(self._process.output)
+                # The pipe can reach EOF a moment before the main process becomes a zombie.
+                # Followers end only once the job has, so whoever has seen the end of the
+                # output also sees the final status.
+                await self.ended.wait()
+        finally:
+            trio.lowlevel.notify_closing(self._process.output)
+            os.close(self._process.output)
+            self.log.close()
+
+    async def _supervise(self) -> None:
+        try:
+            with self._stop_scope:
+                await self._process.wait_exited()
+        except BaseException:
+            # Only the manager's scope ending (shutdown) gets here: our own stop scope
+            # swallows its own cancellation.
+            self._reason = self._reason or "shutdown"
+            await self._terminate()
+            await self._end()
+            raise
+        if self._stop_scope.cancelled_caught:
+            await self._terminate()
+        await self._end()
+
+    async def _terminate(self) -> None:
+        # Shielded: once a kill sequence begins it must finish, or the job's processes could
+        # outlive it. It is bounded by the grace period plus the time SIGKILL takes.
+        with trio.CancelScope(shield=True):
+            if self._process.poll() is not None:
+                return
+            self._process.signal_group(signal.SIGTERM)
+            self._sent_term = True
+            with trio.move_on_after(self._grace) as self._grace_scope:
+                await self._process.wait_exited()
+            if self._grace_scope.cancelled_caught:
+                self._process.signal_group(signal.SIGKILL)
+                self._sent_kill = True
+                await self._process.wait_exited()
+
+    async def _end(self) -> None:
+        """The main process has exited: kill what it left behind, reap it, record the end."""
+        # Like systemd's KillMode=control-group, and like Nomad's executor, whatever the job
+        # left running dies with it. The leader is still a zombie, so its group id is ours.
+        # Shielded: the job is not over, and stop() must not return, until they are gone;
+        # SIGKILL makes that prompt.
+        with trio.CancelScope(shield=True):
+            self._process.signal_group(signal.SIGKILL)
+            await self._process.wait_group_gone()
+        self._exit = self._process.reap()
+        self._ended_at = datetime.now(UTC)
+        if self._sent_kill:
+            self._state = JobState.KILLED
+        elif self._sent_term:
+            self._state = JobState.STOPPED
+        elif self._exit.exit_code == 0:
+            self._state = JobState.COMPLETED
+        else:
+            self._state = JobState.FAILED
+        self._pump_scope.deadline = trio.current_time() + EOF_GRACE
+        self.ended.set()
+        self._on_exit(self)

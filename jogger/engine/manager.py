@@ -1,0 +1,321 @@
+"""The job manager: the public face of the engine, and the root of its nursery tree.
+
+    manager nursery
+    └── job nurseries, one per job (see job.py)
+
+Every call takes the owner. A job is found by id and then checked against the owner, and a
+job of someone else's is reported exactly as a job that does not exist.
+"""
+
+import math
+import os
+import stat
+import uuid
+from collections import Counter
+from collections.abc import AsyncIterator, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+
+import trio
+
+from .cgroups import NoCgroup
+from .errors import InvalidRequest, JobNotFound, LimitExceeded, ManagerClosed
+from .job import Job
+from .output import OutputLog
+from .process import JobProcess
+from .status import JobStatus
+
+DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """What the manager enforces. Starting past a concurrency limit raises LimitExceeded;
+    an argv past ``max_argv_bytes`` raises InvalidRequest; output past ``max_output_bytes``
+    is dropped and the job's status says it was truncated."""
+
+    max_jobs: int = 256
+    """Jobs running at once, all owners together."""
+    max_jobs_per_owner: int = 64
+    """Jobs running at once for one owner."""
+    max_argv_bytes: int = 128 * 1024
+    """The encoded argv and env overrides together, with a NUL after each string."""
+    max_output_bytes: int = 1 << 30
+    """Bytes kept in each job's output log."""
+
+
+class JobManager:
+    """Runs jobs for many owners. Use as ``async with JobManager(state_dir) as jobs:``.
+
+    Leaving the ``async with`` block, or cancelling the scope around it, shuts down: every
+    running job is stopped (SIGTERM, ``grace`` seconds, then SIGKILL of its whole process
+    group), every follower gets the job's final bytes (waiting at most ``drain_timeout``
+    seconds more for followers that do not read), and then the block exits.
+
+    Jobs get the environment ``base_env`` (by default only PATH) plus the overrides given to
+    ``start`` and ``JOGGER_JOB_ID``. Output logs are kept under ``state_dir/logs``.
+    """
+
+    def __init__(
+        self,
+        state_dir: str | os.PathLike[str],
+        *,
+        limits: Limits | None = None,
+        grace: float = 10.0,
+        drain_timeout: float = 5.0,
+        base_env: Mapping[str, str] | None = None,
+    ) -> None:
+        _check_grace(grace)
+        _check_grace(drain_timeout)
+        self._state_dir = Path(state_dir)
+        self._logs_dir = self._state_dir / "logs"
+        self._limits = limits or Limits()
+        self._grace = grace
+        self._drain_timeout = drain_timeout
+        self._base_env = dict(base_env) if base_env is not None else {"PATH": DEFAULT_PATH}
+        self._jobs: dict[str, Job] = {}
+        self._live: set[Job] = set()
+        self._running: Counter[str] = Counter()
+        self._nursery: trio.Nursery | None = None
+        self._nursery_manager: AbstractAsyncContextManager[trio.Nursery] | None = None
+
+    async def __aenter__(self) -> "JobManager":
+        if self._nursery_manager is not None:
+            raise RuntimeError("a JobManager can be entered only once")
+        _prepare_dir(self._state_dir)
+        _prepare_dir(self._logs_dir)
+        self._nursery_manager = trio.open_nursery()
+        self._nursery = await self._nursery_manager.__aenter__()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool | None:
+        assert self._nursery is not None
+        assert self._nursery_manager is not None
+        nursery, self._nursery = self._nursery, None  # from here on start() refuses
+        deadline = trio.current_time() + self._grace + self._drain_timeout
+        for job in self._live:
+            job.limit_streams(deadline)
+        # Shutdown is cancel-scope propagation: each job's supervisor turns this cancellation
+        # into SIGTERM, grace, SIGKILL, and the pumps and streams drain under their shields.
+        nursery.cancel_scope.cancel()
+        try:
+            suppress: bool | None = await self._nursery_manager.__aexit__(exc_type, exc, tb)
+            return suppress
+        except BaseExceptionGroup as group:
+            # Job tasks turn every failure into a job state, so a group here carries what the
+            # body of the ``async with`` raised; give the caller that exception itself.
+            if len(group.exceptions) == 1:
+                raise group.exceptions[0] from None
+            raise
+
+    async def start(
+        self,
+        owner: str,
+        argv: Sequence[str],
+        *,
+        cwd: str | None = None,
+        env: Mapping[str, str] | None = None,
+    ) -> JobStatus:
+        """Start ``argv`` for ``owner`` and return its status once the command is running.
+
+        ``argv[0]`` is looked up on PATH like execvp; there is no shell. stdin is /dev/null;
+        stdout and stderr share one pipe into the job's output log. ``cwd`` must be absolute.
+        Raises InvalidRequest, SpawnError (the command could not be executed), LimitExceeded
+        or ManagerClosed; on any error no job exists and nothing is left behind.
+        """
+        await trio.lowlevel.checkpoint()
+        nursery = self._open_nursery()
+        _check_owner(owner)
+        args = _check_argv(argv)
+        overrides = _check_env(env or {})
+        if cwd is not None and (not isinstance(cwd, str) or not os.path.isabs(cwd)):
+            raise InvalidRequest("cwd must be an absolute path")
+        size = sum(len(s.encode()) + 1 for s in args)
+        size += sum(len(k.encode()) + len(v.encode()) + 2 for k, v in overrides.items())
+        if size > self._limits.max_argv_bytes:
+            raise InvalidRequest(
+                f"argv and env take {size} bytes; the limit is {self._limits.max_argv_bytes}"
+            )
+        self._check_capacity(owner)
+
+        job_id = str(uuid.uuid4())
+        full_env = {**self._base_env, **overrides, "JOGGER_JOB_ID": job_id}
+        log = OutputLog.create(self._logs_dir / f"{job_id}.log", self._limits.max_output_bytes)
+        try:
+            process = JobProcess.spawn(args, cwd=cwd, env=full_env)
+        except BaseException:
+            log.discard()
+            raise
+        job = Job(
+            job_id=job_id,
+            owner=owner,
+            argv=args,
+            process=process,
+            log=log,
+            cgroup=NoCgroup(),
+            grace=self._grace,
+            on_exit=self._job_exited,
+        )
+        self._jobs[job_id] = job
+        self._live.add(job)
+        self._running[owner] += 1
+        # No checkpoint since the spawn: the job's supervisor is guaranteed to run, so even a
+        # cancellation arriving now ends in the kill sequence, never in an orphan.
+        nursery.start_soon(self._run, job)
+        return job.status()
+
+    async def stop(self, owner: str, job_id: str, *, grace: float | None = None) -> JobStatus:
+        """Stop a job and return its final status once its processes are all gone.
+
+        SIGTERM goes to the job's process group; after ``grace`` seconds (the manager's by
+        default) SIGKILL follows. Stopping a job that has ended is not an error: it returns
+        the final status. Cancellation: the stop goes on without the caller.
+        """
+        job = self._lookup(owner, job_id)
+        if grace is not None:
+            _check_grace(grace)
+        job.request_stop(self._grace if grace is None else grace)
+        await job.ended.wait()
+        return job.status()
+
+    async def wait(self, owner: str, job_id: str) -> JobStatus:
+        """Wait until the job has ended and all its processes are gone; return its status."""
+        job = self._lookup(owner, job_id)
+        await job.ended.wait()
+        return job.status()
+
+    def status(self, owner: str, job_id: str) -> JobStatus:
+        """The job's current status."""
+        return self._lookup(owner, job_id).status()
+
+    def list(self, owner: str) -> list[JobStatus]:
+        """The owner's jobs, oldest first."""
+        _check_owner(owner)
+        return [job.status() for job in self._jobs.values() if job.owner == owner]
+
+    def output(
+        self,
+        owner: str,
+        job_id: str,
+        *,
+        offset: int = 0,
+        follow: bool = True,
+        chunk_size: int = 64 * 1024,
+    ) -> AsyncIterator[bytes]:
+        """The job's combined stdout and stderr, from byte ``offset``, in chunks.
+
+        With ``follow``, new output is yielded as it is written, until the job has ended and
+        everything has been read; without it, the output there is now. Raises JobNotFound or
+        InvalidRequest here, before iteration. Cancellation: a reader may leave at any time;
+        it costs the job nothing.
+        """
+        job = self._lookup(owner, job_id)
+        if not isinstance(offset, int) or offset < 0:
+            raise InvalidRequest("offset must be a non-negative integer")
+        if not isinstance(chunk_size, int) or chunk_size <= 0:
+            raise InvalidRequest("chunk_size must be a positive integer")
+        return job.output(offset, follow=follow, chunk_size=chunk_size)
+
+    def _open_nursery(self) -> trio.Nursery:
+        if self._nursery is None:
+            raise ManagerClosed("the job manager is not running")
+        return self._nursery
+
+    def _lookup(self, owner: str, job_id: str) -> Job:
+        _check_owner(owner)
+        if not isinstance(job_id, str):
+            raise InvalidRequest("job id must be a string")
+        try:
+            uuid.UUID(job_id)
+        except ValueError:
+            raise InvalidRequest(f"job id {job_id!r} is not a UUID") from None
+        job = self._jobs.get(job_id)
+        if job is None or job.owner != owner:
+            raise JobNotFound(job_id)
+        return job
+
+    def _check_capacity(self, owner: str) -> None:
+        total = self._running.total()
+        if total >= self._limits.max_jobs:
+            raise LimitExceeded(f"{total} jobs are running; the limit is {self._limits.max_jobs}")
+        mine = self._running[owner]
+        if mine >= self._limits.max_jobs_per_owner:
+            raise LimitExceeded(
+                f"{mine} of your jobs are running; the limit is {self._limits.max_jobs_per_owner}"
+            )
+
+    def _job_exited(self, job: Job) -> None:
+        self._running[job.owner] -= 1
+        if self._running[job.owner] == 0:
+            del self._running[job.owner]
+
+    async def _run(self, job: Job) -> None:
+        try:
+            await job.run()
+        finally:
+            self._live.discard(job)
+
+
+def _prepare_dir(path: Path) -> None:
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    st = path.stat()
+    if not stat.S_ISDIR(st.st_mode):
+        raise InvalidRequest(f"{path} is not a directory")
+    if st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+        raise InvalidRequest(f"{path} is writable by other users; refusing to keep jobs there")
+
+
+def _check_grace(seconds: float) -> None:
+    if not isinstance(seconds, int | float) or math.isnan(seconds) or seconds < 0:
+        raise InvalidRequest("a grace period must be a non-negative number of seconds")
+
+
+def _check_owner(owner: str) -> None:
+    if not isinstance(owner, str) or not owner or not owner.isprintable():
+        raise InvalidRequest("owner must be a non-empty printable string")
+
+
+def _check_argv(argv: Sequence[str]) -> tuple[str, ...]:
+    if isinstance(argv, str | bytes) or not isinstance(argv, Sequence):
+        raise InvalidRequest("argv must be a list of strings")
+    args = tuple(argv)
+    if not args:
+        raise InvalidRequest("argv must not be empty")
+    for arg in args:
+        if not isinstance(arg, str):
+            raise InvalidRequest("argv must be a list of strings")
+        if "\0" in arg:
+            raise InvalidRequest("argv strings must not contain NUL")
+        _check_encodable(arg, "argv")
+    if not args[0]:
+        raise InvalidRequest("argv[0] must not be empty")
+    return args
+
+
+def _check_env(env: Mapping[str, str]) -> dict[str, str]:
+    if not isinstance(env, Mapping):
+        raise InvalidRequest("env must be a mapping of strings to strings")
+    checked: dict[str, str] = {}
+    for key, value in env.items():
+        if not isinstance(key, str) or not isinstance(value, str):
+            raise InvalidRequest("env must be a mapping of strings to strings")
+        if not key or "=" in key or "\0" in key or "\0" in value:
+            raise InvalidRequest(f"invalid environment variable name or value: {key!r}")
+        _check_encodable(key, "env")
+        _check_encodable(value, "env")
+        checked[key] = value
+    return checked
+
+
+def _check_encodable(text: str, what: str) -> None:
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        raise InvalidRequest(f"{what} strings must be valid UTF-8") from None

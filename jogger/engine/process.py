@@ -1,0 +1,176 @@
+"""A job's main process: started as a session leader with one output pipe, watched by pidfd.
+
+The leader is never reaped before its process group has been sent SIGKILL. While it is a
+zombie its pid, and so its process group id, cannot be reused, which makes killpg(2) safe:
+we can never signal an unrelated group that happens to get the same number later (the bug
+behind hashicorp/nomad#23969).
+"""
+
+import contextlib
+import errno
+import fcntl
+import os
+import subprocess
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import trio
+
+from .errors import SpawnError
+from .output import MOVE_SIZE
+
+
+@dataclass(frozen=True, slots=True)
+class Exit:
+    """How the main process ended: exactly one field is set."""
+
+    exit_code: int | None
+    signal: int | None
+
+
+class JobProcess:
+    def __init__(self, popen: "subprocess.Popen[bytes]", pidfd: int, output: int) -> None:
+        self._popen = popen
+        self._pidfd = pidfd
+        self.pid = popen.pid
+        self.output = output
+        """The read end of the job's stdout+stderr pipe, non-blocking; the caller closes it."""
+        self._reaped = False
+
+    @classmethod
+    def spawn(cls, argv: Sequence[str], *, cwd: str | None, env: Mapping[str, str]) -> "JobProcess":
+        """Start ``argv`` (argv[0] looked up on ``env``'s PATH, like execvp).
+
+        Returns once the command has been exec'd; raises SpawnError if it could not be.
+        This is synchronous: subprocess uses vfork, so it costs a fraction of a millisecond
+        and cannot be left half done by a cancellation.
+        """
+        read_end, write_end = os.pipe2(os.O_CLOEXEC)
+        try:
+            try:
+                popen = subprocess.Popen(
+                    argv,
+                    stdin=subprocess.DEVNULL,
+                    stdout=write_end,
+                    stderr=subprocess.STDOUT,
+                    cwd=cwd,
+                    env=env,
+                    start_new_session=True,
+                )
+            except OSError as exc:
+                raise SpawnError(_describe(exc, argv[0], cwd)) from None
+            try:
+                pidfd = os.pidfd_open(popen.pid)
+            except BaseException:
+                popen.kill()
+                popen.wait()
+                raise
+        except BaseException:
+            os.close(read_end)
+            raise
+        finally:
+            os.close(write_end)
+        os.set_blocking(read_end, False)
+        _grow_pipe(read_end)
+        return cls(popen, pidfd, read_end)
+
+    async def wait_exited(self) -> None:
+        """Return once the main process has exited. It stays unreaped until ``reap()``."""
+        await trio.lowlevel.wait_readable(self._pidfd)
+
+    def poll(self) -> Exit | None:
+        """How the main process ended, without reaping it; None while it runs."""
+        if self._reaped:
+            return _exit_from_returncode(self._popen.returncode)
+        info = os.waitid(os.P_PID, self.pid, os.WEXITED | os.WNOWAIT | os.WNOHANG)
+        if info is None or info.si_pid == 0:
+            return None
+        if info.si_code == os.CLD_EXITED:
+            return Exit(exit_code=info.si_status, signal=None)
+        return Exit(exit_code=None, signal=info.si_status)
+
+    def signal_group(self, sig: int) -> None:
+        """Send ``sig`` to every process in the job's process group."""
+        if self._reaped:
+            raise RuntimeError("the process group may have been reused once the leader is reaped")
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.pid, sig)
+
+    async def wait_group_gone(self) -> None:
+        """After SIGKILL to the group: return once every other member has died.
+
+        There is no event for the death of processes that are not our children, so each
+        member found in /proc is watched through a pidfd of its own.
+        """
+        pidfds = []
+        # Scanning /proc costs about 10 us a process: keep it off the event loop.
+        members = await trio.to_thread.run_sync(_group_members, self.pid)
+        try:
+            for pid in members:
+                try:
+                    pidfd = os.pidfd_open(pid)
+                except ProcessLookupError:
+                    continue
+                # The pid may have died and been reused between the scan and the open.
+                if _pgid_or_none(pid) == self.pid:
+                    pidfds.append(pidfd)
+                else:
+                    os.close(pidfd)
+            for pidfd in pidfds:
+                await trio.lowlevel.wait_readable(pidfd)
+        finally:
+            for pidfd in pidfds:
+                os.close(pidfd)
+
+    def reap(self) -> Exit:
+        """Collect the exited main process and release its pidfd."""
+        if not self._reaped:
+            self._popen.wait()
+            self._reaped = True
+            os.close(self._pidfd)
+        return _exit_from_returncode(self._popen.returncode)
+
+
+def _exit_from_returncode(returncode: int) -> Exit:
+    if returncode < 0:
+        return Exit(exit_code=None, signal=-returncode)
+    return Exit(exit_code=returncode, signal=None)
+
+
+def _describe(exc: OSError, command: str, cwd: str | None) -> str:
+    reason = os.strerror(exc.errno) if exc.errno else str(exc)
+    if cwd is not None and exc.filename == cwd:
+        return f"cannot use working directory {cwd!r}: {reason}"
+    if exc.errno == errno.ENOENT and "/" not in command:
+        return f"{command!r}: command not found"
+    return f"cannot execute {command!r}: {reason}"
+
+
+def _grow_pipe(fd: int) -> None:
+    # A bigger pipe lets a fast writer hand over more per wake-up of the pump. Best effort:
+    # an unprivileged server may be capped by /proc/sys/fs/pipe-max-size.
+    with contextlib.suppress(OSError):
+        fcntl.fcntl(fd, fcntl.F_SETPIPE_SZ, MOVE_SIZE)
+
+
+def _group_members(pgid: int) -> list[int]:
+    members = []
+    for name in os.listdir("/proc"):
+        if name.isdigit() and int(name) != pgid and _pgid_or_none(int(name)) == pgid:
+            members.append(int(name))
+    return members
+
+
+def _pgid_or_none(pid: int) -> int | None:
+    try:
+        fd = os.open(f"/proc/{pid}/stat", os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return None  # it is gone
+    try:
+        stat = os.read(fd, 4096)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+    # Fields after the command name, which is in parentheses and may contain anything.
+    return int(stat[stat.rindex(b")") + 2 :].split(maxsplit=3)[2])

@@ -1,0 +1,46 @@
+"""What a caller can know about a job: its state and an immutable status snapshot."""
+
+import enum
+from dataclasses import dataclass
+from datetime import datetime
+
+
+class JobState(enum.Enum):
+    RUNNING = "running"
+    COMPLETED = "completed"
+    """Exited on its own with status 0."""
+    FAILED = "failed"
+    """Ended on its own with a non-zero status, or was killed by a signal we did not send."""
+    STOPPED = "stopped"
+    """Ended within the grace period after our SIGTERM."""
+    KILLED = "killed"
+    """Needed our SIGKILL."""
+
+    @property
+    def is_final(self) -> bool:
+        return self is not JobState.RUNNING
+
+
+@dataclass(frozen=True, slots=True)
+class JobStatus:
+    """A snapshot of one job. Times are timezone-aware UTC.
+
+    Exactly one of ``exit_code`` and ``signal`` is set once the job has ended: ``exit_code`` when
+    the main process exited, ``signal`` when a signal ended it. ``reason`` is empty unless
+    something beyond the state explains the end (for example ``shutdown``); ``output_error``
+    is empty unless writing the output log failed.
+    """
+
+    id: str
+    owner: str
+    argv: tuple[str, ...]
+    state: JobState
+    pid: int
+    started_at: datetime
+    ended_at: datetime | None = None
+    exit_code: int | None = None
+    signal: int | None = None
+    reason: str = ""
+    output_bytes: int = 0
+    output_truncated: bool = False
+    output_error: str = ""

@@ -1,0 +1,120 @@
+"""Shutdown is the cancellation of the manager's scope; it must leave nothing behind."""
+
+from pathlib import Path
+
+import pytest
+import trio
+import trio.testing
+
+from jogger import JobManager, JobState, JobStatus, Limits
+from tests.procs import (
+    PYTHON,
+    SAYS_GOODBYE,
+    alive_in_groups,
+    collect,
+    my_children,
+    open_fds,
+    task_count,
+)
+
+IGNORES_TERM = "trap '' TERM; echo ready; while :; do sleep 1; done"
+
+
+async def read_line(chunks: object) -> bytes:
+    return await anext(chunks)  # type: ignore[call-overload,no-any-return]
+
+
+async def test_cancelling_the_manager_scope_leaves_no_process_task_or_fd(tmp_path: Path) -> None:
+    await trio.testing.wait_all_tasks_blocked()
+    fds, tasks = open_fds(), task_count()
+    statuses: list[JobStatus] = []
+    outside: list[bytes] = []
+
+    async def follow_from_outside(jobs: JobManager, job_id: str) -> None:
+        outside.append(await collect(jobs.output("alice", job_id)))
+
+    with trio.fail_after(20):
+        async with trio.open_nursery() as readers:
+            with trio.CancelScope() as manager_scope:
+                async with JobManager(tmp_path, grace=0.5) as jobs:
+                    for argv in (
+                        ["sh", "-c", IGNORES_TERM],
+                        SAYS_GOODBYE,
+                        ["sh", "-c", "sleep 300 & sleep 300"],
+                    ):
+                        statuses.append(await jobs.start("alice", argv))
+                    big = [PYTHON, "-c", "print('x' * 10**6)"]
+                    statuses.append(await jobs.start("alice", big))
+                    for status in statuses[:2]:
+                        assert await read_line(jobs.output("alice", status.id)) == b"ready\n"
+                        readers.start_soon(follow_from_outside, jobs, status.id)
+                    inside = jobs.output("alice", statuses[2].id)
+                    readers.start_soon(collect, jobs.output("alice", statuses[3].id))
+                    await trio.testing.wait_all_tasks_blocked()
+                    # Cancel the scope around the manager, as a caller's timeout or Ctrl-C would.
+                    manager_scope.cancel()
+                    await collect(inside)
+            assert manager_scope.cancelled_caught
+
+    assert [jobs.status("alice", s.id).state for s in statuses] == [
+        JobState.KILLED,
+        JobState.STOPPED,
+        JobState.STOPPED,
+        JobState.COMPLETED,
+    ] or jobs.status("alice", statuses[3].id).state is JobState.STOPPED
+    assert {jobs.status("alice", s.id).reason for s in statuses[:3]} == {"shutdown"}
+    assert sorted(outside) == [b"ready\n", b"ready\ngoodbye\n"]
+    assert alive_in_groups({s.pid for s in statuses}) == []
+    assert my_children() == []
+    await trio.testing.wait_all_tasks_blocked()
+    assert task_count() == tasks
+    assert open_fds() == fds
+
+
+async def test_leaving_the_block_stops_jobs_and_drains_followers(tmp_path: Path) -> None:
+    out: list[bytes] = []
+    with trio.fail_after(20):
+        async with trio.open_nursery() as nursery, JobManager(tmp_path) as jobs:
+            status = await jobs.start("alice", SAYS_GOODBYE)
+            assert await read_line(jobs.output("alice", status.id)) == b"ready\n"
+
+            async def follow() -> None:
+                out.append(await collect(jobs.output("alice", status.id)))
+
+            nursery.start_soon(follow)
+            await trio.testing.wait_all_tasks_blocked()
+    assert out == [b"ready\ngoodbye\n"]
+    assert jobs.status("alice", status.id).state is JobState.STOPPED
+
+
+async def test_shutdown_does_not_wait_forever_for_a_follower_that_never_reads(
+    tmp_path: Path,
+) -> None:
+    with trio.fail_after(20):
+        async with JobManager(tmp_path, grace=0.2, drain_timeout=0.2) as jobs:
+            status = await jobs.start("alice", [PYTHON, "-c", "print('x' * 10**7)"])
+            stalled = jobs.output("alice", status.id, chunk_size=1000)
+            await read_line(stalled)
+        # The block exited although the follower took one chunk of ten thousand.
+    assert jobs.status("alice", status.id).state.is_final
+
+
+async def test_an_exception_in_the_block_reaches_the_caller_unwrapped(tmp_path: Path) -> None:
+    async def body() -> None:
+        async with JobManager(tmp_path) as jobs:
+            await jobs.start("alice", ["sleep", "300"])
+            raise KeyError("boom")
+
+    with pytest.raises(KeyError, match="boom"):
+        await body()
+    assert my_children() == []
+
+
+async def test_the_manager_runs_many_jobs_and_limits_apply(tmp_path: Path) -> None:
+    async with JobManager(tmp_path, limits=Limits(max_jobs=100)) as jobs:
+        started = [await jobs.start("alice", ["true"]) for _ in range(50)]
+        with trio.fail_after(20):
+            for status in started:
+                await collect(jobs.output("alice", status.id))
+                assert (await jobs.stop("alice", status.id)).state is JobState.COMPLETED
+    assert my_children() == []

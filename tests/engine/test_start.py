@@ -1,0 +1,161 @@
+import os
+import uuid
+from pathlib import Path
+
+import pytest
+import trio
+
+from jogger import InvalidRequest, JobManager, JobState, Limits, ManagerClosed, SpawnError
+from tests.procs import PYTHON, collect
+
+
+async def run_to_end(jobs: JobManager, argv: list[str], **kwargs: object) -> bytes:
+    status = await jobs.start("alice", argv, **kwargs)  # type: ignore[arg-type]
+    with trio.fail_after(10):
+        return await collect(jobs.output("alice", status.id))
+
+
+async def test_start_returns_a_running_job_with_a_fresh_uuid(jobs: JobManager) -> None:
+    first = await jobs.start("alice", ["sleep", "30"])
+    second = await jobs.start("alice", ["sleep", "30"])
+    assert first.state is JobState.RUNNING
+    assert uuid.UUID(first.id).version == 4
+    assert first.id != second.id
+    assert first.owner == "alice"
+    assert first.argv == ("sleep", "30")
+    assert first.pid > 0
+    assert first.ended_at is None
+
+
+async def test_argv0_is_looked_up_on_path_without_a_shell(jobs: JobManager) -> None:
+    # A shell would expand the glob and the variable; we must pass them through verbatim.
+    out = await run_to_end(jobs, ["echo", "*", "$HOME", "a b"])
+    assert out == b"* $HOME a b\n"
+
+
+async def test_cwd_and_env_overrides_reach_the_job(jobs: JobManager, tmp_path: Path) -> None:
+    code = "import os; print(os.getcwd(), os.environ['GREETING'], os.environ['JOGGER_JOB_ID'])"
+    status = await jobs.start(
+        "alice", [PYTHON, "-c", code], cwd=str(tmp_path), env={"GREETING": "hi there"}
+    )
+    with trio.fail_after(10):
+        out = await collect(jobs.output("alice", status.id))
+    assert out.decode().split() == [str(tmp_path), "hi", "there", status.id]
+
+
+async def test_job_environment_holds_only_path_overrides_and_job_id(jobs: JobManager) -> None:
+    out = await run_to_end(jobs, ["env"], env={"A": "1"})
+    names = sorted(line.split("=", 1)[0] for line in out.decode().splitlines())
+    assert names == ["A", "JOGGER_JOB_ID", "PATH"]
+
+
+async def test_stdin_is_dev_null(jobs: JobManager) -> None:
+    out = await run_to_end(jobs, ["sh", "-c", "readlink /proc/self/fd/0; cat; echo end"])
+    assert out == b"/dev/null\nend\n"
+
+
+async def test_job_leads_its_own_session_and_process_group(jobs: JobManager) -> None:
+    code = "import os; print(os.getpid(), os.getsid(0), os.getpgid(0))"
+    out = await run_to_end(jobs, [PYTHON, "-c", code])
+    pid, sid, pgid = out.split()
+    assert pid == sid == pgid
+    assert int(sid) != os.getsid(0)
+
+
+def assert_nothing_left(jobs: JobManager, state_dir: Path) -> None:
+    assert jobs.list("alice") == []
+    assert list((state_dir / "logs").iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["no-such-command-jogger"], "'no-such-command-jogger': command not found"),
+        (["/nonexistent/bin/tool"], "cannot execute '/nonexistent/bin/tool': No such file"),
+        (["/tmp"], "cannot execute '/tmp': Permission denied"),
+        (["{tmp}/plain"], "cannot execute '.*/plain': Permission denied"),
+        (["{tmp}/garbage"], "cannot execute '.*/garbage': Exec format error"),
+    ],
+)
+async def test_unstartable_command_is_an_error_of_start_and_leaves_nothing(
+    jobs: JobManager, tmp_path: Path, argv: list[str], message: str
+) -> None:
+    (tmp_path / "plain").write_bytes(b"#!/bin/sh\necho never\n")
+    (tmp_path / "plain").chmod(0o644)
+    (tmp_path / "garbage").write_bytes(b"\x00\x01 not a program")
+    (tmp_path / "garbage").chmod(0o755)
+    argv = [arg.format(tmp=tmp_path) for arg in argv]
+    with pytest.raises(SpawnError, match=message):
+        await jobs.start("alice", argv)
+    assert_nothing_left(jobs, tmp_path / "state")
+
+
+async def test_missing_cwd_is_an_error_of_start(jobs: JobManager, tmp_path: Path) -> None:
+    missing = str(tmp_path / "missing")
+    with pytest.raises(SpawnError, match="cannot use working directory"):
+        await jobs.start("alice", ["true"], cwd=missing)
+    assert_nothing_left(jobs, tmp_path / "state")
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"argv": []}, "argv must not be empty"),
+        ({"argv": [""]}, "argv.0. must not be empty"),
+        ({"argv": "echo hi"}, "argv must be a list of strings"),
+        ({"argv": [b"echo"]}, "argv must be a list of strings"),
+        ({"argv": ["echo", 3]}, "argv must be a list of strings"),
+        ({"argv": ["echo", "a\0b"]}, "must not contain NUL"),
+        ({"argv": ["echo", "\udcff"]}, "valid UTF-8"),
+        ({"argv": ["echo"], "cwd": "relative/dir"}, "cwd must be an absolute path"),
+        ({"argv": ["echo"], "env": {"A=B": "x"}}, "invalid environment variable"),
+        ({"argv": ["echo"], "env": {"": "x"}}, "invalid environment variable"),
+        ({"argv": ["echo"], "env": {"A": "x\0"}}, "invalid environment variable"),
+        ({"argv": ["echo"], "env": {"A": 1}}, "mapping of strings"),
+        ({"argv": ["echo"], "owner": ""}, "owner must be"),
+        ({"argv": ["echo"], "owner": "a\nb"}, "owner must be"),
+    ],
+)
+async def test_bad_request_is_rejected_and_changes_nothing(
+    jobs: JobManager, tmp_path: Path, kwargs: dict[str, object], message: str
+) -> None:
+    owner = kwargs.pop("owner", "alice")
+    with pytest.raises(InvalidRequest, match=message):
+        await jobs.start(owner, **kwargs)  # type: ignore[arg-type]
+    assert_nothing_left(jobs, tmp_path / "state")
+
+
+async def test_oversized_argv_is_rejected(tmp_path: Path) -> None:
+    async with JobManager(tmp_path, limits=Limits(max_argv_bytes=100)) as jobs:
+        await jobs.start("alice", ["echo", "x" * 80])
+        with pytest.raises(InvalidRequest, match="the limit is 100"):
+            await jobs.start("alice", ["echo", "x" * 120])
+        with pytest.raises(InvalidRequest, match="the limit is 100"):
+            await jobs.start("alice", ["echo"], env={"BIG": "y" * 120})
+        assert len(jobs.list("alice")) == 1
+
+
+async def test_start_outside_the_manager_block_raises_manager_closed(tmp_path: Path) -> None:
+    manager = JobManager(tmp_path)
+    with pytest.raises(ManagerClosed):
+        await manager.start("alice", ["true"])
+    async with manager:
+        pass
+    with pytest.raises(ManagerClosed):
+        await manager.start("alice", ["true"])
+
+
+async def test_state_dir_writable_by_others_is_refused(tmp_path: Path) -> None:
+    state = tmp_path / "shared"
+    state.mkdir()
+    state.chmod(0o777)
+    with pytest.raises(InvalidRequest, match="writable by other users"):
+        async with JobManager(state):
+            pass
+
+
+async def test_log_file_is_private(jobs: JobManager, tmp_path: Path) -> None:
+    status = await jobs.start("alice", ["true"])
+    log = tmp_path / "state" / "logs" / f"{status.id}.log"
+    assert log.stat().st_mode & 0o777 == 0o600
+    assert (tmp_path / "state" / "logs").stat().st_mode & 0o777 == 0o700

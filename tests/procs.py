@@ -1,0 +1,95 @@
+"""What the tests look at in /proc to prove nothing was left behind."""
+
+import os
+import sys
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import trio
+
+PYTHON = sys.executable
+
+
+@dataclass(frozen=True)
+class Proc:
+    pid: int
+    ppid: int
+    pgid: int
+    state: str
+
+
+def processes() -> list[Proc]:
+    found = []
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/stat") as f:
+                stat = f.read()
+        except OSError:
+            continue  # it ended while we looked
+        # The command name is in parentheses and may contain anything; fields follow the last ')'.
+        fields = stat[stat.rindex(")") + 2 :].split()
+        found.append(Proc(int(name), int(fields[1]), int(fields[2]), fields[0]))
+    return found
+
+
+def alive_in_groups(pgids: set[int]) -> list[Proc]:
+    """Processes of these process groups that have not yet died (zombies count as dead)."""
+    return [p for p in processes() if p.pgid in pgids and p.state not in ("Z", "X")]
+
+
+def my_children() -> list[Proc]:
+    """Our own child processes, zombies included: an unreaped child is a leak too."""
+    me = os.getpid()
+    return [p for p in processes() if p.ppid == me]
+
+
+def open_fds() -> set[int]:
+    return {int(fd) for fd in os.listdir("/proc/self/fd")}
+
+
+def task_count() -> int:
+    def count(task: trio.lowlevel.Task) -> int:
+        return 1 + sum(count(t) for n in task.child_nurseries for t in n.child_tasks)
+
+    root = trio.lowlevel.current_root_task()
+    assert root is not None
+    return count(root)
+
+
+def rss_peak_reset() -> None:
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")
+
+
+def rss_kib(field: str = "VmRSS") -> int:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    raise LookupError(field)
+
+
+async def collect(chunks: AsyncIterator[bytes]) -> bytes:
+    return b"".join([chunk async for chunk in chunks])
+
+
+def is_alive(pid: int) -> bool:
+    """True if ``pid`` runs (a zombie has died; it only waits to be reaped)."""
+    return any(p.pid == pid and p.state not in ("Z", "X") for p in processes())
+
+
+# A job that says goodbye on SIGTERM and exits 0: python, not sh, so that no child of the
+# script is killed by the same group signal and reported by the shell.
+SAYS_GOODBYE = [
+    PYTHON,
+    "-c",
+    "import os, signal, sys, time\n"
+    "def bye(*_):\n"
+    "    os.write(1, b'goodbye\\n')\n"
+    "    sys.exit(0)\n"
+    "signal.signal(signal.SIGTERM, bye)\n"
+    "print('ready', flush=True)\n"
+    "time.sleep(300)\n",
+]
