@@ -69,6 +69,7 @@ class JobManager:
     ) -> None:
         _check_grace(grace)
         _check_grace(drain_timeout)
+        _check_limits(limits or Limits())
         self._state_dir = Path(state_dir)
         self._logs_dir = self._state_dir / "logs"
         self._limits = limits or Limits()
@@ -270,6 +271,13 @@ def _prepare_dir(path: Path) -> None:
         raise InvalidRequest(f"{path} is not a directory")
     if st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
         raise InvalidRequest(f"{path} is writable by other users; refusing to keep jobs there")
+
+
+def _check_limits(limits: Limits) -> None:
+    for name in ("max_jobs", "max_jobs_per_owner", "max_argv_bytes", "max_output_bytes"):
+        value = getattr(limits, name)
+        if not isinstance(value, int) or value < (0 if name == "max_output_bytes" else 1):
+            raise InvalidRequest(f"Limits.{name} must be a positive integer, not {value!r}")
 
 
 def _check_grace(seconds: float) -> None:

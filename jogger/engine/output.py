@@ -88,9 +88,10 @@ class OutputLog:
         """Move one batch out of the pipe; 0 means EOF."""
         room = self._limit - self._size
         if room <= 0 or self._error:
-            if room <= 0:
+            dropped = _drop(src)
+            if dropped and not self._error:
                 self._truncated = True
-            return _drop(src)
+            return dropped
         try:
             moved = self._append(src, min(MOVE_SIZE, room))
         except OSError as exc:

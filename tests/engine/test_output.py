@@ -169,3 +169,31 @@ async def test_200_mb_of_output_keeps_our_memory_flat(jobs: JobManager) -> None:
     assert total == 3200 * 65536
     grown_mib = (rss_kib("VmHWM") - before) / 1024
     assert grown_mib < 20, f"peak RSS grew by {grown_mib:.1f} MiB for 200 MiB of output"
+
+
+async def test_output_of_exactly_the_limit_is_not_truncated(tmp_path: Path) -> None:
+    async with JobManager(tmp_path, limits=Limits(max_output_bytes=65536 * 2)) as jobs:
+        status = await jobs.start("alice", [PYTHON, "-c", BINARY_WRITER, "2"])
+        with trio.fail_after(10):
+            final = await jobs.wait("alice", status.id)
+    assert final.output_bytes == 65536 * 2
+    assert not final.output_truncated
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="mounting a small tmpfs needs root")
+async def test_a_full_disk_ends_logging_not_the_job(tmp_path: Path) -> None:
+    small = tmp_path / "small"
+    small.mkdir(mode=0o700)
+    await trio.run_process(["mount", "-t", "tmpfs", "-o", "size=1m,mode=0700", "tmpfs", small])
+    try:
+        async with JobManager(small) as jobs:
+            status = await jobs.start("alice", [PYTHON, "-c", BINARY_WRITER, "64"])  # 4 MiB
+            with trio.fail_after(20):
+                out = await collect(jobs.output("alice", status.id))
+            final = jobs.status("alice", status.id)
+        assert final.state is JobState.COMPLETED
+        assert final.output_error == "writing the output log failed: No space left on device"
+        assert 0 < final.output_bytes <= 1 << 20
+        assert out == expected_binary(64)[: final.output_bytes]
+    finally:
+        await trio.run_process(["umount", small])

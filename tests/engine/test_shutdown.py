@@ -56,12 +56,9 @@ async def test_cancelling_the_manager_scope_leaves_no_process_task_or_fd(tmp_pat
                     await collect(inside)
             assert manager_scope.cancelled_caught
 
-    assert [jobs.status("alice", s.id).state for s in statuses] == [
-        JobState.KILLED,
-        JobState.STOPPED,
-        JobState.STOPPED,
-        JobState.COMPLETED,
-    ] or jobs.status("alice", statuses[3].id).state is JobState.STOPPED
+    states = [jobs.status("alice", s.id).state for s in statuses]
+    assert states[:3] == [JobState.KILLED, JobState.STOPPED, JobState.STOPPED]
+    assert states[3] in (JobState.COMPLETED, JobState.STOPPED)  # it may have finished first
     assert {jobs.status("alice", s.id).reason for s in statuses[:3]} == {"shutdown"}
     assert sorted(outside) == [b"ready\n", b"ready\ngoodbye\n"]
     assert alive_in_groups({s.pid for s in statuses}) == []

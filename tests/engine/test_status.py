@@ -52,3 +52,12 @@ async def test_status_counts_output_bytes(jobs: JobManager) -> None:
     assert out == b"x" * 1000
     assert final.output_bytes == 1000
     assert not final.output_truncated
+
+
+async def test_wait_returns_the_final_status_once_the_job_has_ended(jobs: JobManager) -> None:
+    status = await jobs.start("alice", ["sh", "-c", "sleep 0.2; exit 7"])
+    with trio.fail_after(10):
+        final = await jobs.wait("alice", status.id)
+    assert final.state is JobState.FAILED
+    assert final.exit_code == 7
+    assert final == jobs.status("alice", status.id)
