@@ -20,6 +20,7 @@ from types import TracebackType
 
 import trio
 
+from .._groups import single_errors
 from .cgroups import NoCgroup
 from .errors import InvalidRequest, JobNotFound, LimitExceeded, ManagerClosed
 from .job import Job
@@ -106,15 +107,11 @@ class JobManager:
         # Shutdown is cancel-scope propagation: each job's supervisor turns this cancellation
         # into SIGTERM, grace, SIGKILL, and the pumps and streams drain under their shields.
         nursery.cancel_scope.cancel()
-        try:
+        # Job tasks turn every failure into a job state, so a group here carries what the
+        # body of the ``async with`` raised; give the caller that exception itself.
+        with single_errors():
             suppress: bool | None = await self._nursery_manager.__aexit__(exc_type, exc, tb)
-            return suppress
-        except BaseExceptionGroup as group:
-            # Job tasks turn every failure into a job state, so a group here carries what the
-            # body of the ``async with`` raised; give the caller that exception itself.
-            if len(group.exceptions) == 1:
-                raise group.exceptions[0] from None
-            raise
+        return suppress
 
     async def start(
         self,
@@ -196,10 +193,20 @@ class JobManager:
         """The job's current status."""
         return self._lookup(owner, job_id).status()
 
-    def list(self, owner: str) -> list[JobStatus]:
-        """The owner's jobs, oldest first."""
+    def list(self, owner: str | None) -> list[JobStatus]:
+        """The owner's jobs, oldest first; every owner's with ``None`` (for administrators)."""
+        if owner is None:
+            return [job.status() for job in self._jobs.values()]
         _check_owner(owner)
         return [job.status() for job in self._jobs.values() if job.owner == owner]
+
+    def owner_of(self, job_id: str) -> str:
+        """Who owns the job, for callers entitled to every job (administrators)."""
+        self._check_job_id(job_id)
+        job = self._jobs.get(job_id)
+        if job is None:
+            raise JobNotFound(job_id)
+        return job.owner
 
     def output(
         self,
@@ -231,16 +238,20 @@ class JobManager:
 
     def _lookup(self, owner: str, job_id: str) -> Job:
         _check_owner(owner)
+        self._check_job_id(job_id)
+        job = self._jobs.get(job_id)
+        if job is None or job.owner != owner:
+            raise JobNotFound(job_id)
+        return job
+
+    @staticmethod
+    def _check_job_id(job_id: str) -> None:
         if not isinstance(job_id, str):
             raise InvalidRequest("job id must be a string")
         try:
             uuid.UUID(job_id)
         except ValueError:
             raise InvalidRequest(f"job id {job_id!r} is not a UUID") from None
-        job = self._jobs.get(job_id)
-        if job is None or job.owner != owner:
-            raise JobNotFound(job_id)
-        return job
 
     def _check_capacity(self, owner: str) -> None:
         total = self._running.total()

@@ -1,0 +1,28 @@
+"""host:port as users write it: ``localhost:7654``, ``10.0.0.5``, ``[::1]:7654``."""
+
+DEFAULT_PORT = 7654
+
+
+def parse_address(text: str, default_port: int = DEFAULT_PORT) -> tuple[str, int]:
+    """Split ``text`` into (host, port); raises ValueError with a message for users."""
+    text = text.strip()
+    if not text:
+        raise ValueError("empty address")
+    if text.startswith("["):
+        host, sep, rest = text[1:].partition("]")
+        if not sep or (rest and not rest.startswith(":")):
+            raise ValueError(f"bad address {text!r}: expected [ipv6]:port")
+        port_text = rest[1:]
+    elif text.count(":") == 1:
+        host, port_text = text.split(":")
+    elif ":" in text:
+        host, port_text = text, ""  # a bare IPv6 address
+    else:
+        host, port_text = text, ""
+    if not host:
+        raise ValueError(f"bad address {text!r}: no host")
+    if not port_text:
+        return host, default_port
+    if not port_text.isdigit() or not 0 <= int(port_text) <= 65535:
+        raise ValueError(f"bad address {text!r}: port must be a number from 0 to 65535")
+    return host, int(port_text)

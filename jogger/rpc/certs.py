@@ -1,0 +1,187 @@
+"""Development certificates: a CA, a server certificate and user certificates.
+
+Every key is ECDSA P-256 and every signature SHA-256. The extensions are the ones our TLS
+checks require: the CA has BasicConstraints CA:true and keyCertSign; leaves have CA:false,
+digitalSignature, and serverAuth (server) or clientAuth (users) as ExtendedKeyUsage; all carry
+subject and authority key identifiers, as VERIFY_X509_STRICT demands. Keys are written 0600.
+"""
+
+import datetime
+import ipaddress
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+CA_DAYS = 365
+LEAF_DAYS = 90
+
+
+@dataclass(frozen=True)
+class Issuer:
+    cert: x509.Certificate
+    key: ec.EllipticCurvePrivateKey
+
+
+def new_key() -> ec.EllipticCurvePrivateKey:
+    return ec.generate_private_key(ec.SECP256R1())
+
+
+def _name(common_name: str, unit: str | None = None) -> x509.Name:
+    attributes = [x509.NameAttribute(NameOID.ORGANIZATION_NAME, "jogger")]
+    if unit is not None:
+        attributes.append(x509.NameAttribute(NameOID.ORGANIZATIONAL_UNIT_NAME, unit))
+    attributes.append(x509.NameAttribute(NameOID.COMMON_NAME, common_name))
+    return x509.Name(attributes)
+
+
+def _validity(
+    days: int, not_before: datetime.datetime | None
+) -> tuple[datetime.datetime, datetime.datetime]:
+    start = not_before or datetime.datetime.now(datetime.UTC) - datetime.timedelta(minutes=5)
+    return start, start + datetime.timedelta(days=days)
+
+
+def make_ca(common_name: str = "jogger dev CA") -> Issuer:
+    key = new_key()
+    start, end = _validity(CA_DAYS, None)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(_name(common_name))
+        .issuer_name(_name(common_name))
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(start)
+        .not_valid_after(end)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=False,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=True,
+                crl_sign=True,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), False)
+        .sign(key, hashes.SHA256())
+    )
+    return Issuer(cert, key)
+
+
+def make_leaf(
+    issuer: Issuer,
+    common_name: str,
+    *,
+    usages: list[x509.ObjectIdentifier],
+    unit: str | None = None,
+    dns: list[str] = (),  # type: ignore[assignment]
+    ips: list[str] = (),  # type: ignore[assignment]
+    ca: bool = False,
+    key_usage: bool = True,
+    days: int = LEAF_DAYS,
+    not_before: datetime.datetime | None = None,
+    key: ec.EllipticCurvePrivateKey | None = None,
+) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
+    """A certificate signed by ``issuer``. The odd options exist to build bad certificates
+    for tests (a client cert that is a CA, that has no KeyUsage, that has expired)."""
+    key = key or new_key()
+    start, end = _validity(days, not_before)
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(_name(common_name, unit))
+        .issuer_name(issuer.cert.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(start)
+        .not_valid_after(end)
+        .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), False)
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer.key.public_key()), False
+        )
+    )
+    if key_usage:
+        builder = builder.add_extension(
+            x509.KeyUsage(
+                digital_signature=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=ca,
+                crl_sign=False,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+    if usages:
+        builder = builder.add_extension(x509.ExtendedKeyUsage(usages), critical=False)
+    names: list[x509.GeneralName] = [x509.DNSName(name) for name in dns]
+    names += [x509.IPAddress(ipaddress.ip_address(ip)) for ip in ips]
+    if names:
+        builder = builder.add_extension(x509.SubjectAlternativeName(names), critical=False)
+    return builder.sign(issuer.key, hashes.SHA256()), key
+
+
+def make_server(
+    issuer: Issuer, dns: list[str], ips: list[str]
+) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
+    return make_leaf(
+        issuer,
+        dns[0] if dns else ips[0],
+        usages=[ExtendedKeyUsageOID.SERVER_AUTH],
+        dns=dns,
+        ips=ips,
+    )
+
+
+def make_user(
+    issuer: Issuer, user: str, *, admin: bool = False
+) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
+    return make_leaf(
+        issuer, user, usages=[ExtendedKeyUsageOID.CLIENT_AUTH], unit="admin" if admin else None
+    )
+
+
+def write_cert(path: Path, cert: x509.Certificate) -> None:
+    _write(path, cert.public_bytes(serialization.Encoding.PEM), 0o644)
+
+
+def write_key(path: Path, key: ec.EllipticCurvePrivateKey) -> None:
+    pem = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    _write(path, pem, 0o600)
+
+
+def load_issuer(cert_path: Path, key_path: Path) -> Issuer:
+    cert = x509.load_pem_x509_certificate(cert_path.read_bytes())
+    key = serialization.load_pem_private_key(key_path.read_bytes(), password=None)
+    if not isinstance(key, ec.EllipticCurvePrivateKey):
+        raise ValueError(f"{key_path} is not an EC private key")
+    return Issuer(cert, key)
+
+
+def _write(path: Path, data: bytes, mode: int) -> None:
+    # Create with the final mode, so that a key is never readable by others, even briefly.
+    tmp = path.with_name(path.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, mode)
+    try:
+        os.fchmod(fd, mode)
+        os.write(fd, data)
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)

@@ -1,0 +1,148 @@
+"""The client end of a gRPC connection, on trio: unary calls and server-streaming calls."""
+
+import datetime
+from collections.abc import AsyncGenerator, AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any, TypeVar
+
+import h2.errors
+import trio
+from google.protobuf.message import DecodeError, Message
+from purerpc.grpclib.events import MessageReceived, ResponseEnded
+from purerpc.grpclib.status import StatusCode
+
+from .errors import RpcError
+from .wire import Connection, Stream, set_socket_options
+
+M = TypeVar("M", bound=Message)
+
+
+class TransportError(Exception):
+    """The connection could not be made or broke; ``str()`` says why, in a user's words."""
+
+
+class Channel:
+    def __init__(self, connection: Connection, authority: str) -> None:
+        self._connection = connection
+        self._authority = authority
+
+    async def unary(
+        self, path: str, request: Message, response_type: type[M], *, deadline: float | None = None
+    ) -> M:
+        """One request, one response. ``deadline`` (seconds) is sent as grpc-timeout."""
+        stream = await self._start(path, request, deadline)
+        try:
+            messages = [message async for message in self._responses(stream, response_type)]
+        finally:
+            self._connection.forget(stream)
+        if len(messages) != 1:
+            raise RpcError(StatusCode.INTERNAL, "expected one response message")
+        return messages[0]
+
+    @asynccontextmanager
+    async def stream(
+        self, path: str, request: Message, response_type: type[M]
+    ) -> AsyncGenerator[AsyncIterator[M], None]:
+        """Responses of a server-streaming call; leaving the block early cancels the call."""
+        stream = await self._start(path, request, None)
+        try:
+            yield self._responses(stream, response_type)
+        finally:
+            if not stream.done:
+                # We stop listening before the server finished: tell it so that it stops.
+                self._connection.reset_stream(stream, h2.errors.ErrorCodes.CANCEL)
+                with trio.CancelScope(shield=True):  # a short, local write: let it happen
+                    await self._flush_quietly()
+            self._connection.forget(stream)
+
+    async def _flush_quietly(self) -> None:
+        try:
+            await self._connection.flush()
+        except Exception:  # noqa: BLE001 - the connection is going away; nothing to tell
+            return
+
+    async def _start(self, path: str, request: Message, deadline: float | None) -> Stream:
+        protocol = self._connection.protocol
+        service, method = path.strip("/").split("/")
+        stream = self._connection.new_stream(protocol.get_next_available_stream_id())
+        protocol.start_request(
+            stream.id,
+            "https",
+            service,
+            method,
+            request.DESCRIPTOR.full_name,
+            self._authority,
+            datetime.timedelta(seconds=deadline) if deadline is not None else None,
+            "+proto",
+        )
+        await self._connection.send_message(stream, request.SerializeToString())
+        protocol.end_request(stream.id)
+        await self._connection.flush()
+        return stream
+
+    async def _responses(self, stream: Stream, response_type: type[M]) -> AsyncIterator[M]:
+        async for event in stream.inbox:
+            if isinstance(event, MessageReceived):
+                self._connection.acknowledge(event)
+                await self._connection.flush()
+                message = response_type()
+                try:
+                    message.ParseFromString(event.data)
+                except DecodeError:
+                    raise RpcError(StatusCode.INTERNAL, "malformed response message") from None
+                yield message
+            elif isinstance(event, ResponseEnded):
+                stream.done = True
+                if event.status.int_value != StatusCode.OK.value:
+                    raise RpcError(StatusCode(event.status.int_value), event.status.status_message)
+                return
+        raise self._lost()
+
+    def _lost(self) -> Exception:
+        failure = self._connection.failure
+        if failure is not None:
+            return TransportError(describe_failure(failure))
+        return TransportError("the server closed the connection")
+
+
+def describe_failure(exc: BaseException) -> str:
+    """A TLS or socket failure, in words that say which side rejected what."""
+    text = str(exc)
+    if "alert certificate required" in text:
+        return "the server requires a client certificate and got none"
+    if "alert" in text and "certificate" in text:
+        reason = text.split("alert", 1)[1].split("(", maxsplit=1)[0].strip().replace("_", " ")
+        return f"the server rejected our client certificate (TLS alert: {reason})"
+    if "CERTIFICATE_VERIFY_FAILED" in text:
+        detail = text.split("certificate verify failed:", 1)[-1].split("(", maxsplit=1)[0].strip()
+        return f"we rejected the server's certificate: {detail}"
+    return text or type(exc).__name__
+
+
+@asynccontextmanager
+async def open_channel(
+    host: str, port: int, ssl_context: Any, *, server_hostname: str | None = None
+) -> AsyncGenerator[Channel, None]:
+    """Connect, complete the TLS handshake, and serve calls until the block ends."""
+    try:
+        tcp = await trio.open_tcp_stream(host, port)
+    except OSError as exc:
+        raise TransportError(f"cannot connect to {host}:{port}: {exc.strerror or exc}") from None
+    set_socket_options(tcp)
+    tls = trio.SSLStream(tcp, ssl_context, server_hostname=server_hostname or host)
+    try:
+        try:
+            await tls.do_handshake()
+        except trio.BrokenResourceError as exc:
+            raise TransportError(describe_failure(exc.__cause__ or exc)) from None
+        connection = Connection(tls, client_side=True, inbox_size=16)
+        async with trio.open_nursery() as nursery:
+            await connection.start()
+            nursery.start_soon(connection.run)
+            try:
+                yield Channel(connection, f"{host}:{port}")
+            finally:
+                # The caller is done with the channel: stop reading from it.
+                nursery.cancel_scope.cancel()
+    finally:
+        await trio.aclose_forcefully(tls)

@@ -1,0 +1,67 @@
+"""A typed client of the Jobs service, for trio programs and the ``jog`` CLI."""
+
+from collections.abc import AsyncGenerator, AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from .._groups import single_errors
+from ..v1 import health_pb2, jobs_pb2
+from .channel import Channel, open_channel
+from .tls import client_context
+
+_JOBS = "/jogger.v1.Jobs/"
+
+
+class JobsClient:
+    def __init__(self, channel: Channel) -> None:
+        self._channel = channel
+
+    async def start(
+        self, argv: list[str], *, cwd: str = "", env: dict[str, str] | None = None
+    ) -> jobs_pb2.JobStatus:
+        request = jobs_pb2.StartRequest(argv=argv, cwd=cwd, env=env or {})
+        return await self._channel.unary(_JOBS + "Start", request, jobs_pb2.JobStatus)
+
+    async def stop(self, job_id: str, *, grace: float | None = None) -> jobs_pb2.JobStatus:
+        request = jobs_pb2.StopRequest(job_id=job_id)
+        if grace is not None:
+            request.grace.FromNanoseconds(round(grace * 1e9))
+        return await self._channel.unary(_JOBS + "Stop", request, jobs_pb2.JobStatus)
+
+    async def status(self, job_id: str) -> jobs_pb2.JobStatus:
+        request = jobs_pb2.StatusRequest(job_id=job_id)
+        return await self._channel.unary(_JOBS + "Status", request, jobs_pb2.JobStatus)
+
+    async def list(self, *, all_users: bool = False) -> list[jobs_pb2.JobStatus]:
+        request = jobs_pb2.ListRequest(all_users=all_users)
+        response = await self._channel.unary(_JOBS + "List", request, jobs_pb2.ListResponse)
+        return list(response.jobs)
+
+    @asynccontextmanager
+    async def output(
+        self, job_id: str, *, offset: int = 0, follow: bool = True
+    ) -> AsyncGenerator[AsyncIterator[jobs_pb2.OutputChunk], None]:
+        """The job's output chunks; leaving the block early cancels the stream."""
+        request = jobs_pb2.OutputRequest(job_id=job_id, offset=offset, follow=follow)
+        async with self._channel.stream(_JOBS + "Output", request, jobs_pb2.OutputChunk) as it:
+            yield it
+
+    async def health(self) -> int:
+        """The server's health.v1 serving status (1 is SERVING)."""
+        response = await self._channel.unary(
+            "/grpc.health.v1.Health/Check",
+            health_pb2.HealthCheckRequest(),
+            health_pb2.HealthCheckResponse,
+        )
+        return int(response.status)
+
+
+@asynccontextmanager
+async def open_client(
+    host: str, port: int, *, ca: Path, cert: Path, key: Path
+) -> AsyncGenerator[JobsClient, None]:
+    """Connect over mutual TLS. Raises TransportError when that fails, RpcError on calls."""
+    context = client_context(ca, cert, key)
+    with single_errors():
+        async with open_channel(host, port, context) as channel:
+            yield JobsClient(channel)

@@ -1,0 +1,173 @@
+"""The Jobs and Health services: authorization, conversion and error mapping, nothing else.
+
+Handlers act as the user named by the caller's certificate. An administrator (OU=admin) may
+also list and read (status, output) every user's jobs; stopping stays with the owner.
+"""
+
+from collections.abc import AsyncIterator
+
+from ..engine import (
+    InvalidRequest,
+    JobError,
+    JobManager,
+    JobNotFound,
+    JobState,
+    JobStatus,
+    LimitExceeded,
+    ManagerClosed,
+    SpawnError,
+)
+from ..v1 import health_grpc, health_pb2, jobs_grpc, jobs_pb2
+from .errors import RpcError, StatusCode
+from .server import Call, Method
+
+OUTPUT_CHUNK = 256 * 1024
+"""Bytes per OutputChunk: big enough that per-message cost does not dominate."""
+
+_STATES = {
+    JobState.RUNNING: jobs_pb2.JOB_STATE_RUNNING,
+    JobState.COMPLETED: jobs_pb2.JOB_STATE_COMPLETED,
+    JobState.FAILED: jobs_pb2.JOB_STATE_FAILED,
+    JobState.STOPPED: jobs_pb2.JOB_STATE_STOPPED,
+    JobState.KILLED: jobs_pb2.JOB_STATE_KILLED,
+}
+_CODES: dict[type[JobError], StatusCode] = {
+    InvalidRequest: StatusCode.INVALID_ARGUMENT,
+    SpawnError: StatusCode.INVALID_ARGUMENT,
+    JobNotFound: StatusCode.NOT_FOUND,
+    LimitExceeded: StatusCode.RESOURCE_EXHAUSTED,
+    ManagerClosed: StatusCode.UNAVAILABLE,
+}
+
+
+def status_to_proto(status: JobStatus) -> jobs_pb2.JobStatus:
+    message = jobs_pb2.JobStatus(
+        job_id=status.id,
+        owner=status.owner,
+        argv=status.argv,
+        state=_STATES[status.state],
+        reason=status.reason,
+        output_bytes=status.output_bytes,
+        output_truncated=status.output_truncated,
+        output_error=status.output_error,
+        pid=status.pid,
+    )
+    message.started_at.FromDatetime(status.started_at)
+    if status.ended_at is not None:
+        message.ended_at.FromDatetime(status.ended_at)
+    if status.exit_code is not None:
+        message.exit_code = status.exit_code
+    elif status.signal is not None:
+        message.signal = status.signal
+    return message
+
+
+def _rpc_error(exc: JobError) -> RpcError:
+    return RpcError(_CODES[type(exc)], str(exc))
+
+
+class JobsService:
+    def __init__(self, jobs: JobManager) -> None:
+        self._jobs = jobs
+
+    def methods(self) -> dict[str, Method]:
+        """Our handlers, keyed by gRPC path, with the message types the generated code names."""
+        handlers = {
+            "Start": Method(jobs_pb2.StartRequest, unary=self.start),
+            "Stop": Method(jobs_pb2.StopRequest, unary=self.stop),
+            "Status": Method(jobs_pb2.StatusRequest, unary=self.status),
+            "List": Method(jobs_pb2.ListRequest, unary=self.list),
+            "Output": Method(jobs_pb2.OutputRequest, stream=self.output),
+        }
+        return _check_against_generated(jobs_grpc.JobsServicer(), handlers)
+
+    async def start(self, call: Call, request: jobs_pb2.StartRequest) -> jobs_pb2.JobStatus:
+        try:
+            status = await self._jobs.start(
+                call.identity.user,
+                list(request.argv),
+                cwd=request.cwd or None,
+                env=dict(request.env),
+            )
+        except JobError as exc:
+            raise _rpc_error(exc) from None
+        return status_to_proto(status)
+
+    async def stop(self, call: Call, request: jobs_pb2.StopRequest) -> jobs_pb2.JobStatus:
+        grace = request.grace.ToTimedelta().total_seconds() if request.HasField("grace") else None
+        try:
+            status = await self._jobs.stop(call.identity.user, request.job_id, grace=grace)
+        except JobError as exc:
+            raise _rpc_error(exc) from None
+        return status_to_proto(status)
+
+    async def status(self, call: Call, request: jobs_pb2.StatusRequest) -> jobs_pb2.JobStatus:
+        try:
+            return status_to_proto(
+                self._jobs.status(self._reader(call, request.job_id), request.job_id)
+            )
+        except JobError as exc:
+            raise _rpc_error(exc) from None
+
+    async def list(self, call: Call, request: jobs_pb2.ListRequest) -> jobs_pb2.ListResponse:
+        if request.all_users and not call.identity.admin:
+            raise RpcError(StatusCode.PERMISSION_DENIED, "listing every user's jobs is for admins")
+        owner = None if request.all_users else call.identity.user
+        return jobs_pb2.ListResponse(jobs=[status_to_proto(s) for s in self._jobs.list(owner)])
+
+    async def output(
+        self, call: Call, request: jobs_pb2.OutputRequest
+    ) -> AsyncIterator[jobs_pb2.OutputChunk]:
+        try:
+            chunks = self._jobs.output(
+                self._reader(call, request.job_id),
+                request.job_id,
+                offset=request.offset,
+                follow=request.follow,
+                chunk_size=OUTPUT_CHUNK,
+            )
+        except JobError as exc:
+            raise _rpc_error(exc) from None
+        offset = request.offset
+        async for data in chunks:
+            yield jobs_pb2.OutputChunk(offset=offset, data=data)
+            offset += len(data)
+
+    def _reader(self, call: Call, job_id: str) -> str:
+        """Whose job to read: the caller's own, or for an admin, the job's owner."""
+        if call.identity.admin:
+            try:
+                return self._jobs.owner_of(job_id)
+            except JobError as exc:
+                raise _rpc_error(exc) from None
+        return call.identity.user
+
+
+class HealthService:
+    """grpc.health.v1.Health: SERVING while the job manager runs."""
+
+    async def check(
+        self, call: Call, request: health_pb2.HealthCheckRequest
+    ) -> health_pb2.HealthCheckResponse:
+        if request.service not in ("", "jogger.v1.Jobs"):
+            raise RpcError(StatusCode.NOT_FOUND, f"unknown service {request.service!r}")
+        return health_pb2.HealthCheckResponse(status=health_pb2.HealthCheckResponse.SERVING)
+
+    def methods(self) -> dict[str, Method]:
+        handlers = {"Check": Method(health_pb2.HealthCheckRequest, unary=self.check)}
+        return _check_against_generated(health_grpc.HealthServicer(), handlers)
+
+
+def _check_against_generated(servicer: object, handlers: dict[str, Method]) -> dict[str, Method]:
+    """Key our handlers by path, checking names, types and streaming against the generated code."""
+    service = servicer.service  # type: ignore[attr-defined]
+    if set(service.methods) != set(handlers):
+        raise RuntimeError(f"{service.name}: handlers do not match the proto")
+    for name, method in handlers.items():
+        signature = service.methods[name].signature
+        streaming = signature.cardinality.name == "UNARY_STREAM"
+        if signature.request_type is not method.request_type or streaming != (
+            method.stream is not None
+        ):
+            raise RuntimeError(f"{service.name}.{name}: handler does not match the proto")
+    return {f"/{service.name}/{name}": method for name, method in handlers.items()}

@@ -1,0 +1,114 @@
+"""jogger-server's settings: flags first, then JOGGER_* variables, then defaults."""
+
+import argparse
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..engine import Limits
+from ..rpc.address import parse_address
+
+DEFAULT_LISTEN = "127.0.0.1:7654"
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    listen: list[tuple[str, int]]
+    state_dir: Path
+    ca_cert: Path
+    cert: Path
+    key: Path
+    grace: float
+    drain_timeout: float
+    limits: Limits
+
+
+class ConfigError(Exception):
+    """A setting is missing or wrong; the message says which and how to fix it."""
+
+
+def default_state_dir() -> Path:
+    if os.geteuid() == 0:
+        return Path("/var/lib/jogger")
+    base = os.environ.get("XDG_STATE_HOME") or os.path.expanduser("~/.local/state")
+    return Path(base) / "jogger"
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="jogger-server",
+        description="Run jobs for jog clients, over gRPC with mutual TLS.",
+        epilog=(
+            "environment: JOGGER_CA_CERT_FILE, JOGGER_SERVER_CERT_FILE, JOGGER_SERVER_KEY_FILE "
+            "(the TLS files), JOGGER_LISTEN, JOGGER_STATE_DIR. Flags win over the environment. "
+            "SIGTERM or SIGINT shut down gracefully: jobs are stopped and streams finished."
+        ),
+    )
+    p.add_argument(
+        "--listen",
+        action="append",
+        metavar="HOST:PORT",
+        help=f"address to serve on; repeat for more (default {DEFAULT_LISTEN})",
+    )
+    p.add_argument(
+        "--state-dir",
+        type=Path,
+        help="where job output is kept "
+        "(default /var/lib/jogger as root, else $XDG_STATE_HOME/jogger)",
+    )
+    p.add_argument("--ca-cert", type=Path, help="CA certificate that signs client certs")
+    p.add_argument("--cert", type=Path, help="the server's certificate")
+    p.add_argument("--key", type=Path, help="the server's private key")
+    p.add_argument(
+        "--grace",
+        type=float,
+        default=10.0,
+        help="seconds between SIGTERM and SIGKILL when stopping (default 10)",
+    )
+    p.add_argument(
+        "--drain-timeout",
+        type=float,
+        default=5.0,
+        help="seconds streams get to finish at shutdown (default 5)",
+    )
+    p.add_argument("--max-jobs", type=int, default=Limits().max_jobs)
+    p.add_argument("--max-jobs-per-user", type=int, default=Limits().max_jobs_per_owner)
+    p.add_argument("--max-output-bytes", type=int, default=Limits().max_output_bytes)
+    return p
+
+
+def _file(flag: Path | None, env: str, what: str, option: str) -> Path:
+    value = flag or (Path(os.environ[env]) if os.environ.get(env) else None)
+    if value is None:
+        raise ConfigError(f"no {what}: pass {option} or set {env}")
+    if not value.is_file():
+        raise ConfigError(f"{what} {value} does not exist or is not a file")
+    return value
+
+
+def load(argv: list[str] | None) -> ServerConfig:
+    args = parser().parse_args(argv)
+    listen_texts = args.listen or [os.environ.get("JOGGER_LISTEN") or DEFAULT_LISTEN]
+    try:
+        listen = [parse_address(text) for text in listen_texts]
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    state_dir = args.state_dir or (
+        Path(os.environ["JOGGER_STATE_DIR"])
+        if os.environ.get("JOGGER_STATE_DIR")
+        else default_state_dir()
+    )
+    return ServerConfig(
+        listen=listen,
+        state_dir=state_dir,
+        ca_cert=_file(args.ca_cert, "JOGGER_CA_CERT_FILE", "CA certificate", "--ca-cert"),
+        cert=_file(args.cert, "JOGGER_SERVER_CERT_FILE", "server certificate", "--cert"),
+        key=_file(args.key, "JOGGER_SERVER_KEY_FILE", "server key", "--key"),
+        grace=args.grace,
+        drain_timeout=args.drain_timeout,
+        limits=Limits(
+            max_jobs=args.max_jobs,
+            max_jobs_per_owner=args.max_jobs_per_user,
+            max_output_bytes=args.max_output_bytes,
+        ),
+    )

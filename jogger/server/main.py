@@ -1,0 +1,94 @@
+"""``jogger-server``: the job engine behind gRPC over mutual TLS.
+
+rpc server nursery (connections)        closed last
+└── job manager nursery (jobs)          stopped second
+    └── listeners + signal watcher      cancelled first, on SIGTERM/SIGINT
+"""
+
+import logging
+import signal
+import ssl
+import sys
+
+import trio
+
+from .._groups import single_errors
+from ..engine import JobError, JobManager
+from ..rpc.server import open_rpc_server
+from ..rpc.service import HealthService, JobsService
+from ..rpc.tls import server_context
+from .config import ConfigError, ServerConfig, load
+
+log = logging.getLogger("jogger.server")
+
+
+async def serve(
+    config: ServerConfig,
+    *,
+    task_status: trio.TaskStatus[list[tuple[str, int]]] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Serve until SIGTERM or SIGINT (or cancellation), then shut down gracefully.
+
+    Reports the bound addresses through ``task_status`` once accepting connections.
+    """
+    context = server_context(config.ca_cert, config.cert, config.key)
+    with single_errors():
+        async with (
+            open_rpc_server(context, drain_timeout=config.drain_timeout) as server,
+            JobManager(
+                config.state_dir,
+                limits=config.limits,
+                grace=config.grace,
+                drain_timeout=config.drain_timeout,
+            ) as jobs,
+            trio.open_nursery() as nursery,
+        ):
+            methods = {**JobsService(jobs).methods(), **HealthService().methods()}
+            bound = await nursery.start(server.listen, config.listen, methods)
+            addresses = " ".join(_format(host, port) for host, port in bound)
+            log.info(
+                "listening on %s state_dir=%s cgroups=none (jobs are contained by process "
+                "group only)",
+                addresses,
+                config.state_dir,
+            )
+            task_status.started(bound)
+            with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+                async for signum in signals:
+                    log.info("%s: shutting down", signal.Signals(signum).name)
+                    break
+            # Stop accepting; leaving the blocks then stops every job, lets the streams
+            # finish with the jobs' last bytes, and finally closes the connections.
+            nursery.cancel_scope.cancel()
+    log.info("shut down")
+
+
+def _format(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(
+        stream=sys.stderr,
+        level=logging.INFO,
+        format="%(asctime)s level=%(levelname)s logger=%(name)s %(message)s",
+    )
+    try:
+        config = load(argv)
+        trio.run(serve, config)
+    except (ConfigError, JobError) as exc:
+        print(f"jogger-server: error: {exc}", file=sys.stderr)
+        return 1
+    except ssl.SSLError as exc:
+        print(f"jogger-server: error: cannot load TLS files: {exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:
+        print(f"jogger-server: error: {exc.strerror or exc}: {exc.filename or ''}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

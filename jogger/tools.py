@@ -1,0 +1,98 @@
+"""``jogger``: administrative commands. ``jogger certs`` makes development certificates."""
+
+import argparse
+import getpass
+import shlex
+import sys
+from pathlib import Path
+
+from .rpc import certs
+from .rpc.tls import USERNAME
+
+
+def _certs(args: argparse.Namespace) -> int:
+    out: Path = args.out
+    out.mkdir(mode=0o700, parents=True, exist_ok=True)
+    ca_cert, ca_key = out / "ca.pem", out / "ca-key.pem"
+    if ca_cert.exists() and ca_key.exists():
+        issuer = certs.load_issuer(ca_cert, ca_key)
+    else:
+        issuer = certs.make_ca()
+        certs.write_key(ca_key, issuer.key)
+        certs.write_cert(ca_cert, issuer.cert)
+        print(f"wrote {ca_cert}", file=sys.stderr)
+    cert, key = certs.make_server(issuer, ["localhost", *args.dns], ["127.0.0.1", "::1", *args.ip])
+    certs.write_key(out / "server-key.pem", key)
+    certs.write_cert(out / "server.pem", cert)
+    print(f"wrote {out / 'server.pem'}", file=sys.stderr)
+    users = [(u, False) for u in args.user] + [(u, True) for u in args.admin]
+    for user, admin in users:
+        cert, key = certs.make_user(issuer, user, admin=admin)
+        certs.write_key(out / f"{user}-key.pem", key)
+        certs.write_cert(out / f"{user}.pem", cert)
+        print(f"wrote {out / (user + '.pem')}" + (" (admin)" if admin else ""), file=sys.stderr)
+    first = users[0][0] if users else None
+    where = out.resolve()
+    lines = [
+        f"export JOGGER_CA_CERT_FILE={shlex.quote(str(where / 'ca.pem'))}",
+        f"export JOGGER_SERVER_CERT_FILE={shlex.quote(str(where / 'server.pem'))}",
+        f"export JOGGER_SERVER_KEY_FILE={shlex.quote(str(where / 'server-key.pem'))}",
+    ]
+    if first:
+        lines += [
+            f"export JOGGER_USER_CERT_FILE={shlex.quote(str(where / (first + '.pem')))}",
+            f"export JOGGER_USER_KEY_FILE={shlex.quote(str(where / (first + '-key.pem')))}",
+        ]
+    print("\n".join(lines))
+    return 0
+
+
+def _username(text: str) -> str:
+    if not USERNAME.fullmatch(text):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a username (lower case, digits, _.-)")
+    return text
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="jogger", description="Jogger administration.")
+    sub = p.add_subparsers(dest="command", required=True)
+    c = sub.add_parser(
+        "certs",
+        help="create a development CA, server and user certificates",
+        description="Create (or reuse) a CA in --out, then a server certificate and user "
+        "certificates signed by it. Prints the export lines for the server and the first user.",
+    )
+    c.add_argument("--out", type=Path, default=Path("certs"), help="directory (default ./certs)")
+    c.add_argument(
+        "--user",
+        action="append",
+        type=_username,
+        default=[],
+        help="make a user certificate (repeatable)",
+    )
+    c.add_argument(
+        "--admin",
+        action="append",
+        type=_username,
+        default=[],
+        help="make an admin user certificate, OU=admin (repeatable)",
+    )
+    c.add_argument("--dns", action="append", default=[], help="another server DNS name")
+    c.add_argument("--ip", action="append", default=[], help="another server IP address")
+    c.set_defaults(run=_certs)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    if args.command == "certs" and not args.user and not args.admin:
+        args.user = [_username(getpass.getuser())]
+    try:
+        return int(args.run(args))
+    except (OSError, ValueError) as exc:
+        print(f"jogger: error: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
