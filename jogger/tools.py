@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from .rpc import certs
-from .rpc.tls import USERNAME
+from .rpc.auth import USERNAME
 
 
 def _certs(args: argparse.Namespace) -> int:

@@ -7,6 +7,7 @@ Every call takes the owner. A job is found by id and then checked against the ow
 job of someone else's is reported exactly as a job that does not exist.
 """
 
+import logging
 import math
 import os
 import stat
@@ -27,6 +28,8 @@ from .job import Job
 from .output import OutputLog
 from .process import JobProcess
 from .status import JobStatus
+
+log = logging.getLogger("jogger.engine")
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
@@ -145,18 +148,18 @@ class JobManager:
 
         job_id = str(uuid.uuid4())
         full_env = {**self._base_env, **overrides, "JOGGER_JOB_ID": job_id}
-        log = OutputLog.create(self._logs_dir / f"{job_id}.log", self._limits.max_output_bytes)
+        output = OutputLog.create(self._logs_dir / f"{job_id}.log", self._limits.max_output_bytes)
         try:
             process = JobProcess.spawn(args, cwd=cwd, env=full_env)
         except BaseException:
-            log.discard()
+            output.discard()
             raise
         job = Job(
             job_id=job_id,
             owner=owner,
             argv=args,
             process=process,
-            log=log,
+            log=output,
             cgroup=NoCgroup(),
             grace=self._grace,
             on_exit=self._job_exited,
@@ -167,6 +170,7 @@ class JobManager:
         # No checkpoint since the spawn: the job's supervisor is guaranteed to run, so even a
         # cancellation arriving now ends in the kill sequence, never in an orphan.
         nursery.start_soon(self._run, job)
+        log.info("job started id=%s owner=%s pid=%d argv=%r", job_id, owner, process.pid, args)
         return job.status()
 
     async def stop(self, owner: str, job_id: str, *, grace: float | None = None) -> JobStatus:
@@ -264,6 +268,17 @@ class JobManager:
             )
 
     def _job_exited(self, job: Job) -> None:
+        s = job.status()
+        log.info(
+            "job ended id=%s owner=%s state=%s exit_code=%s signal=%s reason=%s output_bytes=%d",
+            s.id,
+            s.owner,
+            s.state.value,
+            s.exit_code,
+            s.signal,
+            s.reason or "-",
+            s.output_bytes,
+        )
         self._running[job.owner] -= 1
         if self._running[job.owner] == 0:
             del self._running[job.owner]

@@ -105,6 +105,14 @@ class Channel:
         return TransportError("the server closed the connection")
 
 
+def _connect_reason(exc: OSError) -> str:
+    # trio reports "all attempts failed" and keeps each attempt's error as the cause.
+    cause = exc.__cause__
+    attempts = cause.exceptions if isinstance(cause, BaseExceptionGroup) else [cause or exc]
+    reasons = {a.strerror or str(a) for a in attempts if isinstance(a, OSError)}
+    return ", ".join(sorted(reasons)) or str(exc)
+
+
 def describe_failure(exc: BaseException) -> str:
     """A TLS or socket failure, in words that say which side rejected what."""
     text = str(exc)
@@ -127,7 +135,7 @@ async def open_channel(
     try:
         tcp = await trio.open_tcp_stream(host, port)
     except OSError as exc:
-        raise TransportError(f"cannot connect to {host}:{port}: {exc.strerror or exc}") from None
+        raise TransportError(f"cannot connect: {_connect_reason(exc)}") from None
     set_socket_options(tcp)
     tls = trio.SSLStream(tcp, ssl_context, server_hostname=server_hostname or host)
     try:

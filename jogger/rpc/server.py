@@ -24,8 +24,8 @@ from google.protobuf.message import DecodeError, Message
 from purerpc.grpclib.events import MessageReceived, RequestEnded, RequestReceived
 from purerpc.grpclib.status import Status, StatusCode
 
+from .auth import CertificateRejected, Identity, identify_client
 from .errors import RpcError
-from .tls import CertificateRejected, Identity, identify_client
 from .wire import Connection, ConnectionLost, Stream, set_socket_options
 
 log = logging.getLogger("jogger.rpc")

@@ -132,6 +132,10 @@ class JobsService:
         async for data in chunks:
             yield jobs_pb2.OutputChunk(offset=offset, data=data)
             offset += len(data)
+        if request.follow:
+            # A followed stream ends only once the job has, so this status is final.
+            final = self._jobs.status(self._reader(call, request.job_id), request.job_id)
+            yield jobs_pb2.OutputChunk(offset=offset, final=status_to_proto(final))
 
     def _reader(self, call: Call, job_id: str) -> str:
         """Whose job to read: the caller's own, or for an admin, the job's owner."""

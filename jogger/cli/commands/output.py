@@ -1,0 +1,42 @@
+import argparse
+import os
+import sys
+
+from ...rpc.client import JobsClient
+from ...v1 import jobs_pb2
+from ..exits import CliError, Exit
+from ..render import summary
+
+
+class StdoutClosed(CliError):
+    """Whoever reads our stdout went away (``jog output ID | head``): stop quietly."""
+
+    def __init__(self) -> None:
+        super().__init__("", Exit(1))
+
+
+async def copy_output(
+    client: JobsClient, job_id: str, *, follow: bool, offset: int = 0
+) -> jobs_pb2.JobStatus | None:
+    """Write the job's bytes to stdout untouched; return the final status when following."""
+    out = sys.stdout.buffer
+    final = None
+    async with client.output(job_id, offset=offset, follow=follow) as chunks:
+        async for chunk in chunks:
+            if chunk.HasField("final"):
+                final = chunk.final
+            try:
+                out.write(chunk.data)
+                out.flush()
+            except BrokenPipeError:
+                # Nothing more can be written; keep the interpreter's final flush quiet too.
+                os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+                raise StdoutClosed from None
+    return final
+
+
+async def run(client: JobsClient, args: argparse.Namespace) -> int:
+    final = await copy_output(client, args.job_id, follow=args.follow, offset=args.offset)
+    if final is not None:
+        print(f"jog: job {final.job_id} {summary(final)}", file=sys.stderr)
+    return Exit.OK

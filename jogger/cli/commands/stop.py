@@ -1,0 +1,15 @@
+import argparse
+
+from ...rpc.client import JobsClient
+from ..exits import Exit
+from ..render import summary
+
+
+async def run(client: JobsClient, args: argparse.Namespace) -> int:
+    before = await client.status(args.job_id)
+    status = await client.stop(args.job_id, grace=args.grace)
+    if before.ended_at.ToNanoseconds():
+        print(f"{status.job_id} already exited with status: {summary(status)}")
+    else:
+        print(f"{status.job_id} {summary(status)}")
+    return Exit.OK

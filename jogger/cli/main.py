@@ -1,0 +1,144 @@
+"""``jog``: start, stop, query and stream jobs on a jogger server.
+
+Parsing is kept apart from running, and the heavy imports (trio, TLS, protobuf) happen only
+once a command is known to need them: start-up time is what users feel.
+"""
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from .exits import CliError, Exit
+
+ENVIRONMENT = """\
+connection settings (environment):
+  JOGGER_HOST            server address, host:port (default localhost:7654; --host wins)
+  JOGGER_CA_CERT_FILE    CA certificate that signed the server's certificate
+  JOGGER_USER_CERT_FILE  your user certificate (its Common Name is your user name)
+  JOGGER_USER_KEY_FILE   your private key
+
+exit codes:
+  0    success (for `jog run`: the job's own exit code; 128+N if signal N ended it)
+  1    the server refused: unknown job, bad argument, limit reached
+  2    usage error, or missing settings
+  3    cannot reach the server, or TLS failed (a certificate was rejected)
+  130  interrupted by Ctrl-C
+
+examples:
+  jog start -- make -j4 test       jog output JOB_ID > out.bin
+  jog run -- uname -a              jog stop --grace 2 JOB_ID
+"""
+
+
+def parser() -> argparse.ArgumentParser:
+    host = argparse.ArgumentParser(add_help=False)
+    host.add_argument("-D", "--host", metavar="HOST:PORT", help="server address")
+    host.add_argument("--traceback", action="store_true", help=argparse.SUPPRESS)
+    job = argparse.ArgumentParser(add_help=False)
+    job.add_argument("--cwd", metavar="DIR", help="absolute working directory on the server")
+    job.add_argument(
+        "--env",
+        metavar="NAME=VALUE",
+        action="append",
+        type=_env,
+        default=[],
+        help="add to the job's environment (repeatable)",
+    )
+    p = argparse.ArgumentParser(
+        prog="jog",
+        description="Run jobs on a remote jogger server. A job is an argv, given after --.",
+        epilog=ENVIRONMENT,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    sub.add_parser("start", parents=[host, job], help="start a job: jog start -- cmd [args]")
+    sub.add_parser(
+        "run", parents=[host, job], help="start a job, stream its output, exit with its exit code"
+    )
+    stop = sub.add_parser("stop", parents=[host], help="stop a job (SIGTERM, then SIGKILL)")
+    stop.add_argument("job_id")
+    stop.add_argument(
+        "--grace",
+        type=_seconds,
+        metavar="SECONDS",
+        help="wait this long after SIGTERM before SIGKILL (server default 10)",
+    )
+    status = sub.add_parser("status", parents=[host], help="show a job's status")
+    status.add_argument("job_id")
+    status.add_argument("--json", action="store_true", help="print JSON")
+    output = sub.add_parser(
+        "output", parents=[host], help="stream a job's output from the start (Ctrl-C detaches)"
+    )
+    output.add_argument("job_id")
+    output.add_argument(
+        "--no-follow",
+        dest="follow",
+        action="store_false",
+        help="print the output there is now and exit",
+    )
+    output.add_argument(
+        "--offset", type=int, default=0, metavar="BYTES", help="start at this byte of the output"
+    )
+    jobs = sub.add_parser("list", parents=[host], help="list your jobs")
+    jobs.add_argument("--json", action="store_true", help="print JSON")
+    jobs.add_argument("--all", action="store_true", help="every user's jobs (admins only)")
+    return p
+
+
+def _env(text: str) -> tuple[str, str]:
+    name, sep, value = text.partition("=")
+    if not sep or not name:
+        raise argparse.ArgumentTypeError(f"{text!r} is not NAME=VALUE")
+    return name, value
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not value >= 0:
+        raise argparse.ArgumentTypeError("the grace period cannot be negative")
+    return value
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    words = list(sys.argv[1:] if argv is None else argv)
+    job_argv: list[str] = []
+    if "--" in words:
+        split = words.index("--")
+        words, job_argv = words[:split], words[split + 1 :]
+    p = parser()
+    args = p.parse_args(words)
+    if args.command in ("start", "run"):
+        if not job_argv:
+            p.error(f"{args.command} needs a command after --: jog {args.command} -- cmd [args]")
+        args.job = job_argv
+    elif job_argv:
+        p.error(f"{args.command} takes no command after --")
+    try:
+        return _run(args)
+    except CliError as exc:
+        if str(exc):
+            print(f"jog: error: {exc}", file=sys.stderr)
+        return int(exc.code)
+    except KeyboardInterrupt:
+        return Exit.INTERRUPTED
+    except Exception as exc:
+        if args.traceback:
+            raise
+        print(
+            f"jog: error: unexpected {type(exc).__name__}: {exc} (--traceback shows where)",
+            file=sys.stderr,
+        )
+        return Exit.ERROR
+
+
+def _run(args: argparse.Namespace) -> int:
+    from .connect import run_command  # noqa: PLC0415 - the heavy imports, only now
+
+    return run_command(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

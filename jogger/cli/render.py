@@ -1,0 +1,100 @@
+"""How jog shows jobs: one line, a block, or JSON."""
+
+import json
+import shlex
+import signal
+from datetime import UTC
+
+from ..v1 import jobs_pb2
+
+_STATE_NAMES = {
+    jobs_pb2.JOB_STATE_RUNNING: "running",
+    jobs_pb2.JOB_STATE_COMPLETED: "completed",
+    jobs_pb2.JOB_STATE_FAILED: "failed",
+    jobs_pb2.JOB_STATE_STOPPED: "stopped",
+    jobs_pb2.JOB_STATE_KILLED: "killed",
+}
+
+
+def state(status: jobs_pb2.JobStatus) -> str:
+    return _STATE_NAMES.get(status.state, "unknown")
+
+
+def ending(status: jobs_pb2.JobStatus) -> str:
+    """``exit code 3`` or ``signal SIGKILL``, or empty while running."""
+    which = status.WhichOneof("end")
+    if which == "exit_code":
+        return f"exit code {status.exit_code}"
+    if which == "signal":
+        try:
+            return f"signal {signal.Signals(status.signal).name}"
+        except ValueError:
+            return f"signal {status.signal}"
+    return ""
+
+
+def summary(status: jobs_pb2.JobStatus) -> str:
+    """``completed (exit code 0)``, ``running``, ``killed (signal SIGKILL, reason: shutdown)``."""
+    details = [d for d in (ending(status), status.reason and f"reason: {status.reason}") if d]
+    return state(status) + (f" ({', '.join(details)})" if details else "")
+
+
+def _time(status: jobs_pb2.JobStatus, field: str) -> str | None:
+    if not status.HasField(field):
+        return None
+    stamp = getattr(status, field).ToDatetime(tzinfo=UTC)
+    return str(stamp.isoformat(timespec="milliseconds").replace("+00:00", "Z"))
+
+
+def as_dict(status: jobs_pb2.JobStatus) -> dict[str, object]:
+    which = status.WhichOneof("end")
+    return {
+        "job_id": status.job_id,
+        "owner": status.owner,
+        "argv": list(status.argv),
+        "state": state(status),
+        "reason": status.reason,
+        "exit_code": status.exit_code if which == "exit_code" else None,
+        "signal": status.signal if which == "signal" else None,
+        "started_at": _time(status, "started_at"),
+        "ended_at": _time(status, "ended_at"),
+        "pid": status.pid,
+        "output_bytes": status.output_bytes,
+        "output_truncated": status.output_truncated,
+        "output_error": status.output_error,
+    }
+
+
+def as_json(value: object) -> str:
+    return json.dumps(value, indent=2)
+
+
+def block(status: jobs_pb2.JobStatus) -> str:
+    lines = [
+        ("job", status.job_id),
+        ("owner", status.owner),
+        ("command", shlex.join(status.argv)),
+        ("state", summary(status)),
+        ("started", _time(status, "started_at") or "-"),
+        ("ended", _time(status, "ended_at") or "-"),
+        (
+            "output",
+            f"{status.output_bytes} bytes"
+            + (" (truncated)" if status.output_truncated else "")
+            + (f" ({status.output_error})" if status.output_error else ""),
+        ),
+    ]
+    return "\n".join(f"{name + ':':9}{value}" for name, value in lines)
+
+
+def table(statuses: list[jobs_pb2.JobStatus], *, owners: bool) -> str:
+    header = ["JOB ID", "STATE", "ENDING", "STARTED"] + (["OWNER"] if owners else []) + ["COMMAND"]
+    rows = [header]
+    for s in statuses:
+        row = [s.job_id, state(s), ending(s) or "-", _time(s, "started_at") or "-"]
+        rows.append(row + ([s.owner] if owners else []) + [shlex.join(s.argv)])
+    widths = [max(len(r[i]) for r in rows) for i in range(len(header) - 1)]
+    return "\n".join(
+        "  ".join(cell.ljust(w) for cell, w in zip(r[:-1], widths, strict=True)) + "  " + r[-1]
+        for r in rows
+    )

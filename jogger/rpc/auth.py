@@ -1,0 +1,64 @@
+"""Who is calling: derived from the verified client certificate, and from nothing else.
+
+OpenSSL verifies the chain, the dates and the purpose, but it accepts a client certificate
+with no ExtendedKeyUsage, no KeyUsage, or CA:true. ``identify_client`` checks the verified
+DER certificate again with ``cryptography``: CA:false, digitalSignature, clientAuth, an EC
+P-256 key and exactly one Common Name that is a sane username. ``OU=admin`` makes the caller
+an administrator.
+"""
+
+import re
+from dataclasses import dataclass
+from typing import TypeVar
+
+from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+_E = TypeVar("_E", bound=x509.ExtensionType)
+USERNAME = re.compile(r"[a-z_][a-z0-9_.-]{0,63}")
+ADMIN_UNIT = "admin"
+
+
+class CertificateRejected(Exception):
+    """The peer's certificate was verified by OpenSSL but fails our own rules."""
+
+
+@dataclass(frozen=True, slots=True)
+class Identity:
+    user: str
+    admin: bool
+
+
+def identify_client(der: bytes | None) -> Identity:
+    """The caller named by a verified client certificate; raises CertificateRejected."""
+    if der is None:
+        raise CertificateRejected("no client certificate")
+    cert = x509.load_der_x509_certificate(der)
+    constraints = _extension(cert, x509.BasicConstraints, "BasicConstraints")
+    key_usage = _extension(cert, x509.KeyUsage, "KeyUsage")
+    usages = _extension(cert, x509.ExtendedKeyUsage, "ExtendedKeyUsage")
+    if constraints.ca:
+        raise CertificateRejected("client certificate is a CA certificate")
+    if not key_usage.digital_signature:
+        raise CertificateRejected("client certificate key usage lacks digitalSignature")
+    if ExtendedKeyUsageOID.CLIENT_AUTH not in usages:
+        raise CertificateRejected("client certificate is not for client authentication")
+    key = cert.public_key()
+    if not isinstance(key, ec.EllipticCurvePublicKey) or not isinstance(key.curve, ec.SECP256R1):
+        raise CertificateRejected("client certificate key is not ECDSA P-256")
+    names = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+    if len(names) != 1:
+        raise CertificateRejected("client certificate must have exactly one Common Name")
+    user = names[0].value
+    if not isinstance(user, str) or not USERNAME.fullmatch(user):
+        raise CertificateRejected(f"client certificate Common Name {user!r} is not a username")
+    units = cert.subject.get_attributes_for_oid(NameOID.ORGANIZATIONAL_UNIT_NAME)
+    return Identity(user=user, admin=any(unit.value == ADMIN_UNIT for unit in units))
+
+
+def _extension(cert: x509.Certificate, kind: type[_E], name: str) -> _E:
+    try:
+        return cert.extensions.get_extension_for_class(kind).value
+    except x509.ExtensionNotFound:
+        raise CertificateRejected(f"client certificate has no {name} extension") from None
