@@ -2,8 +2,11 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
+CERTS := certs
+USER ?= $(shell id -un)
+LISTEN ?= 127.0.0.1:7654
 
-.PHONY: venv test lint demo bench clean
+.PHONY: venv test lint demo bench grpc gen-certs run-server install-cli clean
 
 venv: $(VENV)/.installed
 
@@ -22,11 +25,36 @@ lint: venv
 test: lint
 	$(BIN)/pytest
 
+# A real server on loopback, real jobs through the real jog; leaves nothing running.
 demo: venv
 	$(BIN)/python -m jogger.demo
 
 bench: venv
 	$(BIN)/python bench/engine.py
 
+# Regenerate the committed protobuf and purerpc code from proto/.
+grpc: venv
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python -m grpc_tools.protoc -I proto \
+		--python_out=. --pyi_out=. --purerpc_out=. \
+		proto/jogger/v1/jobs.proto proto/jogger/v1/health.proto
+
+# Development certificates in ./certs (a CA, a server cert, a cert for $(USER)), then the
+# export lines for the server and the CLI.
+gen-certs: venv
+	$(BIN)/jogger certs --out $(CERTS) --user $(USER)
+
+$(CERTS)/ca.pem: | venv
+	$(BIN)/jogger certs --out $(CERTS) --user $(USER) > /dev/null
+
+run-server: venv $(CERTS)/ca.pem
+	JOGGER_CA_CERT_FILE=$(CERTS)/ca.pem JOGGER_SERVER_CERT_FILE=$(CERTS)/server.pem \
+	JOGGER_SERVER_KEY_FILE=$(CERTS)/server-key.pem \
+	$(BIN)/jogger-server --listen $(LISTEN) --state-dir .state
+
+install-cli: venv
+	mkdir -p $(HOME)/.local/bin
+	ln -sf $(abspath $(BIN)/jog) $(HOME)/.local/bin/jog
+	@echo "jog is in $(HOME)/.local/bin; make sure that is on your PATH"
+
 clean:
-	rm -rf $(VENV) build *.egg-info .mypy_cache .ruff_cache
+	rm -rf $(VENV) build *.egg-info .mypy_cache .ruff_cache .state

@@ -1,68 +1,119 @@
-"""``make demo``: real jobs, end to end, through the embedded engine.
+"""``make demo``: a real server on loopback, real jobs through the real ``jog``.
 
-Starts a job, follows its output with two readers at once, stops a job that ignores
-SIGTERM, and prints what the engine reports. Exits non-zero if anything is not as promised.
+Generates development certificates into ./certs if they are missing, starts jogger-server
+on a free loopback port with a temporary state dir, runs jobs with ``jog run``, ``jog
+start``, ``jog status``, ``jog list`` and ``jog stop``, then shuts the server down with
+SIGTERM. Leaves nothing running. Exits non-zero if anything is not as promised.
 """
 
 import getpass
+import os
+import re
+import shlex
+import signal
+import subprocess
 import sys
 import tempfile
+import threading
+from pathlib import Path
 
-import trio
+from .rpc.auth import USERNAME
 
-from jogger import JobManager, JobState, JobStatus
-
-TICKER = "for i in 1 2 3; do echo tick $i; sleep 0.2; done; echo 'and one line to stderr' >&2"
-STUBBORN = "trap '' TERM; echo 'ignoring SIGTERM'; sleep 300 & wait"
-
-
-def show(status: JobStatus) -> None:
-    ended = f" exit_code={status.exit_code}" if status.exit_code is not None else ""
-    ended += f" signal={status.signal}" if status.signal is not None else ""
-    print(f"  status: {status.state.value}{ended} output_bytes={status.output_bytes}")
+CERTS = Path("certs")
+BIN = Path(sys.executable).parent
 
 
-async def follow(jobs: JobManager, owner: str, job_id: str, into: list[bytes]) -> None:
-    async for chunk in jobs.output(owner, job_id):
-        into.append(chunk)
+def _user() -> str:
+    name = getpass.getuser()
+    return name if USERNAME.fullmatch(name) else "demo"
 
 
-async def demo(state_dir: str) -> int:
-    owner = getpass.getuser()
-    async with JobManager(state_dir, grace=1.0) as jobs:
-        job = await jobs.start(owner, ["sh", "-c", TICKER])
-        print(f"$ start -- sh -c {TICKER!r}\n  started: {job.id}")
-        first: list[bytes] = []
-        second: list[bytes] = []
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(follow, jobs, owner, job.id, first)
-            nursery.start_soon(follow, jobs, owner, job.id, second)
-        print("$ output (two followers at once; the first one's copy)")
-        sys.stdout.write("  | " + b"".join(first).decode().replace("\n", "\n  | ").rstrip("| "))
-        done = jobs.status(owner, job.id)
-        show(done)
+def _ensure_certs(user: str) -> None:
+    if not (CERTS / "ca.pem").exists() or not (CERTS / f"{user}.pem").exists():
+        subprocess.run(
+            [BIN / "jogger", "certs", "--out", CERTS, "--user", user],
+            check=True,
+            stdout=subprocess.DEVNULL,
+        )
 
-        stubborn = await jobs.start(owner, ["sh", "-c", STUBBORN])
-        print(f"$ start -- sh -c {STUBBORN!r}\n  started: {stubborn.id}")
-        async for _ in jobs.output(owner, stubborn.id):
-            break
-        print("$ stop (grace 0.5 s)")
-        stopped = await jobs.stop(owner, stubborn.id, grace=0.5)
-        show(stopped)
 
-    ok = (
-        first == second
-        and b"".join(first).count(b"tick") == 3
-        and done.state is JobState.COMPLETED
-        and stopped.state is JobState.KILLED
+def _jog(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    print(f"$ jog {shlex.join(args)}", flush=True)
+    result = subprocess.run(
+        [BIN / "jog", *args], env=env, text=True, capture_output=True, check=False
     )
+    for line in (result.stdout + result.stderr).splitlines():
+        print(f"  {line}", flush=True)
+    return result
+
+
+def main() -> int:
+    user = _user()
+    _ensure_certs(user)
+    env = dict(
+        os.environ,
+        JOGGER_CA_CERT_FILE=str(CERTS / "ca.pem"),
+        JOGGER_SERVER_CERT_FILE=str(CERTS / "server.pem"),
+        JOGGER_SERVER_KEY_FILE=str(CERTS / "server-key.pem"),
+        JOGGER_USER_CERT_FILE=str(CERTS / f"{user}.pem"),
+        JOGGER_USER_KEY_FILE=str(CERTS / f"{user}-key.pem"),
+    )
+    with tempfile.TemporaryDirectory(prefix="jogger-demo-") as state:
+        server = subprocess.Popen(
+            [
+                BIN / "jogger-server",
+                "--listen",
+                "127.0.0.1:0",
+                "--state-dir",
+                state,
+                "--grace",
+                "2",
+            ],
+            env=env,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            assert server.stderr is not None
+            line = server.stderr.readline()
+            found = re.search(r"listening on 127\.0\.0\.1:(\d+)", line)
+            if not found:
+                print(f"demo: the server did not start: {line}{server.stderr.read()}")
+                return 1
+            # Keep reading the server's log so that it never blocks on a full pipe.
+            threading.Thread(target=server.stderr.read, daemon=True).start()
+            env["JOGGER_HOST"] = f"127.0.0.1:{found.group(1)}"
+            print(f"jogger-server is listening on {env['JOGGER_HOST']} as user {user!r}")
+            ok = _scenario(env)
+        finally:
+            server.send_signal(signal.SIGTERM)
+            try:
+                code = server.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                server.kill()
+                code = server.wait()
+        print(f"jogger-server exited with {code} after SIGTERM")
+        ok = ok and code == 0
     print("demo: ok" if ok else "demo: FAILED")
     return 0 if ok else 1
 
 
-def main() -> int:
-    with tempfile.TemporaryDirectory(prefix="jogger-demo-") as state_dir:
-        return trio.run(demo, state_dir)
+def _scenario(env: dict[str, str]) -> bool:
+    ticker = "for i in 1 2 3; do echo tick $i; sleep 0.2; done; echo 'to stderr' >&2; exit 3"
+    run = _jog(env, "run", "--", "sh", "-c", ticker)
+    started = _jog(env, "start", "--", "sleep", "600")
+    job_id = started.stdout.split()[-1] if started.returncode == 0 else ""
+    status = _jog(env, "status", job_id)
+    listing = _jog(env, "list")
+    stop = _jog(env, "stop", "--grace", "1", job_id)
+    return (
+        run.returncode == 3
+        and run.stdout.count("tick") == 3
+        and "to stderr" in run.stdout
+        and "running" in status.stdout
+        and job_id in listing.stdout
+        and "stopped" in stop.stdout
+    )
 
 
 if __name__ == "__main__":

@@ -11,8 +11,9 @@ from google.protobuf.message import DecodeError, Message
 from purerpc.grpclib.events import MessageReceived, ResponseEnded
 from purerpc.grpclib.status import StatusCode
 
+from .._groups import single_errors
 from .errors import RpcError
-from .wire import Connection, Stream, set_socket_options
+from .wire import Connection, ConnectionLost, Stream, set_socket_options
 
 M = TypeVar("M", bound=Message)
 
@@ -30,11 +31,14 @@ class Channel:
         self, path: str, request: Message, response_type: type[M], *, deadline: float | None = None
     ) -> M:
         """One request, one response. ``deadline`` (seconds) is sent as grpc-timeout."""
-        stream = await self._start(path, request, deadline)
         try:
-            messages = [message async for message in self._responses(stream, response_type)]
-        finally:
-            self._connection.forget(stream)
+            stream = await self._start(path, request, deadline)
+            try:
+                messages = [message async for message in self._responses(stream, response_type)]
+            finally:
+                self._connection.forget(stream)
+        except ConnectionLost:
+            raise self._lost() from None
         if len(messages) != 1:
             raise RpcError(StatusCode.INTERNAL, "expected one response message")
         return messages[0]
@@ -44,7 +48,10 @@ class Channel:
         self, path: str, request: Message, response_type: type[M]
     ) -> AsyncGenerator[AsyncIterator[M], None]:
         """Responses of a server-streaming call; leaving the block early cancels the call."""
-        stream = await self._start(path, request, None)
+        try:
+            stream = await self._start(path, request, None)
+        except ConnectionLost:
+            raise self._lost() from None
         try:
             yield self._responses(stream, response_type)
         finally:
@@ -84,7 +91,10 @@ class Channel:
         async for event in stream.inbox:
             if isinstance(event, MessageReceived):
                 self._connection.acknowledge(event)
-                await self._connection.flush()
+                try:
+                    await self._connection.flush()
+                except ConnectionLost:
+                    raise self._lost() from None
                 message = response_type()
                 try:
                     message.ParseFromString(event.data)
@@ -113,14 +123,27 @@ def _connect_reason(exc: OSError) -> str:
     return ", ".join(sorted(reasons)) or str(exc)
 
 
+async def _first_of(*events: trio.Event) -> None:
+    async with trio.open_nursery() as nursery:
+        for event in events:
+
+            async def wait(event: trio.Event = event) -> None:
+                await event.wait()
+                nursery.cancel_scope.cancel()  # one has happened: stop waiting for the others
+
+            nursery.start_soon(wait)
+
+
 def describe_failure(exc: BaseException) -> str:
     """A TLS or socket failure, in words that say which side rejected what."""
     text = str(exc)
     if "alert certificate required" in text:
         return "the server requires a client certificate and got none"
-    if "alert" in text and "certificate" in text:
-        reason = text.split("alert", 1)[1].split("(", maxsplit=1)[0].strip().replace("_", " ")
+    if " alert " in text:
+        reason = text.split(" alert ", 1)[1].split("(", maxsplit=1)[0].strip()
         return f"the server rejected our client certificate (TLS alert: {reason})"
+    if isinstance(exc, EOFError) or "EOF" in text:
+        return "the server closed the connection during TLS setup (see the server's log)"
     if "CERTIFICATE_VERIFY_FAILED" in text:
         detail = text.split("certificate verify failed:", 1)[-1].split("(", maxsplit=1)[0].strip()
         return f"we rejected the server's certificate: {detail}"
@@ -144,13 +167,25 @@ async def open_channel(
         except trio.BrokenResourceError as exc:
             raise TransportError(describe_failure(exc.__cause__ or exc)) from None
         connection = Connection(tls, client_side=True, inbox_size=16)
-        async with trio.open_nursery() as nursery:
-            await connection.start()
-            nursery.start_soon(connection.run)
-            try:
-                yield Channel(connection, f"{host}:{port}")
-            finally:
-                # The caller is done with the channel: stop reading from it.
-                nursery.cancel_scope.cancel()
+        with single_errors():
+            async with trio.open_nursery() as nursery:
+                try:
+                    await connection.start()
+                except ConnectionLost:
+                    raise TransportError(
+                        describe_failure(connection.failure or EOFError())
+                    ) from None
+                nursery.start_soon(connection.run)
+                # Under TLS 1.3 the server judges our certificate after our handshake is done:
+                # wait for its first frames, so that a refusal surfaces here with its TLS alert
+                # rather than as a broken pipe under the first call.
+                await _first_of(connection.peer_ready, connection.closed)
+                if not connection.peer_ready.is_set():
+                    raise TransportError(describe_failure(connection.failure or EOFError()))
+                try:
+                    yield Channel(connection, f"{host}:{port}")
+                finally:
+                    # The caller is done with the channel: stop reading from it.
+                    nursery.cancel_scope.cancel()
     finally:
         await trio.aclose_forcefully(tls)

@@ -4,7 +4,6 @@ from collections.abc import AsyncGenerator, AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
-from .._groups import single_errors
 from ..v1 import health_pb2, jobs_pb2
 from .channel import Channel, open_channel
 from .tls import client_context
@@ -62,6 +61,5 @@ async def open_client(
 ) -> AsyncGenerator[JobsClient, None]:
     """Connect over mutual TLS. Raises TransportError when that fails, RpcError on calls."""
     context = client_context(ca, cert, key)
-    with single_errors():
-        async with open_channel(host, port, context) as channel:
-            yield JobsClient(channel)
+    async with open_channel(host, port, context) as channel:
+        yield JobsClient(channel)

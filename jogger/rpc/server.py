@@ -11,7 +11,9 @@ client that goes away costs the server nothing. Shutdown: stop accepting, let th
 flight finish (bounded by a drain timeout), then close every connection.
 """
 
+import contextlib
 import logging
+import ssl
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import aclosing, asynccontextmanager
@@ -119,7 +121,12 @@ class RpcServer:
         tls = trio.SSLStream(tcp, self._ssl_context, server_side=True)
         try:
             with trio.move_on_after(HANDSHAKE_TIMEOUT) as timer:
-                await tls.do_handshake()
+                try:
+                    await tls.do_handshake()
+                except trio.BrokenResourceError as exc:
+                    log.info("connection peer=%s refused: %s", peer, exc.__cause__ or exc)
+                    await _send_alert(tls, tcp)
+                    return
             if timer.cancelled_caught:
                 log.info("connection peer=%s closed: TLS handshake timed out", peer)
                 return
@@ -238,6 +245,21 @@ class RpcServer:
         except h2.exceptions.StreamClosedError:
             return
         await connection.flush()
+
+
+async def _send_alert(tls: trio.SSLStream[trio.SocketStream], tcp: trio.SocketStream) -> None:
+    """Send the TLS alert OpenSSL wrote when it refused the handshake.
+
+    trio drops it (its SSLStream goes broken without flushing), which leaves the client with a
+    bare EOF instead of "certificate expired" or "unknown ca". Best effort, bounded.
+    """
+    outgoing = getattr(tls, "_outgoing", None)
+    if not isinstance(outgoing, ssl.MemoryBIO):
+        return
+    alert = outgoing.read()
+    if alert:
+        with trio.move_on_after(1), contextlib.suppress(trio.BrokenResourceError):
+            await tcp.send_all(alert)
 
 
 async def _read_request(

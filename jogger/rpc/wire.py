@@ -94,6 +94,8 @@ class Connection:
         self._streams: dict[int, Stream] = {}
         self._inbox_size = inbox_size
         self.closed = trio.Event()
+        self.peer_ready = trio.Event()
+        """Set once the peer's first frames (its SETTINGS) have arrived."""
         self.failure: BaseException | None = None
         """Why the transport broke, when it did (for example the TLS alert the peer sent)."""
 
@@ -178,6 +180,7 @@ class Connection:
                     )
                     await self.flush()
                     return
+                self.peer_ready.set()
                 for event in events:
                     await self._dispatch(event, on_request)
                 await self.flush()

@@ -1,0 +1,50 @@
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import trio
+
+from jogger.engine import Limits
+from jogger.rpc.client import JobsClient, open_client
+from jogger.server.config import ServerConfig
+from jogger.server.main import serve
+from tests.rpc.pki import Pki, make_pki
+
+
+@pytest.fixture(scope="session")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
+    return make_pki(tmp_path_factory.mktemp("pki"))
+
+
+@dataclass
+class Server:
+    host: str
+    port: int
+    pki: Pki
+    state_dir: Path
+
+    def connect(self, user: str = "alice") -> AbstractAsyncContextManager[JobsClient]:
+        pair = self.pki.user(user)
+        return open_client("localhost", self.port, ca=self.pki.ca, cert=pair.cert, key=pair.key)
+
+
+def server_config(pki: Pki, state_dir: Path, **limits: int) -> ServerConfig:
+    return ServerConfig(
+        listen=[("127.0.0.1", 0)],
+        state_dir=state_dir,
+        ca_cert=pki.ca,
+        cert=pki.server.cert,
+        key=pki.server.key,
+        grace=2.0,
+        drain_timeout=2.0,
+        limits=Limits(**limits),
+    )
+
+
+@pytest.fixture
+async def server(pki: Pki, tmp_path: Path, nursery: trio.Nursery) -> Server:
+    """jogger-server in this process, on a free loopback port, until the test ends."""
+    config = server_config(pki, tmp_path / "state")
+    bound = await nursery.start(serve, config)
+    return Server("127.0.0.1", bound[0][1], pki, config.state_dir)

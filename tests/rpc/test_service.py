@@ -1,0 +1,152 @@
+"""Every RPC through the real server, real sockets and real mutual TLS (server in-process)."""
+
+import pytest
+import trio
+
+from jogger.rpc.errors import RpcError, StatusCode
+from jogger.v1 import jobs_pb2
+from tests.procs import PYTHON
+from tests.rpc.conftest import Server
+
+UNKNOWN = "5b4c1f5e-2f0c-4c38-9d8e-7f5b8a1d2c3e"
+
+
+async def follow(server: Server, job_id: str, user: str = "alice", offset: int = 0) -> bytes:
+    async with server.connect(user) as client, client.output(job_id, offset=offset) as chunks:
+        return b"".join([chunk.data async for chunk in chunks])
+
+
+async def test_start_status_output_stop_and_list(server: Server) -> None:
+    async with server.connect() as client:
+        started = await client.start(
+            ["sh", "-c", "echo out; echo err >&2; sleep 30"], env={"X": "1"}
+        )
+        assert started.state == jobs_pb2.JOB_STATE_RUNNING
+        assert started.owner == "alice"
+        assert list(started.argv) == ["sh", "-c", "echo out; echo err >&2; sleep 30"]
+        with trio.fail_after(10):
+            async with client.output(started.job_id) as chunks:
+                first = await anext(chunks)
+                assert first.offset == 0
+                stopped = await client.stop(started.job_id, grace=1.0)
+                rest = [chunk async for chunk in chunks]
+        assert stopped.state == jobs_pb2.JOB_STATE_STOPPED
+        assert stopped.WhichOneof("end") == "signal"
+        assert stopped.HasField("ended_at")
+        data = first.data + b"".join(c.data for c in rest)
+        assert data == b"out\nerr\n"
+        assert rest[-1].HasField("final")
+        assert rest[-1].final.state == jobs_pb2.JOB_STATE_STOPPED
+        status = await client.status(started.job_id)
+        assert status == stopped
+        assert [s.job_id for s in await client.list()] == [started.job_id]
+        assert await client.health() == 1
+
+
+async def test_output_chunks_carry_offsets_and_can_start_anywhere(server: Server) -> None:
+    code = "import os\nfor i in range(64): os.write(1, bytes([i]) * 100_000)"
+    async with server.connect() as client:
+        job = await client.start([PYTHON, "-c", code])
+        with trio.fail_after(20):
+            everything = await follow(server, job.job_id)
+            async with client.output(job.job_id, offset=12_345, follow=False) as chunks:
+                offsets, tail = [], b""
+                async for chunk in chunks:
+                    assert not chunk.HasField("final")  # not followed: no final status
+                    offsets.append(chunk.offset)
+                    tail += chunk.data
+    expected = b"".join(bytes([i]) * 100_000 for i in range(64))
+    assert everything == expected
+    assert tail == expected[12_345:]
+    assert offsets[0] == 12_345
+    assert len(offsets) > 1
+
+
+@pytest.mark.parametrize(
+    ("argv", "code", "message"),
+    [
+        ([], StatusCode.INVALID_ARGUMENT, "argv must not be empty"),
+        (["no-such-command-jogger"], StatusCode.INVALID_ARGUMENT, "command not found"),
+        (["echo", "a\0b"], StatusCode.INVALID_ARGUMENT, "NUL"),
+    ],
+)
+async def test_bad_start_requests_are_invalid_argument(
+    server: Server, argv: list[str], code: StatusCode, message: str
+) -> None:
+    async with server.connect() as client:
+        with pytest.raises(RpcError) as info:
+            await client.start(argv)
+        assert info.value.code == code
+        assert message in info.value.message
+        assert await client.list() == []
+
+
+async def test_unknown_and_foreign_jobs_are_the_same_not_found(server: Server) -> None:
+    async with server.connect("alice") as alice, server.connect("bob") as bob:
+        job = await alice.start(["sleep", "30"])
+        errors = []
+        for job_id in (job.job_id, UNKNOWN):
+            for call in (bob.status(job_id), bob.stop(job_id, grace=0)):
+                with pytest.raises(RpcError) as info:
+                    await call
+                errors.append((info.value.code, info.value.message.replace(job_id, "ID")))
+            with pytest.raises(RpcError) as info:
+                async with bob.output(job_id) as chunks:
+                    await anext(chunks)
+            errors.append((info.value.code, info.value.message.replace(job_id, "ID")))
+        assert set(errors) == {(StatusCode.NOT_FOUND, "job ID not found")}
+        assert await bob.list() == []
+        assert (await alice.status(job.job_id)).state == jobs_pb2.JOB_STATE_RUNNING
+        with pytest.raises(RpcError) as info:
+            await bob.status("not-a-uuid")
+        assert info.value.code == StatusCode.INVALID_ARGUMENT
+
+
+async def test_admin_lists_and_reads_every_users_jobs_but_cannot_stop_them(
+    server: Server,
+) -> None:
+    async with server.connect("alice") as alice, server.connect("root") as admin:
+        job = await alice.start(["sh", "-c", "echo secret; sleep 30"])
+        with pytest.raises(RpcError) as info:
+            await alice.list(all_users=True)
+        assert info.value.code == StatusCode.PERMISSION_DENIED
+        everyone = await admin.list(all_users=True)
+        assert [(s.job_id, s.owner) for s in everyone] == [(job.job_id, "alice")]
+        assert await admin.list() == []  # the admin's own jobs: none
+        assert (await admin.status(job.job_id)).owner == "alice"
+        async with admin.output(job.job_id) as chunks:
+            assert (await anext(chunks)).data == b"secret\n"
+        with pytest.raises(RpcError) as info:
+            await admin.stop(job.job_id)
+        assert info.value.code == StatusCode.NOT_FOUND
+
+
+async def test_concurrency_limit_is_resource_exhausted(server: Server) -> None:
+    async with server.connect() as client:
+        with trio.fail_after(20):
+            for _ in range(64):  # the default per-user limit
+                await client.start(["sleep", "30"])
+            with pytest.raises(RpcError) as info:
+                await client.start(["sleep", "30"])
+    assert info.value.code == StatusCode.RESOURCE_EXHAUSTED
+    assert "the limit is 64" in info.value.message
+
+
+async def test_concurrent_followers_through_the_server_get_identical_bytes(
+    server: Server,
+) -> None:
+    code = "import os, time\nfor i in range(50): os.write(1, os.urandom(20_000)); time.sleep(0.01)"
+    async with server.connect() as client:
+        job = await client.start([PYTHON, "-c", code])
+    results: list[bytes] = []
+
+    async def one() -> None:
+        results.append(await follow(server, job.job_id))
+
+    with trio.fail_after(30):
+        async with trio.open_nursery() as nursery:
+            for _ in range(20):
+                nursery.start_soon(one)
+    assert len(results) == 20
+    assert len(results[0]) == 50 * 20_000
+    assert all(r == results[0] for r in results)
