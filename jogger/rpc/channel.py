@@ -1,6 +1,7 @@
 """The client end of a gRPC connection, on trio: unary calls and server-streaming calls."""
 
 import datetime
+import os
 from collections.abc import AsyncGenerator, AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any, TypeVar
@@ -119,7 +120,9 @@ def _connect_reason(exc: OSError) -> str:
     # trio reports "all attempts failed" and keeps each attempt's error as the cause.
     cause = exc.__cause__
     attempts = cause.exceptions if isinstance(cause, BaseExceptionGroup) else [cause or exc]
-    reasons = {a.strerror or str(a) for a in attempts if isinstance(a, OSError)}
+    reasons = {
+        os.strerror(a.errno) if a.errno else str(a) for a in attempts if isinstance(a, OSError)
+    }
     return ", ".join(sorted(reasons)) or str(exc)
 
 

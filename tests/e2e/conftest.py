@@ -1,0 +1,107 @@
+"""The real jogger-server and the real jog, as separate processes, over loopback."""
+
+import os
+import re
+import signal
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+import trio
+
+from tests.rpc.pki import Pki, make_pki
+
+BIN = Path(sys.executable).parent
+
+
+@pytest.fixture(scope="session")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
+    return make_pki(tmp_path_factory.mktemp("pki"))
+
+
+@dataclass
+class Cli:
+    pki: Pki
+    process: trio.Process
+    port: int
+    log: list[str] = field(default_factory=list)
+
+    def env(self, user: str = "alice", **extra: str) -> dict[str, str]:
+        pair = self.pki.user(user)
+        base = {k: v for k, v in os.environ.items() if not k.startswith("JOGGER_")}
+        return {
+            **base,
+            "JOGGER_HOST": f"localhost:{self.port}",
+            "JOGGER_CA_CERT_FILE": str(self.pki.ca),
+            "JOGGER_USER_CERT_FILE": str(pair.cert),
+            "JOGGER_USER_KEY_FILE": str(pair.key),
+            **extra,
+        }
+
+    async def jog(
+        self, *args: str, user: str = "alice", env: dict[str, str] | None = None
+    ) -> subprocess.CompletedProcess[bytes]:
+        with trio.fail_after(30):
+            return await trio.run_process(
+                [BIN / "jog", *args],
+                env=env if env is not None else self.env(user),
+                capture_stdout=True,
+                capture_stderr=True,
+                check=False,
+            )
+
+
+async def _read_log(stream: trio.abc.ReceiveStream, lines: list[str]) -> None:
+    buffer = b""
+    async for data in stream:
+        buffer += data
+        *done, buffer = buffer.split(b"\n")
+        lines.extend(line.decode() for line in done)
+
+
+@pytest.fixture
+async def cli(pki: Pki, tmp_path: Path, nursery: trio.Nursery) -> AsyncIterator[Cli]:
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("JOGGER_")},
+        "JOGGER_CA_CERT_FILE": str(pki.ca),
+        "JOGGER_SERVER_CERT_FILE": str(pki.server.cert),
+        "JOGGER_SERVER_KEY_FILE": str(pki.server.key),
+    }
+    process = await trio.lowlevel.open_process(
+        [
+            BIN / "jogger-server",
+            "--listen",
+            "127.0.0.1:0",
+            "--state-dir",
+            tmp_path / "state",
+            "--grace",
+            "2",
+            "--drain-timeout",
+            "2",
+        ],
+        env=env,
+        stderr=subprocess.PIPE,
+    )
+    assert process.stderr is not None
+    lines: list[str] = []
+    nursery.start_soon(_read_log, process.stderr, lines)
+    with trio.fail_after(20):
+        while not any("listening on" in line for line in lines):
+            if process.poll() is not None:
+                raise AssertionError("jogger-server exited: " + "\n".join(lines))
+            await trio.sleep(0.02)
+    port = int(re.search(r"listening on 127\.0\.0\.1:(\d+)", lines[0]).group(1))  # type: ignore[union-attr]
+    cli = Cli(pki, process, port, lines)
+    try:
+        yield cli
+    finally:
+        if process.returncode is None:
+            process.send_signal(signal.SIGTERM)
+            with trio.move_on_after(20):
+                await process.wait()
+            if process.returncode is None:
+                process.kill()
+                await process.wait()

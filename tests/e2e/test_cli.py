@@ -1,0 +1,242 @@
+"""jog end to end: every command and every error path, through real processes and TLS."""
+
+import json
+import signal
+import subprocess
+
+import pytest
+import trio
+
+from tests.e2e.conftest import BIN, Cli
+from tests.procs import PYTHON, SAYS_GOODBYE, alive_in_groups
+
+
+def lines(result: subprocess.CompletedProcess[bytes]) -> list[str]:
+    return result.stderr.decode().splitlines()
+
+
+def job_id_of(result: subprocess.CompletedProcess[bytes]) -> str:
+    assert result.returncode == 0, result.stderr
+    out = result.stdout.decode().strip()
+    assert out.startswith("started: ")
+    return out.split()[1]
+
+
+async def test_start_status_list_stop(cli: Cli) -> None:
+    job = job_id_of(await cli.jog("start", "--", "sleep", "300"))
+    status = await cli.jog("status", job)
+    assert status.returncode == 0
+    assert "state:   running" in status.stdout.decode()
+    listing = await cli.jog("list")
+    assert job in listing.stdout.decode()
+    stop = await cli.jog("stop", "--grace", "1", job)
+    assert stop.stdout.decode().strip() == f"{job} stopped (signal SIGTERM)"
+    again = await cli.jog("stop", job)
+    assert again.stdout.decode().strip() == (
+        f"{job} already exited with status: stopped (signal SIGTERM)"
+    )
+    as_json = json.loads((await cli.jog("status", "--json", job)).stdout)
+    assert as_json["state"] == "stopped"
+    assert as_json["signal"] == signal.SIGTERM
+    assert as_json["argv"] == ["sleep", "300"]
+    listed = json.loads((await cli.jog("list", "--json")).stdout)
+    assert [j["job_id"] for j in listed] == [job]
+
+
+async def test_run_streams_output_and_exits_with_the_jobs_code(cli: Cli) -> None:
+    result = await cli.jog("run", "--", "sh", "-c", "echo out; echo err >&2; exit 7")
+    assert result.returncode == 7
+    assert result.stdout == b"out\nerr\n"
+    killed = await cli.jog("run", "--", "sh", "-c", "kill -9 $$")
+    assert killed.returncode == 128 + 9
+    assert "failed (signal SIGKILL)" in killed.stderr.decode()
+
+
+async def test_output_reproduces_the_jobs_bytes_exactly(cli: Cli) -> None:
+    code = "import os\nfor _ in range(40): os.write(1, bytes(range(256)) * 100)"
+    job = job_id_of(await cli.jog("start", "--", PYTHON, "-c", code))
+    result = await cli.jog("output", job)
+    assert result.returncode == 0
+    assert result.stdout == bytes(range(256)) * 100 * 40
+    assert lines(result) == [f"jog: job {job} completed (exit code 0)"]
+    partial = await cli.jog("output", "--no-follow", "--offset", "256", job)
+    assert partial.stdout == (bytes(range(256)) * 100 * 40)[256:]
+    assert partial.stderr == b""
+
+
+async def wait_for_output(process: trio.Process, text: bytes) -> bytes:
+    assert process.stdout is not None
+    seen = b""
+    with trio.fail_after(20):
+        while text not in seen:
+            data = await process.stdout.receive_some()
+            if not data:
+                raise AssertionError(f"stdout ended without {text!r}: {seen!r}")
+            seen += data
+    return seen
+
+
+async def test_ctrl_c_on_output_detaches_and_leaves_the_job_running(cli: Cli) -> None:
+    job = job_id_of(await cli.jog("start", "--", "sh", "-c", "echo hello; sleep 300"))
+    follower = await trio.lowlevel.open_process(
+        [BIN / "jog", "output", job],
+        env=cli.env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    await wait_for_output(follower, b"hello")
+    follower.send_signal(signal.SIGINT)
+    with trio.fail_after(20):
+        assert await follower.wait() == 130
+    assert follower.stderr is not None
+    assert (await follower.stderr.receive_some()).decode() == (
+        f"jog: detached; job {job} keeps running\n"
+    )
+    assert "running" in (await cli.jog("status", job)).stdout.decode()
+
+
+async def test_ctrl_c_on_run_stops_the_job(cli: Cli) -> None:
+    runner = await trio.lowlevel.open_process(
+        [BIN / "jog", "run", "--", *SAYS_GOODBYE],
+        env=cli.env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    await wait_for_output(runner, b"ready")
+    runner.send_signal(signal.SIGINT)
+    rest = await wait_for_output(runner, b"goodbye")
+    with trio.fail_after(20):
+        assert await runner.wait() == 130
+    assert rest.endswith(b"goodbye\n")
+    listed = json.loads((await cli.jog("list", "--json")).stdout)
+    assert [j["state"] for j in listed] == ["stopped"]
+
+
+async def test_users_are_isolated_and_admins_read_everything(cli: Cli) -> None:
+    job = job_id_of(await cli.jog("start", "--", "sh", "-c", "echo mine; sleep 300"))
+    bob = await cli.jog("status", job, user="bob")
+    assert bob.returncode == 1
+    assert lines(bob) == [f"jog: error: job {job} not found"]
+    assert (await cli.jog("list", user="bob")).stdout == b""
+    stop = await cli.jog("stop", job, user="bob")
+    assert stop.returncode == 1
+    nosy = await cli.jog("list", "--all", user="bob")
+    assert nosy.returncode == 1
+    assert lines(nosy) == ["jog: error: listing every user's jobs is for admins"]
+    everyone = json.loads((await cli.jog("list", "--all", "--json", user="root")).stdout)
+    assert [(j["job_id"], j["owner"]) for j in everyone] == [(job, "alice")]
+    read = await cli.jog("output", "--no-follow", job, user="root")
+    assert read.stdout == b"mine\n"
+
+
+@pytest.mark.parametrize(
+    ("args", "env_change", "code", "message"),
+    [
+        (
+            ["list"],
+            {"JOGGER_HOST": "127.0.0.1:1"},
+            3,
+            "jog: error: 127.0.0.1:1: cannot connect: Connection refused",
+        ),
+        (
+            ["list"],
+            {"JOGGER_USER_CERT_FILE": ""},
+            2,
+            "jog: error: JOGGER_USER_CERT_FILE is not set (the path of your user certificate)",
+        ),
+        (
+            ["list"],
+            {"JOGGER_CA_CERT_FILE": "/nonexistent/ca.pem"},
+            2,
+            "jog: error: JOGGER_CA_CERT_FILE=/nonexistent/ca.pem: no such file",
+        ),
+        (
+            ["list"],
+            {"JOGGER_USER_KEY_FILE": "/etc/hostname"},
+            2,
+            "jog: error: cannot load the TLS files: ",
+        ),
+        (
+            ["status", "5b4c1f5e-2f0c-4c38-9d8e-7f5b8a1d2c3e"],
+            {},
+            1,
+            "jog: error: job 5b4c1f5e-2f0c-4c38-9d8e-7f5b8a1d2c3e not found",
+        ),
+        (["status", "not-a-job"], {}, 1, "jog: error: job id 'not-a-job' is not a UUID"),
+        (
+            ["start", "--", "no-such-command-jogger"],
+            {},
+            1,
+            "jog: error: 'no-such-command-jogger': command not found",
+        ),
+        (
+            ["start", "--cwd", "/nonexistent", "--", "true"],
+            {},
+            1,
+            "jog: error: cannot use working directory '/nonexistent': No such file or directory",
+        ),
+        (["stop", "--grace", "-1", "x"], {}, 2, "the grace period cannot be negative"),
+        (["start"], {}, 2, "start needs a command after --"),
+        (["frobnicate"], {}, 2, "invalid choice: 'frobnicate'"),
+    ],
+)
+async def test_errors_are_one_line_and_an_exit_code(
+    cli: Cli, args: list[str], env_change: dict[str, str], code: int, message: str
+) -> None:
+    result = await cli.jog(*args, env=cli.env(**env_change))
+    assert result.returncode == code
+    err = result.stderr.decode()
+    assert "Traceback" not in err
+    assert message in err.splitlines()[-1]
+    if code != 2 or "jog: error:" in message:
+        assert len(err.splitlines()) == 1
+
+
+async def test_a_rejected_certificate_is_named_in_the_error(cli: Cli) -> None:
+    expired = cli.pki.user("expired")
+    result = await cli.jog(
+        "list",
+        env=cli.env(JOGGER_USER_CERT_FILE=str(expired.cert), JOGGER_USER_KEY_FILE=str(expired.key)),
+    )
+    assert result.returncode == 3
+    assert lines(result) == [
+        f"jog: error: localhost:{cli.port}: the server rejected our client certificate "
+        "(TLS alert: certificate expired)"
+    ]
+
+
+async def test_help_shows_the_environment_and_exit_codes(cli: Cli) -> None:
+    result = await cli.jog("--help")
+    text = result.stdout.decode()
+    for needed in (
+        "JOGGER_HOST",
+        "JOGGER_CA_CERT_FILE",
+        "JOGGER_USER_CERT_FILE",
+        "JOGGER_USER_KEY_FILE",
+        "exit codes",
+        "130",
+    ):
+        assert needed in text
+
+
+async def test_server_shutdown_finishes_live_streams_and_stops_jobs(cli: Cli) -> None:
+    job = job_id_of(await cli.jog("start", "--", *SAYS_GOODBYE))
+    pid = json.loads((await cli.jog("status", "--json", job)).stdout)["pid"]
+    follower = await trio.lowlevel.open_process(
+        [BIN / "jog", "output", job],
+        env=cli.env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    await wait_for_output(follower, b"ready")
+    cli.process.send_signal(signal.SIGTERM)
+    rest = await wait_for_output(follower, b"goodbye")
+    with trio.fail_after(20):
+        assert await follower.wait() == 0
+        assert await cli.process.wait() == 0
+    assert rest.endswith(b"goodbye\n")
+    assert follower.stderr is not None
+    final = (await follower.stderr.receive_some()).decode()
+    assert final == f"jog: job {job} stopped (exit code 0, reason: shutdown)\n"
+    assert alive_in_groups({pid}) == []
+    assert any("shut down" in line for line in cli.log)
