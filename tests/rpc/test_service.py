@@ -150,3 +150,20 @@ async def test_concurrent_followers_through_the_server_get_identical_bytes(
     assert len(results) == 20
     assert len(results[0]) == 50 * 20_000
     assert all(r == results[0] for r in results)
+
+
+async def test_grpc_timeout_is_enforced(server: Server) -> None:
+    async with server.connect() as client:
+        job = await client.start(["sh", "-c", "trap '' TERM; echo ready; sleep 300"])
+        async with client.output(job.job_id) as chunks:
+            await anext(chunks)
+        request = jobs_pb2.StopRequest(job_id=job.job_id)
+        request.grace.FromSeconds(30)
+        with trio.fail_after(10), pytest.raises(RpcError) as info:
+            # Stop waits out the 30 s grace; the caller allowed 0.3 s.
+            await client._channel.unary(  # noqa: SLF001 - the typed client sets no deadline
+                "/jogger.v1.Jobs/Stop", request, jobs_pb2.JobStatus, deadline=0.3
+            )
+        assert info.value.code == StatusCode.DEADLINE_EXCEEDED
+        killed = await client.stop(job.job_id, grace=0)  # the stop goes on; this shortens it
+        assert killed.state == jobs_pb2.JOB_STATE_KILLED
