@@ -32,6 +32,6 @@ async def test_server_listens_on_exactly_the_addresses_asked_for(pki: Pki, tmp_p
                 assert await c.list() == []
         # Not bound to every interface: the IPv4 listener's port is not open on IPv6.
         if bound[0][1] != bound[1][1]:
-            with pytest.raises(OSError):
+            with pytest.raises(OSError, match="all attempts to connect"):
                 await trio.open_tcp_stream("::1", bound[0][1])
         nursery.cancel_scope.cancel()  # the test is over: shut the server down

@@ -161,7 +161,7 @@ async def test_grpc_timeout_is_enforced(server: Server) -> None:
         request.grace.FromSeconds(30)
         with trio.fail_after(10), pytest.raises(RpcError) as info:
             # Stop waits out the 30 s grace; the caller allowed 0.3 s.
-            await client._channel.unary(  # noqa: SLF001 - the typed client sets no deadline
+            await client._channel.unary(  # the typed client sets no deadline
                 "/jogger.v1.Jobs/Stop", request, jobs_pb2.JobStatus, deadline=0.3
             )
         assert info.value.code == StatusCode.DEADLINE_EXCEEDED
