@@ -21,7 +21,7 @@ from ..v1 import health_grpc, health_pb2, jobs_grpc, jobs_pb2
 from .errors import RpcError, StatusCode
 from .server import Call, Method
 
-OUTPUT_CHUNK = 256 * 1024
+OUTPUT_CHUNK = 1024 * 1024
 """Bytes per OutputChunk: big enough that per-message cost does not dominate."""
 
 _STATES = {

@@ -1,0 +1,284 @@
+"""jog against ssh: what users feel. Each figure beside ``ssh 127.0.0.1`` in the same run.
+
+    python bench/cli.py [--quick]
+
+Installs Debian's openssh-server if it is missing (needs root and the Debian mirror) and runs
+a private sshd on a loopback port with throw-away keys; without it, the ssh columns are
+skipped with a message. Prints one table of medians; the ratio is jog / ssh (lower is
+better for times, higher for throughput).
+"""
+
+import argparse
+import os
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import trio
+
+from jogger.rpc.client import open_client
+
+BIN = Path(sys.executable).parent
+SSHD = Path("/usr/sbin/sshd")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def ensure_sshd() -> str:
+    """'' when sshd is ready to use, else why not."""
+    if SSHD.exists():
+        return ""
+    if os.geteuid() != 0 or not shutil.which("apt-get"):
+        return "openssh-server is not installed and cannot be (not root, or no apt-get)"
+    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+    for args in (
+        ["apt-get", "update", "-qq"],
+        ["apt-get", "install", "-y", "-qq", "openssh-server"],
+    ):
+        if subprocess.run(args, env=env, capture_output=True, check=False).returncode != 0:
+            return "apt-get could not install openssh-server"
+    return "" if SSHD.exists() else "openssh-server installed no /usr/sbin/sshd"
+
+
+@contextmanager
+def sshd(tmp: Path) -> Iterator[list[str]]:
+    """A private sshd on loopback; yields the ssh command prefix that reaches it."""
+    for name in ("host", "client"):
+        subprocess.run(
+            ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", tmp / name], check=True
+        )
+    (tmp / "authorized_keys").write_text((tmp / "client.pub").read_text())
+    port = free_port()
+    (tmp / "sshd_config").write_text(
+        f"Port {port}\nListenAddress 127.0.0.1\nHostKey {tmp / 'host'}\n"
+        f"AuthorizedKeysFile {tmp / 'authorized_keys'}\nPasswordAuthentication no\n"
+        f"PermitRootLogin prohibit-password\nUsePAM no\nStrictModes no\n"
+        f"PidFile {tmp / 'sshd.pid'}\n"
+    )
+    Path("/run/sshd").mkdir(exist_ok=True)
+    server = subprocess.Popen(
+        [SSHD, "-D", "-e", "-f", tmp / "sshd_config"], stderr=subprocess.DEVNULL
+    )
+    command = [
+        "ssh",
+        "-F",
+        "/dev/null",
+        "-o",
+        "ControlMaster=no",
+        "-o",
+        "BatchMode=yes",
+        "-o",
+        "StrictHostKeyChecking=no",
+        "-o",
+        "UserKnownHostsFile=/dev/null",
+        "-o",
+        "LogLevel=ERROR",
+        "-i",
+        str(tmp / "client"),
+        "-p",
+        str(port),
+        "127.0.0.1",
+    ]
+    try:
+        for _ in range(100):
+            if subprocess.run([*command, "true"], capture_output=True, check=False).returncode == 0:
+                break
+            time.sleep(0.05)
+        else:
+            raise RuntimeError("the private sshd did not accept us")
+        yield command
+    finally:
+        server.send_signal(signal.SIGTERM)
+        server.wait()
+
+
+@contextmanager
+def jogger_server(tmp: Path) -> Iterator[dict[str, str]]:
+    certs = tmp / "certs"
+    subprocess.run(
+        [BIN / "jogger", "certs", "--out", certs, "--user", "bench"],
+        check=True,
+        capture_output=True,
+    )
+    port = free_port()
+    env = dict(
+        os.environ,
+        JOGGER_CA_CERT_FILE=str(certs / "ca.pem"),
+        JOGGER_SERVER_CERT_FILE=str(certs / "server.pem"),
+        JOGGER_SERVER_KEY_FILE=str(certs / "server-key.pem"),
+        JOGGER_USER_CERT_FILE=str(certs / "bench.pem"),
+        JOGGER_USER_KEY_FILE=str(certs / "bench-key.pem"),
+        JOGGER_HOST=f"127.0.0.1:{port}",
+    )
+    server = subprocess.Popen(
+        [
+            BIN / "jogger-server",
+            "--listen",
+            f"127.0.0.1:{port}",
+            "--state-dir",
+            tmp / "state",
+            "--max-output-bytes",
+            str(4 << 30),
+            "--max-jobs",
+            "1000",
+            "--max-jobs-per-user",
+            "1000",
+        ],
+        env=env,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        for _ in range(200):
+            probe = subprocess.run([BIN / "jog", "list"], env=env, capture_output=True, check=False)
+            if probe.returncode == 0:
+                break
+            time.sleep(0.05)
+        yield env
+    finally:
+        server.send_signal(signal.SIGTERM)
+        server.wait()
+
+
+def timed(args: list[str | Path], env: dict[str, str] | None = None) -> float:
+    start = time.perf_counter()
+    subprocess.run(args, env=env, stdout=subprocess.DEVNULL, check=True)
+    return time.perf_counter() - start
+
+
+def median_of(n: int, fn: Callable[[], float]) -> float:
+    return statistics.median(fn() for _ in range(n))
+
+
+async def followers(env: dict[str, str], clients: int, mib: int) -> float:
+    """``clients`` connections from one process follow one job writing ``mib`` MiB."""
+    host, port = env["JOGGER_HOST"].rsplit(":", 1)
+    files = {
+        k: Path(env[v])
+        for k, v in (
+            ("ca", "JOGGER_CA_CERT_FILE"),
+            ("cert", "JOGGER_USER_CERT_FILE"),
+            ("key", "JOGGER_USER_KEY_FILE"),
+        )
+    }
+    totals: list[int] = []
+    async with open_client(host, int(port), **files) as owner:
+        start = time.perf_counter()
+        job = await owner.start(["dd", "if=/dev/zero", "bs=1M", f"count={mib}", "status=none"])
+
+        async def follow() -> None:
+            async with open_client(host, int(port), **files) as client:
+                total = 0
+                async with client.output(job.job_id) as chunks:
+                    async for chunk in chunks:
+                        total += len(chunk.data)
+                totals.append(total)
+
+        async with trio.open_nursery() as nursery:
+            for _ in range(clients):
+                nursery.start_soon(follow)
+        elapsed = time.perf_counter() - start
+    assert totals == [mib << 20] * clients, totals
+    return elapsed
+
+
+def main(quick: bool) -> None:
+    n = 5 if quick else 20
+    mib = 128 if quick else 1024
+    rows: list[tuple[str, float, float | None, str]] = []
+    why_no_ssh = ensure_sshd()
+    with tempfile.TemporaryDirectory(prefix="jogger-bench-") as tmp_name:
+        tmp = Path(tmp_name)
+        data = tmp / "data.bin"
+        with open(data, "wb") as f:
+            block = os.urandom(1 << 20)
+            for _ in range(mib):
+                f.write(block)
+        with jogger_server(tmp) as env, sshd(tmp) if not why_no_ssh else _no_ssh() as ssh:
+            jog = [BIN / "jog"]
+            job = subprocess.run(
+                [*jog, "start", "--", "true"], env=env, capture_output=True, text=True, check=True
+            ).stdout.split()[1]
+            ssh_true = median_of(n, lambda: timed([*ssh, "true"])) if ssh else None
+            for label, args in (
+                ("jog start -- true", ["start", "--", "true"]),
+                ("jog status ID", ["status", job]),
+                ("jog run -- true", ["run", "--", "true"]),
+            ):
+                rows.append(
+                    (label, median_of(n, lambda a=args: timed([*jog, *a], env)), ssh_true, "s")
+                )
+            runs = 3
+            jog_run = median_of(runs, lambda: timed([*jog, "run", "--", "cat", str(data)], env))
+            ssh_cat = median_of(runs, lambda: timed([*ssh, "cat", str(data)])) if ssh else None
+            rows.append(
+                (
+                    f"{mib} MiB: jog run -- cat vs ssh cat",
+                    mib * 1.048576 / jog_run,
+                    mib * 1.048576 / ssh_cat if ssh_cat else None,
+                    "MB/s",
+                )
+            )
+            done = subprocess.run(
+                [*jog, "start", "--", "cat", str(data)],
+                env=env,
+                capture_output=True,
+                text=True,
+                check=True,
+            ).stdout.split()[1]
+            subprocess.run(
+                [*jog, "output", done],
+                env=env,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                check=True,
+            )
+            jog_out = median_of(runs, lambda: timed([*jog, "output", done], env))
+            rows.append(
+                (
+                    f"{mib} MiB: jog output of an ended job",
+                    mib * 1.048576 / jog_out,
+                    mib * 1.048576 / ssh_cat if ssh_cat else None,
+                    "MB/s",
+                )
+            )
+            clients, fan_mib = (20, 16) if quick else (100, 64)
+            elapsed = trio.run(followers, env, clients, fan_mib)
+            rows.append(
+                (
+                    f"{clients} followers of one {fan_mib} MiB job, total",
+                    clients * fan_mib * 1.048576 / elapsed,
+                    None,
+                    "MB/s",
+                )
+            )
+    print(f"{'measure':44} {'jog':>9} {'ssh':>9} {'ratio':>6}  unit")
+    print("-" * 76)
+    for label, ours, theirs, unit in rows:
+        ratio = f"{ours / theirs:.2f}" if theirs else "-"
+        shown = f"{theirs:9.3f}" if theirs else f"{'-':>9}"
+        print(f"{label:44} {ours:9.3f} {shown} {ratio:>6}  {unit}")
+    if why_no_ssh:
+        print(f"ssh baseline skipped: {why_no_ssh}")
+
+
+@contextmanager
+def _no_ssh() -> Iterator[list[str]]:
+    yield []
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="smaller runs, for a smoke test")
+    main(parser.parse_args().quick)
