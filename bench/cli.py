@@ -216,9 +216,8 @@ def main(quick: bool) -> None:
                 ("jog status ID", ["status", job]),
                 ("jog run -- true", ["run", "--", "true"]),
             ):
-                rows.append(
-                    (label, median_of(n, lambda a=args: timed([*jog, *a], env)), ssh_true, "s")
-                )
+                command: list[str | Path] = [*jog, *args]
+                rows.append((label, median_of(n, lambda: timed(command, env)), ssh_true, "s"))
             runs = 3
             jog_run = median_of(runs, lambda: timed([*jog, "run", "--", "cat", str(data)], env))
             ssh_cat = median_of(runs, lambda: timed([*ssh, "cat", str(data)])) if ssh else None
