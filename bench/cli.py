@@ -20,6 +20,7 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from functools import partial
 from pathlib import Path
 
 import trio
@@ -217,7 +218,7 @@ def main(quick: bool) -> None:
                 ("jog run -- true", ["run", "--", "true"]),
             ):
                 command: list[str | Path] = [*jog, *args]
-                rows.append((label, median_of(n, lambda: timed(command, env)), ssh_true, "s"))
+                rows.append((label, median_of(n, partial(timed, command, env)), ssh_true, "s"))
             runs = 3
             jog_run = median_of(runs, lambda: timed([*jog, "run", "--", "cat", str(data)], env))
             ssh_cat = median_of(runs, lambda: timed([*ssh, "cat", str(data)])) if ssh else None
