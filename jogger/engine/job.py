@@ -131,6 +131,8 @@ class Job:
         # While the log is open the pump runs, so the job's nursery is open.
         assert self._nursery is not None
         send, receive = trio.open_memory_channel[bytes](0)
+        # Shielded so that shutdown does not cut the follower off before the job's last
+        # bytes; limit_streams() gives it a deadline then.
         scope = trio.CancelScope(shield=True, deadline=self._stream_deadline)
         self._nursery.start_soon(self._stream, scope, send, offset, chunk_size)
         try:

@@ -1,5 +1,6 @@
 """The client end of a gRPC connection, on trio: unary calls and server-streaming calls."""
 
+import contextlib
 import datetime
 import os
 from collections.abc import AsyncGenerator, AsyncIterator
@@ -64,10 +65,8 @@ class Channel:
             self._connection.forget(stream)
 
     async def _flush_quietly(self) -> None:
-        try:
+        with contextlib.suppress(ConnectionLost):  # the connection is gone: nothing to tell
             await self._connection.flush()
-        except Exception:  # noqa: BLE001 - the connection is going away; nothing to tell
-            return
 
     async def _start(self, path: str, request: Message, deadline: float | None) -> Stream:
         protocol = self._connection.protocol
