@@ -31,6 +31,7 @@ demo: venv
 
 bench: venv
 	$(BIN)/python bench/engine.py
+	$(BIN)/python bench/cli.py
 
 # Regenerate the committed protobuf and purerpc code from proto/.
 grpc: venv
