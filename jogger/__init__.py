@@ -9,4 +9,5 @@ from .engine import JobStatus as JobStatus
 from .engine import LimitExceeded as LimitExceeded
 from .engine import Limits as Limits
 from .engine import ManagerClosed as ManagerClosed
+from .engine import OutputUnavailable as OutputUnavailable
 from .engine import SpawnError as SpawnError

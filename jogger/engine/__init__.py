@@ -5,6 +5,7 @@ from .errors import JobError as JobError
 from .errors import JobNotFound as JobNotFound
 from .errors import LimitExceeded as LimitExceeded
 from .errors import ManagerClosed as ManagerClosed
+from .errors import OutputUnavailable as OutputUnavailable
 from .errors import SpawnError as SpawnError
 from .manager import JobManager as JobManager
 from .manager import Limits as Limits

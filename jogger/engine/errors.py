@@ -31,3 +31,7 @@ class LimitExceeded(JobError):
 
 class ManagerClosed(JobError):
     """The manager is not running: it was never entered, or it is shutting down."""
+
+
+class OutputUnavailable(JobError):
+    """The job's output log could not be read (for example: out of file descriptors)."""

@@ -13,6 +13,7 @@ so that the last bytes a dying job writes still reach the log and every follower
 not flags, bound how long they may take.
 """
 
+import logging
 import math
 import os
 import signal
@@ -23,6 +24,7 @@ from datetime import UTC, datetime
 import trio
 
 from .cgroups import CgroupWatcher
+from .errors import OutputUnavailable
 from .output import OutputLog
 from .process import Exit, JobProcess
 from .status import JobState, JobStatus
@@ -30,6 +32,11 @@ from .status import JobState, JobStatus
 # Once the job's processes are all dead the pipe is at EOF at once; if it is not, something
 # that left the process group still holds it, and the log is closed after this long.
 EOF_GRACE = 2.0
+# SIGKILL is prompt unless a process sleeps uninterruptibly (a hung NFS mount, say); the job
+# is recorded as ended after this long all the same, and the survivors are logged.
+KILL_TIMEOUT = 10.0
+
+logger = logging.getLogger(__name__)
 
 
 class Job:
@@ -101,7 +108,10 @@ class Job:
         """Begin SIGTERM, ``grace`` seconds, SIGKILL. A shorter grace shortens a stop under way."""
         if self._state.is_final:
             return
-        self._grace = min(self._grace, grace)
+        if self._stop_scope.cancel_called:
+            self._grace = min(self._grace, grace)
+        else:
+            self._grace = grace
         if self._grace_scope is not None:
             self._grace_scope.deadline = min(
                 self._grace_scope.deadline, trio.current_time() + grace
@@ -130,15 +140,19 @@ class Job:
         # time: a reader that stalls holds at most one chunk and never slows the job.
         # While the log is open the pump runs, so the job's nursery is open.
         assert self._nursery is not None
-        send, receive = trio.open_memory_channel[bytes](0)
+        send, receive = trio.open_memory_channel[bytes | OutputUnavailable](0)
         # Shielded so that shutdown does not cut the follower off before the job's last
-        # bytes; limit_streams() gives it a deadline then.
+        # bytes; limit_streams() gives it a deadline then. Registered here, not when the task
+        # first runs, so that a shutdown beginning in between still limits it.
         scope = trio.CancelScope(shield=True, deadline=self._stream_deadline)
+        self._streams.add(scope)
         self._nursery.start_soon(self._stream, scope, send, offset, chunk_size)
         try:
             with receive:
-                async for chunk in receive:
-                    yield chunk
+                async for item in receive:
+                    if isinstance(item, OutputUnavailable):
+                        raise item
+                    yield item
         finally:
             # The reader is done or gone: end its stream task now, not at its next send.
             scope.cancel()
@@ -146,17 +160,21 @@ class Job:
     async def _stream(
         self,
         scope: trio.CancelScope,
-        send: trio.MemorySendChannel[bytes],
+        send: trio.MemorySendChannel[bytes | OutputUnavailable],
         offset: int,
         chunk_size: int,
     ) -> None:
-        self._streams.add(scope)
         try:
             with send, scope:
-                chunks = self.log.read(offset, follow=True, chunk_size=chunk_size)
-                async with aclosing(chunks) as it:
-                    async for chunk in it:
-                        await send.send(chunk)
+                try:
+                    chunks = self.log.read(offset, follow=True, chunk_size=chunk_size)
+                    async with aclosing(chunks) as it:
+                        async for chunk in it:
+                            await send.send(chunk)
+                except OutputUnavailable as exc:
+                    # The reader's failure, not the job's: hand it over rather than letting
+                    # it escape into the job's nursery.
+                    await send.send(exc)
         except trio.BrokenResourceError:
             pass  # the reader closed its end; it has cancelled our scope as well
         finally:
@@ -183,12 +201,16 @@ class Job:
             # Only the manager's scope ending (shutdown) gets here: our own stop scope
             # swallows its own cancellation.
             self._reason = self._reason or "shutdown"
-            await self._terminate()
-            await self._end()
+            try:
+                await self._terminate()
+            finally:
+                await self._end()
             raise
-        if self._stop_scope.cancelled_caught:
-            await self._terminate()
-        await self._end()
+        try:
+            if self._stop_scope.cancelled_caught:
+                await self._terminate()
+        finally:
+            await self._end()
 
     async def _terminate(self) -> None:
         # Shielded: once a kill sequence begins it must finish, or the job's processes could
@@ -198,32 +220,48 @@ class Job:
                 return
             self._process.signal_group(signal.SIGTERM)
             self._sent_term = True
+            # The grace period is for the whole group: children that handle SIGTERM get it
+            # too, even after the main process has exited.
             with trio.move_on_after(self._grace) as self._grace_scope:
                 await self._process.wait_exited()
+                await self._process.wait_group_gone()
             if self._grace_scope.cancelled_caught:
                 self._process.signal_group(signal.SIGKILL)
                 self._sent_kill = True
                 await self._process.wait_exited()
 
     async def _end(self) -> None:
-        """The main process has exited: kill what it left behind, reap it, record the end."""
-        # Like systemd's KillMode=control-group, and like Nomad's executor, whatever the job
-        # left running dies with it. The leader is still a zombie, so its group id is ours.
-        # Shielded: the job is not over, and stop() must not return, until they are gone;
-        # SIGKILL makes that prompt.
-        with trio.CancelScope(shield=True):
-            self._process.signal_group(signal.SIGKILL)
-            await self._process.wait_group_gone()
-        self._exit = self._process.reap()
-        self._ended_at = datetime.now(UTC)
-        if self._sent_kill:
-            self._state = JobState.KILLED
-        elif self._sent_term:
-            self._state = JobState.STOPPED
-        elif self._exit.exit_code == 0:
-            self._state = JobState.COMPLETED
-        else:
-            self._state = JobState.FAILED
-        self._pump_scope.deadline = trio.current_time() + EOF_GRACE
-        self.ended.set()
-        self._on_exit(self)
+        """The main process has exited: kill what it left behind, reap it, record the end.
+
+        Runs even if the kill sequence failed (out of fds, say): the job is then recorded as
+        ended, so that stop(), followers and shutdown never wait for it forever.
+        """
+        try:
+            # Like systemd's KillMode=control-group, and like Nomad's executor, whatever the
+            # job left running dies with it. The leader is still a zombie, so its group id is
+            # ours. Shielded: the job is not over, and stop() must not return, until they are
+            # gone; SIGKILL makes that prompt, and wait_group_gone() is bounded.
+            with trio.CancelScope(shield=True):
+                self._process.signal_group(signal.SIGKILL)
+                survivors = await self._process.wait_group_gone(give_up_after=KILL_TIMEOUT)
+            if survivors:
+                logger.warning(
+                    "job %s: processes %s survived SIGKILL for %.0f s (uninterruptible sleep?)",
+                    self.id,
+                    survivors,
+                    KILL_TIMEOUT,
+                )
+        finally:
+            self._exit = self._process.reap()
+            self._ended_at = datetime.now(UTC)
+            if self._sent_kill:
+                self._state = JobState.KILLED
+            elif self._sent_term:
+                self._state = JobState.STOPPED
+            elif self._exit.exit_code == 0:
+                self._state = JobState.COMPLETED
+            else:
+                self._state = JobState.FAILED
+            self._pump_scope.deadline = trio.current_time() + EOF_GRACE
+            self.ended.set()
+            self._on_exit(self)

@@ -14,6 +14,8 @@ from pathlib import Path
 
 import trio
 
+from .errors import OutputUnavailable
+
 log = logging.getLogger(__name__)
 
 # One splice moves at most this much; the pipe holds at most this much too (see process.py).
@@ -141,6 +143,7 @@ class OutputLog:
         With ``follow``, wait for new bytes until the log is closed and everything has been
         read; without it, stop at the size the log had when reading began.
         Use under ``contextlib.aclosing`` so that the reader's fd is closed promptly.
+        Raises OutputUnavailable if the log cannot be read.
         """
         end = -1 if follow else self._size
         fd = -1
@@ -148,9 +151,12 @@ class OutputLog:
             while True:
                 available = self._size if end < 0 else end
                 if offset < available:
-                    if fd < 0:
-                        fd = os.open(self.path, os.O_RDONLY | os.O_CLOEXEC)
-                    data = os.pread(fd, min(chunk_size, available - offset), offset)
+                    try:
+                        if fd < 0:
+                            fd = os.open(self.path, os.O_RDONLY | os.O_CLOEXEC)
+                        data = os.pread(fd, min(chunk_size, available - offset), offset)
+                    except OSError as exc:
+                        raise OutputUnavailable(f"cannot read the job's output: {exc}") from None
                     if not data:
                         return
                     offset += len(data)

@@ -9,7 +9,10 @@ behind hashicorp/nomad#23969).
 import contextlib
 import errno
 import fcntl
+import logging
+import math
 import os
+import signal
 import subprocess
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -18,6 +21,8 @@ import trio
 
 from .errors import SpawnError
 from .output import MOVE_SIZE
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,7 +67,9 @@ class JobProcess:
             try:
                 pidfd = os.pidfd_open(popen.pid)
             except BaseException:
-                popen.kill()
+                # The leader is not reaped yet, so its group id is still ours to signal.
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(popen.pid, signal.SIGKILL)
                 popen.wait()
                 raise
         except BaseException:
@@ -96,35 +103,42 @@ class JobProcess:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(self.pid, sig)
 
-    async def wait_group_gone(self) -> None:
-        """After SIGKILL to the group: return once every other member has died.
+    async def wait_group_gone(self, *, give_up_after: float = math.inf) -> list[int]:
+        """Return once no process but the leader is left in the group.
 
         There is no event for the death of processes that are not our children, so each
-        member found in /proc is watched through a pidfd of its own.
+        member found in /proc is watched through a pidfd of its own; then /proc is scanned
+        again, for members that forked meanwhile. After ``give_up_after`` seconds, returns
+        the pids still there instead. If /proc or pidfds cannot be opened (out of fds), it
+        retries with a backoff: this must not fail, or the job could never end.
         """
-        pidfds = []
-        # Scanning /proc costs about 10 us a process: keep it off the event loop.
-        members = await trio.to_thread.run_sync(_group_members, self.pid)
-        try:
-            for pid in members:
+        delay = 0.01
+        with trio.move_on_after(give_up_after):
+            while True:
                 try:
-                    pidfd = os.pidfd_open(pid)
-                except ProcessLookupError:
-                    continue
-                # The pid may have died and been reused between the scan and the open.
-                if _pgid_or_none(pid) == self.pid:
-                    pidfds.append(pidfd)
-                else:
-                    os.close(pidfd)
-            for pidfd in pidfds:
-                await trio.lowlevel.wait_readable(pidfd)
-        finally:
-            for pidfd in pidfds:
-                os.close(pidfd)
+                    # Scanning /proc costs about 10 us a process: keep it off the event loop.
+                    members = await trio.to_thread.run_sync(_group_members, self.pid)
+                    if not members:
+                        return []
+                    await _wait_dead(self.pid, members)
+                except OSError as exc:
+                    logger.warning("waiting for process group %d: %s; retrying", self.pid, exc)
+                    await trio.sleep(delay)
+                    delay = min(delay * 2, 1.0)
+        try:
+            return _group_members(self.pid)
+        except OSError:
+            return []
 
     def reap(self) -> Exit:
-        """Collect the exited main process and release its pidfd."""
+        """Collect the exited main process and release its pidfd.
+
+        Should the main process still run (only if killing it failed), it is killed first,
+        so that this never blocks for long.
+        """
         if not self._reaped:
+            if self.poll() is None:
+                self.signal_group(signal.SIGKILL)
             self._popen.wait()
             self._reaped = True
             os.close(self._pidfd)
@@ -153,7 +167,27 @@ def _grow_pipe(fd: int) -> None:
         fcntl.fcntl(fd, fcntl.F_SETPIPE_SZ, MOVE_SIZE)
 
 
+async def _wait_dead(pgid: int, pids: list[int]) -> None:
+    pidfds = []
+    try:
+        for pid in pids:
+            try:
+                pidfd = os.pidfd_open(pid)
+            except ProcessLookupError:
+                continue
+            pidfds.append(pidfd)
+            # The pid may have died and been reused between the scan and the open.
+            if _pgid_or_none(pid) != pgid:
+                os.close(pidfds.pop())
+        for pidfd in pidfds:
+            await trio.lowlevel.wait_readable(pidfd)
+    finally:
+        for pidfd in pidfds:
+            os.close(pidfd)
+
+
 def _group_members(pgid: int) -> list[int]:
+    """The pids in process group ``pgid``, other than ``pgid`` itself. Raises OSError."""
     members = []
     for name in os.listdir("/proc"):
         if name.isdigit() and int(name) != pgid and _pgid_or_none(int(name)) == pgid:
@@ -162,15 +196,17 @@ def _group_members(pgid: int) -> list[int]:
 
 
 def _pgid_or_none(pid: int) -> int | None:
+    """The process group of ``pid``; None if it is gone. Raises OSError if /proc fails."""
     try:
         fd = os.open(f"/proc/{pid}/stat", os.O_RDONLY | os.O_CLOEXEC)
-    except OSError:
-        return None  # it is gone
+    except (FileNotFoundError, ProcessLookupError):
+        return None
     try:
         stat = os.read(fd, 4096)
-    except OSError:
+    except ProcessLookupError:
         return None
     finally:
         os.close(fd)
     # Fields after the command name, which is in parentheses and may contain anything.
-    return int(stat[stat.rindex(b")") + 2 :].split(maxsplit=3)[2])
+    fields = stat[stat.rindex(b")") + 2 :].split(maxsplit=3) if b")" in stat else []
+    return int(fields[2]) if len(fields) > 2 else None

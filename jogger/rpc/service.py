@@ -15,6 +15,7 @@ from ..engine import (
     JobStatus,
     LimitExceeded,
     ManagerClosed,
+    OutputUnavailable,
     SpawnError,
 )
 from ..v1 import health_grpc, health_pb2, jobs_grpc, jobs_pb2
@@ -37,6 +38,7 @@ _CODES: dict[type[JobError], StatusCode] = {
     JobNotFound: StatusCode.NOT_FOUND,
     LimitExceeded: StatusCode.RESOURCE_EXHAUSTED,
     ManagerClosed: StatusCode.UNAVAILABLE,
+    OutputUnavailable: StatusCode.UNAVAILABLE,
 }
 
 

@@ -5,7 +5,7 @@ import pytest
 import trio
 import trio.testing
 
-from jogger import InvalidRequest, JobManager, JobState, Limits
+from jogger import InvalidRequest, JobManager, JobState, Limits, OutputUnavailable
 from tests.procs import PYTHON, collect, rss_kib, rss_peak_reset, task_count
 
 # Writes 64 KiB blocks of every byte value, pausing now and then, then exits.
@@ -197,3 +197,22 @@ async def test_a_full_disk_ends_logging_not_the_job(tmp_path: Path) -> None:
         assert out == expected_binary(64)[: final.output_bytes]
     finally:
         await trio.run_process(["umount", small])
+
+
+async def test_a_reader_that_cannot_open_the_log_gets_an_error_and_harms_nothing(
+    tmp_path: Path,
+) -> None:
+    # Failure injection: the log file vanishes under a running job (as if an operator
+    # deleted it), so that opening it fails in the follower's stream task.
+    async with JobManager(tmp_path / "state") as jobs:
+        status = await jobs.start("alice", ["sh", "-c", "echo ready; sleep 300"])
+        with trio.fail_after(10):
+            async for _ in jobs.output("alice", status.id):
+                break
+            next(iter((tmp_path / "state").rglob(f"{status.id}.log"))).unlink()
+            for follow in (True, False):
+                with pytest.raises(OutputUnavailable, match="cannot read the job's output"):
+                    await collect(jobs.output("alice", status.id, follow=follow))
+            assert jobs.status("alice", status.id).state is JobState.RUNNING
+            final = await jobs.stop("alice", status.id)
+        assert final.state is JobState.STOPPED

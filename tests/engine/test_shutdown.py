@@ -36,7 +36,7 @@ async def test_cancelling_the_manager_scope_leaves_no_process_task_or_fd(tmp_pat
     with trio.fail_after(20):
         async with trio.open_nursery() as readers:
             with trio.CancelScope() as manager_scope:
-                async with JobManager(tmp_path, grace=0.5) as jobs:
+                async with JobManager(tmp_path, grace=3) as jobs:
                     for argv in (
                         ["sh", "-c", IGNORES_TERM],
                         SAYS_GOODBYE,

@@ -1,9 +1,12 @@
+import errno
 import signal
+from pathlib import Path
 
 import pytest
 import trio
 
 from jogger import InvalidRequest, JobManager, JobState
+from jogger.engine import process
 from tests.procs import PYTHON, SAYS_GOODBYE, alive_in_groups, collect, is_alive, my_children
 
 IGNORES_TERM = "trap '' TERM; echo ready; while :; do sleep 1; done"
@@ -62,7 +65,9 @@ async def test_stop_kills_children_that_ignore_sigterm_when_the_leader_obeys(
         await wait_for_line(jobs, status.id, b"ready")
         final = await jobs.stop("alice", status.id)
         rest = await collect(jobs.output("alice", status.id, offset=final.output_bytes))
-    assert final.state is JobState.STOPPED
+    # The leader obeyed, but its child needed SIGKILL once the grace period was over.
+    assert final.state is JobState.KILLED
+    assert final.signal == signal.SIGTERM
     assert rest == b""
     assert alive_in_groups({status.pid}) == []
 
@@ -78,20 +83,61 @@ async def test_stopping_a_finished_job_reports_its_final_status(jobs: JobManager
     assert first.exit_code == 3
 
 
-async def test_a_shorter_grace_escalates_a_stop_under_way(jobs: JobManager) -> None:
-    status = await jobs.start("alice", ["sh", "-c", IGNORES_TERM])
-    results = []
+async def test_a_shorter_grace_escalates_a_stop_under_way(tmp_path: Path) -> None:
+    # Every grace in play is a minute long, except the second stop's: only escalation can
+    # end this within the deadline.
+    async with JobManager(tmp_path / "state", grace=60) as jobs:
+        status = await jobs.start("alice", ["sh", "-c", IGNORES_TERM])
+        results = []
 
-    async def stop(grace: float) -> None:
-        results.append(await jobs.stop("alice", status.id, grace=grace))
+        async def stop(grace: float) -> None:
+            results.append(await jobs.stop("alice", status.id, grace=grace))
 
-    with trio.fail_after(5):
+        with trio.fail_after(10):
+            await wait_for_line(jobs, status.id, b"ready")
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(stop, 60)
+                await trio.sleep(0.1)
+                nursery.start_soon(stop, 0)
+        assert [r.state for r in results] == [JobState.KILLED, JobState.KILLED]
+
+
+async def test_a_stop_may_grant_more_grace_than_the_managers_default(tmp_path: Path) -> None:
+    # The job needs a moment to exit after SIGTERM: longer than the manager's grace.
+    slow_exit = (
+        "trap 'sleep 1; echo cleaned up; exit 0' TERM; echo ready; while :; do sleep 0.1; done"
+    )
+    async with JobManager(tmp_path / "state", grace=0.1) as jobs:
+        status = await jobs.start("alice", ["sh", "-c", slow_exit])
+        with trio.fail_after(20):
+            await wait_for_line(jobs, status.id, b"ready")
+            final = await jobs.stop("alice", status.id, grace=15)
+            out = await collect(jobs.output("alice", status.id))
+    assert final.state is JobState.STOPPED
+    assert b"cleaned up" in out
+
+
+async def test_the_grace_period_covers_children_that_handle_sigterm(jobs: JobManager) -> None:
+    # The main process dies at once on SIGTERM; its child takes a moment to clean up. The
+    # child must get its grace period, not a SIGKILL as soon as the main process is gone.
+    child = (
+        "import os, signal, sys, time\n"
+        "def bye(*_):\n"
+        "    time.sleep(0.5)\n"
+        "    os.write(1, b'child cleaned up\\n')\n"
+        "    sys.exit(0)\n"
+        "signal.signal(signal.SIGTERM, bye)\n"
+        "os.write(1, b'ready\\n')\n"
+        "time.sleep(300)\n"
+    )
+    status = await jobs.start("alice", ["sh", "-c", f'"{PYTHON}" -c "$0" & wait', child])
+    with trio.fail_after(20):
         await wait_for_line(jobs, status.id, b"ready")
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(stop, 60)
-            await trio.sleep(0.1)
-            nursery.start_soon(stop, 0)
-    assert [r.state for r in results] == [JobState.KILLED, JobState.KILLED]
+        final = await jobs.stop("alice", status.id, grace=15)
+        out = await collect(jobs.output("alice", status.id))
+    assert b"child cleaned up" in out
+    assert final.state is JobState.STOPPED
+    assert alive_in_groups({status.pid}) == []
 
 
 async def test_negative_grace_is_rejected(jobs: JobManager) -> None:
@@ -134,3 +180,27 @@ async def test_every_job_process_is_reaped(jobs: JobManager) -> None:
             await collect(jobs.output("alice", status.id))
             await jobs.stop("alice", status.id)
     assert my_children() == []
+
+
+async def test_a_job_ends_even_if_proc_cannot_be_read_for_a_while(
+    jobs: JobManager, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Failure injection: scanning /proc fails as it would with the fd table full. The job
+    # must still end (retrying), never leave stop() or shutdown waiting forever.
+    real = process._group_members
+    failures = iter([OSError(errno.EMFILE, "Too many open files")] * 3)
+
+    def flaky(pgid: int) -> list[int]:
+        exc = next(failures, None)
+        if exc is not None:
+            raise exc
+        return real(pgid)
+
+    monkeypatch.setattr(process, "_group_members", flaky)
+    status = await jobs.start("alice", ["sh", "-c", DOUBLE_FORK])
+    with trio.fail_after(20):
+        await wait_for_line(jobs, status.id, b"ready")
+        final = await jobs.stop("alice", status.id)
+    assert final.state is JobState.STOPPED
+    assert next(failures, None) is None
+    assert alive_in_groups({status.pid}) == []
