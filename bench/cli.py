@@ -25,7 +25,8 @@ from pathlib import Path
 
 import trio
 
-from jogger.rpc.client import open_client
+from jogger.rpc.client import connect
+from jogger.rpc.tls import client_context
 
 BIN = Path(sys.executable).parent
 SSHD = Path("/usr/sbin/sshd")
@@ -165,21 +166,18 @@ def median_of(n: int, fn: Callable[[], float]) -> float:
 async def followers(env: dict[str, str], clients: int, mib: int) -> float:
     """``clients`` connections from one process follow one job writing ``mib`` MiB."""
     host, port = env["JOGGER_HOST"].rsplit(":", 1)
-    files = {
-        k: Path(env[v])
-        for k, v in (
-            ("ca", "JOGGER_CA_CERT_FILE"),
-            ("cert", "JOGGER_USER_CERT_FILE"),
-            ("key", "JOGGER_USER_KEY_FILE"),
-        )
-    }
+    context = client_context(
+        Path(env["JOGGER_CA_CERT_FILE"]),
+        Path(env["JOGGER_USER_CERT_FILE"]),
+        Path(env["JOGGER_USER_KEY_FILE"]),
+    )
     totals: list[int] = []
-    async with open_client(host, int(port), **files) as owner:
+    async with connect(host, int(port), context) as owner:
         start = time.perf_counter()
         job = await owner.start(["dd", "if=/dev/zero", "bs=1M", f"count={mib}", "status=none"])
 
         async def follow() -> None:
-            async with open_client(host, int(port), **files) as client:
+            async with connect(host, int(port), context) as client:
                 total = 0
                 async with client.output(job.job_id) as chunks:
                     async for chunk in chunks:

@@ -2,6 +2,7 @@
 
 import argparse
 import importlib
+import os
 import signal
 import ssl
 import sys
@@ -10,8 +11,9 @@ import trio
 
 from .._groups import single_errors
 from ..rpc.channel import TransportError
-from ..rpc.client import open_client
+from ..rpc.client import connect
 from ..rpc.errors import RpcError, StatusCode
+from ..rpc.tls import client_context
 from .exits import CliError, Exit
 from .settings import Settings, load
 
@@ -30,10 +32,14 @@ async def _main(settings: Settings, args: argparse.Namespace) -> int:
     where = f"{settings.host}:{settings.port}"
     interrupted = False
     try:
+        context = client_context(settings.ca, settings.cert, settings.key)
+    except ssl.SSLError as exc:
+        raise CliError(f"cannot load the TLS files: {exc.reason or exc}", Exit.USAGE) from None
+    except OSError as exc:
+        raise CliError(f"cannot read the TLS files: {exc}", Exit.USAGE) from None
+    try:
         async with (
-            open_client(
-                settings.host, settings.port, ca=settings.ca, cert=settings.cert, key=settings.key
-            ) as client,
+            connect(settings.host, settings.port, context) as client,
             trio.open_nursery() as nursery,
         ):
             if args.command in _DETACHING:
@@ -49,12 +55,16 @@ async def _main(settings: Settings, args: argparse.Namespace) -> int:
 
                 await nursery.start(on_ctrl_c)
             result = int(await command.run(client, args))
+            sys.stdout.flush()  # so that a failing write is reported here, not at exit
             # The command is done; stop listening for Ctrl-C.
             nursery.cancel_scope.cancel()
-    except ssl.SSLError as exc:
-        raise CliError(f"cannot load the TLS files: {exc.reason or exc}", Exit.USAGE) from None
+    except BrokenPipeError:
+        # Whoever read our stdout went away (``jog list | head -1``): stop quietly.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return Exit.ERROR
     except OSError as exc:
-        raise CliError(f"cannot read the TLS files: {exc}", Exit.USAGE) from None
+        # The network layer reports its failures as TransportError: this is our output.
+        raise CliError(f"cannot write the output: {exc.strerror or exc}") from None
     except TransportError as exc:
         raise CliError(f"{where}: {exc}", Exit.UNREACHABLE) from None
     except RpcError as exc:

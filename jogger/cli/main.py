@@ -10,6 +10,9 @@ from collections.abc import Sequence
 
 from .exits import CliError, Exit
 
+MAX_GRACE = 7 * 86400
+"""The longest grace period jog asks for: a week."""
+
 ENVIRONMENT = """\
 connection settings (environment):
   JOGGER_HOST            server address, host:port (default localhost:7654; --host wins)
@@ -77,7 +80,11 @@ def parser() -> argparse.ArgumentParser:
         help="print the output there is now and exit",
     )
     output.add_argument(
-        "--offset", type=int, default=0, metavar="BYTES", help="start at this byte of the output"
+        "--offset",
+        type=_offset,
+        default=0,
+        metavar="BYTES",
+        help="start at this byte of the output",
     )
     jobs = sub.add_parser("list", parents=[host], help="list your jobs")
     jobs.add_argument("--json", action="store_true", help="print JSON")
@@ -97,8 +104,20 @@ def _seconds(text: str) -> float:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
-    if not value >= 0:
-        raise argparse.ArgumentTypeError("the grace period cannot be negative")
+    if not 0 <= value < MAX_GRACE:
+        raise argparse.ArgumentTypeError(
+            f"the grace period must be from 0 to {MAX_GRACE:g} seconds"
+        )
+    return value
+
+
+def _offset(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of bytes") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError("the offset cannot be negative")
     return value
 
 

@@ -196,7 +196,7 @@ def _group_members(pgid: int) -> list[int]:
 
 
 def _pgid_or_none(pid: int) -> int | None:
-    """The process group of ``pid``; None if it is gone. Raises OSError if /proc fails."""
+    """The process group of ``pid``; None if it is gone or a zombie. OSError if /proc fails."""
     try:
         fd = os.open(f"/proc/{pid}/stat", os.O_RDONLY | os.O_CLOEXEC)
     except (FileNotFoundError, ProcessLookupError):
@@ -207,6 +207,10 @@ def _pgid_or_none(pid: int) -> int | None:
         return None
     finally:
         os.close(fd)
-    # Fields after the command name, which is in parentheses and may contain anything.
+    # Fields after the command name, which is in parentheses and may contain anything:
+    # state, ppid, pgrp. A zombie is dead already (it waits for its parent, perhaps an init
+    # that reaps slowly): it counts as gone.
     fields = stat[stat.rindex(b")") + 2 :].split(maxsplit=3) if b")" in stat else []
-    return int(fields[2]) if len(fields) > 2 else None
+    if len(fields) < 3 or fields[0] in (b"Z", b"X"):
+        return None
+    return int(fields[2])

@@ -3,6 +3,7 @@
 import contextlib
 import datetime
 import os
+import socket
 from collections.abc import AsyncGenerator, AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any, TypeVar
@@ -18,6 +19,9 @@ from .errors import RpcError
 from .wire import Connection, ConnectionLost, Stream, set_socket_options
 
 M = TypeVar("M", bound=Message)
+
+
+CONNECT_TIMEOUT = 10.0
 
 
 class TransportError(Exception):
@@ -119,10 +123,15 @@ def _connect_reason(exc: OSError) -> str:
     # trio reports "all attempts failed" and keeps each attempt's error as the cause.
     cause = exc.__cause__
     attempts = cause.exceptions if isinstance(cause, BaseExceptionGroup) else [cause or exc]
-    reasons = {
-        os.strerror(a.errno) if a.errno else str(a) for a in attempts if isinstance(a, OSError)
-    }
+    reasons = {_reason(a) for a in attempts if isinstance(a, OSError)}
     return ", ".join(sorted(reasons)) or str(exc)
+
+
+def _reason(exc: OSError) -> str:
+    if isinstance(exc, socket.gaierror):
+        # The resolver's own numbers, which os.strerror calls "Unknown error -2".
+        return exc.strerror or str(exc)
+    return os.strerror(exc.errno) if exc.errno else str(exc)
 
 
 async def _first_of(*events: trio.Event) -> None:
@@ -154,34 +163,54 @@ def describe_failure(exc: BaseException) -> str:
 
 @asynccontextmanager
 async def open_channel(
-    host: str, port: int, ssl_context: Any, *, server_hostname: str | None = None
+    host: str,
+    port: int,
+    ssl_context: Any,
+    *,
+    server_hostname: str | None = None,
+    connect_timeout: float = CONNECT_TIMEOUT,
 ) -> AsyncGenerator[Channel, None]:
-    """Connect, complete the TLS handshake, and serve calls until the block ends."""
-    try:
-        tcp = await trio.open_tcp_stream(host, port)
-    except OSError as exc:
-        raise TransportError(f"cannot connect: {_connect_reason(exc)}") from None
+    """Connect, complete the TLS handshake, and serve calls until the block ends.
+
+    Connecting, the handshake and the server's first frames must take at most
+    ``connect_timeout`` seconds together; TransportError says which step did not finish.
+    """
+    step = "connect"
+    with trio.move_on_after(connect_timeout) as connecting:
+        try:
+            tcp = await trio.open_tcp_stream(host, port)
+        except OSError as exc:
+            raise TransportError(f"cannot connect: {_connect_reason(exc)}") from None
+    if connecting.cancelled_caught:
+        raise TransportError(f"cannot connect: no answer within {connect_timeout:g} s")
     set_socket_options(tcp)
     tls = trio.SSLStream(tcp, ssl_context, server_hostname=server_hostname or host)
     try:
-        try:
-            await tls.do_handshake()
-        except trio.BrokenResourceError as exc:
-            raise TransportError(describe_failure(exc.__cause__ or exc)) from None
-        connection = Connection(tls, client_side=True, inbox_size=16)
+        connection = Connection(tls, client_side=True)
         with single_errors():
             async with trio.open_nursery() as nursery:
-                try:
-                    await connection.start()
-                except ConnectionLost:
+                with trio.move_on_after(connect_timeout) as connecting:
+                    step = "the TLS handshake"
+                    try:
+                        await tls.do_handshake()
+                    except trio.BrokenResourceError as exc:
+                        raise TransportError(describe_failure(exc.__cause__ or exc)) from None
+                    step = "the server's first frames"
+                    try:
+                        await connection.start()
+                    except ConnectionLost:
+                        raise TransportError(
+                            describe_failure(connection.failure or EOFError())
+                        ) from None
+                    nursery.start_soon(connection.run)
+                    # Under TLS 1.3 the server judges our certificate after our handshake is
+                    # done: wait for its first frames, so that a refusal surfaces here with
+                    # its TLS alert rather than as a broken pipe under the first call.
+                    await _first_of(connection.peer_ready, connection.closed)
+                if connecting.cancelled_caught:
                     raise TransportError(
-                        describe_failure(connection.failure or EOFError())
-                    ) from None
-                nursery.start_soon(connection.run)
-                # Under TLS 1.3 the server judges our certificate after our handshake is done:
-                # wait for its first frames, so that a refusal surfaces here with its TLS alert
-                # rather than as a broken pipe under the first call.
-                await _first_of(connection.peer_ready, connection.closed)
+                        f"connected, but {step} did not finish within {connect_timeout:g} s"
+                    )
                 if not connection.peer_ready.is_set():
                     raise TransportError(describe_failure(connection.failure or EOFError()))
                 try:

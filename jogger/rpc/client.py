@@ -1,11 +1,12 @@
 """A typed client of the Jobs service, for trio programs and the ``jog`` CLI."""
 
+import ssl
 from collections.abc import AsyncGenerator, AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
 from ..v1 import health_pb2, jobs_pb2
-from .channel import Channel, open_channel
+from .channel import CONNECT_TIMEOUT, Channel, open_channel
 from .tls import client_context
 
 _JOBS = "/jogger.v1.Jobs/"
@@ -57,9 +58,27 @@ class JobsClient:
 
 @asynccontextmanager
 async def open_client(
-    host: str, port: int, *, ca: Path, cert: Path, key: Path
+    host: str,
+    port: int,
+    *,
+    ca: Path,
+    cert: Path,
+    key: Path,
+    connect_timeout: float = CONNECT_TIMEOUT,
 ) -> AsyncGenerator[JobsClient, None]:
-    """Connect over mutual TLS. Raises TransportError when that fails, RpcError on calls."""
+    """Connect over mutual TLS. Raises TransportError when that fails, RpcError on calls.
+
+    Reading the certificate files raises OSError or ssl.SSLError, before any connection.
+    """
     context = client_context(ca, cert, key)
-    async with open_channel(host, port, context) as channel:
+    async with connect(host, port, context, connect_timeout=connect_timeout) as client:
+        yield client
+
+
+@asynccontextmanager
+async def connect(
+    host: str, port: int, context: ssl.SSLContext, *, connect_timeout: float = CONNECT_TIMEOUT
+) -> AsyncGenerator[JobsClient, None]:
+    """Like ``open_client``, with a TLS context from ``jogger.rpc.tls.client_context``."""
+    async with open_channel(host, port, context, connect_timeout=connect_timeout) as channel:
         yield JobsClient(channel)

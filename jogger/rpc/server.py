@@ -20,6 +20,7 @@ from contextlib import aclosing, asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
+import h2.errors
 import h2.exceptions
 import trio
 from google.protobuf.message import DecodeError, Message
@@ -71,6 +72,7 @@ class RpcServer:
         self._calls = 0
         self._idle = trio.Event()
         self._idle.set()
+        self._draining = False
 
     async def listen(
         self,
@@ -110,13 +112,27 @@ class RpcServer:
                     continue
                 self._nursery.start_soon(self._connection, stream)
 
-    async def wait_idle(self) -> None:
-        """Return once no call is in flight."""
+    async def drain(self) -> None:
+        """Refuse new calls (UNAVAILABLE) and return once no call is in flight."""
+        self._draining = True
         await self._idle.wait()
 
     async def _connection(self, tcp: trio.SocketStream) -> None:
-        set_socket_options(tcp)
-        host, port = tcp.socket.getpeername()[:2]
+        try:
+            await self._serve_connection(tcp)
+        except Exception:
+            # A bug, or a failure we did not foresee: it ends this connection, not the server.
+            log.exception("connection failed")
+        finally:
+            await trio.aclose_forcefully(tcp)
+
+    async def _serve_connection(self, tcp: trio.SocketStream) -> None:
+        try:
+            set_socket_options(tcp)
+            host, port = tcp.socket.getpeername()[:2]
+        except OSError as exc:
+            log.info("connection closed before it could be served: %s", exc)
+            return  # reset by the peer already (ENOTCONN)
         peer = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
         tls = trio.SSLStream(tcp, self._ssl_context, server_side=True)
         try:
@@ -135,10 +151,15 @@ class RpcServer:
             except CertificateRejected as exc:
                 client = _Peer(peer, None, str(exc))
                 log.info("connection peer=%s rejected: %s", peer, exc)
-            connection = Connection(tls, client_side=False, inbox_size=3)
+            connection = Connection(tls, client_side=False)
             async with trio.open_nursery() as calls:
 
                 def on_request(event: RequestReceived, stream: Stream) -> None:
+                    if self._draining:
+                        connection.forget(stream)
+                        status = Status(StatusCode.UNAVAILABLE, "the server is shutting down")
+                        connection.refuse(stream.id, status)
+                        return
                     self._begin_call()
                     calls.start_soon(self._call, connection, stream, event, client)
 
@@ -156,7 +177,8 @@ class RpcServer:
 
     def _begin_call(self) -> None:
         self._calls += 1
-        self._idle = trio.Event()
+        if self._calls == 1:
+            self._idle = trio.Event()
 
     def _end_call(self) -> None:
         self._calls -= 1
@@ -177,6 +199,10 @@ class RpcServer:
         try:
             with stream.scope:
                 status = await self._serve(connection, stream, event, client)
+                await self._finish(connection, stream, status)
+            if stream.refusal is not None:
+                # The client sent what this call cannot carry (see wire.StreamRefused).
+                status = stream.refusal
                 await self._finish(connection, stream, status)
         except ConnectionLost:
             pass
@@ -210,7 +236,7 @@ class RpcServer:
         timeout = event.timeout.total_seconds() if event.timeout is not None else float("inf")
         with trio.move_on_after(timeout) as deadline:
             try:
-                request = await _read_request(connection, stream, method.request_type)
+                request = await _read_request(stream, method.request_type)
                 call = Call(identity=client.identity, peer=client.address)
                 connection.protocol.start_response(stream.id, "+proto")
                 stream.response_started = True
@@ -238,7 +264,10 @@ class RpcServer:
         if stream.reset:
             return
         try:
-            if stream.response_started:
+            if stream.partial_message:
+                # Trailers cannot follow half a message: the client would read garbage.
+                connection.reset_stream(stream, h2.errors.ErrorCodes.CANCEL)
+            elif stream.response_started:
                 connection.protocol.end_response(stream.id, status)
             else:
                 connection.protocol.respond_status(stream.id, status, "+proto")
@@ -262,14 +291,11 @@ async def _send_alert(tls: trio.SSLStream[trio.SocketStream], tcp: trio.SocketSt
             await tcp.send_all(alert)
 
 
-async def _read_request(
-    connection: Connection, stream: Stream, request_type: type[Message]
-) -> Message:
+async def _read_request(stream: Stream, request_type: type[Message]) -> Message:
     """The call's single request message; INVALID_ARGUMENT for anything else."""
     message: Message | None = None
     async for event in stream.inbox:
         if isinstance(event, MessageReceived):
-            connection.acknowledge(event)
             if message is not None:
                 raise RpcError(StatusCode.INVALID_ARGUMENT, "expected one request message")
             message = request_type()
@@ -302,6 +328,6 @@ async def open_rpc_server(
             # Shielded: even when we leave because of a cancellation, calls in flight (an
             # Output stream delivering a stopped job's last bytes) get their moment.
             with trio.move_on_after(drain_timeout, shield=True):
-                await server.wait_idle()
+                await server.drain()
             # Then close whatever connections remain, idle or not.
             nursery.cancel_scope.cancel()

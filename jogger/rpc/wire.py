@@ -14,7 +14,9 @@ parses and frames; this module does the I/O, on trio, for both ends of a connect
 """
 
 import contextlib
+import datetime
 import logging
+import re
 import socket
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -23,6 +25,7 @@ import h2.errors
 import h2.events
 import h2.exceptions
 import trio
+from purerpc.grpclib.buffers import MessageReadBuffer
 from purerpc.grpclib.config import GRPCConfiguration
 from purerpc.grpclib.connection import GRPCConnection
 from purerpc.grpclib.events import (
@@ -34,28 +37,72 @@ from purerpc.grpclib.events import (
     ResponseReceived,
     WindowUpdated,
 )
-from purerpc.grpclib.exceptions import ProtocolError
+from purerpc.grpclib.exceptions import MessageTooLargeError, ProtocolError
+from purerpc.grpclib.headers import HeaderDict
+from purerpc.grpclib.status import Status, StatusCode
 
 log = logging.getLogger(__name__)
 
 MAX_MESSAGE = 4 << 20
-"""The largest message either side accepts, as in grpc's default."""
+"""The largest message a client accepts, as in grpc's default."""
+SERVER_MAX_MESSAGE = 1 << 20
+"""The largest request a server accepts; a Start's argv is limited to far less."""
+SERVER_INBOX = 3
+"""Events a server's call may receive: the request headers, one message, the end."""
+INITIAL_WINDOW_FACTOR = 2
+"""purerpc's stream window is twice the largest message."""
 RECEIVE_SIZE = 1 << 16
 CONNECTION_WINDOW = 16 << 20
+"""How much response data a client lets the server send ahead, over all streams."""
 CLIENT_FRAME_SIZE = 128 << 10
 SERVER_FRAME_SIZE = 16 << 10
 SERVER_MAX_STREAMS = 128
 """Calls one connection may have in flight; purerpc advertises 65,536."""
-"""How much response data a client lets the server send ahead, over all streams."""
 
 
 class StreamReset(Event):  # type: ignore[misc]
+    """The peer reset the stream (RST_STREAM)."""
+
     def __init__(self, stream_id: int) -> None:
         self.stream_id = stream_id
 
 
+class StreamRefused(Event):  # type: ignore[misc]
+    """The peer sent what this stream cannot carry: end it with ``status``, or reset it."""
+
+    def __init__(self, stream_id: int, status: Status | None, reason: str) -> None:
+        self.stream_id = stream_id
+        self.status = status
+        """None: reset the stream (malformed HTTP/2 or gRPC framing)."""
+        self.reason = reason
+
+
+_TIMEOUT = re.compile(r"([0-9]{1,8})([HMSmun])")
+_TIMEOUT_UNITS = {"H": 3600.0, "M": 60.0, "S": 1.0, "m": 1e-3, "u": 1e-6, "n": 1e-9}
+
+
+def parse_timeout(text: str) -> datetime.timedelta:
+    """A grpc-timeout header: at most 8 digits and a unit (the gRPC spec); ValueError if not."""
+    match = _TIMEOUT.fullmatch(text)
+    if match is None:
+        raise ValueError(f"malformed grpc-timeout {text[:20]!r}")
+    return datetime.timedelta(seconds=int(match[1]) * _TIMEOUT_UNITS[match[2]])
+
+
 class _Protocol(GRPCConnection):  # type: ignore[misc]
-    """purerpc's protocol machine, reporting stream resets instead of dropping them."""
+    """purerpc's protocol machine, made safe against what a peer may send.
+
+    purerpc raises out of ``receive_data`` on malformed headers (a bad grpc-timeout, an
+    unknown grpc-encoding, a missing :path), on data for a stream it does not know, and on
+    oversized or undecodable messages; and it drops stream resets. Here each of those ends
+    one stream, not the connection, and resets are reported.
+
+    Flow control: a server hands the window back as data arrives (a call carries one small
+    request; the inbox bound and the message size bound what a stream may hold); a client
+    hands it back as its consumer takes each message, which pushes back on a server that
+    streams faster than we read. ``release()`` returns what a finished stream never gave
+    back, so that no window leaks.
+    """
 
     # purerpc accepts 16 MiB frames; h2 3.x reassembles a frame by appending to a bytes
     # object, which copies the partial frame for every TLS record: quadratic in frame size.
@@ -69,9 +116,94 @@ class _Protocol(GRPCConnection):  # type: ignore[misc]
             self.MAX_INBOUND_FRAME_SIZE = SERVER_FRAME_SIZE
             self.MAX_CONCURRENT_STREAMS = SERVER_MAX_STREAMS
         super().__init__(config)
+        self._unacknowledged: dict[int, int] = {}
 
     def _stream_reset(self, event: h2.events.StreamReset) -> list[Event]:
         return [StreamReset(event.stream_id)]
+
+    def _request_received(self, event: h2.events.RequestReceived) -> list[Event]:
+        stream_id = event.stream_id
+        if event.stream_ended:
+            status = Status(StatusCode.INVALID_ARGUMENT, "the request carries no message")
+            return [StreamRefused(stream_id, status, "no request message")]
+        headers = HeaderDict(event.headers)
+        try:
+            timeout = headers.pop("grpc-timeout", None)
+            timeout = parse_timeout(timeout) if timeout is not None else None
+        except (ValueError, TypeError):
+            status = Status(StatusCode.INVALID_ARGUMENT, "malformed grpc-timeout header")
+            return [StreamRefused(stream_id, status, "malformed grpc-timeout")]
+        encoding = headers.get("grpc-encoding", "identity")
+        if encoding != "identity":
+            # We never advertise compression; gzip would also let a small message expand
+            # past our size limits.
+            message = f"grpc-encoding {str(encoding)[:20]!r} is not supported; use identity"
+            status = Status(StatusCode.UNIMPLEMENTED, message)
+            return [StreamRefused(stream_id, status, "compressed request")]
+        try:
+            request = RequestReceived.parse_from_stream_id_and_headers_destructive(
+                stream_id, headers
+            )
+        except Exception as exc:  # noqa: BLE001 - purerpc raises KeyError, ValueError, ... on bad headers
+            return [StreamRefused(stream_id, None, f"malformed request headers: {exc!r:.80}")]
+        request.timeout = timeout
+        self.message_read_buffers[stream_id] = MessageReadBuffer(
+            None, self.config.max_message_length
+        )
+        return [request]
+
+    def _response_received(self, event: h2.events.ResponseReceived) -> list[Event]:
+        try:
+            events: list[Event] = super()._response_received(event)
+        except Exception as exc:  # noqa: BLE001 - purerpc raises KeyError, ValueError, ... on bad headers
+            return [_malformed_response(event.stream_id, exc)]
+        return events
+
+    def _trailers_received(self, event: h2.events.TrailersReceived) -> list[Event]:
+        try:
+            events: list[Event] = super()._trailers_received(event)
+        except Exception as exc:  # noqa: BLE001 - purerpc raises KeyError, ValueError, ... on bad trailers
+            return [_malformed_response(event.stream_id, exc)]
+        return events
+
+    def _data_received(self, event: h2.events.DataReceived) -> list[Event]:
+        stream_id = event.stream_id
+        length = event.flow_controlled_length
+        buffer = self.message_read_buffers.get(stream_id)
+        if buffer is None or not self.config.client_side:
+            # Data for a stream we refused or finished with, or any data at a server.
+            self.h2_connection.acknowledge_received_data(length, stream_id)
+        else:
+            self._unacknowledged[stream_id] = self._unacknowledged.get(stream_id, 0) + length
+        if buffer is None:
+            return []
+        try:
+            buffer.data_received(event.data, length)
+            messages = buffer.read_all_complete_messages_flowcontrol()
+        except Exception as exc:  # noqa: BLE001 - oversized, compressed, undecodable, ...
+            del self.message_read_buffers[stream_id]
+            code = (
+                StatusCode.RESOURCE_EXHAUSTED
+                if isinstance(exc, MessageTooLargeError)
+                else StatusCode.INTERNAL
+            )
+            return [StreamRefused(stream_id, Status(code, str(exc)[:200]), str(exc)[:200])]
+        return [MessageReceived(stream_id, data, n) for data, n in messages]
+
+    def acknowledge(self, stream_id: int, length: int) -> None:
+        """Give back the window of a message our consumer has taken (client side)."""
+        left = self._unacknowledged.get(stream_id, 0) - length
+        if left >= 0:
+            self._unacknowledged[stream_id] = left
+            self.h2_connection.acknowledge_received_data(length, stream_id)
+
+    def release(self, stream_id: int) -> None:
+        """A stream is finished with: drop its buffer, give back whatever window it holds."""
+        self.message_read_buffers.pop(stream_id, None)
+        left = self._unacknowledged.pop(stream_id, 0)
+        if left:
+            # h2 credits the connection window even when the stream itself is closed.
+            self.h2_connection.acknowledge_received_data(left, stream_id)
 
     def initiate_connection(self) -> None:
         # purerpc opens a 1 GiB connection window; a server must not let a peer send that
@@ -79,6 +211,14 @@ class _Protocol(GRPCConnection):  # type: ignore[misc]
         self.h2_connection.initiate_connection()
         if self.config.client_side:
             self.h2_connection.increment_flow_control_window(CONNECTION_WINDOW)
+
+
+def _malformed_response(stream_id: int, exc: Exception) -> StreamRefused:
+    return StreamRefused(
+        stream_id,
+        Status(StatusCode.INTERNAL, f"malformed response from the server: {exc!r:.80}"),
+        "malformed response headers",
+    )
 
 
 class ConnectionLost(Exception):
@@ -96,20 +236,30 @@ class Stream:
     window_open: trio.Event = field(default_factory=trio.Event)
     reset: bool = False
     response_started: bool = False
+    partial_message: bool = False
+    """A message is half sent: the stream can only be reset, not ended with a status."""
+    refusal: Status | None = None
+    """Set when the peer sent what the stream cannot carry; the call must end with it."""
     done: bool = False
 
 
 class Connection:
     """Both ends' shared machinery. ``run()`` is the reader loop; calls run in other tasks."""
 
-    def __init__(self, stream: trio.abc.Stream, *, client_side: bool, inbox_size: int) -> None:
+    def __init__(self, stream: trio.abc.Stream, *, client_side: bool) -> None:
         self._transport = stream
+        max_message = MAX_MESSAGE if client_side else SERVER_MAX_MESSAGE
         self._protocol = _Protocol(
-            GRPCConfiguration(client_side=client_side, max_message_length=MAX_MESSAGE)
+            GRPCConfiguration(client_side=client_side, max_message_length=max_message)
         )
         self._send_lock = trio.Lock()
         self._streams: dict[int, Stream] = {}
-        self._inbox_size = inbox_size
+        # Inboxes never block the reader. A server's call carries one request: more than
+        # that in its inbox is a misbehaving peer. A client's inbox holds what the server
+        # may send before we give back window: at most one message per 5 bytes of it.
+        self._inbox_size = (
+            INITIAL_WINDOW_FACTOR * max_message // 5 + 4 if client_side else SERVER_INBOX
+        )
         self.closed = trio.Event()
         self.peer_ready = trio.Event()
         """Set once the peer's first frames (its SETTINGS) have arrived."""
@@ -131,8 +281,19 @@ class Connection:
         return stream
 
     def forget(self, stream: Stream) -> None:
+        """The call is over: drop the stream and give back the window its inbox held."""
         self._streams.pop(stream.id, None)
         stream.inbox_send.close()
+        self._protocol.release(stream.id)
+
+    def refuse(self, stream_id: int, status: Status | None) -> None:
+        """End a stream that will get no call: with ``status``, or reset if None."""
+        with contextlib.suppress(h2.exceptions.StreamClosedError):
+            if status is None or self._protocol.config.client_side:
+                self._protocol.reset_stream(stream_id, h2.errors.ErrorCodes.PROTOCOL_ERROR)
+            else:
+                self._protocol.respond_status(stream_id, status, "+proto")
+        self._protocol.release(stream_id)
 
     async def flush(self) -> None:
         """Write whatever the protocol machine has queued."""
@@ -153,6 +314,8 @@ class Connection:
         """Send one length-prefixed gRPC message, as fast as flow control lets us."""
         data = memoryview(b"\x00" + len(payload).to_bytes(4, "big") + payload)
         while data:
+            if self.closed.is_set():
+                raise ConnectionLost
             window = self._protocol.flow_control_window(stream.id)
             if window <= 0:
                 await stream.window_open.wait()
@@ -160,11 +323,12 @@ class Connection:
                 continue
             self._protocol.send_data(stream.id, bytes(data[:window]))
             data = data[window:]
+            stream.partial_message = bool(data)
             await self.flush()
 
     def acknowledge(self, event: MessageReceived) -> None:
-        """Give the peer back the window a message used, once we have taken it."""
-        self._protocol.acknowledge_received_data(event.stream_id, event.flow_controlled_length)
+        """Give the peer back the window a message used, once we have taken it (client)."""
+        self._protocol.acknowledge(event.stream_id, event.flow_controlled_length)
 
     def reset_stream(self, stream: Stream, code: h2.errors.ErrorCodes) -> None:
         stream.reset = True
@@ -201,6 +365,11 @@ class Connection:
                     )
                     await self.flush()
                     return
+                except Exception:
+                    # A failure in purerpc or h2 we did not foresee: it ends this
+                    # connection, never the server.
+                    log.exception("closing connection: internal error reading from the peer")
+                    return
                 self.peer_ready.set()
                 for event in events:
                     await self._dispatch(event, on_request)
@@ -213,6 +382,7 @@ class Connection:
                 # The connection is gone: whoever serves or awaits this stream must stop.
                 stream.scope.cancel()
                 stream.inbox_send.close()
+                stream.window_open.set()  # and whoever waits to send on it, wakes
 
     async def _dispatch(
         self, event: Event, on_request: Callable[[RequestReceived, Stream], None] | None
@@ -231,6 +401,9 @@ class Connection:
                 raise ProtocolError("a request arrived at the client end")
             on_request(event, self.new_stream(event.stream_id))
         found = self._streams.get(getattr(event, "stream_id", -1))
+        if isinstance(event, StreamRefused):
+            self._refused(event, found)
+            return
         if found is None:
             return  # a stream we have already finished with
         stream = found
@@ -245,17 +418,31 @@ class Connection:
             RequestReceived | MessageReceived | RequestEnded | ResponseReceived | ResponseEnded,
         ):
             try:
-                if self._protocol.config.client_side:
-                    await stream.inbox_send.send(event)
-                else:
-                    stream.inbox_send.send_nowait(event)
+                stream.inbox_send.send_nowait(event)
             except trio.WouldBlock:
-                # More than the call may carry (a unary request with a second message): the
-                # peer is misbehaving; refuse the stream rather than buffer without bound.
+                # More than the call may carry (a unary request with a second message), or
+                # more than flow control allows: the peer is misbehaving. Refuse the stream
+                # rather than buffer without bound, or block the reader for every stream.
                 self.reset_stream(stream, h2.errors.ErrorCodes.ENHANCE_YOUR_CALM)
                 stream.scope.cancel()
+                stream.inbox_send.close()
             except (trio.ClosedResourceError, trio.BrokenResourceError):
                 pass  # the call has finished; late frames are dropped
+
+    def _refused(self, event: StreamRefused, stream: Stream | None) -> None:
+        log.info("stream %d refused: %s", event.stream_id, event.reason)
+        if stream is None:
+            self.refuse(event.stream_id, event.status)
+        elif self._protocol.config.client_side:
+            # Our caller learns why; the server learns that we gave up on the call.
+            with contextlib.suppress(trio.WouldBlock, trio.ClosedResourceError):
+                stream.inbox_send.send_nowait(ResponseEnded(stream.id, event.status))
+            stream.inbox_send.close()
+            self.reset_stream(stream, h2.errors.ErrorCodes.PROTOCOL_ERROR)
+        else:
+            # The call ends with this status (see the server's _call).
+            stream.refusal = event.status
+            stream.scope.cancel()
 
 
 def set_socket_options(stream: trio.abc.Stream) -> None:

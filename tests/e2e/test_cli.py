@@ -1,6 +1,7 @@
 """jog end to end: every command and every error path, through real processes and TLS."""
 
 import json
+import os
 import signal
 import subprocess
 
@@ -175,7 +176,11 @@ async def test_users_are_isolated_and_admins_read_everything(cli: Cli) -> None:
             1,
             "jog: error: cannot use working directory '/nonexistent': No such file or directory",
         ),
-        (["stop", "--grace", "-1", "x"], {}, 2, "the grace period cannot be negative"),
+        (["stop", "--grace", "-1", "x"], {}, 2, "the grace period must be from 0 to 604800"),
+        (["stop", "--grace", "inf", "x"], {}, 2, "the grace period must be from 0 to 604800"),
+        (["stop", "--grace", "soon", "x"], {}, 2, "'soon' is not a number of seconds"),
+        (["output", "--offset", "-1", "x"], {}, 2, "the offset cannot be negative"),
+        (["output", "--offset", "1.5", "x"], {}, 2, "'1.5' is not a whole number of bytes"),
         (["start"], {}, 2, "start needs a command after --"),
         (["frobnicate"], {}, 2, "invalid choice: 'frobnicate'"),
     ],
@@ -190,6 +195,29 @@ async def test_errors_are_one_line_and_an_exit_code(
     assert message in err.splitlines()[-1]
     if code != 2 or "jog: error:" in message:
         assert len(err.splitlines()) == 1
+
+
+async def test_an_unknown_host_is_named_as_such(cli: Cli) -> None:
+    result = await cli.jog("list", env=cli.env(JOGGER_HOST="no-such-host.invalid:7654"))
+    assert result.returncode == 3
+    err = result.stderr.decode()
+    assert err.startswith("jog: error: no-such-host.invalid:7654: cannot connect: ")
+    assert "Unknown error" not in err
+
+
+async def test_an_unwritable_stdout_is_reported_as_such(cli: Cli) -> None:
+    assert (await cli.jog("start", "--", "true")).returncode == 0
+    full = os.open("/dev/full", os.O_WRONLY | os.O_CLOEXEC)
+    try:
+        with trio.fail_after(30):
+            result = await trio.run_process(
+                [BIN / "jog", "list"], env=cli.env(), stdout=full, capture_stderr=True, check=False
+            )
+    finally:
+        os.close(full)
+    assert result.returncode == 1
+    err = result.stderr.decode()
+    assert err == "jog: error: cannot write the output: No space left on device\n"
 
 
 async def test_a_rejected_certificate_is_named_in_the_error(cli: Cli) -> None:

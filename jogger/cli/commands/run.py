@@ -13,8 +13,13 @@ from .output import copy_output
 
 
 async def run(client: JobsClient, args: argparse.Namespace) -> int:
-    status = await client.start(args.job, cwd=args.cwd or "", env=dict(args.env))
+    job_id: str | None = None
     interrupted = False
+
+    def stop_job() -> None:
+        assert job_id is not None
+        print(f"jog: stopping job {job_id}", file=sys.stderr)
+        nursery.start_soon(client.stop, job_id)
 
     async def stop_on_ctrl_c(*, task_status: trio.TaskStatus[None]) -> None:
         nonlocal interrupted
@@ -26,16 +31,24 @@ async def run(client: JobsClient, args: argparse.Namespace) -> int:
                     nursery.cancel_scope.cancel()
                     return
                 interrupted = True
-                print(f"jog: stopping job {status.job_id}", file=sys.stderr)
-                nursery.start_soon(client.stop, status.job_id)
+                if job_id is not None:
+                    stop_job()
+                # Otherwise the Start is in flight: the job is stopped once it has an id.
 
     final = None
     async with trio.open_nursery() as nursery:
+        # Listening for Ctrl-C before the Start: a job must not be left running unseen.
         await nursery.start(stop_on_ctrl_c)
-        final = await copy_output(client, status.job_id, follow=True)
+        status = await client.start(args.job, cwd=args.cwd or "", env=dict(args.env))
+        job_id = status.job_id
+        if interrupted:
+            stop_job()
+        final = await copy_output(client, job_id, follow=True)
         # The output has ended, so has the job: stop listening for Ctrl-C.
         nursery.cancel_scope.cancel()
     if final is None:
+        if job_id is None:
+            print("jog: left during the Start; see `jog list` for the job", file=sys.stderr)
         return Exit.INTERRUPTED  # left before the end
     if interrupted:
         print(f"jog: job {final.job_id} {summary(final)}", file=sys.stderr)

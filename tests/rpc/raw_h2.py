@@ -1,0 +1,119 @@
+"""A bare HTTP/2 client over mutual TLS, for sending what no well-behaved gRPC client sends."""
+
+import urllib.parse
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+
+import h2.config
+import h2.connection
+import h2.events
+import trio
+
+from jogger.rpc.tls import client_context
+from tests.rpc.conftest import Server
+
+
+@dataclass
+class Outcome:
+    """What became of one stream."""
+
+    headers: dict[str, str] = field(default_factory=dict)
+    data: bytes = b""
+    reset: int | None = None
+    """The RST_STREAM error code, if the server reset the stream."""
+
+    @property
+    def grpc_status(self) -> int | None:
+        value = self.headers.get("grpc-status")
+        return int(value) if value is not None else None
+
+    @property
+    def message(self) -> str:
+        return urllib.parse.unquote(self.headers.get("grpc-message", ""))
+
+
+class RawConnection:
+    def __init__(self, tls: trio.SSLStream[trio.SocketStream]) -> None:
+        self._tls = tls
+        self.h2 = h2.connection.H2Connection(
+            h2.config.H2Configuration(
+                client_side=True, header_encoding="utf-8", validate_outbound_headers=False
+            )
+        )
+        self.terminated = False
+
+    async def flush(self) -> None:
+        await self._tls.send_all(self.h2.data_to_send())
+
+    async def call(
+        self,
+        path: str,
+        body: bytes | None,
+        *,
+        extra: list[tuple[str, str]] = (),  # type: ignore[assignment]
+        replace: dict[str, str] | None = None,
+    ) -> Outcome:
+        """Send one request (HEADERS, then ``body`` as DATA unless None) and await its end."""
+        headers = {
+            ":method": "POST",
+            ":scheme": "https",
+            ":path": path,
+            ":authority": "localhost",
+            "te": "trailers",
+            "content-type": "application/grpc+proto",
+        }
+        headers.update(replace or {})
+        stream_id = self.h2.get_next_available_stream_id()
+        self.h2.send_headers(stream_id, [*headers.items(), *extra], end_stream=body is None)
+        if body is not None:
+            self.h2.send_data(stream_id, body, end_stream=True)
+        await self.flush()
+        return await self._wait(stream_id)
+
+    async def _wait(self, stream_id: int) -> Outcome:
+        outcome = Outcome()
+        while True:
+            data = await self._tls.receive_some(1 << 16)
+            if not data:
+                self.terminated = True
+                return outcome
+            for event in self.h2.receive_data(data):
+                if getattr(event, "stream_id", None) != stream_id:
+                    if isinstance(event, h2.events.ConnectionTerminated):
+                        self.terminated = True
+                        return outcome
+                    continue
+                if isinstance(event, h2.events.ResponseReceived | h2.events.TrailersReceived):
+                    outcome.headers.update(dict(event.headers))
+                elif isinstance(event, h2.events.DataReceived):
+                    outcome.data += event.data
+                    self.h2.acknowledge_received_data(event.flow_controlled_length, stream_id)
+                elif isinstance(event, h2.events.StreamReset):
+                    outcome.reset = int(event.error_code)
+                    return outcome
+                elif isinstance(event, h2.events.StreamEnded):
+                    await self.flush()
+                    return outcome
+            await self.flush()
+
+
+@asynccontextmanager
+async def raw_connection(server: Server, user: str = "alice") -> AsyncIterator[RawConnection]:
+    pair = server.pki.user(user)
+    context = client_context(server.pki.ca, pair.cert, pair.key)
+    tcp = await trio.open_tcp_stream("127.0.0.1", server.port)
+    tls = trio.SSLStream(tcp, context, server_hostname="localhost")
+    try:
+        await tls.do_handshake()
+        connection = RawConnection(tls)
+        connection.h2.initiate_connection()
+        await connection.flush()
+        yield connection
+    finally:
+        await trio.aclose_forcefully(tls)
+
+
+def message(payload: bytes, *, compressed: bool = False) -> bytes:
+    """One length-prefixed gRPC message."""
+    return bytes([compressed]) + len(payload).to_bytes(4, "big") + payload

@@ -1,0 +1,172 @@
+"""What a peer sends can end its own call, at worst its own connection; never the server."""
+
+import socket
+import struct
+import zlib
+
+import h2.errors
+import pytest
+import trio
+
+from jogger.rpc.channel import TransportError
+from jogger.rpc.client import open_client
+from jogger.rpc.errors import StatusCode
+from jogger.v1 import jobs_pb2
+from tests.rpc.conftest import Server
+from tests.rpc.raw_h2 import RawConnection, message, raw_connection
+
+LIST = "/jogger.v1.Jobs/List"
+START = "/jogger.v1.Jobs/Start"
+EMPTY_LIST = message(jobs_pb2.ListRequest().SerializeToString())
+
+
+async def still_serves(server: Server, conn: RawConnection) -> None:
+    """The same connection, and a new one, still carry calls."""
+    assert (await conn.call(LIST, EMPTY_LIST)).grpc_status == StatusCode.OK.value
+    assert not conn.terminated
+    async with server.connect() as client:
+        assert await client.list() == []
+
+
+@pytest.mark.parametrize("value", ["abcS", "-5S", "999999999S", "1", "S", "1.5S", "5x"])
+async def test_a_malformed_grpc_timeout_fails_only_its_call(server: Server, value: str) -> None:
+    with trio.fail_after(10):
+        async with raw_connection(server) as conn:
+            bad = await conn.call(LIST, EMPTY_LIST, extra=[("grpc-timeout", value)])
+            assert bad.grpc_status == StatusCode.INVALID_ARGUMENT.value
+            assert "grpc-timeout" in bad.message
+            await still_serves(server, conn)
+
+
+@pytest.mark.parametrize("encoding", ["gzip", "snappy", "deflate"])
+async def test_compressed_requests_are_refused_as_unimplemented(
+    server: Server, encoding: str
+) -> None:
+    body = message(b"\x00garbage that is not " + encoding.encode(), compressed=True)
+    with trio.fail_after(10):
+        async with raw_connection(server) as conn:
+            bad = await conn.call(LIST, body, extra=[("grpc-encoding", encoding)])
+            assert bad.grpc_status == StatusCode.UNIMPLEMENTED.value
+            await still_serves(server, conn)
+
+
+async def test_a_compressed_message_without_an_encoding_fails_only_its_call(
+    server: Server,
+) -> None:
+    body = message(zlib.compress(b""), compressed=True)
+    with trio.fail_after(10):
+        async with raw_connection(server) as conn:
+            bad = await conn.call(LIST, body)
+            assert bad.grpc_status == StatusCode.INTERNAL.value
+            await still_serves(server, conn)
+
+
+async def test_a_request_with_no_message_fails_only_its_call(server: Server) -> None:
+    with trio.fail_after(10):
+        async with raw_connection(server) as conn:
+            bad = await conn.call(LIST, None)  # HEADERS with END_STREAM
+            assert bad.grpc_status == StatusCode.INVALID_ARGUMENT.value
+            await still_serves(server, conn)
+
+
+@pytest.mark.parametrize(
+    "replace",
+    [
+        {":path": "no-slashes"},
+        {":path": "/a/b/c"},
+        {":method": "GET"},
+        {"content-type": "text/plain"},
+    ],
+)
+async def test_malformed_request_headers_reset_only_their_stream(
+    server: Server, replace: dict[str, str]
+) -> None:
+    with trio.fail_after(10):
+        async with raw_connection(server) as conn:
+            bad = await conn.call(LIST, EMPTY_LIST, replace=replace)
+            assert bad.reset == h2.errors.ErrorCodes.PROTOCOL_ERROR
+            await still_serves(server, conn)
+
+
+async def test_a_connection_level_protocol_error_ends_only_that_connection(
+    server: Server,
+) -> None:
+    # h2 treats a TE header other than "trailers" as a connection error.
+    with trio.fail_after(10):
+        async with raw_connection(server) as conn:
+            await conn.call(LIST, EMPTY_LIST, replace={"te": "gzip"})
+            assert conn.terminated
+        async with server.connect() as client:
+            assert await client.list() == []
+
+
+async def test_an_oversized_request_is_refused_as_resource_exhausted(server: Server) -> None:
+    # Only the 5-byte prefix announcing 2 MiB is needed: the server refuses on seeing it.
+    body = struct.pack(">?I", False, 2 << 20) + b"x" * 100
+    with trio.fail_after(10):
+        async with raw_connection(server) as conn:
+            bad = await conn.call(START, body)
+            assert bad.grpc_status == StatusCode.RESOURCE_EXHAUSTED.value
+            await still_serves(server, conn)
+
+
+async def test_a_request_bigger_than_the_initial_window_goes_through(server: Server) -> None:
+    # 100 KiB of argv: more than HTTP/2's initial 64 KiB connection window.
+    argv = ["echo", "x" * 100_000]
+    with trio.fail_after(20):
+        async with server.connect() as client:
+            status = await client.start(argv)
+            assert list(status.argv) == argv
+            assert (await client.stop(status.job_id)).job_id == status.job_id
+
+
+async def test_abandoned_streams_give_their_window_back(server: Server) -> None:
+    # Each abandoned Output stream received data its reader never took. Unless that flow
+    # control window is given back, a few of them starve the connection (16 MiB window).
+    mib = 8
+    with trio.fail_after(60):
+        async with server.connect() as client:
+            job = await client.start(["head", "-c", str(mib << 20), "/dev/zero"])
+            async with client.output(job.job_id) as chunks:
+                async for _ in chunks:
+                    pass  # until the job has ended
+            for _ in range(6):
+                async with client.output(job.job_id, follow=False) as chunks:
+                    await anext(chunks)
+                    await trio.sleep(0.2)  # let the server fill the window meanwhile
+            total = 0
+            async with client.output(job.job_id, follow=False) as chunks:
+                async for chunk in chunks:
+                    total += len(chunk.data)
+    assert total == mib << 20
+
+
+async def test_connections_reset_at_once_do_not_harm_the_server(server: Server) -> None:
+    for _ in range(50):
+        sock = socket.create_connection(("127.0.0.1", server.port))
+        # SO_LINGER 0: close sends RST; the server may meet it before it looks at the peer.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        sock.close()
+    with trio.fail_after(10):
+        async with server.connect() as client:
+            assert await client.list() == []
+
+
+async def test_a_server_that_never_answers_times_out_the_client(server: Server) -> None:
+    # A listener nobody accepts on: the kernel completes TCP, TLS never starts.
+    silent = trio.socket.socket()
+    with silent:
+        await silent.bind(("127.0.0.1", 0))
+        silent.listen(8)
+        port = silent.getsockname()[1]
+        pair = server.pki.user("alice")
+        with trio.fail_after(10), pytest.raises(TransportError, match="did not finish within"):
+            async with open_client(
+                "localhost",
+                port,
+                ca=server.pki.ca,
+                cert=pair.cert,
+                key=pair.key,
+                connect_timeout=0.5,
+            ):
+                pass
