@@ -4,6 +4,7 @@ import os
 import signal
 import subprocess
 import sys
+from pathlib import Path
 
 import trio
 import trio.lowlevel
@@ -103,6 +104,55 @@ async def test_vanished_clients_leave_no_task_or_fd_behind(server: Server) -> No
                 process.send_signal(signal.SIGKILL)
                 await process.wait()
                 await process.stdout.aclose()
+        after_tasks, after_fds = await settle()
+    assert after_tasks == tasks
+    assert after_fds == fds
+
+
+async def test_killed_jog_output_followers_cost_the_server_nothing(server: Server) -> None:
+    # The scenario, with the real CLI: 200 `jog output` processes follow an idle job
+    # and are killed one after another, with no goodbye; the server's tasks and fds return
+    # to where they were.
+    followers = 200
+    alice = server.pki.user("alice")
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("JOGGER_")},
+        "JOGGER_HOST": f"localhost:{server.port}",
+        "JOGGER_CA_CERT_FILE": str(server.pki.ca),
+        "JOGGER_USER_CERT_FILE": str(alice.cert),
+        "JOGGER_USER_KEY_FILE": str(alice.key),
+    }
+    jog = Path(sys.executable).parent / "jog"
+    async with server.connect() as owner:
+        job = await owner.start(["sh", "-c", "echo idle; sleep 300"])
+        tasks, fds = await settle()
+        processes: list[trio.Process] = []
+        try:
+            with trio.fail_after(110):
+                # In batches, so that 200 interpreters starting at once do not swamp 2 cores.
+                for _ in range(followers // 20):
+                    batch = [
+                        await trio.lowlevel.open_process(
+                            [jog, "output", job.job_id], stdout=subprocess.PIPE, env=env
+                        )
+                        for _ in range(20)
+                    ]
+                    processes += batch
+                    for process in batch:
+                        assert process.stdout is not None
+                        assert await process.stdout.receive_some(100) == b"idle\n"
+                busy, _ = await settle()
+                assert busy >= tasks + followers  # at least one server task per follower
+                for process in processes:
+                    process.send_signal(signal.SIGKILL)
+                    await process.wait()
+        finally:
+            for process in processes:
+                if process.returncode is None:
+                    process.kill()
+                    await process.wait()
+                if process.stdout is not None:
+                    await process.stdout.aclose()
         after_tasks, after_fds = await settle()
     assert after_tasks == tasks
     assert after_fds == fds
