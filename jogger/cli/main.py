@@ -47,6 +47,15 @@ def parser() -> argparse.ArgumentParser:
         default=[],
         help="add to the job's environment (repeatable)",
     )
+    job.add_argument("--cpu", type=_cores, metavar="CORES", help="CPU limit in cores (0.5)")
+    job.add_argument(
+        "--cpu-weight", type=_weight, metavar="W", help="CPU weight, 1-10000 (default 100)"
+    )
+    job.add_argument("--memory", type=_size, metavar="SIZE", help="memory limit (256M, 2G)")
+    job.add_argument(
+        "--io-weight", type=_weight, metavar="W", help="I/O weight, 1-10000 (default 100)"
+    )
+    job.add_argument("--pids", type=_count, metavar="N", help="at most N processes/threads")
     p = argparse.ArgumentParser(
         prog="jog",
         description="Run jobs on a remote jogger server. A job is an argv, given after --.",
@@ -108,6 +117,40 @@ def _seconds(text: str) -> float:
         raise argparse.ArgumentTypeError(
             f"the grace period must be from 0 to {MAX_GRACE:g} seconds"
         )
+    return value
+
+
+def _cores(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of cores") from None
+    if not 0.01 <= value <= 100_000:
+        raise argparse.ArgumentTypeError("the CPU limit must be at least 0.01 cores")
+    return value
+
+
+def _weight(text: str) -> int:
+    if not text.isdigit() or not 1 <= int(text) <= 10000:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a weight from 1 to 10000")
+    return int(text)
+
+
+def _count(text: str) -> int:
+    if not text.isdigit() or not 1 <= int(text) < 1 << 32:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive whole number")
+    return int(text)
+
+
+def _size(text: str) -> int:
+    from .._units import parse_size  # noqa: PLC0415 - small, but only when asked for
+
+    try:
+        value = parse_size(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    if not 0 < value < 1 << 64:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive size")
     return value
 
 

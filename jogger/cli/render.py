@@ -5,6 +5,7 @@ import shlex
 import signal
 from datetime import UTC
 
+from .._units import format_size
 from ..v1 import jobs_pb2
 
 _STATE_NAMES = {
@@ -62,6 +63,18 @@ def as_dict(status: jobs_pb2.JobStatus) -> dict[str, object]:
         "output_bytes": status.output_bytes,
         "output_truncated": status.output_truncated,
         "output_error": status.output_error,
+        "cgroup": status.cgroup,
+        "limits": {
+            "cpu": status.limits.cpu or None,
+            "cpu_weight": status.limits.cpu_weight or None,
+            "memory": status.limits.memory or None,
+            "io_weight": status.limits.io_weight or None,
+            "pids": status.limits.pids or None,
+        },
+        "cpu_seconds": status.cpu_time.ToTimedelta().total_seconds()
+        if status.HasField("cpu_time")
+        else None,
+        "memory_peak": status.memory_peak or None,
     }
 
 
@@ -83,8 +96,35 @@ def block(status: jobs_pb2.JobStatus) -> str:
             + (" (truncated)" if status.output_truncated else "")
             + (f" ({status.output_error})" if status.output_error else ""),
         ),
+        ("cgroup", status.cgroup or "none"),
+        ("limits", limits_text(status.limits)),
+        ("usage", usage_text(status)),
     ]
     return "\n".join(f"{name + ':':9}{value}" for name, value in lines)
+
+
+def limits_text(limits: jobs_pb2.Limits) -> str:
+    parts = []
+    if limits.cpu:
+        parts.append(f"cpu {limits.cpu:g} cores")
+    if limits.cpu_weight:
+        parts.append(f"cpu weight {limits.cpu_weight}")
+    if limits.memory:
+        parts.append(f"memory {format_size(limits.memory)}")
+    if limits.io_weight:
+        parts.append(f"io weight {limits.io_weight}")
+    if limits.pids:
+        parts.append(f"pids {limits.pids}")
+    return ", ".join(parts) or "none"
+
+
+def usage_text(status: jobs_pb2.JobStatus) -> str:
+    parts = []
+    if status.HasField("cpu_time"):
+        parts.append(f"cpu {status.cpu_time.ToTimedelta().total_seconds():.2f} s")
+    if status.memory_peak:
+        parts.append(f"memory peak {format_size(status.memory_peak)}")
+    return ", ".join(parts) or "-"
 
 
 def table(statuses: list[jobs_pb2.JobStatus], *, owners: bool) -> str:

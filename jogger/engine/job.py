@@ -23,7 +23,8 @@ from datetime import UTC, datetime
 
 import trio
 
-from .cgroups import CgroupWatcher
+from .cgroups import JobGroup, Usage
+from .cgroups.base import REMOVE_TIMEOUT
 from .errors import OutputUnavailable
 from .output import OutputLog
 from .process import Exit, JobProcess
@@ -48,7 +49,7 @@ class Job:
         argv: tuple[str, ...],
         process: JobProcess,
         log: OutputLog,
-        cgroup: CgroupWatcher,
+        group: JobGroup,
         grace: float,
         on_exit: Callable[["Job"], None],
     ) -> None:
@@ -57,7 +58,11 @@ class Job:
         self.argv = argv
         self.log = log
         self._process = process
-        self._cgroup = cgroup
+        self._group = group
+        self._usage: Usage | None = None
+        # Shielded: whatever ends the job, its group must be found empty and removed; the
+        # deadline is set once the job has ended (see _end).
+        self._watch_scope = trio.CancelScope(shield=True)
         self._grace = grace
         self._on_exit = on_exit
         self._started_at = datetime.now(UTC)
@@ -79,6 +84,7 @@ class Job:
 
     def status(self) -> JobStatus:
         exit_ = self._exit
+        usage = self._usage if self._usage is not None else self._group.usage()
         return JobStatus(
             id=self.id,
             owner=self.owner,
@@ -93,6 +99,10 @@ class Job:
             output_bytes=self.log.size,
             output_truncated=self.log.truncated,
             output_error=self.log.error,
+            cgroup=self._group.backend,
+            limits=self._group.limits,
+            cpu_seconds=usage.cpu_seconds,
+            memory_peak=usage.memory_peak,
         )
 
     async def run(self) -> None:
@@ -101,7 +111,7 @@ class Job:
             self._nursery = nursery
             nursery.start_soon(self._supervise)
             nursery.start_soon(self._pump)
-            nursery.start_soon(self._cgroup.watch)
+            nursery.start_soon(self._watch)
             self._running.set()
 
     def request_stop(self, grace: float) -> None:
@@ -180,6 +190,10 @@ class Job:
         finally:
             self._streams.discard(scope)
 
+    async def _watch(self) -> None:
+        with self._watch_scope:
+            await self._group.watch(self.ended)
+
     async def _pump(self) -> None:
         try:
             with self._pump_scope:
@@ -218,15 +232,15 @@ class Job:
         with trio.CancelScope(shield=True):
             if self._process.poll() is not None:
                 return
-            self._process.signal_group(signal.SIGTERM)
+            self._group.signal(signal.SIGTERM)
             self._sent_term = True
-            # The grace period is for the whole group: children that handle SIGTERM get it
+            # The grace period is for the whole job: children that handle SIGTERM get it
             # too, even after the main process has exited.
             with trio.move_on_after(self._grace) as self._grace_scope:
                 await self._process.wait_exited()
-                await self._process.wait_group_gone()
+                await self._group.emptied.wait()
             if self._grace_scope.cancelled_caught:
-                self._process.signal_group(signal.SIGKILL)
+                await self._group.kill()
                 self._sent_kill = True
                 await self._process.wait_exited()
 
@@ -238,22 +252,26 @@ class Job:
         """
         try:
             # Like systemd's KillMode=control-group, and like Nomad's executor, whatever the
-            # job left running dies with it. The leader is still a zombie, so its group id is
-            # ours. Shielded: the job is not over, and stop() must not return, until they are
-            # gone; SIGKILL makes that prompt, and wait_group_gone() is bounded.
+            # job left running dies with it (the whole cgroup, or the process group, whose id
+            # stays ours while the main process is an unreaped zombie). Shielded: the job is
+            # not over, and stop() must not return, until they are gone; SIGKILL makes that
+            # prompt, and the wait is bounded.
             with trio.CancelScope(shield=True):
-                self._process.signal_group(signal.SIGKILL)
-                survivors = await self._process.wait_group_gone(give_up_after=KILL_TIMEOUT)
-            if survivors:
+                await self._group.kill()
+                with trio.move_on_after(KILL_TIMEOUT) as timer:
+                    await self._group.emptied.wait()
+            if timer.cancelled_caught:
                 logger.warning(
-                    "job %s: processes %s survived SIGKILL for %.0f s (uninterruptible sleep?)",
+                    "job %s: processes survived SIGKILL for %.0f s (uninterruptible sleep?)",
                     self.id,
-                    survivors,
                     KILL_TIMEOUT,
                 )
         finally:
             self._exit = self._process.reap()
             self._ended_at = datetime.now(UTC)
+            self._usage = self._group.usage()
+            if self._usage.oom_killed:
+                self._reason = "oom"
             if self._sent_kill:
                 self._state = JobState.KILLED
             elif self._sent_term:
@@ -263,5 +281,6 @@ class Job:
             else:
                 self._state = JobState.FAILED
             self._pump_scope.deadline = trio.current_time() + EOF_GRACE
+            self._watch_scope.deadline = trio.current_time() + KILL_TIMEOUT + REMOVE_TIMEOUT
             self.ended.set()
             self._on_exit(self)

@@ -7,9 +7,11 @@ Every call takes the owner. A job is found by id and then checked against the ow
 job of someone else's is reported exactly as a job that does not exist.
 """
 
+import hashlib
 import logging
 import math
 import os
+import re
 import stat
 import uuid
 from collections import Counter
@@ -22,15 +24,17 @@ from types import TracebackType
 import trio
 
 from .._groups import single_errors
-from .cgroups import NoCgroup
+from .cgroups import Backend, Mode, open_backend
 from .errors import InvalidRequest, JobNotFound, LimitExceeded, ManagerClosed
 from .job import Job
+from .limits import JobLimits, check_limits
 from .output import OutputLog
 from .process import JobProcess
 from .status import JobStatus
 
 log = logging.getLogger("jogger.engine")
 
+_CGROUP_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
@@ -60,6 +64,13 @@ class JobManager:
 
     Jobs get the environment ``base_env`` (by default only PATH) plus the overrides given to
     ``start`` and ``JOGGER_JOB_ID``. Output logs are kept under ``state_dir/logs``.
+
+    ``cgroups`` picks how jobs are contained: "auto" (cgroup v2, else v1, else none),
+    "cgroup2", "cgroup1" or "none". Job cgroups live under the process's own cgroup, in
+    ``cgroup_name`` (by default ``jogger-`` and a hash of the state dir, so that two managers
+    never touch each other's groups); on entry, groups left there by a crashed manager are
+    killed and removed. ``default_limits`` fill in what a start does not ask for;
+    ``max_limits`` bound what it may ask for.
     """
 
     def __init__(
@@ -70,10 +81,24 @@ class JobManager:
         grace: float = 10.0,
         drain_timeout: float = 5.0,
         base_env: Mapping[str, str] | None = None,
+        cgroups: Mode = "auto",
+        cgroup_name: str | None = None,
+        default_limits: JobLimits | None = None,
+        max_limits: JobLimits | None = None,
     ) -> None:
         _check_grace(grace)
         _check_grace(drain_timeout)
         _check_limits(limits or Limits())
+        self._default_limits = default_limits or JobLimits()
+        self._max_limits = max_limits or JobLimits()
+        check_limits(self._max_limits, JobLimits(), what="maximum ")
+        check_limits(self._default_limits, self._max_limits, what="default ")
+        self._cgroups: Mode = cgroups
+        if cgroup_name is not None and not _CGROUP_NAME.fullmatch(cgroup_name):
+            raise InvalidRequest(f"bad cgroup name {cgroup_name!r}")
+        digest = hashlib.sha256(os.fsencode(os.path.realpath(state_dir))).hexdigest()[:12]
+        self._cgroup_name = cgroup_name or f"jogger-{digest}"
+        self._backend: Backend | None = None
         self._state_dir = Path(state_dir)
         self._logs_dir = self._state_dir / "logs"
         self._limits = limits or Limits()
@@ -91,6 +116,9 @@ class JobManager:
             raise RuntimeError("a JobManager can be entered only once")
         _prepare_dir(self._state_dir)
         _prepare_dir(self._logs_dir)
+        self._backend = open_backend(self._cgroups, self._cgroup_name)
+        log.debug("job containment: %s", self._backend.describe())
+        await self._backend.cleanup_leftovers()
         self._nursery_manager = trio.open_nursery()
         self._nursery = await self._nursery_manager.__aenter__()
         return self
@@ -112,9 +140,34 @@ class JobManager:
         nursery.cancel_scope.cancel()
         # Job tasks turn every failure into a job state, so a group here carries what the
         # body of the ``async with`` raised; give the caller that exception itself.
-        with single_errors():
-            suppress: bool | None = await self._nursery_manager.__aexit__(exc_type, exc, tb)
+        try:
+            with single_errors():
+                suppress: bool | None = await self._nursery_manager.__aexit__(exc_type, exc, tb)
+        finally:
+            assert self._backend is not None
+            # Shielded: the jobs' groups are gone; their parent must not be left behind.
+            with trio.CancelScope(shield=True):
+                await self._backend.aclose()
         return suppress
+
+    @property
+    def containment(self) -> str:
+        """The backend in use: "cgroup2", "cgroup1" or "none" (once entered)."""
+        return self._backend.name if self._backend is not None else "none"
+
+    def describe_containment(self) -> str:
+        """The backend in use and where its groups are, in words (once entered)."""
+        return self._backend.describe() if self._backend is not None else "not entered"
+
+    def _resolve_limits(self, requested: JobLimits | None) -> JobLimits:
+        if requested is None or requested.empty:
+            requested = JobLimits()
+        elif self.containment == "none":
+            raise InvalidRequest("this server has no cgroups, so it cannot enforce limits")
+        check_limits(requested, self._max_limits)
+        if self.containment == "none":
+            return JobLimits()
+        return requested.over(self._default_limits)
 
     async def start(
         self,
@@ -123,13 +176,16 @@ class JobManager:
         *,
         cwd: str | None = None,
         env: Mapping[str, str] | None = None,
+        limits: JobLimits | None = None,
     ) -> JobStatus:
         """Start ``argv`` for ``owner`` and return its status once the command is running.
 
         ``argv[0]`` is looked up on PATH like execvp; there is no shell. stdin is /dev/null;
         stdout and stderr share one pipe into the job's output log. ``cwd`` must be absolute.
-        Raises InvalidRequest, SpawnError (the command could not be executed), LimitExceeded
-        or ManagerClosed; on any error no job exists and nothing is left behind.
+        ``limits``: resource limits, within the manager's maxima; what is not given comes from
+        the manager's defaults. Raises InvalidRequest, SpawnError (the command could not be
+        executed, or its cgroup not set up), LimitExceeded or ManagerClosed; on any error no
+        job exists and nothing is left behind.
         """
         await trio.lowlevel.checkpoint()
         nursery = self._open_nursery()
@@ -144,23 +200,34 @@ class JobManager:
             raise InvalidRequest(
                 f"argv and env take {size} bytes; the limit is {self._limits.max_argv_bytes}"
             )
+        job_limits = self._resolve_limits(limits)
         self._check_capacity(owner)
+        assert self._backend is not None
 
         job_id = str(uuid.uuid4())
         full_env = {**self._base_env, **overrides, "JOGGER_JOB_ID": job_id}
-        output = OutputLog.create(self._logs_dir / f"{job_id}.log", self._limits.max_output_bytes)
+        group = self._backend.create(job_id, job_limits)
         try:
-            process = JobProcess.spawn(args, cwd=cwd, env=full_env)
+            output = OutputLog.create(
+                self._logs_dir / f"{job_id}.log", self._limits.max_output_bytes
+            )
+        except BaseException:
+            group.remove_now()
+            raise
+        try:
+            process = JobProcess.spawn(args, cwd=cwd, env=full_env, placement=group.placement())
         except BaseException:
             output.discard()
+            group.remove_now()
             raise
+        group.attach(process.pid)
         job = Job(
             job_id=job_id,
             owner=owner,
             argv=args,
             process=process,
             log=output,
-            cgroup=NoCgroup(),
+            group=group,
             grace=self._grace,
             on_exit=self._job_exited,
         )

@@ -10,12 +10,12 @@ import contextlib
 import errno
 import fcntl
 import logging
-import math
 import os
 import signal
 import subprocess
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import trio
 
@@ -43,12 +43,22 @@ class JobProcess:
         self._reaped = False
 
     @classmethod
-    def spawn(cls, argv: Sequence[str], *, cwd: str | None, env: Mapping[str, str]) -> "JobProcess":
+    def spawn(
+        cls,
+        argv: Sequence[str],
+        *,
+        cwd: str | None,
+        env: Mapping[str, str],
+        placement: Sequence[int] = (),
+    ) -> "JobProcess":
         """Start ``argv`` (argv[0] looked up on ``env``'s PATH, like execvp).
 
-        Returns once the command has been exec'd; raises SpawnError if it could not be.
-        This is synchronous: subprocess uses vfork, so it costs a fraction of a millisecond
-        and cannot be left half done by a cancellation.
+        ``placement``: fds of cgroup.procs files. The new process writes "0" to each (which
+        moves the writer itself) and resets its oom_score_adj to 0, between fork and exec:
+        the job's own code never runs outside its cgroups, and no process of ours is left
+        in them. Returns once the command has been exec'd; raises SpawnError if it could
+        not be. This is synchronous: it costs about a millisecond and cannot be left half
+        done by a cancellation.
         """
         read_end, write_end = os.pipe2(os.O_CLOEXEC)
         try:
@@ -61,9 +71,12 @@ class JobProcess:
                     cwd=cwd,
                     env=env,
                     start_new_session=True,
+                    preexec_fn=_enter(placement) if placement or _OOM_ADJUSTED else None,  # noqa: PLW1509 - see _enter
                 )
             except OSError as exc:
                 raise SpawnError(_describe(exc, argv[0], cwd)) from None
+            except subprocess.SubprocessError:
+                raise SpawnError("cannot place the job in its cgroup") from None
             try:
                 pidfd = os.pidfd_open(popen.pid)
             except BaseException:
@@ -96,40 +109,6 @@ class JobProcess:
             return Exit(exit_code=info.si_status, signal=None)
         return Exit(exit_code=None, signal=info.si_status)
 
-    def signal_group(self, sig: int) -> None:
-        """Send ``sig`` to every process in the job's process group."""
-        if self._reaped:
-            raise RuntimeError("the process group may have been reused once the leader is reaped")
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.pid, sig)
-
-    async def wait_group_gone(self, *, give_up_after: float = math.inf) -> list[int]:
-        """Return once no process but the leader is left in the group.
-
-        There is no event for the death of processes that are not our children, so each
-        member found in /proc is watched through a pidfd of its own; then /proc is scanned
-        again, for members that forked meanwhile. After ``give_up_after`` seconds, returns
-        the pids still there instead. If /proc or pidfds cannot be opened (out of fds), it
-        retries with a backoff: this must not fail, or the job could never end.
-        """
-        delay = 0.01
-        with trio.move_on_after(give_up_after):
-            while True:
-                try:
-                    # Scanning /proc costs about 10 us a process: keep it off the event loop.
-                    members = await trio.to_thread.run_sync(_group_members, self.pid)
-                    if not members:
-                        return []
-                    await _wait_dead(self.pid, members)
-                except OSError as exc:
-                    logger.warning("waiting for process group %d: %s; retrying", self.pid, exc)
-                    await trio.sleep(delay)
-                    delay = min(delay * 2, 1.0)
-        try:
-            return _group_members(self.pid)
-        except OSError:
-            return []
-
     def reap(self) -> Exit:
         """Collect the exited main process and release its pidfd.
 
@@ -138,7 +117,8 @@ class JobProcess:
         """
         if not self._reaped:
             if self.poll() is None:
-                self.signal_group(signal.SIGKILL)
+                # Not reaped, so the pid is still this process's.
+                os.kill(self.pid, signal.SIGKILL)
             self._popen.wait()
             self._reaped = True
             os.close(self._pidfd)
@@ -160,57 +140,32 @@ def _describe(exc: OSError, command: str, cwd: str | None) -> str:
     return f"cannot execute {command!r}: {reason}"
 
 
+_OOM_ADJUSTED = Path("/proc/self/oom_score_adj").read_text().strip() != "0"
+"""Whether the server runs with an OOM score adjustment its jobs must not inherit."""
+
+
+def _enter(placement: Sequence[int]) -> Callable[[], None]:
+    """What the child runs between fork and exec: system calls only.
+
+    subprocess forks (not vforks) when given a preexec_fn, and Python warns that it is not
+    safe with threads. This one takes no lock, imports nothing and allocates nothing
+    beyond the bytes literals: it cannot deadlock on a lock another thread held at fork.
+    """
+    fds = tuple(placement)
+
+    def enter() -> None:
+        for fd in fds:
+            os.write(fd, b"0")  # "0" is the writing process itself
+        if _OOM_ADJUSTED:
+            fd = os.open("/proc/self/oom_score_adj", os.O_WRONLY)
+            os.write(fd, b"0")
+            os.close(fd)
+
+    return enter
+
+
 def _grow_pipe(fd: int) -> None:
     # A bigger pipe lets a fast writer hand over more per wake-up of the pump. Best effort:
     # an unprivileged server may be capped by /proc/sys/fs/pipe-max-size.
     with contextlib.suppress(OSError):
         fcntl.fcntl(fd, fcntl.F_SETPIPE_SZ, MOVE_SIZE)
-
-
-async def _wait_dead(pgid: int, pids: list[int]) -> None:
-    pidfds = []
-    try:
-        for pid in pids:
-            try:
-                pidfd = os.pidfd_open(pid)
-            except ProcessLookupError:
-                continue
-            pidfds.append(pidfd)
-            # The pid may have died and been reused between the scan and the open.
-            if _pgid_or_none(pid) != pgid:
-                os.close(pidfds.pop())
-        for pidfd in pidfds:
-            await trio.lowlevel.wait_readable(pidfd)
-    finally:
-        for pidfd in pidfds:
-            os.close(pidfd)
-
-
-def _group_members(pgid: int) -> list[int]:
-    """The pids in process group ``pgid``, other than ``pgid`` itself. Raises OSError."""
-    members = []
-    for name in os.listdir("/proc"):
-        if name.isdigit() and int(name) != pgid and _pgid_or_none(int(name)) == pgid:
-            members.append(int(name))
-    return members
-
-
-def _pgid_or_none(pid: int) -> int | None:
-    """The process group of ``pid``; None if it is gone or a zombie. OSError if /proc fails."""
-    try:
-        fd = os.open(f"/proc/{pid}/stat", os.O_RDONLY | os.O_CLOEXEC)
-    except (FileNotFoundError, ProcessLookupError):
-        return None
-    try:
-        stat = os.read(fd, 4096)
-    except ProcessLookupError:
-        return None
-    finally:
-        os.close(fd)
-    # Fields after the command name, which is in parentheses and may contain anything:
-    # state, ppid, pgrp. A zombie is dead already (it waits for its parent, perhaps an init
-    # that reaps slowly): it counts as gone.
-    fields = stat[stat.rindex(b")") + 2 :].split(maxsplit=3) if b")" in stat else []
-    if len(fields) < 3 or fields[0] in (b"Z", b"X"):
-        return None
-    return int(fields[2])

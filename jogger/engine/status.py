@@ -1,8 +1,10 @@
 """What a caller can know about a job: its state and an immutable status snapshot."""
 
 import enum
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
+
+from .limits import JobLimits
 
 
 class JobState(enum.Enum):
@@ -27,7 +29,8 @@ class JobStatus:
 
     Exactly one of ``exit_code`` and ``signal`` is set once the job has ended: ``exit_code`` when
     the main process exited, ``signal`` when a signal ended it. ``reason`` is empty unless
-    something beyond the state explains the end (for example ``shutdown``); ``output_error``
+    something beyond the state explains the end (``shutdown``, or ``oom`` when the kernel's
+    OOM killer ended the job); ``output_error``
     is empty unless writing the output log failed.
     """
 
@@ -44,3 +47,11 @@ class JobStatus:
     output_bytes: int = 0
     output_truncated: bool = False
     output_error: str = ""
+    cgroup: str = "none"
+    """The containment backend: cgroup2, cgroup1 or none."""
+    limits: JobLimits = field(default_factory=JobLimits)
+    """The limits in force (none at all with the "none" backend)."""
+    cpu_seconds: float | None = None
+    """CPU time used by the job's processes, from the cgroup; None without one."""
+    memory_peak: int | None = None
+    """The job's peak memory use in bytes, from the cgroup; None without one."""

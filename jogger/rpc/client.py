@@ -17,9 +17,14 @@ class JobsClient:
         self._channel = channel
 
     async def start(
-        self, argv: list[str], *, cwd: str = "", env: dict[str, str] | None = None
+        self,
+        argv: list[str],
+        *,
+        cwd: str = "",
+        env: dict[str, str] | None = None,
+        limits: jobs_pb2.Limits | None = None,
     ) -> jobs_pb2.JobStatus:
-        request = jobs_pb2.StartRequest(argv=argv, cwd=cwd, env=env or {})
+        request = jobs_pb2.StartRequest(argv=argv, cwd=cwd, env=env or {}, limits=limits)
         return await self._channel.unary(_JOBS + "Start", request, jobs_pb2.JobStatus)
 
     async def stop(self, job_id: str, *, grace: float | None = None) -> jobs_pb2.JobStatus:

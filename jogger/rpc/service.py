@@ -18,6 +18,7 @@ from ..engine import (
     OutputUnavailable,
     SpawnError,
 )
+from ..engine.limits import JobLimits
 from ..v1 import health_grpc, health_pb2, jobs_grpc, jobs_pb2
 from .errors import RpcError, StatusCode
 from .server import Call, Method
@@ -54,6 +55,11 @@ def status_to_proto(status: JobStatus) -> jobs_pb2.JobStatus:
         output_error=status.output_error,
         pid=status.pid,
     )
+    message.cgroup = status.cgroup
+    message.limits.CopyFrom(limits_to_proto(status.limits))
+    if status.cpu_seconds is not None:
+        message.cpu_time.FromNanoseconds(round(status.cpu_seconds * 1e9))
+    message.memory_peak = status.memory_peak or 0
     message.started_at.FromDatetime(status.started_at)
     if status.ended_at is not None:
         message.ended_at.FromDatetime(status.ended_at)
@@ -62,6 +68,27 @@ def status_to_proto(status: JobStatus) -> jobs_pb2.JobStatus:
     elif status.signal is not None:
         message.signal = status.signal
     return message
+
+
+def limits_from_proto(message: jobs_pb2.Limits) -> JobLimits:
+    """0 is "not set" on the wire (proto3); None in the engine."""
+    return JobLimits(
+        cpu=message.cpu or None,
+        cpu_weight=message.cpu_weight or None,
+        memory=message.memory or None,
+        io_weight=message.io_weight or None,
+        pids=message.pids or None,
+    )
+
+
+def limits_to_proto(limits: JobLimits) -> jobs_pb2.Limits:
+    return jobs_pb2.Limits(
+        cpu=limits.cpu or 0.0,
+        cpu_weight=limits.cpu_weight or 0,
+        memory=limits.memory or 0,
+        io_weight=limits.io_weight or 0,
+        pids=limits.pids or 0,
+    )
 
 
 def _rpc_error(exc: JobError) -> RpcError:
@@ -90,6 +117,7 @@ class JobsService:
                 list(request.argv),
                 cwd=request.cwd or None,
                 env=dict(request.env),
+                limits=limits_from_proto(request.limits),
             )
         except JobError as exc:
             raise _rpc_error(exc) from None

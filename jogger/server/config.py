@@ -2,10 +2,13 @@
 
 import argparse
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
+from .._units import parse_size
 from ..engine import Limits
+from ..engine.cgroups import Mode
+from ..engine.limits import JobLimits, parse_limits
 from ..rpc.address import parse_address
 
 DEFAULT_LISTEN = "127.0.0.1:7654"
@@ -21,6 +24,9 @@ class ServerConfig:
     grace: float
     drain_timeout: float
     limits: Limits
+    cgroups: Mode = "auto"
+    default_limits: JobLimits = field(default_factory=JobLimits)
+    max_limits: JobLimits = field(default_factory=JobLimits)
 
 
 class ConfigError(Exception):
@@ -71,10 +77,72 @@ def parser() -> argparse.ArgumentParser:
         default=5.0,
         help="seconds streams get to finish at shutdown (default 5)",
     )
+    p.add_argument(
+        "--cgroups",
+        choices=["auto", "cgroup2", "cgroup1", "none"],
+        default="auto",
+        help="how jobs are contained (default auto: cgroup v2, else v1, else none)",
+    )
+    p.add_argument(
+        "--memory-target",
+        type=_size,
+        help="memory the jobs share (default: all of the machine's); by default each job "
+        "may use 20%% of it, and at most all of it",
+    )
+    p.add_argument(
+        "--default-limits",
+        type=_limits,
+        default=JobLimits(),
+        metavar="cpu=C,cpu-weight=W,memory=M,io-weight=W,pids=N",
+        help="limits of jobs that do not ask for their own (default memory=20%% of the "
+        "target, pids=4096)",
+    )
+    p.add_argument(
+        "--max-limits",
+        type=_limits,
+        default=JobLimits(),
+        metavar="cpu=C,cpu-weight=W,memory=M,io-weight=W,pids=N",
+        help="the most a job may ask for (default cpu=all cores, memory=the target, pids=65536)",
+    )
     p.add_argument("--max-jobs", type=int, default=Limits().max_jobs)
     p.add_argument("--max-jobs-per-user", type=int, default=Limits().max_jobs_per_owner)
     p.add_argument("--max-output-bytes", type=int, default=Limits().max_output_bytes)
     return p
+
+
+def _size(text: str) -> int:
+    try:
+        return parse_size(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _limits(text: str) -> JobLimits:
+    try:
+        return parse_limits(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _memory_total() -> int:
+    with open("/proc/meminfo") as meminfo:
+        for line in meminfo:
+            if line.startswith("MemTotal:"):
+                return int(line.split()[1]) * 1024
+    raise ConfigError("cannot read MemTotal from /proc/meminfo")
+
+
+def job_limits(
+    target: int | None, defaults: JobLimits, maxima: JobLimits
+) -> tuple[JobLimits, JobLimits]:
+    """The RFD's policy: each job gets 20% of the memory target unless it asks for more,
+    and at most the target. Flags override each part."""
+    target = target or _memory_total()
+    base_max = JobLimits(cpu=float(os.cpu_count() or 1), memory=target, pids=65536)
+    maxima = maxima.over(base_max)
+    default_memory = min(target // 5, maxima.memory or target)
+    defaults = defaults.over(JobLimits(memory=default_memory, pids=min(4096, maxima.pids or 4096)))
+    return defaults, maxima
 
 
 def _file(flag: Path | None, env: str, what: str, option: str) -> Path:
@@ -98,6 +166,7 @@ def load(argv: list[str] | None) -> ServerConfig:
         if os.environ.get("JOGGER_STATE_DIR")
         else default_state_dir()
     )
+    defaults, maxima = job_limits(args.memory_target, args.default_limits, args.max_limits)
     return ServerConfig(
         listen=listen,
         state_dir=state_dir,
@@ -111,4 +180,7 @@ def load(argv: list[str] | None) -> ServerConfig:
             max_jobs_per_owner=args.max_jobs_per_user,
             max_output_bytes=args.max_output_bytes,
         ),
+        cgroups=args.cgroups,
+        default_limits=defaults,
+        max_limits=maxima,
     )

@@ -40,6 +40,9 @@ async def serve(
                 limits=config.limits,
                 grace=config.grace,
                 drain_timeout=config.drain_timeout,
+                cgroups=config.cgroups,
+                default_limits=config.default_limits,
+                max_limits=config.max_limits,
             ) as jobs,
             trio.open_nursery() as nursery,
         ):
@@ -47,10 +50,10 @@ async def serve(
             bound = await nursery.start(server.listen, config.listen, methods)
             addresses = " ".join(_format(host, port) for host, port in bound)
             log.info(
-                "listening on %s state_dir=%s cgroups=none (jobs are contained by process "
-                "group only)",
+                "listening on %s state_dir=%s cgroups=%s",
                 addresses,
                 config.state_dir,
+                jobs.describe_containment(),
             )
             task_status.started(bound)
             with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:

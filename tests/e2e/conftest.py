@@ -93,7 +93,8 @@ async def cli(pki: Pki, tmp_path: Path, nursery: trio.Nursery) -> AsyncIterator[
             if process.poll() is not None:
                 raise AssertionError("jogger-server exited: " + "\n".join(lines))
             await trio.sleep(0.02)
-    port = int(re.search(r"listening on 127\.0\.0\.1:(\d+)", lines[0]).group(1))  # type: ignore[union-attr]
+    listening = next(line for line in lines if "listening on" in line)
+    port = int(re.search(r"listening on 127\.0\.0\.1:(\d+)", listening).group(1))  # type: ignore[union-attr]
     cli = Cli(pki, process, port, lines)
     try:
         yield cli

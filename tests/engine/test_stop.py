@@ -1,12 +1,17 @@
 import errno
 import signal
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 import trio
 
 from jogger import InvalidRequest, JobManager, JobState
-from jogger.engine import process
+from jogger.engine.cgroups.base import JobGroup
+from jogger.engine.cgroups.none import ProcessGroup
+from jogger.engine.cgroups.v1 import V1Group
+from jogger.engine.cgroups.v2 import V2Group
 from tests.procs import PYTHON, SAYS_GOODBYE, alive_in_groups, collect, is_alive, my_children
 
 IGNORES_TERM = "trap '' TERM; echo ready; while :; do sleep 1; done"
@@ -185,18 +190,19 @@ async def test_every_job_process_is_reaped(jobs: JobManager) -> None:
 async def test_a_job_ends_even_if_proc_cannot_be_read_for_a_while(
     jobs: JobManager, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # Failure injection: scanning /proc fails as it would with the fd table full. The job
-    # must still end (retrying), never leave stop() or shutdown waiting forever.
-    real = process._group_members
+    # Failure injection: listing the job's processes fails, as it would with the fd table
+    # full. The job must still end (retrying), never leave stop() or shutdown waiting.
     failures = iter([OSError(errno.EMFILE, "Too many open files")] * 3)
+    for cls in (ProcessGroup, V1Group, V2Group):
+        real = cls.members
 
-    def flaky(pgid: int) -> list[int]:
-        exc = next(failures, None)
-        if exc is not None:
-            raise exc
-        return real(pgid)
+        def flaky(self: JobGroup, real: Callable[[Any], list[int]] = real) -> list[int]:
+            exc = next(failures, None)
+            if exc is not None:
+                raise exc
+            return real(self)
 
-    monkeypatch.setattr(process, "_group_members", flaky)
+        monkeypatch.setattr(cls, "members", flaky)
     status = await jobs.start("alice", ["sh", "-c", DOUBLE_FORK])
     with trio.fail_after(20):
         await wait_for_line(jobs, status.id, b"ready")

@@ -10,6 +10,7 @@ from ...rpc.client import JobsClient
 from ..exits import Exit
 from ..render import summary
 from .output import copy_output
+from .start import limits
 
 
 async def run(client: JobsClient, args: argparse.Namespace) -> int:
@@ -39,7 +40,9 @@ async def run(client: JobsClient, args: argparse.Namespace) -> int:
     async with trio.open_nursery() as nursery:
         # Listening for Ctrl-C before the Start: a job must not be left running unseen.
         await nursery.start(stop_on_ctrl_c)
-        status = await client.start(args.job, cwd=args.cwd or "", env=dict(args.env))
+        status = await client.start(
+            args.job, cwd=args.cwd or "", env=dict(args.env), limits=limits(args)
+        )
         job_id = status.job_id
         if interrupted:
             stop_job()

@@ -1,0 +1,177 @@
+"""What the engine needs from a job's container: its processes, signals, kill, usage, removal.
+
+Three backends implement it: cgroup v2, cgroup v1 and none (the process group alone). The
+engine runs the job's watcher (``JobGroup.watch``) as a task of the job's nursery; it
+reports when the job's last process is gone and removes the group once the job has ended.
+"""
+
+import contextlib
+import logging
+import os
+import signal
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+
+import trio
+
+from ..limits import JobLimits
+
+log = logging.getLogger("jogger.engine")
+
+# Removing the group is bounded: a process in uninterruptible sleep (a hung NFS mount) may
+# keep it populated; then it is left, and logged.
+REMOVE_TIMEOUT = 10.0
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    """What the group's accounting says. None where the backend cannot tell."""
+
+    cpu_seconds: float | None = None
+    memory_peak: int | None = None
+    oom_killed: bool = False
+
+
+class JobGroup(ABC):
+    """One job's group. Created empty before the job starts; ``attach`` once it runs."""
+
+    backend: str
+    limits: JobLimits
+
+    def __init__(self) -> None:
+        self.emptied = trio.Event()
+        """Set once no process of the job is left (a zombie main process does not count)."""
+        self._pid = 0
+
+    def placement(self) -> list[int]:
+        """Open fds of cgroup.procs files: the new process writes "0" to each, before exec."""
+        return []
+
+    def attach(self, pid: int) -> None:
+        """The job's main process is running (and already inside the group)."""
+        self._pid = pid
+
+    @abstractmethod
+    def members(self) -> list[int]:
+        """Live processes of the job (not zombies). Raises OSError if it cannot tell."""
+
+    @abstractmethod
+    def is_member(self, pid: int) -> bool:
+        """Whether ``pid`` (held by a pidfd, so not reused) belongs to the job."""
+
+    def signal(self, sig: int) -> None:
+        """Send ``sig`` to every process of the job: its process group, then each member.
+
+        Called only while the main process is unreaped, so that its group id is still
+        ours; members are signalled by pidfd, never by a pid that may have been reused.
+        """
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self._pid, sig)
+        try:
+            pids = self.members()
+        except OSError as exc:
+            log.warning("cannot list the processes of job group: %s", exc)
+            return
+        for pid in pids:
+            try:
+                pidfd = os.pidfd_open(pid)
+            except OSError:
+                continue  # gone
+            try:
+                found = pid_state_and_pgid(pid)
+                # Those in the process group have had it: never signal anyone twice.
+                if found is not None and found[1] != self._pid and self.is_member(pid):
+                    signal.pidfd_send_signal(pidfd, sig)
+            except (ProcessLookupError, OSError):
+                pass  # gone, or /proc unreadable: the process group signal is what it gets
+            finally:
+                os.close(pidfd)
+
+    @abstractmethod
+    async def kill(self) -> None:
+        """SIGKILL every process of the job; ``emptied`` is set once they are all gone."""
+
+    def usage(self) -> Usage:
+        return Usage()
+
+    async def wait_empty(self) -> None:
+        """Return once the job has no live process left.
+
+        There is no event for the death of processes that are not our children, so each
+        member is watched through a pidfd; then the members are listed again, for those
+        that forked meanwhile. If listing fails (out of fds), retry with a backoff.
+        """
+        delay = 0.01
+        while True:
+            try:
+                members = await trio.to_thread.run_sync(self.members)
+                if not members:
+                    return
+                await self._wait_dead(members)
+            except OSError as exc:
+                log.warning("waiting for a job's processes: %s; retrying", exc)
+                await trio.sleep(delay)
+                delay = min(delay * 2, 1.0)
+
+    async def _wait_dead(self, pids: list[int]) -> None:
+        pidfds = []
+        try:
+            for pid in pids:
+                try:
+                    pidfds.append(os.pidfd_open(pid))
+                except ProcessLookupError:
+                    continue
+                # The pid may have died and been reused between the listing and the open.
+                if not self.is_member(pid):
+                    os.close(pidfds.pop())
+            for pidfd in pidfds:
+                await trio.lowlevel.wait_readable(pidfd)
+        finally:
+            for pidfd in pidfds:
+                os.close(pidfd)
+
+    async def watch(self, ended: trio.Event) -> None:
+        """The watcher task: report the group empty; once the job has ended, remove it."""
+        await self.wait_empty()
+        self.emptied.set()
+        await ended.wait()
+        with trio.move_on_after(REMOVE_TIMEOUT) as timer:
+            try:
+                await self.remove()
+            except OSError as exc:
+                log.warning("cannot remove a job's cgroup: %s", exc)
+        if timer.cancelled_caught:
+            log.warning("a job's cgroup could not be removed in %.0f s", REMOVE_TIMEOUT)
+
+    async def remove(self) -> None:
+        """Remove the group (it is empty). Also used when the job could not start."""
+        await trio.lowlevel.checkpoint()
+
+    def remove_now(self) -> None:  # noqa: B027 - nothing to remove for most backends
+        """Remove a group whose job never started (synchronous, best effort)."""
+
+
+def pid_state_and_pgid(pid: int) -> tuple[bytes, int] | None:
+    """(state, pgid) from /proc/PID/stat; None if gone. Raises OSError if /proc fails."""
+    try:
+        fd = os.open(f"/proc/{pid}/stat", os.O_RDONLY | os.O_CLOEXEC)
+    except (FileNotFoundError, ProcessLookupError):
+        return None
+    try:
+        stat = os.read(fd, 4096)
+    except ProcessLookupError:
+        return None
+    finally:
+        os.close(fd)
+    # Fields after the command name, which is in parentheses and may contain anything:
+    # state, ppid, pgrp.
+    fields = stat[stat.rindex(b")") + 2 :].split(maxsplit=3) if b")" in stat else []
+    if len(fields) < 3:
+        return None
+    return fields[0], int(fields[2])
+
+
+def alive(pid: int) -> bool:
+    """Whether ``pid`` is a process that has not exited (zombies have)."""
+    found = pid_state_and_pgid(pid)
+    return found is not None and found[0] not in (b"Z", b"X")

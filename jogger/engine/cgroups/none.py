@@ -1,0 +1,57 @@
+"""No cgroup: the job's process group is its only boundary (not root, or no cgroup fs).
+
+A process that calls setsid() leaves the group and is out of reach; limits cannot be set.
+"""
+
+import contextlib
+import os
+import signal
+
+import trio
+
+from ..limits import JobLimits
+from .base import JobGroup, pid_state_and_pgid
+
+
+class ProcessGroupBackend:
+    name = "none"
+
+    def describe(self) -> str:
+        return "none (process groups only: no resource limits, setsid() escapes)"
+
+    def create(self, job_id: str, limits: JobLimits) -> JobGroup:
+        return ProcessGroup()
+
+    async def cleanup_leftovers(self) -> None:
+        await trio.lowlevel.checkpoint()
+
+    async def aclose(self) -> None:
+        await trio.lowlevel.checkpoint()
+
+
+class ProcessGroup(JobGroup):
+    backend = "none"
+    limits = JobLimits()
+
+    def members(self) -> list[int]:
+        pids = []
+        for name in os.listdir("/proc"):
+            if name.isdigit():
+                found = pid_state_and_pgid(int(name))
+                if found is not None and found[1] == self._pid and found[0] not in (b"Z", b"X"):
+                    pids.append(int(name))
+        return pids
+
+    def is_member(self, pid: int) -> bool:
+        found = pid_state_and_pgid(pid)
+        return found is not None and found[1] == self._pid
+
+    def signal(self, sig: int) -> None:
+        # The main process is not reaped before the job has ended, so while we may signal,
+        # the group id is still ours: one killpg reaches everyone, forks in flight included.
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self._pid, sig)
+
+    async def kill(self) -> None:
+        self.signal(signal.SIGKILL)
+        await trio.lowlevel.checkpoint()

@@ -1,0 +1,245 @@
+"""cgroup v1 (and hybrid hosts): one group per job in each hierarchy, under the server's own.
+
+Hierarchies used: cpu (cfs quota, shares), cpuacct (CPU time), memory (limit, peak, OOM
+kills), pids (pids.max), blkio (weight, where the I/O scheduler offers one) and freezer
+(to kill a job whole). Each job gets ``<mount>/<the server's own cgroup there>/<name>/<id>``
+in every one, so the server never creates groups outside its own.
+
+Kill: freeze the group, so that nothing can fork or exit, SIGKILL every process listed,
+thaw, and repeat until the group is empty. Without a freezer hierarchy the loop runs
+without freezing (pids.max still bounds a fork bomb).
+"""
+
+import contextlib
+import errno
+import logging
+import os
+import signal
+from pathlib import Path
+
+import trio
+import trio.lowlevel
+
+from ..errors import SpawnError
+from ..limits import JobLimits
+from . import fs
+from .base import JobGroup, Usage, alive
+
+log = logging.getLogger("jogger.engine")
+
+HIERARCHIES = ("cpu", "cpuacct", "memory", "pids", "blkio", "freezer")
+PERIOD_US = 100_000
+FREEZE_TIMEOUT = 5.0
+
+
+class V1Backend:
+    name = "cgroup1"
+
+    def __init__(self, bases: dict[str, tuple[Path, str]], name: str) -> None:
+        """``bases``: hierarchy -> (its mount point, the server's own cgroup in it)."""
+        self.mounts = {h: mount for h, (mount, _) in bases.items()}
+        self.roots = {h: mount / own.lstrip("/") / name for h, (mount, own) in bases.items()}
+
+    def describe(self) -> str:
+        return f"cgroup1 ({' '.join(sorted(self.roots))}) under {self.roots.get('memory', '')}"
+
+    def setup(self) -> None:
+        for root in self._unique_roots():
+            root.mkdir(exist_ok=True)
+
+    def _unique_roots(self) -> list[Path]:
+        # Co-mounted hierarchies (cpu,cpuacct) share one directory.
+        return list(dict.fromkeys(self.roots.values()))
+
+    def create(self, job_id: str, limits: JobLimits) -> "V1Group":
+        paths = {h: root / job_id for h, root in self.roots.items()}
+        made: list[Path] = []
+        group = V1Group(paths, self.mounts, limits)
+        try:
+            for path in dict.fromkeys(paths.values()):
+                path.mkdir()
+                made.append(path)
+            group.configure()
+        except FileExistsError:
+            group.remove_now()
+            raise SpawnError(f"cgroup {job_id} exists already; refusing to reuse it") from None
+        except OSError as exc:
+            group.remove_now()
+            raise SpawnError(f"cannot set up the job's cgroups: {exc}") from None
+        return group
+
+    async def cleanup_leftovers(self) -> None:
+        names = set()
+        for root in self._unique_roots():
+            names |= {p.name for p in root.iterdir() if p.is_dir()}
+        for name in sorted(names):
+            log.warning("removing leftover job cgroup %s", name)
+            paths = {h: root / name for h, root in self.roots.items() if (root / name).is_dir()}
+            group = V1Group(paths, self.mounts, JobLimits())
+            await group.kill()
+            with trio.move_on_after(10):
+                await group.wait_empty()
+            await group.remove()
+
+    async def aclose(self) -> None:
+        await trio.lowlevel.checkpoint()
+        for root in self._unique_roots():
+            try:
+                root.rmdir()
+            except OSError as exc:
+                log.info("leaving %s: %s", root, exc.strerror)
+
+
+class V1Group(JobGroup):
+    backend = "cgroup1"
+
+    def __init__(self, paths: dict[str, Path], mounts: dict[str, Path], limits: JobLimits) -> None:
+        super().__init__()
+        self.paths = paths
+        self.limits = limits
+        self._relative = {h: "/" + str(p.relative_to(mounts[h])) for h, p in paths.items()}
+        self._fds: list[int] = []
+        # The hierarchy whose cgroup.procs says who is in the job.
+        self._census = next((h for h in ("pids", "freezer", "memory", "cpu") if h in paths), None)
+
+    def configure(self) -> None:
+        limits, paths = self.limits, self.paths
+        if limits.memory is not None:
+            need(paths, "memory")
+            fs.write_checked(
+                paths["memory"] / "memory.limit_in_bytes", str(limits.memory), _page(limits.memory)
+            )
+            # No swapping past the limit: the job is OOM-killed, as with memory.swap.max 0.
+            if (paths["memory"] / "memory.memsw.limit_in_bytes").exists():
+                fs.write(paths["memory"] / "memory.memsw.limit_in_bytes", str(limits.memory))
+            fs.write(paths["memory"] / "memory.swappiness", "0")
+        if limits.cpu is not None:
+            need(paths, "cpu")
+            fs.write_checked(paths["cpu"] / "cpu.cfs_period_us", str(PERIOD_US))
+            fs.write_checked(paths["cpu"] / "cpu.cfs_quota_us", str(round(limits.cpu * PERIOD_US)))
+        if limits.cpu_weight is not None:
+            need(paths, "cpu")
+            # cpu.shares: 1024 is the default, as cpu.weight's 100.
+            fs.write_checked(
+                paths["cpu"] / "cpu.shares", str(max(2, limits.cpu_weight * 1024 // 100))
+            )
+        if limits.io_weight is not None:
+            need(paths, "blkio")
+            weight = next(
+                (
+                    paths["blkio"] / f
+                    for f in ("blkio.bfq.weight", "blkio.weight")
+                    if (paths["blkio"] / f).exists()
+                ),
+                None,
+            )
+            if weight is None:
+                raise OSError(errno.ENOTSUP, "no I/O weight: the block I/O scheduler has none")
+            # v1 weights run from 10 to 1000.
+            fs.write_checked(weight, str(min(1000, max(10, limits.io_weight // 10))))
+        if limits.pids is not None:
+            need(paths, "pids")
+            fs.write_checked(paths["pids"] / "pids.max", str(limits.pids))
+
+    def placement(self) -> list[int]:
+        if not self._fds:
+            for path in dict.fromkeys(self.paths.values()):
+                self._fds.append(os.open(path / "cgroup.procs", os.O_WRONLY | os.O_CLOEXEC))
+        return self._fds
+
+    def attach(self, pid: int) -> None:
+        super().attach(pid)
+        self._close_fds()
+
+    def _close_fds(self) -> None:
+        for fd in self._fds:
+            os.close(fd)
+        self._fds = []
+
+    def members(self) -> list[int]:
+        if self._census is None:
+            return []
+        return [pid for pid in fs.procs(self.paths[self._census]) if alive(pid)]
+
+    def is_member(self, pid: int) -> bool:
+        if self._census is None:
+            return False
+        try:
+            lines = fs.read(Path(f"/proc/{pid}/cgroup")).splitlines()
+        except (FileNotFoundError, ProcessLookupError):
+            return False
+        mine = self._relative[self._census] + "/"
+        for line in lines:
+            _, controllers, path = line.split(":", 2)
+            if self._census in controllers.split(",") and (path + "/").startswith(mine):
+                return True
+        return False
+
+    async def kill(self) -> None:
+        freezer = self.paths.get("freezer")
+        for _ in range(100):
+            if freezer is not None:
+                await self._set_frozen(freezer, frozen=True)
+            try:
+                # Frozen processes can neither fork nor exit: this list is complete, and
+                # every pid on it is still the job's.
+                pids = self.members()
+                for pid in pids:
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(pid, signal.SIGKILL)
+            finally:
+                if freezer is not None:
+                    await self._set_frozen(freezer, frozen=False)
+            if not pids:
+                return
+            await trio.lowlevel.checkpoint()
+        log.warning("job group %s: processes keep appearing under SIGKILL", self.paths)
+
+    async def _set_frozen(self, freezer: Path, *, frozen: bool) -> None:
+        state = "FROZEN" if frozen else "THAWED"
+        fs.write(freezer / "freezer.state", state)
+        delay = 0.0005
+        with trio.move_on_after(FREEZE_TIMEOUT):
+            # FREEZING becomes FROZEN once every task has stopped; the kernel gives no event.
+            while fs.read(freezer / "freezer.state") != state:
+                await trio.sleep(delay)
+                delay = min(delay * 2, 0.05)
+
+    def usage(self) -> Usage:
+        cpu = memory_peak = None
+        oom = False
+        try:
+            if "cpuacct" in self.paths:
+                cpu = int(fs.read(self.paths["cpuacct"] / "cpuacct.usage")) / 1e9
+            if "memory" in self.paths:
+                memory = self.paths["memory"]
+                memory_peak = int(fs.read(memory / "memory.max_usage_in_bytes"))
+                oom = fs.keyed(memory / "memory.oom_control").get("oom_kill", 0) > 0
+        except OSError as exc:
+            log.warning("cannot read the accounting of job group: %s", exc)
+        return Usage(cpu_seconds=cpu, memory_peak=memory_peak, oom_killed=oom)
+
+    async def remove(self) -> None:
+        self._close_fds()
+        for path in dict.fromkeys(self.paths.values()):
+            await fs.remove_tree(path)
+
+    def remove_now(self) -> None:
+        self._close_fds()
+        for path in dict.fromkeys(self.paths.values()):
+            try:
+                path.rmdir()
+            except FileNotFoundError:
+                pass
+            except OSError as exc:
+                log.warning("cannot remove %s: %s", path, exc.strerror)
+
+
+def need(paths: dict[str, Path], hierarchy: str) -> None:
+    if hierarchy not in paths:
+        raise OSError(errno.ENOTSUP, f"the {hierarchy} hierarchy is not mounted")
+
+
+def _page(n: int) -> str:
+    size = os.sysconf("SC_PAGE_SIZE")
+    return str(n // size * size)

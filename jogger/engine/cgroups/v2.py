@@ -1,0 +1,222 @@
+"""cgroup v2: one group per job under ``<the server's own cgroup>/<name>/``.
+
+Set-up (once): the server's own cgroup must enable controllers for its children, which the
+no-internal-process rule allows only if no process sits in it; so the server first moves
+itself into a leaf ``<own>/server`` when it must (never other processes: if there are
+others, start-up fails and says so). Then ``+cpu +memory +io +pids`` go into
+``<own>/cgroup.subtree_control`` and ``<own>/<name>/cgroup.subtree_control``.
+
+Per job: the limits are written and read back, memory.swap.max is 0 and memory.oom.group 1
+(an OOM kill ends the whole job), cgroup.kill ends it (kernel >= 5.14; else freeze, kill,
+thaw), and cgroup.events, watched with inotify, says when it is empty.
+"""
+
+import errno
+import logging
+import os
+import signal
+from pathlib import Path
+
+import trio
+
+from ..errors import SpawnError
+from ..limits import JobLimits
+from . import fs
+from .base import JobGroup, Usage, alive
+
+log = logging.getLogger("jogger.engine")
+
+CONTROLLERS = ("cpu", "memory", "io", "pids")
+PERIOD_US = 100_000
+
+
+class V2Backend:
+    name = "cgroup2"
+
+    def __init__(self, mount: Path, own: str, name: str) -> None:
+        self.mount = mount
+        self.own = mount / own.lstrip("/")
+        self.root = self.own / name
+        self.controllers: list[str] = []
+
+    def describe(self) -> str:
+        return f"cgroup2 at {self.root} ({' '.join(self.controllers) or 'no controllers'})"
+
+    def setup(self) -> None:
+        """Prepare ``root`` with every controller we use that the kernel offers."""
+        available = fs.read(self.own / "cgroup.controllers").split()
+        self.controllers = [c for c in CONTROLLERS if c in available]
+        wanted = " ".join(f"+{c}" for c in self.controllers)
+        if self.own != self.mount:
+            self._leave_own_cgroup()
+        if wanted:
+            fs.write(self.own / "cgroup.subtree_control", wanted)
+        self.root.mkdir(exist_ok=True)
+        if wanted:
+            fs.write(self.root / "cgroup.subtree_control", wanted)
+        enabled = fs.read(self.root / "cgroup.subtree_control").split()
+        missing = [c for c in self.controllers if c not in enabled]
+        if missing:
+            raise OSError(errno.EPERM, f"cannot enable {' '.join(missing)} in {self.root}")
+
+    def _leave_own_cgroup(self) -> None:
+        others = [p for p in fs.procs_here(self.own) if p != os.getpid()]
+        if fs.read(self.own / "cgroup.subtree_control") and not fs.procs_here(self.own):
+            return  # already delegated and empty
+        if others:
+            raise OSError(
+                errno.EBUSY,
+                f"{self.own} holds other processes ({', '.join(map(str, others[:5]))}); "
+                "run the server in a cgroup of its own (systemd: Delegate=yes)",
+            )
+        leaf = self.own / "server"
+        leaf.mkdir(exist_ok=True)
+        fs.write(leaf / "cgroup.procs", str(os.getpid()))
+
+    def create(self, job_id: str, limits: JobLimits) -> "V2Group":
+        path = self.root / job_id
+        try:
+            path.mkdir()
+        except FileExistsError:
+            raise SpawnError(f"cgroup {path} exists already; refusing to reuse it") from None
+        except OSError as exc:
+            raise SpawnError(f"cannot create the job's cgroup {path}: {exc.strerror}") from None
+        group = V2Group(path, self.mount, limits)
+        try:
+            group.configure(self.controllers)
+        except OSError as exc:
+            group.remove_now()
+            raise SpawnError(f"cannot set the job's limits in {path}: {exc}") from None
+        return group
+
+    async def cleanup_leftovers(self) -> None:
+        """Kill and remove job groups a crashed server left behind."""
+        for path in sorted(p for p in self.root.iterdir() if p.is_dir()):
+            log.warning("removing leftover job cgroup %s", path)
+            group = V2Group(path, self.mount, JobLimits())
+            await group.kill()
+            with trio.move_on_after(10):
+                await group.wait_empty()
+            await group.remove()
+
+    async def aclose(self) -> None:
+        await trio.lowlevel.checkpoint()
+        try:
+            self.root.rmdir()
+        except OSError as exc:
+            log.info("leaving %s: %s", self.root, exc.strerror)
+
+
+class V2Group(JobGroup):
+    backend = "cgroup2"
+
+    def __init__(self, path: Path, mount: Path, limits: JobLimits) -> None:
+        super().__init__()
+        self.path = path
+        self.limits = limits
+        self._relative = "/" + str(path.relative_to(mount))
+        self._procs_fd = -1
+
+    def configure(self, controllers: list[str]) -> None:
+        limits = self.limits
+        if "memory" in controllers:
+            if limits.memory is not None:
+                fs.write_checked(self.path / "memory.max", str(limits.memory), _page(limits.memory))
+            fs.write_checked(self.path / "memory.swap.max", "0")
+            fs.write_checked(self.path / "memory.oom.group", "1")
+        if "cpu" in controllers:
+            if limits.cpu is not None:
+                quota = f"{round(limits.cpu * PERIOD_US)} {PERIOD_US}"
+                fs.write_checked(self.path / "cpu.max", quota)
+            if limits.cpu_weight is not None:
+                fs.write_checked(self.path / "cpu.weight", str(limits.cpu_weight))
+        if "io" in controllers and limits.io_weight is not None:
+            fs.write_checked(
+                self.path / "io.weight",
+                f"default {limits.io_weight}",
+                f"default {limits.io_weight}",
+            )
+        if "pids" in controllers and limits.pids is not None:
+            fs.write_checked(self.path / "pids.max", str(limits.pids))
+        wanted = {
+            "memory": limits.memory,
+            "cpu": limits.cpu or limits.cpu_weight,
+            "io": limits.io_weight,
+            "pids": limits.pids,
+        }
+        for controller, asked in wanted.items():
+            if asked is not None and controller not in controllers:
+                raise OSError(errno.ENOTSUP, f"the {controller} controller is not available")
+
+    def placement(self) -> list[int]:
+        if self._procs_fd < 0:
+            self._procs_fd = os.open(self.path / "cgroup.procs", os.O_WRONLY | os.O_CLOEXEC)
+        return [self._procs_fd]
+
+    def attach(self, pid: int) -> None:
+        super().attach(pid)
+        self._close_procs_fd()
+
+    def _close_procs_fd(self) -> None:
+        if self._procs_fd >= 0:
+            os.close(self._procs_fd)
+            self._procs_fd = -1
+
+    def members(self) -> list[int]:
+        return [pid for pid in fs.procs(self.path) if alive(pid)]
+
+    def is_member(self, pid: int) -> bool:
+        try:
+            lines = fs.read(Path(f"/proc/{pid}/cgroup")).splitlines()
+        except (FileNotFoundError, ProcessLookupError):
+            return False
+        return any(
+            line.startswith("0::") and (line[3:] + "/").startswith(self._relative + "/")
+            for line in lines
+        )
+
+    async def kill(self) -> None:
+        try:
+            fs.write(self.path / "cgroup.kill", "1")
+        except FileNotFoundError:
+            # Before Linux 5.14: freeze, so that nothing forks away, kill, thaw.
+            fs.write(self.path / "cgroup.freeze", "1")
+            self.signal(signal.SIGKILL)
+            fs.write(self.path / "cgroup.freeze", "0")
+        await trio.lowlevel.checkpoint()
+
+    async def wait_empty(self) -> None:
+        # cgroup.events changes when "populated" does: wait for that, not for each process.
+        with fs.Watch(self.path / "cgroup.events") as watch:
+            while fs.keyed(self.path / "cgroup.events").get("populated", 0):
+                await watch.changed()
+
+    def usage(self) -> Usage:
+        cpu = memory_peak = None
+        oom = False
+        try:
+            cpu = fs.keyed(self.path / "cpu.stat").get("usage_usec", 0) / 1e6
+            if (self.path / "memory.peak").exists():
+                memory_peak = int(fs.read(self.path / "memory.peak"))
+            if (self.path / "memory.events").exists():
+                oom = fs.keyed(self.path / "memory.events").get("oom_kill", 0) > 0
+        except OSError as exc:
+            log.warning("cannot read the accounting of %s: %s", self.path, exc)
+        return Usage(cpu_seconds=cpu, memory_peak=memory_peak, oom_killed=oom)
+
+    async def remove(self) -> None:
+        self._close_procs_fd()
+        await fs.remove_tree(self.path)
+
+    def remove_now(self) -> None:
+        self._close_procs_fd()
+        try:
+            self.path.rmdir()
+        except OSError as exc:
+            log.warning("cannot remove %s: %s", self.path, exc.strerror)
+
+
+def _page(n: int) -> str:
+    # memory.max is kept in pages: the kernel rounds down.
+    size = os.sysconf("SC_PAGE_SIZE")
+    return str(n // size * size)
