@@ -60,6 +60,8 @@ class JobProcess:
         not be. This is synchronous: it costs about a millisecond and cannot be left half
         done by a cancellation.
         """
+        # Jobs must not inherit a server's protection from the OOM killer (about 10 us).
+        reset_oom = Path("/proc/self/oom_score_adj").read_text().strip() != "0"
         read_end, write_end = os.pipe2(os.O_CLOEXEC)
         try:
             try:
@@ -71,7 +73,7 @@ class JobProcess:
                     cwd=cwd,
                     env=env,
                     start_new_session=True,
-                    preexec_fn=_enter(placement) if placement or _OOM_ADJUSTED else None,  # noqa: PLW1509 - see _enter
+                    preexec_fn=_enter(placement, reset_oom) if placement or reset_oom else None,  # noqa: PLW1509 - see _enter
                 )
             except OSError as exc:
                 raise SpawnError(_describe(exc, argv[0], cwd)) from None
@@ -140,11 +142,7 @@ def _describe(exc: OSError, command: str, cwd: str | None) -> str:
     return f"cannot execute {command!r}: {reason}"
 
 
-_OOM_ADJUSTED = Path("/proc/self/oom_score_adj").read_text().strip() != "0"
-"""Whether the server runs with an OOM score adjustment its jobs must not inherit."""
-
-
-def _enter(placement: Sequence[int]) -> Callable[[], None]:
+def _enter(placement: Sequence[int], reset_oom: bool) -> Callable[[], None]:
     """What the child runs between fork and exec: system calls only.
 
     subprocess forks (not vforks) when given a preexec_fn, and Python warns that it is not
@@ -156,10 +154,14 @@ def _enter(placement: Sequence[int]) -> Callable[[], None]:
     def enter() -> None:
         for fd in fds:
             os.write(fd, b"0")  # "0" is the writing process itself
-        if _OOM_ADJUSTED:
+        if reset_oom:
             fd = os.open("/proc/self/oom_score_adj", os.O_WRONLY)
-            os.write(fd, b"0")
-            os.close(fd)
+            try:
+                os.write(fd, b"0")
+            except PermissionError:
+                pass  # lowering a positive score needs CAP_SYS_RESOURCE: keep the server's
+            finally:
+                os.close(fd)
 
     return enter
 
