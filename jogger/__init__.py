@@ -2,6 +2,7 @@
 
 from .engine import InvalidRequest as InvalidRequest
 from .engine import JobError as JobError
+from .engine import JobLimits as JobLimits
 from .engine import JobManager as JobManager
 from .engine import JobNotFound as JobNotFound
 from .engine import JobState as JobState

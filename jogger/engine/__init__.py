@@ -7,6 +7,7 @@ from .errors import LimitExceeded as LimitExceeded
 from .errors import ManagerClosed as ManagerClosed
 from .errors import OutputUnavailable as OutputUnavailable
 from .errors import SpawnError as SpawnError
+from .limits import JobLimits as JobLimits
 from .manager import JobManager as JobManager
 from .manager import Limits as Limits
 from .status import JobState as JobState

@@ -268,3 +268,38 @@ async def test_server_shutdown_finishes_live_streams_and_stops_jobs(cli: Cli) ->
     assert final == f"jog: job {job} stopped (exit code 0, reason: shutdown)\n"
     assert alive_in_groups({pid}) == []
     assert any("shut down" in line for line in cli.log)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="cgroups need root")
+async def test_limits_asked_for_by_jog_are_enforced_and_shown(cli: Cli) -> None:
+    if "cgroups=none" in next(line for line in cli.log if "listening on" in line):
+        pytest.skip("the server found no cgroup backend here")
+    start = await cli.jog(
+        "start", "--memory", "64M", "--pids", "32", "--cpu", "0.5", "--", "sleep", "30"
+    )
+    job = job_id_of(start)
+    shown = (await cli.jog("status", job)).stdout.decode()
+    assert "limits:  cpu 0.5 cores, memory 64M, pids 32" in shown
+    assert "cgroup:  cgroup" in shown
+    as_json = json.loads((await cli.jog("status", "--json", job)).stdout)
+    assert as_json["limits"]["memory"] == 64 << 20
+    assert as_json["cgroup"] in ("cgroup1", "cgroup2")
+    await cli.jog("stop", "--grace", "1", job)
+    hog = await cli.jog("run", "--memory", "32M", "--", PYTHON, "-c", "b = bytearray(1 << 30)")
+    assert hog.returncode == 128 + 9
+    assert "reason: oom" in hog.stderr.decode()
+    too_much = await cli.jog("start", "--memory", "1T", "--", "true")
+    assert too_much.returncode == 1
+    assert "memory 1T is over the server's maximum" in too_much.stderr.decode()
+
+
+async def test_bad_limits_are_usage_errors(cli: Cli) -> None:
+    for flag, value, message in [
+        ("--memory", "lots", "'lots' is not a size"),
+        ("--cpu", "0", "at least 0.01 cores"),
+        ("--pids", "-3", "'-3' is not a positive whole number"),
+        ("--io-weight", "20000", "'20000' is not a weight from 1 to 10000"),
+    ]:
+        result = await cli.jog("start", flag, value, "--", "true")
+        assert result.returncode == 2
+        assert message in result.stderr.decode()
