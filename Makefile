@@ -32,6 +32,7 @@ demo: venv
 bench: venv
 	$(BIN)/python bench/engine.py
 	$(BIN)/python bench/cli.py
+	$(BIN)/python bench/cgroups.py
 
 # Regenerate the committed protobuf and purerpc code from proto/.
 grpc: venv

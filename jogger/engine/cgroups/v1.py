@@ -52,7 +52,18 @@ class V1Backend:
         return list(dict.fromkeys(self.roots.values()))
 
     def create(self, job_id: str, limits: JobLimits) -> "V1Group":
-        paths = {h: root / job_id for h, root in self.roots.items()}
+        # Accounting, census and kill always; cpu and blkio only when a limit needs them
+        # (each hierarchy costs a mkdir, an open and an rmdir per job).
+        wanted = {"cpuacct", "memory", "pids", "freezer"}
+        if limits.cpu is not None or limits.cpu_weight is not None:
+            wanted.add("cpu")
+        if limits.io_weight is not None:
+            wanted.add("blkio")
+        paths = {h: root / job_id for h, root in self.roots.items() if h in wanted}
+        if "cpu" in wanted and "cpu" not in paths:
+            raise SpawnError("cannot limit CPU: the cpu hierarchy is not mounted")
+        if "blkio" in wanted and "blkio" not in paths:
+            raise SpawnError("cannot set an I/O weight: the blkio hierarchy is not mounted")
         made: list[Path] = []
         group = V1Group(paths, self.mounts, limits)
         try:

@@ -1,0 +1,174 @@
+"""Cgroup benchmarks: what a cgroup costs a job start, and how fairly jobs share the machine.
+
+    python bench/cgroups.py [--quick] [--seconds S]
+
+1. Overhead: start() latency (to exec'd) and short jobs per second with each backend that
+   works here, side by side in one run, against the "none" backend (process groups only).
+   Target: a cgroup adds at most 3 ms to the start p50.
+2. Fairness (the RFD's test): 10 concurrent CPU-bound jobs (bcrypt, cost 12), then 10
+   memory-churning jobs (str.split of a long string), then 10 I/O loops (write, fsync, read
+   4 KiB), each for S seconds; each job prints its loop count and we report each job's share
+   of its kind's total (1/10 is fair). Then a weighted run: 4 CPU jobs at cpu weight 200 and
+   4 at 100, whose shares should split 2:1.
+
+Needs root for the cgroup rows; prints what it skipped and why.
+"""
+
+import argparse
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+
+import trio
+
+from jogger import JobLimits, JobManager
+from jogger.engine.cgroups import Mode
+
+OWNER = "bench"
+PYTHON = sys.executable
+
+CPU_LOOP = """
+import sys, time, bcrypt
+end = time.monotonic() + float(sys.argv[1])
+salt = bcrypt.gensalt(rounds=12)
+n = 0
+while time.monotonic() < end:
+    bcrypt.hashpw(b"correct horse battery staple", salt)
+    n += 1
+print(n)
+"""
+MEMORY_LOOP = """
+import sys, time
+end = time.monotonic() + float(sys.argv[1])
+text = "word " * 200_000
+n = 0
+while time.monotonic() < end:
+    n += len(text.split(" ")) > 0
+print(n)
+"""
+IO_LOOP = """
+import os, sys, time
+end = time.monotonic() + float(sys.argv[1])
+path = os.path.join(sys.argv[2], f"io-{os.getpid()}")
+block = os.urandom(4096)
+n = 0
+fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+try:
+    while time.monotonic() < end:
+        os.pwrite(fd, block, 0)
+        os.fsync(fd)
+        os.pread(fd, 4096, 0)
+        n += 1
+finally:
+    os.close(fd)
+    os.unlink(path)
+print(n)
+"""
+
+
+async def start_latency(jobs: JobManager, n: int) -> tuple[float, float]:
+    """(start p50 in ms, short jobs per second)."""
+    times = []
+    for _ in range(n):
+        t0 = time.perf_counter()
+        status = await jobs.start(OWNER, ["/bin/true"])
+        times.append(time.perf_counter() - t0)
+        await jobs.wait(OWNER, status.id)
+    t0 = time.perf_counter()
+    for _ in range(n):
+        status = await jobs.start(OWNER, ["/bin/true"])
+        await jobs.wait(OWNER, status.id)
+    rate = n / (time.perf_counter() - t0)
+    return statistics.median(times) * 1e3, rate
+
+
+async def run_together(jobs: JobManager, argvs: list[tuple[list[str], JobLimits]]) -> list[int]:
+    """Start every job at once; each prints one number, its loop count."""
+    started = [await jobs.start(OWNER, argv, limits=limits) for argv, limits in argvs]
+    counts = []
+    for status in started:
+        await jobs.wait(OWNER, status.id)
+        out = b""
+        async for chunk in jobs.output(OWNER, status.id, follow=False):
+            out += chunk
+        try:
+            counts.append(int(out.split()[-1]))
+        except (IndexError, ValueError):
+            raise SystemExit(f"a job failed: {out[-500:]!r}") from None
+    return counts
+
+
+def shares(counts: list[int]) -> str:
+    total = sum(counts) or 1
+    values = [c / total for c in counts]
+    spread = max(abs(v * len(values) - 1) for v in values)
+    return (
+        f"min {min(values):.3f}  max {max(values):.3f}  (fair {1 / len(values):.3f}; "
+        f"worst {spread:.0%} off)"
+    )
+
+
+async def overhead(modes: list[Mode], n: int, tmp: str) -> None:
+    print(f"\n## Start overhead ({n} starts each; medians)\n")
+    print("| backend | start() p50 ms | short jobs/s | p50 added vs none |")
+    print("|---|---|---|---|")
+    base = None
+    for mode in modes:
+        try:
+            async with JobManager(os.path.join(tmp, mode), cgroups=mode) as jobs:
+                await start_latency(jobs, 20)  # warm-up
+                p50, rate = await start_latency(jobs, n)
+        except Exception as exc:  # noqa: BLE001 - a backend that does not work here is a row
+            print(f"| {mode} | - | - | unavailable: {exc} |")
+            continue
+        if base is None:
+            base = p50
+        print(f"| {mode} | {p50:.2f} | {rate:.0f} | {p50 - base:+.2f} ms |")
+
+
+async def fairness(seconds: float, tmp: str) -> None:
+    async with JobManager(os.path.join(tmp, "fair"), cgroups="auto") as jobs:
+        if jobs.containment == "none":
+            print("\nfairness: skipped (no cgroup backend here)")
+            return
+        print(f"\n## Fairness on {jobs.containment} ({seconds:g} s per run)\n")
+        none = JobLimits()
+        s = str(seconds)
+        for name, code, extra in (
+            ("CPU (bcrypt)", CPU_LOOP, []),
+            ("memory churn", MEMORY_LOOP, []),
+            ("I/O (fsync)", IO_LOOP, [tmp]),
+        ):
+            counts = await run_together(jobs, [([PYTHON, "-c", code, s, *extra], none)] * 10)
+            print(f"- {name}, 10 jobs: {shares(counts)}; loops {sorted(counts)}")
+        heavy, light = JobLimits(cpu_weight=200), JobLimits(cpu_weight=100)
+        argv = [PYTHON, "-c", CPU_LOOP, s]
+        counts = await run_together(jobs, [(argv, heavy)] * 4 + [(argv, light)] * 4)
+        ratio = sum(counts[:4]) / max(1, sum(counts[4:]))
+        print(
+            f"- CPU, 4 jobs at weight 200 and 4 at 100: heavy/light = {ratio:.2f} "
+            f"(2.00 is exact); loops {counts}"
+        )
+
+
+async def main(quick: bool, seconds: float) -> None:
+    print(
+        f"# bench/cgroups.py on {platform.node()}: {os.cpu_count()} cores, "
+        f"Linux {platform.release()}, Python {platform.python_version()}"
+    )
+    modes: list[Mode] = ["none", "cgroup1", "cgroup2"]
+    with tempfile.TemporaryDirectory() as tmp:
+        os.chmod(tmp, 0o700)
+        await overhead(modes, 50 if quick else 300, tmp)
+        await fairness(2.0 if quick else seconds, tmp)
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="fewer runs, 2 s loops")
+    parser.add_argument("--seconds", type=float, default=10.0, help="length of each fairness run")
+    args = parser.parse_args()
+    trio.run(main, args.quick, args.seconds)
