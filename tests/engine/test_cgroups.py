@@ -85,7 +85,7 @@ async def test_a_jobs_forked_child_runs_inside_the_jobs_cgroup(jobs: JobManager)
         mine = [
             line
             for line in lines[:-1]
-            if set(line.split(":")[1].split(",")) & {"memory", "pids", "cpu", "freezer"}
+            if set(line.split(":")[1].split(",")) & {"memory", "pids", "cpuacct", "freezer"}
         ]
     assert mine
     for line in mine:
