@@ -240,9 +240,17 @@ class Job:
                 await self._process.wait_exited()
                 await self._group.emptied.wait()
             if self._grace_scope.cancelled_caught:
-                await self._group.kill()
+                await self._kill_all()
                 self._sent_kill = True
                 await self._process.wait_exited()
+
+    async def _kill_all(self) -> None:
+        try:
+            await self._group.kill()
+        except OSError as exc:
+            # Out of fds, or the cgroup fs misbehaving: the process group still gets it.
+            logger.warning("job %s: killing its cgroup failed: %s", self.id, exc)
+            self._group.signal(signal.SIGKILL)
 
     async def _end(self) -> None:
         """The main process has exited: kill what it left behind, reap it, record the end.
@@ -257,7 +265,7 @@ class Job:
             # not over, and stop() must not return, until they are gone; SIGKILL makes that
             # prompt, and the wait is bounded.
             with trio.CancelScope(shield=True):
-                await self._group.kill()
+                await self._kill_all()
                 with trio.move_on_after(KILL_TIMEOUT) as timer:
                     await self._group.emptied.wait()
             if timer.cancelled_caught:

@@ -65,8 +65,9 @@ class JobGroup(ABC):
         Called only while the main process is unreaped, so that its group id is still
         ours; members are signalled by pidfd, never by a pid that may have been reused.
         """
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self._pid, sig)
+        if self._pid > 0:  # never killpg(0): that is our own process group
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self._pid, sig)
         try:
             pids = self.members()
         except OSError as exc:

@@ -34,6 +34,8 @@ class ProcessGroup(JobGroup):
     limits = JobLimits()
 
     def members(self) -> list[int]:
+        if self._pid <= 0:
+            return []
         pids = []
         for name in os.listdir("/proc"):
             if name.isdigit():
@@ -49,8 +51,9 @@ class ProcessGroup(JobGroup):
     def signal(self, sig: int) -> None:
         # The main process is not reaped before the job has ended, so while we may signal,
         # the group id is still ours: one killpg reaches everyone, forks in flight included.
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self._pid, sig)
+        if self._pid > 0:  # never killpg(0): that is our own process group
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self._pid, sig)
 
     async def kill(self) -> None:
         self.signal(signal.SIGKILL)
