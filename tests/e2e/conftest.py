@@ -87,18 +87,18 @@ async def cli(pki: Pki, tmp_path: Path, nursery: trio.Nursery) -> AsyncIterator[
     )
     assert process.stderr is not None
     lines: list[str] = []
-    nursery.start_soon(_read_log, process.stderr, lines)
-    with trio.fail_after(20):
-        while not any("listening on" in line for line in lines):
-            if process.poll() is not None:
-                raise AssertionError("jogger-server exited: " + "\n".join(lines))
-            await trio.sleep(0.02)
-    listening = next(line for line in lines if "listening on" in line)
-    port = int(re.search(r"listening on 127\.0\.0\.1:(\d+)", listening).group(1))  # type: ignore[union-attr]
-    cli = Cli(pki, process, port, lines)
     try:
-        yield cli
+        nursery.start_soon(_read_log, process.stderr, lines)
+        with trio.fail_after(20):
+            while not any("listening on" in line for line in lines):
+                if process.poll() is not None:
+                    raise AssertionError("jogger-server exited: " + "\n".join(lines))
+                await trio.sleep(0.02)
+        listening = next(line for line in lines if "listening on" in line)
+        port = int(re.search(r"listening on 127\.0\.0\.1:(\d+)", listening).group(1))  # type: ignore[union-attr]
+        yield Cli(pki, process, port, lines)
     finally:
+        # Also when the server never came up: no server outlives its test.
         if process.returncode is None:
             process.send_signal(signal.SIGTERM)
             with trio.move_on_after(20):
