@@ -9,11 +9,14 @@ behind hashicorp/nomad#23969).
 import contextlib
 import errno
 import fcntl
+import functools
 import logging
 import os
+import shutil
 import signal
+import stat
 import subprocess
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -53,15 +56,23 @@ class JobProcess:
     ) -> "JobProcess":
         """Start ``argv`` (argv[0] looked up on ``env``'s PATH, like execvp).
 
-        ``placement``: fds of cgroup.procs files. The new process writes "0" to each (which
-        moves the writer itself) and resets its oom_score_adj to 0, between fork and exec:
-        the job's own code never runs outside its cgroups, and no process of ours is left
-        in them. Returns once the command has been exec'd; raises SpawnError if it could
-        not be. This is synchronous: it costs about a millisecond and cannot be left half
-        done by a cancellation.
+        ``placement``: open fds of cgroup.procs files. The new process is written into each
+        of them before it runs any code of the job: the job's own code never runs outside
+        its cgroups. It also gets oom_score_adj 0, whatever the server's is. Returns once
+        the process runs; raises SpawnError if the command cannot be started. This is
+        synchronous: it costs a millisecond or two and cannot be left half done by a
+        cancellation.
+
+        Nothing but exec runs in the child between fork and exec (subprocess uses vfork):
+        Python code there is not safe in a process with threads, such as a server whose
+        embedding program or client library runs some (grpcio's fork handlers crashed
+        such a child). Where the process must be placed first, it starts as a gate, a
+        /bin/sh that waits on its stdin until the server has placed it and then execs the
+        command through env(1) with exactly the given argv and environment.
         """
-        # Jobs must not inherit a server's protection from the OOM killer (about 10 us).
-        reset_oom = Path("/proc/self/oom_score_adj").read_text().strip() != "0"
+        oom = _oom_score_adj()
+        if placement or oom != 0:
+            return cls._spawn_gated(argv, cwd=cwd, env=env, placement=placement)
         read_end, write_end = os.pipe2(os.O_CLOEXEC)
         try:
             try:
@@ -73,25 +84,81 @@ class JobProcess:
                     cwd=cwd,
                     env=env,
                     start_new_session=True,
-                    preexec_fn=_enter(placement, reset_oom) if placement or reset_oom else None,  # noqa: PLW1509 - see _enter
                 )
             except OSError as exc:
                 raise SpawnError(_describe(exc, argv[0], cwd)) from None
-            except subprocess.SubprocessError:
-                raise SpawnError("cannot place the job in its cgroup") from None
-            try:
-                pidfd = os.pidfd_open(popen.pid)
-            except BaseException:
-                # The leader is not reaped yet, so its group id is still ours to signal.
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(popen.pid, signal.SIGKILL)
-                popen.wait()
-                raise
+            return cls._watch(popen, read_end)
         except BaseException:
             os.close(read_end)
             raise
         finally:
             os.close(write_end)
+
+    @classmethod
+    def _spawn_gated(
+        cls,
+        argv: Sequence[str],
+        *,
+        cwd: str | None,
+        env: Mapping[str, str],
+        placement: Sequence[int],
+    ) -> "JobProcess":
+        # The gate cannot report a failed exec back to us, so check first what exec would
+        # say. Should the file change in between, env(1) reports it in the job's output.
+        command = argv[0]
+        _check_executable(command, env.get("PATH", DEFAULT_EXEC_PATH), cwd)
+        if "=" in command:
+            raise SpawnError(f"cannot start {command!r} in a cgroup: its name contains '='")
+        gate = [
+            SHELL, "-c", GATE_SCRIPT, "jogger-gate", _env_tool(), "-i", "--",
+            *(f"{name}={value}" for name, value in env.items()), *argv,
+        ]  # fmt: skip
+        read_end, write_end = os.pipe2(os.O_CLOEXEC)
+        gate_read, gate_write = os.pipe2(os.O_CLOEXEC)
+        try:
+            try:
+                popen = subprocess.Popen(
+                    gate,
+                    stdin=gate_read,
+                    stdout=write_end,
+                    stderr=subprocess.STDOUT,
+                    cwd=cwd,
+                    env={},
+                    start_new_session=True,
+                )
+            except OSError as exc:
+                if exc.filename == cwd or exc.filename is None:
+                    raise SpawnError(_describe(exc, command, cwd)) from None
+                raise SpawnError(f"cannot start the gate {SHELL}: {exc.strerror}") from None
+            finally:
+                os.close(gate_read)
+            try:
+                pid = str(popen.pid).encode()
+                for fd in placement:
+                    os.write(fd, pid)
+                _reset_oom_score_adj(popen.pid)
+                os.write(gate_write, b"go\n")
+            except OSError as exc:
+                _kill_unstarted(popen)
+                raise SpawnError(f"cannot place the job in its cgroup: {exc.strerror}") from None
+            except BaseException:
+                _kill_unstarted(popen)
+                raise
+            return cls._watch(popen, read_end)
+        except BaseException:
+            os.close(read_end)
+            raise
+        finally:
+            os.close(write_end)
+            os.close(gate_write)
+
+    @classmethod
+    def _watch(cls, popen: "subprocess.Popen[bytes]", read_end: int) -> "JobProcess":
+        try:
+            pidfd = os.pidfd_open(popen.pid)
+        except BaseException:
+            _kill_unstarted(popen)
+            raise
         os.set_blocking(read_end, False)
         _grow_pipe(read_end)
         return cls(popen, pidfd, read_end)
@@ -142,28 +209,85 @@ def _describe(exc: OSError, command: str, cwd: str | None) -> str:
     return f"cannot execute {command!r}: {reason}"
 
 
-def _enter(placement: Sequence[int], reset_oom: bool) -> Callable[[], None]:
-    """What the child runs between fork and exec: system calls only.
+GATE_SCRIPT = 'IFS= read -r go && [ "$go" = go ] || exit 125; exec </dev/null; exec "$@"'
+"""Waits for the server's "go" (EOF, as when the server died, means no), then execs."""
+SHELL = "/bin/sh"
+DEFAULT_EXEC_PATH = "/bin:/usr/bin"
+"""What execvp searches when PATH is unset (glibc's default)."""
 
-    subprocess forks (not vforks) when given a preexec_fn, and Python warns that it is not
-    safe with threads. This one takes no lock, imports nothing and allocates nothing
-    beyond the bytes literals: it cannot deadlock on a lock another thread held at fork.
-    """
-    fds = tuple(placement)
 
-    def enter() -> None:
-        for fd in fds:
-            os.write(fd, b"0")  # "0" is the writing process itself
-        if reset_oom:
-            fd = os.open("/proc/self/oom_score_adj", os.O_WRONLY)
-            try:
-                os.write(fd, b"0")
-            except PermissionError:
-                pass  # lowering a positive score needs CAP_SYS_RESOURCE: keep the server's
-            finally:
-                os.close(fd)
+@functools.cache
+def _env_tool() -> str:
+    return shutil.which("env", path="/usr/bin:/bin") or "/usr/bin/env"
 
-    return enter
+
+def _kill_unstarted(popen: "subprocess.Popen[bytes]") -> None:
+    # Not reaped yet, so its group id is still ours to signal.
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(popen.pid, signal.SIGKILL)
+    popen.wait()
+
+
+def _oom_score_adj() -> int:
+    try:
+        return int(Path("/proc/self/oom_score_adj").read_text())
+    except (OSError, ValueError):
+        return 0
+
+
+def _reset_oom_score_adj(pid: int) -> None:
+    """Jobs must not inherit a server's protection from (or exposure to) the OOM killer."""
+    # Lowering a positive score needs CAP_SYS_RESOURCE: without it, keep the server's.
+    with contextlib.suppress(PermissionError):
+        Path(f"/proc/{pid}/oom_score_adj").write_text("0")
+
+
+def _check_executable(command: str, search_path: str, cwd: str | None) -> None:
+    """Raise SpawnError with what execvp would fail with, if it would."""
+    if cwd is not None and not os.path.isdir(cwd):
+        error = OSError(errno.ENOTDIR if os.path.exists(cwd) else errno.ENOENT, "", cwd)
+        raise SpawnError(_describe(error, command, cwd))
+    if "/" in command:
+        candidates = [command]
+    else:
+        candidates = [os.path.join(d or ".", command) for d in search_path.split(":")]
+    first_error: OSError | None = None
+    last_error = OSError(errno.ENOENT, os.strerror(errno.ENOENT), command)
+    for candidate in candidates:
+        path = os.path.join(cwd or ".", candidate)
+        try:
+            _check_file(path)
+            return
+        except OSError as exc:
+            exc.filename = candidate
+            if exc.errno not in (errno.ENOENT, errno.ENOTDIR) and first_error is None:
+                first_error = exc
+            last_error = exc
+    raise SpawnError(_describe(first_error or last_error, command, cwd))
+
+
+def _check_file(path: str) -> None:
+    info = os.stat(path)
+    if not stat.S_ISREG(info.st_mode) or not os.access(path, os.X_OK):
+        raise OSError(errno.EACCES, os.strerror(errno.EACCES))
+    try:
+        with open(path, "rb") as file:
+            magic = file.read(4)
+    except OSError:
+        return  # execute-only: exec will tell
+    if magic[:2] != b"#!" and magic != b"\x7fELF" and not _binfmt_misc():
+        # execvp(3) would run it with /bin/sh; Python's subprocess, like us, refuses.
+        raise OSError(errno.ENOEXEC, os.strerror(errno.ENOEXEC))
+
+
+@functools.cache
+def _binfmt_misc() -> bool:
+    """Whether the kernel may know more executable formats than ELF and #!."""
+    try:
+        entries = os.listdir("/proc/sys/fs/binfmt_misc")
+    except OSError:
+        return False
+    return any(name not in ("register", "status") for name in entries)
 
 
 def _grow_pipe(fd: int) -> None:

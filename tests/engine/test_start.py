@@ -6,6 +6,7 @@ import pytest
 import trio
 
 from jogger import InvalidRequest, JobManager, JobState, Limits, ManagerClosed, SpawnError
+from jogger.engine.cgroups import Mode
 from tests.procs import PYTHON, collect
 
 
@@ -77,7 +78,17 @@ def assert_nothing_left(jobs: JobManager, state_dir: Path) -> None:
         (["{tmp}/garbage"], "cannot execute '.*/garbage': Exec format error"),
     ],
 )
+@pytest.mark.parametrize("cgroups", ["none", "auto"])
 async def test_unstartable_command_is_an_error_of_start_and_leaves_nothing(
+    tmp_path: Path, argv: list[str], message: str, cgroups: Mode
+) -> None:
+    # Without cgroups subprocess reports a failed exec; with them (as root) the job starts
+    # behind a gate, and our own check must say the same.
+    async with JobManager(tmp_path / "state", cgroups=cgroups) as jobs:
+        await start_unstartable(jobs, tmp_path, argv, message)
+
+
+async def start_unstartable(
     jobs: JobManager, tmp_path: Path, argv: list[str], message: str
 ) -> None:
     (tmp_path / "plain").write_bytes(b"#!/bin/sh\necho never\n")
