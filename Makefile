@@ -1,4 +1,5 @@
-# Every target builds its own virtualenv from nothing; only python3 (>= 3.11) must exist.
+# Every target builds its own virtualenv from nothing; python3 (>= 3.11) with its headers and a C
+# compiler must exist (jogger/engine/_spawn.c is built on install).
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -10,8 +11,9 @@ LISTEN ?= 127.0.0.1:7654
 
 venv: $(VENV)/.installed
 
-$(VENV)/.installed: pyproject.toml
+$(VENV)/.installed: pyproject.toml jogger/engine/_spawn.c
 	@$(PYTHON) -c 'import sys; sys.exit("jogger needs Python >= 3.11, found " + sys.version.split()[0]) if sys.version_info < (3, 11) else None'
+	@command -v cc > /dev/null || { echo "jogger needs a C compiler (Debian: apt-get install gcc python3-dev)"; exit 1; }
 	rm -rf $(VENV)
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet -e '.[dev]'
@@ -59,4 +61,4 @@ install-cli: venv
 	@echo "jog is in $(HOME)/.local/bin; make sure that is on your PATH"
 
 clean:
-	rm -rf $(VENV) build *.egg-info .mypy_cache .ruff_cache .state
+	rm -rf $(VENV) build *.egg-info .mypy_cache .ruff_cache .state jogger/engine/_spawn.*.so

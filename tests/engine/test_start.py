@@ -7,6 +7,7 @@ import trio
 
 from jogger import InvalidRequest, JobManager, JobState, Limits, ManagerClosed, SpawnError
 from jogger.engine.cgroups import Mode
+from jogger.engine.process import JobProcess
 from tests.procs import PYTHON, collect
 
 
@@ -170,3 +171,42 @@ async def test_log_file_is_private(jobs: JobManager, tmp_path: Path) -> None:
     log = tmp_path / "state" / "logs" / f"{status.id}.log"
     assert log.stat().st_mode & 0o777 == 0o600
     assert (tmp_path / "state" / "logs").stat().st_mode & 0o777 == 0o700
+
+
+async def test_a_job_starts_with_default_signals_and_nothing_blocked(jobs: JobManager) -> None:
+    # Python ignores SIGPIPE and SIGXFSZ and the server blocks nothing, but a job must see
+    # neither: `yes | head` relies on SIGPIPE.
+    status = await jobs.start("alice", ["grep", "^Sig\\(Ign\\|Blk\\)", "/proc/self/status"])
+    with trio.fail_after(30):
+        out = await collect(jobs.output("alice", status.id))
+    assert out.split() == [b"SigBlk:", b"0" * 16, b"SigIgn:", b"0" * 16]
+
+
+def test_a_failed_cgroup_placement_is_a_spawn_error_and_leaves_no_process(
+    tmp_path: Path,
+) -> None:
+    # /dev/full refuses every write with ENOSPC, like a cgroup refusing a process.
+    full = os.open("/dev/full", os.O_WRONLY | os.O_CLOEXEC)
+    try:
+        with pytest.raises(SpawnError, match="cannot place the job in its cgroup: No space"):
+            JobProcess.spawn(["sleep", "30"], cwd=None, env=dict(os.environ), placement=[full])
+    finally:
+        os.close(full)
+    assert children_running(["sleep", "30"]) == []  # the failed child was reaped too
+
+
+def children_running(argv: list[str]) -> list[int]:
+    """Our child processes (zombies included) whose command line is ``argv``."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_text()
+            cmdline = Path(f"/proc/{entry}/cmdline").read_bytes()
+        except OSError:
+            continue
+        ppid = int(stat.rsplit(")", 1)[1].split()[1])
+        if ppid == os.getpid() and cmdline.split(b"\0")[:-1] == [a.encode() for a in argv]:
+            found.append(int(entry))
+    return found

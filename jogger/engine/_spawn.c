@@ -1,0 +1,277 @@
+/* Start a job's process, placed in its cgroups before any code of the job runs.
+ *
+ * spawn(executables, argv, envp, cwd, stdin_fd, output_fd, cgroup_procs_fds, reset_oom)
+ *     -> pid
+ *
+ * The child is created with clone(CLONE_VM | CLONE_VFORK), as glibc's posix_spawn does: it
+ * shares our memory on its own stack, and this thread waits until it has exec'd or died.
+ * Between clone and exec it runs only the system calls below, never Python: Python code
+ * there is unsafe in a process with threads (subprocess's preexec_fn), and a Python shim
+ * would cost a second interpreter start. In order, the child
+ *   - resets every signal handler to the default and SIGPIPE/SIGXFSZ (ignored by Python)
+ *     too, with all signals blocked, so no handler of the server can run in it;
+ *   - becomes a session and process group leader (setsid);
+ *   - takes stdin_fd as stdin and output_fd as stdout and stderr;
+ *   - changes to cwd;
+ *   - writes "0" to each cgroup.procs fd: the kernel moves the writer, the child itself,
+ *     and its future children with it (v1: one fd per hierarchy; v2: one);
+ *   - sets its oom_score_adj to 0 (best effort: lowering needs CAP_SYS_RESOURCE);
+ *   - marks every other fd close-on-exec, restores the signal mask and tries execve on each
+ *     of `executables` in turn (the PATH candidates the caller computed, like execvp
+ *     without its fallback to /bin/sh).
+ * A failure is sent back as (step, errno) through a close-on-exec pipe and raised here as
+ * OSError (filename: cwd for "cwd", else argv[0]; filename2: the step, "exec", "cwd",
+ * "cgroup" or "setup"); the child has then exited and been reaped.
+ */
+#define _GNU_SOURCE
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#ifndef CLOSE_RANGE_CLOEXEC
+#define CLOSE_RANGE_CLOEXEC (1U << 2)
+#endif
+
+#define STACK_SIZE (64 * 1024)
+
+enum step { STEP_EXEC = 1, STEP_CWD = 2, STEP_CGROUP = 3, STEP_SETUP = 4 };
+
+struct child_args {
+    char **executables;
+    char **argv;
+    char **envp;
+    const char *cwd;
+    int stdin_fd;
+    int output_fd;
+    int *procs_fds;
+    Py_ssize_t n_procs;
+    int reset_oom;
+    int error_fd;
+    sigset_t old_mask;
+};
+
+static void report(int fd, int step, int err) {
+    int message[2] = {step, err};
+    ssize_t ignored = write(fd, message, sizeof message);
+    (void)ignored;
+    _exit(127);
+}
+
+static int take_fd(int fd, int target) {
+    if (fd == target) /* dup2 would keep FD_CLOEXEC: clear it */
+        return fcntl(fd, F_SETFD, 0);
+    return dup2(fd, target) < 0 ? -1 : 0;
+}
+
+static void cloexec_from(int lowest) {
+    if (syscall(SYS_close_range, (unsigned)lowest, ~0U, CLOSE_RANGE_CLOEXEC) == 0)
+        return;
+    struct rlimit limit;
+    long top = 65536;
+    if (getrlimit(RLIMIT_NOFILE, &limit) == 0 && limit.rlim_cur != RLIM_INFINITY &&
+        (long)limit.rlim_cur < top)
+        top = (long)limit.rlim_cur;
+    for (long fd = lowest; fd < top; fd++)
+        fcntl((int)fd, F_SETFD, FD_CLOEXEC);
+}
+
+static int child_main(void *raw) {
+    struct child_args *a = raw;
+    struct sigaction dfl;
+    memset(&dfl, 0, sizeof dfl);
+    dfl.sa_handler = SIG_DFL;
+    for (int sig = 1; sig < NSIG; sig++) {
+        struct sigaction old;
+        if (sigaction(sig, NULL, &old) != 0)
+            continue;
+        if (old.sa_handler != SIG_DFL &&
+            (old.sa_handler != SIG_IGN || sig == SIGPIPE || sig == SIGXFSZ))
+            sigaction(sig, &dfl, NULL);
+    }
+    if (setsid() < 0)
+        report(a->error_fd, STEP_SETUP, errno);
+    if (take_fd(a->stdin_fd, 0) < 0 || take_fd(a->output_fd, 1) < 0 ||
+        take_fd(a->output_fd, 2) < 0)
+        report(a->error_fd, STEP_SETUP, errno);
+    if (a->cwd != NULL && chdir(a->cwd) < 0)
+        report(a->error_fd, STEP_CWD, errno);
+    for (Py_ssize_t i = 0; i < a->n_procs; i++) {
+        if (write(a->procs_fds[i], "0", 1) != 1)
+            report(a->error_fd, STEP_CGROUP, errno);
+    }
+    if (a->reset_oom) {
+        int fd = open("/proc/self/oom_score_adj", O_WRONLY | O_CLOEXEC);
+        if (fd >= 0) {
+            ssize_t ignored = write(fd, "0", 1);
+            (void)ignored;
+            close(fd);
+        }
+    }
+    cloexec_from(3);
+    sigprocmask(SIG_SETMASK, &a->old_mask, NULL);
+    int saved = 0, last = ENOENT;
+    for (char **path = a->executables; *path != NULL; path++) {
+        execve(*path, a->argv, a->envp);
+        last = errno;
+        if (saved == 0 && last != ENOENT && last != ENOTDIR)
+            saved = last;
+    }
+    report(a->error_fd, STEP_EXEC, saved ? saved : last);
+    return 127;
+}
+
+/* A NULL-terminated array of the bytes objects' buffers (which stay owned by `seq`). */
+static char **byte_strings(PyObject *seq, const char *what) {
+    PyObject *fast = PySequence_Fast(seq, what);
+    if (fast == NULL)
+        return NULL;
+    Py_ssize_t n = PySequence_Fast_GET_SIZE(fast);
+    char **out = PyMem_Calloc((size_t)n + 1, sizeof(char *));
+    if (out == NULL) {
+        Py_DECREF(fast);
+        PyErr_NoMemory();
+        return NULL;
+    }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *item = PySequence_Fast_GET_ITEM(fast, i);
+        if (!PyBytes_Check(item) || (Py_ssize_t)strlen(PyBytes_AS_STRING(item)) !=
+                                        PyBytes_GET_SIZE(item)) {
+            PyErr_Format(PyExc_ValueError, "%s must be bytes without NUL", what);
+            PyMem_Free(out);
+            Py_DECREF(fast);
+            return NULL;
+        }
+        out[i] = PyBytes_AS_STRING(item);
+    }
+    Py_DECREF(fast); /* the caller's sequence still holds every item */
+    return out;
+}
+
+static PyObject *spawn(PyObject *Py_UNUSED(self), PyObject *args) {
+    PyObject *executables, *argv, *envp, *cwd_obj, *procs;
+    int stdin_fd, output_fd, reset_oom;
+    if (!PyArg_ParseTuple(args, "O!O!O!OiiO!p", &PyTuple_Type, &executables, &PyTuple_Type,
+                          &argv, &PyTuple_Type, &envp, &cwd_obj, &stdin_fd, &output_fd,
+                          &PyTuple_Type, &procs, &reset_oom))
+        return NULL;
+    if (PyTuple_GET_SIZE(executables) == 0 || PyTuple_GET_SIZE(argv) == 0) {
+        PyErr_SetString(PyExc_ValueError, "executables and argv must not be empty");
+        return NULL;
+    }
+    if (cwd_obj != Py_None && !PyBytes_Check(cwd_obj)) {
+        PyErr_SetString(PyExc_TypeError, "cwd must be bytes or None");
+        return NULL;
+    }
+    struct child_args a;
+    memset(&a, 0, sizeof a);
+    PyObject *result = NULL;
+    char *stack = NULL;
+    int pipe_fds[2] = {-1, -1};
+    a.cwd = cwd_obj == Py_None ? NULL : PyBytes_AS_STRING(cwd_obj);
+    a.stdin_fd = stdin_fd;
+    a.output_fd = output_fd;
+    a.reset_oom = reset_oom;
+    a.n_procs = PyTuple_GET_SIZE(procs);
+    if ((a.executables = byte_strings(executables, "executables")) == NULL ||
+        (a.argv = byte_strings(argv, "argv")) == NULL ||
+        (a.envp = byte_strings(envp, "envp")) == NULL)
+        goto done;
+    a.procs_fds = PyMem_Calloc((size_t)a.n_procs + 1, sizeof(int));
+    stack = PyMem_Malloc(STACK_SIZE);
+    if (a.procs_fds == NULL || stack == NULL) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    for (Py_ssize_t i = 0; i < a.n_procs; i++) {
+        a.procs_fds[i] = (int)PyLong_AsLong(PyTuple_GET_ITEM(procs, i));
+        if (PyErr_Occurred())
+            goto done;
+    }
+    if (pipe2(pipe_fds, O_CLOEXEC) < 0) {
+        PyErr_SetFromErrno(PyExc_OSError);
+        goto done;
+    }
+    a.error_fd = pipe_fds[1];
+
+    sigset_t all;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &a.old_mask);
+    pid_t pid = clone(child_main, stack + STACK_SIZE, CLONE_VM | CLONE_VFORK | SIGCHLD, &a);
+    int clone_errno = errno;
+    pthread_sigmask(SIG_SETMASK, &a.old_mask, NULL);
+    close(pipe_fds[1]);
+    pipe_fds[1] = -1;
+    if (pid < 0) {
+        errno = clone_errno;
+        PyErr_SetFromErrno(PyExc_OSError);
+        goto done;
+    }
+
+    int message[2];
+    ssize_t got;
+    do {
+        got = read(pipe_fds[0], message, sizeof message);
+    } while (got < 0 && errno == EINTR);
+    if (got == 0) {
+        result = PyLong_FromLong(pid);
+        goto done;
+    }
+    /* The child failed before exec and has exited: collect it. */
+    while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
+        ;
+    if (got != (ssize_t)sizeof message) {
+        PyErr_SetString(PyExc_OSError, "the new process failed before exec");
+        goto done;
+    }
+    /* OSError(errno, strerror, filename, winerror, filename2): filename2 names the step. */
+    static const char *const steps[] = {"?", "exec", "cwd", "cgroup", "setup"};
+    int step = message[0] >= STEP_EXEC && message[0] <= STEP_SETUP ? message[0] : 0;
+    /* (OSError drops filename2 when filename is None.) */
+    PyObject *subject = step == STEP_CWD ? cwd_obj : PyTuple_GET_ITEM(argv, 0);
+    PyObject *err_args =
+        Py_BuildValue("(isOOs)", message[1], strerror(message[1]), subject, Py_None, steps[step]);
+    if (err_args != NULL) {
+        PyObject *exc = PyObject_Call(PyExc_OSError, err_args, NULL);
+        Py_DECREF(err_args);
+        if (exc != NULL) {
+            PyErr_SetObject((PyObject *)Py_TYPE(exc), exc);
+            Py_DECREF(exc);
+        }
+    }
+
+done:
+    if (pipe_fds[0] >= 0)
+        close(pipe_fds[0]);
+    if (pipe_fds[1] >= 0)
+        close(pipe_fds[1]);
+    PyMem_Free(stack);
+    PyMem_Free(a.procs_fds);
+    PyMem_Free(a.executables);
+    PyMem_Free(a.argv);
+    PyMem_Free(a.envp);
+    return result;
+}
+
+static PyMethodDef methods[] = {
+    {"spawn", spawn, METH_VARARGS,
+     "spawn(executables, argv, envp, cwd, stdin_fd, output_fd, cgroup_procs_fds, reset_oom)"
+     " -> pid"},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module = {
+    PyModuleDef_HEAD_INIT, .m_name = "_spawn",
+    .m_doc = "Start a job's process inside its cgroups.", .m_size = -1, .m_methods = methods,
+};
+
+PyMODINIT_FUNC PyInit__spawn(void) { return PyModule_Create(&module); }

@@ -1,0 +1,11 @@
+def spawn(
+    executables: tuple[bytes, ...],
+    argv: tuple[bytes, ...],
+    envp: tuple[bytes, ...],
+    cwd: bytes | None,
+    stdin_fd: int,
+    output_fd: int,
+    cgroup_procs_fds: tuple[int, ...],
+    reset_oom: bool,
+    /,
+) -> int: ...
