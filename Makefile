@@ -7,7 +7,7 @@ CERTS := certs
 USER ?= $(shell id -un)
 LISTEN ?= 127.0.0.1:7654
 
-.PHONY: venv test lint demo bench grpc gen-certs run-server install-cli clean
+.PHONY: venv test test-cgroup2 lint demo bench grpc gen-certs run-server install-cli clean
 
 venv: $(VENV)/.installed
 
@@ -26,6 +26,11 @@ lint: venv
 
 test: lint
 	$(BIN)/pytest
+
+# The cgroup tests against a real cgroup v2 hierarchy with every controller, inside a QEMU VM
+# (Debian's kernel, TCG; installs qemu-system-x86, linux-image-amd64, busybox-static). Root.
+test-cgroup2: venv
+	$(BIN)/python tests/vm/run_in_vm.py --timeout 1800 -- tests/vm tests/engine -q
 
 # A real server on loopback, real jobs through the real jog; leaves nothing running.
 demo: venv

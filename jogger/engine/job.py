@@ -129,6 +129,14 @@ class Job:
         # Stop is cancel-scope propagation: the supervisor catches this and runs the kill sequence.
         self._stop_scope.cancel()
 
+    def limit_grace(self, grace: float) -> None:
+        """Shorten the grace period of a stop under way (or to come) to at most ``grace``."""
+        self._grace = min(self._grace, grace)
+        if self._grace_scope is not None:
+            self._grace_scope.deadline = min(
+                self._grace_scope.deadline, trio.current_time() + grace
+            )
+
     def limit_streams(self, deadline: float) -> None:
         """Give every follower until ``deadline`` to take its final bytes (used at shutdown)."""
         self._stream_deadline = min(self._stream_deadline, deadline)
@@ -242,7 +250,9 @@ class Job:
             if self._grace_scope.cancelled_caught:
                 await self._kill_all()
                 self._sent_kill = True
-                await self._process.wait_exited()
+                # Bounded: a process in uninterruptible sleep outlives SIGKILL (see _end).
+                with trio.move_on_after(KILL_TIMEOUT):
+                    await self._process.wait_exited()
 
     async def _kill_all(self) -> None:
         try:
@@ -268,6 +278,9 @@ class Job:
                 await self._kill_all()
                 with trio.move_on_after(KILL_TIMEOUT) as timer:
                     await self._group.emptied.wait()
+                if not timer.cancelled_caught:
+                    with trio.move_on_after(KILL_TIMEOUT) as timer:
+                        await self._process.wait_exited()
             if timer.cancelled_caught:
                 logger.warning(
                     "job %s: processes survived SIGKILL for %.0f s (uninterruptible sleep?)",

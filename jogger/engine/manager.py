@@ -134,6 +134,8 @@ class JobManager:
         nursery, self._nursery = self._nursery, None  # from here on start() refuses
         deadline = trio.current_time() + self._grace + self._drain_timeout
         for job in self._live:
+            # A stop under way with a longer grace must not hold shutdown up beyond ours.
+            job.limit_grace(self._grace)
             job.limit_streams(deadline)
         # Shutdown is cancel-scope propagation: each job's supervisor turns this cancellation
         # into SIGTERM, grace, SIGKILL, and the pumps and streams drain under their shields.

@@ -26,7 +26,7 @@ logger = logging.getLogger(__name__)
 
 @dataclass(frozen=True, slots=True)
 class Exit:
-    """How the main process ended: exactly one field is set."""
+    """How the main process ended: one field is set, neither if that is unknown (see reap)."""
 
     exit_code: int | None
     signal: int | None
@@ -89,7 +89,7 @@ class JobProcess:
                 # Not reaped yet, so its group id is still ours to signal.
                 with contextlib.suppress(OSError):
                     os.killpg(pid, signal.SIGKILL)
-                _waitpid(pid)
+                os.waitpid(pid, 0)
                 raise
         except BaseException:
             os.close(read_end)
@@ -108,7 +108,10 @@ class JobProcess:
         """How the main process ended, without reaping it; None while it runs."""
         if self._exit is not None:
             return self._exit
-        info = os.waitid(os.P_PID, self.pid, os.WEXITED | os.WNOWAIT | os.WNOHANG)
+        try:
+            info = os.waitid(os.P_PID, self.pid, os.WEXITED | os.WNOWAIT | os.WNOHANG)
+        except ChildProcessError:  # something else in this process reaped it
+            return Exit(exit_code=None, signal=None)
         if info is None or info.si_pid == 0:
             return None
         if info.si_code == os.CLD_EXITED:
@@ -118,16 +121,25 @@ class JobProcess:
     def reap(self) -> Exit:
         """Collect the exited main process and release its pidfd.
 
-        Should the main process still run (only if killing it failed), it is killed first,
-        so that this never blocks for long.
+        Never blocks and never raises. Should the main process still run (only if killing
+        it failed), it is sent SIGKILL; if it survives even that (uninterruptible sleep), or
+        something else in this process reaped it, its exit is unknown (both fields None)
+        and it is left to become a zombie of ours, logged.
         """
         if self._exit is None:
-            if self.poll() is None:
-                # Not reaped, so the pid is still this process's.
-                with contextlib.suppress(OSError):
+            try:
+                if self.poll() is None:
+                    # Not reaped, so the pid is still this process's.
                     os.kill(self.pid, signal.SIGKILL)
-            _, status = _waitpid(self.pid)
-            self._exit = _exit_from_status(status)
+                pid, status = os.waitpid(self.pid, os.WNOHANG)
+            except OSError as exc:  # ChildProcessError: reaped behind our back
+                logger.error("cannot collect the exit of pid %d: %s", self.pid, exc)
+                pid = status = 0
+            if pid == self.pid:
+                self._exit = _exit_from_status(status)
+            else:
+                logger.error("pid %d survived SIGKILL; its exit is unknown", self.pid)
+                self._exit = Exit(exit_code=None, signal=None)
             os.close(self._pidfd)
         return self._exit
 
@@ -150,10 +162,6 @@ def _candidates(command: str, env: Mapping[str, str]) -> list[str]:
     if "/" in command:
         return [command]
     return [os.path.join(directory, command) for directory in os.get_exec_path(env)]
-
-
-def _waitpid(pid: int) -> tuple[int, int]:
-    return os.waitpid(pid, 0)  # EINTR is retried for us (PEP 475)
 
 
 def _exit_from_status(status: int) -> Exit:

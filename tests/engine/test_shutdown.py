@@ -115,3 +115,23 @@ async def test_the_manager_runs_many_jobs_and_limits_apply(tmp_path: Path) -> No
                 await collect(jobs.output("alice", status.id))
                 assert (await jobs.stop("alice", status.id)).state is JobState.COMPLETED
     assert my_children() == []
+
+
+async def test_shutdown_cuts_a_longer_stop_under_way_to_the_managers_grace(
+    tmp_path: Path,
+) -> None:
+    # A stop granted an hour is under way when the manager shuts down with a grace of 1 s:
+    # the job must be killed within the manager's grace, not the stop's.
+    results: list[JobStatus] = []
+    with trio.fail_after(30):
+        async with trio.open_nursery() as outside, JobManager(tmp_path, grace=1) as jobs:
+            status = await jobs.start("alice", ["sh", "-c", IGNORES_TERM])
+            await read_line(jobs.output("alice", status.id))
+
+            async def stop() -> None:
+                results.append(await jobs.stop("alice", status.id, grace=3600))
+
+            outside.start_soon(stop)
+            await trio.sleep(0.2)  # the stop has sent SIGTERM and waits out its grace
+    assert [r.state for r in results] == [JobState.KILLED]
+    assert alive_in_groups({status.pid}) == []

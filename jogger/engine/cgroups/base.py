@@ -5,7 +5,6 @@ engine runs the job's watcher (``JobGroup.watch``) as a task of the job's nurser
 reports when the job's last process is gone and removes the group once the job has ended.
 """
 
-import contextlib
 import logging
 import os
 import signal
@@ -67,8 +66,12 @@ class JobGroup(ABC):
         ours; members are signalled by pidfd, never by a pid that may have been reused.
         """
         if self._pid > 0:  # never killpg(0): that is our own process group
-            with contextlib.suppress(ProcessLookupError):
+            try:
                 os.killpg(self._pid, sig)
+            except ProcessLookupError:
+                pass
+            except OSError as exc:  # EPERM: a member changed its user (setuid)
+                log.warning("cannot signal a job's process group: %s", exc)
         try:
             pids = self.members()
         except OSError as exc:
@@ -110,26 +113,25 @@ class JobGroup(ABC):
                 if not members:
                     return
                 await self._wait_dead(members)
-            except OSError as exc:
+            except (OSError, RuntimeError) as exc:
+                # RuntimeError: no thread could be started (out of memory or threads).
                 log.warning("waiting for a job's processes: %s; retrying", exc)
                 await trio.sleep(delay)
                 delay = min(delay * 2, 1.0)
 
     async def _wait_dead(self, pids: list[int]) -> None:
-        pidfds = []
-        try:
-            for pid in pids:
-                try:
-                    pidfds.append(os.pidfd_open(pid))
-                except ProcessLookupError:
-                    continue
+        # One pidfd at a time, so that a job of thousands of processes costs one fd: each
+        # wait returns at once for those already dead, and the caller lists the rest again.
+        for pid in pids:
+            try:
+                pidfd = os.pidfd_open(pid)
+            except ProcessLookupError:
+                continue
+            try:
                 # The pid may have died and been reused between the listing and the open.
-                if not self.is_member(pid):
-                    os.close(pidfds.pop())
-            for pidfd in pidfds:
-                await trio.lowlevel.wait_readable(pidfd)
-        finally:
-            for pidfd in pidfds:
+                if self.is_member(pid):
+                    await trio.lowlevel.wait_readable(pidfd)
+            finally:
                 os.close(pidfd)
 
     async def watch(self, ended: trio.Event) -> None:

@@ -3,7 +3,7 @@
 A process that calls setsid() leaves the group and is out of reach; limits cannot be set.
 """
 
-import contextlib
+import logging
 import os
 import signal
 
@@ -11,6 +11,8 @@ import trio
 
 from ..limits import JobLimits
 from .base import JobGroup, pid_state_and_pgid
+
+log = logging.getLogger("jogger.engine")
 
 
 class ProcessGroupBackend:
@@ -52,8 +54,12 @@ class ProcessGroup(JobGroup):
         # The main process is not reaped before the job has ended, so while we may signal,
         # the group id is still ours: one killpg reaches everyone, forks in flight included.
         if self._pid > 0:  # never killpg(0): that is our own process group
-            with contextlib.suppress(ProcessLookupError):
+            try:
                 os.killpg(self._pid, sig)
+            except ProcessLookupError:
+                pass
+            except OSError as exc:  # EPERM: a member changed its user (setuid)
+                log.warning("cannot signal a job's process group: %s", exc)
 
     async def kill(self) -> None:
         self.signal(signal.SIGKILL)
