@@ -8,15 +8,15 @@
  * Between clone and exec it runs only the system calls below, never Python: Python code
  * there is unsafe in a process with threads (subprocess's preexec_fn), and a Python shim
  * would cost a second interpreter start. In order, the child
- *   - resets every signal handler to the default and SIGPIPE/SIGXFSZ (ignored by Python)
- *     too, with all signals blocked, so no handler of the server can run in it;
+ *   - resets every signal to its default disposition, with all signals blocked, so no
+ *     handler of the server can run in it and nothing the server ignores stays ignored;
  *   - becomes a session and process group leader (setsid);
  *   - takes stdin_fd as stdin and output_fd as stdout and stderr;
  *   - changes to cwd;
  *   - writes "0" to each cgroup.procs fd: the kernel moves the writer, the child itself,
  *     and its future children with it (v1: one fd per hierarchy; v2: one);
  *   - sets its oom_score_adj to 0 (best effort: lowering needs CAP_SYS_RESOURCE);
- *   - marks every other fd close-on-exec, restores the signal mask and tries execve on each
+ *   - marks every other fd close-on-exec, unblocks every signal and tries execve on each
  *     of `executables` in turn (the PATH candidates the caller computed, like execvp
  *     without its fallback to /bin/sh).
  * A failure is sent back as (step, errno) through a close-on-exec pipe and raised here as
@@ -87,16 +87,15 @@ static void cloexec_from(int lowest) {
 
 static int child_main(void *raw) {
     struct child_args *a = raw;
-    struct sigaction dfl;
-    memset(&dfl, 0, sizeof dfl);
-    dfl.sa_handler = SIG_DFL;
+    /* Every signal to its default: the server's handlers, and whatever the server itself
+     * inherited as ignored (nohup's SIGHUP, Python's SIGPIPE, a supervisor's realtime
+     * signals), which exec would otherwise pass on. The raw system call, because glibc
+     * refuses its own reserved signals (32, 33); an all-zero kernel sigaction is SIG_DFL
+     * with no flags and an empty mask on every architecture. */
+    unsigned long zero[4] = {0, 0, 0, 0};
     for (int sig = 1; sig < NSIG; sig++) {
-        struct sigaction old;
-        if (sigaction(sig, NULL, &old) != 0)
-            continue;
-        if (old.sa_handler != SIG_DFL &&
-            (old.sa_handler != SIG_IGN || sig == SIGPIPE || sig == SIGXFSZ))
-            sigaction(sig, &dfl, NULL);
+        if (sig != SIGKILL && sig != SIGSTOP)
+            syscall(SYS_rt_sigaction, sig, zero, NULL, (size_t)(NSIG / 8));
     }
     if (setsid() < 0)
         report(a->error_fd, STEP_SETUP, errno);
@@ -118,7 +117,9 @@ static int child_main(void *raw) {
         }
     }
     cloexec_from(3);
-    sigprocmask(SIG_SETMASK, &a->old_mask, NULL);
+    sigset_t none; /* jobs start with nothing blocked, whatever the spawning thread blocks */
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, NULL);
     int saved = 0, last = ENOENT;
     for (char **path = a->executables; *path != NULL; path++) {
         execve(*path, a->argv, a->envp);

@@ -76,19 +76,27 @@ class Channel:
         protocol = self._connection.protocol
         service, method = path.strip("/").split("/")
         stream = self._connection.new_stream(protocol.get_next_available_stream_id())
-        protocol.start_request(
-            stream.id,
-            "https",
-            service,
-            method,
-            request.DESCRIPTOR.full_name,
-            self._authority,
-            datetime.timedelta(seconds=deadline) if deadline is not None else None,
-            "+proto",
-        )
-        await self._connection.send_message(stream, request.SerializeToString())
-        protocol.end_request(stream.id)
-        await self._connection.flush()
+        try:
+            protocol.start_request(
+                stream.id,
+                "https",
+                service,
+                method,
+                request.DESCRIPTOR.full_name,
+                self._authority,
+                datetime.timedelta(seconds=deadline) if deadline is not None else None,
+                "+proto",
+            )
+            await self._connection.send_message(stream, request.SerializeToString())
+            protocol.end_request(stream.id)
+            await self._connection.flush()
+        except BaseException:
+            # Cancelled or failed half-way: the server must not keep serving a call nobody
+            # awaits. The reset goes out with the connection's next write.
+            with contextlib.suppress(h2.exceptions.ProtocolError):
+                self._connection.reset_stream(stream, h2.errors.ErrorCodes.CANCEL)
+            self._connection.forget(stream)
+            raise
         return stream
 
     async def _responses(self, stream: Stream, response_type: type[M]) -> AsyncIterator[M]:
@@ -176,7 +184,9 @@ async def open_channel(
     ``connect_timeout`` seconds together; TransportError says which step did not finish.
     """
     step = "connect"
-    with trio.move_on_after(connect_timeout) as connecting:
+    # One deadline for every step together.
+    deadline = trio.current_time() + connect_timeout
+    with trio.move_on_at(deadline) as connecting:
         try:
             tcp = await trio.open_tcp_stream(host, port)
         except OSError as exc:
@@ -189,7 +199,7 @@ async def open_channel(
         connection = Connection(tls, client_side=True)
         with single_errors():
             async with trio.open_nursery() as nursery:
-                with trio.move_on_after(connect_timeout) as connecting:
+                with trio.move_on_at(deadline) as connecting:
                     step = "the TLS handshake"
                     try:
                         await tls.do_handshake()

@@ -271,8 +271,8 @@ class RpcServer:
                 connection.protocol.end_response(stream.id, status)
             else:
                 connection.protocol.respond_status(stream.id, status, "+proto")
-        except h2.exceptions.StreamClosedError:
-            return
+        except h2.exceptions.ProtocolError:
+            return  # the stream is closed already (reset, or refused and answered)
         await connection.flush()
 
 

@@ -253,6 +253,7 @@ class Connection:
             GRPCConfiguration(client_side=client_side, max_message_length=max_message)
         )
         self._send_lock = trio.Lock()
+        self._write_scope: trio.CancelScope | None = None
         self._streams: dict[int, Stream] = {}
         # Inboxes never block the reader. A server's call carries one request: more than
         # that in its inbox is a misbehaving peer. A client's inbox holds what the server
@@ -303,12 +304,22 @@ class Connection:
             return
         async with self._send_lock:
             data = self._protocol.data_to_send()
-            if data:
+            if not data:
+                return
+            # Shielded: these bytes have left the protocol machine, and a write cut short
+            # breaks the TLS stream, so a call cancelled mid-write would take every other
+            # call on the connection down with it. Only the end of the connection itself
+            # (run() returning, or cancelled at shutdown) cuts it, through _write_scope; a
+            # peer that merely reads slowly (a suspended `jog output`) is waited for.
+            with trio.CancelScope(shield=True) as self._write_scope:
                 try:
                     await self._transport.send_all(data)
                 except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
                     self.failure = self.failure or exc.__cause__ or exc
                     raise ConnectionLost from None
+            self._write_scope = None
+            if self.closed.is_set():
+                raise ConnectionLost
 
     async def send_message(self, stream: Stream, payload: bytes) -> None:
         """Send one length-prefixed gRPC message, as fast as flow control lets us."""
@@ -358,7 +369,8 @@ class Connection:
                     return
                 try:
                     events = self._protocol.receive_data(data)
-                except (ProtocolError, h2.exceptions.ProtocolError) as exc:
+                except (ProtocolError, h2.exceptions.ProtocolError, UnicodeDecodeError) as exc:
+                    # (UnicodeDecodeError: header bytes that are not UTF-8.)
                     log.info("closing connection: protocol error: %s", exc)
                     self._protocol.h2_connection.close_connection(
                         h2.errors.ErrorCodes.PROTOCOL_ERROR
@@ -378,6 +390,9 @@ class Connection:
             return
         finally:
             self.closed.set()
+            if self._write_scope is not None:
+                # The connection is over: a write still waiting for the peer never completes.
+                self._write_scope.cancel()
             for stream in list(self._streams.values()):
                 # The connection is gone: whoever serves or awaits this stream must stop.
                 stream.scope.cancel()

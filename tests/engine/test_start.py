@@ -1,4 +1,5 @@
 import os
+import signal
 import uuid
 from pathlib import Path
 
@@ -174,9 +175,13 @@ async def test_log_file_is_private(jobs: JobManager, tmp_path: Path) -> None:
 
 
 async def test_a_job_starts_with_default_signals_and_nothing_blocked(jobs: JobManager) -> None:
-    # Python ignores SIGPIPE and SIGXFSZ and the server blocks nothing, but a job must see
-    # neither: `yes | head` relies on SIGPIPE.
-    status = await jobs.start("alice", ["grep", "^Sig\\(Ign\\|Blk\\)", "/proc/self/status"])
+    # Python ignores SIGPIPE (`yes | head` relies on it), a server started by nohup ignores
+    # SIGHUP: exec would pass both on. A job must see every signal at its default.
+    previous = signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    try:
+        status = await jobs.start("alice", ["grep", "^Sig\\(Ign\\|Blk\\)", "/proc/self/status"])
+    finally:
+        signal.signal(signal.SIGHUP, previous)
     with trio.fail_after(30):
         out = await collect(jobs.output("alice", status.id))
     assert out.split() == [b"SigBlk:", b"0" * 16, b"SigIgn:", b"0" * 16]

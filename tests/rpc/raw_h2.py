@@ -51,7 +51,7 @@ class RawConnection:
         path: str,
         body: bytes | None,
         *,
-        extra: list[tuple[str, str]] = (),  # type: ignore[assignment]
+        extra: list[tuple[str | bytes, str | bytes]] = (),  # type: ignore[assignment]
         replace: dict[str, str] | None = None,
     ) -> Outcome:
         """Send one request (HEADERS, then ``body`` as DATA unless None) and await its end."""

@@ -1,5 +1,6 @@
 """What a peer sends can end its own call, at worst its own connection; never the server."""
 
+import logging
 import socket
 import struct
 import zlib
@@ -98,6 +99,19 @@ async def test_a_connection_level_protocol_error_ends_only_that_connection(
             assert conn.terminated
         async with server.connect() as client:
             assert await client.list() == []
+
+
+async def test_header_bytes_that_are_not_utf8_end_only_that_connection(
+    server: Server, caplog: pytest.LogCaptureFixture
+) -> None:
+    with trio.fail_after(10):
+        async with raw_connection(server) as conn:
+            await conn.call(LIST, EMPTY_LIST, extra=[(b"x-junk", b"\xff\xfe")])
+            assert conn.terminated
+        async with server.connect() as client:
+            assert await client.list() == []
+    # A protocol error of the peer's, not a failure of ours.
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
 
 
 async def test_an_oversized_request_is_refused_as_resource_exhausted(server: Server) -> None:
