@@ -7,7 +7,7 @@ CERTS := certs
 USER ?= $(shell id -un)
 LISTEN ?= 127.0.0.1:7654
 
-.PHONY: venv test test-cgroup2 lint demo bench grpc gen-certs run-server install-cli clean
+.PHONY: venv test test-cgroup2 lint demo bench bench-cgroup2 grpc gen-certs run-server install-cli clean
 
 venv: $(VENV)/.installed
 
@@ -31,6 +31,10 @@ test: lint
 # (Debian's kernel, TCG; installs qemu-system-x86, linux-image-amd64, busybox-static). Root.
 test-cgroup2: venv
 	$(BIN)/python tests/vm/run_in_vm.py --timeout 1800 -- tests/vm tests/engine -q
+
+# bench/cgroups.py on cgroup v2, in the same VM (TCG: compare ratios, not absolute times).
+bench-cgroup2: venv
+	$(BIN)/python tests/vm/run_in_vm.py --timeout 1800 --script bench/cgroups.py
 
 # A real server on loopback, real jobs through the real jog; leaves nothing running.
 demo: venv

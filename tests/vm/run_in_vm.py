@@ -1,11 +1,12 @@
 """Run pytest inside a QEMU VM that has a real cgroup v2 hierarchy with every controller.
 
     python tests/vm/run_in_vm.py [--memory 2G] [--timeout SECONDS] [--output FILE] -- PYTEST_ARGS...
+    python tests/vm/run_in_vm.py [...] --script bench/cgroups.py -- SCRIPT_ARGS...
 
 Debian's kernel boots under TCG (no KVM needed) from a busybox initramfs that loads the virtio
 and 9p modules, mounts the host's / read-only over 9p, adds proc, sys, cgroup2 on
 /sys/fs/cgroup, devtmpfs, devpts, and tmpfs on /tmp, /run and /dev/shm, chroots into it and
-runs `.venv/bin/python -m pytest PYTEST_ARGS` from this repository as root, with
+runs `.venv/bin/python -m pytest PYTEST_ARGS` (or the --script) from this repository as root, with
 JOGGER_IN_VM=1. The console (the pytest output among it) streams to stdout; pytest's exit code
 and output come back through a second, writable 9p export, a temporary directory.
 
@@ -99,8 +100,14 @@ ln -sf /proc/self/fd $R/dev/fd
 ln -sf /proc/self/fd/0 $R/dev/stdin
 ln -sf /proc/self/fd/1 $R/dev/stdout
 ln -sf /proc/self/fd/2 $R/dev/stderr
+# The tmpfs mounts below would hide a repository under /tmp or /run: keep it at hand.
+mkdir -p /repo
+mount --bind $R{repo} /repo || fail "bind {repo}"
 mount -t tmpfs -o mode=1777 tmp $R/tmp || fail "mount /tmp"
 mount -t tmpfs -o mode=755 run $R/run || fail "mount /run"
+if [ ! -d $R{repo} ]; then
+    mkdir -p $R{repo} && mount --bind /repo $R{repo} || fail "bind {repo} back"
+fi
 mkdir -p $OUT
 mount -t 9p -o trans=virtio,version=9p2000.L,msize={msize} out $OUT \\
     || fail "mount the output export"
@@ -118,7 +125,7 @@ hostname jogger-vm
         HOME=/tmp TMPDIR=/tmp LANG=C.UTF-8 TERM=dumb \\
         JOGGER_IN_VM=1 PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 \\
         /bin/sh -c 'cd "$1" && shift && exec "$@"' sh {repo} \\
-        {python} -m pytest -p no:cacheprovider --basetemp=/tmp/pytest {args} </dev/null
+        {python} {args} </dev/null
     rc=$?
     echo $rc > $OUT/rc.tmp && mv $OUT/rc.tmp $OUT/rc
     echo "{mark_done} $rc (uptime $(cut -d' ' -f1 /proc/uptime) s)"
@@ -201,7 +208,7 @@ def parse_args(argv: Sequence[str]) -> tuple[argparse.Namespace, list[str]]:
         own, pytest_args = own[:split], own[split + 1 :]
     parser = argparse.ArgumentParser(
         description="Run pytest inside a QEMU VM with a real cgroup2 hierarchy.",
-        usage="%(prog)s [--memory 2G] [--timeout SECONDS] [--output FILE] -- PYTEST_ARGS...",
+        usage="%(prog)s [--memory 2G] [--timeout SECONDS] [--output FILE] [--script PY] -- ARGS...",
     )
     parser.add_argument("--memory", default="2G", help="the VM's memory, as QEMU's -m takes it")
     parser.add_argument(
@@ -211,7 +218,15 @@ def parse_args(argv: Sequence[str]) -> tuple[argparse.Namespace, list[str]]:
         help="stop the VM after this many seconds, counted from its start (default 1800)",
     )
     parser.add_argument("--output", type=Path, help="also copy pytest's output to this file")
-    return parser.parse_args(own), pytest_args
+    parser.add_argument(
+        "--script",
+        help="run this Python script of the repository (bench/cgroups.py, say) with the"
+        " arguments after --, instead of pytest",
+    )
+    args = parser.parse_args(own)
+    if args.script is not None:
+        return args, [args.script, *pytest_args]
+    return args, ["-m", "pytest", "-p", "no:cacheprovider", "--basetemp=/tmp/pytest", *pytest_args]
 
 
 def run(
@@ -408,7 +423,7 @@ def build_initramfs(work: Path, version: str, python: Path, pytest_args: list[st
         nofile_hard=min(hard, NR_OPEN),
         repo=shlex.quote(str(REPO)),
         python=shlex.quote(str(python)),
-        args=shlex.join(pytest_args),
+        args=shlex.join(pytest_args),  # python's arguments: pytest's, or --script's
     )
     archive = work / "initramfs.cpio"
     with archive.open("wb") as f:
