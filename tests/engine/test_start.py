@@ -1,5 +1,6 @@
 import os
 import signal
+import subprocess
 import uuid
 from pathlib import Path
 
@@ -215,3 +216,22 @@ def children_running(argv: list[str]) -> list[int]:
         if ppid == os.getpid() and cmdline.split(b"\0")[:-1] == [a.encode() for a in argv]:
             found.append(int(entry))
     return found
+
+
+SPAWN_WITH_STDIO_CLOSED = """
+import os, sys, trio
+from jogger.engine.process import JobProcess
+err = os.dup(2)
+os.close(0); os.close(1); os.close(2)
+p = JobProcess.spawn(["sh", "-c", "echo out; echo err >&2; cat"], cwd=None, env=dict(os.environ))
+trio.run(p.wait_exited)
+os.write(err, os.read(p.output, 1000) + repr(p.reap()).encode())
+"""
+
+
+def test_a_server_started_with_stdio_closed_still_wires_the_job_right() -> None:
+    # The pipe and /dev/null then land on fds 0-2, where the spawner puts the job's own.
+    done = subprocess.run(
+        [PYTHON, "-c", SPAWN_WITH_STDIO_CLOSED], capture_output=True, timeout=60, check=False
+    )
+    assert done.stderr == b"out\nerr\nExit(exit_code=0, signal=None)"
