@@ -67,6 +67,10 @@ static void report(int fd, int step, int err) {
     _exit(127);
 }
 
+static int lift(int fd) {
+    return fd > 2 ? fd : fcntl(fd, F_DUPFD_CLOEXEC, 3);
+}
+
 static int take_fd(int fd, int target) {
     if (fd == target) /* dup2 would keep FD_CLOEXEC: clear it */
         return fcntl(fd, F_SETFD, 0);
@@ -92,10 +96,21 @@ static int child_main(void *raw) {
      * signals), which exec would otherwise pass on. The raw system call, because glibc
      * refuses its own reserved signals (32, 33); an all-zero kernel sigaction is SIG_DFL
      * with no flags and an empty mask on every architecture. */
-    unsigned long zero[4] = {0, 0, 0, 0};
+    unsigned long zero[8] = {0}; /* bigger than any architecture's kernel sigaction */
     for (int sig = 1; sig < NSIG; sig++) {
         if (sig != SIGKILL && sig != SIGSTOP)
             syscall(SYS_rt_sigaction, sig, zero, NULL, (size_t)(NSIG / 8));
+    }
+    /* Lift every fd we still need off 0-2 (a server started with those closed gets them
+     * from pipe2 and open) before 0-2 are overwritten: the error pipe first. The new fds
+     * live in this process's own fd table; the array is ours to update (CLONE_VM). */
+    if ((a->error_fd = lift(a->error_fd)) < 0)
+        _exit(127);
+    if ((a->stdin_fd = lift(a->stdin_fd)) < 0 || (a->output_fd = lift(a->output_fd)) < 0)
+        report(a->error_fd, STEP_SETUP, errno);
+    for (Py_ssize_t i = 0; i < a->n_procs; i++) {
+        if ((a->procs_fds[i] = lift(a->procs_fds[i])) < 0)
+            report(a->error_fd, STEP_CGROUP, errno);
     }
     if (setsid() < 0)
         report(a->error_fd, STEP_SETUP, errno);
@@ -131,6 +146,12 @@ static int child_main(void *raw) {
     return 127;
 }
 
+/* Whether `obj` is bytes without an embedded NUL. */
+static int c_string(PyObject *obj) {
+    return PyBytes_Check(obj) &&
+           (Py_ssize_t)strlen(PyBytes_AS_STRING(obj)) == PyBytes_GET_SIZE(obj);
+}
+
 /* A NULL-terminated array of the bytes objects' buffers (which stay owned by `seq`). */
 static char **byte_strings(PyObject *seq, const char *what) {
     PyObject *fast = PySequence_Fast(seq, what);
@@ -145,8 +166,7 @@ static char **byte_strings(PyObject *seq, const char *what) {
     }
     for (Py_ssize_t i = 0; i < n; i++) {
         PyObject *item = PySequence_Fast_GET_ITEM(fast, i);
-        if (!PyBytes_Check(item) || (Py_ssize_t)strlen(PyBytes_AS_STRING(item)) !=
-                                        PyBytes_GET_SIZE(item)) {
+        if (!c_string(item)) {
             PyErr_Format(PyExc_ValueError, "%s must be bytes without NUL", what);
             PyMem_Free(out);
             Py_DECREF(fast);
@@ -169,8 +189,8 @@ static PyObject *spawn(PyObject *Py_UNUSED(self), PyObject *args) {
         PyErr_SetString(PyExc_ValueError, "executables and argv must not be empty");
         return NULL;
     }
-    if (cwd_obj != Py_None && !PyBytes_Check(cwd_obj)) {
-        PyErr_SetString(PyExc_TypeError, "cwd must be bytes or None");
+    if (cwd_obj != Py_None && !c_string(cwd_obj)) {
+        PyErr_SetString(PyExc_ValueError, "cwd must be bytes without NUL, or None");
         return NULL;
     }
     struct child_args a;
@@ -206,30 +226,40 @@ static PyObject *spawn(PyObject *Py_UNUSED(self), PyObject *args) {
 
     sigset_t all;
     sigfillset(&all);
+    pid_t pid;
+    int clone_errno;
+    int message[2];
+    ssize_t got = 0;
+    /* Without the GIL: should a step before exec block (a cwd on a hung mount, say), the
+     * server's other threads go on. The child reads only the arrays built above, which
+     * the argument tuples keep alive. */
+    Py_BEGIN_ALLOW_THREADS
     pthread_sigmask(SIG_SETMASK, &all, &a.old_mask);
-    pid_t pid = clone(child_main, stack + STACK_SIZE, CLONE_VM | CLONE_VFORK | SIGCHLD, &a);
-    int clone_errno = errno;
+    pid = clone(child_main, stack + STACK_SIZE, CLONE_VM | CLONE_VFORK | SIGCHLD, &a);
+    clone_errno = errno;
     pthread_sigmask(SIG_SETMASK, &a.old_mask, NULL);
     close(pipe_fds[1]);
     pipe_fds[1] = -1;
+    if (pid > 0) {
+        do {
+            got = read(pipe_fds[0], message, sizeof message);
+        } while (got < 0 && errno == EINTR);
+        if (got > 0) /* the child failed before exec and has exited: collect it */
+            while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
+                ;
+    }
+    Py_END_ALLOW_THREADS
     if (pid < 0) {
         errno = clone_errno;
         PyErr_SetFromErrno(PyExc_OSError);
         goto done;
     }
-
-    int message[2];
-    ssize_t got;
-    do {
-        got = read(pipe_fds[0], message, sizeof message);
-    } while (got < 0 && errno == EINTR);
-    if (got == 0) {
+    if (got <= 0) {
+        /* EOF: exec'd. (A failed read cannot happen on our own pipe; were it to, the
+         * process has exec'd or died, and the caller's pidfd tells which.) */
         result = PyLong_FromLong(pid);
         goto done;
     }
-    /* The child failed before exec and has exited: collect it. */
-    while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
-        ;
     if (got != (ssize_t)sizeof message) {
         PyErr_SetString(PyExc_OSError, "the new process failed before exec");
         goto done;

@@ -64,6 +64,8 @@ class Job:
         # deadline is set once the job has ended (see _end).
         self._watch_scope = trio.CancelScope(shield=True)
         self._grace = grace
+        self._grace_cap = math.inf
+        """Set by limit_grace (shutdown): no later stop may ask for more."""
         self._on_exit = on_exit
         self._started_at = datetime.now(UTC)
         self._ended_at: datetime | None = None
@@ -122,6 +124,7 @@ class Job:
             self._grace = min(self._grace, grace)
         else:
             self._grace = grace
+        self._grace = min(self._grace, self._grace_cap)
         if self._grace_scope is not None:
             self._grace_scope.deadline = min(
                 self._grace_scope.deadline, trio.current_time() + grace
@@ -131,6 +134,7 @@ class Job:
 
     def limit_grace(self, grace: float) -> None:
         """Shorten the grace period of a stop under way (or to come) to at most ``grace``."""
+        self._grace_cap = min(self._grace_cap, grace)
         self._grace = min(self._grace, grace)
         if self._grace_scope is not None:
             self._grace_scope.deadline = min(

@@ -194,8 +194,8 @@ class JobManager:
         _check_owner(owner)
         args = _check_argv(argv)
         overrides = _check_env(env or {})
-        if cwd is not None and (not isinstance(cwd, str) or not os.path.isabs(cwd)):
-            raise InvalidRequest("cwd must be an absolute path")
+        if cwd is not None and (not isinstance(cwd, str) or not os.path.isabs(cwd) or "\0" in cwd):
+            raise InvalidRequest("cwd must be an absolute path (and contain no NUL)")
         size = sum(len(s.encode()) + 1 for s in args)
         size += sum(len(k.encode()) + len(v.encode()) + 2 for k, v in overrides.items())
         if size > self._limits.max_argv_bytes:

@@ -66,7 +66,11 @@ class JobProcess:
         """
         executables = _candidates(argv[0], env)
         read_end, write_end = os.pipe2(os.O_CLOEXEC)
-        write_end = _above_stdio(write_end)
+        try:
+            write_end = _above_stdio(write_end)
+        except BaseException:
+            os.close(read_end)
+            raise
         try:
             stdin = _above_stdio(os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC))
             try:

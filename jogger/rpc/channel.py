@@ -22,6 +22,8 @@ M = TypeVar("M", bound=Message)
 
 
 CONNECT_TIMEOUT = 10.0
+ABANDON_TIMEOUT = 1.0
+"""How long telling the server that we gave up on a call may take."""
 
 
 class TransportError(Exception):
@@ -42,7 +44,7 @@ class Channel:
             try:
                 messages = [message async for message in self._responses(stream, response_type)]
             finally:
-                self._connection.forget(stream)
+                await self._abandon(stream)
         except ConnectionLost:
             raise self._lost() from None
         if len(messages) != 1:
@@ -61,12 +63,17 @@ class Channel:
         try:
             yield self._responses(stream, response_type)
         finally:
-            if not stream.done:
-                # We stop listening before the server finished: tell it so that it stops.
-                self._connection.reset_stream(stream, h2.errors.ErrorCodes.CANCEL)
-                with trio.CancelScope(shield=True):  # a short, local write: let it happen
-                    await self._flush_quietly()
-            self._connection.forget(stream)
+            await self._abandon(stream)
+
+    async def _abandon(self, stream: Stream) -> None:
+        """The call is over for us; if the server has not finished it, tell it to stop."""
+        if not stream.done:
+            self._connection.reset_stream(stream, h2.errors.ErrorCodes.CANCEL)
+            # Shielded, since we may be here because we were cancelled: the reset is a short
+            # write and should go out. Bounded, for a server that stopped reading.
+            with trio.CancelScope(shield=True, deadline=trio.current_time() + ABANDON_TIMEOUT):
+                await self._flush_quietly()
+        self._connection.forget(stream)
 
     async def _flush_quietly(self) -> None:
         with contextlib.suppress(ConnectionLost):  # the connection is gone: nothing to tell

@@ -253,6 +253,10 @@ class Connection:
             GRPCConfiguration(client_side=client_side, max_message_length=max_message)
         )
         self._send_lock = trio.Lock()
+        # A server shields its calls' writes (see flush); a client does not: its caller
+        # (Ctrl-C in jog, a deadline) must be able to give up even on a server that stopped
+        # reading, at the price of that connection.
+        self._shield_writes = not client_side
         self._write_scope: trio.CancelScope | None = None
         self._streams: dict[int, Stream] = {}
         # Inboxes never block the reader. A server's call carries one request: more than
@@ -273,7 +277,7 @@ class Connection:
 
     async def start(self) -> None:
         self._protocol.initiate_connection()
-        await self.flush()
+        await self._flush(shield=False)  # the connection is not shared yet
 
     def new_stream(self, stream_id: int) -> Stream:
         send, receive = trio.open_memory_channel[Event](self._inbox_size)
@@ -297,21 +301,31 @@ class Connection:
         self._protocol.release(stream_id)
 
     async def flush(self) -> None:
-        """Write whatever the protocol machine has queued."""
+        """Write whatever the protocol machine has queued, for a call.
+
+        At a server, shielded once the bytes have left the protocol machine: a write cut
+        short breaks the TLS stream, so a call cancelled mid-write would take every other
+        call on the connection down with it. Only the end of the connection cuts it
+        (``run()`` returning, or cancelled at shutdown, cancels ``_write_scope``); a peer
+        that merely reads slowly (a suspended `jog output`) is waited for.
+        """
+        await self._flush(shield=self._shield_writes)
+
+    async def _flush(self, *, shield: bool) -> None:
+        # ``shield=False`` for the connection's own writes (the preface, acks, GOAWAY from
+        # run()): cancelling those means the connection is being torn down anyway, and a
+        # shield there could not be lifted by anyone.
         if not self._protocol.h2_connection._data_to_send:
             # Nothing queued (purerpc keeps h2's outbound bytes in this bytearray): skip the
             # lock, which costs two scheduling points on every frame we receive.
             return
         async with self._send_lock:
+            if self.closed.is_set():
+                raise ConnectionLost
             data = self._protocol.data_to_send()
             if not data:
                 return
-            # Shielded: these bytes have left the protocol machine, and a write cut short
-            # breaks the TLS stream, so a call cancelled mid-write would take every other
-            # call on the connection down with it. Only the end of the connection itself
-            # (run() returning, or cancelled at shutdown) cuts it, through _write_scope; a
-            # peer that merely reads slowly (a suspended `jog output`) is waited for.
-            with trio.CancelScope(shield=True) as self._write_scope:
+            with trio.CancelScope(shield=shield) as self._write_scope:
                 try:
                     await self._transport.send_all(data)
                 except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
@@ -375,7 +389,7 @@ class Connection:
                     self._protocol.h2_connection.close_connection(
                         h2.errors.ErrorCodes.PROTOCOL_ERROR
                     )
-                    await self.flush()
+                    await self._flush(shield=False)
                     return
                 except Exception:
                     # A failure in purerpc or h2 we did not foresee: it ends this
@@ -385,7 +399,7 @@ class Connection:
                 self.peer_ready.set()
                 for event in events:
                     await self._dispatch(event, on_request)
-                await self.flush()
+                await self._flush(shield=False)
         except ConnectionLost:
             return
         finally:

@@ -122,6 +122,7 @@ async def test_missing_cwd_is_an_error_of_start(jobs: JobManager, tmp_path: Path
         ({"argv": ["echo", "a\0b"]}, "must not contain NUL"),
         ({"argv": ["echo", "\udcff"]}, "valid UTF-8"),
         ({"argv": ["echo"], "cwd": "relative/dir"}, "cwd must be an absolute path"),
+        ({"argv": ["echo"], "cwd": "/tmp\0/elsewhere"}, "cwd must be an absolute path"),
         ({"argv": ["echo"], "env": {"A=B": "x"}}, "invalid environment variable"),
         ({"argv": ["echo"], "env": {"": "x"}}, "invalid environment variable"),
         ({"argv": ["echo"], "env": {"A": "x\0"}}, "invalid environment variable"),
@@ -220,18 +221,35 @@ def children_running(argv: list[str]) -> list[int]:
 
 SPAWN_WITH_STDIO_CLOSED = """
 import os, sys, trio
+from jogger.engine.errors import SpawnError
 from jogger.engine.process import JobProcess
 err = os.dup(2)
 os.close(0); os.close(1); os.close(2)
-p = JobProcess.spawn(["sh", "-c", "echo out; echo err >&2; cat"], cwd=None, env=dict(os.environ))
+env = dict(os.environ)
+full = os.open("/dev/full", os.O_WRONLY | os.O_CLOEXEC)  # fd 0: a placement fd that refuses
+for argv, placement in ((["true"], [full]), (["/nonexistent/cmd"], [])):
+    try:
+        JobProcess.spawn(argv, cwd=None, env=env, placement=placement)
+        os.write(err, b"started\\n")
+    except SpawnError as exc:
+        os.write(err, str(exc).encode() + b"\\n")
+os.close(full)
+p = JobProcess.spawn(["sh", "-c", "echo out; echo err >&2; cat"], cwd=None, env=env)
 trio.run(p.wait_exited)
 os.write(err, os.read(p.output, 1000) + repr(p.reap()).encode())
 """
 
 
 def test_a_server_started_with_stdio_closed_still_wires_the_job_right() -> None:
-    # The pipe and /dev/null then land on fds 0-2, where the spawner puts the job's own.
+    # The placement fd, the pipes and /dev/null then land on fds 0-2, where the spawner
+    # puts the job's own stdin, stdout and stderr.
     done = subprocess.run(
         [PYTHON, "-c", SPAWN_WITH_STDIO_CLOSED], capture_output=True, timeout=60, check=False
     )
-    assert done.stderr == b"out\nerr\nExit(exit_code=0, signal=None)"
+    assert done.stderr.decode().splitlines() == [
+        "cannot place the job in its cgroup: No space left on device",
+        "cannot execute '/nonexistent/cmd': No such file or directory",
+        "out",
+        "err",
+        "Exit(exit_code=0, signal=None)",
+    ]

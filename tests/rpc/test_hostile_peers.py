@@ -4,6 +4,8 @@ import logging
 import socket
 import struct
 import zlib
+from pathlib import Path
+from typing import Any
 
 import h2.errors
 import pytest
@@ -12,8 +14,11 @@ import trio
 from jogger.rpc.channel import TransportError
 from jogger.rpc.client import open_client
 from jogger.rpc.errors import StatusCode
+from jogger.rpc.tls import client_context
+from jogger.server.main import serve
 from jogger.v1 import jobs_pb2
-from tests.rpc.conftest import Server
+from tests.rpc.conftest import Server, server_config
+from tests.rpc.pki import Pki
 from tests.rpc.raw_h2 import RawConnection, message, raw_connection
 
 LIST = "/jogger.v1.Jobs/List"
@@ -184,3 +189,45 @@ async def test_a_server_that_never_answers_times_out_the_client(server: Server) 
                 connect_timeout=0.5,
             ):
                 pass
+
+
+PREFACE = (
+    b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + struct.pack(">I", 0)[1:] + b"\x04\x00\x00\x00\x00\x00"
+)
+PING = struct.pack(">I", 8)[1:] + b"\x06\x00\x00\x00\x00\x00" + b"12345678"
+
+
+async def test_shutdown_does_not_wait_for_a_peer_that_never_reads(pki: Pki, tmp_path: Path) -> None:
+    # A peer floods PINGs and never reads the acks: the server's writes block. Shutdown
+    # must still end the connection, not wait for the peer.
+    config = server_config(pki, tmp_path / "state")
+    done = trio.Event()
+    server_scope = trio.CancelScope()
+
+    async def run_server(task_status: trio.TaskStatus[object] = trio.TASK_STATUS_IGNORED) -> None:
+        with server_scope:
+            await serve(config, task_status=task_status)
+        done.set()
+
+    async with trio.open_nursery() as nursery:
+        bound: Any = await nursery.start(run_server)
+        pair = pki.user("alice")
+        tcp = await trio.open_tcp_stream("127.0.0.1", bound[0][1])
+        context = client_context(pki.ca, pair.cert, pair.key)
+        tls = trio.SSLStream(tcp, context, server_hostname="localhost")
+        try:
+            with trio.fail_after(30):
+                await tls.do_handshake()
+                await tls.send_all(PREFACE)
+                while True:  # until the server stops reading because its writes block
+                    with trio.move_on_after(1) as blocked:
+                        await tls.send_all(PING * 4000)
+                    if blocked.cancelled_caught:
+                        break
+            # Cancelling the server is its shutdown; the peer still reads nothing.
+            server_scope.cancel()
+            with trio.move_on_after(10):
+                await done.wait()
+            assert done.is_set(), "shutdown waits for a peer that does not read"
+        finally:
+            await trio.aclose_forcefully(tls)
