@@ -50,7 +50,7 @@ class JobProcess:
         env: Mapping[str, str],
         placement: Sequence[int] = (),
     ) -> "JobProcess":
-        """Start ``argv`` (argv[0] looked up on ``env``'s PATH, like execvp).
+        """Start ``argv`` (argv[0] on ``env``'s PATH, like execvp but with no /bin/sh fallback).
 
         The process leads its own session; stdin is /dev/null; stdout and stderr share one
         pipe. ``placement``: open fds of cgroup.procs files; the new process moves itself
