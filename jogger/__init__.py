@@ -1,14 +1,43 @@
-"""Jogger: a remote job runner for Linux. ``jogger.JobManager`` is the embeddable engine."""
+"""Jogger: a remote job runner for Linux. ``jogger.JobManager`` is the embeddable engine.
 
-from .engine import InvalidRequest as InvalidRequest
-from .engine import JobError as JobError
-from .engine import JobLimits as JobLimits
-from .engine import JobManager as JobManager
-from .engine import JobNotFound as JobNotFound
-from .engine import JobState as JobState
-from .engine import JobStatus as JobStatus
-from .engine import LimitExceeded as LimitExceeded
-from .engine import Limits as Limits
-from .engine import ManagerClosed as ManagerClosed
-from .engine import OutputUnavailable as OutputUnavailable
-from .engine import SpawnError as SpawnError
+The engine's names are imported on first use, so that `jog`, which needs none of them,
+does not pay for the engine's imports at every start.
+"""
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .engine import InvalidRequest as InvalidRequest
+    from .engine import JobError as JobError
+    from .engine import JobLimits as JobLimits
+    from .engine import JobManager as JobManager
+    from .engine import JobNotFound as JobNotFound
+    from .engine import JobState as JobState
+    from .engine import JobStatus as JobStatus
+    from .engine import LimitExceeded as LimitExceeded
+    from .engine import Limits as Limits
+    from .engine import ManagerClosed as ManagerClosed
+    from .engine import OutputUnavailable as OutputUnavailable
+    from .engine import SpawnError as SpawnError
+
+__all__ = [
+    "InvalidRequest",
+    "JobError",
+    "JobLimits",
+    "JobManager",
+    "JobNotFound",
+    "JobState",
+    "JobStatus",
+    "LimitExceeded",
+    "Limits",
+    "ManagerClosed",
+    "OutputUnavailable",
+    "SpawnError",
+]
+
+
+def __getattr__(name: str) -> Any:
+    if name in __all__:
+        return getattr(importlib.import_module("jogger.engine"), name)
+    raise AttributeError(f"module 'jogger' has no attribute {name!r}")
