@@ -143,7 +143,7 @@ class JobProcess:
             if pid == self.pid:
                 self._exit = _exit_from_status(status)
             else:
-                logger.error("pid %d survived SIGKILL; its exit is unknown", self.pid)
+                logger.error("pid %d has not exited after SIGKILL; its exit is unknown", self.pid)
                 self._exit = Exit(exit_code=None, signal=None)
             os.close(self._pidfd)
         return self._exit
