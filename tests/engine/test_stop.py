@@ -1,4 +1,5 @@
 import errno
+import os
 import signal
 from collections.abc import Callable
 from pathlib import Path
@@ -213,4 +214,44 @@ async def test_a_job_ends_even_if_proc_cannot_be_read_for_a_while(
         final = await jobs.stop("alice", status.id)
     assert final.state is JobState.STOPPED
     assert injected
+    assert alive_in_groups({status.pid}) == []
+
+
+async def test_a_stop_after_shutdown_capped_the_grace_keeps_the_cap(tmp_path: Path) -> None:
+    # Shutdown caps every job's grace (limit_grace); a stop that arrives afterwards, asking
+    # for an hour, must not lift the cap. (The manager calls limit_grace only at shutdown;
+    # here it is called directly, so that the stop surely comes after it.)
+    async with JobManager(tmp_path / "state", grace=60) as jobs:
+        status = await jobs.start("alice", ["sh", "-c", IGNORES_TERM])
+        with trio.fail_after(20):
+            await wait_for_line(jobs, status.id, b"ready")
+            jobs._jobs[status.id].limit_grace(0.5)
+            final = await jobs.stop("alice", status.id, grace=3600)
+    assert final.state is JobState.KILLED
+
+
+async def test_a_refused_process_group_signal_does_not_stop_the_stop(
+    jobs: JobManager, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Failure injection: killpg fails with EPERM, as when a member took another user's id
+    # (a setuid program, for a server that is not root). Stop must still end the job, by
+    # whatever else reaches it (the cgroup; the leader itself by pidfd), and return.
+    real_killpg = os.killpg
+    refused: list[int] = []
+
+    def killpg(pgid: int, sig: int) -> None:
+        if pgid == status.pid:
+            refused.append(sig)
+            raise PermissionError(errno.EPERM, "Operation not permitted")
+        real_killpg(pgid, sig)
+
+    if jobs.containment == "none":
+        pytest.skip("with process groups only, nothing else reaches the group (needs cgroups)")
+    status = await jobs.start("alice", ["sh", "-c", DOUBLE_FORK])
+    with trio.fail_after(30):
+        await wait_for_line(jobs, status.id, b"ready")
+        monkeypatch.setattr(os, "killpg", killpg)
+        final = await jobs.stop("alice", status.id)
+    assert refused
+    assert final.state in (JobState.STOPPED, JobState.KILLED)
     assert alive_in_groups({status.pid}) == []
