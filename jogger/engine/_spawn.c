@@ -60,33 +60,38 @@ struct child_args {
     sigset_t old_mask;
 };
 
+/* The child calls the kernel through syscall(2) only: glibc's wrappers for write, open,
+ * close and fcntl are cancellation points, which consult the (suspended) parent thread's
+ * state, as posix_spawn avoids too. syscall() sets errno, which the child shares with the
+ * parent thread; the parent reads errno only after its own calls. */
+
 static void report(int fd, int step, int err) {
     int message[2] = {step, err};
-    ssize_t ignored = write(fd, message, sizeof message);
-    (void)ignored;
+    syscall(SYS_write, fd, message, sizeof message);
+    syscall(SYS_exit_group, 127);
     _exit(127);
 }
 
 static int lift(int fd) {
-    return fd > 2 ? fd : fcntl(fd, F_DUPFD_CLOEXEC, 3);
+    return fd > 2 ? fd : (int)syscall(SYS_fcntl, fd, F_DUPFD_CLOEXEC, 3);
 }
 
 static int take_fd(int fd, int target) {
-    if (fd == target) /* dup2 would keep FD_CLOEXEC: clear it */
-        return fcntl(fd, F_SETFD, 0);
-    return dup2(fd, target) < 0 ? -1 : 0;
+    if (fd == target) /* a dup would keep FD_CLOEXEC: clear it */
+        return (int)syscall(SYS_fcntl, fd, F_SETFD, 0);
+    return syscall(SYS_dup3, fd, target, 0) < 0 ? -1 : 0;
 }
 
 static void cloexec_from(int lowest) {
     if (syscall(SYS_close_range, (unsigned)lowest, ~0U, CLOSE_RANGE_CLOEXEC) == 0)
         return;
-    struct rlimit limit;
+    struct rlimit64 limit;
     long top = 65536;
-    if (getrlimit(RLIMIT_NOFILE, &limit) == 0 && limit.rlim_cur != RLIM_INFINITY &&
-        (long)limit.rlim_cur < top)
+    if (syscall(SYS_prlimit64, 0, RLIMIT_NOFILE, NULL, &limit) == 0 &&
+        limit.rlim_cur != RLIM64_INFINITY && (long)limit.rlim_cur < top)
         top = (long)limit.rlim_cur;
     for (long fd = lowest; fd < top; fd++)
-        fcntl((int)fd, F_SETFD, FD_CLOEXEC);
+        syscall(SYS_fcntl, (int)fd, F_SETFD, FD_CLOEXEC);
 }
 
 static int child_main(void *raw) {
@@ -105,39 +110,38 @@ static int child_main(void *raw) {
      * from pipe2 and open) before 0-2 are overwritten: the error pipe first. The new fds
      * live in this process's own fd table; the array is ours to update (CLONE_VM). */
     if ((a->error_fd = lift(a->error_fd)) < 0)
-        _exit(127);
+        syscall(SYS_exit_group, 127);
     if ((a->stdin_fd = lift(a->stdin_fd)) < 0 || (a->output_fd = lift(a->output_fd)) < 0)
         report(a->error_fd, STEP_SETUP, errno);
     for (Py_ssize_t i = 0; i < a->n_procs; i++) {
         if ((a->procs_fds[i] = lift(a->procs_fds[i])) < 0)
             report(a->error_fd, STEP_CGROUP, errno);
     }
-    if (setsid() < 0)
+    if (syscall(SYS_setsid) < 0)
         report(a->error_fd, STEP_SETUP, errno);
     if (take_fd(a->stdin_fd, 0) < 0 || take_fd(a->output_fd, 1) < 0 ||
         take_fd(a->output_fd, 2) < 0)
         report(a->error_fd, STEP_SETUP, errno);
-    if (a->cwd != NULL && chdir(a->cwd) < 0)
+    if (a->cwd != NULL && syscall(SYS_chdir, a->cwd) < 0)
         report(a->error_fd, STEP_CWD, errno);
     for (Py_ssize_t i = 0; i < a->n_procs; i++) {
-        if (write(a->procs_fds[i], "0", 1) != 1)
+        if (syscall(SYS_write, a->procs_fds[i], "0", 1) != 1)
             report(a->error_fd, STEP_CGROUP, errno);
     }
     if (a->reset_oom) {
-        int fd = open("/proc/self/oom_score_adj", O_WRONLY | O_CLOEXEC);
+        long fd = syscall(SYS_openat, AT_FDCWD, "/proc/self/oom_score_adj", O_WRONLY | O_CLOEXEC);
         if (fd >= 0) {
-            ssize_t ignored = write(fd, "0", 1);
-            (void)ignored;
-            close(fd);
+            syscall(SYS_write, fd, "0", 1);
+            syscall(SYS_close, fd);
         }
     }
     cloexec_from(3);
-    sigset_t none; /* jobs start with nothing blocked, whatever the spawning thread blocks */
-    sigemptyset(&none);
-    sigprocmask(SIG_SETMASK, &none, NULL);
+    /* Jobs start with nothing blocked, whatever the spawning thread blocks. */
+    unsigned long none[2] = {0, 0};
+    syscall(SYS_rt_sigprocmask, SIG_SETMASK, none, NULL, (size_t)(NSIG / 8));
     int saved = 0, last = ENOENT;
     for (char **path = a->executables; *path != NULL; path++) {
-        execve(*path, a->argv, a->envp);
+        syscall(SYS_execve, *path, a->argv, a->envp);
         last = errno;
         if (saved == 0 && last != ENOENT && last != ENOTDIR)
             saved = last;
