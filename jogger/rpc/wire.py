@@ -341,16 +341,21 @@ class Connection:
     async def send_message(self, stream: Stream, payload: bytes) -> None:
         """Send one length-prefixed gRPC message, as fast as flow control lets us."""
         data = memoryview(b"\x00" + len(payload).to_bytes(4, "big") + payload)
+        h2_connection = self._protocol.h2_connection
         while data:
             if self.closed.is_set():
                 raise ConnectionLost
-            window = self._protocol.flow_control_window(stream.id)
+            window = h2_connection.local_flow_control_window(stream.id)
             if window <= 0:
                 await stream.window_open.wait()
                 stream.window_open = trio.Event()
                 continue
-            self._protocol.send_data(stream.id, bytes(data[:window]))
-            data = data[window:]
+            # As many frames as the window allows, then one write: a flush per frame
+            # (purerpc's way) costs a TLS write, a send and a scheduler pass per 16-128 KiB.
+            batch, data = data[:window], data[window:]
+            frame = h2_connection.max_outbound_frame_size
+            for start in range(0, len(batch), frame):
+                self._protocol.send_data(stream.id, bytes(batch[start : start + frame]))
             stream.partial_message = bool(data)
             await self.flush()
 
