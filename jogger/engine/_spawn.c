@@ -1,6 +1,6 @@
 /* Start a job's process, placed in its cgroups before any code of the job runs.
  *
- * spawn(executables, argv, envp, cwd, stdin_fd, output_fd, cgroup_procs_fds, reset_oom)
+ * spawn(executables, argv, envp, cwd, stdin_fd, output_fd, cgroup_procs_fds)
  *     -> pid
  *
  * The child is created with clone(CLONE_VM | CLONE_VFORK), as glibc's posix_spawn does: it
@@ -15,7 +15,7 @@
  *   - changes to cwd;
  *   - writes "0" to each cgroup.procs fd: the kernel moves the writer, the child itself,
  *     and its future children with it (v1: one fd per hierarchy; v2: one);
- *   - sets its oom_score_adj to 0 (best effort: lowering needs CAP_SYS_RESOURCE);
+ *   - sets its oom_score_adj to 0 (best effort: lowering it needs CAP_SYS_RESOURCE);
  *   - marks every other fd close-on-exec, unblocks every signal and tries execve on each
  *     of `executables` in turn (the PATH candidates the caller computed, like execvp
  *     without its fallback to /bin/sh).
@@ -55,7 +55,6 @@ struct child_args {
     int output_fd;
     int *procs_fds;
     Py_ssize_t n_procs;
-    int reset_oom;
     int error_fd;
     sigset_t old_mask;
 };
@@ -128,7 +127,7 @@ static int child_main(void *raw) {
         if (syscall(SYS_write, a->procs_fds[i], "0", 1) != 1)
             report(a->error_fd, STEP_CGROUP, errno);
     }
-    if (a->reset_oom) {
+    { /* oom_score_adj 0: not the server's protection (or exposure), whatever it is */
         long fd = syscall(SYS_openat, AT_FDCWD, "/proc/self/oom_score_adj", O_WRONLY | O_CLOEXEC);
         if (fd >= 0) {
             syscall(SYS_write, fd, "0", 1);
@@ -184,10 +183,10 @@ static char **byte_strings(PyObject *seq, const char *what) {
 
 static PyObject *spawn(PyObject *Py_UNUSED(self), PyObject *args) {
     PyObject *executables, *argv, *envp, *cwd_obj, *procs;
-    int stdin_fd, output_fd, reset_oom;
-    if (!PyArg_ParseTuple(args, "O!O!O!OiiO!p", &PyTuple_Type, &executables, &PyTuple_Type,
+    int stdin_fd, output_fd;
+    if (!PyArg_ParseTuple(args, "O!O!O!OiiO!", &PyTuple_Type, &executables, &PyTuple_Type,
                           &argv, &PyTuple_Type, &envp, &cwd_obj, &stdin_fd, &output_fd,
-                          &PyTuple_Type, &procs, &reset_oom))
+                          &PyTuple_Type, &procs))
         return NULL;
     if (PyTuple_GET_SIZE(executables) == 0 || PyTuple_GET_SIZE(argv) == 0) {
         PyErr_SetString(PyExc_ValueError, "executables and argv must not be empty");
@@ -205,7 +204,6 @@ static PyObject *spawn(PyObject *Py_UNUSED(self), PyObject *args) {
     a.cwd = cwd_obj == Py_None ? NULL : PyBytes_AS_STRING(cwd_obj);
     a.stdin_fd = stdin_fd;
     a.output_fd = output_fd;
-    a.reset_oom = reset_oom;
     a.n_procs = PyTuple_GET_SIZE(procs);
     if ((a.executables = byte_strings(executables, "executables")) == NULL ||
         (a.argv = byte_strings(argv, "argv")) == NULL ||
@@ -299,7 +297,7 @@ done:
 
 static PyMethodDef methods[] = {
     {"spawn", spawn, METH_VARARGS,
-     "spawn(executables, argv, envp, cwd, stdin_fd, output_fd, cgroup_procs_fds, reset_oom)"
+     "spawn(executables, argv, envp, cwd, stdin_fd, output_fd, cgroup_procs_fds)"
      " -> pid"},
     {NULL, NULL, 0, NULL},
 };

@@ -6,6 +6,5 @@ def spawn(
     stdin_fd: int,
     output_fd: int,
     cgroup_procs_fds: tuple[int, ...],
-    reset_oom: bool,
     /,
 ) -> int: ...

@@ -67,12 +67,8 @@ class JobProcess:
         executables = _candidates(argv[0], env)
         read_end, write_end = os.pipe2(os.O_CLOEXEC)
         try:
-            write_end = _above_stdio(write_end)
-        except BaseException:
-            os.close(read_end)
-            raise
-        try:
-            stdin = _above_stdio(os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC))
+            # (Should these land on fds 0-2, the spawner's child moves them out of the way.)
+            stdin = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
             try:
                 pid = _spawn.spawn(
                     tuple(os.fsencode(path) for path in executables),
@@ -82,7 +78,6 @@ class JobProcess:
                     stdin,
                     write_end,
                     tuple(placement),
-                    True,
                 )
             except OSError as exc:
                 raise SpawnError(_describe(exc, argv[0], cwd)) from None
@@ -173,20 +168,6 @@ def _exit_from_status(status: int) -> Exit:
     if os.WIFSIGNALED(status):
         return Exit(exit_code=None, signal=os.WTERMSIG(status))
     return Exit(exit_code=os.waitstatus_to_exitcode(status), signal=None)
-
-
-def _above_stdio(fd: int) -> int:
-    """``fd``, moved to 3 or above if it is 0, 1 or 2 (a server started with those closed).
-
-    The spawner puts the job's stdin and output on 0, 1 and 2; one of them arriving there
-    already could be overwritten by another before it is used.
-    """
-    if fd > 2:
-        return fd
-    try:
-        return fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 3)
-    finally:
-        os.close(fd)
 
 
 def _grow_pipe(fd: int) -> None:

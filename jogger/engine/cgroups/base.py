@@ -43,8 +43,8 @@ class JobGroup(ABC):
         self._pid = 0
 
     def placement(self) -> list[int]:
-        """Open fds of cgroup.procs files: the spawner writes the new pid to each before the
-        job's code runs (see JobProcess.spawn)."""
+        """Open fds of cgroup.procs files: the new process writes "0" to each (moving itself)
+        before it execs (see JobProcess.spawn)."""
         return []
 
     def attach(self, pid: int) -> None:
