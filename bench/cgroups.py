@@ -92,7 +92,7 @@ async def run_together(jobs: JobManager, argvs: list[tuple[list[str], JobLimits]
     for status in started:
         await jobs.wait(OWNER, status.id)
         out = b""
-        async for chunk in jobs.output(OWNER, status.id, follow=False):
+        async for chunk in await jobs.output(OWNER, status.id, follow=False):
             out += chunk
         try:
             counts.append(int(out.split()[-1]))

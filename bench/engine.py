@@ -69,7 +69,7 @@ async def write_to_reader(jobs: JobManager, n: int) -> tuple[list[float], list[f
     ours: list[float] = []
     status = await jobs.start(OWNER, [sys.executable, "-c", STAMPER, str(n)])
     pending = b""
-    async for chunk in jobs.output(OWNER, status.id):
+    async for chunk in await jobs.output(OWNER, status.id):
         now = time.monotonic_ns()
         pending += chunk
         *lines, pending = pending.split(b"\n")
@@ -110,7 +110,7 @@ async def throughput(jobs: JobManager, mib: int, followers: int, tmp: str) -> tu
 
     async def follow(job_id: str) -> None:
         total = 0
-        async for chunk in jobs.output(OWNER, job_id, chunk_size=1 << 20):
+        async for chunk in await jobs.output(OWNER, job_id, chunk_size=1 << 20):
             total += len(chunk)
         counts.append(total)
 

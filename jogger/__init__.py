@@ -19,7 +19,10 @@ if TYPE_CHECKING:
     from .engine import Limits as Limits
     from .engine import ManagerClosed as ManagerClosed
     from .engine import OutputUnavailable as OutputUnavailable
+    from .engine import Page as Page
+    from .engine import Retention as Retention
     from .engine import SpawnError as SpawnError
+    from .engine import StoreError as StoreError
 
 __all__ = [
     "InvalidRequest",
@@ -33,7 +36,10 @@ __all__ = [
     "Limits",
     "ManagerClosed",
     "OutputUnavailable",
+    "Page",
+    "Retention",
     "SpawnError",
+    "StoreError",
 ]
 
 

@@ -95,10 +95,23 @@ def parser() -> argparse.ArgumentParser:
         metavar="BYTES",
         help="start at this byte of the output",
     )
-    jobs = sub.add_parser("list", parents=[host], help="list your jobs")
+    jobs = sub.add_parser("list", parents=[host], help="list your jobs, newest first")
     jobs.add_argument("--json", action="store_true", help="print JSON")
     jobs.add_argument("--all", action="store_true", help="every user's jobs (admins only)")
+    jobs.add_argument(
+        "--limit",
+        type=_limit,
+        default=100,
+        metavar="N",
+        help="show the newest N jobs (default 100; 0 for every job on record)",
+    )
     return p
+
+
+def _limit(text: str) -> int:
+    if not text.isdigit():
+        raise argparse.ArgumentTypeError(f"{text!r} is not a non-negative integer")
+    return int(text)
 
 
 def _env(text: str) -> tuple[str, str]:

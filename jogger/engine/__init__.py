@@ -7,8 +7,11 @@ from .errors import LimitExceeded as LimitExceeded
 from .errors import ManagerClosed as ManagerClosed
 from .errors import OutputUnavailable as OutputUnavailable
 from .errors import SpawnError as SpawnError
+from .errors import StoreError as StoreError
 from .limits import JobLimits as JobLimits
 from .manager import JobManager as JobManager
 from .manager import Limits as Limits
+from .retention import Retention as Retention
 from .status import JobState as JobState
 from .status import JobStatus as JobStatus
+from .store import Page as Page

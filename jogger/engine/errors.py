@@ -35,3 +35,7 @@ class ManagerClosed(JobError):
 
 class OutputUnavailable(JobError):
     """The job's output log could not be read (for example: out of file descriptors)."""
+
+
+class StoreError(JobError):
+    """The job history could not be read or written (a full disk, an I/O error, a newer schema)."""

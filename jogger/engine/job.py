@@ -17,7 +17,7 @@ import logging
 import math
 import os
 import signal
-from collections.abc import AsyncGenerator, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from contextlib import aclosing
 from datetime import UTC, datetime
 
@@ -51,7 +51,7 @@ class Job:
         log: OutputLog,
         group: JobGroup,
         grace: float,
-        on_exit: Callable[["Job"], None],
+        on_end: Callable[["Job"], Awaitable[None]],
     ) -> None:
         self.id = job_id
         self.owner = owner
@@ -66,7 +66,11 @@ class Job:
         self._grace = grace
         self._grace_cap = math.inf
         """Set by limit_grace (shutdown): no later stop may ask for more."""
-        self._on_exit = on_exit
+        self._on_end = on_end
+        self.recorded = False
+        """Set by the manager once the job's final record is in the store."""
+        self.refused = False
+        """Set by the manager when the job's start could not be recorded: it is killed."""
         self._started_at = datetime.now(UTC)
         self._ended_at: datetime | None = None
         self._state = JobState.RUNNING
@@ -79,6 +83,8 @@ class Job:
         self._grace_scope: trio.CancelScope | None = None
         # Shielded so that shutdown does not cut off output; bounded by EOF_GRACE (see _end).
         self._pump_scope = trio.CancelScope(shield=True)
+        self._drained = trio.Event()
+        """Set once the pump has reached EOF (or given up): output_bytes is final."""
         self._nursery: trio.Nursery | None = None
         self._running = trio.Event()
         self._streams: set[trio.CancelScope] = set()
@@ -208,11 +214,16 @@ class Job:
 
     async def _pump(self) -> None:
         try:
-            with self._pump_scope:
-                await self.log.pump(self._process.output)
-                # The pipe can reach EOF a moment before the main process becomes a zombie.
-                # Followers end only once the job has, so whoever has seen the end of the
-                # output also sees the final status.
+            try:
+                with self._pump_scope:
+                    await self.log.pump(self._process.output)
+            finally:
+                self._drained.set()
+            # The pipe can reach EOF a moment before the main process becomes a zombie.
+            # Followers end only once the job has, so whoever has seen the end of the
+            # output also sees the final status. Shielded, so that shutdown does not close
+            # the log early: _end sets ``ended`` in bounded time once the pump has drained.
+            with trio.CancelScope(shield=True):
                 await self.ended.wait()
         finally:
             trio.lowlevel.notify_closing(self._process.output)
@@ -226,7 +237,7 @@ class Job:
         except BaseException:
             # Only the manager's scope ending (shutdown) gets here: our own stop scope
             # swallows its own cancellation.
-            self._reason = self._reason or "shutdown"
+            self._reason = self._reason or "server-shutdown"
             try:
                 await self._terminate()
             finally:
@@ -307,5 +318,13 @@ class Job:
                 self._state = JobState.FAILED
             self._pump_scope.deadline = trio.current_time() + EOF_GRACE
             self._watch_scope.deadline = trio.current_time() + KILL_TIMEOUT + REMOVE_TIMEOUT
-            self.ended.set()
-            self._on_exit(self)
+            # Shielded: nobody may see the job as ended before its end is on record (a stop
+            # returns only then). Bounded by EOF_GRACE and the store's write.
+            with trio.CancelScope(shield=True):
+                try:
+                    await self._drained.wait()
+                    if not self._reason and self.log.error:
+                        self._reason = "disk-full" if self.log.disk_full else "output-error"
+                    await self._on_end(self)
+                finally:
+                    self.ended.set()

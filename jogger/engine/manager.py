@@ -1,12 +1,19 @@
 """The job manager: the public face of the engine, and the root of its nursery tree.
 
     manager nursery
-    └── job nurseries, one per job (see job.py)
+    ├── job nurseries, one per running job (see job.py)
+    └── retainer: deletes finished jobs past the retention limits (see retention.py)
 
 Every call takes the owner. A job is found by id and then checked against the owner, and a
 job of someone else's is reported exactly as a job that does not exist.
+
+Running jobs live in memory; every job also has a record in the store (store.py), written
+when it starts and when it ends. Once a job has ended and its record is written, the record
+is what status, list and output read.
 """
 
+import errno
+import fcntl
 import hashlib
 import logging
 import math
@@ -15,9 +22,10 @@ import re
 import stat
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator, Mapping, Sequence
-from contextlib import AbstractAsyncContextManager
+from collections.abc import AsyncGenerator, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager, aclosing
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
 
@@ -25,17 +33,21 @@ import trio
 
 from .._groups import single_errors
 from .cgroups import Backend, Mode, open_backend
-from .errors import InvalidRequest, JobNotFound, LimitExceeded, ManagerClosed
+from .errors import InvalidRequest, JobNotFound, LimitExceeded, ManagerClosed, StoreError
 from .job import Job
 from .limits import JobLimits, check_limits
 from .output import OutputLog
 from .process import JobProcess
+from .recovery import identify, kill_session
+from .retention import Retainer, Retention
 from .status import JobStatus
+from .store import JobStore, Page
 
 log = logging.getLogger("jogger.engine")
 
 _CGROUP_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+MAX_PAGE = 1000
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +77,12 @@ class JobManager:
     Jobs get the environment ``base_env`` (by default only PATH) plus the overrides given to
     ``start`` and ``JOGGER_JOB_ID``. Output logs are kept under ``state_dir/logs``.
 
+    Job records are kept in ``state_dir/jobs.db`` (SQLite); with ``durable=False`` only in
+    memory, lost at exit. On entry, jobs that a crashed manager left running are resolved:
+    whatever is left of them is killed and they are recorded as killed with reason
+    ``server-crash``. ``retention`` bounds how many finished jobs are kept, and for how long.
+    One manager at a time may use a state dir (an flock on ``state_dir/lock``).
+
     ``cgroups`` picks how jobs are contained: "auto" (cgroup v2, else v1, else none),
     "cgroup2", "cgroup1" or "none". Job cgroups live under the process's own cgroup, in
     ``cgroup_name`` (by default ``jogger-`` and a hash of the state dir, so that two managers
@@ -85,6 +103,8 @@ class JobManager:
         cgroup_name: str | None = None,
         default_limits: JobLimits | None = None,
         max_limits: JobLimits | None = None,
+        retention: Retention | None = None,
+        durable: bool = True,
     ) -> None:
         _check_grace(grace)
         _check_grace(drain_timeout)
@@ -106,6 +126,11 @@ class JobManager:
         self._drain_timeout = drain_timeout
         self._base_env = dict(base_env) if base_env is not None else {"PATH": DEFAULT_PATH}
         self._jobs: dict[str, Job] = {}
+        """Jobs in memory: running, or ended and not yet (or never) recorded."""
+        self._store = JobStore(self._state_dir / "jobs.db" if durable else None)
+        self._retention = retention or Retention()
+        self._retainer: Retainer | None = None
+        self._lock_fd = -1
         self._live: set[Job] = set()
         self._running: Counter[str] = Counter()
         self._nursery: trio.Nursery | None = None
@@ -116,12 +141,63 @@ class JobManager:
             raise RuntimeError("a JobManager can be entered only once")
         _prepare_dir(self._state_dir)
         _prepare_dir(self._logs_dir)
-        self._backend = open_backend(self._cgroups, self._cgroup_name)
-        log.debug("job containment: %s", self._backend.describe())
-        await self._backend.cleanup_leftovers()
-        self._nursery_manager = trio.open_nursery()
-        self._nursery = await self._nursery_manager.__aenter__()
+        self._lock_fd, clean = _lock(self._state_dir / "lock")
+        try:
+            self._backend = open_backend(self._cgroups, self._cgroup_name)
+            log.debug("job containment: %s", self._backend.describe())
+            await self._store.open()
+            try:
+                await self._backend.cleanup_leftovers()
+                await self._recover()
+                retainer = Retainer(
+                    self._retention,
+                    self._store,
+                    logs_dir=self._logs_dir,
+                    state_files=[self._state_dir / n for n in ("jobs.db", "jobs.db-wal")],
+                    live_bytes=lambda: sum(job.log.size for job in self._jobs.values()),
+                    is_live=lambda job_id: job_id in self._jobs,
+                )
+                if not clean:  # orphaned logs come only from a crash
+                    try:
+                        await retainer.sweep_orphans()
+                    except (StoreError, OSError) as exc:
+                        log.error("looking for output logs without a record failed: %s", exc)
+                self._retainer = retainer
+                self._nursery_manager = trio.open_nursery()
+                self._nursery = await self._nursery_manager.__aenter__()
+            except BaseException:
+                # Shielded: a failed start must not leave the database open.
+                with trio.CancelScope(shield=True):
+                    await self._store.close()
+                raise
+        except BaseException:
+            os.close(self._lock_fd)
+            raise
+        self._nursery.start_soon(self._retainer.run)
         return self
+
+    async def _recover(self) -> None:
+        """Resolve the jobs a crashed manager left marked running (see recovery.py)."""
+        unfinished = await self._store.unfinished()
+        if not unfinished:
+            return
+        resolved = []
+        for record in unfinished:
+            killed = 0
+            if record.cgroup == "none":
+                killed = await kill_session(record.process)
+            try:
+                size = (self._logs_dir / f"{record.job_id}.log").stat().st_size
+            except OSError:
+                size = 0
+            resolved.append((record.seq, size))
+            log.warning(
+                "job %s was running when its server died: recorded as killed (server-crash); "
+                "%d leftover processes killed",
+                record.job_id,
+                killed,
+            )
+        await self._store.resolve_unfinished(resolved, datetime.now(UTC))
 
     async def __aexit__(
         self,
@@ -149,7 +225,14 @@ class JobManager:
             assert self._backend is not None
             # Shielded: the jobs' groups are gone; their parent must not be left behind.
             with trio.CancelScope(shield=True):
-                await self._backend.aclose()
+                try:
+                    await self._backend.aclose()
+                finally:
+                    try:
+                        await self._store.close()
+                        os.ftruncate(self._lock_fd, 0)  # empty: this manager ended cleanly
+                    finally:
+                        os.close(self._lock_fd)
         return suppress
 
     @property
@@ -223,6 +306,7 @@ class JobManager:
             group.remove_now()
             raise
         group.attach(process.pid)
+        identity = identify(process.pid)
         job = Job(
             job_id=job_id,
             owner=owner,
@@ -231,7 +315,7 @@ class JobManager:
             log=output,
             group=group,
             grace=self._grace,
-            on_exit=self._job_exited,
+            on_end=self._job_ended,
         )
         self._jobs[job_id] = job
         self._live.add(job)
@@ -239,8 +323,23 @@ class JobManager:
         # No checkpoint since the spawn: the job's supervisor is guaranteed to run, so even a
         # cancellation arriving now ends in the kill sequence, never in an orphan.
         nursery.start_soon(self._run, job)
+        status = job.status()
+        try:
+            # Not cancellable once begun (see JobStore): if the caller goes away now, the
+            # job runs on, recorded.
+            await self._store.record(status, identity)
+        except StoreError as exc:
+            # A start that is not on record must not run: kill the job, then refuse.
+            log.error("job %s could not be recorded, so it is killed: %s", job_id, exc)
+            job.refused = True
+            job.request_stop(0)
+            # Shielded: the caller learns of the failure only once the job is gone; SIGKILL
+            # makes that prompt, and the job bounds the wait (KILL_TIMEOUT).
+            with trio.CancelScope(shield=True):
+                await job.ended.wait()
+            raise
         log.info("job started id=%s owner=%s pid=%d argv=%r", job_id, owner, process.pid, args)
-        return job.status()
+        return status
 
     async def stop(self, owner: str, job_id: str, *, grace: float | None = None) -> JobStatus:
         """Stop a job and return its final status once its processes are all gone.
@@ -249,39 +348,61 @@ class JobManager:
         default) SIGKILL follows. Stopping a job that has ended is not an error: it returns
         the final status. Cancellation: the stop goes on without the caller.
         """
-        job = self._lookup(owner, job_id)
         if grace is not None:
             _check_grace(grace)
+        job = await self._lookup(owner, job_id)
+        if isinstance(job, JobStatus):
+            return job  # ended and on record
         job.request_stop(self._grace if grace is None else grace)
         await job.ended.wait()
         return job.status()
 
     async def wait(self, owner: str, job_id: str) -> JobStatus:
         """Wait until the job has ended and all its processes are gone; return its status."""
-        job = self._lookup(owner, job_id)
+        job = await self._lookup(owner, job_id)
+        if isinstance(job, JobStatus):
+            return job
         await job.ended.wait()
         return job.status()
 
-    def status(self, owner: str, job_id: str) -> JobStatus:
+    async def status(self, owner: str, job_id: str) -> JobStatus:
         """The job's current status."""
-        return self._lookup(owner, job_id).status()
+        job = await self._lookup(owner, job_id)
+        return job if isinstance(job, JobStatus) else job.status()
 
-    def list(self, owner: str | None) -> list[JobStatus]:
-        """The owner's jobs, oldest first; every owner's with ``None`` (for administrators)."""
-        if owner is None:
-            return [job.status() for job in self._jobs.values()]
-        _check_owner(owner)
-        return [job.status() for job in self._jobs.values() if job.owner == owner]
+    async def list(self, owner: str | None, *, page_size: int = 100, page_token: str = "") -> Page:
+        """The owner's jobs, newest first, a page at a time; every owner's with ``None`` (for
+        administrators). ``page_token`` is the previous page's ``next_token``."""
+        if owner is not None:
+            _check_owner(owner)
+        if not isinstance(page_size, int) or not 1 <= page_size <= MAX_PAGE:
+            raise InvalidRequest(f"page size must be 1 to {MAX_PAGE}")
+        if not isinstance(page_token, str):
+            raise InvalidRequest("page token must be a string")
+        await trio.lowlevel.checkpoint()
+        self._check_records()
+        page = await self._store.page(owner, size=page_size, token=page_token)
+        # The records of running jobs were written at start: their live status is newer.
+        jobs = [
+            self._jobs[s.id].status() if not s.state.is_final and s.id in self._jobs else s
+            for s in page.jobs
+        ]
+        return Page(jobs, page.next_token)
 
-    def owner_of(self, job_id: str) -> str:
+    async def owner_of(self, job_id: str) -> str:
         """Who owns the job, for callers entitled to every job (administrators)."""
         self._check_job_id(job_id)
         job = self._jobs.get(job_id)
-        if job is None:
+        if job is not None:
+            await trio.lowlevel.checkpoint()
+            return job.owner
+        self._check_records()
+        status = await self._store.get(job_id)
+        if status is None:
             raise JobNotFound(job_id)
-        return job.owner
+        return status.owner
 
-    def output(
+    async def output(
         self,
         owner: str,
         job_id: str,
@@ -289,33 +410,50 @@ class JobManager:
         offset: int = 0,
         follow: bool = True,
         chunk_size: int = 64 * 1024,
-    ) -> AsyncIterator[bytes]:
+    ) -> AsyncGenerator[bytes, None]:
         """The job's combined stdout and stderr, from byte ``offset``, in chunks.
 
         With ``follow``, new output is yielded as it is written, until the job has ended and
         everything has been read; without it, the output there is now. Raises JobNotFound or
-        InvalidRequest here, before iteration. Cancellation: a reader may leave at any time;
-        it costs the job nothing.
+        InvalidRequest when awaited, before iteration. Cancellation: a reader may leave at
+        any time; it costs the job nothing.
         """
-        job = self._lookup(owner, job_id)
         if not isinstance(offset, int) or offset < 0:
             raise InvalidRequest("offset must be a non-negative integer")
         if not isinstance(chunk_size, int) or chunk_size <= 0:
             raise InvalidRequest("chunk_size must be a positive integer")
-        return job.output(offset, follow=follow, chunk_size=chunk_size)
+        job = await self._lookup(owner, job_id)
+        if isinstance(job, Job):
+            return job.output(offset, follow=follow, chunk_size=chunk_size)
+        log_file = OutputLog.finished(self._logs_dir / f"{job.id}.log", job.output_bytes)
+        return _read_all(log_file, offset, chunk_size)
+
+    def _check_records(self) -> None:
+        # Records stay readable while shutting down, until the store closes: a follower
+        # that outlives its job asks for the final status from there.
+        if self._nursery_manager is None or not self._store.is_open:
+            raise ManagerClosed("the job manager is not running")
 
     def _open_nursery(self) -> trio.Nursery:
         if self._nursery is None:
             raise ManagerClosed("the job manager is not running")
         return self._nursery
 
-    def _lookup(self, owner: str, job_id: str) -> Job:
+    async def _lookup(self, owner: str, job_id: str) -> Job | JobStatus:
+        """The job in memory, or the record of an ended one."""
         _check_owner(owner)
         self._check_job_id(job_id)
         job = self._jobs.get(job_id)
-        if job is None or job.owner != owner:
+        if job is not None:
+            await trio.lowlevel.checkpoint()
+            if job.owner != owner:
+                raise JobNotFound(job_id)
+            return job
+        self._check_records()
+        status = await self._store.get(job_id)
+        if status is None or status.owner != owner:
             raise JobNotFound(job_id)
-        return job
+        return status
 
     @staticmethod
     def _check_job_id(job_id: str) -> None:
@@ -336,7 +474,8 @@ class JobManager:
                 f"{mine} of your jobs are running; the limit is {self._limits.max_jobs_per_owner}"
             )
 
-    def _job_exited(self, job: Job) -> None:
+    async def _job_ended(self, job: Job) -> None:
+        """Called by the job once it has ended, before anyone can see that: record it."""
         s = job.status()
         log.info(
             "job ended id=%s owner=%s state=%s exit_code=%s signal=%s reason=%s output_bytes=%d",
@@ -351,12 +490,62 @@ class JobManager:
         self._running[job.owner] -= 1
         if self._running[job.owner] == 0:
             del self._running[job.owner]
+        if job.refused:
+            return
+        try:
+            await self._store.record(s)
+        except StoreError as exc:
+            # The status stays in memory, right until a restart; the record still says
+            # running, so the next start resolves it as a crash.
+            log.error("job %s: its end could not be recorded: %s", s.id, exc)
+            return
+        job.recorded = True
+        if self._retainer is not None:
+            self._retainer.job_ended()
 
     async def _run(self, job: Job) -> None:
         try:
             await job.run()
         finally:
             self._live.discard(job)
+            if job.recorded or job.refused:
+                del self._jobs[job.id]
+            if job.refused:
+                job.log.path.unlink(missing_ok=True)
+
+
+async def _read_all(
+    log_file: OutputLog, offset: int, chunk_size: int
+) -> AsyncGenerator[bytes, None]:
+    async with aclosing(log_file.read(offset, follow=False, chunk_size=chunk_size)) as chunks:
+        async for chunk in chunks:
+            yield chunk
+
+
+def _lock(path: Path) -> tuple[int, bool]:
+    """Take the state dir's lock, or say who holds it.
+
+    The lock file holds the pid of the manager using the state dir, and is emptied when
+    that manager ends cleanly; also returns whether the last one did.
+    """
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as exc:
+        holder = os.pread(fd, 32, 0).decode(errors="replace").strip()
+        os.close(fd)
+        if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN):
+            raise StoreError(
+                f"{path.parent} is in use by another jogger (pid {holder or 'unknown'})"
+            ) from None
+        raise
+    except BaseException:
+        os.close(fd)
+        raise
+    clean = not os.pread(fd, 32, 0)
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    return fd, clean
 
 
 def _prepare_dir(path: Path) -> None:

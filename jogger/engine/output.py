@@ -20,6 +20,10 @@ log = logging.getLogger(__name__)
 
 # One splice moves at most this much; the pipe holds at most this much too (see process.py).
 MOVE_SIZE = 1 << 20
+# Output stops this short of filling the state dir's file system, so that the job records
+# (SQLite, in the same directory) can still be written: 2% of it, between 256 KiB and 64 MiB.
+RESERVE_MIN = 256 << 10
+RESERVE_MAX = 64 << 20
 
 
 class OutputLog:
@@ -33,6 +37,7 @@ class OutputLog:
         self._closed = False
         self._truncated = False
         self._error = ""
+        self._disk_full = False
         self._splice = True
         self._appended = trio.Event()
 
@@ -41,6 +46,14 @@ class OutputLog:
         """Create the file (it must not exist yet), readable and writable by us alone."""
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
         return cls(path, fd, limit)
+
+    @classmethod
+    def finished(cls, path: Path, size: int) -> "OutputLog":
+        """The complete log of a job that has ended, for reading only."""
+        log = cls(path, -1, size)
+        log._size = size
+        log._closed = True
+        return log
 
     def discard(self) -> None:
         """Close and delete a log that never got a job (its start failed)."""
@@ -60,6 +73,11 @@ class OutputLog:
     def truncated(self) -> bool:
         """True when output past the limit was dropped."""
         return self._truncated
+
+    @property
+    def disk_full(self) -> bool:
+        """True when logging stopped because the file system was (nearly) full."""
+        return self._disk_full
 
     @property
     def error(self) -> str:
@@ -95,13 +113,20 @@ class OutputLog:
                 self._truncated = True
             return dropped
         try:
+            room = min(room, self._free_space())
+            if room <= 0:
+                raise OSError(errno.ENOSPC, "reserve reached")
             moved = self._append(src, min(MOVE_SIZE, room))
         except OSError as exc:
             if exc.errno == errno.EAGAIN:
                 raise
             # A full disk or an I/O error ends logging, not the job: the job keeps running
             # and its further output is dropped, so that it never blocks on a full pipe.
-            self._error = f"writing the output log failed: {os.strerror(exc.errno or 0)}"
+            self._disk_full = exc.errno in (errno.ENOSPC, errno.EDQUOT)
+            if self._disk_full:
+                self._error = "the state dir's file system is full; later output was dropped"
+            else:
+                self._error = f"writing the output log failed: {os.strerror(exc.errno or 0)}"
             log.warning("%s: %s", self.path, self._error)
             return _drop(src)
         if moved:
@@ -125,6 +150,12 @@ class OutputLog:
         while written < len(data):
             written += os.pwrite(self._fd, data[written:], self._size + written)
         return written
+
+    def _free_space(self) -> int:
+        """Bytes we may still write to the file system before its reserve."""
+        st = os.fstatvfs(self._fd)
+        reserve = min(RESERVE_MAX, max(RESERVE_MIN, st.f_blocks * st.f_frsize // 50))
+        return st.f_bavail * st.f_frsize - reserve
 
     def _wake(self) -> None:
         self._appended.set()

@@ -29,9 +29,10 @@ class JobStatus:
 
     Exactly one of ``exit_code`` and ``signal`` is set once the job has ended: ``exit_code`` when
     the main process exited, ``signal`` when a signal ended it. ``reason`` is empty unless
-    something beyond the state explains the end (``shutdown``, or ``oom`` when the kernel's
-    OOM killer ended the job); ``output_error``
-    is empty unless writing the output log failed.
+    something beyond the state explains the end: ``oom`` (the kernel's OOM killer),
+    ``server-shutdown`` (stopped because the server shut down), ``server-crash`` (the server
+    died while the job ran; found and killed at the next start), ``disk-full`` or
+    ``output-error`` (the output log could not be written; ``output_error`` says why).
     """
 
     id: str

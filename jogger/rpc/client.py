@@ -10,6 +10,8 @@ from .channel import CONNECT_TIMEOUT, Channel, open_channel
 from .tls import client_context
 
 _JOBS = "/jogger.v1.Jobs/"
+PAGE = 1000
+"""Jobs asked for per List call when paging through many."""
 
 
 class JobsClient:
@@ -37,10 +39,29 @@ class JobsClient:
         request = jobs_pb2.StatusRequest(job_id=job_id)
         return await self._channel.unary(_JOBS + "Status", request, jobs_pb2.JobStatus)
 
-    async def list(self, *, all_users: bool = False) -> list[jobs_pb2.JobStatus]:
-        request = jobs_pb2.ListRequest(all_users=all_users)
-        response = await self._channel.unary(_JOBS + "List", request, jobs_pb2.ListResponse)
-        return list(response.jobs)
+    async def list(
+        self, *, all_users: bool = False, limit: int | None = None
+    ) -> tuple[list[jobs_pb2.JobStatus], bool]:
+        """Jobs newest first, up to ``limit`` (all with None), and whether there are more."""
+        jobs: list[jobs_pb2.JobStatus] = []
+        token = ""
+        while limit is None or len(jobs) < limit:
+            want = PAGE if limit is None else min(PAGE, limit - len(jobs))
+            page = await self.list_page(all_users=all_users, page_size=want, page_token=token)
+            jobs.extend(page.jobs)
+            token = page.next_page_token
+            if not token:
+                return jobs, False
+        return jobs, True
+
+    async def list_page(
+        self, *, all_users: bool = False, page_size: int = 0, page_token: str = ""
+    ) -> jobs_pb2.ListResponse:
+        """One page of jobs, newest first; pass ``next_page_token`` on for the next."""
+        request = jobs_pb2.ListRequest(
+            all_users=all_users, page_size=page_size, page_token=page_token
+        )
+        return await self._channel.unary(_JOBS + "List", request, jobs_pb2.ListResponse)
 
     @asynccontextmanager
     async def output(

@@ -5,6 +5,7 @@ also list and read (status, output) every user's jobs; stopping stays with the o
 """
 
 from collections.abc import AsyncIterator
+from contextlib import aclosing
 
 from ..engine import (
     InvalidRequest,
@@ -17,6 +18,7 @@ from ..engine import (
     ManagerClosed,
     OutputUnavailable,
     SpawnError,
+    StoreError,
 )
 from ..engine.limits import JobLimits
 from ..v1 import health_grpc, health_pb2, jobs_grpc, jobs_pb2
@@ -25,6 +27,7 @@ from .server import Call, Method
 
 OUTPUT_CHUNK = 1024 * 1024
 """Bytes per OutputChunk: big enough that per-message cost does not dominate."""
+DEFAULT_PAGE = 100
 
 _STATES = {
     JobState.RUNNING: jobs_pb2.JOB_STATE_RUNNING,
@@ -40,6 +43,7 @@ _CODES: dict[type[JobError], StatusCode] = {
     LimitExceeded: StatusCode.RESOURCE_EXHAUSTED,
     ManagerClosed: StatusCode.UNAVAILABLE,
     OutputUnavailable: StatusCode.UNAVAILABLE,
+    StoreError: StatusCode.UNAVAILABLE,
 }
 
 
@@ -133,9 +137,8 @@ class JobsService:
 
     async def status(self, call: Call, request: jobs_pb2.StatusRequest) -> jobs_pb2.JobStatus:
         try:
-            return status_to_proto(
-                self._jobs.status(self._reader(call, request.job_id), request.job_id)
-            )
+            owner = await self._reader(call, request.job_id)
+            return status_to_proto(await self._jobs.status(owner, request.job_id))
         except JobError as exc:
             raise _rpc_error(exc) from None
 
@@ -143,14 +146,22 @@ class JobsService:
         if request.all_users and not call.identity.admin:
             raise RpcError(StatusCode.PERMISSION_DENIED, "listing every user's jobs is for admins")
         owner = None if request.all_users else call.identity.user
-        return jobs_pb2.ListResponse(jobs=[status_to_proto(s) for s in self._jobs.list(owner)])
+        try:
+            page = await self._jobs.list(
+                owner, page_size=request.page_size or DEFAULT_PAGE, page_token=request.page_token
+            )
+        except JobError as exc:
+            raise _rpc_error(exc) from None
+        return jobs_pb2.ListResponse(
+            jobs=[status_to_proto(s) for s in page.jobs], next_page_token=page.next_token
+        )
 
     async def output(
         self, call: Call, request: jobs_pb2.OutputRequest
     ) -> AsyncIterator[jobs_pb2.OutputChunk]:
         try:
-            chunks = self._jobs.output(
-                self._reader(call, request.job_id),
+            chunks = await self._jobs.output(
+                await self._reader(call, request.job_id),
                 request.job_id,
                 offset=request.offset,
                 follow=request.follow,
@@ -159,21 +170,23 @@ class JobsService:
         except JobError as exc:
             raise _rpc_error(exc) from None
         offset = request.offset
-        async for data in chunks:
-            yield jobs_pb2.OutputChunk(offset=offset, data=data)
-            offset += len(data)
+        async with aclosing(chunks):
+            async for data in chunks:
+                yield jobs_pb2.OutputChunk(offset=offset, data=data)
+                offset += len(data)
         if request.follow:
             # A followed stream ends only once the job has, so this status is final.
-            final = self._jobs.status(self._reader(call, request.job_id), request.job_id)
-            yield jobs_pb2.OutputChunk(offset=offset, final=status_to_proto(final))
-
-    def _reader(self, call: Call, job_id: str) -> str:
-        """Whose job to read: the caller's own, or for an admin, the job's owner."""
-        if call.identity.admin:
             try:
-                return self._jobs.owner_of(job_id)
+                owner = await self._reader(call, request.job_id)
+                final = await self._jobs.status(owner, request.job_id)
             except JobError as exc:
                 raise _rpc_error(exc) from None
+            yield jobs_pb2.OutputChunk(offset=offset, final=status_to_proto(final))
+
+    async def _reader(self, call: Call, job_id: str) -> str:
+        """Whose job to read: the caller's own, or for an admin, the job's owner."""
+        if call.identity.admin:
+            return await self._jobs.owner_of(job_id)
         return call.identity.user
 
 

@@ -260,12 +260,13 @@ async def test_server_shutdown_finishes_live_streams_and_stops_jobs(cli: Cli) ->
     cli.process.send_signal(signal.SIGTERM)
     rest = await wait_for_output(follower, b"goodbye")
     with trio.fail_after(20):
-        assert await follower.wait() == 0
+        code = await follower.wait()
+        assert follower.stderr is not None
+        final = (await follower.stderr.receive_some()).decode()
+        assert code == 0, final
         assert await cli.process.wait() == 0
     assert rest.endswith(b"goodbye\n")
-    assert follower.stderr is not None
-    final = (await follower.stderr.receive_some()).decode()
-    assert final == f"jog: job {job} stopped (exit code 0, reason: shutdown)\n"
+    assert final == f"jog: job {job} stopped (exit code 0, reason: server-shutdown)\n"
     assert alive_in_groups({pid}) == []
     assert any("shut down" in line for line in cli.log)
 

@@ -68,8 +68,8 @@ async def jobs(tmp_path: Path, cgroup_name: str) -> AsyncIterator[JobManager]:
 async def run(jobs: JobManager, argv: list[str], **limits: int | float) -> tuple[bytes, object]:
     status = await jobs.start("alice", argv, limits=JobLimits(**limits))  # type: ignore[arg-type]
     with trio.fail_after(60):
-        out = await collect(jobs.output("alice", status.id))
-    return out, jobs.status("alice", status.id)
+        out = await collect(await jobs.output("alice", status.id))
+    return out, (await jobs.status("alice", status.id))
 
 
 async def test_a_jobs_forked_child_runs_inside_the_jobs_cgroup(jobs: JobManager) -> None:
@@ -77,7 +77,7 @@ async def test_a_jobs_forked_child_runs_inside_the_jobs_cgroup(jobs: JobManager)
     # hierarchy we use (v2: the one "0::" line).
     status = await jobs.start("alice", ["sh", "-c", "cat /proc/self/cgroup; echo $JOGGER_JOB_ID"])
     with trio.fail_after(30):
-        out = (await collect(jobs.output("alice", status.id))).decode()
+        out = (await collect(await jobs.output("alice", status.id))).decode()
     lines = out.splitlines()
     assert lines[-1] == status.id
     if jobs.containment == "cgroup2":
@@ -142,7 +142,7 @@ async def test_over_the_maximum_is_invalid_and_leaves_nothing(jobs: JobManager) 
         await jobs.start("alice", ["true"], limits=JobLimits(memory=2 << 30))
     with pytest.raises(InvalidRequest, match="cpu_weight must be from 1 to 10000"):
         await jobs.start("alice", ["true"], limits=JobLimits(cpu_weight=0))
-    assert jobs.list("alice") == []
+    assert (await jobs.list("alice")).jobs == []
 
 
 async def test_the_oom_killer_ending_a_job_is_reported(jobs: JobManager) -> None:
@@ -183,7 +183,7 @@ async def test_pids_max_stops_a_fork_bomb_and_stop_kills_all_of_it(jobs: JobMana
     )
     status = await jobs.start("alice", [PYTHON, "-c", bomb], limits=JobLimits(pids=20))
     with trio.fail_after(30):
-        async for chunk in jobs.output("alice", status.id):
+        async for chunk in await jobs.output("alice", status.id):
             words = chunk.split()
             break
         assert words[0] == b"forks"
@@ -208,7 +208,7 @@ async def test_a_setsid_daemon_cannot_escape_the_cgroup(jobs: JobManager) -> Non
     )
     status = await jobs.start("alice", [PYTHON, "-c", daemon])
     with trio.fail_after(30):
-        async for chunk in jobs.output("alice", status.id):
+        async for chunk in await jobs.output("alice", status.id):
             escaped = int(chunk.split()[0])
             break
         assert is_alive(escaped)
@@ -284,7 +284,7 @@ async def test_a_placed_job_gets_exactly_its_argv_and_environment(jobs: JobManag
     argv = ["cat", "/proc/self/cmdline", "/proc/self/environ"]
     status = await jobs.start("alice", argv, env={"odd.name-x": "a b", "EMPTY": ""})
     with trio.fail_after(30):
-        out = await collect(jobs.output("alice", status.id))
+        out = await collect(await jobs.output("alice", status.id))
     cmdline = b"".join(arg.encode() + b"\0" for arg in argv)
     assert out.startswith(cmdline)
     environ = sorted(out[len(cmdline) :].split(b"\0")[:-1])

@@ -16,27 +16,27 @@ async def test_another_owners_job_is_exactly_a_missing_job(jobs: JobManager) -> 
             lambda job_id=job_id: jobs.output("mallory", job_id),
         ):
             with pytest.raises(JobNotFound) as info:
-                call()
+                await call()
             errors.append(str(info.value).replace(job_id, "ID"))
         with pytest.raises(JobNotFound) as info:
             await jobs.stop("mallory", job_id, grace=0)
         errors.append(str(info.value).replace(job_id, "ID"))
     assert errors == ["job ID not found"] * 6
-    assert jobs.status("alice", status.id).state is JobState.RUNNING
+    assert (await jobs.status("alice", status.id)).state is JobState.RUNNING
 
 
 async def test_list_shows_only_the_owners_jobs(jobs: JobManager) -> None:
     a1 = await jobs.start("alice", ["true"])
     b1 = await jobs.start("bob", ["true"])
     a2 = await jobs.start("alice", ["true"])
-    assert [s.id for s in jobs.list("alice")] == [a1.id, a2.id]
-    assert [s.id for s in jobs.list("bob")] == [b1.id]
-    assert jobs.list("carol") == []
+    assert [s.id for s in (await jobs.list("alice")).jobs] == [a2.id, a1.id]  # newest first
+    assert [s.id for s in (await jobs.list("bob")).jobs] == [b1.id]
+    assert (await jobs.list("carol")).jobs == []
     with trio.fail_after(10):
         for s in (a1, a2):
-            await collect(jobs.output("alice", s.id))
+            await collect(await jobs.output("alice", s.id))
 
 
 async def test_a_malformed_job_id_is_an_invalid_request(jobs: JobManager) -> None:
     with pytest.raises(InvalidRequest, match="not a UUID"):
-        jobs.status("alice", "../../etc/passwd")
+        await jobs.status("alice", "../../etc/passwd")

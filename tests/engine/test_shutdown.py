@@ -24,6 +24,12 @@ async def read_line(chunks: object) -> bytes:
     return await anext(chunks)  # type: ignore[call-overload,no-any-return]
 
 
+async def after_restart(state_dir: Path, *statuses: JobStatus) -> list[JobStatus]:
+    """The jobs' records as a new manager on the same state dir sees them."""
+    async with JobManager(state_dir) as again:
+        return [await again.status("alice", s.id) for s in statuses]
+
+
 async def test_cancelling_the_manager_scope_leaves_no_process_task_or_fd(tmp_path: Path) -> None:
     await trio.testing.wait_all_tasks_blocked()
     fds, tasks = open_fds(), task_count()
@@ -31,7 +37,7 @@ async def test_cancelling_the_manager_scope_leaves_no_process_task_or_fd(tmp_pat
     outside: list[bytes] = []
 
     async def follow_from_outside(jobs: JobManager, job_id: str) -> None:
-        outside.append(await collect(jobs.output("alice", job_id)))
+        outside.append(await collect(await jobs.output("alice", job_id)))
 
     with trio.fail_after(20):
         async with trio.open_nursery() as readers:
@@ -46,26 +52,28 @@ async def test_cancelling_the_manager_scope_leaves_no_process_task_or_fd(tmp_pat
                     big = [PYTHON, "-c", "print('x' * 10**6)"]
                     statuses.append(await jobs.start("alice", big))
                     for status in statuses[:2]:
-                        assert await read_line(jobs.output("alice", status.id)) == b"ready\n"
+                        assert await read_line(await jobs.output("alice", status.id)) == b"ready\n"
                         readers.start_soon(follow_from_outside, jobs, status.id)
-                    inside = jobs.output("alice", statuses[2].id)
-                    readers.start_soon(collect, jobs.output("alice", statuses[3].id))
+                    inside = await jobs.output("alice", statuses[2].id)
+                    readers.start_soon(collect, (await jobs.output("alice", statuses[3].id)))
                     await trio.testing.wait_all_tasks_blocked()
                     # Cancel the scope around the manager, as a caller's timeout or Ctrl-C would.
                     manager_scope.cancel()
                     await collect(inside)
             assert manager_scope.cancelled_caught
 
-    states = [jobs.status("alice", s.id).state for s in statuses]
-    assert states[:3] == [JobState.KILLED, JobState.STOPPED, JobState.STOPPED]
-    assert states[3] in (JobState.COMPLETED, JobState.STOPPED)  # it may have finished first
-    assert {jobs.status("alice", s.id).reason for s in statuses[:3]} == {"shutdown"}
     assert sorted(outside) == [b"ready\n", b"ready\ngoodbye\n"]
     assert alive_in_groups({s.pid for s in statuses}) == []
     assert my_children() == []
     await trio.testing.wait_all_tasks_blocked()
     assert task_count() == tasks
     assert open_fds() == fds
+    # The graceful shutdown is on record.
+    recorded = await after_restart(tmp_path, *statuses)
+    states = [s.state for s in recorded]
+    assert states[:3] == [JobState.KILLED, JobState.STOPPED, JobState.STOPPED]
+    assert states[3] in (JobState.COMPLETED, JobState.STOPPED)  # it may have finished first
+    assert {s.reason for s in recorded[:3]} == {"server-shutdown"}
 
 
 async def test_leaving_the_block_stops_jobs_and_drains_followers(tmp_path: Path) -> None:
@@ -73,15 +81,17 @@ async def test_leaving_the_block_stops_jobs_and_drains_followers(tmp_path: Path)
     with trio.fail_after(20):
         async with trio.open_nursery() as nursery, JobManager(tmp_path) as jobs:
             status = await jobs.start("alice", SAYS_GOODBYE)
-            assert await read_line(jobs.output("alice", status.id)) == b"ready\n"
+            assert await read_line(await jobs.output("alice", status.id)) == b"ready\n"
 
             async def follow() -> None:
-                out.append(await collect(jobs.output("alice", status.id)))
+                out.append(await collect(await jobs.output("alice", status.id)))
 
             nursery.start_soon(follow)
             await trio.testing.wait_all_tasks_blocked()
     assert out == [b"ready\ngoodbye\n"]
-    assert jobs.status("alice", status.id).state is JobState.STOPPED
+    [recorded] = await after_restart(tmp_path, status)
+    assert recorded.state is JobState.STOPPED
+    assert recorded.reason == "server-shutdown"
 
 
 async def test_shutdown_does_not_wait_forever_for_a_follower_that_never_reads(
@@ -90,10 +100,11 @@ async def test_shutdown_does_not_wait_forever_for_a_follower_that_never_reads(
     with trio.fail_after(20):
         async with JobManager(tmp_path, grace=0.2, drain_timeout=0.2) as jobs:
             status = await jobs.start("alice", [PYTHON, "-c", "print('x' * 10**7)"])
-            stalled = jobs.output("alice", status.id, chunk_size=1000)
+            stalled = await jobs.output("alice", status.id, chunk_size=1000)
             await read_line(stalled)
         # The block exited although the follower took one chunk of ten thousand.
-    assert jobs.status("alice", status.id).state.is_final
+    [recorded] = await after_restart(tmp_path, status)
+    assert recorded.state.is_final
 
 
 async def test_an_exception_in_the_block_reaches_the_caller_unwrapped(tmp_path: Path) -> None:
@@ -112,7 +123,7 @@ async def test_the_manager_runs_many_jobs_and_limits_apply(tmp_path: Path) -> No
         started = [await jobs.start("alice", ["true"]) for _ in range(50)]
         with trio.fail_after(20):
             for status in started:
-                await collect(jobs.output("alice", status.id))
+                await collect(await jobs.output("alice", status.id))
                 assert (await jobs.stop("alice", status.id)).state is JobState.COMPLETED
     assert my_children() == []
 
@@ -126,7 +137,7 @@ async def test_shutdown_cuts_a_longer_stop_under_way_to_the_managers_grace(
     with trio.fail_after(30):
         async with trio.open_nursery() as outside, JobManager(tmp_path, grace=1) as jobs:
             status = await jobs.start("alice", ["sh", "-c", IGNORES_TERM])
-            await read_line(jobs.output("alice", status.id))
+            await read_line(await jobs.output("alice", status.id))
 
             async def stop() -> None:
                 results.append(await jobs.stop("alice", status.id, grace=3600))

@@ -16,7 +16,7 @@ from tests.procs import PYTHON, collect
 async def run_to_end(jobs: JobManager, argv: list[str], **kwargs: object) -> bytes:
     status = await jobs.start("alice", argv, **kwargs)  # type: ignore[arg-type]
     with trio.fail_after(10):
-        return await collect(jobs.output("alice", status.id))
+        return await collect(await jobs.output("alice", status.id))
 
 
 async def test_start_returns_a_running_job_with_a_fresh_uuid(jobs: JobManager) -> None:
@@ -43,7 +43,7 @@ async def test_cwd_and_env_overrides_reach_the_job(jobs: JobManager, tmp_path: P
         "alice", [PYTHON, "-c", code], cwd=str(tmp_path), env={"GREETING": "hi there"}
     )
     with trio.fail_after(10):
-        out = await collect(jobs.output("alice", status.id))
+        out = await collect(await jobs.output("alice", status.id))
     assert out.decode().split() == [str(tmp_path), "hi", "there", status.id]
 
 
@@ -66,8 +66,8 @@ async def test_job_leads_its_own_session_and_process_group(jobs: JobManager) -> 
     assert int(sid) != os.getsid(0)
 
 
-def assert_nothing_left(jobs: JobManager, state_dir: Path) -> None:
-    assert jobs.list("alice") == []
+async def assert_nothing_left(jobs: JobManager, state_dir: Path) -> None:
+    assert (await jobs.list("alice")).jobs == []
     assert list((state_dir / "logs").iterdir()) == []
 
 
@@ -101,14 +101,14 @@ async def start_unstartable(
     argv = [arg.format(tmp=tmp_path) for arg in argv]
     with pytest.raises(SpawnError, match=message):
         await jobs.start("alice", argv)
-    assert_nothing_left(jobs, tmp_path / "state")
+    await assert_nothing_left(jobs, tmp_path / "state")
 
 
 async def test_missing_cwd_is_an_error_of_start(jobs: JobManager, tmp_path: Path) -> None:
     missing = str(tmp_path / "missing")
     with pytest.raises(SpawnError, match="cannot use working directory"):
         await jobs.start("alice", ["true"], cwd=missing)
-    assert_nothing_left(jobs, tmp_path / "state")
+    await assert_nothing_left(jobs, tmp_path / "state")
 
 
 @pytest.mark.parametrize(
@@ -137,7 +137,7 @@ async def test_bad_request_is_rejected_and_changes_nothing(
     owner = kwargs.pop("owner", "alice")
     with pytest.raises(InvalidRequest, match=message):
         await jobs.start(owner, **kwargs)  # type: ignore[arg-type]
-    assert_nothing_left(jobs, tmp_path / "state")
+    await assert_nothing_left(jobs, tmp_path / "state")
 
 
 async def test_oversized_argv_is_rejected(tmp_path: Path) -> None:
@@ -147,7 +147,7 @@ async def test_oversized_argv_is_rejected(tmp_path: Path) -> None:
             await jobs.start("alice", ["echo", "x" * 120])
         with pytest.raises(InvalidRequest, match="the limit is 100"):
             await jobs.start("alice", ["echo"], env={"BIG": "y" * 120})
-        assert len(jobs.list("alice")) == 1
+        assert len((await jobs.list("alice")).jobs) == 1
 
 
 async def test_start_outside_the_manager_block_raises_manager_closed(tmp_path: Path) -> None:
@@ -185,7 +185,7 @@ async def test_a_job_starts_with_default_signals_and_nothing_blocked(jobs: JobMa
     finally:
         signal.signal(signal.SIGHUP, previous)
     with trio.fail_after(30):
-        out = await collect(jobs.output("alice", status.id))
+        out = await collect(await jobs.output("alice", status.id))
     assert out.split() == [b"SigBlk:", b"0" * 16, b"SigIgn:", b"0" * 16]
 
 

@@ -21,7 +21,7 @@ DOUBLE_FORK = "(sleep 300 & echo grandchild $!); echo ready; sleep 300"
 
 async def wait_for_line(jobs: JobManager, job_id: str, line: bytes) -> bytes:
     seen = b""
-    async for chunk in jobs.output("alice", job_id):
+    async for chunk in await jobs.output("alice", job_id):
         seen += chunk
         if line in seen:
             return seen
@@ -70,7 +70,7 @@ async def test_stop_kills_children_that_ignore_sigterm_when_the_leader_obeys(
     with trio.fail_after(10):
         await wait_for_line(jobs, status.id, b"ready")
         final = await jobs.stop("alice", status.id)
-        rest = await collect(jobs.output("alice", status.id, offset=final.output_bytes))
+        rest = await collect(await jobs.output("alice", status.id, offset=final.output_bytes))
     # The leader obeyed, but its child needed SIGKILL once the grace period was over.
     assert final.state is JobState.KILLED
     assert final.signal == signal.SIGTERM
@@ -81,7 +81,7 @@ async def test_stop_kills_children_that_ignore_sigterm_when_the_leader_obeys(
 async def test_stopping_a_finished_job_reports_its_final_status(jobs: JobManager) -> None:
     status = await jobs.start("alice", ["sh", "-c", "exit 3"])
     with trio.fail_after(10):
-        await collect(jobs.output("alice", status.id))
+        await collect(await jobs.output("alice", status.id))
         first = await jobs.stop("alice", status.id)
         second = await jobs.stop("alice", status.id, grace=0)
     assert first == second
@@ -118,7 +118,7 @@ async def test_a_stop_may_grant_more_grace_than_the_managers_default(tmp_path: P
         with trio.fail_after(20):
             await wait_for_line(jobs, status.id, b"ready")
             final = await jobs.stop("alice", status.id, grace=15)
-            out = await collect(jobs.output("alice", status.id))
+            out = await collect(await jobs.output("alice", status.id))
     assert final.state is JobState.STOPPED
     assert b"cleaned up" in out
 
@@ -140,7 +140,7 @@ async def test_the_grace_period_covers_children_that_handle_sigterm(jobs: JobMan
     with trio.fail_after(20):
         await wait_for_line(jobs, status.id, b"ready")
         final = await jobs.stop("alice", status.id, grace=15)
-        out = await collect(jobs.output("alice", status.id))
+        out = await collect(await jobs.output("alice", status.id))
     assert b"child cleaned up" in out
     assert final.state is JobState.STOPPED
     assert alive_in_groups({status.pid}) == []
@@ -150,7 +150,7 @@ async def test_negative_grace_is_rejected(jobs: JobManager) -> None:
     status = await jobs.start("alice", ["sleep", "300"])
     with pytest.raises(InvalidRequest, match="grace"):
         await jobs.stop("alice", status.id, grace=-1)
-    assert jobs.status("alice", status.id).state is JobState.RUNNING
+    assert (await jobs.status("alice", status.id)).state is JobState.RUNNING
 
 
 async def test_exit_of_the_main_process_kills_what_it_left_in_its_group(
@@ -160,7 +160,7 @@ async def test_exit_of_the_main_process_kills_what_it_left_in_its_group(
     # reach EOF and the sleep would outlive the job.
     status = await jobs.start("alice", ["sh", "-c", "sleep 300 & echo $!"])
     with trio.fail_after(10):
-        out = await collect(jobs.output("alice", status.id))
+        out = await collect(await jobs.output("alice", status.id))
         final = await jobs.stop("alice", status.id)
     assert final.state is JobState.COMPLETED
     assert not is_alive(int(out))
@@ -171,7 +171,7 @@ async def test_followers_get_what_a_job_writes_while_it_stops(jobs: JobManager) 
     status = await jobs.start("alice", SAYS_GOODBYE)
     with trio.fail_after(10):
         await wait_for_line(jobs, status.id, b"ready")
-        follower = jobs.output("alice", status.id)
+        follower = await jobs.output("alice", status.id)
         final = await jobs.stop("alice", status.id)
         out = await collect(follower)
     assert final.state is JobState.STOPPED
@@ -183,7 +183,7 @@ async def test_every_job_process_is_reaped(jobs: JobManager) -> None:
     for argv in (["true"], ["false"], [PYTHON, "-c", "import os; os.kill(os.getpid(), 9)"]):
         status = await jobs.start("alice", argv)
         with trio.fail_after(10):
-            await collect(jobs.output("alice", status.id))
+            await collect(await jobs.output("alice", status.id))
             await jobs.stop("alice", status.id)
     assert my_children() == []
 

@@ -31,7 +31,7 @@ async def still_serves(server: Server, conn: RawConnection) -> None:
     assert (await conn.call(LIST, EMPTY_LIST)).grpc_status == StatusCode.OK.value
     assert not conn.terminated
     async with server.connect() as client:
-        assert await client.list() == []
+        assert await client.list() == ([], False)
 
 
 @pytest.mark.parametrize("value", ["abcS", "-5S", "999999999S", "1", "S", "1.5S", "5x"])
@@ -103,7 +103,7 @@ async def test_a_connection_level_protocol_error_ends_only_that_connection(
             await conn.call(LIST, EMPTY_LIST, replace={"te": "gzip"})
             assert conn.terminated
         async with server.connect() as client:
-            assert await client.list() == []
+            assert await client.list() == ([], False)
 
 
 async def test_header_bytes_that_are_not_utf8_end_only_that_connection(
@@ -114,7 +114,7 @@ async def test_header_bytes_that_are_not_utf8_end_only_that_connection(
             await conn.call(LIST, EMPTY_LIST, extra=[(b"x-junk", b"\xff\xfe")])
             assert conn.terminated
         async with server.connect() as client:
-            assert await client.list() == []
+            assert await client.list() == ([], False)
     # A protocol error of the peer's, not a failure of ours.
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
 
@@ -168,7 +168,7 @@ async def test_connections_reset_at_once_do_not_harm_the_server(server: Server) 
         sock.close()
     with trio.fail_after(10):
         async with server.connect() as client:
-            assert await client.list() == []
+            assert await client.list() == ([], False)
 
 
 async def test_a_server_that_never_answers_times_out_the_client(server: Server) -> None:

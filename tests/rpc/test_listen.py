@@ -29,7 +29,7 @@ async def test_server_listens_on_exactly_the_addresses_asked_for(pki: Pki, tmp_p
         assert [host for host, _ in bound] == ["127.0.0.1", "::1"]
         for host, port in bound:
             async with open_client(host, port, ca=pki.ca, cert=alice.cert, key=alice.key) as c:
-                assert await c.list() == []
+                assert await c.list() == ([], False)
         # Not bound to every interface: the IPv4 listener's port is not open on IPv6.
         if bound[0][1] != bound[1][1]:
             with pytest.raises(OSError, match="all attempts to connect"):

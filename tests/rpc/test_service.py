@@ -39,7 +39,7 @@ async def test_start_status_output_stop_and_list(server: Server) -> None:
         assert rest[-1].final.state == jobs_pb2.JOB_STATE_STOPPED
         status = await client.status(started.job_id)
         assert status == stopped
-        assert [s.job_id for s in await client.list()] == [started.job_id]
+        assert [s.job_id for s in (await client.list())[0]] == [started.job_id]
         assert await client.health() == 1
 
 
@@ -78,7 +78,7 @@ async def test_bad_start_requests_are_invalid_argument(
             await client.start(argv)
         assert info.value.code == code
         assert message in info.value.message
-        assert await client.list() == []
+        assert await client.list() == ([], False)
 
 
 async def test_unknown_and_foreign_jobs_are_the_same_not_found(server: Server) -> None:
@@ -95,7 +95,7 @@ async def test_unknown_and_foreign_jobs_are_the_same_not_found(server: Server) -
                     await anext(chunks)
             errors.append((info.value.code, info.value.message.replace(job_id, "ID")))
         assert set(errors) == {(StatusCode.NOT_FOUND, "job ID not found")}
-        assert await bob.list() == []
+        assert await bob.list() == ([], False)
         assert (await alice.status(job.job_id)).state == jobs_pb2.JOB_STATE_RUNNING
         with pytest.raises(RpcError) as info:
             await bob.status("not-a-uuid")
@@ -110,9 +110,9 @@ async def test_admin_lists_and_reads_every_users_jobs_but_cannot_stop_them(
         with pytest.raises(RpcError) as info:
             await alice.list(all_users=True)
         assert info.value.code == StatusCode.PERMISSION_DENIED
-        everyone = await admin.list(all_users=True)
+        everyone, _ = await admin.list(all_users=True)
         assert [(s.job_id, s.owner) for s in everyone] == [(job.job_id, "alice")]
-        assert await admin.list() == []  # the admin's own jobs: none
+        assert await admin.list() == ([], False)  # the admin's own jobs: none
         assert (await admin.status(job.job_id)).owner == "alice"
         async with admin.output(job.job_id) as chunks:
             assert (await anext(chunks)).data == b"secret\n"

@@ -1,4 +1,5 @@
 import argparse
+import sys
 
 from ...rpc.client import JobsClient
 from ..exits import Exit
@@ -6,9 +7,13 @@ from ..render import as_dict, as_json, table
 
 
 async def run(client: JobsClient, args: argparse.Namespace) -> int:
-    statuses = await client.list(all_users=args.all)
+    statuses, more = await client.list(all_users=args.all, limit=args.limit or None)
     if args.json:
         print(as_json([as_dict(s) for s in statuses]))
     elif statuses:
         print(table(statuses, owners=args.all))
+    if more:
+        print(
+            f"jog: showing the newest {len(statuses)} jobs; --limit 0 shows all", file=sys.stderr
+        )
     return Exit.OK

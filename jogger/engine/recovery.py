@@ -1,0 +1,103 @@
+"""After a crash: find what is left of jobs that ran without a cgroup, and kill it.
+
+Jobs in a cgroup are found through their group (see the backends' ``cleanup_leftovers``).
+A job without one was its own session (the spawner calls setsid), so its processes are those
+whose session id is the job's main pid, unless they called setsid themselves.
+
+A pid is only trusted with proof that it is still the job's: the record holds the main
+process's start time and the boot it ran in. Linux does not hand out a pid while a session
+or process group of that number exists, so while the main process lives its start time
+proves it, and once it is gone, any process still in session ``pid`` is the job's. Every
+process is signalled through a pidfd, after checking it again, so that no pid reused in
+between is ever hit.
+"""
+
+import logging
+import os
+import signal
+from pathlib import Path
+
+import trio
+
+from .store import ProcessIdentity
+
+log = logging.getLogger("jogger.engine")
+
+KILL_WAIT = 10.0
+"""Seconds to wait for killed leftovers to die (a process in uninterruptible sleep may not)."""
+
+
+def boot_id() -> str:
+    try:
+        return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    except OSError:
+        return ""
+
+
+def identify(pid: int) -> ProcessIdentity:
+    """The identity of our own child ``pid`` (alive, or a zombie we have not reaped)."""
+    found = _stat(pid)
+    return ProcessIdentity(pid, found[2] if found is not None else 0, boot_id())
+
+
+async def kill_session(process: ProcessIdentity) -> int:
+    """SIGKILL what is left of a job that ran as session ``process.pid``; return how many.
+
+    Does nothing unless the record is from this boot and the pid still means the job.
+    """
+    if process.pid <= 1 or not process.boot_id or process.boot_id != boot_id():
+        return 0
+    leader = _stat(process.pid)
+    if leader is not None and leader[2] != process.start_ticks:
+        return 0  # the pid is someone else's now, so the job's session is gone
+    killed = []
+    for pid in _session_members(process):
+        try:
+            pidfd = os.pidfd_open(pid)
+        except OSError:
+            continue
+        found = _stat(pid)
+        if found is not None and found[1] == process.pid and found[2] >= process.start_ticks:
+            try:
+                signal.pidfd_send_signal(pidfd, signal.SIGKILL)
+                killed.append(pidfd)
+                continue
+            except OSError:
+                pass
+        os.close(pidfd)
+    try:
+        with trio.move_on_after(KILL_WAIT) as timer:
+            for pidfd in killed:
+                await trio.lowlevel.wait_readable(pidfd)
+        if timer.cancelled_caught:
+            log.warning("leftovers of session %d survived SIGKILL", process.pid)
+    finally:
+        for pidfd in killed:
+            os.close(pidfd)
+    return len(killed)
+
+
+def _session_members(process: ProcessIdentity) -> list[int]:
+    members = []
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            found = _stat(int(name))
+            if found is not None and found[1] == process.pid and found[0] not in (b"Z", b"X"):
+                members.append(int(name))
+    return members
+
+
+def _stat(pid: int) -> tuple[bytes, int, int] | None:
+    """(state, session id, start time in ticks) from /proc/PID/stat; None if gone."""
+    try:
+        data = Path(f"/proc/{pid}/stat").read_bytes()
+    except OSError:
+        return None
+    if b")" not in data:
+        return None
+    # Fields after the command name (which may contain anything): state is field 3, the
+    # session id field 6, the start time field 22.
+    fields = data[data.rindex(b")") + 2 :].split()
+    if len(fields) < 20:
+        return None
+    return fields[0], int(fields[3]), int(fields[19])

@@ -1,0 +1,154 @@
+"""How long finished jobs are kept: by count, by age and by the state dir's size.
+
+The manager runs ``retain`` as a task of its nursery. It deletes the oldest finished jobs
+(those that ended first), record and output log together, while any limit is exceeded; then
+it sleeps until a job ends or the oldest finished job comes of age. There is no polling.
+Running jobs are never deleted.
+"""
+
+import contextlib
+import logging
+import math
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import trio
+
+from .errors import InvalidRequest, StoreError
+from .store import JobStore
+
+log = logging.getLogger("jogger.engine")
+
+BATCH = 500
+"""Records deleted per transaction, so that other calls get the store in between."""
+RETRY = 60.0
+"""Seconds before trying again when the store failed."""
+
+
+@dataclass(frozen=True, slots=True)
+class Retention:
+    """None means no limit of that kind. ``max_state_bytes`` counts the output logs of all
+    jobs and the database; only finished jobs are deleted to meet it."""
+
+    max_jobs: int | None = None
+    max_days: float | None = None
+    max_state_bytes: int | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("max_jobs", "max_days", "max_state_bytes"):
+            value = getattr(self, name)
+            if value is None:
+                continue
+            if (
+                not isinstance(value, int | float)
+                or isinstance(value, bool)
+                or math.isnan(value)
+                or value < 0
+            ):
+                raise InvalidRequest(f"retention {name} must be a non-negative number")
+
+    @property
+    def empty(self) -> bool:
+        return self.max_jobs is None and self.max_days is None and self.max_state_bytes is None
+
+
+class Retainer:
+    """Deletes what ``Retention`` says is too old; wake it with ``job_ended``."""
+
+    def __init__(
+        self,
+        retention: Retention,
+        store: JobStore,
+        *,
+        logs_dir: Path,
+        state_files: list[Path],
+        live_bytes: Callable[[], int],
+        is_live: Callable[[str], bool],
+    ) -> None:
+        self._retention = retention
+        self._store = store
+        self._logs_dir = logs_dir
+        self._state_files = state_files
+        self._live_bytes = live_bytes
+        self._is_live = is_live
+        self._wake = trio.Event()
+
+    def job_ended(self) -> None:
+        self._wake.set()
+
+    async def run(self) -> None:
+        if self._retention.empty:
+            return
+        while True:
+            self._wake = trio.Event()
+            try:
+                deleted, oldest = await self._expire_once()
+            except (StoreError, OSError) as exc:
+                log.error("deleting old jobs failed: %s; retrying in %.0f s", exc, RETRY)
+                await trio.sleep(RETRY)
+                continue
+            if deleted == BATCH:
+                continue  # more may be due; the store's limiter let others in meanwhile
+            wake_at = math.inf
+            if self._retention.max_days is not None and oldest is not None:
+                due = oldest + timedelta(days=self._retention.max_days)
+                wake_at = trio.current_time() + max(0.0, (due - datetime.now(UTC)).total_seconds())
+            with trio.move_on_at(wake_at):
+                await self._wake.wait()
+
+    async def _expire_once(self) -> tuple[int, datetime | None]:
+        r = self._retention
+        budget = None
+        if r.max_state_bytes is not None:
+            budget = r.max_state_bytes - self._live_bytes() - _sizes(self._state_files)
+        before = None
+        if r.max_days is not None:
+            before = datetime.now(UTC) - timedelta(days=r.max_days)
+        expired = await self._store.expire(
+            keep_jobs=r.max_jobs, before=before, max_bytes=budget, batch=BATCH
+        )
+        if expired.job_ids:
+            paths = [self._logs_dir / f"{job_id}.log" for job_id in expired.job_ids]
+            await trio.to_thread.run_sync(_unlink_all, paths)
+            log.info(
+                "deleted %d old jobs; %d finished jobs (%d output bytes) kept",
+                len(expired.job_ids),
+                expired.jobs_left,
+                expired.bytes_left,
+            )
+        return len(expired.job_ids), expired.oldest_end
+
+    async def sweep_orphans(self) -> None:
+        """Delete output logs that have no job record: a crash came between deleting the
+        record and its log, or between creating a job's log and recording its start."""
+        names = await trio.to_thread.run_sync(_log_names, self._logs_dir)
+        known = await self._store.ids_among(names)
+        # A job that is starting has its log before its record: it is live, so kept.
+        orphans = [n for n in names if n not in known and not self._is_live(n)]
+        if orphans:
+            log.warning("deleting %d output logs that have no job record", len(orphans))
+            paths = [self._logs_dir / f"{name}.log" for name in orphans]
+            await trio.to_thread.run_sync(_unlink_all, paths)
+
+
+def _log_names(logs_dir: Path) -> list[str]:
+    return [name[: -len(".log")] for name in os.listdir(logs_dir) if name.endswith(".log")]
+
+
+def _sizes(paths: list[Path]) -> int:
+    total = 0
+    for path in paths:
+        with contextlib.suppress(OSError):  # not created yet
+            total += path.stat().st_size
+    return total
+
+
+def _unlink_all(paths: list[Path]) -> None:
+    for path in paths:
+        try:
+            path.unlink(missing_ok=True)
+        except OSError as exc:
+            log.warning("cannot delete %s: %s", path, exc.strerror)

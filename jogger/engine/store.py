@@ -1,0 +1,472 @@
+"""The job history: one SQLite database in the state dir, used from one worker thread at a time.
+
+Every job has one row, written when it starts and again when it ends, each time before the
+call that caused the change returns. The output itself stays in the job's log file; a row
+holds what ``jog status`` shows, plus what recovery needs to find a job's processes after a
+crash (the main pid, its start time and the boot it ran in).
+
+The database is in WAL mode with ``synchronous=FULL``: a commit is on disk when it returns,
+so an acknowledged start survives a power loss. Calls run in a trio worker thread, one at a
+time (a CapacityLimiter of 1, first come first served); they are not abandoned on
+cancellation, so a write that has begun always finishes and is never half-applied.
+
+A row that cannot be read back (damaged by hand, by a bug or by the disk) is logged once and
+skipped: it does not stop the server, and the job reads as not found.
+"""
+
+import json
+import logging
+import math
+import os
+import sqlite3
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TypeVar
+
+import trio
+
+from .errors import InvalidRequest, StoreError
+from .limits import JobLimits
+from .status import JobState, JobStatus
+
+log = logging.getLogger("jogger.engine")
+
+SCHEMA_VERSION = 1
+BUSY_TIMEOUT = 5.0
+"""Seconds a statement waits for a lock (only our own connection writes, so rarely)."""
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS jobs (
+    seq              INTEGER PRIMARY KEY AUTOINCREMENT,
+    id               TEXT NOT NULL UNIQUE,
+    owner            TEXT NOT NULL,
+    state            TEXT NOT NULL,
+    argv             TEXT NOT NULL,
+    reason           TEXT NOT NULL DEFAULT '',
+    exit_code        INTEGER,
+    signal           INTEGER,
+    pid              INTEGER NOT NULL,
+    pid_start        INTEGER NOT NULL DEFAULT 0,
+    boot_id          TEXT NOT NULL DEFAULT '',
+    started_at       REAL NOT NULL,
+    ended_at         REAL,
+    output_bytes     INTEGER NOT NULL DEFAULT 0,
+    output_truncated INTEGER NOT NULL DEFAULT 0,
+    output_error     TEXT NOT NULL DEFAULT '',
+    cgroup           TEXT NOT NULL,
+    limits           TEXT NOT NULL,
+    cpu_seconds      REAL,
+    memory_peak      INTEGER
+);
+CREATE INDEX IF NOT EXISTS jobs_by_owner ON jobs (owner, seq);
+CREATE INDEX IF NOT EXISTS jobs_running ON jobs (seq) WHERE state = 'running';
+CREATE INDEX IF NOT EXISTS jobs_by_end ON jobs (ended_at) WHERE state != 'running';
+"""
+_COLUMNS = (
+    "id, owner, state, argv, reason, exit_code, signal, pid, started_at, ended_at, "
+    "output_bytes, output_truncated, output_error, cgroup, limits, cpu_seconds, memory_peak"
+)
+_WRITE = f"""
+INSERT INTO jobs ({_COLUMNS}, pid_start, boot_id)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+ON CONFLICT (id) DO UPDATE SET
+    state = excluded.state, reason = excluded.reason, exit_code = excluded.exit_code,
+    signal = excluded.signal, ended_at = excluded.ended_at,
+    output_bytes = excluded.output_bytes, output_truncated = excluded.output_truncated,
+    output_error = excluded.output_error, cpu_seconds = excluded.cpu_seconds,
+    memory_peak = excluded.memory_peak
+"""
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class ProcessIdentity:
+    """What tells a job's main process apart from a later process with the same pid."""
+
+    pid: int
+    start_ticks: int
+    """Field 22 of /proc/PID/stat: when the process started, in clock ticks since boot."""
+    boot_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class Unfinished:
+    """A record still marked running when the store was opened: its server did not end it."""
+
+    seq: int
+    job_id: str
+    cgroup: str
+    process: ProcessIdentity
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    jobs: list[JobStatus]
+    next_token: str
+    """Pass as ``page_token`` for the next (older) page; empty on the last page."""
+
+
+@dataclass(frozen=True, slots=True)
+class Expired:
+    job_ids: list[str]
+    jobs_left: int
+    bytes_left: int
+    oldest_end: datetime | None
+    """When the oldest finished job left ended."""
+
+
+class JobStore:
+    """The job records. ``path`` None keeps them in memory (for embedding and benchmarks)."""
+
+    def __init__(self, path: Path | None) -> None:
+        self.path = path
+        self._db: sqlite3.Connection | None = None
+        self._limiter = trio.CapacityLimiter(1)
+        self._reported: set[int] = set()
+        self._reported_lock = threading.Lock()
+
+    # --- lifecycle -------------------------------------------------------------------------
+
+    @property
+    def is_open(self) -> bool:
+        return self._db is not None
+
+    async def open(self) -> None:
+        """Open (creating if need be) the database. Raises StoreError, saying why."""
+        await self._call(self._open)
+
+    async def close(self) -> None:
+        if self._db is not None:
+            await self._call(self._close)
+
+    def _open(self) -> None:
+        target = ":memory:" if self.path is None else str(self.path)
+        if self.path is not None:
+            # Created 0600 before SQLite opens it: the journal files inherit its mode.
+            os.close(os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600))
+        db = sqlite3.connect(
+            target, timeout=BUSY_TIMEOUT, isolation_level=None, check_same_thread=False
+        )
+        try:
+            version = db.execute("PRAGMA user_version").fetchone()[0]
+            if version > SCHEMA_VERSION:
+                raise StoreError(
+                    f"{target} was written by a newer jogger (schema {version}; this one "
+                    f"knows {SCHEMA_VERSION})"
+                )
+            if self.path is not None:
+                mode = db.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+                if mode != "wal":
+                    raise StoreError(f"{target}: cannot use WAL mode (got {mode})")
+            db.execute("PRAGMA synchronous = FULL")
+            db.execute("PRAGMA foreign_keys = ON")
+            with _transaction(db):
+                for statement in _SCHEMA.split(";"):
+                    if statement.strip():
+                        db.execute(statement)
+                db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        except BaseException:
+            db.close()
+            raise
+        self._db = db
+
+    def _close(self) -> None:
+        assert self._db is not None
+        db, self._db = self._db, None
+        db.close()
+
+    # --- writes ------------------------------------------------------------------------------
+
+    async def record(self, status: JobStatus, process: ProcessIdentity | None = None) -> None:
+        """Write the job's row: insert it at start, update it at the end (what may change)."""
+        values = _values(status, process)
+        await self._call(lambda: self._write(values))
+
+    def _write(self, values: tuple[object, ...]) -> None:
+        db = self._connection()
+        with _transaction(db):
+            db.execute(_WRITE, values)
+
+    async def resolve_unfinished(self, resolved: list[tuple[int, int]], now: datetime) -> None:
+        """Mark the given (seq, output bytes) records killed by a server crash."""
+
+        def resolve() -> None:
+            db = self._connection()
+            with _transaction(db):
+                db.executemany(
+                    "UPDATE jobs SET state = 'killed', reason = 'server-crash', ended_at = ?, "
+                    "output_bytes = ? WHERE seq = ?",
+                    [(now.timestamp(), size, seq) for seq, size in resolved],
+                )
+
+        await self._call(resolve)
+
+    async def expire(
+        self, *, keep_jobs: int | None, before: datetime | None, max_bytes: int | None, batch: int
+    ) -> Expired:
+        """Delete up to ``batch`` of the oldest finished records past any of the limits.
+
+        Oldest means ended first. Returns the deleted ids (their logs are the caller's to
+        delete) and what is left.
+        """
+
+        def expire() -> Expired:
+            db = self._connection()
+            with _transaction(db):
+                count, total = db.execute(
+                    "SELECT count(*), total(output_bytes) FROM jobs WHERE state != 'running'"
+                ).fetchone()
+                total = int(total)
+                doomed: list[str] = []
+                rows = db.execute(
+                    "SELECT seq, id, ended_at, output_bytes FROM jobs "
+                    "WHERE state != 'running' ORDER BY ended_at LIMIT ?",
+                    (batch,),
+                ).fetchall()
+                cutoff = before.timestamp() if before is not None else -math.inf
+                for seq, job_id, ended_at, size in rows:
+                    over = (
+                        (keep_jobs is not None and count > keep_jobs)
+                        or (isinstance(ended_at, float | int) and ended_at < cutoff)
+                        or (max_bytes is not None and total > max_bytes)
+                    )
+                    if not over:
+                        break
+                    db.execute("DELETE FROM jobs WHERE seq = ?", (seq,))
+                    doomed.append(str(job_id))
+                    count -= 1
+                    total -= size if isinstance(size, int) else 0
+                (oldest,) = db.execute(
+                    "SELECT min(ended_at) FROM jobs WHERE state != 'running'"
+                ).fetchone()
+                end = _time(oldest) if isinstance(oldest, int | float) else None
+                return Expired(doomed, count, total, end)
+
+        return await self._call(expire)
+
+    # --- reads ---------------------------------------------------------------------------------
+
+    async def unfinished(self) -> list[Unfinished]:
+        """Records still marked running: left by a server that did not end them."""
+
+        def query() -> list[Unfinished]:
+            rows = self._connection().execute(
+                "SELECT seq, id, cgroup, pid, pid_start, boot_id FROM jobs "
+                "WHERE state = 'running' ORDER BY seq"
+            )
+            found = []
+            for seq, job_id, cgroup, pid, start, boot in rows:
+                ok = isinstance(pid, int) and isinstance(start, int) and isinstance(boot, str)
+                process = ProcessIdentity(pid, start, boot) if ok else ProcessIdentity(0, 0, "")
+                found.append(Unfinished(seq, str(job_id), str(cgroup), process))
+            return found
+
+        return await self._call(query)
+
+    async def get(self, job_id: str) -> JobStatus | None:
+        def query() -> JobStatus | None:
+            row = (
+                self._connection()
+                .execute(f"SELECT seq, {_COLUMNS} FROM jobs WHERE id = ?", (job_id,))
+                .fetchone()
+            )
+            return None if row is None else self._parse(row)
+
+        return await self._call(query)
+
+    async def page(self, owner: str | None, *, size: int, token: str) -> Page:
+        """Up to ``size`` jobs, newest first, older than ``token`` (from the previous page)."""
+        before = _parse_token(token)
+
+        def query() -> Page:
+            sql = f"SELECT seq, {_COLUMNS} FROM jobs WHERE seq < ?"
+            args: list[object] = [before]
+            if owner is not None:
+                sql += " AND owner = ?"
+                args.append(owner)
+            sql += " ORDER BY seq DESC LIMIT ?"
+            args.append(size + 1)
+            rows = self._connection().execute(sql, args).fetchall()
+            more = len(rows) > size
+            rows = rows[:size]
+            jobs = [s for s in (self._parse(row) for row in rows) if s is not None]
+            return Page(jobs, str(rows[-1][0]) if more else "")
+
+        return await self._call(query)
+
+    async def totals(self) -> tuple[int, int]:
+        """(finished jobs, their output bytes) on record."""
+
+        def query() -> tuple[int, int]:
+            count, total = (
+                self._connection()
+                .execute("SELECT count(*), total(output_bytes) FROM jobs WHERE state != 'running'")
+                .fetchone()
+            )
+            return int(count), int(total)
+
+        return await self._call(query)
+
+    async def ids_among(self, job_ids: list[str]) -> set[str]:
+        """Which of ``job_ids`` have a record."""
+
+        def query() -> set[str]:
+            db = self._connection()
+            found: set[str] = set()
+            for i in range(0, len(job_ids), 500):
+                part = job_ids[i : i + 500]
+                marks = ",".join("?" * len(part))
+                found.update(
+                    row[0] for row in db.execute(f"SELECT id FROM jobs WHERE id IN ({marks})", part)
+                )
+            return found
+
+        return await self._call(query)
+
+    # --- plumbing ------------------------------------------------------------------------------
+
+    def _connection(self) -> sqlite3.Connection:
+        if self._db is None:
+            raise StoreError("the job store is closed")
+        return self._db
+
+    async def _call(self, fn: Callable[[], T]) -> T:
+        """Run ``fn`` in a worker thread, one call at a time; SQLite errors become StoreError.
+
+        Not abandoned on cancellation: a statement that has begun completes (bounded by
+        BUSY_TIMEOUT and the disk), and the caller sees the cancellation afterwards.
+        """
+        try:
+            return await trio.to_thread.run_sync(fn, limiter=self._limiter)
+        except sqlite3.Error as exc:
+            where = self.path if self.path is not None else "memory"
+            raise StoreError(f"job store {where}: {exc}") from None
+
+    def _parse(self, row: tuple[object, ...]) -> JobStatus | None:
+        try:
+            return _status(row[1:])
+        except (ValueError, TypeError, KeyError, OverflowError) as exc:
+            seq = row[0] if isinstance(row[0], int) else -1
+            with self._reported_lock:
+                first = seq not in self._reported
+                self._reported.add(seq)
+            if first:
+                log.error("skipping damaged job record seq=%s id=%r: %s", seq, row[1], exc)
+            return None
+
+
+@contextmanager
+def _transaction(db: sqlite3.Connection) -> Iterator[None]:
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
+    db.execute("COMMIT")
+
+
+def _values(status: JobStatus, process: ProcessIdentity | None) -> tuple[object, ...]:
+    return (
+        status.id,
+        status.owner,
+        status.state.value,
+        json.dumps(list(status.argv)),
+        status.reason,
+        status.exit_code,
+        status.signal,
+        status.pid,
+        status.started_at.timestamp(),
+        status.ended_at.timestamp() if status.ended_at is not None else None,
+        status.output_bytes,
+        int(status.output_truncated),
+        status.output_error,
+        status.cgroup,
+        json.dumps({k: v for k, v in asdict(status.limits).items() if v is not None}),
+        status.cpu_seconds,
+        status.memory_peak,
+        process.start_ticks if process is not None else 0,
+        process.boot_id if process is not None else "",
+    )
+
+
+def _status(row: tuple[object, ...]) -> JobStatus:
+    (
+        job_id,
+        owner,
+        state,
+        argv,
+        reason,
+        exit_code,
+        signal,
+        pid,
+        started_at,
+        ended_at,
+        output_bytes,
+        output_truncated,
+        output_error,
+        cgroup,
+        limits,
+        cpu_seconds,
+        memory_peak,
+    ) = row
+    args = json.loads(_text(argv))
+    if not isinstance(args, list) or not args or not all(isinstance(a, str) for a in args):
+        raise ValueError("argv is not a list of strings")
+    limit_fields = json.loads(_text(limits))
+    if not isinstance(limit_fields, dict):
+        raise ValueError("limits is not an object")
+    return JobStatus(
+        id=_text(job_id),
+        owner=_text(owner),
+        argv=tuple(args),
+        state=JobState(state),
+        pid=_int(pid),
+        started_at=_time(started_at),
+        ended_at=None if ended_at is None else _time(ended_at),
+        exit_code=None if exit_code is None else _int(exit_code),
+        signal=None if signal is None else _int(signal),
+        reason=_text(reason),
+        output_bytes=_int(output_bytes),
+        output_truncated=bool(_int(output_truncated)),
+        output_error=_text(output_error),
+        cgroup=_text(cgroup),
+        limits=JobLimits(**limit_fields),
+        cpu_seconds=None if cpu_seconds is None else float(_number(cpu_seconds)),
+        memory_peak=None if memory_peak is None else _int(memory_peak),
+    )
+
+
+def _text(value: object) -> str:
+    if not isinstance(value, str):
+        raise TypeError(f"expected text, found {type(value).__name__}")
+    return value
+
+
+def _int(value: object) -> int:
+    if not isinstance(value, int):
+        raise TypeError(f"expected an integer, found {type(value).__name__}")
+    return value
+
+
+def _number(value: object) -> float:
+    if not isinstance(value, int | float):
+        raise TypeError(f"expected a number, found {type(value).__name__}")
+    return float(value)
+
+
+def _time(value: object) -> datetime:
+    return datetime.fromtimestamp(_number(value), UTC)
+
+
+def _parse_token(token: str) -> int:
+    if not token:
+        return 2**63 - 1
+    if not token.isdigit() or len(token) > 19:
+        raise InvalidRequest(f"bad page token {token[:40]!r}")
+    return int(token)
