@@ -26,6 +26,7 @@ BATCH = 500
 """Records deleted per transaction, so that other calls get the store in between."""
 RETRY = 60.0
 """Seconds before trying again when the store failed."""
+MAX_DAYS = 36500
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,10 +46,12 @@ class Retention:
             if (
                 not isinstance(value, int | float)
                 or isinstance(value, bool)
-                or math.isnan(value)
+                or not math.isfinite(value)
                 or value < 0
             ):
                 raise InvalidRequest(f"retention {name} must be a non-negative number")
+        if self.max_days is not None and self.max_days > MAX_DAYS:
+            raise InvalidRequest(f"retention max_days must be at most {MAX_DAYS}")
 
     @property
     def empty(self) -> bool:

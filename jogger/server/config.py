@@ -6,12 +6,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .._units import parse_size
-from ..engine import Limits
+from ..engine import Limits, Retention
 from ..engine.cgroups import Mode
 from ..engine.limits import JobLimits, parse_limits
 from ..rpc.address import parse_address
 
 DEFAULT_LISTEN = "127.0.0.1:7654"
+DEFAULT_RETAIN_JOBS = 100_000
+DEFAULT_RETAIN_DAYS = 30.0
 
 
 @dataclass(frozen=True)
@@ -27,6 +29,7 @@ class ServerConfig:
     cgroups: Mode = "auto"
     default_limits: JobLimits = field(default_factory=JobLimits)
     max_limits: JobLimits = field(default_factory=JobLimits)
+    retention: Retention = field(default_factory=Retention)
 
 
 class ConfigError(Exception):
@@ -59,8 +62,32 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--state-dir",
         type=Path,
-        help="where job output is kept "
+        help="where job records and output are kept "
         "(default /var/lib/jogger as root, else $XDG_STATE_HOME/jogger)",
+    )
+    p.add_argument(
+        "--retain-jobs",
+        type=int,
+        default=DEFAULT_RETAIN_JOBS,
+        metavar="N",
+        help=f"keep at most N finished jobs, deleting the oldest first "
+        f"(default {DEFAULT_RETAIN_JOBS}; 0 for no limit)",
+    )
+    p.add_argument(
+        "--retain-days",
+        type=float,
+        default=DEFAULT_RETAIN_DAYS,
+        metavar="D",
+        help=f"delete finished jobs D days after they ended (default {DEFAULT_RETAIN_DAYS:g}; "
+        "0 for no limit)",
+    )
+    p.add_argument(
+        "--max-state-bytes",
+        type=_size,
+        default=0,
+        metavar="SIZE",
+        help="delete the oldest finished jobs while the state dir (output logs and database) "
+        "is larger than SIZE, such as 10G (default: no limit)",
     )
     p.add_argument("--ca-cert", type=Path, help="CA certificate that signs client certs")
     p.add_argument("--cert", type=Path, help="the server's certificate")
@@ -167,6 +194,8 @@ def load(argv: list[str] | None) -> ServerConfig:
         else default_state_dir()
     )
     defaults, maxima = job_limits(args.memory_target, args.default_limits, args.max_limits)
+    if args.retain_jobs < 0 or not args.retain_days >= 0:
+        raise ConfigError("--retain-jobs and --retain-days must not be negative")
     return ServerConfig(
         listen=listen,
         state_dir=state_dir,
@@ -183,4 +212,9 @@ def load(argv: list[str] | None) -> ServerConfig:
         cgroups=args.cgroups,
         default_limits=defaults,
         max_limits=maxima,
+        retention=Retention(
+            max_jobs=args.retain_jobs or None,
+            max_days=args.retain_days or None,
+            max_state_bytes=args.max_state_bytes or None,
+        ),
     )

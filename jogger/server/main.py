@@ -43,6 +43,7 @@ async def serve(
                 cgroups=config.cgroups,
                 default_limits=config.default_limits,
                 max_limits=config.max_limits,
+                retention=config.retention,
             ) as jobs,
             trio.open_nursery() as nursery,
         ):

@@ -62,8 +62,8 @@ async def _read_log(stream: trio.abc.ReceiveStream, lines: list[str]) -> None:
         lines.extend(line.decode() for line in done)
 
 
-@pytest.fixture
-async def cli(pki: Pki, tmp_path: Path, nursery: trio.Nursery) -> AsyncIterator[Cli]:
+async def launch(pki: Pki, state_dir: Path, nursery: trio.Nursery, *args: str | Path) -> Cli:
+    """Start the real jogger-server on a free loopback port; return once it listens."""
     env = {
         **{k: v for k, v in os.environ.items() if not k.startswith("JOGGER_")},
         "JOGGER_CA_CERT_FILE": str(pki.ca),
@@ -76,11 +76,12 @@ async def cli(pki: Pki, tmp_path: Path, nursery: trio.Nursery) -> AsyncIterator[
             "--listen",
             "127.0.0.1:0",
             "--state-dir",
-            tmp_path / "state",
+            state_dir,
             "--grace",
             "2",
             "--drain-timeout",
             "2",
+            *args,
         ],
         env=env,
         stderr=subprocess.PIPE,
@@ -94,15 +95,30 @@ async def cli(pki: Pki, tmp_path: Path, nursery: trio.Nursery) -> AsyncIterator[
                 if process.poll() is not None:
                     raise AssertionError("jogger-server exited: " + "\n".join(lines))
                 await trio.sleep(0.02)
-        listening = next(line for line in lines if "listening on" in line)
-        port = int(re.search(r"listening on 127\.0\.0\.1:(\d+)", listening).group(1))  # type: ignore[union-attr]
-        yield Cli(pki, process, port, lines)
-    finally:
-        # Also when the server never came up: no server outlives its test.
+    except BaseException:
+        await stop_server(process)
+        raise
+    listening = next(line for line in lines if "listening on" in line)
+    port = int(re.search(r"listening on 127\.0\.0\.1:(\d+)", listening).group(1))  # type: ignore[union-attr]
+    return Cli(pki, process, port, lines)
+
+
+async def stop_server(process: trio.Process) -> None:
+    """SIGTERM, then SIGKILL if it has not exited in 20 s."""
+    if process.returncode is None:
+        process.send_signal(signal.SIGTERM)
+        with trio.move_on_after(20):
+            await process.wait()
         if process.returncode is None:
-            process.send_signal(signal.SIGTERM)
-            with trio.move_on_after(20):
-                await process.wait()
-            if process.returncode is None:
-                process.kill()
-                await process.wait()
+            process.kill()
+            await process.wait()
+
+
+@pytest.fixture
+async def cli(pki: Pki, tmp_path: Path, nursery: trio.Nursery) -> AsyncIterator[Cli]:
+    server = await launch(pki, tmp_path / "state", nursery)
+    try:
+        yield server
+    finally:
+        # No server outlives its test.
+        await stop_server(server.process)

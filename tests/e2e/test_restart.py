@@ -1,0 +1,169 @@
+"""The real server restarted, gracefully and after SIGKILL: records, output, cgroups, /proc."""
+
+import json
+import os
+import signal
+import subprocess
+from pathlib import Path
+
+import pytest
+import trio
+
+from tests.e2e.conftest import BIN, Cli, launch, stop_server
+from tests.e2e.test_cli import job_id_of, wait_for_output
+from tests.procs import PYTHON, is_alive
+from tests.rpc.pki import Pki
+
+BINARY = "import sys; sys.stdout.buffer.write(bytes(range(256)) * 4000)"
+# Writes numbered lines until it cannot: once the server is gone, its pipe has no reader.
+COUNTER = (
+    "import itertools, sys, time\n"
+    "for i in itertools.count():\n"
+    "    sys.stdout.write(f'{i}\\n'); sys.stdout.flush(); time.sleep(0.005)\n"
+)
+# A tree: the shell, a background sleep, and a python that ignores SIGTERM.
+TREE = (
+    "echo ready; sleep 300 & "
+    f"{PYTHON} -c 'import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
+    "time.sleep(300)'"
+)
+
+
+async def status_of(cli: Cli, job: str) -> dict[str, object]:
+    result = await cli.jog("status", "--json", job)
+    assert result.returncode == 0, result.stderr
+    parsed: dict[str, object] = json.loads(result.stdout)
+    return parsed
+
+
+def session_of(pid: int) -> list[int]:
+    """Live processes in session ``pid`` (a job leads its own)."""
+    found = []
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            data = Path(f"/proc/{name}/stat").read_bytes()
+        except OSError:
+            continue
+        fields = data[data.rindex(b")") + 2 :].split()
+        if int(fields[3]) == pid and fields[0] not in (b"Z", b"X"):
+            found.append(int(name))
+    return found
+
+
+def job_cgroups(server_pid: int, job: str) -> list[Path]:
+    """The job's cgroup directories, in every hierarchy the server's cgroups are in."""
+    found = []
+    for line in Path(f"/proc/{server_pid}/cgroup").read_text().splitlines():
+        _, controllers, path = line.split(":", 2)
+        for controller in controllers.split(",") if controllers else ["unified"]:
+            base = Path("/sys/fs/cgroup", controller, path.lstrip("/"))
+            if base.is_dir():
+                found += list(base.glob(f"*/{job}"))
+    return found
+
+
+async def test_a_graceful_restart_keeps_every_job(
+    pki: Pki, tmp_path: Path, nursery: trio.Nursery
+) -> None:
+    state = tmp_path / "state"
+    first = await launch(pki, state, nursery)
+    try:
+        done = job_id_of(await first.jog("start", "--", PYTHON, "-c", BINARY))
+        output = await first.jog("output", done)
+        assert output.stdout == bytes(range(256)) * 4000
+        before = await status_of(first, done)
+        running = job_id_of(await first.jog("start", "--", "sh", "-c", "echo up; sleep 300"))
+        pid = (await status_of(first, running))["pid"]
+        assert isinstance(pid, int)
+    finally:
+        await stop_server(first.process)
+    assert first.process.returncode == 0
+    assert session_of(pid) == []
+
+    second = await launch(pki, state, nursery)
+    try:
+        assert await status_of(second, done) == before
+        again = await second.jog("output", "--no-follow", done)
+        assert again.returncode == 0
+        assert again.stdout == output.stdout
+        stopped = await status_of(second, running)
+        assert (stopped["state"], stopped["reason"]) == ("stopped", "server-shutdown")
+        assert (await second.jog("output", running)).stdout == b"up\n"
+        listed = await second.jog("list", "--json")
+        assert [j["job_id"] for j in json.loads(listed.stdout)] == [running, done]
+        # Another user still sees none of them.
+        assert json.loads((await second.jog("list", "--json", user="bob")).stdout) == []
+    finally:
+        await stop_server(second.process)
+
+
+@pytest.mark.parametrize("cgroups", ["auto", "none"])
+async def test_after_sigkill_the_next_server_resolves_every_job(
+    pki: Pki, tmp_path: Path, nursery: trio.Nursery, cgroups: str
+) -> None:
+    state = tmp_path / "state"
+    first = await launch(pki, state, nursery, "--cgroups", cgroups)
+    try:
+        tree = job_id_of(await first.jog("start", "--", "sh", "-c", TREE))
+        counter = job_id_of(await first.jog("start", "--", PYTHON, "-c", COUNTER))
+        done = job_id_of(await first.jog("start", "--", "echo", "finished"))
+        follower = await trio.lowlevel.open_process(
+            [BIN / "jog", "output", counter],
+            env=first.env(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        await wait_for_output(follower, b"\n10\n")
+        tree_status = await status_of(first, tree)
+        assert (await first.jog("output", done)).stdout == b"finished\n"
+        tree_pid = tree_status["pid"]
+        assert isinstance(tree_pid, int)
+        with trio.fail_after(10):
+            while len(session_of(tree_pid)) < 3:
+                await trio.sleep(0.02)
+        members = session_of(tree_pid)
+        groups = job_cgroups(first.process.pid, tree)
+        if tree_status["cgroup"] != "none":
+            assert groups, "the job's cgroup should exist while it runs"
+        # The crash: the server gets no chance to clean up.
+        first.process.send_signal(signal.SIGKILL)
+        await first.process.wait()
+    except BaseException:
+        await stop_server(first.process)
+        raise
+    # A follower learns that the server is gone, without a traceback.
+    with trio.fail_after(20):
+        code = await follower.wait()
+    assert follower.stderr is not None
+    err = (await follower.stderr.receive_some()).decode()
+    assert code != 0
+    assert err.startswith("jog: ") and "Traceback" not in err
+    # The jobs outlived their server; the counter dies on its broken pipe, the tree lives.
+    assert all(is_alive(pid) for pid in members)
+    counted = (state / "logs" / f"{counter}.log").read_bytes()
+    assert counted.startswith(b"0\n1\n2\n")
+
+    second = await launch(pki, state, nursery, "--cgroups", cgroups)
+    try:
+        assert [pid for pid in members if is_alive(pid)] == []
+        assert session_of(tree_pid) == []
+        assert [g for g in groups if g.exists()] == []
+        for job in (tree, counter):
+            status = await status_of(second, job)
+            assert (status["state"], status["reason"]) == ("killed", "server-crash")
+            assert status["exit_code"] is None and status["signal"] is None
+        # The output is kept to the last byte written.
+        assert (await status_of(second, counter))["output_bytes"] == len(counted)
+        assert (await second.jog("output", counter)).stdout == counted
+        assert (await second.jog("output", tree)).stdout == b"ready\n"
+        assert (await status_of(second, done))["state"] == "completed"
+        assert sum("server-crash" in line for line in second.log) == 2
+        # And the new server runs jobs as usual.
+        result = await second.jog("run", "--", "echo", "after")
+        assert result.stdout == b"after\n"
+    finally:
+        await stop_server(second.process)
+        for pid in session_of(tree_pid):  # only if the test failed: leave nothing behind
+            os.kill(pid, signal.SIGKILL)

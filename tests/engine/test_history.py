@@ -1,0 +1,267 @@
+"""Job records in SQLite: they outlive the manager, page, expire, and survive damage."""
+
+import errno
+import logging
+import os
+import sqlite3
+import stat
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+import trio
+
+from jogger import (
+    InvalidRequest,
+    JobManager,
+    JobNotFound,
+    JobState,
+    JobStatus,
+    Retention,
+    StoreError,
+)
+from tests.procs import PYTHON, collect, my_children
+
+BINARY = "import sys; sys.stdout.buffer.write(bytes(range(256)) * 1000); sys.stderr.write('e')"
+
+
+async def run(jobs: JobManager, argv: list[str], owner: str = "alice") -> JobStatus:
+    status = await jobs.start(owner, argv)
+    with trio.fail_after(20):
+        return await jobs.wait(owner, status.id)
+
+
+async def test_finished_jobs_keep_status_and_output_across_a_restart(tmp_path: Path) -> None:
+    async with JobManager(tmp_path) as jobs:
+        done = await run(jobs, [PYTHON, "-c", BINARY])
+        failed = await run(jobs, ["sh", "-c", "echo oops; exit 3"])
+        output = await collect(await jobs.output("alice", done.id))
+    assert len(output) == 256_001
+    async with JobManager(tmp_path) as again:
+        assert await again.status("alice", done.id) == done
+        assert await again.status("alice", failed.id) == failed
+        assert failed.exit_code == 3
+        assert await collect(await again.output("alice", done.id)) == output
+        assert await collect(await again.output("alice", done.id, offset=1000)) == output[1000:]
+        # Following an ended job gives its output and ends.
+        with trio.fail_after(5):
+            assert await collect(await again.output("alice", failed.id, follow=True)) == b"oops\n"
+        # Stopping and waiting for an ended job return its record.
+        assert await again.stop("alice", done.id) == done
+        assert await again.wait("alice", done.id) == done
+        assert [s.id for s in (await again.list("alice")).jobs] == [failed.id, done.id]
+        # Ownership holds for records as for live jobs.
+        with pytest.raises(JobNotFound):
+            await again.status("mallory", done.id)
+        with pytest.raises(JobNotFound):
+            await again.output("mallory", done.id)
+        assert await again.owner_of(done.id) == "alice"
+
+
+async def test_the_state_dir_is_private(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    async with JobManager(state) as jobs:
+        await run(jobs, ["echo", "hi"])
+    assert stat.S_IMODE(state.stat().st_mode) == 0o700
+    assert stat.S_IMODE((state / "logs").stat().st_mode) == 0o700
+    files = [p for p in state.rglob("*") if p.is_file()]
+    assert {p.name for p in files} >= {"jobs.db", "lock"}
+    assert {p.name: stat.S_IMODE(p.stat().st_mode) for p in files} == {p.name: 0o600 for p in files}
+
+
+async def test_a_state_dir_writable_by_others_is_refused(tmp_path: Path) -> None:
+    state = tmp_path / "shared"
+    state.mkdir(mode=0o700)
+    state.chmod(0o777)
+    with pytest.raises(InvalidRequest, match="writable by other users"):
+        async with JobManager(state):
+            pass
+    assert list(state.iterdir()) == []
+
+
+async def test_one_manager_per_state_dir(tmp_path: Path) -> None:
+    async with JobManager(tmp_path) as jobs:
+        status = await jobs.start("alice", ["sleep", "300"])
+        with pytest.raises(StoreError, match=f"in use by another jogger \\(pid {os.getpid()}\\)"):
+            async with JobManager(tmp_path):
+                pass
+        # The refused manager touched nothing: the job still runs.
+        assert (await jobs.status("alice", status.id)).state is JobState.RUNNING
+        await jobs.stop("alice", status.id, grace=0)
+
+
+async def test_list_pages_newest_first(tmp_path: Path) -> None:
+    async with JobManager(tmp_path, durable=False) as jobs:
+        started = [(await jobs.start("alice", ["true"])).id for _ in range(25)]
+        await jobs.start("bob", ["true"])
+        seen: list[str] = []
+        token = ""
+        pages = 0
+        while True:
+            page = await jobs.list("alice", page_size=10, page_token=token)
+            seen += [s.id for s in page.jobs]
+            pages += 1
+            token = page.next_token
+            if not token:
+                break
+        assert seen == started[::-1]
+        assert pages == 3
+        assert len((await jobs.list(None, page_size=1000)).jobs) == 26
+        for bad in ("x", "-1", "1" * 30):
+            with pytest.raises(InvalidRequest, match="bad page token"):
+                await jobs.list("alice", page_token=bad)
+        for size in (0, 1001):
+            with pytest.raises(InvalidRequest, match="page size"):
+                await jobs.list("alice", page_size=size)
+        with trio.fail_after(20):
+            for job_id in started:
+                await jobs.wait("alice", job_id)
+
+
+async def test_running_jobs_are_listed_with_their_live_status(tmp_path: Path) -> None:
+    async with JobManager(tmp_path) as jobs:
+        status = await jobs.start("alice", ["sh", "-c", "echo hello; sleep 300"])
+        with trio.fail_after(10):
+            async for _ in await jobs.output("alice", status.id):
+                break
+        [listed] = (await jobs.list("alice")).jobs
+        assert listed.state is JobState.RUNNING
+        assert listed.output_bytes == 6  # live, not the record written at start
+        await jobs.stop("alice", status.id, grace=0)
+
+
+def damage(db: Path, job_id: str, column: str, value: object) -> None:
+    with sqlite3.connect(db) as conn:
+        conn.execute(f"UPDATE jobs SET {column} = ? WHERE id = ?", (value, job_id))
+    conn.close()
+
+
+@pytest.mark.parametrize(
+    ("column", "value"),
+    [
+        ("argv", '["echo", "half'),  # a half-written JSON text
+        ("argv", "[]"),
+        ("state", "exploded"),
+        ("started_at", "yesterday"),
+        ("limits", '{"cpu": 1, "colour": "red"}'),
+        ("exit_code", b"\x00\x01"),
+        ("owner", None),
+    ],
+)
+async def test_a_damaged_record_is_reported_and_skipped(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, column: str, value: object
+) -> None:
+    async with JobManager(tmp_path) as jobs:
+        good = await run(jobs, ["echo", "good"])
+        bad = await run(jobs, ["echo", "bad"])
+    if column == "owner":
+        # NOT NULL: write the row as a buggy version might, without the constraint.
+        with sqlite3.connect(tmp_path / "jobs.db") as conn:
+            conn.execute("PRAGMA writable_schema = ON")
+            conn.execute(
+                "UPDATE sqlite_schema SET sql = replace(sql, 'owner            TEXT NOT NULL', "
+                "'owner TEXT') WHERE name = 'jobs'"
+            )
+        conn.close()
+    damage(tmp_path / "jobs.db", bad.id, column, value)
+    caplog.set_level(logging.ERROR, logger="jogger.engine")
+    async with JobManager(tmp_path) as again:
+        assert [s.id for s in (await again.list("alice")).jobs] == [good.id]
+        assert [s.id for s in (await again.list(None)).jobs] == [good.id]
+        with pytest.raises(JobNotFound):
+            await again.status("alice", bad.id)
+        assert await again.status("alice", good.id) == good
+        # Still serving: a new job starts and is recorded.
+        new = await run(again, ["true"])
+        assert (await again.status("alice", new.id)).state is JobState.COMPLETED
+    reports = [r for r in caplog.records if "damaged job record" in r.getMessage()]
+    assert len(reports) == 1  # once, however often the row is met
+    assert bad.id in reports[0].getMessage()
+
+
+async def test_a_database_from_a_newer_jogger_is_refused(tmp_path: Path) -> None:
+    async with JobManager(tmp_path):
+        pass
+    with sqlite3.connect(tmp_path / "jobs.db") as conn:
+        conn.execute("PRAGMA user_version = 99")
+    conn.close()
+    with pytest.raises(StoreError, match="newer jogger"):
+        async with JobManager(tmp_path):
+            pass
+
+
+async def test_retention_by_count_deletes_the_oldest_record_and_log(tmp_path: Path) -> None:
+    async with JobManager(tmp_path, retention=Retention(max_jobs=3)) as jobs:
+        running = await jobs.start("alice", ["sleep", "300"])
+        ids = [(await run(jobs, ["echo", str(i)])).id for i in range(5)]
+        with trio.fail_after(10):
+            while len((await jobs.list("alice")).jobs) > 4:
+                await trio.sleep(0.01)
+        listed = [s.id for s in (await jobs.list("alice")).jobs]
+        assert listed == [*ids[:1:-1], running.id]  # the three newest, and the running one
+        for gone in ids[:2]:
+            with pytest.raises(JobNotFound):
+                await jobs.status("alice", gone)
+            with pytest.raises(JobNotFound):
+                await jobs.output("alice", gone)
+            assert not (tmp_path / "logs" / f"{gone}.log").exists()
+        assert (tmp_path / "logs" / f"{ids[2]}.log").exists()
+        await jobs.stop("alice", running.id, grace=0)
+
+
+async def test_retention_by_age_and_by_size(tmp_path: Path) -> None:
+    async with JobManager(tmp_path) as jobs:
+        old = await run(jobs, ["echo", "old"])
+        big = await run(jobs, [PYTHON, "-c", "print('x' * 300_000)"])
+        new = await run(jobs, ["echo", "new"])
+    week_ago = (datetime.now(UTC) - timedelta(days=7)).timestamp()
+    damage(tmp_path / "jobs.db", old.id, "ended_at", week_ago)
+    async with JobManager(tmp_path, retention=Retention(max_days=2)) as jobs:
+        with trio.fail_after(10):
+            while len((await jobs.list("alice")).jobs) > 2:
+                await trio.sleep(0.01)
+        assert [s.id for s in (await jobs.list("alice")).jobs] == [new.id, big.id]
+    # The database is far below 300 kB, so only the big job's output is over.
+    async with JobManager(tmp_path, retention=Retention(max_state_bytes=250_000)) as jobs:
+        with trio.fail_after(10):
+            while len((await jobs.list("alice")).jobs) > 1:
+                await trio.sleep(0.01)
+        assert [s.id for s in (await jobs.list("alice")).jobs] == [new.id]
+        assert not (tmp_path / "logs" / f"{big.id}.log").exists()
+
+
+async def test_bad_retention_is_refused() -> None:
+    for bad in ({"max_jobs": -1}, {"max_days": float("nan")}, {"max_state_bytes": "1G"}):
+        with pytest.raises(InvalidRequest, match="retention"):
+            Retention(**bad)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="mounting a small tmpfs needs root")
+async def test_a_start_that_cannot_be_recorded_is_refused_and_leaves_nothing(
+    tmp_path: Path,
+) -> None:
+    small = tmp_path / "small"
+    small.mkdir(mode=0o700)
+    await trio.run_process(["mount", "-t", "tmpfs", "-o", "size=1m,mode=0700", "tmpfs", small])
+    try:
+        async with JobManager(small) as jobs:
+            first = await run(jobs, ["echo", "fits"])
+            # Fill the file system to the last block, as another program might.
+            filler = os.open(small / "filler", os.O_WRONLY | os.O_CREAT, 0o600)
+            try:
+                while os.write(filler, b"\0" * 4096):
+                    pass
+            except OSError as exc:
+                assert exc.errno == errno.ENOSPC
+            finally:
+                os.close(filler)
+            with pytest.raises(StoreError, match="full"):
+                await jobs.start("alice", ["sleep", "300"])
+            assert my_children() == []
+            assert [s.id for s in (await jobs.list("alice")).jobs] == [first.id]
+            assert sorted(p.name for p in (small / "logs").iterdir()) == [f"{first.id}.log"]
+            (small / "filler").unlink()
+            # With room again, starts work.
+            assert (await run(jobs, ["true"])).state is JobState.COMPLETED
+    finally:
+        await trio.run_process(["umount", small])
