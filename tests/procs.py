@@ -2,7 +2,7 @@
 
 import os
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 
 import trio
@@ -93,3 +93,11 @@ SAYS_GOODBYE = [
     "print('ready', flush=True)\n"
     "time.sleep(300)\n",
 ]
+
+
+async def eventually(check: Callable[[], Awaitable[bool]]) -> None:
+    """Wait until ``check()`` holds, for effects that have no event to wait on (the work of
+    another task or process), looking every 10 ms and failing after 10 seconds."""
+    with trio.fail_after(10):
+        while not await check():  # noqa: ASYNC110 - nothing to wait on but the effect itself
+            await trio.sleep(0.01)

@@ -501,7 +501,7 @@ class JobManager:
             return
         job.recorded = True
         if self._retainer is not None:
-            self._retainer.job_ended()
+            self._retainer.job_ended(s)
 
     async def _run(self, job: Job) -> None:
         try:

@@ -18,6 +18,7 @@ from pathlib import Path
 import trio
 
 from .errors import InvalidRequest, StoreError
+from .status import JobStatus
 from .store import JobStore
 
 log = logging.getLogger("jogger.engine")
@@ -78,40 +79,80 @@ class Retainer:
         self._live_bytes = live_bytes
         self._is_live = is_live
         self._wake = trio.Event()
+        self._count = 0
+        self._bytes = 0
+        self._oldest: datetime | None = None
 
-    def job_ended(self) -> None:
+    def job_ended(self, status: JobStatus) -> None:
+        """A finished job was recorded: count it, and check the limits again."""
+        self._count += 1
+        self._bytes += status.output_bytes
+        if self._oldest is None:
+            self._oldest = status.ended_at
         self._wake.set()
 
     async def run(self) -> None:
         if self._retention.empty:
             return
+        # Counted once; from then on kept up to date here, so that a job's end costs no scan.
+        while True:
+            try:
+                self._count, self._bytes = await self._store.totals()
+                self._oldest = await self._store.oldest_end()
+                break
+            except StoreError as exc:
+                log.error("counting finished jobs failed: %s; retrying in %.0f s", exc, RETRY)
+                await trio.sleep(RETRY)
         while True:
             self._wake = trio.Event()
-            try:
-                deleted, oldest = await self._expire_once()
-            except (StoreError, OSError) as exc:
-                log.error("deleting old jobs failed: %s; retrying in %.0f s", exc, RETRY)
-                await trio.sleep(RETRY)
-                continue
-            if deleted == BATCH:
-                continue  # more may be due; the store's limiter let others in meanwhile
+            if self._due():
+                try:
+                    deleted = await self._expire_once()
+                except (StoreError, OSError) as exc:
+                    log.error("deleting old jobs failed: %s; retrying in %.0f s", exc, RETRY)
+                    await trio.sleep(RETRY)
+                    continue
+                if deleted == BATCH:
+                    continue  # more may be due; the store's limiter let others in meanwhile
             wake_at = math.inf
-            if self._retention.max_days is not None and oldest is not None:
-                due = oldest + timedelta(days=self._retention.max_days)
+            if self._retention.max_days is not None and self._oldest is not None:
+                due = self._oldest + timedelta(days=self._retention.max_days)
                 wake_at = trio.current_time() + max(0.0, (due - datetime.now(UTC)).total_seconds())
             with trio.move_on_at(wake_at):
                 await self._wake.wait()
 
-    async def _expire_once(self) -> tuple[int, datetime | None]:
-        r = self._retention
-        budget = None
-        if r.max_state_bytes is not None:
-            budget = r.max_state_bytes - self._live_bytes() - _sizes(self._state_files)
-        before = None
-        if r.max_days is not None:
-            before = datetime.now(UTC) - timedelta(days=r.max_days)
+    def _budget(self) -> int | None:
+        """What the finished jobs' output may take, after the live jobs and the database."""
+        if self._retention.max_state_bytes is None:
+            return None
+        return self._retention.max_state_bytes - self._live_bytes() - _sizes(self._state_files)
+
+    def _before(self) -> datetime | None:
+        if self._retention.max_days is None:
+            return None
+        return datetime.now(UTC) - timedelta(days=self._retention.max_days)
+
+    def _due(self) -> bool:
+        r, budget, before = self._retention, self._budget(), self._before()
+        return (
+            (r.max_jobs is not None and self._count > r.max_jobs)
+            or (budget is not None and self._bytes > budget)
+            or (before is not None and self._oldest is not None and self._oldest < before)
+        )
+
+    async def _expire_once(self) -> int:
         expired = await self._store.expire(
-            keep_jobs=r.max_jobs, before=before, max_bytes=budget, batch=BATCH
+            keep_jobs=self._retention.max_jobs,
+            before=self._before(),
+            max_bytes=self._budget(),
+            count=self._count,
+            total=self._bytes,
+            batch=BATCH,
+        )
+        self._count, self._bytes, self._oldest = (
+            expired.jobs_left,
+            expired.bytes_left,
+            expired.oldest_end,
         )
         if expired.job_ids:
             paths = [self._logs_dir / f"{job_id}.log" for job_id in expired.job_ids]
@@ -122,7 +163,7 @@ class Retainer:
                 expired.jobs_left,
                 expired.bytes_left,
             )
-        return len(expired.job_ids), expired.oldest_end
+        return len(expired.job_ids)
 
     async def sweep_orphans(self) -> None:
         """Delete output logs that have no job record: a crash came between deleting the

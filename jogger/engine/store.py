@@ -207,21 +207,26 @@ class JobStore:
         await self._call(resolve)
 
     async def expire(
-        self, *, keep_jobs: int | None, before: datetime | None, max_bytes: int | None, batch: int
+        self,
+        *,
+        keep_jobs: int | None,
+        before: datetime | None,
+        max_bytes: int | None,
+        count: int,
+        total: int,
+        batch: int,
     ) -> Expired:
         """Delete up to ``batch`` of the oldest finished records past any of the limits.
 
-        Oldest means ended first. Returns the deleted ids (their logs are the caller's to
+        Oldest means ended first; ``count`` and ``total`` are the finished jobs and their
+        output bytes before deleting. Returns the deleted ids (their logs are the caller's to
         delete) and what is left.
         """
 
         def expire() -> Expired:
+            nonlocal count, total
             db = self._connection()
             with _transaction(db):
-                count, total = db.execute(
-                    "SELECT count(*), total(output_bytes) FROM jobs WHERE state != 'running'"
-                ).fetchone()
-                total = int(total)
                 doomed: list[str] = []
                 rows = db.execute(
                     "SELECT seq, id, ended_at, output_bytes FROM jobs "
@@ -296,6 +301,19 @@ class JobStore:
             rows = rows[:size]
             jobs = [s for s in (self._parse(row) for row in rows) if s is not None]
             return Page(jobs, str(rows[-1][0]) if more else "")
+
+        return await self._call(query)
+
+    async def oldest_end(self) -> datetime | None:
+        """When the finished job that ended first ended."""
+
+        def query() -> datetime | None:
+            (oldest,) = (
+                self._connection()
+                .execute("SELECT min(ended_at) FROM jobs WHERE state != 'running'")
+                .fetchone()
+            )
+            return _time(oldest) if isinstance(oldest, int | float) else None
 
         return await self._call(query)
 

@@ -20,7 +20,7 @@ from jogger import (
     Retention,
     StoreError,
 )
-from tests.procs import PYTHON, collect, my_children
+from tests.procs import PYTHON, collect, eventually, my_children
 
 BINARY = "import sys; sys.stdout.buffer.write(bytes(range(256)) * 1000); sys.stderr.write('e')"
 
@@ -190,13 +190,15 @@ async def test_a_database_from_a_newer_jogger_is_refused(tmp_path: Path) -> None
             pass
 
 
+async def listed_at_most(jobs: JobManager, n: int) -> bool:
+    return len((await jobs.list("alice")).jobs) <= n
+
+
 async def test_retention_by_count_deletes_the_oldest_record_and_log(tmp_path: Path) -> None:
     async with JobManager(tmp_path, retention=Retention(max_jobs=3)) as jobs:
         running = await jobs.start("alice", ["sleep", "300"])
         ids = [(await run(jobs, ["echo", str(i)])).id for i in range(5)]
-        with trio.fail_after(10):
-            while len((await jobs.list("alice")).jobs) > 4:
-                await trio.sleep(0.01)
+        await eventually(lambda: listed_at_most(jobs, 4))
         listed = [s.id for s in (await jobs.list("alice")).jobs]
         assert listed == [*ids[:1:-1], running.id]  # the three newest, and the running one
         for gone in ids[:2]:
@@ -217,15 +219,11 @@ async def test_retention_by_age_and_by_size(tmp_path: Path) -> None:
     week_ago = (datetime.now(UTC) - timedelta(days=7)).timestamp()
     damage(tmp_path / "jobs.db", old.id, "ended_at", week_ago)
     async with JobManager(tmp_path, retention=Retention(max_days=2)) as jobs:
-        with trio.fail_after(10):
-            while len((await jobs.list("alice")).jobs) > 2:
-                await trio.sleep(0.01)
+        await eventually(lambda: listed_at_most(jobs, 2))
         assert [s.id for s in (await jobs.list("alice")).jobs] == [new.id, big.id]
     # The database is far below 300 kB, so only the big job's output is over.
     async with JobManager(tmp_path, retention=Retention(max_state_bytes=250_000)) as jobs:
-        with trio.fail_after(10):
-            while len((await jobs.list("alice")).jobs) > 1:
-                await trio.sleep(0.01)
+        await eventually(lambda: listed_at_most(jobs, 1))
         assert [s.id for s in (await jobs.list("alice")).jobs] == [new.id]
         assert not (tmp_path / "logs" / f"{big.id}.log").exists()
 
@@ -234,6 +232,16 @@ async def test_bad_retention_is_refused() -> None:
     for bad in ({"max_jobs": -1}, {"max_days": float("nan")}, {"max_state_bytes": "1G"}):
         with pytest.raises(InvalidRequest, match="retention"):
             Retention(**bad)
+
+
+def fill(fd: int) -> None:
+    """Write zeros to ``fd`` until the file system is full."""
+    try:
+        while os.write(fd, b"\0" * 4096):
+            pass
+    except OSError as exc:
+        if exc.errno != errno.ENOSPC:
+            raise
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="mounting a small tmpfs needs root")
@@ -249,10 +257,7 @@ async def test_a_start_that_cannot_be_recorded_is_refused_and_leaves_nothing(
             # Fill the file system to the last block, as another program might.
             filler = os.open(small / "filler", os.O_WRONLY | os.O_CREAT, 0o600)
             try:
-                while os.write(filler, b"\0" * 4096):
-                    pass
-            except OSError as exc:
-                assert exc.errno == errno.ENOSPC
+                fill(filler)
             finally:
                 os.close(filler)
             with pytest.raises(StoreError, match="full"):

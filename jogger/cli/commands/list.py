@@ -13,7 +13,5 @@ async def run(client: JobsClient, args: argparse.Namespace) -> int:
     elif statuses:
         print(table(statuses, owners=args.all))
     if more:
-        print(
-            f"jog: showing the newest {len(statuses)} jobs; --limit 0 shows all", file=sys.stderr
-        )
+        print(f"jog: showing the newest {len(statuses)} jobs; --limit 0 shows all", file=sys.stderr)
     return Exit.OK

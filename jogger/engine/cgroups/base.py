@@ -107,6 +107,10 @@ class JobGroup(ABC):
         that forked meanwhile. If listing fails (out of fds), retry with a backoff.
         """
         delay = 0.01
+        # The group is not empty while its main process lives: wait for that first, which
+        # costs no listing (and no thread) at the start of every job.
+        if self._pid > 0:
+            await self._wait_dead([self._pid])
         while True:
             try:
                 members = await trio.to_thread.run_sync(self.members)
