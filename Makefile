@@ -42,6 +42,7 @@ demo: venv
 
 bench: venv
 	$(BIN)/python bench/engine.py
+	$(BIN)/python bench/history.py
 	$(BIN)/python bench/cli.py
 	$(BIN)/python bench/cgroups.py
 

@@ -44,6 +44,19 @@ async def test_start_status_list_stop(cli: Cli) -> None:
     assert [j["job_id"] for j in listed] == [job]
 
 
+async def test_list_shows_the_newest_jobs_first_and_pages(cli: Cli) -> None:
+    jobs = [job_id_of(await cli.jog("start", "--", "true")) for _ in range(3)]
+    listed = await cli.jog("list", "--json", "--limit", "2")
+    assert [j["job_id"] for j in json.loads(listed.stdout)] == jobs[:0:-1]
+    assert listed.stderr.decode() == "jog: showing the newest 2 jobs; --limit 0 shows all\n"
+    every = await cli.jog("list", "--json", "--limit", "0")
+    assert [j["job_id"] for j in json.loads(every.stdout)] == jobs[::-1]
+    assert every.stderr == b""
+    bad = await cli.jog("list", "--limit", "some")
+    assert bad.returncode == 2
+    assert b"not a non-negative integer" in bad.stderr
+
+
 async def test_run_streams_output_and_exits_with_the_jobs_code(cli: Cli) -> None:
     result = await cli.jog("run", "--", "sh", "-c", "echo out; echo err >&2; exit 7")
     assert result.returncode == 7
