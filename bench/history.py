@@ -7,6 +7,7 @@
 - short jobs per second, start to ended (two record writes each), same pair.
 - manager start-up with N finished jobs on record, after a clean shutdown and after a crash
   (the crash start-up also sweeps N output logs for orphans); baseline: an empty state dir.
+- the real jogger-server, from exec to its "listening on" line, same N; same baseline.
 - one page of 100 from ``list()`` at random depths in N jobs of one owner, the RPC's
   conversion to protobuf included (what the server does for ``jog list``); baseline: the
   same with 1,000 jobs on record.
@@ -17,8 +18,10 @@ Figures are medians unless a row says otherwise; ratio is jogger / baseline.
 import argparse
 import os
 import random
+import signal
 import sqlite3
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -37,6 +40,7 @@ from jogger.engine.store import _WRITE, _values
 from jogger.rpc.service import status_to_proto
 
 OWNER = "bench"
+BIN = Path(sys.executable).parent
 
 
 async def start_latency(durable: JobManager, memory: JobManager, n: int) -> list[Row]:
@@ -111,6 +115,35 @@ async def startup(state: Path, runs: int, *, crashed: bool) -> float:
     return statistics.median(times) * 1000
 
 
+def server_startup(state: Path, certs: Path, runs: int) -> float:
+    """jogger-server from exec to its "listening on" line, median of ``runs``, in ms."""
+    env = {
+        **os.environ,
+        "JOGGER_CA_CERT_FILE": str(certs / "ca.pem"),
+        "JOGGER_SERVER_CERT_FILE": str(certs / "server.pem"),
+        "JOGGER_SERVER_KEY_FILE": str(certs / "server-key.pem"),
+    }
+    times = []
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        server = subprocess.Popen(
+            [BIN / "jogger-server", "--listen", "127.0.0.1:0", "--state-dir", str(state)],
+            env=env,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        assert server.stderr is not None
+        try:
+            line = server.stderr.readline()
+            times.append(time.perf_counter() - t0)
+            if "listening on" not in line:
+                raise RuntimeError(f"jogger-server did not start: {line}")
+        finally:
+            server.send_signal(signal.SIGTERM)
+            server.communicate(timeout=30)
+    return statistics.median(times) * 1000
+
+
 async def list_latency(jobs: JobManager, total: int, samples: int) -> float:
     rng = random.Random(1)
     first = await jobs.list(OWNER, page_size=1)
@@ -176,6 +209,18 @@ async def main(quick: bool) -> list[Row]:
         )
 
         await startup(base / "few", 1, crashed=False)
+        certs = base / "certs"
+        await trio.run_process([BIN / "jogger", "certs", "--out", certs], capture_stdout=True)
+        rows.append(
+            Row(
+                f"jogger-server exec to listening, {big:,} jobs",
+                await trio.to_thread.run_sync(server_startup, base / "many", certs, 3),
+                await trio.to_thread.run_sync(server_startup, empty, certs, 3),
+                "empty state dir",
+                "ms",
+            )
+        )
+
         populate(base / "few", 1000)
         async with JobManager(base / "few", cgroups="none") as few:
             few_ms = await list_latency(few, 1000, 200)
