@@ -171,3 +171,36 @@ async def test_after_sigkill_the_next_server_resolves_every_job(  # noqa: PLR091
         await stop_server(second.process)
         for pid in session_of(tree_pid):  # only if the test failed: leave nothing behind
             os.kill(pid, signal.SIGKILL)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="mounting a small tmpfs needs root")
+async def test_a_full_state_dir_ends_in_a_job_reason_not_a_server_crash(
+    pki: Pki, tmp_path: Path, nursery: trio.Nursery
+) -> None:
+    state = tmp_path / "small"
+    state.mkdir(mode=0o700)
+    await trio.run_process(["mount", "-t", "tmpfs", "-o", "size=2m,mode=0700", "tmpfs", state])
+    try:
+        server = await launch(pki, state, nursery)
+        try:
+            writer = f"import sys; sys.stdout.buffer.write(b'x' * {4 << 20})"
+            result = await server.jog("run", "--", PYTHON, "-c", writer)
+            assert result.returncode == 0  # the job ran to its end
+            assert 0 < len(result.stdout) < 2 << 20
+            assert result.stderr.decode().endswith(
+                "completed (exit code 0, reason: disk-full); output incomplete: the state "
+                "dir's file system is full; later output was dropped\n"
+            )
+            # The server runs on and records what comes next; while the disk stays full,
+            # jobs run but their output is dropped, and they say so.
+            after = await server.jog("run", "--", "sh", "-c", "echo lost; exit 4")
+            assert after.returncode == 4
+            assert b"reason: disk-full" in after.stderr
+            listed = json.loads((await server.jog("list", "--json")).stdout)
+            assert [j["reason"] for j in listed] == ["disk-full", "disk-full"]
+            assert server.process.poll() is None
+        finally:
+            await stop_server(server.process)
+        assert server.process.returncode == 0
+    finally:
+        await trio.run_process(["umount", state])

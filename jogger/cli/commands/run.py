@@ -56,6 +56,12 @@ async def run(client: JobsClient, args: argparse.Namespace) -> int:
     if interrupted:
         print(f"jog: job {final.job_id} {summary(final)}", file=sys.stderr)
         return Exit.INTERRUPTED
+    if final.output_truncated or final.output_error:
+        # Like ssh, a run that went well says nothing; unless what you saw was not all of it.
+        why = final.output_error or "it passed the server's size limit"
+        print(
+            f"jog: job {final.job_id} {summary(final)}; output incomplete: {why}", file=sys.stderr
+        )
     which = final.WhichOneof("end")
     if which == "exit_code":
         return final.exit_code
