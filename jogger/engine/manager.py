@@ -183,9 +183,9 @@ class JobManager:
             return
         resolved = []
         for record in unfinished:
-            killed = 0
-            if record.cgroup == "none":
-                killed = await kill_session(record.process)
+            # Also for jobs that had a cgroup: if this manager uses another backend (or none),
+            # their groups were not cleaned up above. The checks make it safe either way.
+            killed = await kill_session(record.process)
             try:
                 size = (self._logs_dir / f"{record.job_id}.log").stat().st_size
             except OSError:

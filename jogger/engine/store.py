@@ -70,6 +70,7 @@ _COLUMNS = (
     "id, owner, state, argv, reason, exit_code, signal, pid, started_at, ended_at, "
     "output_bytes, output_truncated, output_error, cgroup, limits, cpu_seconds, memory_peak"
 )
+# An update never overwrites a final record (least of all with a late "running").
 _WRITE = f"""
 INSERT INTO jobs ({_COLUMNS}, pid_start, boot_id)
 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
@@ -79,6 +80,7 @@ ON CONFLICT (id) DO UPDATE SET
     output_bytes = excluded.output_bytes, output_truncated = excluded.output_truncated,
     output_error = excluded.output_error, cpu_seconds = excluded.cpu_seconds,
     memory_peak = excluded.memory_peak
+WHERE jobs.state = 'running'
 """
 
 T = TypeVar("T")
@@ -437,8 +439,10 @@ def _status(row: tuple[object, ...]) -> JobStatus:
     if not isinstance(args, list) or not args or not all(isinstance(a, str) for a in args):
         raise ValueError("argv is not a list of strings")
     limit_fields = json.loads(_text(limits))
-    if not isinstance(limit_fields, dict):
-        raise ValueError("limits is not an object")
+    if not isinstance(limit_fields, dict) or not all(
+        isinstance(v, int | float) and not isinstance(v, bool) for v in limit_fields.values()
+    ):
+        raise ValueError("limits is not an object of numbers")
     return JobStatus(
         id=_text(job_id),
         owner=_text(owner),
