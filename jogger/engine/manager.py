@@ -145,8 +145,8 @@ class JobManager:
         try:
             self._backend = open_backend(self._cgroups, self._cgroup_name)
             log.debug("job containment: %s", self._backend.describe())
-            await self._store.open()
             try:
+                await self._store.open()
                 await self._backend.cleanup_leftovers()
                 await self._recover()
                 retainer = Retainer(
@@ -155,7 +155,7 @@ class JobManager:
                     logs_dir=self._logs_dir,
                     state_files=[self._state_dir / n for n in ("jobs.db", "jobs.db-wal")],
                     live_bytes=lambda: sum(job.log.size for job in self._jobs.values()),
-                    is_live=lambda job_id: job_id in self._jobs,
+                    live_ids=lambda: set(self._jobs),
                 )
                 if not clean:  # orphaned logs come only from a crash
                     try:
@@ -166,9 +166,12 @@ class JobManager:
                 self._nursery_manager = trio.open_nursery()
                 self._nursery = await self._nursery_manager.__aenter__()
             except BaseException:
-                # Shielded: a failed start must not leave the database open.
+                # Shielded: a failed start leaves neither the database open nor our cgroup.
                 with trio.CancelScope(shield=True):
-                    await self._store.close()
+                    try:
+                        await self._store.close()
+                    finally:
+                        await self._backend.aclose()
                 raise
         except BaseException:
             os.close(self._lock_fd)
@@ -185,7 +188,11 @@ class JobManager:
         for record in unfinished:
             # Also for jobs that had a cgroup: if this manager uses another backend (or none),
             # their groups were not cleaned up above. The checks make it safe either way.
-            killed = await kill_session(record.process)
+            try:
+                killed = await kill_session(record.process)
+            except OSError as exc:
+                log.error("job %s: cannot look for its leftover processes: %s", record.job_id, exc)
+                killed = 0
             try:
                 size = (self._logs_dir / f"{record.job_id}.log").stat().st_size
             except OSError:
@@ -229,6 +236,10 @@ class JobManager:
                     await self._backend.aclose()
                 finally:
                     try:
+                        # Ends the store refused earlier (a full disk, say) get one more try.
+                        for job in list(self._jobs.values()):
+                            if job.ended.is_set() and not (job.recorded or job.refused):
+                                await self._record_end(job)
                         await self._store.close()
                         os.ftruncate(self._lock_fd, 0)  # empty: this manager ended cleanly
                     finally:
@@ -325,9 +336,11 @@ class JobManager:
         nursery.start_soon(self._run, job)
         status = job.status()
         try:
-            # Not cancellable once begun (see JobStore): if the caller goes away now, the
-            # job runs on, recorded.
-            await self._store.record(status, identity)
+            # Shielded: the job runs, so it must be on record (or killed) whatever happens to
+            # the caller; a caller that leaves now leaves a recorded job. Bounded by the
+            # store's busy timeout and the disk.
+            with trio.CancelScope(shield=True):
+                await self._store.record_start(status, identity)
         except StoreError as exc:
             # A start that is not on record must not run: kill the job, then refuse.
             log.error("job %s could not be recorded, so it is killed: %s", job_id, exc)
@@ -492,11 +505,15 @@ class JobManager:
             del self._running[job.owner]
         if job.refused:
             return
+        await self._record_end(job)
+
+    async def _record_end(self, job: Job) -> None:
+        s = job.status()
         try:
-            await self._store.record(s)
+            if not await self._store.record_end(s):
+                log.error("job %s: no record was waiting for its end", s.id)
         except StoreError as exc:
-            # The status stays in memory, right until a restart; the record still says
-            # running, so the next start resolves it as a crash.
+            # The status stays in memory, and the write is tried again at shutdown.
             log.error("job %s: its end could not be recorded: %s", s.id, exc)
             return
         job.recorded = True

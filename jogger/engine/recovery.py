@@ -5,11 +5,12 @@ A job without one was its own session (the spawner calls setsid), so its process
 whose session id is the job's main pid, unless they called setsid themselves.
 
 A pid is only trusted with proof that it is still the job's: the record holds the main
-process's start time and the boot it ran in. Linux does not hand out a pid while a session
-or process group of that number exists, so while the main process lives its start time
-proves it, and once it is gone, any process still in session ``pid`` is the job's. Every
-process is signalled through a pidfd, after checking it again, so that no pid reused in
-between is ever hit.
+process's start time and the boot it ran in, and the main process must still be there with
+that start time (Linux does not hand out its pid while it lives, nor the session id while
+any member does). Once the main process is gone, the session id proves nothing: the number
+may have been reused by a daemon that called setsid and left children behind. Those jobs'
+leftovers, if any, are logged and left alone. Every process is signalled through a pidfd,
+after checking it again, so that no pid reused in between is ever hit.
 """
 
 import logging
@@ -43,13 +44,14 @@ def identify(pid: int) -> ProcessIdentity:
 async def kill_session(process: ProcessIdentity) -> int:
     """SIGKILL what is left of a job that ran as session ``process.pid``; return how many.
 
-    Does nothing unless the record is from this boot and the pid still means the job.
+    Does nothing unless the record is from this boot and the job's main process is still
+    there (see the module's docstring). Raises OSError if /proc cannot be read.
     """
     if process.pid <= 1 or not process.boot_id or process.boot_id != boot_id():
         return 0
     leader = _stat(process.pid)
-    if leader is not None and leader[2] != process.start_ticks:
-        return 0  # the pid is someone else's now, so the job's session is gone
+    if leader is None or leader[2] != process.start_ticks:
+        return 0  # gone, or the pid is someone else's now
     killed = []
     for pid in _session_members(process):
         try:

@@ -70,14 +70,15 @@ class Retainer:
         logs_dir: Path,
         state_files: list[Path],
         live_bytes: Callable[[], int],
-        is_live: Callable[[str], bool],
+        live_ids: Callable[[], set[str]],
     ) -> None:
         self._retention = retention
         self._store = store
         self._logs_dir = logs_dir
         self._state_files = state_files
         self._live_bytes = live_bytes
-        self._is_live = is_live
+        self._live_ids = live_ids
+        """Jobs in memory: running, or ended with followers; never deleted."""
         self._wake = trio.Event()
         self._count = 0
         self._bytes = 0
@@ -105,6 +106,7 @@ class Retainer:
                 await trio.sleep(RETRY)
         while True:
             self._wake = trio.Event()
+            wake_at = math.inf
             if self._due():
                 try:
                     deleted = await self._expire_once()
@@ -114,12 +116,23 @@ class Retainer:
                     continue
                 if deleted == BATCH:
                     continue  # more may be due; the store's limiter let others in meanwhile
-            wake_at = math.inf
-            if self._retention.max_days is not None and self._oldest is not None:
-                due = self._oldest + timedelta(days=self._retention.max_days)
-                wake_at = trio.current_time() + max(0.0, (due - datetime.now(UTC)).total_seconds())
+                if deleted == 0:
+                    # Due, yet nothing could go (all in use): look again when a job ends, or
+                    # in a while, never in a busy loop.
+                    wake_at = trio.current_time() + RETRY
+            wake_at = min(wake_at, self._next_birthday())
             with trio.move_on_at(wake_at):
                 await self._wake.wait()
+
+    def _next_birthday(self) -> float:
+        """When (trio time) the oldest finished job passes the age limit; inf if never."""
+        if self._retention.max_days is None or self._oldest is None:
+            return math.inf
+        try:
+            due = self._oldest + timedelta(days=self._retention.max_days)
+        except OverflowError:
+            return math.inf  # past the year 9999: a damaged time
+        return trio.current_time() + max(0.0, (due - datetime.now(UTC)).total_seconds())
 
     def _budget(self) -> int | None:
         """What the finished jobs' output may take, after the live jobs and the database."""
@@ -148,20 +161,23 @@ class Retainer:
             count=self._count,
             total=self._bytes,
             batch=BATCH,
+            keep=self._live_ids(),
         )
-        self._count, self._bytes, self._oldest = (
-            expired.jobs_left,
-            expired.bytes_left,
-            expired.oldest_end,
-        )
+        # Subtracted, not assigned: jobs that ended meanwhile have been counted already.
+        self._count -= len(expired.job_ids)
+        self._bytes -= expired.bytes_freed
+        self._oldest = expired.oldest_end
         if expired.job_ids:
             paths = [self._logs_dir / f"{job_id}.log" for job_id in expired.job_ids]
-            await trio.to_thread.run_sync(_unlink_all, paths)
+            # Shielded: the records are gone, so their logs must go too, even at shutdown
+            # (a clean start does not look for orphans). Bounded: one unlink per record.
+            with trio.CancelScope(shield=True):
+                await trio.to_thread.run_sync(_unlink_all, paths)
             log.info(
                 "deleted %d old jobs; %d finished jobs (%d output bytes) kept",
                 len(expired.job_ids),
-                expired.jobs_left,
-                expired.bytes_left,
+                self._count,
+                self._bytes,
             )
         return len(expired.job_ids)
 
@@ -171,7 +187,8 @@ class Retainer:
         names = await trio.to_thread.run_sync(_log_names, self._logs_dir)
         known = await self._store.ids_among(names)
         # A job that is starting has its log before its record: it is live, so kept.
-        orphans = [n for n in names if n not in known and not self._is_live(n)]
+        live = self._live_ids()
+        orphans = [n for n in names if n not in known and n not in live]
         if orphans:
             log.warning("deleting %d output logs that have no job record", len(orphans))
             paths = [self._logs_dir / f"{name}.log" for name in orphans]

@@ -70,18 +70,21 @@ _COLUMNS = (
     "id, owner, state, argv, reason, exit_code, signal, pid, started_at, ended_at, "
     "output_bytes, output_truncated, output_error, cgroup, limits, cpu_seconds, memory_peak"
 )
-# An update never overwrites a final record (least of all with a late "running").
-_WRITE = f"""
+_INSERT = f"""
 INSERT INTO jobs ({_COLUMNS}, pid_start, boot_id)
 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-ON CONFLICT (id) DO UPDATE SET
-    state = excluded.state, reason = excluded.reason, exit_code = excluded.exit_code,
-    signal = excluded.signal, ended_at = excluded.ended_at,
-    output_bytes = excluded.output_bytes, output_truncated = excluded.output_truncated,
-    output_error = excluded.output_error, cpu_seconds = excluded.cpu_seconds,
-    memory_peak = excluded.memory_peak
-WHERE jobs.state = 'running'
 """
+# Only a record still marked running is ended: never one whose start failed to be written,
+# and never a final record twice.
+_END = """
+UPDATE jobs SET state = ?, reason = ?, exit_code = ?, signal = ?, ended_at = ?,
+    output_bytes = ?, output_truncated = ?, output_error = ?, cpu_seconds = ?, memory_peak = ?
+WHERE id = ? AND state = 'running'
+"""
+# A finished row whose ended_at is a plausible time (not damaged).
+_TIMED = "typeof(ended_at) IN ('integer', 'real') AND ended_at > 0"
+_ENDED = f"state != 'running' AND {_TIMED}"
+_NUMBER_BYTES = "CASE typeof(output_bytes) WHEN 'integer' THEN output_bytes ELSE 0 END"
 
 T = TypeVar("T")
 
@@ -116,8 +119,7 @@ class Page:
 @dataclass(frozen=True, slots=True)
 class Expired:
     job_ids: list[str]
-    jobs_left: int
-    bytes_left: int
+    bytes_freed: int
     oldest_end: datetime | None
     """When the oldest finished job left ended."""
 
@@ -184,15 +186,29 @@ class JobStore:
 
     # --- writes ------------------------------------------------------------------------------
 
-    async def record(self, status: JobStatus, process: ProcessIdentity | None = None) -> None:
-        """Write the job's row: insert it at start, update it at the end (what may change)."""
+    async def record_start(self, status: JobStatus, process: ProcessIdentity) -> None:
+        """Insert the row of a job that has just started."""
         values = _values(status, process)
-        await self._call(lambda: self._write(values))
 
-    def _write(self, values: tuple[object, ...]) -> None:
-        db = self._connection()
-        with _transaction(db):
-            db.execute(_WRITE, values)
+        def insert() -> None:
+            db = self._connection()
+            with _transaction(db):
+                db.execute(_INSERT, values)
+
+        await self._call(insert)
+
+    async def record_end(self, status: JobStatus) -> bool:
+        """Write how the job ended; False if it had no row still marked running."""
+        values = _values(status, None)
+        # state, reason, exit_code, signal, ended_at, output_bytes, truncated, error, cpu, mem
+        changes = (*values[2:3], *values[4:7], *values[9:13], *values[15:17], status.id)
+
+        def update() -> bool:
+            db = self._connection()
+            with _transaction(db):
+                return db.execute(_END, changes).rowcount == 1
+
+        return await self._call(update)
 
     async def resolve_unfinished(self, resolved: list[tuple[int, int]], now: datetime) -> None:
         """Mark the given (seq, output bytes) records killed by a server crash."""
@@ -217,42 +233,47 @@ class JobStore:
         count: int,
         total: int,
         batch: int,
+        keep: set[str],
     ) -> Expired:
         """Delete up to ``batch`` of the oldest finished records past any of the limits.
 
         Oldest means ended first; ``count`` and ``total`` are the finished jobs and their
-        output bytes before deleting. Returns the deleted ids (their logs are the caller's to
-        delete) and what is left.
+        output bytes before deleting; the ids in ``keep`` (jobs still in use) are spared.
+        Returns the deleted ids (their logs are the caller's to delete), the bytes they held,
+        and when the oldest job left ended.
         """
 
         def expire() -> Expired:
-            nonlocal count, total
+            nonlocal count
             db = self._connection()
             with _transaction(db):
                 doomed: list[str] = []
+                freed = 0
+                # Damaged rows (no plausible end time) first, as the oldest; then by end.
                 rows = db.execute(
-                    "SELECT seq, id, ended_at, output_bytes FROM jobs "
-                    "WHERE state != 'running' ORDER BY ended_at LIMIT ?",
-                    (batch,),
+                    f"SELECT seq, id, ended_at, {_NUMBER_BYTES}, {_TIMED} AS timed FROM jobs "
+                    "WHERE state != 'running' ORDER BY timed, ended_at LIMIT ?",
+                    (batch + len(keep),),
                 ).fetchall()
                 cutoff = before.timestamp() if before is not None else -math.inf
-                for seq, job_id, ended_at, size in rows:
+                for seq, job_id, ended_at, size, timed in rows:
+                    if job_id in keep:
+                        continue
                     over = (
                         (keep_jobs is not None and count > keep_jobs)
-                        or (isinstance(ended_at, float | int) and ended_at < cutoff)
-                        or (max_bytes is not None and total > max_bytes)
+                        or (timed and ended_at < cutoff)
+                        or (max_bytes is not None and total - freed > max_bytes)
                     )
+                    if len(doomed) == batch or (not over and timed):
+                        break  # the rest ended later still
                     if not over:
-                        break
+                        continue
                     db.execute("DELETE FROM jobs WHERE seq = ?", (seq,))
                     doomed.append(str(job_id))
                     count -= 1
-                    total -= size if isinstance(size, int) else 0
-                (oldest,) = db.execute(
-                    "SELECT min(ended_at) FROM jobs WHERE state != 'running'"
-                ).fetchone()
-                end = _time(oldest) if isinstance(oldest, int | float) else None
-                return Expired(doomed, count, total, end)
+                    freed += size
+                (oldest,) = db.execute(f"SELECT min(ended_at) FROM jobs WHERE {_ENDED}").fetchone()
+                return Expired(doomed, freed, _time_or_none(oldest))
 
         return await self._call(expire)
 
@@ -310,12 +331,9 @@ class JobStore:
         """When the finished job that ended first ended."""
 
         def query() -> datetime | None:
-            (oldest,) = (
-                self._connection()
-                .execute("SELECT min(ended_at) FROM jobs WHERE state != 'running'")
-                .fetchone()
-            )
-            return _time(oldest) if isinstance(oldest, int | float) else None
+            db = self._connection()
+            (oldest,) = db.execute(f"SELECT min(ended_at) FROM jobs WHERE {_ENDED}").fetchone()
+            return _time_or_none(oldest)
 
         return await self._call(query)
 
@@ -325,7 +343,9 @@ class JobStore:
         def query() -> tuple[int, int]:
             count, total = (
                 self._connection()
-                .execute("SELECT count(*), total(output_bytes) FROM jobs WHERE state != 'running'")
+                .execute(
+                    f"SELECT count(*), total({_NUMBER_BYTES}) FROM jobs WHERE state != 'running'"
+                )
                 .fetchone()
             )
             return int(count), int(total)
@@ -363,7 +383,8 @@ class JobStore:
         """
         try:
             return await trio.to_thread.run_sync(fn, limiter=self._limiter)
-        except sqlite3.Error as exc:
+        except (sqlite3.Error, OverflowError) as exc:
+            # OverflowError: an integer SQLite cannot hold, or a damaged value we cannot.
             where = self.path if self.path is not None else "memory"
             raise StoreError(f"job store {where}: {exc}") from None
 
@@ -486,9 +507,17 @@ def _time(value: object) -> datetime:
     return datetime.fromtimestamp(_number(value), UTC)
 
 
+def _time_or_none(value: object) -> datetime | None:
+    """A time from the database, or None where it is missing or not a plausible time."""
+    try:
+        return _time(value)
+    except (TypeError, ValueError, OverflowError, OSError):
+        return None
+
+
 def _parse_token(token: str) -> int:
     if not token:
         return 2**63 - 1
-    if not token.isdigit() or len(token) > 19:
+    if not (token.isascii() and token.isdigit()) or len(token) > 18:
         raise InvalidRequest(f"bad page token {token[:40]!r}")
     return int(token)

@@ -5,6 +5,7 @@ import logging
 import os
 import sqlite3
 import stat
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -107,7 +108,7 @@ async def test_list_pages_newest_first(tmp_path: Path) -> None:
         assert seen == started[::-1]
         assert pages == 3
         assert len((await jobs.list(None, page_size=1000)).jobs) == 26
-        for bad in ("x", "-1", "1" * 30):
+        for bad in ("x", "-1", "1" * 30, "\u00b2", "9" * 19):
             with pytest.raises(InvalidRequest, match="bad page token"):
                 await jobs.list("alice", page_token=bad)
         for size in (0, 1001):
@@ -270,3 +271,28 @@ async def test_a_start_that_cannot_be_recorded_is_refused_and_leaves_nothing(
             assert (await run(jobs, ["true"])).state is JobState.COMPLETED
     finally:
         await trio.run_process(["umount", small])
+
+
+@pytest.mark.parametrize(
+    ("column", "value"),
+    [("ended_at", -1e300), ("ended_at", 1e300), ("ended_at", None), ("output_bytes", 1e308)],
+)
+async def test_damaged_times_and_sizes_do_not_upset_retention(
+    tmp_path: Path, column: str, value: object
+) -> None:
+    async with JobManager(tmp_path) as jobs:
+        bad = await run(jobs, ["echo", "bad"])
+        good = await run(jobs, ["echo", "good"])
+    damage(tmp_path / "jobs.db", bad.id, column, value)
+    retention = Retention(max_jobs=1, max_days=1, max_state_bytes=10**9)
+    async with JobManager(tmp_path, retention=retention) as jobs:
+        await trio.sleep(0.3)  # the retainer's first rounds
+        before = time.process_time()
+        await trio.sleep(0.5)
+        # No busy loop: the retainer sleeps while nothing it can delete is due.
+        assert time.process_time() - before < 0.25
+        new = await run(jobs, ["true"])
+        listed = [s.id for s in (await jobs.list("alice")).jobs]
+        assert new.id in listed
+        assert bad.id not in listed
+    assert good.id
