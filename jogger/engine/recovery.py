@@ -51,7 +51,16 @@ async def kill_session(process: ProcessIdentity) -> int:
         return 0
     leader = _stat(process.pid)
     if leader is None or leader[2] != process.start_ticks:
-        return 0  # gone, or the pid is someone else's now
+        # Gone, or the pid is someone else's now: nothing here can be proven to be the job's.
+        suspects = _session_members(process) if leader is None else []
+        if suspects:
+            log.warning(
+                "session %d has processes %s that may be a job's leftovers; its main process "
+                "is gone, so they cannot be proven to be the job's, and are not killed",
+                process.pid,
+                suspects[:10],
+            )
+        return 0
     killed = []
     for pid in _session_members(process):
         try:

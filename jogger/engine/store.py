@@ -65,6 +65,7 @@ CREATE TABLE IF NOT EXISTS jobs (
 CREATE INDEX IF NOT EXISTS jobs_by_owner ON jobs (owner, seq);
 CREATE INDEX IF NOT EXISTS jobs_running ON jobs (seq) WHERE state = 'running';
 CREATE INDEX IF NOT EXISTS jobs_by_end ON jobs (ended_at) WHERE state != 'running';
+CREATE INDEX IF NOT EXISTS jobs_untimed ON jobs (seq) WHERE {untimed};
 """
 _COLUMNS = (
     "id, owner, state, argv, reason, exit_code, signal, pid, started_at, ended_at, "
@@ -84,6 +85,7 @@ WHERE id = ? AND state = 'running'
 # A finished row whose ended_at is a plausible time (not damaged).
 _TIMED = "typeof(ended_at) IN ('integer', 'real') AND ended_at > 0"
 _ENDED = f"state != 'running' AND {_TIMED}"
+_UNTIMED = f"state != 'running' AND NOT ({_TIMED})"
 _NUMBER_BYTES = "CASE typeof(output_bytes) WHEN 'integer' THEN output_bytes ELSE 0 END"
 
 T = TypeVar("T")
@@ -170,7 +172,7 @@ class JobStore:
             db.execute("PRAGMA synchronous = FULL")
             db.execute("PRAGMA foreign_keys = ON")
             with _transaction(db):
-                for statement in _SCHEMA.split(";"):
+                for statement in _SCHEMA.format(untimed=_UNTIMED).split(";"):
                     if statement.strip():
                         db.execute(statement)
                 db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
@@ -249,11 +251,18 @@ class JobStore:
             with _transaction(db):
                 doomed: list[str] = []
                 freed = 0
-                # Damaged rows (no plausible end time) first, as the oldest; then by end.
+                # Damaged rows (no plausible end time) first, as the oldest; then by end,
+                # along the index.
+                limit = batch + len(keep)
                 rows = db.execute(
-                    f"SELECT seq, id, ended_at, {_NUMBER_BYTES}, {_TIMED} AS timed FROM jobs "
-                    "WHERE state != 'running' ORDER BY timed, ended_at LIMIT ?",
-                    (batch + len(keep),),
+                    f"SELECT seq, id, ended_at, {_NUMBER_BYTES}, 0 FROM jobs "
+                    f"WHERE {_UNTIMED} LIMIT ?",
+                    (limit,),
+                ).fetchall()
+                rows += db.execute(
+                    f"SELECT seq, id, ended_at, {_NUMBER_BYTES}, 1 FROM jobs "
+                    f"WHERE {_ENDED} ORDER BY ended_at LIMIT ?",
+                    (limit,),
                 ).fetchall()
                 cutoff = before.timestamp() if before is not None else -math.inf
                 for seq, job_id, ended_at, size, timed in rows:
