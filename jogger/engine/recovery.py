@@ -13,6 +13,7 @@ leftovers, if any, are logged and left alone. Every process is signalled through
 after checking it again, so that no pid reused in between is ever hit.
 """
 
+import functools
 import logging
 import os
 import signal
@@ -20,6 +21,7 @@ from pathlib import Path
 
 import trio
 
+from .procfs import proc_stat
 from .store import ProcessIdentity
 
 log = logging.getLogger("jogger.engine")
@@ -28,6 +30,7 @@ KILL_WAIT = 10.0
 """Seconds to wait for killed leftovers to die (a process in uninterruptible sleep may not)."""
 
 
+@functools.cache  # read once: it changes only with a reboot
 def boot_id() -> str:
     try:
         return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
@@ -37,8 +40,8 @@ def boot_id() -> str:
 
 def identify(pid: int) -> ProcessIdentity:
     """The identity of our own child ``pid`` (alive, or a zombie we have not reaped)."""
-    found = _stat(pid)
-    return ProcessIdentity(pid, found[2] if found is not None else 0, boot_id())
+    found = proc_stat(pid)
+    return ProcessIdentity(pid, found.start_ticks if found is not None else 0, boot_id())
 
 
 async def kill_session(process: ProcessIdentity) -> int:
@@ -49,8 +52,8 @@ async def kill_session(process: ProcessIdentity) -> int:
     """
     if process.pid <= 1 or not process.boot_id or process.boot_id != boot_id():
         return 0
-    leader = _stat(process.pid)
-    if leader is None or leader[2] != process.start_ticks:
+    leader = proc_stat(process.pid)
+    if leader is None or leader.start_ticks != process.start_ticks:
         # Gone, or the pid is someone else's now: nothing here can be proven to be the job's.
         suspects = _session_members(process) if leader is None else []
         if suspects:
@@ -67,8 +70,12 @@ async def kill_session(process: ProcessIdentity) -> int:
             pidfd = os.pidfd_open(pid)
         except OSError:
             continue
-        found = _stat(pid)
-        if found is not None and found[1] == process.pid and found[2] >= process.start_ticks:
+        found = proc_stat(pid)
+        if (
+            found is not None
+            and found.sid == process.pid
+            and found.start_ticks >= process.start_ticks
+        ):
             try:
                 signal.pidfd_send_signal(pidfd, signal.SIGKILL)
                 killed.append(pidfd)
@@ -92,23 +99,7 @@ def _session_members(process: ProcessIdentity) -> list[int]:
     members = []
     for name in os.listdir("/proc"):
         if name.isdigit():
-            found = _stat(int(name))
-            if found is not None and found[1] == process.pid and found[0] not in (b"Z", b"X"):
+            found = proc_stat(int(name))
+            if found is not None and found.sid == process.pid and not found.exited:
                 members.append(int(name))
     return members
-
-
-def _stat(pid: int) -> tuple[bytes, int, int] | None:
-    """(state, session id, start time in ticks) from /proc/PID/stat; None if gone."""
-    try:
-        data = Path(f"/proc/{pid}/stat").read_bytes()
-    except OSError:
-        return None
-    if b")" not in data:
-        return None
-    # Fields after the command name (which may contain anything): state is field 3, the
-    # session id field 6, the start time field 22.
-    fields = data[data.rindex(b")") + 2 :].split()
-    if len(fields) < 20:
-        return None
-    return fields[0], int(fields[3]), int(fields[19])

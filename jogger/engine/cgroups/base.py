@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import trio
 
 from ..limits import JobLimits
+from ..procfs import proc_stat
 
 log = logging.getLogger("jogger.engine")
 
@@ -83,9 +84,9 @@ class JobGroup(ABC):
             except OSError:
                 continue  # gone
             try:
-                found = pid_state_and_pgid(pid)
+                found = proc_stat(pid)
                 # Those in the process group have had it: never signal anyone twice.
-                if found is not None and found[1] != self._pid and self.is_member(pid):
+                if found is not None and found.pgid != self._pid and self.is_member(pid):
                     signal.pidfd_send_signal(pidfd, sig)
             except (ProcessLookupError, OSError):
                 pass  # gone, or /proc unreadable: the process group signal is what it gets
@@ -159,27 +160,7 @@ class JobGroup(ABC):
         """Remove a group whose job never started (synchronous, best effort)."""
 
 
-def pid_state_and_pgid(pid: int) -> tuple[bytes, int] | None:
-    """(state, pgid) from /proc/PID/stat; None if gone. Raises OSError if /proc fails."""
-    try:
-        fd = os.open(f"/proc/{pid}/stat", os.O_RDONLY | os.O_CLOEXEC)
-    except (FileNotFoundError, ProcessLookupError):
-        return None
-    try:
-        stat = os.read(fd, 4096)
-    except ProcessLookupError:
-        return None
-    finally:
-        os.close(fd)
-    # Fields after the command name, which is in parentheses and may contain anything:
-    # state, ppid, pgrp.
-    fields = stat[stat.rindex(b")") + 2 :].split(maxsplit=3) if b")" in stat else []
-    if len(fields) < 3:
-        return None
-    return fields[0], int(fields[2])
-
-
 def alive(pid: int) -> bool:
     """Whether ``pid`` is a process that has not exited (zombies have)."""
-    found = pid_state_and_pgid(pid)
-    return found is not None and found[0] not in (b"Z", b"X")
+    found = proc_stat(pid)
+    return found is not None and not found.exited

@@ -10,7 +10,8 @@ import signal
 import trio
 
 from ..limits import JobLimits
-from .base import JobGroup, pid_state_and_pgid
+from ..procfs import proc_stat
+from .base import JobGroup
 
 log = logging.getLogger("jogger.engine")
 
@@ -41,14 +42,14 @@ class ProcessGroup(JobGroup):
         pids = []
         for name in os.listdir("/proc"):
             if name.isdigit():
-                found = pid_state_and_pgid(int(name))
-                if found is not None and found[1] == self._pid and found[0] not in (b"Z", b"X"):
+                found = proc_stat(int(name))
+                if found is not None and found.pgid == self._pid and not found.exited:
                     pids.append(int(name))
         return pids
 
     def is_member(self, pid: int) -> bool:
-        found = pid_state_and_pgid(pid)
-        return found is not None and found[1] == self._pid
+        found = proc_stat(pid)
+        return found is not None and found.pgid == self._pid
 
     def signal(self, sig: int) -> None:
         # The main process is not reaped before the job has ended, so while we may signal,

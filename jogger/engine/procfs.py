@@ -1,0 +1,40 @@
+"""What /proc/PID/stat says of a process: the one parser the engine uses."""
+
+import os
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class ProcStat:
+    state: bytes
+    """b"R", b"S", ...; b"Z" and b"X" have exited."""
+    pgid: int
+    sid: int
+    start_ticks: int
+    """When the process started, in clock ticks since boot (field 22)."""
+
+    @property
+    def exited(self) -> bool:
+        return self.state in (b"Z", b"X")
+
+
+def proc_stat(pid: int) -> ProcStat | None:
+    """The process's stat; None if it is gone. Raises OSError if /proc itself fails."""
+    try:
+        fd = os.open(f"/proc/{pid}/stat", os.O_RDONLY | os.O_CLOEXEC)
+    except (FileNotFoundError, ProcessLookupError):
+        return None
+    try:
+        data = os.read(fd, 4096)
+    except ProcessLookupError:
+        return None
+    finally:
+        os.close(fd)
+    if b")" not in data:
+        return None
+    # The fields after the command name, which is in parentheses and may contain anything:
+    # state (field 3), ppid, pgrp, session (6), ..., starttime (22).
+    fields = data[data.rindex(b")") + 2 :].split()
+    if len(fields) < 20:
+        return None
+    return ProcStat(fields[0], int(fields[2]), int(fields[3]), int(fields[19]))
