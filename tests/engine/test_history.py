@@ -1,6 +1,7 @@
 """Job records in SQLite: they outlive the manager, page, expire, and survive damage."""
 
 import errno
+import hashlib
 import logging
 import os
 import sqlite3
@@ -180,6 +181,12 @@ async def test_a_damaged_record_is_reported_and_skipped(
     assert bad.id in reports[0].getMessage()
 
 
+def manager_cgroups(state_dir: Path) -> list[Path]:
+    """The cgroups a manager on ``state_dir`` makes (named by the state dir's hash)."""
+    digest = hashlib.sha256(os.fsencode(os.path.realpath(state_dir))).hexdigest()[:12]
+    return list(Path("/sys/fs/cgroup").glob(f"*/**/jogger-{digest}"))
+
+
 async def test_a_database_from_a_newer_jogger_is_refused(tmp_path: Path) -> None:
     async with JobManager(tmp_path):
         pass
@@ -189,6 +196,8 @@ async def test_a_database_from_a_newer_jogger_is_refused(tmp_path: Path) -> None
     with pytest.raises(StoreError, match="newer jogger"):
         async with JobManager(tmp_path):
             pass
+    # The refused manager left no cgroup of its own behind.
+    assert manager_cgroups(tmp_path) == []
 
 
 async def listed_at_most(jobs: JobManager, n: int) -> bool:
