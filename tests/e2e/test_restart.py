@@ -204,3 +204,27 @@ async def test_a_full_state_dir_ends_in_a_job_reason_not_a_server_crash(
         assert server.process.returncode == 0
     finally:
         await trio.run_process(["umount", state])
+
+
+async def test_jog_says_not_found_for_a_pruned_job(
+    pki: Pki, tmp_path: Path, nursery: trio.Nursery
+) -> None:
+    server = await launch(pki, tmp_path / "state", nursery, "--retain-jobs", "1")
+    try:
+        first = job_id_of(await server.jog("start", "--", "echo", "first"))
+        assert (await server.jog("output", first)).stdout == b"first\n"
+        second = job_id_of(await server.jog("start", "--", "echo", "second"))
+        assert (await server.jog("output", second)).stdout == b"second\n"
+
+        async def pruned() -> bool:
+            return (await server.jog("status", first)).returncode != 0
+
+        await eventually(pruned)
+        gone = await server.jog("status", first)
+        assert gone.returncode == 1
+        assert gone.stderr.decode() == f"jog: error: job {first} not found\n"
+        assert (await server.jog("output", first)).returncode == 1
+        assert not (tmp_path / "state" / "logs" / f"{first}.log").exists()
+        assert (await status_of(server, second))["state"] == "completed"
+    finally:
+        await stop_server(server.process)
