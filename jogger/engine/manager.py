@@ -475,7 +475,8 @@ class JobManager:
         try:
             uuid.UUID(job_id)
         except ValueError:
-            raise InvalidRequest(f"job id {job_id!r} is not a UUID") from None
+            shown = job_id if len(job_id) <= 40 else job_id[:40] + "..."
+            raise InvalidRequest(f"job id {shown!r} is not a UUID") from None
 
     def _check_capacity(self, owner: str) -> None:
         total = self._running.total()

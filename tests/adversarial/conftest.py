@@ -1,0 +1,3 @@
+from tests.rpc.conftest import pki, server
+
+__all__ = ["pki", "server"]
