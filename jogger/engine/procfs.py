@@ -1,6 +1,7 @@
 """What /proc/PID/stat says of a process: the one parser the engine uses."""
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 
 
@@ -38,3 +39,15 @@ def proc_stat(pid: int) -> ProcStat | None:
     if len(fields) < 20:
         return None
     return ProcStat(fields[0], int(fields[2]), int(fields[3]), int(fields[19]))
+
+
+def live_processes(match: Callable[[ProcStat], bool]) -> list[int]:
+    """The pids of processes that have not exited and ``match``. Raises OSError if /proc
+    cannot be listed."""
+    pids = []
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            found = proc_stat(int(name))
+            if found is not None and not found.exited and match(found):
+                pids.append(int(name))
+    return pids

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import trio
 
-from .procfs import proc_stat
+from .procfs import live_processes, proc_stat
 from .store import ProcessIdentity
 
 log = logging.getLogger("jogger.engine")
@@ -96,10 +96,4 @@ async def kill_session(process: ProcessIdentity) -> int:
 
 
 def _session_members(process: ProcessIdentity) -> list[int]:
-    members = []
-    for name in os.listdir("/proc"):
-        if name.isdigit():
-            found = proc_stat(int(name))
-            if found is not None and found.sid == process.pid and not found.exited:
-                members.append(int(name))
-    return members
+    return live_processes(lambda found: found.sid == process.pid)

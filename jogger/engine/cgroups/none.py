@@ -10,7 +10,7 @@ import signal
 import trio
 
 from ..limits import JobLimits
-from ..procfs import proc_stat
+from ..procfs import live_processes, proc_stat
 from .base import JobGroup
 
 log = logging.getLogger("jogger.engine")
@@ -39,13 +39,7 @@ class ProcessGroup(JobGroup):
     def members(self) -> list[int]:
         if self._pid <= 0:
             return []
-        pids = []
-        for name in os.listdir("/proc"):
-            if name.isdigit():
-                found = proc_stat(int(name))
-                if found is not None and found.pgid == self._pid and not found.exited:
-                    pids.append(int(name))
-        return pids
+        return live_processes(lambda found: found.pgid == self._pid)
 
     def is_member(self, pid: int) -> bool:
         found = proc_stat(pid)
