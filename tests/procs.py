@@ -15,6 +15,7 @@ class Proc:
     pid: int
     ppid: int
     pgid: int
+    sid: int
     state: str
 
 
@@ -30,7 +31,7 @@ def processes() -> list[Proc]:
             continue  # it ended while we looked
         # The command name is in parentheses and may contain anything; fields follow the last ')'.
         fields = stat[stat.rindex(")") + 2 :].split()
-        found.append(Proc(int(name), int(fields[1]), int(fields[2]), fields[0]))
+        found.append(Proc(int(name), int(fields[1]), int(fields[2]), int(fields[3]), fields[0]))
     return found
 
 

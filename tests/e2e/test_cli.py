@@ -78,6 +78,13 @@ async def test_output_reproduces_the_jobs_bytes_exactly(cli: Cli) -> None:
     assert partial.stderr == b""
 
 
+async def follow(cli: Cli, job: str) -> trio.Process:
+    """``jog output JOB`` as a process, its stdout and stderr piped."""
+    return await trio.lowlevel.open_process(
+        [BIN / "jog", "output", job], env=cli.env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+
+
 async def wait_for_output(process: trio.Process, text: bytes) -> bytes:
     assert process.stdout is not None
     seen = b""
@@ -92,12 +99,7 @@ async def wait_for_output(process: trio.Process, text: bytes) -> bytes:
 
 async def test_ctrl_c_on_output_detaches_and_leaves_the_job_running(cli: Cli) -> None:
     job = job_id_of(await cli.jog("start", "--", "sh", "-c", "echo hello; sleep 300"))
-    follower = await trio.lowlevel.open_process(
-        [BIN / "jog", "output", job],
-        env=cli.env(),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    )
+    follower = await follow(cli, job)
     await wait_for_output(follower, b"hello")
     follower.send_signal(signal.SIGINT)
     with trio.fail_after(20):
@@ -263,12 +265,7 @@ async def test_help_shows_the_environment_and_exit_codes(cli: Cli) -> None:
 async def test_server_shutdown_finishes_live_streams_and_stops_jobs(cli: Cli) -> None:
     job = job_id_of(await cli.jog("start", "--", *SAYS_GOODBYE))
     pid = json.loads((await cli.jog("status", "--json", job)).stdout)["pid"]
-    follower = await trio.lowlevel.open_process(
-        [BIN / "jog", "output", job],
-        env=cli.env(),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    )
+    follower = await follow(cli, job)
     await wait_for_output(follower, b"ready")
     cli.process.send_signal(signal.SIGTERM)
     rest = await wait_for_output(follower, b"goodbye")

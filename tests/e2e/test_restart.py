@@ -3,15 +3,14 @@
 import json
 import os
 import signal
-import subprocess
 from pathlib import Path
 
 import pytest
 import trio
 
-from tests.e2e.conftest import BIN, Cli, launch, stop_server
-from tests.e2e.test_cli import job_id_of, wait_for_output
-from tests.procs import PYTHON, eventually, is_alive
+from tests.e2e.conftest import Cli, launch, stop_server
+from tests.e2e.test_cli import follow, job_id_of, wait_for_output
+from tests.procs import PYTHON, eventually, is_alive, processes
 from tests.rpc.pki import Pki
 
 BINARY = "import sys; sys.stdout.buffer.write(bytes(range(256)) * 4000)"
@@ -38,18 +37,7 @@ async def status_of(cli: Cli, job: str) -> dict[str, object]:
 
 def session_of(pid: int) -> list[int]:
     """Live processes in session ``pid`` (a job leads its own)."""
-    found = []
-    for name in os.listdir("/proc"):
-        if not name.isdigit():
-            continue
-        try:
-            data = Path(f"/proc/{name}/stat").read_bytes()
-        except OSError:
-            continue
-        fields = data[data.rindex(b")") + 2 :].split()
-        if int(fields[3]) == pid and fields[0] not in (b"Z", b"X"):
-            found.append(int(name))
-    return found
+    return [p.pid for p in processes() if p.sid == pid and p.state not in ("Z", "X")]
 
 
 def job_cgroups(server_pid: int, job: str) -> list[Path]:
@@ -114,12 +102,7 @@ async def test_after_sigkill_the_next_server_resolves_every_job(  # noqa: PLR091
         tree = job_id_of(await first.jog("start", "--", "sh", "-c", TREE))
         counter = job_id_of(await first.jog("start", "--", PYTHON, "-c", COUNTER))
         done = job_id_of(await first.jog("start", "--", "echo", "finished"))
-        follower = await trio.lowlevel.open_process(
-            [BIN / "jog", "output", counter],
-            env=first.env(),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-        )
+        follower = await follow(first, counter)
         await wait_for_output(follower, b"\n10\n")
         tree_status = await status_of(first, tree)
         assert (await first.jog("output", done)).stdout == b"finished\n"
