@@ -9,6 +9,10 @@
 A call's scope is cancelled when the client resets its stream or the connection ends, so a
 client that goes away costs the server nothing. Shutdown: stop accepting, let the calls in
 flight finish (bounded by a drain timeout), then close every connection.
+
+What one peer can hold is bounded (``TransportLimits``): connections still in their TLS
+handshake, connections and calls per user, and the time a connection gets to prove itself.
+A peer over a limit gets a status saying which, not a silent close.
 """
 
 import contextlib
@@ -18,6 +22,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import aclosing, asynccontextmanager
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import h2.errors
@@ -29,11 +34,39 @@ from purerpc.grpclib.status import Status, StatusCode
 
 from .auth import CertificateRejected, Identity, identify_client
 from .errors import RpcError
+from .throttle import LogThrottle
 from .wire import Connection, ConnectionLost, Stream, set_socket_options
 
 log = logging.getLogger("jogger.rpc")
+throttled = LogThrottle(log)
 
-HANDSHAKE_TIMEOUT = 10.0
+
+@dataclass(frozen=True, slots=True)
+class TransportLimits:
+    """What the server grants one peer, and all peers together."""
+
+    handshake_timeout: float = 10.0
+    """Seconds a new connection gets to complete TLS and send its HTTP/2 preface. A
+    connection whose certificate was refused, or whose user is over a limit, lives this long
+    too: long enough to be told why."""
+    request_timeout: float = 10.0
+    """Seconds a call gets to deliver its request message once its stream is open."""
+    max_connections: int = 4096
+    """Connections open at once; more are closed on accept."""
+    max_handshakes: int = 1024
+    """Connections still in their TLS handshake; more are closed on accept. It keeps a flood
+    of silent connections from taking the room of authenticated users."""
+    max_connections_per_user: int = 256
+    max_calls_per_user: int = 1024
+    """Calls in flight for one user (an Output stream is one call), over all connections."""
+
+    def __post_init__(self) -> None:
+        for name in self.__slots__:
+            value = getattr(self, name)
+            if not value > 0 or value == float("inf"):
+                raise ValueError(
+                    f"--{name.replace('_', '-')} must be a positive number, not {value!r}"
+                )
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,7 +87,9 @@ class _Peer:
 
     address: str
     identity: Identity | None
-    rejection: str  # why the certificate was refused, when identity is None
+    refusal: Status | None = None
+    """Every call on this connection ends with this: a refused certificate, or a user over
+    their connection limit."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,10 +100,17 @@ class Method:
 
 
 class RpcServer:
-    def __init__(self, nursery: trio.Nursery, ssl_context: Any) -> None:
+    def __init__(
+        self, nursery: trio.Nursery, ssl_context: Any, limits: TransportLimits | None = None
+    ) -> None:
         self._nursery = nursery
         self._methods: Mapping[str, Method] = {}
         self._ssl_context = ssl_context
+        self._limits = limits or TransportLimits()
+        self._connections = 0
+        self._handshakes = 0
+        self._user_connections: dict[str, int] = {}
+        self._user_calls: dict[str, int] = {}
         self._calls = 0
         self._idle = trio.Event()
         self._idle.set()
@@ -107,10 +149,30 @@ class RpcServer:
                     stream = await listener.accept()
                 except OSError as exc:
                     # Out of fds, for example: say so and keep serving the others.
-                    log.warning("accept failed: %s", exc)
+                    throttled.log("accept", logging.WARNING, "accept failed: %s", exc)
                     await trio.sleep(0.1)
                     continue
-                self._nursery.start_soon(self._connection, stream)
+                limits = self._limits
+                if self._connections >= limits.max_connections:
+                    throttled.log(
+                        "connections",
+                        logging.WARNING,
+                        "connection refused: %d connections open, the limit",
+                        self._connections,
+                    )
+                    await trio.aclose_forcefully(stream)
+                elif self._handshakes >= limits.max_handshakes:
+                    throttled.log(
+                        "handshakes",
+                        logging.WARNING,
+                        "connection refused: %d TLS handshakes in progress, the limit",
+                        self._handshakes,
+                    )
+                    await trio.aclose_forcefully(stream)
+                else:
+                    self._connections += 1
+                    self._handshakes += 1
+                    self._nursery.start_soon(self._connection, stream)
 
     async def drain(self) -> None:
         """Refuse new calls (UNAVAILABLE) and return once no call is in flight."""
@@ -118,72 +180,150 @@ class RpcServer:
         await self._idle.wait()
 
     async def _connection(self, tcp: trio.SocketStream) -> None:
+        handshaking = [True]
         try:
-            await self._serve_connection(tcp)
+            await self._serve_connection(tcp, handshaking)
         except Exception:
             # A bug, or a failure we did not foresee: it ends this connection, not the server.
             log.exception("connection failed")
         finally:
+            self._connections -= 1
+            if handshaking[0]:
+                self._handshakes -= 1
             await trio.aclose_forcefully(tcp)
 
-    async def _serve_connection(self, tcp: trio.SocketStream) -> None:
+    async def _serve_connection(self, tcp: trio.SocketStream, handshaking: list[bool]) -> None:
         try:
             set_socket_options(tcp)
             host, port = tcp.socket.getpeername()[:2]
         except OSError as exc:
-            log.info("connection closed before it could be served: %s", exc)
+            throttled.log(
+                "gone", logging.INFO, "connection closed before it could be served: %s", exc
+            )
             return  # reset by the peer already (ENOTCONN)
         peer = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        limits = self._limits
         tls = trio.SSLStream(tcp, self._ssl_context, server_side=True)
+        user = None
         try:
-            with trio.move_on_after(HANDSHAKE_TIMEOUT) as timer:
+            with trio.move_on_after(limits.handshake_timeout) as timer:
                 try:
                     await tls.do_handshake()
                 except trio.BrokenResourceError as exc:
-                    log.info("connection peer=%s refused: %s", peer, exc.__cause__ or exc)
+                    throttled.log(
+                        "handshake",
+                        logging.INFO,
+                        "connection peer=%s refused: %s",
+                        peer,
+                        exc.__cause__ or exc,
+                    )
                     await _send_alert(tls, tcp)
                     return
             if timer.cancelled_caught:
-                log.info("connection peer=%s closed: TLS handshake timed out", peer)
+                throttled.log(
+                    "handshake-timeout",
+                    logging.INFO,
+                    "connection peer=%s closed: TLS handshake timed out",
+                    peer,
+                )
                 return
-            try:
-                client = _Peer(peer, identify_client(tls.getpeercert(binary_form=True)), "")
-            except CertificateRejected as exc:
-                client = _Peer(peer, None, str(exc))
-                log.info("connection peer=%s rejected: %s", peer, exc)
-            connection = Connection(tls, client_side=False)
-            async with trio.open_nursery() as calls:
-
-                def on_request(event: RequestReceived, stream: Stream) -> None:
-                    if self._draining:
-                        connection.forget(stream)
-                        status = Status(StatusCode.UNAVAILABLE, "the server is shutting down")
-                        connection.refuse(stream.id, status)
-                        return
-                    self._begin_call()
-                    calls.start_soon(self._call, connection, stream, event, client)
-
-                try:
-                    await connection.start()
-                except ConnectionLost:
-                    return
-                await connection.run(on_request)
-                # The connection is over: nothing can reach its client any more.
-                calls.cancel_scope.cancel()
+            handshaking[0] = False
+            self._handshakes -= 1
+            client = self._admit(peer, tls)
+            if client.refusal is None and client.identity is not None:
+                user = client.identity.user
+                self._user_connections[user] = self._user_connections.get(user, 0) + 1
+            await self._serve_http2(tls, client)
         except trio.BrokenResourceError as exc:
-            log.info("connection peer=%s failed: %s", peer, exc.__cause__ or exc)
+            throttled.log(
+                "broken", logging.INFO, "connection peer=%s failed: %s", peer, exc.__cause__ or exc
+            )
         finally:
+            if user is not None:
+                _decrement(self._user_connections, user)
             await trio.aclose_forcefully(tls)
 
-    def _begin_call(self) -> None:
+    def _admit(self, peer: str, tls: trio.SSLStream[trio.SocketStream]) -> _Peer:
+        """Who the peer is, and whether its calls are refused (and with what status)."""
+        try:
+            identity = identify_client(tls.getpeercert(binary_form=True))
+        except CertificateRejected as exc:
+            throttled.log("rejected", logging.INFO, "connection peer=%s rejected: %s", peer, exc)
+            status = Status(StatusCode.UNAUTHENTICATED, f"client certificate rejected: {exc}")
+            return _Peer(peer, None, status)
+        open_now = self._user_connections.get(identity.user, 0)
+        limit = self._limits.max_connections_per_user
+        if open_now >= limit:
+            throttled.log(
+                "user-connections",
+                logging.WARNING,
+                "connection peer=%s user=%s refused: %d connections open, the limit",
+                peer,
+                identity.user,
+                open_now,
+            )
+            message = f"user {identity.user} has {open_now} connections open; the limit is {limit}"
+            return _Peer(peer, identity, Status(StatusCode.RESOURCE_EXHAUSTED, message))
+        return _Peer(peer, identity)
+
+    async def _serve_http2(self, tls: trio.SSLStream[trio.SocketStream], client: _Peer) -> None:
+        connection = Connection(tls, client_side=False)
+        limits = self._limits
+        async with trio.open_nursery() as calls:
+
+            def on_request(event: RequestReceived, stream: Stream) -> None:
+                status = None
+                if self._draining:
+                    status = Status(StatusCode.UNAVAILABLE, "the server is shutting down")
+                elif client.identity is not None and client.refusal is None:
+                    user = client.identity.user
+                    in_flight = self._user_calls.get(user, 0)
+                    if in_flight >= limits.max_calls_per_user:
+                        status = Status(
+                            StatusCode.RESOURCE_EXHAUSTED,
+                            f"user {user} has {in_flight} calls in flight; "
+                            f"the limit is {limits.max_calls_per_user}",
+                        )
+                        throttled.log(
+                            "user-calls",
+                            logging.WARNING,
+                            "call refused: user=%s has %d calls in flight, the limit",
+                            user,
+                            in_flight,
+                        )
+                if status is not None:
+                    connection.forget(stream)
+                    connection.refuse(stream.id, status)
+                    return
+                self._begin_call(client)
+                calls.start_soon(self._call, connection, stream, event, client)
+
+            if client.refusal is not None:
+                # Long enough to tell the client why, not long enough to hold a slot.
+                calls.start_soon(_close_after, limits.handshake_timeout, calls.cancel_scope)
+            calls.start_soon(_expect_preface, connection, limits.handshake_timeout, calls)
+            try:
+                await connection.start()
+            except ConnectionLost:
+                return
+            await connection.run(on_request)
+            # The connection is over: nothing can reach its client any more.
+            calls.cancel_scope.cancel()
+
+    def _begin_call(self, client: _Peer) -> None:
         self._calls += 1
         if self._calls == 1:
             self._idle = trio.Event()
+        if client.identity is not None:
+            user = client.identity.user
+            self._user_calls[user] = self._user_calls.get(user, 0) + 1
 
-    def _end_call(self) -> None:
+    def _end_call(self, client: _Peer) -> None:
         self._calls -= 1
         if self._calls == 0:
             self._idle.set()
+        if client.identity is not None:
+            _decrement(self._user_calls, client.identity.user)
 
     async def _call(
         self,
@@ -208,8 +348,10 @@ class RpcServer:
             pass
         finally:
             connection.forget(stream)
-            self._end_call()
-            log.info(
+            self._end_call(client)
+            # A client may make many calls fail in a row; successful calls are the access log.
+            (log.log if status.int_value == 0 else partial(throttled.log, "rpc-failed"))(
+                logging.INFO,
                 "rpc method=%s user=%s peer=%s status=%s duration_ms=%.1f%s",
                 path,
                 user,
@@ -226,17 +368,17 @@ class RpcServer:
         event: RequestReceived,
         client: _Peer,
     ) -> Status:
-        if client.identity is None:
-            return Status(
-                StatusCode.UNAUTHENTICATED, f"client certificate rejected: {client.rejection}"
-            )
+        if client.refusal is not None or client.identity is None:
+            return client.refusal or Status(StatusCode.UNAUTHENTICATED, "no identity")
         method = self._methods.get(f"/{event.service_name}/{event.method_name}")
         if method is None:
-            return Status(StatusCode.UNIMPLEMENTED, f"unknown method {event.method_name!r}")
+            return Status(StatusCode.UNIMPLEMENTED, f"unknown method {event.method_name[:40]!r}")
         timeout = event.timeout.total_seconds() if event.timeout is not None else float("inf")
         with trio.move_on_after(timeout) as deadline:
             try:
-                request = await _read_request(stream, method.request_type)
+                request = await _read_request(
+                    stream, method.request_type, self._limits.request_timeout
+                )
                 call = Call(identity=client.identity, peer=client.address)
                 connection.protocol.start_response(stream.id, "+proto")
                 stream.response_started = True
@@ -276,6 +418,29 @@ class RpcServer:
         await connection.flush()
 
 
+def _decrement(counts: dict[str, int], key: str) -> None:
+    left = counts[key] - 1
+    if left:
+        counts[key] = left
+    else:
+        del counts[key]  # the dict holds only users with something open
+
+
+async def _close_after(seconds: float, scope: trio.CancelScope) -> None:
+    await trio.sleep(seconds)
+    # The connection's time is up (see the caller): end it and every call on it.
+    scope.cancel()
+
+
+async def _expect_preface(connection: Connection, seconds: float, calls: trio.Nursery) -> None:
+    with trio.move_on_after(seconds):
+        await connection.peer_ready.wait()
+        return
+    throttled.log("preface", logging.INFO, "closing connection: no HTTP/2 preface in time")
+    # A peer that completed TLS and then said nothing: it gets no more of our time.
+    calls.cancel_scope.cancel()
+
+
 async def _send_alert(tls: trio.SSLStream[trio.SocketStream], tcp: trio.SocketStream) -> None:
     """Send the TLS alert OpenSSL wrote when it refused the handshake.
 
@@ -291,8 +456,20 @@ async def _send_alert(tls: trio.SSLStream[trio.SocketStream], tcp: trio.SocketSt
             await tcp.send_all(alert)
 
 
-async def _read_request(stream: Stream, request_type: type[Message]) -> Message:
-    """The call's single request message; INVALID_ARGUMENT for anything else."""
+async def _read_request(stream: Stream, request_type: type[Message], patience: float) -> Message:
+    """The call's single request message; INVALID_ARGUMENT for anything else.
+
+    DEADLINE_EXCEEDED if it does not arrive within ``patience`` seconds: a stalled client
+    holds a call slot only that long.
+    """
+    with trio.move_on_after(patience):
+        return await _read_one(stream, request_type)
+    raise RpcError(
+        StatusCode.DEADLINE_EXCEEDED, f"the request message did not arrive within {patience:g} s"
+    )
+
+
+async def _read_one(stream: Stream, request_type: type[Message]) -> Message:
     message: Message | None = None
     async for event in stream.inbox:
         if isinstance(event, MessageReceived):
@@ -312,7 +489,7 @@ async def _read_request(stream: Stream, request_type: type[Message]) -> Message:
 
 @asynccontextmanager
 async def open_rpc_server(
-    ssl_context: Any, *, drain_timeout: float = 5.0
+    ssl_context: Any, *, drain_timeout: float = 5.0, limits: TransportLimits | None = None
 ) -> AsyncIterator[RpcServer]:
     """A server whose connections live as long as this block.
 
@@ -321,7 +498,7 @@ async def open_rpc_server(
     connection is closed.
     """
     async with trio.open_nursery() as nursery:
-        server = RpcServer(nursery, ssl_context)
+        server = RpcServer(nursery, ssl_context, limits)
         try:
             yield server
         finally:

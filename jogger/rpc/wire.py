@@ -42,7 +42,10 @@ from purerpc.grpclib.exceptions import MessageTooLargeError, ProtocolError
 from purerpc.grpclib.headers import HeaderDict
 from purerpc.grpclib.status import Status, StatusCode
 
+from .throttle import Allowance, LogThrottle
+
 log = logging.getLogger(__name__)
+throttled = LogThrottle(log)
 
 MAX_MESSAGE = 4 << 20
 """The largest message a client accepts, as in grpc's default."""
@@ -60,7 +63,15 @@ CONNECTION_WINDOW = 16 << 20
 CLIENT_FRAME_SIZE = 128 << 10
 SERVER_FRAME_SIZE = 16 << 10
 SERVER_MAX_STREAMS = 128
-"""Calls one connection may have in flight; purerpc advertises 65,536."""
+"""Calls one connection may have in flight; purerpc advertises 65,536. Enforced on our
+handlers, not only on h2's open streams: a stream the peer resets is closed for h2 at once,
+while its handler may still be finishing."""
+MAX_HEADER_LIST_SIZE = 8 << 10
+"""The most header bytes (decoded) a request or response may carry; purerpc advertises 8 KiB
+but leaves h2's decoder at 64 KiB."""
+PEER_RESETS = (4 * SERVER_MAX_STREAMS, 100.0)
+"""Streams a peer may reset, or open past the limit, at once and then per second, before
+its connection is closed with ENHANCE_YOUR_CALM (the 2023 rapid-reset attack)."""
 
 
 class StreamReset(Event):  # type: ignore[misc]
@@ -118,7 +129,11 @@ class _Protocol(GRPCConnection):  # type: ignore[misc]
             # Per instance, before purerpc's constructor writes the local settings.
             self.MAX_INBOUND_FRAME_SIZE = SERVER_FRAME_SIZE
             self.MAX_CONCURRENT_STREAMS = SERVER_MAX_STREAMS
+        self.MAX_HEADER_LIST_SIZE = MAX_HEADER_LIST_SIZE
         super().__init__(config)
+        # purerpc advertises the limit but h2 only applies it when a settings change is
+        # acknowledged, and purerpc's settings are not a change: apply it from the start.
+        self.h2_connection.decoder.max_header_list_size = MAX_HEADER_LIST_SIZE
         self._unacknowledged: dict[int, int] = {}
 
     def _stream_reset(self, event: h2.events.StreamReset) -> list[Event]:
@@ -228,6 +243,10 @@ class ConnectionLost(Exception):
     """The peer closed the connection, or it broke."""
 
 
+class _Abusive(Exception):
+    """The peer resets or opens streams faster than any client needs to: close with GOAWAY."""
+
+
 @dataclass(eq=False)
 class Stream:
     """One call's stream. Its inbox receives the peer's messages and its end event."""
@@ -273,6 +292,7 @@ class Connection:
         """Set once the peer's first frames (its SETTINGS) have arrived."""
         self.failure: BaseException | None = None
         """Why the transport broke, when it did (for example the TLS alert the peer sent)."""
+        self._peer_resets = Allowance(*PEER_RESETS, clock=trio.current_time)
 
     @property
     def active_streams(self) -> int:
@@ -365,9 +385,13 @@ class Connection:
 
     def reset_stream(self, stream: Stream, code: h2.errors.ErrorCodes) -> None:
         stream.reset = True
+        self.reset_stream_id(stream.id, code)
+
+    def reset_stream_id(self, stream_id: int, code: h2.errors.ErrorCodes) -> None:
         # Already closed on the wire means there is nothing to reset.
         with contextlib.suppress(h2.exceptions.StreamClosedError):
-            self._protocol.reset_stream(stream.id, code)
+            self._protocol.reset_stream(stream_id, code)
+        self._protocol.release(stream_id)
 
     @property
     def protocol(self) -> GRPCConnection:
@@ -419,21 +443,29 @@ class Connection:
                 try:
                     events = self._protocol.receive_data(data)
                 except (ProtocolError, h2.exceptions.ProtocolError, UnicodeDecodeError) as exc:
-                    # (UnicodeDecodeError: header bytes that are not UTF-8.)
-                    log.info("closing connection: protocol error: %s", exc)
-                    self._protocol.h2_connection.close_connection(
-                        h2.errors.ErrorCodes.PROTOCOL_ERROR
+                    # (UnicodeDecodeError: header bytes that are not UTF-8.) h2's errors
+                    # carry their HTTP/2 code: FRAME_SIZE_ERROR, ENHANCE_YOUR_CALM for an
+                    # oversized header list, and so on.
+                    code = getattr(exc, "error_code", h2.errors.ErrorCodes.PROTOCOL_ERROR)
+                    throttled.log(
+                        "protocol-error", logging.INFO, "closing connection: %s: %s", code, exc
                     )
-                    await self._flush(shield=False)
+                    await self._goaway(code, str(exc))
                     return
                 except Exception:
                     # A failure in purerpc or h2 we did not foresee: it ends this
                     # connection, never the server.
                     log.exception("closing connection: internal error reading from the peer")
+                    await self._goaway(h2.errors.ErrorCodes.INTERNAL_ERROR, "internal error")
                     return
                 self.peer_ready.set()
-                for event in events:
-                    await self._dispatch(event, on_request)
+                try:
+                    for event in events:
+                        await self._dispatch(event, on_request)
+                except _Abusive as exc:
+                    throttled.log("abusive", logging.WARNING, "closing connection: %s", exc)
+                    await self._goaway(h2.errors.ErrorCodes.ENHANCE_YOUR_CALM, str(exc))
+                    return
                 await self._flush(shield=False)
         except ConnectionLost:
             return
@@ -447,6 +479,19 @@ class Connection:
                 stream.scope.cancel()
                 stream.inbox_send.close()
                 stream.window_open.set()  # and whoever waits to send on it, wakes
+
+    async def _goaway(self, code: h2.errors.ErrorCodes, why: str) -> None:
+        """Tell the peer why its connection ends (GOAWAY), best effort: it may be gone."""
+        try:
+            self._protocol.h2_connection.close_connection(code, additional_data=why[:200].encode())
+        except h2.exceptions.ProtocolError:
+            return  # h2 has closed the connection already
+        with contextlib.suppress(ConnectionLost):
+            await self._flush(shield=False)
+
+    def _peer_reset(self) -> None:
+        if not self._peer_resets.take():
+            raise _Abusive(f"the peer resets or opens more than {PEER_RESETS[1]:g} streams/s")
 
     async def _dispatch(
         self, event: Event, on_request: Callable[[RequestReceived, Stream], None] | None
@@ -463,6 +508,12 @@ class Connection:
         if isinstance(event, RequestReceived):
             if on_request is None:
                 raise ProtocolError("a request arrived at the client end")
+            if len(self._streams) >= SERVER_MAX_STREAMS:
+                # Over the limit we advertised, by way of streams reset faster than their
+                # handlers finish: refuse it (the client may retry), and count it.
+                self._peer_reset()
+                self.reset_stream_id(event.stream_id, h2.errors.ErrorCodes.REFUSED_STREAM)
+                return
             on_request(event, self.new_stream(event.stream_id))
         found = self._streams.get(getattr(event, "stream_id", -1))
         if isinstance(event, StreamRefused):
@@ -472,6 +523,8 @@ class Connection:
             return  # a stream we have already finished with
         stream = found
         if isinstance(event, StreamReset):
+            if not self._protocol.config.client_side:
+                self._peer_reset()
             stream.reset = True
             # The peer gave up on this call: cancel whatever serves or awaits it.
             stream.scope.cancel()
@@ -494,7 +547,9 @@ class Connection:
                 pass  # the call has finished; late frames are dropped
 
     def _refused(self, event: StreamRefused, stream: Stream | None) -> None:
-        log.info("stream %d refused: %s", event.stream_id, event.reason)
+        throttled.log(
+            "stream-refused", logging.INFO, "stream %d refused: %s", event.stream_id, event.reason
+        )
         if stream is None:
             self.refuse(event.stream_id, event.status)
         elif self._protocol.config.client_side:

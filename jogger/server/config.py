@@ -10,6 +10,7 @@ from ..engine import Limits, Retention
 from ..engine.cgroups import Mode
 from ..engine.limits import JobLimits, parse_limits
 from ..rpc.address import parse_address
+from ..rpc.server import TransportLimits
 
 DEFAULT_LISTEN = "127.0.0.1:7654"
 DEFAULT_RETAIN_JOBS = 100_000
@@ -30,6 +31,7 @@ class ServerConfig:
     default_limits: JobLimits = field(default_factory=JobLimits)
     max_limits: JobLimits = field(default_factory=JobLimits)
     retention: Retention = field(default_factory=Retention)
+    transport: TransportLimits = field(default_factory=TransportLimits)
 
 
 class ConfigError(Exception):
@@ -134,6 +136,37 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--max-jobs", type=int, default=Limits().max_jobs)
     p.add_argument("--max-jobs-per-user", type=int, default=Limits().max_jobs_per_owner)
     p.add_argument("--max-output-bytes", type=int, default=Limits().max_output_bytes)
+    transport = TransportLimits()
+    p.add_argument(
+        "--max-connections",
+        type=int,
+        default=transport.max_connections,
+        metavar="N",
+        help=f"connections open at once (default {transport.max_connections})",
+    )
+    p.add_argument(
+        "--max-connections-per-user",
+        type=int,
+        default=transport.max_connections_per_user,
+        metavar="N",
+        help=f"connections one user may have open (default {transport.max_connections_per_user})",
+    )
+    p.add_argument(
+        "--max-calls-per-user",
+        type=int,
+        default=transport.max_calls_per_user,
+        metavar="N",
+        help="calls one user may have in flight, each following stream counting as one "
+        f"(default {transport.max_calls_per_user})",
+    )
+    p.add_argument(
+        "--handshake-timeout",
+        type=float,
+        default=transport.handshake_timeout,
+        metavar="SECONDS",
+        help="time a new connection gets for its TLS handshake and HTTP/2 preface "
+        f"(default {transport.handshake_timeout:g})",
+    )
     return p
 
 
@@ -196,6 +229,16 @@ def load(argv: list[str] | None) -> ServerConfig:
     defaults, maxima = job_limits(args.memory_target, args.default_limits, args.max_limits)
     if args.retain_jobs < 0 or not args.retain_days >= 0:
         raise ConfigError("--retain-jobs and --retain-days must not be negative")
+    try:
+        transport = TransportLimits(
+            handshake_timeout=args.handshake_timeout,
+            max_connections=args.max_connections,
+            max_handshakes=max(1, args.max_connections // 4),
+            max_connections_per_user=args.max_connections_per_user,
+            max_calls_per_user=args.max_calls_per_user,
+        )
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
     return ServerConfig(
         listen=listen,
         state_dir=state_dir,
@@ -217,4 +260,5 @@ def load(argv: list[str] | None) -> ServerConfig:
             max_days=args.retain_days or None,
             max_state_bytes=args.max_state_bytes or None,
         ),
+        transport=transport,
     )

@@ -34,7 +34,9 @@ async def serve(
     context = server_context(config.ca_cert, config.cert, config.key)
     with single_errors():
         async with (
-            open_rpc_server(context, drain_timeout=config.drain_timeout) as server,
+            open_rpc_server(
+                context, drain_timeout=config.drain_timeout, limits=config.transport
+            ) as server,
             JobManager(
                 config.state_dir,
                 limits=config.limits,
