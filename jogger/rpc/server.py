@@ -56,6 +56,8 @@ class TransportLimits:
     max_handshakes: int = 1024
     """Connections still in their TLS handshake; more are closed on accept. It keeps a flood
     of silent connections from taking the room of authenticated users."""
+    max_handshakes_per_host: int = 256
+    """The same, from one IP address: one host cannot take every handshake slot."""
     max_connections_per_user: int = 256
     max_calls_per_user: int = 1024
     """Calls in flight for one user (an Output stream is one call), over all connections."""
@@ -109,6 +111,7 @@ class RpcServer:
         self._limits = limits or TransportLimits()
         self._connections = 0
         self._handshakes = 0
+        self._host_handshakes: dict[str, int] = {}
         self._user_connections: dict[str, int] = {}
         self._user_calls: dict[str, int] = {}
         self._calls = 0
@@ -152,34 +155,41 @@ class RpcServer:
                     throttled.log("accept", logging.WARNING, "accept failed: %s", exc)
                     await trio.sleep(0.1)
                     continue
-                limits = self._limits
-                if self._connections >= limits.max_connections:
+                host, refused = self._over_limit(stream)
+                if refused:
                     throttled.log(
-                        "connections",
-                        logging.WARNING,
-                        "connection refused: %d connections open, the limit",
-                        self._connections,
-                    )
-                    await trio.aclose_forcefully(stream)
-                elif self._handshakes >= limits.max_handshakes:
-                    throttled.log(
-                        "handshakes",
-                        logging.WARNING,
-                        "connection refused: %d TLS handshakes in progress, the limit",
-                        self._handshakes,
+                        "accept-refused", logging.WARNING, "connection refused: %s", refused
                     )
                     await trio.aclose_forcefully(stream)
                 else:
-                    self._connections += 1
-                    self._handshakes += 1
-                    self._nursery.start_soon(self._connection, stream)
+                    self._nursery.start_soon(self._connection, stream, host)
+
+    def _over_limit(self, tcp: trio.SocketStream) -> tuple[str, str]:
+        """The peer's host, and why its new connection is refused at once, or "" (and then
+        it is counted)."""
+        limits = self._limits
+        try:
+            host = str(tcp.socket.getpeername()[0])
+        except OSError:
+            return "", "reset by the peer"
+        if self._connections >= limits.max_connections:
+            return host, f"{self._connections} connections open, the limit"
+        if self._handshakes >= limits.max_handshakes:
+            return host, f"{self._handshakes} TLS handshakes in progress, the limit"
+        from_host = self._host_handshakes.get(host, 0)
+        if from_host >= limits.max_handshakes_per_host:
+            return host, f"{from_host} TLS handshakes in progress from {host}, the limit"
+        self._connections += 1
+        self._handshakes += 1
+        self._host_handshakes[host] = from_host + 1
+        return host, ""
 
     async def drain(self) -> None:
         """Refuse new calls (UNAVAILABLE) and return once no call is in flight."""
         self._draining = True
         await self._idle.wait()
 
-    async def _connection(self, tcp: trio.SocketStream) -> None:
+    async def _connection(self, tcp: trio.SocketStream, host: str) -> None:
         handshaking = [True]
         try:
             await self._serve_connection(tcp, handshaking)
@@ -189,8 +199,12 @@ class RpcServer:
         finally:
             self._connections -= 1
             if handshaking[0]:
-                self._handshakes -= 1
+                self._handshake_done(host)
             await trio.aclose_forcefully(tcp)
+
+    def _handshake_done(self, host: str) -> None:
+        self._handshakes -= 1
+        _decrement(self._host_handshakes, host)
 
     async def _serve_connection(self, tcp: trio.SocketStream, handshaking: list[bool]) -> None:
         try:
@@ -228,7 +242,7 @@ class RpcServer:
                 )
                 return
             handshaking[0] = False
-            self._handshakes -= 1
+            self._handshake_done(host)
             client = self._admit(peer, tls)
             if client.refusal is None and client.identity is not None:
                 user = client.identity.user

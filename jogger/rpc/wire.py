@@ -62,6 +62,8 @@ CONNECTION_WINDOW = 16 << 20
 """How much response data a client lets the server send ahead, over all streams."""
 CLIENT_FRAME_SIZE = 128 << 10
 SERVER_FRAME_SIZE = 16 << 10
+LINGER = 1.0
+"""Seconds a connection closed with GOAWAY still reads (and drops) what the peer sends."""
 SERVER_MAX_STREAMS = 128
 """Calls one connection may have in flight; purerpc advertises 65,536. Enforced on our
 handlers, not only on h2's open streams: a stream the peer resets is closed for h2 at once,
@@ -72,6 +74,10 @@ but leaves h2's decoder at 64 KiB."""
 PEER_RESETS = (4 * SERVER_MAX_STREAMS, 100.0)
 """Streams a peer may reset, or open past the limit, at once and then per second, before
 its connection is closed with ENHANCE_YOUR_CALM (the 2023 rapid-reset attack)."""
+
+
+_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+"""What an HTTP/2 client sends before its first frame."""
 
 
 class StreamReset(Event):  # type: ignore[misc]
@@ -239,6 +245,41 @@ def _malformed_response(stream_id: int, exc: Exception) -> StreamRefused:
     )
 
 
+class _FrameGuard:
+    """Refuses an oversized frame as soon as its 9-byte header arrives.
+
+    h2 3.x buffers a whole frame before it checks the frame's length against our limit, so a
+    peer announcing 16 MiB frames makes us hold 16 MiB (copied once per TLS record) before
+    the refusal. This follows the frame boundaries in the plaintext, after the client's
+    connection preface.
+    """
+
+    def __init__(self, preface: int, max_size: int) -> None:
+        self._skip = preface
+        self._header = b""
+        self._max = max_size
+
+    def check(self, data: bytes | bytearray) -> None:
+        at = 0
+        while at < len(data):
+            if self._skip:
+                step = min(self._skip, len(data) - at)
+                self._skip -= step
+                at += step
+                continue
+            need = 9 - len(self._header)
+            self._header += data[at : at + need]
+            at += need
+            if len(self._header) == 9:
+                length = int.from_bytes(self._header[:3], "big")
+                if length > self._max:
+                    raise h2.exceptions.FrameTooLargeError(
+                        f"a frame of {length} bytes; the limit is {self._max}"
+                    )
+                self._skip = length
+                self._header = b""
+
+
 class ConnectionLost(Exception):
     """The peer closed the connection, or it broke."""
 
@@ -293,6 +334,7 @@ class Connection:
         self.failure: BaseException | None = None
         """Why the transport broke, when it did (for example the TLS alert the peer sent)."""
         self._peer_resets = Allowance(*PEER_RESETS, clock=trio.current_time)
+        self._frames = None if client_side else _FrameGuard(len(_PREFACE), SERVER_FRAME_SIZE)
 
     @property
     def active_streams(self) -> int:
@@ -440,23 +482,8 @@ class Connection:
                     return
                 if not data:
                     return
-                try:
-                    events = self._protocol.receive_data(data)
-                except (ProtocolError, h2.exceptions.ProtocolError, UnicodeDecodeError) as exc:
-                    # (UnicodeDecodeError: header bytes that are not UTF-8.) h2's errors
-                    # carry their HTTP/2 code: FRAME_SIZE_ERROR, ENHANCE_YOUR_CALM for an
-                    # oversized header list, and so on.
-                    code = getattr(exc, "error_code", h2.errors.ErrorCodes.PROTOCOL_ERROR)
-                    throttled.log(
-                        "protocol-error", logging.INFO, "closing connection: %s: %s", code, exc
-                    )
-                    await self._goaway(code, str(exc))
-                    return
-                except Exception:
-                    # A failure in purerpc or h2 we did not foresee: it ends this
-                    # connection, never the server.
-                    log.exception("closing connection: internal error reading from the peer")
-                    await self._goaway(h2.errors.ErrorCodes.INTERNAL_ERROR, "internal error")
+                events = await self._receive(data)
+                if events is None:
                     return
                 self.peer_ready.set()
                 try:
@@ -480,14 +507,40 @@ class Connection:
                 stream.inbox_send.close()
                 stream.window_open.set()  # and whoever waits to send on it, wakes
 
+    async def _receive(self, data: bytes | bytearray) -> list[Event] | None:
+        """What the peer's bytes mean; None once they have ended the connection."""
+        try:
+            if self._frames is not None:
+                self._frames.check(data)
+            events: list[Event] = self._protocol.receive_data(data)
+        except (ProtocolError, h2.exceptions.ProtocolError, UnicodeDecodeError) as exc:
+            # (UnicodeDecodeError: header bytes that are not UTF-8.) h2's errors carry their
+            # HTTP/2 code: FRAME_SIZE_ERROR, ENHANCE_YOUR_CALM for an oversized header list...
+            code = getattr(exc, "error_code", h2.errors.ErrorCodes.PROTOCOL_ERROR)
+            throttled.log("protocol-error", logging.INFO, "closing connection: %s: %s", code, exc)
+            await self._goaway(code, str(exc))
+            return None
+        except Exception:
+            # A failure in purerpc or h2 we did not foresee: it ends this connection, never
+            # the server.
+            log.exception("closing connection: internal error reading from the peer")
+            await self._goaway(h2.errors.ErrorCodes.INTERNAL_ERROR, "internal error")
+            return None
+        return events
+
     async def _goaway(self, code: h2.errors.ErrorCodes, why: str) -> None:
         """Tell the peer why its connection ends (GOAWAY), best effort: it may be gone."""
-        try:
+        # h2 queues a GOAWAY itself for the protocol errors it raises, and then refuses to
+        # close a closed connection: either way, what is queued goes out.
+        with contextlib.suppress(h2.exceptions.ProtocolError):
             self._protocol.h2_connection.close_connection(code, additional_data=why[:200].encode())
-        except h2.exceptions.ProtocolError:
-            return  # h2 has closed the connection already
         with contextlib.suppress(ConnectionLost):
             await self._flush(shield=False)
+        # Closing with the peer's bytes unread makes the kernel send a reset, which can
+        # destroy the GOAWAY before the peer reads it. Read and drop for a moment first.
+        with trio.move_on_after(LINGER), contextlib.suppress(trio.BrokenResourceError):
+            while await self._transport.receive_some(RECEIVE_SIZE):
+                pass
 
     def _peer_reset(self) -> None:
         if not self._peer_resets.take():

@@ -7,7 +7,9 @@ from dataclasses import dataclass, field
 
 import h2.config
 import h2.connection
+import h2.errors
 import h2.events
+import h2.exceptions
 import trio
 
 from jogger.rpc.tls import client_context
@@ -42,9 +44,16 @@ class RawConnection:
             )
         )
         self.terminated = False
+        self.goaway: h2.errors.ErrorCodes | int | None = None
+        """The error code of the server's GOAWAY, once one has arrived."""
+        self._received = b""
 
     async def flush(self) -> None:
         await self._tls.send_all(self.h2.data_to_send())
+
+    async def send_raw(self, data: bytes) -> None:
+        """Bytes the h2 state machine never sees: frames it would refuse to send."""
+        await self._tls.send_all(data)
 
     async def call(
         self,
@@ -69,16 +78,50 @@ class RawConnection:
         if body is not None:
             self.h2.send_data(stream_id, body, end_stream=True)
         await self.flush()
-        return await self._wait(stream_id)
+        return await self.wait(stream_id)
 
-    async def _wait(self, stream_id: int) -> Outcome:
+    def _sniff(self, data: bytes | bytearray) -> None:
+        """Find a GOAWAY among the frames, apart from h2: frames for streams opened behind
+        its back make it raise before it reports one."""
+        self._received += data
+        while len(self._received) >= 9:
+            length = int.from_bytes(self._received[:3], "big")
+            if len(self._received) < 9 + length:
+                return
+            frame, self._received = self._received[: 9 + length], self._received[9 + length :]
+            if frame[3] == 0x7:  # GOAWAY: last stream id (4 bytes), error code (4 bytes)
+                self.goaway = h2.errors._error_code_from_int(int.from_bytes(frame[13:17], "big"))
+
+    async def read_until_closed(self) -> None:
+        """Read (without answering: another task may be sending) until the connection ends."""
+        try:
+            while data := await self._tls.receive_some(1 << 16):
+                self._sniff(data)
+        except trio.BrokenResourceError:
+            pass
+        self.terminated = True
+
+    async def wait(self, stream_id: int) -> Outcome:
+        """The end of the stream, or of the connection (pass -1 to wait for that)."""
         outcome = Outcome()
         while True:
-            data = await self._tls.receive_some(1 << 16)
+            try:
+                data = await self._tls.receive_some(1 << 16)
+            except trio.BrokenResourceError:
+                data = b""  # reset after its GOAWAY, say
             if not data:
                 self.terminated = True
                 return outcome
-            for event in self.h2.receive_data(data):
+            self._sniff(data)
+            if self.goaway is not None:
+                self.terminated = True
+                return outcome
+            try:
+                events = self.h2.receive_data(data)
+            except h2.exceptions.ProtocolError:
+                # Frames for streams we opened behind h2's back: skip them, keep reading.
+                continue
+            for event in events:
                 if getattr(event, "stream_id", None) != stream_id:
                     if isinstance(event, h2.events.ConnectionTerminated):
                         self.terminated = True

@@ -1,0 +1,385 @@
+"""Hostile transport: each attack costs the attacker, and a well-behaved user's `jog run`
+still works while it goes on."""
+
+import contextlib
+import dataclasses
+import os
+import socket
+import ssl
+import sys
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+import h2.connection
+import h2.errors
+import h2.events
+import hpack
+import hyperframe.frame
+import pytest
+import trio
+import trio.testing
+
+from jogger.rpc.errors import StatusCode
+from jogger.rpc.server import TransportLimits
+from jogger.rpc.tls import client_context
+from jogger.rpc.wire import MAX_HEADER_LIST_SIZE, PEER_RESETS, SERVER_MAX_STREAMS
+from jogger.server.main import serve
+from jogger.v1 import jobs_pb2
+from tests.procs import eventually, task_count
+from tests.rpc.conftest import Server, server_config
+from tests.rpc.pki import Pki
+from tests.rpc.raw_h2 import RawConnection, message, raw_connection
+
+BIN = Path(sys.executable).parent
+LIST = "/jogger.v1.Jobs/List"
+EMPTY_LIST = message(jobs_pb2.ListRequest().SerializeToString())
+LIMITS = TransportLimits(
+    handshake_timeout=2.0,
+    request_timeout=2.0,
+    max_handshakes_per_host=20,
+    max_connections_per_user=8,
+    max_calls_per_user=300,
+)
+
+
+@pytest.fixture
+async def server(pki: Pki, tmp_path: Path, nursery: trio.Nursery) -> Server:
+    """The real server in this process, with limits small enough to reach in a test."""
+    config = dataclasses.replace(server_config(pki, tmp_path / "state"), transport=LIMITS)
+    bound = await nursery.start(serve, config)
+    return Server("127.0.0.1", bound[0][1], pki, config.state_dir)
+
+
+async def jog_run_works(server: Server) -> None:
+    """bob, who does nothing wrong, runs a job with the real CLI and gets its output."""
+    bob = server.pki.user("bob")
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("JOGGER_")},
+        "JOGGER_HOST": f"localhost:{server.port}",
+        "JOGGER_CA_CERT_FILE": str(server.pki.ca),
+        "JOGGER_USER_CERT_FILE": str(bob.cert),
+        "JOGGER_USER_KEY_FILE": str(bob.key),
+    }
+    with trio.fail_after(30):
+        result = await trio.run_process(
+            [BIN / "jog", "run", "--", "echo", "still served"],
+            env=env,
+            capture_stdout=True,
+            capture_stderr=True,
+            check=False,
+        )
+    assert (result.returncode, result.stderr) == (0, b"")
+    assert result.stdout == b"still served\n"
+
+
+async def closed_by_peer(sock: trio.socket.SocketType) -> bool:
+    try:
+        return await sock.recv(1) == b""
+    except ConnectionResetError:
+        return True
+
+
+async def silent_socket(server: Server, source: str = "127.0.0.2") -> trio.socket.SocketType:
+    """A TCP connection that never says anything, from another loopback address."""
+    sock = trio.socket.socket()
+    await sock.bind((source, 0))
+    await sock.connect(("127.0.0.1", server.port))
+    return sock
+
+
+async def test_silent_connections_are_closed_after_the_handshake_timeout(server: Server) -> None:
+    tasks = task_count()
+    sockets = [await silent_socket(server) for _ in range(LIMITS.max_handshakes_per_host)]
+    try:
+        await jog_run_works(server)
+        with trio.fail_after(LIMITS.handshake_timeout + 10):
+            for sock in sockets:
+                assert await closed_by_peer(sock)
+    finally:
+        for sock in sockets:
+            sock.close()
+    await eventually(tasks_back_to(tasks))
+
+
+async def test_one_host_cannot_take_every_handshake_slot(server: Server) -> None:
+    held = [await silent_socket(server) for _ in range(LIMITS.max_handshakes_per_host)]
+    try:
+        await trio.testing.wait_all_tasks_blocked(0.05)
+        # One more from the same host is closed at once, long before the handshake timeout.
+        extra = await silent_socket(server)
+        with trio.fail_after(LIMITS.handshake_timeout / 2), extra:
+            assert await closed_by_peer(extra)
+        # Other hosts still get in.
+        await jog_run_works(server)
+    finally:
+        for sock in held:
+            sock.close()
+
+
+async def test_a_client_that_completes_tls_and_says_nothing_is_closed(server: Server) -> None:
+    alice = server.pki.user("alice")
+    context = client_context(server.pki.ca, alice.cert, alice.key)
+    tcp = await trio.open_tcp_stream("127.0.0.1", server.port)
+    tls = trio.SSLStream(tcp, context, server_hostname="localhost")
+    async with tls:
+        await tls.do_handshake()
+        await jog_run_works(server)
+        with trio.fail_after(LIMITS.handshake_timeout + 10):
+            # The server's preface arrives; then, with no preface of ours, the end.
+            with contextlib.suppress(trio.BrokenResourceError):  # closed without close_notify
+                while await tls.receive_some(1 << 16):
+                    pass
+
+
+async def test_plaintext_to_the_tls_port_is_closed(server: Server) -> None:
+    with trio.fail_after(10):
+        tcp = await trio.open_tcp_stream("127.0.0.1", server.port)
+        async with tcp:
+            await tcp.send_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + b"\x00" * 64)
+            reply = b""
+            while data := await tcp.receive_some(1 << 16):
+                reply += data
+        # A TLS alert record (content type 21) at most; never an HTTP/2 frame.
+        assert reply == b"" or reply[0] == 21
+    await jog_run_works(server)
+
+
+async def test_tls_without_a_client_certificate_gets_no_call_through(server: Server) -> None:
+    context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=str(server.pki.ca))
+    context.set_alpn_protocols(["h2"])
+    tcp = await trio.open_tcp_stream("127.0.0.1", server.port)
+    tls = trio.SSLStream(tcp, context, server_hostname="localhost")
+    refusal = "no refusal"
+    with trio.fail_after(10):
+        try:
+            # TLS 1.3: the refusal arrives after the client thinks the handshake is done.
+            await tls.do_handshake()
+            await tls.send_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
+            answer = await tls.receive_some(1 << 16)
+        except trio.BrokenResourceError as exc:
+            refusal = str(exc.__cause__)
+            answer = b""
+        finally:
+            await trio.aclose_forcefully(tls)
+    assert answer == b""  # not one HTTP/2 frame
+    assert "CERTIFICATE_REQUIRED" in refusal.upper()
+    await jog_run_works(server)
+
+
+async def test_a_stalled_request_is_answered_and_frees_its_slot(server: Server) -> None:
+    async with raw_connection(server) as conn:
+        stream_id = conn.h2.get_next_available_stream_id()
+        conn.h2.send_headers(stream_id, request_headers(LIST))  # and then no message
+        await conn.flush()
+        await jog_run_works(server)
+        with trio.fail_after(LIMITS.request_timeout + 10):
+            outcome = await conn.wait(stream_id)
+        assert outcome.grpc_status == StatusCode.DEADLINE_EXCEEDED.value
+        assert "did not arrive" in outcome.message
+        assert (await conn.call(LIST, EMPTY_LIST)).grpc_status == StatusCode.OK.value
+
+
+async def test_a_user_over_the_connection_limit_is_told_so(server: Server) -> None:
+    async with trio.open_nursery() as nursery:
+        held = [
+            await nursery.start(hold_connection, server, "alice")
+            for _ in range(LIMITS.max_connections_per_user)
+        ]
+        async with raw_connection(server) as extra:
+            refused = await extra.call(LIST, EMPTY_LIST)
+            assert refused.grpc_status == StatusCode.RESOURCE_EXHAUSTED.value
+            assert "alice has 8 connections open" in refused.message
+            # And the server does not keep it: it is closed after the handshake timeout.
+            with trio.fail_after(LIMITS.handshake_timeout + 10):
+                await extra.wait(-1)
+            assert extra.terminated
+        # The connections within the limit, and other users, are served.
+        assert (await held[0].call(LIST, EMPTY_LIST)).grpc_status == StatusCode.OK.value
+        await jog_run_works(server)
+        nursery.cancel_scope.cancel()  # the held connections are done with
+
+
+async def test_a_user_over_the_call_limit_is_told_so(server: Server) -> None:
+    # alice follows an idle job on enough streams, over several connections, to reach the
+    # limit; one more call is refused, and bob is not affected.
+    async with server.connect() as owner:
+        job = await owner.start(["sh", "-c", "echo idle; exec sleep 300"])
+    request = message(jobs_pb2.OutputRequest(job_id=job.job_id, follow=True).SerializeToString())
+    per_connection = 100
+    async with trio.open_nursery() as nursery:
+        connections = [
+            await nursery.start(hold_connection, server, "alice")
+            for _ in range(LIMITS.max_calls_per_user // per_connection)
+        ]
+        for conn in connections:
+            for _ in range(per_connection):
+                stream_id = conn.h2.get_next_available_stream_id()
+                conn.h2.send_headers(stream_id, request_headers(OUTPUT))
+                conn.h2.send_data(stream_id, request, end_stream=True)
+            await conn.flush()
+        await eventually(tasks_above(LIMITS.max_calls_per_user))
+        async with raw_connection(server) as extra:
+            refused = await extra.call(LIST, EMPTY_LIST)
+        assert refused.grpc_status == StatusCode.RESOURCE_EXHAUSTED.value
+        assert f"alice has {LIMITS.max_calls_per_user} calls in flight" in refused.message
+        await jog_run_works(server)
+        nursery.cancel_scope.cancel()  # the followers are done with
+    async with server.connect() as owner:
+        await owner.stop(job.job_id)
+
+
+async def test_streams_past_the_advertised_limit_end_the_connection(server: Server) -> None:
+    # h2 would not let us open more streams than the server allows: frames are sent by hand.
+    tasks = task_count()
+    async with raw_connection(server) as conn:
+        encoder = hpack.Encoder()
+        frames = b""
+        for n in range(SERVER_MAX_STREAMS + 50):
+            frame = hyperframe.frame.HeadersFrame(2 * n + 1001)
+            frame.data = encoder.encode(request_headers(LIST))
+            frame.flags.add("END_HEADERS")  # and never END_STREAM: each call waits
+            frames += frame.serialize()
+        await conn.send_raw(frames)
+        with trio.fail_after(10):
+            await conn.wait(-1)
+        assert conn.goaway == h2.errors.ErrorCodes.PROTOCOL_ERROR
+        await jog_run_works(server)
+    await eventually(tasks_back_to(tasks))
+
+
+async def test_rapid_reset_is_cut_off_with_enhance_your_calm(server: Server) -> None:
+    # CVE-2023-44487: open a stream and reset it at once, in a tight loop. The server never
+    # runs more handlers than it advertised, and closes the connection once resets outrun
+    # any honest client.
+    tasks = task_count()
+    most = 0
+    async with raw_connection(server) as conn, trio.open_nursery() as nursery:
+        nursery.start_soon(conn.read_until_closed)  # all along, so that GOAWAY is seen
+        with trio.fail_after(30):
+            for _ in range(20 * PEER_RESETS[0]):
+                stream_id = conn.h2.get_next_available_stream_id()
+                conn.h2.send_headers(stream_id, request_headers(LIST))
+                conn.h2.reset_stream(stream_id, h2.errors.ErrorCodes.CANCEL)
+                try:
+                    await conn.flush()
+                except trio.BrokenResourceError:
+                    break
+                most = max(most, task_count() - tasks)
+                if conn.terminated:
+                    break
+    assert conn.goaway == h2.errors.ErrorCodes.ENHANCE_YOUR_CALM
+    # One server task per connection and its reader, plus its calls.
+    assert most <= SERVER_MAX_STREAMS + 4
+    await jog_run_works(server)
+    await eventually(tasks_back_to(tasks))
+
+
+async def test_an_oversized_header_block_ends_only_that_connection(server: Server) -> None:
+    # 40 CONTINUATION frames of 16 KiB each: h2 3.x would buffer them all; the decoded
+    # header list is refused past its limit and the connection gets GOAWAY.
+    async with raw_connection(server) as conn:
+        block = hpack.Encoder().encode(
+            [*request_headers(LIST), *[(f"x-pad-{i}", "p" * 16000) for i in range(40)]],
+            huffman=False,
+        )
+        assert len(block) > 40 * 16000 > MAX_HEADER_LIST_SIZE
+        first = hyperframe.frame.HeadersFrame(1)
+        first.data = block[: 16 << 10]
+        frames = first.serialize()
+        rest = block[16 << 10 :]
+        while rest:
+            continuation = hyperframe.frame.ContinuationFrame(1)
+            continuation.data, rest = rest[: 16 << 10], rest[16 << 10 :]
+            if not rest:
+                continuation.flags.add("END_HEADERS")
+            frames += continuation.serialize()
+        await conn.send_raw(frames)
+        with trio.fail_after(10):
+            await conn.wait(-1)
+        assert conn.goaway == h2.errors.ErrorCodes.ENHANCE_YOUR_CALM
+    await jog_run_works(server)
+
+
+async def test_a_frame_larger_than_16_kib_ends_only_that_connection(server: Server) -> None:
+    async with raw_connection(server) as conn:
+        stream_id = conn.h2.get_next_available_stream_id()
+        conn.h2.send_headers(stream_id, request_headers(LIST))
+        await conn.flush()
+        # The 9-byte header of a 1 MiB DATA frame, and a little of it: enough to be refused.
+        data = hyperframe.frame.DataFrame(stream_id)
+        data.data = b"x" * (1 << 20)
+        await conn.send_raw(data.serialize()[:1000])
+        with trio.fail_after(10):
+            await conn.wait(-1)
+        assert conn.goaway == h2.errors.ErrorCodes.FRAME_SIZE_ERROR
+    await jog_run_works(server)
+
+
+async def test_the_listener_does_not_share_its_port(server: Server, pki: Pki) -> None:
+    # No SO_REUSEPORT: a second server, or a job, cannot bind our port and take connections.
+    with socket.socket() as other:
+        other.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        with pytest.raises(OSError, match="Address already in use"):
+            other.bind(("127.0.0.1", server.port))
+    # A second jogger-server on the same port exits non-zero and says why.
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("JOGGER_")},
+        "JOGGER_CA_CERT_FILE": str(pki.ca),
+        "JOGGER_SERVER_CERT_FILE": str(pki.server.cert),
+        "JOGGER_SERVER_KEY_FILE": str(pki.server.key),
+    }
+    with trio.fail_after(30):
+        second = await trio.run_process(
+            [
+                BIN / "jogger-server",
+                "--listen",
+                f"127.0.0.1:{server.port}",
+                "--state-dir",
+                str(server.state_dir.parent / "second"),
+            ],
+            env=env,
+            capture_stderr=True,
+            check=False,
+        )
+    assert second.returncode == 1
+    assert b"jogger-server: error:" in second.stderr
+    assert b"in use" in second.stderr
+    await jog_run_works(server)
+
+
+OUTPUT = "/jogger.v1.Jobs/Output"
+
+
+def tasks_back_to(count: int) -> Callable[[], Awaitable[bool]]:
+    async def check() -> bool:
+        return task_count() == count
+
+    return check
+
+
+def tasks_above(count: int) -> Callable[[], Awaitable[bool]]:
+    async def check() -> bool:
+        return task_count() > count
+
+    return check
+
+
+def request_headers(path: str) -> list[tuple[str, str]]:
+    return [
+        (":method", "POST"),
+        (":scheme", "https"),
+        (":path", path),
+        (":authority", "localhost"),
+        ("te", "trailers"),
+        ("content-type", "application/grpc+proto"),
+    ]
+
+
+async def hold_connection(
+    server: Server, user: str, *, task_status: trio.TaskStatus[RawConnection]
+) -> None:
+    """A connection of ``user``'s, open until cancelled, reading what the server sends."""
+    async with raw_connection(server, user) as conn:
+        assert (await conn.call(LIST, EMPTY_LIST)).grpc_status == StatusCode.OK.value
+        task_status.started(conn)
+        await trio.sleep_forever()
