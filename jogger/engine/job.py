@@ -26,7 +26,7 @@ import trio
 from .cgroups import JobGroup, Usage
 from .cgroups.base import REMOVE_TIMEOUT
 from .errors import OutputUnavailable
-from .output import OutputLog
+from .output import ChunkSize, OutputLog
 from .process import Exit, JobProcess
 from .status import JobState, JobStatus
 
@@ -154,7 +154,7 @@ class Job:
             scope.deadline = min(scope.deadline, deadline)
 
     async def output(
-        self, offset: int, *, follow: bool, chunk_size: int
+        self, offset: int, *, follow: bool, chunk_size: ChunkSize
     ) -> AsyncGenerator[bytes, None]:
         if follow and not self.log.closed:
             await self._running.wait()  # a job started a moment ago may not have its nursery yet
@@ -190,7 +190,7 @@ class Job:
         scope: trio.CancelScope,
         send: trio.MemorySendChannel[bytes | OutputUnavailable],
         offset: int,
-        chunk_size: int,
+        chunk_size: ChunkSize,
     ) -> None:
         try:
             with send, scope:

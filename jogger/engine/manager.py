@@ -36,7 +36,7 @@ from .cgroups import Backend, Mode, open_backend
 from .errors import InvalidRequest, JobNotFound, LimitExceeded, ManagerClosed, StoreError
 from .job import Job
 from .limits import JobLimits, check_limits
-from .output import OutputLog
+from .output import ChunkSize, OutputLog
 from .process import JobProcess
 from .recovery import identify, kill_session
 from .retention import Retainer, Retention
@@ -422,7 +422,7 @@ class JobManager:
         *,
         offset: int = 0,
         follow: bool = True,
-        chunk_size: int = 64 * 1024,
+        chunk_size: ChunkSize = 64 * 1024,
     ) -> AsyncGenerator[bytes, None]:
         """The job's combined stdout and stderr, from byte ``offset``, in chunks.
 
@@ -433,8 +433,8 @@ class JobManager:
         """
         if not isinstance(offset, int) or offset < 0:
             raise InvalidRequest("offset must be a non-negative integer")
-        if not isinstance(chunk_size, int) or chunk_size <= 0:
-            raise InvalidRequest("chunk_size must be a positive integer")
+        if not callable(chunk_size) and (not isinstance(chunk_size, int) or chunk_size <= 0):
+            raise InvalidRequest("chunk_size must be a positive integer, or a function")
         job = await self._lookup(owner, job_id)
         if isinstance(job, Job):
             return job.output(offset, follow=follow, chunk_size=chunk_size)
@@ -533,7 +533,7 @@ class JobManager:
 
 
 async def _read_all(
-    log_file: OutputLog, offset: int, chunk_size: int
+    log_file: OutputLog, offset: int, chunk_size: ChunkSize
 ) -> AsyncGenerator[bytes, None]:
     async with aclosing(log_file.read(offset, follow=False, chunk_size=chunk_size)) as chunks:
         async for chunk in chunks:

@@ -9,7 +9,7 @@ the writer replaces each time bytes land: there is no per-reader queue and no po
 import errno
 import logging
 import os
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Callable
 from pathlib import Path
 
 import trio
@@ -19,6 +19,9 @@ from .errors import OutputUnavailable
 log = logging.getLogger(__name__)
 
 # One splice moves at most this much; the pipe holds at most this much too (see process.py).
+ChunkSize = int | Callable[[], int]
+"""The most bytes a reader takes at once: fixed, or asked for before each read (a server
+that gives each of many busy streams less)."""
 MOVE_SIZE = 1 << 20
 # Output stops this short of filling the state dir's file system, so that the job records
 # (SQLite, in the same directory) can still be written: 2% of it, between 256 KiB and 64 MiB.
@@ -167,7 +170,7 @@ class OutputLog:
             self._fd = -1
 
     async def read(
-        self, offset: int, *, follow: bool, chunk_size: int
+        self, offset: int, *, follow: bool, chunk_size: ChunkSize
     ) -> AsyncGenerator[bytes, None]:
         """Yield the log's bytes from ``offset``, in chunks of at most ``chunk_size``.
 
@@ -185,7 +188,8 @@ class OutputLog:
                     try:
                         if fd < 0:
                             fd = os.open(self.path, os.O_RDONLY | os.O_CLOEXEC)
-                        data = os.pread(fd, min(chunk_size, available - offset), offset)
+                        size = chunk_size() if callable(chunk_size) else chunk_size
+                        data = os.pread(fd, min(size, available - offset), offset)
                     except OSError as exc:
                         raise OutputUnavailable(f"cannot read the job's output: {exc}") from None
                     if not data:

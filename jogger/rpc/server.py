@@ -77,6 +77,9 @@ class Call:
 
     identity: Identity
     peer: str
+    message_size: Callable[[int], int] = int
+    """How big the next response message should be, at most the size asked for: a
+    connection carrying many busy streams gives each a share (``Connection.message_size``)."""
 
 
 UnaryHandler = Callable[[Call, Any], Awaitable[Message]]
@@ -393,7 +396,11 @@ class RpcServer:
                 request = await _read_request(
                     stream, method.request_type, self._limits.request_timeout
                 )
-                call = Call(identity=client.identity, peer=client.address)
+                call = Call(
+                    identity=client.identity,
+                    peer=client.address,
+                    message_size=partial(connection.message_size, stream),
+                )
                 connection.protocol.start_response(stream.id, "+proto")
                 stream.response_started = True
                 if method.unary is not None:
@@ -403,6 +410,7 @@ class RpcServer:
                     async with aclosing(method.stream(call, request)) as messages:  # type: ignore[type-var]
                         async for message in messages:
                             await connection.send_message(stream, message.SerializeToString())
+                            connection.sent(stream)
             except RpcError as exc:
                 return Status(exc.code, exc.message)
             except h2.exceptions.StreamClosedError:

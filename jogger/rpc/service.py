@@ -6,6 +6,7 @@ also list and read (status, output) every user's jobs; stopping stays with the o
 
 from collections.abc import AsyncIterator
 from contextlib import aclosing
+from functools import partial
 
 from ..engine import (
     InvalidRequest,
@@ -165,7 +166,7 @@ class JobsService:
                 request.job_id,
                 offset=request.offset,
                 follow=request.follow,
-                chunk_size=OUTPUT_CHUNK,
+                chunk_size=partial(call.message_size, OUTPUT_CHUNK),
             )
         except JobError as exc:
             raise _rpc_error(exc) from None

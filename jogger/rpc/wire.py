@@ -62,6 +62,10 @@ CONNECTION_WINDOW = 16 << 20
 """How much response data a client lets the server send ahead, over all streams."""
 CLIENT_FRAME_SIZE = 128 << 10
 SERVER_FRAME_SIZE = 16 << 10
+SEND_BATCH = (1 << 20) + (1 << 10)
+"""The most one write takes from one stream: a whole 1 MiB Output message and its framing."""
+MIN_SHARE = 16 << 10
+"""The smallest message size message_size() hands out."""
 LINGER = 1.0
 """Seconds a connection closed with GOAWAY still reads (and drops) what the peer sends."""
 SERVER_MAX_STREAMS = 128
@@ -304,6 +308,8 @@ class Stream:
     refusal: Status | None = None
     """Set when the peer sent what the stream cannot carry; the call must end with it."""
     done: bool = False
+    holding: bool = False
+    """A message of this stream's is being made or waits to be sent (see message_size)."""
 
 
 class Connection:
@@ -334,11 +340,32 @@ class Connection:
         self.failure: BaseException | None = None
         """Why the transport broke, when it did (for example the TLS alert the peer sent)."""
         self._peer_resets = Allowance(*PEER_RESETS, clock=trio.current_time)
+        self._holding = 0
         self._frames = None if client_side else _FrameGuard(len(_PREFACE), SERVER_FRAME_SIZE)
 
     @property
     def active_streams(self) -> int:
         return len(self._streams)
+
+    def message_size(self, stream: Stream, wanted: int) -> int:
+        """How big the next message of ``stream`` should be: ``wanted``, shared among the
+        streams of this connection that hold a message to send.
+
+        The stream holds its share until ``sent()``. What waits to be written on a connection
+        that does not drain (a peer that never reads) then stays near ``wanted`` bytes in
+        all (the harmonic sum, at worst), however many streams it carries; a stream alone
+        gets it all.
+        """
+        if not stream.holding:
+            stream.holding = True
+            self._holding += 1
+        return max(MIN_SHARE, wanted // self._holding)
+
+    def sent(self, stream: Stream) -> None:
+        """The stream's message is written: it holds no share any more."""
+        if stream.holding:
+            stream.holding = False
+            self._holding -= 1
 
     async def start(self) -> None:
         self._protocol.initiate_connection()
@@ -352,6 +379,7 @@ class Connection:
 
     def forget(self, stream: Stream) -> None:
         """The call is over: drop the stream and give back the window its inbox held."""
+        self.sent(stream)
         self._streams.pop(stream.id, None)
         stream.inbox_send.close()
         self._protocol.release(stream.id)
@@ -385,20 +413,24 @@ class Connection:
             # lock, which costs two scheduling points on every frame we receive.
             return
         async with self._send_lock:
-            if self.closed.is_set():
-                raise ConnectionLost
-            data = self._protocol.data_to_send()
-            if not data:
-                return
-            with trio.CancelScope(shield=shield) as self._write_scope:
-                try:
-                    await self._transport.send_all(data)
-                except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
-                    self.failure = self.failure or exc.__cause__ or exc
-                    raise ConnectionLost from None
-            self._write_scope = None
-            if self.closed.is_set():
-                raise ConnectionLost
+            await self._write_queued(shield=shield)
+
+    async def _write_queued(self, *, shield: bool) -> None:
+        """Write what the protocol machine has queued; the send lock is held."""
+        if self.closed.is_set():
+            raise ConnectionLost
+        data = self._protocol.data_to_send()
+        if not data:
+            return
+        with trio.CancelScope(shield=shield) as self._write_scope:
+            try:
+                await self._transport.send_all(data)
+            except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+                self.failure = self.failure or exc.__cause__ or exc
+                raise ConnectionLost from None
+        self._write_scope = None
+        if self.closed.is_set():
+            raise ConnectionLost
 
     async def send_message(self, stream: Stream, payload: bytes) -> None:
         """Send one length-prefixed gRPC message, as fast as flow control lets us."""
@@ -407,19 +439,25 @@ class Connection:
         while data:
             if self.closed.is_set():
                 raise ConnectionLost
-            window = h2_connection.local_flow_control_window(stream.id)
-            if window <= 0:
+            if h2_connection.local_flow_control_window(stream.id) <= 0:
                 await stream.window_open.wait()
                 stream.window_open = trio.Event()
                 continue
-            # As many frames as the window allows, then one write: a flush per frame
-            # (purerpc's way) costs a TLS write, a send and a scheduler pass per 16-128 KiB.
-            batch, data = data[:window], data[window:]
-            frame = h2_connection.max_outbound_frame_size
-            for start in range(0, len(batch), frame):
-                self._protocol.send_data(stream.id, bytes(batch[start : start + frame]))
-            stream.partial_message = bool(data)
-            await self.flush()
+            async with self._send_lock:
+                # Frames are queued only in our turn, just before the write: streams waiting
+                # for the connection (a peer that does not read) hold their own message, not
+                # copies of it in h2's buffer and in TLS's.
+                window = min(h2_connection.local_flow_control_window(stream.id), SEND_BATCH)
+                if window <= 0:
+                    continue  # other streams used the connection's window meanwhile
+                # As many frames as the window allows, then one write: a flush per frame
+                # (purerpc's way) costs a TLS write, a send and a scheduler pass per frame.
+                batch, data = data[:window], data[window:]
+                frame = h2_connection.max_outbound_frame_size
+                for start in range(0, len(batch), frame):
+                    self._protocol.send_data(stream.id, bytes(batch[start : start + frame]))
+                stream.partial_message = bool(data)
+                await self._write_queued(shield=self._shield_writes)
 
     def acknowledge(self, event: MessageReceived) -> None:
         """Give the peer back the window a message used, once we have taken it (client)."""

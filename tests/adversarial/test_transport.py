@@ -13,6 +13,7 @@ from pathlib import Path
 import h2.connection
 import h2.errors
 import h2.events
+import h2.settings
 import hpack
 import hyperframe.frame
 import pytest
@@ -25,6 +26,7 @@ from jogger.rpc.tls import client_context
 from jogger.rpc.wire import MAX_HEADER_LIST_SIZE, PEER_RESETS, SERVER_MAX_STREAMS
 from jogger.server.main import serve
 from jogger.v1 import jobs_pb2
+from tests.e2e.conftest import launch, stop_server
 from tests.procs import eventually, task_count
 from tests.rpc.conftest import Server, server_config
 from tests.rpc.pki import Pki
@@ -345,6 +347,51 @@ async def test_the_listener_does_not_share_its_port(server: Server, pki: Pki) ->
     assert b"jogger-server: error:" in second.stderr
     assert b"in use" in second.stderr
     await jog_run_works(server)
+
+
+async def test_output_streams_nobody_reads_hold_bounded_server_memory(
+    pki: Pki, tmp_path: Path, nursery: trio.Nursery
+) -> None:
+    # The server as its own process, to read its RSS. 200 Output streams of a 64 MiB log,
+    # over two connections that grant every window and then never read: the server holds
+    # what it has queued for them, which must not be 200 messages of 1 MiB (it was 1.2 GiB
+    # before messages were shared out per connection and queued only at write time).
+    cli = await launch(pki, tmp_path / "state", nursery)
+    server = Server("127.0.0.1", cli.port, pki, tmp_path / "state")
+    try:
+        async with server.connect() as client:
+            job = await client.start(["head", "-c", str(64 << 20), "/dev/zero"])
+            async with client.output(job.job_id) as chunks:
+                async for _ in chunks:
+                    pass
+        before = rss_mib(cli.process.pid)
+        request = message(
+            jobs_pb2.OutputRequest(job_id=job.job_id, follow=False).SerializeToString()
+        )
+        async with raw_connection(server) as one, raw_connection(server) as two:
+            for conn in (one, two):
+                conn.h2.update_settings({h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: 2**31 - 1})
+                conn.h2.increment_flow_control_window(2**31 - 1 - 65535)
+                for _ in range(100):
+                    stream_id = conn.h2.get_next_available_stream_id()
+                    conn.h2.send_headers(stream_id, request_headers(OUTPUT))
+                    conn.h2.send_data(stream_id, request, end_stream=True)
+                await conn.flush()
+            await jog_run_works(server)
+            await trio.sleep(2)  # time enough to fill every buffer there is
+            during = rss_mib(cli.process.pid)
+        print(f"server RSS: {before} MiB before, {during} MiB with 200 unread streams")
+        assert during - before < 128
+        await jog_run_works(server)
+    finally:
+        await stop_server(cli.process)
+
+
+def rss_mib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) >> 10
+    raise AssertionError(f"no VmRSS for {pid}")
 
 
 OUTPUT = "/jogger.v1.Jobs/Output"
