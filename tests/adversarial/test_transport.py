@@ -3,6 +3,7 @@ still works while it goes on."""
 
 import contextlib
 import dataclasses
+import logging
 import os
 import socket
 import ssl
@@ -87,6 +88,20 @@ async def silent_socket(server: Server, source: str = "127.0.0.2") -> trio.socke
     await sock.bind((source, 0))
     await sock.connect(("127.0.0.1", server.port))
     return sock
+
+
+async def test_the_server_advertises_modest_http2_settings(server: Server) -> None:
+    # purerpc's own: 65,536 streams, 16 MiB frames, a 64 MiB stream window and 1 GiB more
+    # for the connection.
+    async with raw_connection(server) as conn:
+        with trio.fail_after(10):
+            await conn.call(LIST, EMPTY_LIST)  # by now the server's SETTINGS have arrived
+        settings = conn.h2.remote_settings
+        assert settings.max_concurrent_streams == SERVER_MAX_STREAMS == 128
+        assert settings.max_frame_size == 16 << 10
+        assert settings.max_header_list_size == MAX_HEADER_LIST_SIZE == 8 << 10
+        assert settings.initial_window_size <= 4 << 20
+        assert conn.h2.outbound_flow_control_window <= 4 << 20
 
 
 async def test_silent_connections_are_closed_after_the_handshake_timeout(server: Server) -> None:
@@ -346,6 +361,38 @@ async def test_the_listener_does_not_share_its_port(server: Server, pki: Pki) ->
     assert second.returncode == 1
     assert b"jogger-server: error:" in second.stderr
     assert b"in use" in second.stderr
+    # And one on another port with the same state dir: it would "recover" our jobs.
+    with trio.fail_after(30):
+        third = await trio.run_process(
+            [BIN / "jogger-server", "--listen", "127.0.0.1:0", "--state-dir", server.state_dir],
+            env=env,
+            capture_stderr=True,
+            check=False,
+        )
+    assert third.returncode == 1
+    assert f"is in use by another jogger (pid {os.getpid()})".encode() in third.stderr
+    await jog_run_works(server)
+
+
+async def test_a_flood_of_failures_writes_a_few_log_lines(
+    server: Server, caplog: pytest.LogCaptureFixture
+) -> None:
+    # 300 plaintext connections, each a failed TLS handshake the server would log.
+    caplog.set_level(logging.INFO, logger="jogger.rpc")
+    for _ in range(300):
+        with trio.fail_after(10):
+            async with await trio.open_tcp_stream("127.0.0.1", server.port) as tcp:
+                await tcp.send_all(b"GET / HTTP/1.1\r\n\r\n")
+                while await tcp.receive_some(1 << 16):
+                    pass
+    await trio.sleep(1.1)  # a token comes back: the next line says how many were dropped
+    async with await trio.open_tcp_stream("127.0.0.1", server.port) as tcp:
+        await tcp.send_all(b"GET / HTTP/1.1\r\n\r\n")
+        while await tcp.receive_some(1 << 16):
+            pass
+    refused = [r.getMessage() for r in caplog.records if "refused" in r.getMessage()]
+    assert 20 <= len(refused) <= 30  # a burst of 20, then about one a second
+    assert "similar lines dropped" in refused[-1]
     await jog_run_works(server)
 
 
