@@ -8,6 +8,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from .engine import Account as Account
     from .engine import InvalidRequest as InvalidRequest
     from .engine import JobError as JobError
     from .engine import JobLimits as JobLimits
@@ -25,6 +26,7 @@ if TYPE_CHECKING:
     from .engine import StoreError as StoreError
 
 __all__ = [
+    "Account",
     "InvalidRequest",
     "JobError",
     "JobLimits",

@@ -1,5 +1,6 @@
 """The job engine: runs, stops and streams jobs. Knows nothing of the network."""
 
+from .account import Account as Account
 from .errors import InvalidRequest as InvalidRequest
 from .errors import JobError as JobError
 from .errors import JobNotFound as JobNotFound

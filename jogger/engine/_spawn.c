@@ -1,7 +1,7 @@
 /* Start a job's process, placed in its cgroups before any code of the job runs.
  *
- * spawn(executables, argv, envp, cwd, stdin_fd, output_fd, cgroup_procs_fds)
- *     -> pid
+ * spawn(executables, argv, envp, cwd, stdin_fd, output_fd, cgroup_procs_fds, credentials,
+ *       home) -> pid
  *
  * The child is created with clone(CLONE_VM | CLONE_VFORK), as glibc's posix_spawn does: it
  * shares our memory on its own stack, and this thread waits until it has exec'd or died.
@@ -12,16 +12,25 @@
  *     handler of the server can run in it and nothing the server ignores stays ignored;
  *   - becomes a session and process group leader (setsid);
  *   - takes stdin_fd as stdin and output_fd as stdout and stderr;
- *   - changes to cwd;
  *   - writes "0" to each cgroup.procs fd: the kernel moves the writer, the child itself,
  *     and its future children with it (v1: one fd per hierarchy; v2: one);
  *   - sets its oom_score_adj to 0 (best effort: lowering it needs CAP_SYS_RESOURCE);
+ *   - if `credentials` is (uid, gid, groups), becomes that user: setgroups(groups), then
+ *     setresgid(gid), then setresuid(uid) (real, effective and saved alike, so nothing can
+ *     switch back; a non-root uid also loses every capability). After the placement and
+ *     oom_score_adj, which need the server's privileges; before the chdir, so that the
+ *     working directory is checked as the job's user;
+ *   - changes to cwd; with no cwd but a `home`, to home, or to / if it cannot;
  *   - marks every other fd close-on-exec, unblocks every signal and tries execve on each
  *     of `executables` in turn (the PATH candidates the caller computed, like execvp
  *     without its fallback to /bin/sh).
  * A failure is sent back as (step, errno) through a close-on-exec pipe and raised here as
  * OSError (filename: cwd for "cwd", else argv[0]; filename2: the step, "exec", "cwd",
- * "cgroup" or "setup"); the child has then exited and been reaped.
+ * "cgroup", "setup" or "user"); the child has then exited and been reaped.
+ *
+ * Changing credentials in a child that shares our memory (CLONE_VM) has one effect on us:
+ * the kernel marks the shared mm non-dumpable (suid_dumpable). The parent puts its own
+ * dumpable flag back once the child has exec'd or died, and the exec gives the job a new mm.
  */
 #define _GNU_SOURCE
 #define PY_SSIZE_T_CLEAN
@@ -33,6 +42,7 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -44,13 +54,30 @@
 
 #define STACK_SIZE (64 * 1024)
 
-enum step { STEP_EXEC = 1, STEP_CWD = 2, STEP_CGROUP = 3, STEP_SETUP = 4 };
+/* The 32-bit-id system calls: the plain ones take 16-bit ids on i386 and 32-bit ARM. */
+#ifdef SYS_setresuid32
+#define SYS_SETGROUPS SYS_setgroups32
+#define SYS_SETRESGID SYS_setresgid32
+#define SYS_SETRESUID SYS_setresuid32
+#else
+#define SYS_SETGROUPS SYS_setgroups
+#define SYS_SETRESGID SYS_setresgid
+#define SYS_SETRESUID SYS_setresuid
+#endif
+
+enum step { STEP_EXEC = 1, STEP_CWD = 2, STEP_CGROUP = 3, STEP_SETUP = 4, STEP_USER = 5 };
 
 struct child_args {
     char **executables;
     char **argv;
     char **envp;
     const char *cwd;
+    const char *home;
+    int switch_user;
+    uid_t uid;
+    gid_t gid;
+    gid_t *groups;
+    Py_ssize_t n_groups;
     int stdin_fd;
     int output_fd;
     int *procs_fds;
@@ -121,8 +148,6 @@ static int child_main(void *raw) {
     if (take_fd(a->stdin_fd, 0) < 0 || take_fd(a->output_fd, 1) < 0 ||
         take_fd(a->output_fd, 2) < 0)
         report(a->error_fd, STEP_SETUP, errno);
-    if (a->cwd != NULL && syscall(SYS_chdir, a->cwd) < 0)
-        report(a->error_fd, STEP_CWD, errno);
     for (Py_ssize_t i = 0; i < a->n_procs; i++) {
         if (syscall(SYS_write, a->procs_fds[i], "0", 1) != 1)
             report(a->error_fd, STEP_CGROUP, errno);
@@ -133,6 +158,20 @@ static int child_main(void *raw) {
             syscall(SYS_write, fd, "0", 1);
             syscall(SYS_close, fd);
         }
+    }
+    /* The raw system calls change this process only; glibc's wrappers would try to change
+     * every thread of the process they believe they are in: the server's. */
+    if (a->switch_user &&
+        (syscall(SYS_SETGROUPS, (size_t)a->n_groups, a->groups) < 0 ||
+         syscall(SYS_SETRESGID, a->gid, a->gid, a->gid) < 0 ||
+         syscall(SYS_SETRESUID, a->uid, a->uid, a->uid) < 0))
+        report(a->error_fd, STEP_USER, errno);
+    if (a->cwd != NULL) {
+        if (syscall(SYS_chdir, a->cwd) < 0)
+            report(a->error_fd, STEP_CWD, errno);
+    } else if (a->home != NULL && syscall(SYS_chdir, a->home) < 0 &&
+               syscall(SYS_chdir, "/") < 0) {
+        report(a->error_fd, STEP_CWD, errno);
     }
     cloexec_from(3);
     /* Jobs start with nothing blocked, whatever the spawning thread blocks. */
@@ -182,11 +221,11 @@ static char **byte_strings(PyObject *seq, const char *what) {
 }
 
 static PyObject *spawn(PyObject *Py_UNUSED(self), PyObject *args) {
-    PyObject *executables, *argv, *envp, *cwd_obj, *procs;
+    PyObject *executables, *argv, *envp, *cwd_obj, *procs, *credentials, *home_obj;
     int stdin_fd, output_fd;
-    if (!PyArg_ParseTuple(args, "O!O!O!OiiO!", &PyTuple_Type, &executables, &PyTuple_Type,
+    if (!PyArg_ParseTuple(args, "O!O!O!OiiO!OO", &PyTuple_Type, &executables, &PyTuple_Type,
                           &argv, &PyTuple_Type, &envp, &cwd_obj, &stdin_fd, &output_fd,
-                          &PyTuple_Type, &procs))
+                          &PyTuple_Type, &procs, &credentials, &home_obj))
         return NULL;
     if (PyTuple_GET_SIZE(executables) == 0 || PyTuple_GET_SIZE(argv) == 0) {
         PyErr_SetString(PyExc_ValueError, "executables and argv must not be empty");
@@ -196,12 +235,32 @@ static PyObject *spawn(PyObject *Py_UNUSED(self), PyObject *args) {
         PyErr_SetString(PyExc_ValueError, "cwd must be bytes without NUL, or None");
         return NULL;
     }
+    if (home_obj != Py_None && !c_string(home_obj)) {
+        PyErr_SetString(PyExc_ValueError, "home must be bytes without NUL, or None");
+        return NULL;
+    }
     struct child_args a;
     memset(&a, 0, sizeof a);
+    PyObject *group_list = NULL;
+    if (credentials != Py_None) {
+        unsigned int uid, gid;
+        if (!PyArg_ParseTuple(credentials, "IIO!;credentials must be (uid, gid, groups)", &uid,
+                              &gid, &PyTuple_Type, &group_list))
+            return NULL;
+        if (uid == (unsigned int)-1 || gid == (unsigned int)-1) {
+            PyErr_SetString(PyExc_ValueError, "uid and gid must not be -1");
+            return NULL;
+        }
+        a.switch_user = 1;
+        a.uid = (uid_t)uid;
+        a.gid = (gid_t)gid;
+        a.n_groups = PyTuple_GET_SIZE(group_list);
+    }
     PyObject *result = NULL;
     char *stack = NULL;
     int pipe_fds[2] = {-1, -1};
     a.cwd = cwd_obj == Py_None ? NULL : PyBytes_AS_STRING(cwd_obj);
+    a.home = home_obj == Py_None ? NULL : PyBytes_AS_STRING(home_obj);
     a.stdin_fd = stdin_fd;
     a.output_fd = output_fd;
     a.n_procs = PyTuple_GET_SIZE(procs);
@@ -210,8 +269,9 @@ static PyObject *spawn(PyObject *Py_UNUSED(self), PyObject *args) {
         (a.envp = byte_strings(envp, "envp")) == NULL)
         goto done;
     a.procs_fds = PyMem_Calloc((size_t)a.n_procs + 1, sizeof(int));
+    a.groups = PyMem_Calloc((size_t)a.n_groups + 1, sizeof(gid_t));
     stack = PyMem_Malloc(STACK_SIZE);
-    if (a.procs_fds == NULL || stack == NULL) {
+    if (a.procs_fds == NULL || a.groups == NULL || stack == NULL) {
         PyErr_NoMemory();
         goto done;
     }
@@ -219,6 +279,16 @@ static PyObject *spawn(PyObject *Py_UNUSED(self), PyObject *args) {
         a.procs_fds[i] = (int)PyLong_AsLong(PyTuple_GET_ITEM(procs, i));
         if (PyErr_Occurred())
             goto done;
+    }
+    for (Py_ssize_t i = 0; i < a.n_groups; i++) {
+        unsigned long group = PyLong_AsUnsignedLong(PyTuple_GET_ITEM(group_list, i));
+        if (PyErr_Occurred())
+            goto done;
+        if (group >= (unsigned int)-1) {
+            PyErr_SetString(PyExc_ValueError, "a group id must be below 2**32 - 1");
+            goto done;
+        }
+        a.groups[i] = (gid_t)group;
     }
     if (pipe2(pipe_fds, O_CLOEXEC) < 0) {
         PyErr_SetFromErrno(PyExc_OSError);
@@ -232,6 +302,7 @@ static PyObject *spawn(PyObject *Py_UNUSED(self), PyObject *args) {
     int clone_errno;
     int message[2];
     ssize_t got = 0;
+    int dumpable = a.switch_user ? prctl(PR_GET_DUMPABLE, 0, 0, 0, 0) : -1;
     /* Without the GIL: should a step before exec block (a cwd on a hung mount, say), the
      * server's other threads go on. The child reads only the arrays built above, which
      * the argument tuples keep alive. */
@@ -250,6 +321,9 @@ static PyObject *spawn(PyObject *Py_UNUSED(self), PyObject *args) {
             while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
                 ;
     }
+    /* The child has exec'd or died: our mm is ours alone again (see the top). */
+    if (dumpable >= 0 && prctl(PR_GET_DUMPABLE, 0, 0, 0, 0) != dumpable)
+        prctl(PR_SET_DUMPABLE, dumpable, 0, 0, 0);
     Py_END_ALLOW_THREADS
     if (pid < 0) {
         errno = clone_errno;
@@ -267,10 +341,12 @@ static PyObject *spawn(PyObject *Py_UNUSED(self), PyObject *args) {
         goto done;
     }
     /* OSError(errno, strerror, filename, winerror, filename2): filename2 names the step. */
-    static const char *const steps[] = {"?", "exec", "cwd", "cgroup", "setup"};
-    int step = message[0] >= STEP_EXEC && message[0] <= STEP_SETUP ? message[0] : 0;
+    static const char *const steps[] = {"?", "exec", "cwd", "cgroup", "setup", "user"};
+    int step = message[0] >= STEP_EXEC && message[0] <= STEP_USER ? message[0] : 0;
     /* (OSError drops filename2 when filename is None.) */
-    PyObject *subject = step == STEP_CWD ? cwd_obj : PyTuple_GET_ITEM(argv, 0);
+    PyObject *subject = step != STEP_CWD ? PyTuple_GET_ITEM(argv, 0)
+                        : cwd_obj != Py_None ? cwd_obj
+                                             : home_obj;
     PyObject *err_args =
         Py_BuildValue("(isOOs)", message[1], strerror(message[1]), subject, Py_None, steps[step]);
     if (err_args != NULL) {
@@ -289,6 +365,7 @@ done:
         close(pipe_fds[1]);
     PyMem_Free(stack);
     PyMem_Free(a.procs_fds);
+    PyMem_Free(a.groups);
     PyMem_Free(a.executables);
     PyMem_Free(a.argv);
     PyMem_Free(a.envp);
@@ -297,8 +374,8 @@ done:
 
 static PyMethodDef methods[] = {
     {"spawn", spawn, METH_VARARGS,
-     "spawn(executables, argv, envp, cwd, stdin_fd, output_fd, cgroup_procs_fds)"
-     " -> pid"},
+     "spawn(executables, argv, envp, cwd, stdin_fd, output_fd, cgroup_procs_fds, credentials,"
+     " home) -> pid"},
     {NULL, NULL, 0, NULL},
 };
 

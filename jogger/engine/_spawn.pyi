@@ -6,5 +6,7 @@ def spawn(
     stdin_fd: int,
     output_fd: int,
     cgroup_procs_fds: tuple[int, ...],
+    credentials: tuple[int, int, tuple[int, ...]] | None,
+    home: bytes | None,
     /,
 ) -> int: ...

@@ -32,6 +32,7 @@ from types import TracebackType
 import trio
 
 from .._groups import single_errors
+from .account import Account
 from .cgroups import Backend, Mode, open_backend
 from .errors import InvalidRequest, JobNotFound, LimitExceeded, ManagerClosed, StoreError
 from .job import Job
@@ -273,35 +274,33 @@ class JobManager:
         cwd: str | None = None,
         env: Mapping[str, str] | None = None,
         limits: JobLimits | None = None,
+        account: Account | None = None,
     ) -> JobStatus:
         """Start ``argv`` for ``owner`` and return its status once the command is running.
 
         ``argv[0]`` is looked up on PATH like execvp; there is no shell. stdin is /dev/null;
         stdout and stderr share one pipe into the job's output log. ``cwd`` must be absolute.
         ``limits``: resource limits, within the manager's maxima; what is not given comes from
-        the manager's defaults. Raises InvalidRequest, SpawnError (the command could not be
-        executed, or its cgroup not set up), LimitExceeded or ManagerClosed; on any error no
-        job exists and nothing is left behind.
+        the manager's defaults. ``account``: the local user the job runs as (which needs
+        root, unless it is this process's own); its HOME, USER and LOGNAME are set unless
+        ``env`` sets them, and with no ``cwd`` the job starts in its home (or /). None: the
+        job runs as this process's user, with neither. Raises InvalidRequest, SpawnError (the
+        command could not be executed, its user not taken on, or its cgroup not set up),
+        LimitExceeded or ManagerClosed; on any error no job exists and nothing is left behind.
         """
         await trio.lowlevel.checkpoint()
         nursery = self._open_nursery()
         _check_owner(owner)
-        args = _check_argv(argv)
-        overrides = _check_env(env or {})
-        if cwd is not None and (not isinstance(cwd, str) or not os.path.isabs(cwd) or "\0" in cwd):
-            raise InvalidRequest("cwd must be an absolute path (and contain no NUL)")
-        size = sum(len(s.encode()) + 1 for s in args)
-        size += sum(len(k.encode()) + len(v.encode()) + 2 for k, v in overrides.items())
-        if size > self._limits.max_argv_bytes:
-            raise InvalidRequest(
-                f"argv and env take {size} bytes; the limit is {self._limits.max_argv_bytes}"
-            )
+        args, overrides = self._check_request(argv, env, cwd, account)
         job_limits = self._resolve_limits(limits)
         self._check_capacity(owner)
         assert self._backend is not None
 
         job_id = str(uuid.uuid4())
-        full_env = {**self._base_env, **overrides, "JOGGER_JOB_ID": job_id}
+        # The account's HOME, USER and LOGNAME replace the base environment's (which may
+        # describe the server's own user), and give way to what the request sets.
+        login = account.environment() if account is not None else {}
+        full_env = {**self._base_env, **login, **overrides, "JOGGER_JOB_ID": job_id}
         group = self._backend.create(job_id, job_limits)
         try:
             output = OutputLog.create(
@@ -311,7 +310,9 @@ class JobManager:
             group.remove_now()
             raise
         try:
-            process = JobProcess.spawn(args, cwd=cwd, env=full_env, placement=group.placement())
+            process = JobProcess.spawn(
+                args, cwd=cwd, env=full_env, placement=group.placement(), account=account
+            )
         except BaseException:
             output.discard()
             group.remove_now()
@@ -351,8 +352,36 @@ class JobManager:
             with trio.CancelScope(shield=True):
                 await job.ended.wait()
             raise
-        log.info("job started id=%s owner=%s pid=%d argv=%r", job_id, owner, process.pid, args)
+        log.info(
+            "job started id=%s owner=%s user=%s pid=%d argv=%r",
+            job_id,
+            owner,
+            account.name if account is not None else "-",
+            process.pid,
+            args,
+        )
         return status
+
+    def _check_request(
+        self,
+        argv: Sequence[str],
+        env: Mapping[str, str] | None,
+        cwd: str | None,
+        account: Account | None,
+    ) -> tuple[tuple[str, ...], dict[str, str]]:
+        args = _check_argv(argv)
+        overrides = _check_env(env or {})
+        if cwd is not None and (not isinstance(cwd, str) or not os.path.isabs(cwd) or "\0" in cwd):
+            raise InvalidRequest("cwd must be an absolute path (and contain no NUL)")
+        if account is not None and not isinstance(account, Account):
+            raise InvalidRequest("account must be an Account")
+        size = sum(len(s.encode()) + 1 for s in args)
+        size += sum(len(k.encode()) + len(v.encode()) + 2 for k, v in overrides.items())
+        if size > self._limits.max_argv_bytes:
+            raise InvalidRequest(
+                f"argv and env take {size} bytes; the limit is {self._limits.max_argv_bytes}"
+            )
+        return args, overrides
 
     async def stop(self, owner: str, job_id: str, *, grace: float | None = None) -> JobStatus:
         """Stop a job and return its final status once its processes are all gone.

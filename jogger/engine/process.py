@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import trio
 
 from . import _spawn
+from .account import Account
 from .errors import SpawnError
 from .output import MOVE_SIZE
 
@@ -49,6 +50,7 @@ class JobProcess:
         cwd: str | None,
         env: Mapping[str, str],
         placement: Sequence[int] = (),
+        account: Account | None = None,
     ) -> "JobProcess":
         """Start ``argv`` (argv[0] on ``env``'s PATH, like execvp but with no /bin/sh fallback).
 
@@ -56,7 +58,10 @@ class JobProcess:
         pipe. ``placement``: open fds of cgroup.procs files; the new process moves itself
         into each of them before it execs, so the job's own code never runs outside its
         cgroups, and no process of ours is ever inside them. It also starts with
-        oom_score_adj 0, whatever the server's is.
+        oom_score_adj 0, whatever the server's is. ``account``: the user it runs as (its
+        groups, group and user are set after the placement, before the chdir and the exec;
+        nothing is switched if we run as that account already); with no ``cwd`` it starts in
+        the account's home, or in / if it cannot enter it. None: as this process's user.
 
         Our own C spawner (``_spawn.c``) does this between clone and exec, where Python code
         would not be safe (subprocess's preexec_fn forks a process that may have threads;
@@ -69,6 +74,10 @@ class JobProcess:
         try:
             # (Should these land on fds 0-2, the spawner's child moves them out of the way.)
             stdin = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
+            credentials = None
+            if account is not None and not account.is_current():
+                credentials = (account.uid, account.gid, account.groups)
+            home = os.fsencode(account.home) if account is not None and cwd is None else None
             try:
                 pid = _spawn.spawn(
                     tuple(os.fsencode(path) for path in executables),
@@ -78,9 +87,11 @@ class JobProcess:
                     stdin,
                     write_end,
                     tuple(placement),
+                    credentials,
+                    home,
                 )
             except OSError as exc:
-                raise SpawnError(_describe(exc, argv[0], cwd)) from None
+                raise SpawnError(_describe(exc, argv[0], cwd, account)) from None
             finally:
                 os.close(stdin)
             try:
@@ -144,14 +155,25 @@ class JobProcess:
         return self._exit
 
 
-def _describe(exc: OSError, command: str, cwd: str | None) -> str:
+_STEPS = {
+    "cgroup": "cannot place the job in its cgroup",
+    "setup": "cannot set up the job's process",
+}
+
+
+def _describe(exc: OSError, command: str, cwd: str | None, account: Account | None) -> str:
     reason = os.strerror(exc.errno) if exc.errno else str(exc)
-    if exc.filename2 == "cwd":
-        return f"cannot use working directory {cwd!r}: {reason}"
-    if exc.filename2 == "cgroup":
-        return f"cannot place the job in its cgroup: {reason}"
-    if exc.filename2 == "setup":
-        return f"cannot set up the job's process: {reason}"
+    step = exc.filename2
+    if step == "user" and account is not None:
+        return (
+            f"cannot run the job as {account.name} (uid {account.uid}, gid {account.gid}, "
+            f"{len(account.groups)} groups): {reason}"
+        )
+    if step == "cwd":
+        where = repr(cwd) if cwd is not None or account is None else f"{account.home!r} or '/'"
+        return f"cannot use working directory {where}: {reason}"
+    if step in _STEPS:
+        return f"{_STEPS[step]}: {reason}"
     if exc.errno == errno.ENOENT and "/" not in command:
         return f"{command!r}: command not found"
     return f"cannot execute {command!r}: {reason}"

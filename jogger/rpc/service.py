@@ -1,7 +1,8 @@
 """The Jobs and Health services: authorization, conversion and error mapping, nothing else.
 
 Handlers act as the user named by the caller's certificate. An administrator (OU=admin) may
-also list and read (status, output) every user's jobs; stopping stays with the owner.
+also list and read (status, output) every user's jobs; stopping stays with the owner. Which
+local account runs a caller's job is the ``--run-as`` policy's answer (accounts.py).
 """
 
 from collections.abc import AsyncIterator
@@ -23,6 +24,7 @@ from ..engine import (
 )
 from ..engine.limits import JobLimits
 from ..v1 import health_grpc, health_pb2, jobs_grpc, jobs_pb2
+from .accounts import AccountRefused, RunAs
 from .errors import RpcError, StatusCode
 from .server import Call, Method
 
@@ -101,8 +103,9 @@ def _rpc_error(exc: JobError) -> RpcError:
 
 
 class JobsService:
-    def __init__(self, jobs: JobManager) -> None:
+    def __init__(self, jobs: JobManager, run_as: RunAs | None = None) -> None:
         self._jobs = jobs
+        self._run_as = run_as or RunAs()
 
     def methods(self) -> dict[str, Method]:
         """Our handlers, keyed by gRPC path, with the message types the generated code names."""
@@ -117,13 +120,17 @@ class JobsService:
 
     async def start(self, call: Call, request: jobs_pb2.StartRequest) -> jobs_pb2.JobStatus:
         try:
+            account = await self._run_as.account_for(call.identity)
             status = await self._jobs.start(
                 call.identity.user,
                 list(request.argv),
                 cwd=request.cwd or None,
                 env=dict(request.env),
                 limits=limits_from_proto(request.limits),
+                account=account,
             )
+        except AccountRefused as exc:
+            raise RpcError(StatusCode.PERMISSION_DENIED, str(exc)) from None
         except JobError as exc:
             raise _rpc_error(exc) from None
         return status_to_proto(status)

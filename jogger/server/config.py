@@ -9,6 +9,7 @@ from .._units import parse_size
 from ..engine import Limits, Retention
 from ..engine.cgroups import Mode
 from ..engine.limits import JobLimits, parse_limits
+from ..rpc.accounts import DEFAULT_JOB_USER, MODES, BadPolicy, RunAs, default_mode
 from ..rpc.address import parse_address
 from ..rpc.server import TransportLimits
 
@@ -32,6 +33,9 @@ class ServerConfig:
     max_limits: JobLimits = field(default_factory=JobLimits)
     retention: Retention = field(default_factory=Retention)
     transport: TransportLimits = field(default_factory=TransportLimits)
+    run_as: RunAs = field(default_factory=RunAs)
+    """Who runs the jobs. The default here is the engine's own (the server's user); the
+    command line's depends on whether the server is root (see load)."""
 
 
 class ConfigError(Exception):
@@ -132,6 +136,21 @@ def parser() -> argparse.ArgumentParser:
         default=JobLimits(),
         metavar="cpu=C,cpu-weight=W,memory=M,io-weight=W,pids=N",
         help="the most a job may ask for (default cpu=all cores, memory=the target, pids=65536)",
+    )
+    p.add_argument(
+        "--run-as",
+        choices=MODES,
+        help="which local account runs a caller's job: user (the account named like the "
+        "certificate's Common Name, else --job-user), fixed (always --job-user) or server "
+        "(the server's own user). Jobs as uid 0 under user or fixed are for admins only. "
+        "Default: fixed as root, else server",
+    )
+    p.add_argument(
+        "--job-user",
+        default=DEFAULT_JOB_USER,
+        metavar="NAME",
+        help=f"the local account for --run-as fixed, and for callers without an account "
+        f"under --run-as user (default {DEFAULT_JOB_USER})",
     )
     p.add_argument("--max-jobs", type=int, default=Limits().max_jobs)
     p.add_argument("--max-jobs-per-user", type=int, default=Limits().max_jobs_per_owner)
@@ -239,6 +258,10 @@ def load(argv: list[str] | None) -> ServerConfig:
         )
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
+    try:
+        run_as = RunAs.create(args.run_as or default_mode(), args.job_user)
+    except BadPolicy as exc:
+        raise ConfigError(str(exc)) from None
     return ServerConfig(
         listen=listen,
         state_dir=state_dir,
@@ -261,4 +284,5 @@ def load(argv: list[str] | None) -> ServerConfig:
             max_state_bytes=args.max_state_bytes or None,
         ),
         transport=transport,
+        run_as=run_as,
     )

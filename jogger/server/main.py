@@ -6,6 +6,7 @@ rpc server nursery (connections)        closed last
 """
 
 import logging
+import os
 import signal
 import ssl
 import sys
@@ -49,15 +50,18 @@ async def serve(
             ) as jobs,
             trio.open_nursery() as nursery,
         ):
-            methods = {**JobsService(jobs).methods(), **HealthService().methods()}
+            methods = {**JobsService(jobs, config.run_as).methods(), **HealthService().methods()}
             bound = await nursery.start(server.listen, config.listen, methods)
             addresses = " ".join(_format(host, port) for host, port in bound)
             log.info(
-                "listening on %s state_dir=%s cgroups=%s",
+                "listening on %s state_dir=%s cgroups=%s run_as=%s",
                 addresses,
                 config.state_dir,
                 jobs.describe_containment(),
+                config.run_as.describe(),
             )
+            if config.run_as.mode == "server" and os.geteuid() == 0:
+                log.warning("--run-as server as root: every caller's jobs run as root")
             task_status.started(bound)
             with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
                 async for signum in signals:

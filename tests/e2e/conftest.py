@@ -81,6 +81,10 @@ async def launch(pki: Pki, state_dir: Path, nursery: trio.Nursery, *args: str | 
             "2",
             "--drain-timeout",
             "2",
+            # As root the default would be nobody, who cannot run the tests' Python (under
+            # a 0700 home on CI); tests/adversarial/test_hostile_jobs.py covers --run-as.
+            "--run-as",
+            "server",
             *args,
         ],
         env=env,
