@@ -58,6 +58,12 @@ class TransportLimits:
     of silent connections from taking the room of authenticated users."""
     max_handshakes_per_host: int = 256
     """The same, from one IP address: one host cannot take every handshake slot."""
+    max_refused_per_host: int = 8
+    """Connections from one IP address kept open only to be told why their calls are
+    refused (a rejected certificate, a user over the connection limit); more are closed at
+    once."""
+    refused_life: float = 2.0
+    """Seconds such a connection is kept (at most the handshake timeout)."""
     max_connections_per_user: int = 256
     max_calls_per_user: int = 1024
     """Calls in flight for one user (an Output stream is one call), over all connections."""
@@ -115,6 +121,7 @@ class RpcServer:
         self._connections = 0
         self._handshakes = 0
         self._host_handshakes: dict[str, int] = {}
+        self._host_refused: dict[str, int] = {}
         self._user_connections: dict[str, int] = {}
         self._user_calls: dict[str, int] = {}
         self._calls = 0
@@ -195,7 +202,7 @@ class RpcServer:
     async def _connection(self, tcp: trio.SocketStream, host: str) -> None:
         handshaking = [True]
         try:
-            await self._serve_connection(tcp, handshaking)
+            await self._serve_connection(tcp, host, handshaking)
         except Exception:
             # A bug, or a failure we did not foresee: it ends this connection, not the server.
             log.exception("connection failed")
@@ -209,10 +216,12 @@ class RpcServer:
         self._handshakes -= 1
         _decrement(self._host_handshakes, host)
 
-    async def _serve_connection(self, tcp: trio.SocketStream, handshaking: list[bool]) -> None:
+    async def _serve_connection(
+        self, tcp: trio.SocketStream, host: str, handshaking: list[bool]
+    ) -> None:
         try:
             set_socket_options(tcp)
-            host, port = tcp.socket.getpeername()[:2]
+            port = tcp.socket.getpeername()[1]
         except OSError as exc:
             throttled.log(
                 "gone", logging.INFO, "connection closed before it could be served: %s", exc
@@ -222,6 +231,7 @@ class RpcServer:
         limits = self._limits
         tls = trio.SSLStream(tcp, self._ssl_context, server_side=True)
         user = None
+        refused = False
         try:
             with trio.move_on_after(limits.handshake_timeout) as timer:
                 try:
@@ -247,7 +257,12 @@ class RpcServer:
             handshaking[0] = False
             self._handshake_done(host)
             client = self._admit(peer, tls)
-            if client.refusal is None and client.identity is not None:
+            if client.refusal is not None:
+                if self._host_refused.get(host, 0) >= limits.max_refused_per_host:
+                    return  # told often enough already: closed at once
+                refused = True
+                self._host_refused[host] = self._host_refused.get(host, 0) + 1
+            elif client.identity is not None:
                 user = client.identity.user
                 self._user_connections[user] = self._user_connections.get(user, 0) + 1
             await self._serve_http2(tls, client)
@@ -258,6 +273,8 @@ class RpcServer:
         finally:
             if user is not None:
                 _decrement(self._user_connections, user)
+            if refused:
+                _decrement(self._host_refused, host)
             await trio.aclose_forcefully(tls)
 
     def _admit(self, peer: str, tls: trio.SSLStream[trio.SocketStream]) -> _Peer:
@@ -317,15 +334,17 @@ class RpcServer:
 
             if client.refusal is not None:
                 # Long enough to tell the client why, not long enough to hold a slot.
-                calls.start_soon(_close_after, limits.handshake_timeout, calls.cancel_scope)
+                life = min(limits.refused_life, limits.handshake_timeout)
+                calls.start_soon(_close_after, life, calls.cancel_scope)
             calls.start_soon(_expect_preface, connection, limits.handshake_timeout, calls)
             try:
-                await connection.start()
-            except ConnectionLost:
-                return
-            await connection.run(on_request)
-            # The connection is over: nothing can reach its client any more.
-            calls.cancel_scope.cancel()
+                with contextlib.suppress(ConnectionLost):
+                    await connection.start()
+                    await connection.run(on_request)
+            finally:
+                # The connection is over: nothing can reach its client any more, and its
+                # timers (_expect_preface, _close_after) have nothing left to guard.
+                calls.cancel_scope.cancel()
 
     def _begin_call(self, client: _Peer) -> None:
         self._calls += 1
@@ -417,7 +436,9 @@ class RpcServer:
                 raise ConnectionLost from None
             except ConnectionLost:
                 raise
-            except Exception:
+            except Exception as exc:
+                if isinstance(exc, h2.exceptions.ProtocolError) and connection.closed.is_set():
+                    raise ConnectionLost from None  # closed (GOAWAY) while this call wrote
                 log.exception("handler for %s failed", event.method_name)
                 return Status(StatusCode.INTERNAL, "internal error")
         if deadline.cancelled_caught:
@@ -441,11 +462,11 @@ class RpcServer:
 
 
 def _decrement(counts: dict[str, int], key: str) -> None:
-    left = counts[key] - 1
-    if left:
+    left = counts.get(key, 0) - 1
+    if left > 0:
         counts[key] = left
     else:
-        del counts[key]  # the dict holds only users with something open
+        counts.pop(key, None)  # the dict holds only keys with something open
 
 
 async def _close_after(seconds: float, scope: trio.CancelScope) -> None:

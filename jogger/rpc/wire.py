@@ -309,6 +309,8 @@ class Stream:
     """Set when the peer sent what the stream cannot carry; the call must end with it."""
     done: bool = False
     holding: bool = False
+    forgotten: bool = False
+    """The call is over (``forget()``)."""
     """A message of this stream's is being made or waits to be sent (see message_size)."""
 
 
@@ -356,6 +358,10 @@ class Connection:
         all (the harmonic sum, at worst), however many streams it carries; a stream alone
         gets it all.
         """
+        if stream.forgotten:
+            # A follower's reader may ask once more after its call has ended: count
+            # nothing, or the share would leak.
+            return MIN_SHARE
         if not stream.holding:
             stream.holding = True
             self._holding += 1
@@ -380,6 +386,7 @@ class Connection:
     def forget(self, stream: Stream) -> None:
         """The call is over: drop the stream and give back the window its inbox held."""
         self.sent(stream)
+        stream.forgotten = True
         self._streams.pop(stream.id, None)
         stream.inbox_send.close()
         self._protocol.release(stream.id)
@@ -535,15 +542,18 @@ class Connection:
         except ConnectionLost:
             return
         finally:
-            self.closed.set()
-            if self._write_scope is not None:
-                # The connection is over: a write still waiting for the peer never completes.
-                self._write_scope.cancel()
-            for stream in list(self._streams.values()):
-                # The connection is gone: whoever serves or awaits this stream must stop.
-                stream.scope.cancel()
-                stream.inbox_send.close()
-                stream.window_open.set()  # and whoever waits to send on it, wakes
+            self._end()
+
+    def _end(self) -> None:
+        self.closed.set()
+        if self._write_scope is not None:
+            # The connection is over: a write still waiting for the peer never completes.
+            self._write_scope.cancel()
+        for stream in list(self._streams.values()):
+            # The connection is gone: whoever serves or awaits this stream must stop.
+            stream.scope.cancel()
+            stream.inbox_send.close()
+            stream.window_open.set()  # and whoever waits to send on it, wakes
 
     async def _receive(self, data: bytes | bytearray) -> list[Event] | None:
         """What the peer's bytes mean; None once they have ended the connection."""
@@ -574,6 +584,9 @@ class Connection:
             self._protocol.h2_connection.close_connection(code, additional_data=why[:200].encode())
         with contextlib.suppress(ConnectionLost):
             await self._flush(shield=False)
+        # The connection is over for every call on it: end them now, not after the linger,
+        # so that none writes into a closed h2 connection meanwhile.
+        self._end()
         # Closing with the peer's bytes unread makes the kernel send a reset, which can
         # destroy the GOAWAY before the peer reads it. Read and drop for a moment first.
         with trio.move_on_after(LINGER), contextlib.suppress(trio.BrokenResourceError):

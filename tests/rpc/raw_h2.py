@@ -48,6 +48,9 @@ class RawConnection:
         """The error code of the server's GOAWAY, once one has arrived."""
         self._received = b""
 
+    async def aclose(self) -> None:
+        await trio.aclose_forcefully(self._tls)
+
     async def flush(self) -> None:
         await self._tls.send_all(self.h2.data_to_send())
 
