@@ -373,13 +373,17 @@ class RpcServer:
         status = Status(StatusCode.CANCELLED, "the client went away")
         user = client.identity.user if client.identity else "-"
         try:
+            finished = False
             with stream.scope:
                 status = await self._serve(connection, stream, event, client)
-                await self._finish(connection, stream, status)
-            if stream.refusal is not None:
+                finished = self._finish(connection, stream, status)
+            if stream.refusal is not None and not finished:
                 # The client sent what this call cannot carry (see wire.StreamRefused).
                 status = stream.refusal
-                await self._finish(connection, stream, status)
+                self._finish(connection, stream, status)
+            # Outside the stream's scope: an answer queued just as a refusal cancelled the
+            # scope must still go out, or the client waits for it for ever.
+            await connection.flush()
         except ConnectionLost:
             pass
         finally:
@@ -445,9 +449,10 @@ class RpcServer:
             return Status(StatusCode.DEADLINE_EXCEEDED, "deadline exceeded")
         return Status(StatusCode.OK)
 
-    async def _finish(self, connection: Connection, stream: Stream, status: Status) -> None:
+    def _finish(self, connection: Connection, stream: Stream, status: Status) -> bool:
+        """Queue the end of the call; False if the stream had ended already."""
         if stream.reset:
-            return
+            return False
         try:
             if stream.partial_message:
                 # Trailers cannot follow half a message: the client would read garbage.
@@ -457,8 +462,8 @@ class RpcServer:
             else:
                 connection.protocol.respond_status(stream.id, status, "+proto")
         except h2.exceptions.ProtocolError:
-            return  # the stream is closed already (reset, or refused and answered)
-        await connection.flush()
+            return False  # the stream is closed already (reset, or refused and answered)
+        return True
 
 
 def _decrement(counts: dict[str, int], key: str) -> None:

@@ -31,6 +31,8 @@ from .server import Call, Method
 OUTPUT_CHUNK = 1024 * 1024
 """Bytes per OutputChunk: big enough that per-message cost does not dominate."""
 DEFAULT_PAGE = 100
+MAX_GRACE = 7 * 24 * 3600
+"""The longest grace period a Stop may ask for: a week (as jog's own limit)."""
 
 _STATES = {
     JobState.RUNNING: jobs_pb2.JOB_STATE_RUNNING,
@@ -136,7 +138,15 @@ class JobsService:
         return status_to_proto(status)
 
     async def stop(self, call: Call, request: jobs_pb2.StopRequest) -> jobs_pb2.JobStatus:
-        grace = request.grace.ToTimedelta().total_seconds() if request.HasField("grace") else None
+        grace = None
+        if request.HasField("grace"):
+            # Not ToTimedelta(): it overflows on a Duration of 2**63 seconds.
+            grace = request.grace.seconds + request.grace.nanos / 1e9
+            if not 0 <= grace <= MAX_GRACE:
+                raise RpcError(
+                    StatusCode.INVALID_ARGUMENT,
+                    f"grace must be from 0 to {MAX_GRACE} seconds, not {grace:.9g}",
+                )
         try:
             status = await self._jobs.stop(call.identity.user, request.job_id, grace=grace)
         except JobError as exc:

@@ -38,7 +38,11 @@ from purerpc.grpclib.events import (
     ResponseReceived,
     WindowUpdated,
 )
-from purerpc.grpclib.exceptions import MessageTooLargeError, ProtocolError
+from purerpc.grpclib.exceptions import (
+    MessageTooLargeError,
+    ProtocolError,
+    UnsupportedMessageEncodingError,
+)
 from purerpc.grpclib.headers import HeaderDict
 from purerpc.grpclib.status import Status, StatusCode
 
@@ -210,12 +214,17 @@ class _Protocol(GRPCConnection):  # type: ignore[misc]
             messages = buffer.read_all_complete_messages_flowcontrol()
         except Exception as exc:  # noqa: BLE001 - oversized, compressed, undecodable, ...
             del self.message_read_buffers[stream_id]
-            code = (
-                StatusCode.RESOURCE_EXHAUSTED
-                if isinstance(exc, MessageTooLargeError)
-                else StatusCode.INTERNAL
-            )
-            return [StreamRefused(stream_id, Status(code, str(exc)[:200]), str(exc)[:200])]
+            if isinstance(exc, MessageTooLargeError):
+                status = Status(StatusCode.RESOURCE_EXHAUSTED, str(exc)[:200])
+            elif isinstance(exc, UnsupportedMessageEncodingError):
+                # The gRPC spec says INTERNAL; we keep INTERNAL for our own failures.
+                status = Status(
+                    StatusCode.UNIMPLEMENTED,
+                    "compressed messages are not supported; send them uncompressed",
+                )
+            else:
+                status = Status(StatusCode.INVALID_ARGUMENT, f"malformed message: {exc!s:.200}")
+            return [StreamRefused(stream_id, status, str(exc)[:200])]
         return [MessageReceived(stream_id, data, n) for data, n in messages]
 
     def acknowledge(self, stream_id: int, length: int) -> None:

@@ -63,7 +63,8 @@ async def test_a_compressed_message_without_an_encoding_fails_only_its_call(
     with trio.fail_after(10):
         async with raw_connection(server) as conn:
             bad = await conn.call(LIST, body)
-            assert bad.grpc_status == StatusCode.INTERNAL.value
+            assert bad.grpc_status == StatusCode.UNIMPLEMENTED.value
+            assert "compressed messages are not supported" in bad.message
             await still_serves(server, conn)
 
 
