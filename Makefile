@@ -7,7 +7,7 @@ CERTS := certs
 USER ?= $(shell id -un)
 LISTEN ?= 127.0.0.1:7654
 
-.PHONY: venv test test-cgroup2 lint demo bench bench-cgroup2 grpc gen-certs run-server install-cli clean
+.PHONY: venv test test-cgroup2 lint demo bench bench-cgroup2 soak grpc gen-certs run-server install-cli clean
 
 venv: $(VENV)/.installed
 
@@ -45,6 +45,11 @@ bench: venv
 	$(BIN)/python bench/history.py
 	$(BIN)/python bench/cli.py
 	$(BIN)/python bench/cgroups.py
+
+# 8 users x 50 live jobs x 5 followers against a real server for 5 minutes (bench/soak.py);
+# by hand only. SOAK_ARGS="--duration 60" for a shorter run.
+soak: venv
+	$(BIN)/python bench/soak.py $(SOAK_ARGS)
 
 # Regenerate the committed protobuf and purerpc code from proto/.
 grpc: venv
