@@ -137,6 +137,10 @@ def jogger_server(tmp: Path) -> Iterator[dict[str, str]]:
             "1000",
             "--max-jobs-per-user",
             "1000",
+            # As ssh does: the jobs run as the user who asked (root here), who can read the
+            # benchmark's 0700 temporary directory; nobody, the default, could not.
+            "--run-as",
+            "server",
         ],
         env=env,
         stderr=subprocess.DEVNULL,
