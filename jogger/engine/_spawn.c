@@ -1,13 +1,19 @@
 /* Start a job's process, placed in its cgroups before any code of the job runs.
  *
  * spawn(executables, argv, envp, cwd, stdin_fd, output_fd, cgroup_procs_fds, credentials,
- *       home) -> pid
+ *       home, pid_fd) -> pid
  *
  * The child is created with clone(CLONE_VM | CLONE_VFORK), as glibc's posix_spawn does: it
  * shares our memory on its own stack, and this thread waits until it has exec'd or died.
+ * That wait is as long as the child makes it: once it has switched users any process of
+ * its new uid may stop it (SIGSTOP), and its chdir or exec may hang on a mount. So call
+ * this from a worker thread, never from an event loop, and give it a pid_fd: the write end
+ * of a pipe (close-on-exec) to which the child writes its pid, a native int, as its very
+ * first action, so that another thread can SIGKILL it if it takes too long. (-1: none.)
  * Between clone and exec it runs only the system calls below, never Python: Python code
  * there is unsafe in a process with threads (subprocess's preexec_fn), and a Python shim
  * would cost a second interpreter start. In order, the child
+ *   - writes its pid to pid_fd;
  *   - resets every signal to its default disposition, with all signals blocked, so no
  *     handler of the server can run in it and nothing the server ignores stays ignored;
  *   - becomes a session and process group leader (setsid);
@@ -15,8 +21,16 @@
  *   - writes "0" to each cgroup.procs fd: the kernel moves the writer, the child itself,
  *     and its future children with it (v1: one fd per hierarchy; v2: one);
  *   - sets its oom_score_adj to 0 (best effort: lowering it needs CAP_SYS_RESOURCE);
- *   - if `credentials` is (uid, gid, groups), becomes that user: setgroups(groups), then
- *     setresgid(gid), then setresuid(uid) (real, effective and saved alike, so nothing can
+ *   - if `credentials` is (uid, gid, groups), becomes that user. First it marks our shared
+ *     mm non-dumpable, so that no process of that uid may ptrace it or read its memory
+ *     while it still is the server's (whatever fs.suid_dumpable says), and joins a new
+ *     session keyring, so that the job does not possess the server's (its keys); the
+ *     keyring is made as root, so it is charged to root's key quota, which the jobs of
+ *     that uid cannot exhaust, and other processes of that uid cannot view it (the job
+ *     possesses it). A kernel without keyrings (ENOSYS), or a sandbox that forbids keyctl
+ *     (EPERM: Docker's default seccomp profile), is no failure: the job inherits that
+ *     filter and cannot use the server's keyring either. Then setgroups(groups),
+ *     setresgid(gid) and setresuid(uid) (real, effective and saved alike, so nothing can
  *     switch back; a non-root uid also loses every capability). After the placement and
  *     oom_score_adj, which need the server's privileges; before the chdir, so that the
  *     working directory is checked as the job's user;
@@ -26,11 +40,15 @@
  *     without its fallback to /bin/sh).
  * A failure is sent back as (step, errno) through a close-on-exec pipe and raised here as
  * OSError (filename: cwd for "cwd", else argv[0]; filename2: the step, "exec", "cwd",
- * "cgroup", "setup" or "user"); the child has then exited and been reaped.
+ * "cgroup", "setup", "user" or "keyring"); the child has then exited. Without a pid_fd it
+ * has also been reaped; with one, the caller reaps it (it has the pid from pid_fd), so
+ * that until then the pid cannot be reused under a kill from its other thread.
  *
  * Changing credentials in a child that shares our memory (CLONE_VM) has one effect on us:
- * the kernel marks the shared mm non-dumpable (suid_dumpable). The parent puts its own
- * dumpable flag back once the child has exec'd or died, and the exec gives the job a new mm.
+ * the shared mm is non-dumpable until the child execs (see above). The parent puts its
+ * own dumpable flag back once no such child shares the mm any more (several threads may
+ * spawn at once: the last one out restores the flag the first one in saw), and the exec
+ * gives the job a new mm.
  */
 #define _GNU_SOURCE
 #define PY_SSIZE_T_CLEAN
@@ -38,6 +56,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <sched.h>
 #include <signal.h>
 #include <stdlib.h>
@@ -50,6 +69,10 @@
 
 #ifndef CLOSE_RANGE_CLOEXEC
 #define CLOSE_RANGE_CLOEXEC (1U << 2)
+#endif
+
+#ifndef KEYCTL_JOIN_SESSION_KEYRING
+#define KEYCTL_JOIN_SESSION_KEYRING 1
 #endif
 
 #define STACK_SIZE (64 * 1024)
@@ -65,7 +88,14 @@
 #define SYS_SETRESUID SYS_setresuid
 #endif
 
-enum step { STEP_EXEC = 1, STEP_CWD = 2, STEP_CGROUP = 3, STEP_SETUP = 4, STEP_USER = 5 };
+enum step {
+    STEP_EXEC = 1,
+    STEP_CWD = 2,
+    STEP_CGROUP = 3,
+    STEP_SETUP = 4,
+    STEP_USER = 5,
+    STEP_KEYRING = 6,
+};
 
 struct child_args {
     char **executables;
@@ -83,6 +113,7 @@ struct child_args {
     int *procs_fds;
     Py_ssize_t n_procs;
     int error_fd;
+    int pid_fd;
     sigset_t old_mask;
 };
 
@@ -120,8 +151,46 @@ static void cloexec_from(int lowest) {
         syscall(SYS_fcntl, (int)fd, F_SETFD, FD_CLOEXEC);
 }
 
+/* Our dumpable flag while children that switch users share our mm (see the top). */
+static pthread_mutex_t dumpable_lock = PTHREAD_MUTEX_INITIALIZER;
+static int switching = 0;        /* spawns whose child may have left the mm non-dumpable */
+static int dumpable_before = -1; /* the flag when the first of them began */
+
+static void switch_begins(void) {
+    pthread_mutex_lock(&dumpable_lock);
+    if (switching++ == 0)
+        dumpable_before = prctl(PR_GET_DUMPABLE, 0, 0, 0, 0);
+    pthread_mutex_unlock(&dumpable_lock);
+}
+
+static void switch_ends(void) {
+    pthread_mutex_lock(&dumpable_lock);
+    if (--switching == 0 && dumpable_before >= 0 &&
+        prctl(PR_GET_DUMPABLE, 0, 0, 0, 0) != dumpable_before)
+        prctl(PR_SET_DUMPABLE, dumpable_before, 0, 0, 0);
+    pthread_mutex_unlock(&dumpable_lock);
+}
+
+/* Leave the server's session keyring for a new, anonymous one. */
+static int detach_keyring(void) {
+#ifdef SYS_keyctl
+    if (syscall(SYS_keyctl, KEYCTL_JOIN_SESSION_KEYRING, NULL) < 0 && errno != ENOSYS &&
+        errno != EPERM)
+        return -1;
+#endif
+    return 0;
+}
+
 static int child_main(void *raw) {
     struct child_args *a = raw;
+    /* First of all, before the switch makes us stoppable by others: our pid, for whoever
+     * must kill us should we never reach exec. Should this fail (it cannot on a fresh pipe),
+     * exit: the parent then returns our pid as if we had exec'd, and the job has exited 127. */
+    if (a->pid_fd >= 0) {
+        int self = (int)syscall(SYS_getpid);
+        if (syscall(SYS_write, a->pid_fd, &self, sizeof self) != (long)sizeof self)
+            syscall(SYS_exit_group, 127);
+    }
     /* Every signal to its default: the server's handlers, and whatever the server itself
      * inherited as ignored (nohup's SIGHUP, Python's SIGPIPE, a supervisor's realtime
      * signals), which exec would otherwise pass on. The raw system call, because glibc
@@ -161,11 +230,16 @@ static int child_main(void *raw) {
     }
     /* The raw system calls change this process only; glibc's wrappers would try to change
      * every thread of the process they believe they are in: the server's. */
-    if (a->switch_user &&
-        (syscall(SYS_SETGROUPS, (size_t)a->n_groups, a->groups) < 0 ||
-         syscall(SYS_SETRESGID, a->gid, a->gid, a->gid) < 0 ||
-         syscall(SYS_SETRESUID, a->uid, a->uid, a->uid) < 0))
-        report(a->error_fd, STEP_USER, errno);
+    if (a->switch_user) {
+        if (syscall(SYS_prctl, PR_SET_DUMPABLE, 0, 0, 0, 0) < 0)
+            report(a->error_fd, STEP_USER, errno);
+        if (detach_keyring() < 0)
+            report(a->error_fd, STEP_KEYRING, errno);
+        if (syscall(SYS_SETGROUPS, (size_t)a->n_groups, a->groups) < 0 ||
+            syscall(SYS_SETRESGID, a->gid, a->gid, a->gid) < 0 ||
+            syscall(SYS_SETRESUID, a->uid, a->uid, a->uid) < 0)
+            report(a->error_fd, STEP_USER, errno);
+    }
     if (a->cwd != NULL) {
         if (syscall(SYS_chdir, a->cwd) < 0)
             report(a->error_fd, STEP_CWD, errno);
@@ -222,10 +296,10 @@ static char **byte_strings(PyObject *seq, const char *what) {
 
 static PyObject *spawn(PyObject *Py_UNUSED(self), PyObject *args) {
     PyObject *executables, *argv, *envp, *cwd_obj, *procs, *credentials, *home_obj;
-    int stdin_fd, output_fd;
-    if (!PyArg_ParseTuple(args, "O!O!O!OiiO!OO", &PyTuple_Type, &executables, &PyTuple_Type,
+    int stdin_fd, output_fd, pid_fd;
+    if (!PyArg_ParseTuple(args, "O!O!O!OiiO!OOi", &PyTuple_Type, &executables, &PyTuple_Type,
                           &argv, &PyTuple_Type, &envp, &cwd_obj, &stdin_fd, &output_fd,
-                          &PyTuple_Type, &procs, &credentials, &home_obj))
+                          &PyTuple_Type, &procs, &credentials, &home_obj, &pid_fd))
         return NULL;
     if (PyTuple_GET_SIZE(executables) == 0 || PyTuple_GET_SIZE(argv) == 0) {
         PyErr_SetString(PyExc_ValueError, "executables and argv must not be empty");
@@ -263,6 +337,7 @@ static PyObject *spawn(PyObject *Py_UNUSED(self), PyObject *args) {
     a.home = home_obj == Py_None ? NULL : PyBytes_AS_STRING(home_obj);
     a.stdin_fd = stdin_fd;
     a.output_fd = output_fd;
+    a.pid_fd = pid_fd < 0 ? -1 : pid_fd;
     a.n_procs = PyTuple_GET_SIZE(procs);
     if ((a.executables = byte_strings(executables, "executables")) == NULL ||
         (a.argv = byte_strings(argv, "argv")) == NULL ||
@@ -302,11 +377,14 @@ static PyObject *spawn(PyObject *Py_UNUSED(self), PyObject *args) {
     int clone_errno;
     int message[2];
     ssize_t got = 0;
-    int dumpable = a.switch_user ? prctl(PR_GET_DUMPABLE, 0, 0, 0, 0) : -1;
-    /* Without the GIL: should a step before exec block (a cwd on a hung mount, say), the
-     * server's other threads go on. The child reads only the arrays built above, which
-     * the argument tuples keep alive. */
+    /* Without the GIL: this thread is suspended until the child has exec'd or died, which
+     * the child, once switched, may put off at will (see the top); the other threads, the
+     * one that can kill it among them, need the GIL meanwhile. Only other threads: the
+     * one that called us waits. The child reads only the arrays built above, which the
+     * argument tuples keep alive. */
     Py_BEGIN_ALLOW_THREADS
+    if (a.switch_user)
+        switch_begins();
     pthread_sigmask(SIG_SETMASK, &all, &a.old_mask);
     pid = clone(child_main, stack + STACK_SIZE, CLONE_VM | CLONE_VFORK | SIGCHLD, &a);
     clone_errno = errno;
@@ -317,13 +395,15 @@ static PyObject *spawn(PyObject *Py_UNUSED(self), PyObject *args) {
         do {
             got = read(pipe_fds[0], message, sizeof message);
         } while (got < 0 && errno == EINTR);
-        if (got > 0) /* the child failed before exec and has exited: collect it */
+        /* The child failed before exec and has exited: collect it, unless the caller
+         * may still signal its pid (pid_fd), and so must collect it itself. */
+        if (got > 0 && a.pid_fd < 0)
             while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
                 ;
     }
-    /* The child has exec'd or died: our mm is ours alone again (see the top). */
-    if (dumpable >= 0 && prctl(PR_GET_DUMPABLE, 0, 0, 0, 0) != dumpable)
-        prctl(PR_SET_DUMPABLE, dumpable, 0, 0, 0);
+    /* The child has exec'd or died: it no longer shares our mm (see the top). */
+    if (a.switch_user)
+        switch_ends();
     Py_END_ALLOW_THREADS
     if (pid < 0) {
         errno = clone_errno;
@@ -331,8 +411,9 @@ static PyObject *spawn(PyObject *Py_UNUSED(self), PyObject *args) {
         goto done;
     }
     if (got <= 0) {
-        /* EOF: exec'd. (A failed read cannot happen on our own pipe; were it to, the
-         * process has exec'd or died, and the caller's pidfd tells which.) */
+        /* EOF: exec'd, or killed by the caller that had its pid from pid_fd (who knows).
+         * (A failed read cannot happen on our own pipe; were it to, the process has
+         * exec'd or died, and the caller's pidfd tells which.) */
         result = PyLong_FromLong(pid);
         goto done;
     }
@@ -341,8 +422,8 @@ static PyObject *spawn(PyObject *Py_UNUSED(self), PyObject *args) {
         goto done;
     }
     /* OSError(errno, strerror, filename, winerror, filename2): filename2 names the step. */
-    static const char *const steps[] = {"?", "exec", "cwd", "cgroup", "setup", "user"};
-    int step = message[0] >= STEP_EXEC && message[0] <= STEP_USER ? message[0] : 0;
+    static const char *const steps[] = {"?", "exec", "cwd", "cgroup", "setup", "user", "keyring"};
+    int step = message[0] >= STEP_EXEC && message[0] <= STEP_KEYRING ? message[0] : 0;
     /* (OSError drops filename2 when filename is None.) */
     PyObject *subject = step != STEP_CWD ? PyTuple_GET_ITEM(argv, 0)
                         : cwd_obj != Py_None ? cwd_obj
@@ -375,7 +456,7 @@ done:
 static PyMethodDef methods[] = {
     {"spawn", spawn, METH_VARARGS,
      "spawn(executables, argv, envp, cwd, stdin_fd, output_fd, cgroup_procs_fds, credentials,"
-     " home) -> pid"},
+     " home, pid_fd) -> pid"},
     {NULL, NULL, 0, NULL},
 };
 

@@ -8,5 +8,6 @@ def spawn(
     cgroup_procs_fds: tuple[int, ...],
     credentials: tuple[int, int, tuple[int, ...]] | None,
     home: bytes | None,
+    pid_fd: int,
     /,
 ) -> int: ...

@@ -134,6 +134,11 @@ class JobManager:
         self._lock_fd = -1
         self._live: set[Job] = set()
         self._running: Counter[str] = Counter()
+        """Jobs per owner, counted from the start of their spawn."""
+        self._starting = 0
+        """Starts past their checks and not yet on record (see __aexit__)."""
+        self._started = trio.lowlevel.ParkingLot()
+        """Where shutdown waits for them."""
         self._nursery: trio.Nursery | None = None
         self._nursery_manager: AbstractAsyncContextManager[trio.Nursery] | None = None
 
@@ -216,6 +221,13 @@ class JobManager:
         assert self._nursery is not None
         assert self._nursery_manager is not None
         nursery, self._nursery = self._nursery, None  # from here on start() refuses
+        # Starts under way are let finish (a spawn is never abandoned), so that their jobs
+        # are in the nursery and on record before it shuts down, and are stopped with the
+        # rest. Shielded: the spawn and its record must finish whatever happens to us;
+        # bounded by SPAWN_TIMEOUT and the store's busy timeout.
+        with trio.CancelScope(shield=True):
+            while self._starting:
+                await self._started.park()
         deadline = trio.current_time() + self._grace + self._drain_timeout
         for job in self._live:
             # A stop under way with a longer grace must not hold shutdown up beyond ours.
@@ -285,8 +297,12 @@ class JobManager:
         root, unless it is this process's own); its HOME, USER and LOGNAME are set unless
         ``env`` sets them, and with no ``cwd`` the job starts in its home (or /). None: the
         job runs as this process's user, with neither. Raises InvalidRequest, SpawnError (the
-        command could not be executed, its user not taken on, or its cgroup not set up),
-        LimitExceeded or ManagerClosed; on any error no job exists and nothing is left behind.
+        command could not be executed, its user not taken on, or its cgroup not set up, or
+        it did not reach exec within process.SPAWN_TIMEOUT), LimitExceeded or ManagerClosed;
+        on any error no job exists and nothing is left behind.
+
+        Cancellation: deferred while the process is being spawned (at most SPAWN_TIMEOUT) and
+        recorded; a caller cancelled by then leaves a running, recorded job.
         """
         await trio.lowlevel.checkpoint()
         nursery = self._open_nursery()
@@ -294,28 +310,68 @@ class JobManager:
         args, overrides = self._check_request(argv, env, cwd, account)
         job_limits = self._resolve_limits(limits)
         self._check_capacity(owner)
-        assert self._backend is not None
 
         job_id = str(uuid.uuid4())
         # The account's HOME, USER and LOGNAME replace the base environment's (which may
         # describe the server's own user), and give way to what the request sets.
         login = account.environment() if account is not None else {}
         full_env = {**self._base_env, **login, **overrides, "JOGGER_JOB_ID": job_id}
-        group = self._backend.create(job_id, job_limits)
+        # Counted from now, not from the end of the spawn: other starts run while this one
+        # awaits it, and must see it against the limits.
+        self._running[owner] += 1
+        self._starting += 1
         try:
-            output = OutputLog.create(
-                self._logs_dir / f"{job_id}.log", self._limits.max_output_bytes
+            return await self._launch(
+                nursery,
+                job_id=job_id,
+                owner=owner,
+                args=args,
+                cwd=cwd,
+                env=full_env,
+                account=account,
+                limits=job_limits,
             )
-        except BaseException:
-            group.remove_now()
-            raise
+        finally:
+            self._starting -= 1
+            if not self._starting:
+                self._started.unpark_all()
+
+    async def _launch(
+        self,
+        nursery: trio.Nursery,
+        *,
+        job_id: str,
+        owner: str,
+        args: tuple[str, ...],
+        cwd: str | None,
+        env: dict[str, str],
+        account: Account | None,
+        limits: JobLimits,
+    ) -> JobStatus:
+        """The rest of start(), with the job counted in ``_running``: until the job exists,
+        a failure takes it back off; once it does, its end does."""
+        assert self._backend is not None
         try:
-            process = JobProcess.spawn(
-                args, cwd=cwd, env=full_env, placement=group.placement(), account=account
-            )
+            group = self._backend.create(job_id, limits)
+            try:
+                output = OutputLog.create(
+                    self._logs_dir / f"{job_id}.log", self._limits.max_output_bytes
+                )
+            except BaseException:
+                group.remove_now()
+                raise
+            try:
+                process = await JobProcess.spawn(
+                    args, cwd=cwd, env=env, placement=group.placement(), account=account
+                )
+            except BaseException:
+                output.discard()
+                group.remove_now()
+                raise
         except BaseException:
-            output.discard()
-            group.remove_now()
+            self._running[owner] -= 1
+            if self._running[owner] == 0:
+                del self._running[owner]
             raise
         group.attach(process.pid)
         identity = identify(process.pid)
@@ -331,7 +387,6 @@ class JobManager:
         )
         self._jobs[job_id] = job
         self._live.add(job)
-        self._running[owner] += 1
         # No checkpoint since the spawn: the job's supervisor is guaranteed to run, so even a
         # cancellation arriving now ends in the kill sequence, never in an orphan.
         nursery.start_soon(self._run, job)

@@ -9,20 +9,30 @@ behind hashicorp/nomad#23969).
 import contextlib
 import errno
 import fcntl
+import functools
 import logging
 import os
 import signal
-from collections.abc import Mapping, Sequence
+import struct
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import trio
 
+from .._groups import single_errors
 from . import _spawn
 from .account import Account
 from .errors import SpawnError
 from .output import MOVE_SIZE
 
 logger = logging.getLogger(__name__)
+
+SPAWN_TIMEOUT = 30.0
+"""Seconds a new process has to reach its exec. Past that it is killed, and the start
+fails: once it has switched users, any process of its new uid can stop it (SIGSTOP), and
+its chdir or exec can hang on a mount."""
+
+_PID = struct.Struct("=i")
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,7 +53,7 @@ class JobProcess:
         """Set once reaped."""
 
     @classmethod
-    def spawn(
+    async def spawn(
         cls,
         argv: Sequence[str],
         *,
@@ -66,8 +76,12 @@ class JobProcess:
         Our own C spawner (``_spawn.c``) does this between clone and exec, where Python code
         would not be safe (subprocess's preexec_fn forks a process that may have threads;
         grpcio's fork handlers crashed such a child in CI). Returns once the command has
-        been exec'd; raises SpawnError if it could not be. Synchronous: it costs well under
-        a millisecond and cannot be left half done by a cancellation.
+        been exec'd; raises SpawnError if it could not be, or if it did not get there within
+        SPAWN_TIMEOUT seconds (the process is then killed).
+
+        Cancellation: deferred until the process has exec'd or been killed and collected
+        (at most SPAWN_TIMEOUT): a spawn is never left half done. A cancelled caller then
+        gets the JobProcess, and sees the cancellation at its next checkpoint.
         """
         executables = _candidates(argv[0], env)
         read_end, write_end = os.pipe2(os.O_CLOEXEC)
@@ -79,16 +93,19 @@ class JobProcess:
                 credentials = (account.uid, account.gid, account.groups)
             home = os.fsencode(account.home) if account is not None and cwd is None else None
             try:
-                pid = _spawn.spawn(
-                    tuple(os.fsencode(path) for path in executables),
-                    tuple(os.fsencode(arg) for arg in argv),
-                    tuple(os.fsencode(f"{name}={value}") for name, value in env.items()),
-                    None if cwd is None else os.fsencode(cwd),
-                    stdin,
-                    write_end,
-                    tuple(placement),
-                    credentials,
-                    home,
+                pid = await _spawn_watched(
+                    functools.partial(
+                        _spawn.spawn,
+                        tuple(os.fsencode(path) for path in executables),
+                        tuple(os.fsencode(arg) for arg in argv),
+                        tuple(os.fsencode(f"{name}={value}") for name, value in env.items()),
+                        None if cwd is None else os.fsencode(cwd),
+                        stdin,
+                        write_end,
+                        tuple(placement),
+                        credentials,
+                        home,
+                    )
                 )
             except OSError as exc:
                 raise SpawnError(_describe(exc, argv[0], cwd, account)) from None
@@ -97,10 +114,7 @@ class JobProcess:
             try:
                 pidfd = os.pidfd_open(pid)
             except BaseException:
-                # Not reaped yet, so its group id is still ours to signal.
-                with contextlib.suppress(OSError):
-                    os.killpg(pid, signal.SIGKILL)
-                os.waitpid(pid, 0)
+                _kill_and_reap(pid)
                 raise
         except BaseException:
             os.close(read_end)
@@ -155,9 +169,115 @@ class JobProcess:
         return self._exit
 
 
+async def _spawn_watched(spawn: Callable[[int], int]) -> int:
+    """``spawn(pid_fd)`` (``_spawn.spawn``) in a worker thread, watched from here; the new
+    pid once exec'd.
+
+    The spawning thread is suspended (CLONE_VFORK) until the child execs or dies, which the
+    child may put off indefinitely (see SPAWN_TIMEOUT): the event loop must never be that
+    thread. If the thread has not returned SPAWN_TIMEOUT seconds later, the child gets
+    SIGKILL; it wrote its pid to a pipe first thing. It is our child and not reaped, so the
+    pid is still its own: a child that fails before exec is left for us to reap here, not
+    reaped by the spawner, for that reason. Raises OSError as ``_spawn.spawn`` does, or
+    SpawnError for the timeout; either way no process is left.
+
+    Every spawn takes this path, with or without a switch of users: a cwd on a hung mount
+    would block the event loop too. It costs some 0.3 ms per start (a thread hand-off).
+    """
+    pid_read, pid_write = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)
+    watch = _Watch(pid_read)
+    try:
+        # Shielded: the thread cannot be abandoned (the child would be left unwatched and
+        # unreaped), and its result must be handled. The wait is bounded: SPAWN_TIMEOUT
+        # from now the child is killed, and the thread returns.
+        with trio.CancelScope(shield=True):
+            try:
+                with single_errors():
+                    async with trio.open_nursery() as nursery:
+                        nursery.start_soon(watch.run)
+                        try:
+                            pid = await trio.to_thread.run_sync(
+                                spawn,
+                                pid_write,
+                                # A limiter of its own, not trio's default one: a stalled
+                                # spawn must not hold a thread that others wait for (NSS
+                                # lookups, retention). The manager's job limits bound how
+                                # many spawns run at once.
+                                limiter=trio.CapacityLimiter(1),
+                            )
+                        finally:
+                            # The thread has returned: the child has exec'd or died, and
+                            # there is nothing left to watch.
+                            nursery.cancel_scope.cancel()
+            except BaseException:
+                watch.collect()
+                raise
+        if watch.killed:
+            watch.collect()
+            raise SpawnError(
+                f"the job's process did not reach exec within {SPAWN_TIMEOUT:g} s (stopped by "
+                "a signal, or blocked in chdir or exec), and was killed"
+            )
+        return pid
+    finally:
+        os.close(pid_read)
+        os.close(pid_write)
+
+
+class _Watch:
+    """The watchdog of one spawn: the child's pid, and whether it was killed."""
+
+    def __init__(self, pid_read: int) -> None:
+        self._pid_read = pid_read
+        self._pid: int | None = None
+        self.killed = False
+
+    async def run(self) -> None:
+        """Kill the child if it has not exec'd in time.
+
+        Cancellation: how the spawn says it is over.
+        """
+        await trio.sleep(SPAWN_TIMEOUT)
+        while (pid := self.pid()) is None:  # (only if the thread has not even cloned yet)
+            await trio.lowlevel.wait_readable(self._pid_read)
+        logger.warning("pid %d did not reach exec within %g s: killing it", pid, SPAWN_TIMEOUT)
+        os.kill(pid, signal.SIGKILL)
+        self.killed = True
+
+    def pid(self) -> int | None:
+        """The child's pid, once it has written it; None if there is no child (yet)."""
+        if self._pid is None:
+            try:
+                data = os.read(self._pid_read, _PID.size)
+            except BlockingIOError:
+                return None
+            if len(data) == _PID.size:  # (a pipe write this small is atomic)
+                (self._pid,) = _PID.unpack(data)
+        return self._pid
+
+    def collect(self) -> None:
+        """Kill (if need be) and reap the child, which will not be returned, if there is one."""
+        pid = self.pid()
+        if pid is not None:  # (else there was no clone)
+            _kill_and_reap(pid)
+
+
+def _kill_and_reap(pid: int) -> None:
+    """SIGKILL our child ``pid`` and its process group, then reap it.
+
+    Not reaped yet, so its pid and group id are still ours to signal. Blocks until it has
+    exited: it has exec'd or died already, so this is prompt.
+    """
+    with contextlib.suppress(ProcessLookupError):  # no group: killed before its setsid
+        os.killpg(pid, signal.SIGKILL)
+    os.kill(pid, signal.SIGKILL)
+    os.waitpid(pid, 0)
+
+
 _STEPS = {
     "cgroup": "cannot place the job in its cgroup",
     "setup": "cannot set up the job's process",
+    "keyring": "cannot give the job a session keyring of its own",
 }
 
 

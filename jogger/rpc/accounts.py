@@ -5,9 +5,11 @@
 - ``fixed``: always the job user (``--job-user``, by default nobody);
 - ``server``: the server's own user, as the engine does when given no account.
 
-A job that would run as uid 0 under ``user`` or ``fixed`` is for administrators only.
-``server`` is the operator's explicit choice to give every certificate holder the server's
-own account, whatever it is. Switching to another account needs root, so a server that is
+A job that would run as a privileged account under ``user`` or ``fixed`` is for
+administrators only: uid 0, or group 0 (root's group, which owns most system files and
+whatever root creates) as its group or one of its supplementary groups. ``server`` is the
+operator's explicit choice to give every certificate holder the server's own account,
+whatever it is. Switching to another account needs root, so a server that is
 not root can use ``server`` only, or ``fixed`` with its own account as the job user.
 """
 
@@ -101,7 +103,8 @@ class RunAs:
     async def account_for(self, identity: Identity) -> Account | None:
         """The account the caller's jobs run as; None for the server's own.
 
-        Raises AccountRefused for a non-admin whose jobs would run as uid 0.
+        Raises AccountRefused for a non-admin whose jobs would run as a privileged account
+        (uid 0, or group 0).
         """
         if self.job_account is None:
             await trio.lowlevel.checkpoint()
@@ -113,9 +116,19 @@ class RunAs:
             account = named or account
         else:
             await trio.lowlevel.checkpoint()
-        if account.is_root and not identity.admin:
+        privilege = _privilege(account)
+        if privilege is not None and not identity.admin:
             raise AccountRefused(
-                f"your jobs would run as {account.name} (uid 0) on this server, "
+                f"your jobs would run as {account.name} ({privilege}) on this server, "
                 "which only admins may do"
             )
         return account
+
+
+def _privilege(account: Account) -> str | None:
+    """What makes ``account`` an administrator's, in words; None for an ordinary one."""
+    if account.is_root:
+        return "uid 0"
+    if account.gid == 0 or 0 in account.groups:
+        return f"uid {account.uid} in group 0, root's group"
+    return None

@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 import trio
 
+from jogger import Account
 from jogger.rpc import certs
 from jogger.rpc.accounts import RunAs
 from jogger.rpc.client import JobsClient
@@ -402,6 +403,30 @@ async def test_jobs_as_root_are_for_admins_only(
         job = await client.start(["id", "-u"])
         data, final = await follow(client, job.job_id)
         assert (data, final.state) == (b"0\n", COMPLETED)
+
+
+@needs_root
+async def test_jobs_in_roots_group_are_for_admins_only(launch: Launch) -> None:
+    # root, usually the only local account in group 0, is refused for its uid already: this
+    # account is made up, nobody's uid with group 0 (the engine needs no passwd entry).
+    if not account_exists("nobody"):
+        pytest.skip("no local account nobody")
+    uid = pwd.getpwnam("nobody").pw_uid
+    server = await launch(RunAs("fixed", Account("nobody", uid, 0, (0,), "/")))
+    async with server.connect() as client:
+        with trio.fail_after(30), pytest.raises(RpcError) as refused:
+            await client.start(["true"])
+        assert refused.value.code == StatusCode.PERMISSION_DENIED
+        assert refused.value.message == (
+            f"your jobs would run as nobody (uid {uid} in group 0, root's group) on this "
+            "server, which only admins may do"
+        )
+        assert await client.list() == ([], False)  # no job, no record
+        assert my_children() == []
+    async with server.connect("alice-admin") as client:
+        job = await client.start(["sh", "-c", "id -u; id -G"])
+        data, final = await follow(client, job.job_id)
+        assert (data, final.state) == (f"{uid}\n0\n".encode(), COMPLETED)
 
 
 def expected_ids(name: str) -> list[str]:

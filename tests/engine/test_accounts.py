@@ -5,18 +5,23 @@ Switching users needs root; these skip without it. They use the account nobody (
 """
 
 import ctypes
+import ctypes.util
+import functools
 import glob
 import hashlib
 import os
 import pwd
+import subprocess
 import tempfile
 from pathlib import Path
 
 import pytest
+import trio
 
-from jogger import Account, InvalidRequest, JobManager, SpawnError
+from jogger import Account, InvalidRequest, JobManager, Limits, SpawnError
+from jogger.engine import process
 from jogger.engine.manager import DEFAULT_PATH
-from tests.engine.test_start import assert_nothing_left, run_to_end
+from tests.engine.test_start import assert_nothing_left, run_to_end, tick
 from tests.procs import my_children
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="switching users needs root")
@@ -111,12 +116,44 @@ async def test_a_failed_switch_is_a_spawn_error_and_leaves_nothing(
 
 
 async def test_switching_users_in_the_child_leaves_the_server_dumpable(jobs: JobManager) -> None:
-    # The child shares our memory until it execs, and the kernel marks a shared mm
-    # non-dumpable when its credentials change; the spawner puts the flag back.
+    # The child shares our memory until it execs, and makes the shared mm non-dumpable
+    # before its credentials change; the spawner puts the flag back, once the last of the
+    # spawns under way at once is done.
     prctl = ctypes.CDLL(None, use_errno=True).prctl
     assert prctl(PR_GET_DUMPABLE, 0, 0, 0, 0) == 1
     await run_to_end(jobs, ["true"], account=nobody())
     assert prctl(PR_GET_DUMPABLE, 0, 0, 0, 0) == 1
+    with trio.fail_after(60):
+        async with trio.open_nursery() as nursery:
+            for _ in range(20):
+                nursery.start_soon(functools.partial(run_to_end, account=nobody()), jobs, ["true"])
+    assert prctl(PR_GET_DUMPABLE, 0, 0, 0, 0) == 1
+
+
+KEY_SPEC_SESSION_KEYRING = -3
+
+
+def session_keyring() -> int:
+    """The serial of this process's session keyring (it gets one if it had none)."""
+    name = ctypes.util.find_library("keyutils")
+    if name is None or not os.path.exists("/proc/keys"):
+        pytest.skip("no libkeyutils, or a kernel without keyrings")
+    keyutils = ctypes.CDLL(name, use_errno=True)
+    serial: int = keyutils.keyctl_get_keyring_ID(KEY_SPEC_SESSION_KEYRING, 1)
+    if serial < 0:
+        pytest.skip(f"no session keyring here: {os.strerror(ctypes.get_errno())}")
+    return serial
+
+
+async def test_a_job_does_not_possess_the_servers_session_keyring(jobs: JobManager) -> None:
+    # /proc/keys lists the keys its reader may view: those it possesses (through its
+    # session keyring), and those its uid may view. Our session keyring belongs to root.
+    ours = session_keyring()
+    out = await run_to_end(jobs, ["cat", "/proc/keys"], account=nobody())
+    keys = [line.split() for line in out.decode().splitlines()]
+    assert f"{ours:08x}" not in [key[0] for key in keys]
+    # Its own, made before the switch: root's, so no other process of nobody's may view it.
+    assert [key[5:9] for key in keys if key[8] == "_ses:"] == [["0", "0", "keyring", "_ses:"]]
 
 
 @pytest.mark.parametrize(
@@ -133,3 +170,145 @@ def test_a_bad_account_is_refused(fields: dict[str, object], message: str) -> No
     values: dict[str, object] = {"name": "x", "uid": 1, "gid": 1, "groups": (), "home": "/"}
     with pytest.raises(InvalidRequest, match=message):
         Account(**{**values, **fields})  # type: ignore[arg-type]
+
+
+# Run as nobody by the test below. It SIGSTOPs exactly the test's own jobs: children of the
+# test process (argv[1]) that run as its own uid (nobody), itself excepted. No `kill -1`: that
+# would stop every process of nobody's on the machine, other people's jobs included. Until
+# its stdin closes (or argv[2] seconds pass); then it resumes what it stopped and prints
+# how many it stopped, and of those still sharing the server's memory (before exec) how
+# many let it read their environment: the server's.
+ATTACKER = r"""
+import os, select, signal, sys, time
+parent, deadline = int(sys.argv[1]), time.monotonic() + float(sys.argv[2])
+me, uid = os.getpid(), os.getuid()
+if uid == 0:
+    sys.exit("running as root: not trying")
+
+def ours(pid):
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            fields = dict(line.split(":", 1) for line in f)
+    except (OSError, ValueError):
+        return False
+    return pid != me and int(fields["PPid"]) == parent and int(fields["Uid"].split()[0]) == uid
+
+stopped, leaked = set(), 0
+while time.monotonic() < deadline and not select.select([0], [], [], 0)[0]:
+    try:
+        tasks = os.listdir(f"/proc/{parent}/task")
+    except OSError:
+        break
+    for tid in tasks:
+        try:
+            with open(f"/proc/{parent}/task/{tid}/children") as f:
+                children = [int(pid) for pid in f.read().split()]
+        except OSError:
+            continue
+        for pid in children:
+            if pid in stopped or not ours(pid):
+                continue
+            try:
+                os.kill(pid, signal.SIGSTOP)
+            except OSError:
+                continue
+            stopped.add(pid)
+            try:
+                with open(f"/proc/{pid}/environ", "rb") as f:
+                    env = f.read()
+            except OSError:
+                continue
+            if env and b"JOGGER_JOB_ID=" not in env:
+                leaked += 1
+    time.sleep(0.001)
+for pid in stopped:
+    if ours(pid):
+        os.kill(pid, signal.SIGCONT)
+print(len(stopped), leaked, flush=True)
+"""
+
+# execve is tried in each PATH directory in turn: 10000 missing ones keep the child between
+# its switch to nobody and its exec for some 20 ms, for the attacker to find it there.
+WIDE_PATH = ":".join(["/no-jogger"] * 10000 + ["/usr/bin", "/bin"])
+
+
+def attacker_python() -> str:
+    python = "/usr/bin/python3"  # (the virtualenv's may not be readable by nobody)
+    if not os.access(python, os.X_OK):
+        pytest.skip(f"no {python} to run the attacker with")
+    assert not os.path.exists("/no-jogger")
+    return python
+
+
+async def test_jobs_of_the_same_user_stopping_spawns_cannot_freeze_the_server(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A process of the job account's uid may SIGSTOP a new job's process between its switch
+    # to that uid and its exec, while it still shares our memory. The event loop must go
+    # on meanwhile, each such start fail cleanly after the spawn timeout, and the others
+    # start; nothing may be left, stopped or otherwise.
+    python = attacker_python()
+    account = nobody()
+    monkeypatch.setattr(process, "SPAWN_TIMEOUT", 2.0)
+    prctl = ctypes.CDLL(None, use_errno=True).prctl
+    limits = Limits(max_jobs=256, max_jobs_per_owner=256)
+    starts, started, failures = 100, [], []
+    lateness: list[float] = []
+    state = tmp_path / "state"
+
+    async def start(jobs: JobManager, limiter: trio.CapacityLimiter, path: str) -> None:
+        async with limiter:
+            try:
+                status = await jobs.start("alice", ["true"], env={"PATH": path}, account=account)
+            except SpawnError as exc:
+                failures.append(str(exc))
+            else:
+                started.append(status.id)
+
+    with trio.fail_after(100):
+        async with JobManager(state, grace=1.0, limits=limits) as jobs:
+            async with trio.open_nursery() as nursery:
+                run_attacker = functools.partial(
+                    trio.run_process,
+                    [python, "-I", "-c", ATTACKER, str(os.getpid()), "80"],
+                    stdin=subprocess.PIPE,
+                    stdout=subprocess.PIPE,
+                    user=account.uid,
+                    group=account.gid,
+                    extra_groups=[],
+                    cwd="/",
+                    env={},
+                )
+                attacker: trio.Process = await nursery.start(run_attacker)
+                assert attacker.stdin is not None
+                assert attacker.stdout is not None
+                nursery.start_soon(tick, lateness)
+                async with trio.open_nursery() as starters:
+                    limiter = trio.CapacityLimiter(10)
+                    for i in range(starts):  # every other one quick to exec
+                        starters.start_soon(start, jobs, limiter, WIDE_PATH if i % 2 else "/bin")
+                await attacker.stdin.aclose()  # the attacker resumes what it stopped, and ends
+                report = b""
+                while chunk := await attacker.stdout.receive_some():
+                    report += chunk
+                assert await attacker.wait() == 0
+                nursery.cancel_scope.cancel()  # the ticker has done its part
+            stopped, leaked = map(int, report.split())
+            for job_id in started:
+                await jobs.wait("alice", job_id)
+            assert len((await jobs.list("alice")).jobs) == len(started)
+            assert len(list((state / "logs").iterdir())) == len(started)
+            assert job_cgroups(state) == []
+            assert await run_to_end(jobs, ["echo", "still serving"], account=account) == (
+                b"still serving\n"
+            )
+    assert max(lateness) < 2.0
+    assert len(lateness) > 20
+    assert len(started) + len(failures) == starts
+    assert 1 <= len(failures) <= stopped
+    assert {message.split(" (")[0] for message in failures} == {
+        "the job's process did not reach exec within 2 s"
+    }
+    assert leaked == 0  # no stopped child still sharing our memory let nobody read it
+    assert prctl(PR_GET_DUMPABLE, 0, 0, 0, 0) == 1
+    assert my_children() == []

@@ -237,7 +237,7 @@ async def test_leftover_job_cgroups_are_killed_and_removed_at_start(
     if backend.name == "none":
         pytest.skip("no cgroup backend works here")
     group = backend.create(str(uuid.uuid4()), JobLimits())
-    orphan = JobProcess.spawn(
+    orphan = await JobProcess.spawn(
         ["sleep", "300"], cwd=None, env={"PATH": "/bin:/usr/bin"}, placement=group.placement()
     )
     group.attach(orphan.pid)

@@ -7,6 +7,7 @@ import trio
 import trio.testing
 
 from jogger import JobManager, JobState, JobStatus, Limits
+from tests.engine.test_start import slow_spawns
 from tests.procs import (
     PYTHON,
     SAYS_GOODBYE,
@@ -28,6 +29,28 @@ async def after_restart(state_dir: Path, *statuses: JobStatus) -> list[JobStatus
     """The jobs' records as a new manager on the same state dir sees them."""
     async with JobManager(state_dir) as again:
         return [await again.status("alice", s.id) for s in statuses]
+
+
+async def test_shutdown_lets_a_start_under_way_finish_and_then_stops_its_job(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A spawn is never abandoned: its job joins the others, is recorded, and is stopped.
+    slow_spawns(monkeypatch, 0.5)
+    statuses: list[JobStatus] = []
+
+    async def start(jobs: JobManager) -> None:
+        statuses.append(await jobs.start("alice", ["sleep", "30"]))
+
+    with trio.fail_after(30):
+        async with trio.open_nursery() as nursery:
+            async with JobManager(tmp_path, grace=1) as jobs:
+                nursery.start_soon(start, jobs)
+                await trio.testing.wait_all_tasks_blocked()  # the start is in its spawn
+            assert [s.state for s in statuses] == [JobState.RUNNING]  # done before the exit
+        assert my_children() == []
+        [final] = await after_restart(tmp_path, *statuses)
+    assert final.state is JobState.STOPPED
+    assert final.reason != "server-crash"
 
 
 async def test_cancelling_the_manager_scope_leaves_no_process_task_or_fd(tmp_path: Path) -> None:

@@ -1,16 +1,28 @@
+import contextlib
 import os
 import signal
 import subprocess
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import trio
 
-from jogger import InvalidRequest, JobManager, JobState, Limits, ManagerClosed, SpawnError
+from jogger import (
+    InvalidRequest,
+    JobManager,
+    JobState,
+    LimitExceeded,
+    Limits,
+    ManagerClosed,
+    SpawnError,
+)
+from jogger.engine import process
 from jogger.engine.cgroups import Mode
 from jogger.engine.process import JobProcess
-from tests.procs import PYTHON, collect
+from tests.procs import PYTHON, collect, my_children
 
 
 async def run_to_end(jobs: JobManager, argv: list[str], **kwargs: object) -> bytes:
@@ -189,17 +201,119 @@ async def test_a_job_starts_with_default_signals_and_nothing_blocked(jobs: JobMa
     assert out.split() == [b"SigBlk:", b"0" * 16, b"SigIgn:", b"0" * 16]
 
 
-def test_a_failed_cgroup_placement_is_a_spawn_error_and_leaves_no_process(
+async def test_a_failed_cgroup_placement_is_a_spawn_error_and_leaves_no_process(
     tmp_path: Path,
 ) -> None:
     # /dev/full refuses every write with ENOSPC, like a cgroup refusing a process.
     full = os.open("/dev/full", os.O_WRONLY | os.O_CLOEXEC)
     try:
         with pytest.raises(SpawnError, match="cannot place the job in its cgroup: No space"):
-            JobProcess.spawn(["sleep", "30"], cwd=None, env=dict(os.environ), placement=[full])
+            await JobProcess.spawn(
+                ["sleep", "30"], cwd=None, env=dict(os.environ), placement=[full]
+            )
     finally:
         os.close(full)
     assert children_running(["sleep", "30"]) == []  # the failed child was reaped too
+
+
+async def tick(lateness: list[float], period: float = 0.05) -> None:
+    """Sleep ``period`` at a time until cancelled, noting how late each wake-up was: a
+    blocked event loop shows as one late wake-up."""
+    while True:
+        before = trio.current_time()
+        await trio.sleep(period)
+        lateness.append(trio.current_time() - before - period)
+
+
+@contextlib.contextmanager
+def full_pipe() -> Iterator[int]:
+    """The write end of a full pipe, in blocking mode: a write to it waits for ever."""
+    read_end, write_end = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)
+    try:
+        for size in (65536, 1):
+            with contextlib.suppress(BlockingIOError):
+                while True:
+                    os.write(write_end, b"x" * size)
+        os.set_blocking(write_end, True)
+        yield write_end
+    finally:
+        os.close(read_end)
+        os.close(write_end)
+
+
+async def test_a_spawn_stuck_before_exec_is_killed_at_the_timeout_and_the_loop_runs_on(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A placement fd that never takes its write stands for a child stopped by a signal or
+    # hung on a mount before its exec: the event loop must go on, and the child be killed.
+    monkeypatch.setattr(process, "SPAWN_TIMEOUT", 1.0)
+    lateness: list[float] = []
+    with full_pipe() as stuck, trio.fail_after(30):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(tick, lateness)
+            began = trio.current_time()
+            with pytest.raises(SpawnError, match=r"did not reach exec within 1 s .*killed"):
+                await JobProcess.spawn(["true"], cwd=None, env=dict(os.environ), placement=[stuck])
+            took = trio.current_time() - began
+            nursery.cancel_scope.cancel()  # the ticker has done its part
+    assert 1.0 <= took < 10
+    assert len(lateness) >= 5
+    assert max(lateness) < 0.9
+    assert my_children() == []  # killed and reaped
+
+
+async def test_a_cancelled_spawn_still_ends_with_its_stuck_child_killed_and_reaped(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A spawn is never abandoned: the cancellation waits for the timeout's kill.
+    monkeypatch.setattr(process, "SPAWN_TIMEOUT", 1.0)
+    with (
+        full_pipe() as stuck,
+        trio.fail_after(30),
+        trio.move_on_after(0.1) as scope,
+        pytest.raises(SpawnError, match="did not reach exec"),
+    ):
+        await JobProcess.spawn(["true"], cwd=None, env=dict(os.environ), placement=[stuck])
+    assert scope.cancel_called
+    assert my_children() == []
+
+
+def slow_spawns(monkeypatch: pytest.MonkeyPatch, seconds: float) -> None:
+    """Make every spawn take ``seconds`` longer, uncancellably, as a slow exec would."""
+    spawn = JobProcess.spawn
+
+    async def slow(*args: Any, **kwargs: Any) -> JobProcess:
+        with trio.CancelScope(shield=True):  # as the spawn's own wait is
+            await trio.sleep(seconds)
+        return await spawn(*args, **kwargs)
+
+    monkeypatch.setattr(JobProcess, "spawn", slow)
+
+
+async def test_starts_under_way_count_against_the_limits(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Other starts run while one awaits its spawn: it must count from before it.
+    slow_spawns(monkeypatch, 0.3)
+    results: list[object] = []
+
+    async def start(jobs: JobManager) -> None:
+        try:
+            results.append((await jobs.start("alice", ["sleep", "30"])).state)
+        except LimitExceeded as exc:
+            results.append(str(exc))
+
+    limits = Limits(max_jobs_per_owner=2)
+    with trio.fail_after(30):
+        async with JobManager(tmp_path, grace=1, limits=limits) as jobs, trio.open_nursery() as n:
+            for _ in range(3):
+                n.start_soon(start, jobs)
+    assert sorted(results, key=str) == [
+        "2 of your jobs are running; the limit is 2",
+        JobState.RUNNING,
+        JobState.RUNNING,
+    ]
+    assert my_children() == []
 
 
 def children_running(argv: list[str]) -> list[int]:
@@ -227,16 +341,20 @@ err = os.dup(2)
 os.close(0); os.close(1); os.close(2)
 env = dict(os.environ)
 full = os.open("/dev/full", os.O_WRONLY | os.O_CLOEXEC)  # fd 0: a placement fd that refuses
-for argv, placement in ((["true"], [full]), (["/nonexistent/cmd"], [])):
-    try:
-        JobProcess.spawn(argv, cwd=None, env=env, placement=placement)
-        os.write(err, b"started\\n")
-    except SpawnError as exc:
-        os.write(err, str(exc).encode() + b"\\n")
-os.close(full)
-p = JobProcess.spawn(["sh", "-c", "echo out; echo err >&2; cat"], cwd=None, env=env)
-trio.run(p.wait_exited)
-os.write(err, os.read(p.output, 1000) + repr(p.reap()).encode())
+
+async def main():
+    for argv, placement in ((["true"], [full]), (["/nonexistent/cmd"], [])):
+        try:
+            await JobProcess.spawn(argv, cwd=None, env=env, placement=placement)
+            os.write(err, b"started\\n")
+        except SpawnError as exc:
+            os.write(err, str(exc).encode() + b"\\n")
+    os.close(full)
+    p = await JobProcess.spawn(["sh", "-c", "echo out; echo err >&2; cat"], cwd=None, env=env)
+    await p.wait_exited()
+    os.write(err, os.read(p.output, 1000) + repr(p.reap()).encode())
+
+trio.run(main)
 """
 
 

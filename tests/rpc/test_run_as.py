@@ -1,4 +1,5 @@
-"""jogger-server's --run-as and --job-user: checked at start-up against this host.
+"""jogger-server's --run-as and --job-user: checked at start-up against this host, and
+which callers may have jobs run as a privileged account.
 
 What the jobs then run as is tested with real jobs in tests/adversarial/test_hostile_jobs.py.
 """
@@ -8,8 +9,15 @@ import pwd
 
 import pytest
 
+from jogger import Account
+from jogger.rpc.accounts import AccountRefused, Mode, RunAs, lookup
+from jogger.rpc.auth import Identity
 from jogger.server.config import ConfigError, ServerConfig, load
 from tests.rpc.pki import Pki
+
+# A CN with no local account: under --run-as user its jobs run as the job user.
+USER = Identity("no-such-user-jogger", admin=False)
+ADMIN = Identity("no-such-user-jogger", admin=True)
 
 
 def load_with(pki: Pki, *flags: str) -> ServerConfig:
@@ -46,3 +54,38 @@ def test_without_root_jobs_run_as_the_server_and_switching_is_a_config_error(pki
         load_with(pki, "--run-as", "fixed", "--job-user", "root")
     me = pwd.getpwuid(os.geteuid()).pw_name  # its own account needs no switch
     assert load_with(pki, "--run-as", "fixed", "--job-user", me).run_as.mode == "fixed"
+
+
+@pytest.mark.parametrize("mode", ["user", "fixed"])
+@pytest.mark.parametrize(
+    ("gid", "groups"), [(0, (0,)), (65534, (65534, 0))], ids=["group", "supplementary group"]
+)
+async def test_jobs_as_an_account_in_roots_group_are_for_admins_only(
+    mode: Mode, gid: int, groups: tuple[int, ...]
+) -> None:
+    # Made up: the only local account in group 0 is usually root, refused for its uid.
+    account = Account("operator-jogger", 65534, gid, groups, "/")
+    policy = RunAs(mode, account)
+    with pytest.raises(AccountRefused) as refused:
+        await policy.account_for(USER)
+    assert str(refused.value) == (
+        "your jobs would run as operator-jogger (uid 65534 in group 0, root's group) on this "
+        "server, which only admins may do"
+    )
+    assert await policy.account_for(ADMIN) == account
+
+
+async def test_every_local_account_in_roots_group_is_for_admins_only() -> None:
+    members = [
+        entry.pw_name
+        for entry in pwd.getpwall()
+        if entry.pw_gid == 0 or 0 in os.getgrouplist(entry.pw_name, entry.pw_gid)
+    ]
+    if not members:
+        pytest.skip("no local account is in group 0")
+    for name in members:
+        account = lookup(name)
+        assert account is not None
+        with pytest.raises(AccountRefused, match="which only admins may do"):
+            await RunAs("fixed", account).account_for(USER)
+        assert await RunAs("fixed", account).account_for(ADMIN) == account
