@@ -31,7 +31,7 @@ from tests.e2e.conftest import launch, stop_server
 from tests.procs import eventually, task_count
 from tests.rpc.conftest import Server, server_config
 from tests.rpc.pki import Pki
-from tests.rpc.raw_h2 import Outcome, RawConnection, message, raw_connection
+from tests.rpc.raw_h2 import Outcome, RawConnection, message, open_raw, raw_connection
 
 BIN = Path(sys.executable).parent
 LIST = "/jogger.v1.Jobs/List"
@@ -55,14 +55,7 @@ async def server(pki: Pki, tmp_path: Path, nursery: trio.Nursery) -> Server:
 
 async def jog_run_works(server: Server) -> None:
     """bob, who does nothing wrong, runs a job with the real CLI and gets its output."""
-    bob = server.pki.user("bob")
-    env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith("JOGGER_")},
-        "JOGGER_HOST": f"localhost:{server.port}",
-        "JOGGER_CA_CERT_FILE": str(server.pki.ca),
-        "JOGGER_USER_CERT_FILE": str(bob.cert),
-        "JOGGER_USER_KEY_FILE": str(bob.key),
-    }
+    env = server.jog_env("bob")
     with trio.fail_after(30):
         result = await trio.run_process(
             [BIN / "jog", "run", "--", "echo", "still served"],
@@ -519,19 +512,10 @@ def tasks_back_to(count: int) -> Callable[[], Awaitable[bool]]:
 
 async def open_quietly(server: Server, user: str) -> RawConnection | None:
     """A raw connection of ``user``'s, or None if the server closed it during the handshake."""
-    pair = server.pki.user(user)
-    context = client_context(server.pki.ca, pair.cert, pair.key)
-    tcp = await trio.open_tcp_stream("127.0.0.1", server.port)
-    tls = trio.SSLStream(tcp, context, server_hostname="localhost")
     try:
-        await tls.do_handshake()
-        conn = RawConnection(tls)
-        conn.h2.initiate_connection()
-        await conn.flush()
+        return await open_raw(server, user)
     except trio.BrokenResourceError:
-        await trio.aclose_forcefully(tls)
         return None
-    return conn
 
 
 def request_headers(path: str) -> list[tuple[str, str]]:

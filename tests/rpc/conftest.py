@@ -1,3 +1,4 @@
+import os
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +24,17 @@ class Server:
     port: int
     pki: Pki
     state_dir: Path
+
+    def jog_env(self, user: str = "alice") -> dict[str, str]:
+        """The environment for the real `jog` of ``user`` against this server."""
+        pair = self.pki.user(user)
+        return {
+            **{k: v for k, v in os.environ.items() if not k.startswith("JOGGER_")},
+            "JOGGER_HOST": f"localhost:{self.port}",
+            "JOGGER_CA_CERT_FILE": str(self.pki.ca),
+            "JOGGER_USER_CERT_FILE": str(pair.cert),
+            "JOGGER_USER_KEY_FILE": str(pair.key),
+        }
 
     def connect(self, user: str = "alice") -> AbstractAsyncContextManager[JobsClient]:
         pair = self.pki.user(user)

@@ -144,8 +144,8 @@ class RawConnection:
             await self.flush()
 
 
-@asynccontextmanager
-async def raw_connection(server: Server, user: str = "alice") -> AsyncIterator[RawConnection]:
+async def open_raw(server: Server, user: str = "alice") -> RawConnection:
+    """A connection of ``user``'s, TLS done and the HTTP/2 preface sent; close it with aclose."""
     pair = server.pki.user(user)
     context = client_context(server.pki.ca, pair.cert, pair.key)
     tcp = await trio.open_tcp_stream("127.0.0.1", server.port)
@@ -155,9 +155,19 @@ async def raw_connection(server: Server, user: str = "alice") -> AsyncIterator[R
         connection = RawConnection(tls)
         connection.h2.initiate_connection()
         await connection.flush()
+    except BaseException:
+        await trio.aclose_forcefully(tls)
+        raise
+    return connection
+
+
+@asynccontextmanager
+async def raw_connection(server: Server, user: str = "alice") -> AsyncIterator[RawConnection]:
+    connection = await open_raw(server, user)
+    try:
         yield connection
     finally:
-        await trio.aclose_forcefully(tls)
+        await connection.aclose()
 
 
 def message(payload: bytes, *, compressed: bool = False) -> bytes:

@@ -114,14 +114,7 @@ async def test_killed_jog_output_followers_cost_the_server_nothing(server: Serve
     # and are killed one after another, with no goodbye; the server's tasks and fds return
     # to where they were.
     followers = 200
-    alice = server.pki.user("alice")
-    env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith("JOGGER_")},
-        "JOGGER_HOST": f"localhost:{server.port}",
-        "JOGGER_CA_CERT_FILE": str(server.pki.ca),
-        "JOGGER_USER_CERT_FILE": str(alice.cert),
-        "JOGGER_USER_KEY_FILE": str(alice.key),
-    }
+    env = server.jog_env("alice")
     jog = Path(sys.executable).parent / "jog"
     async with server.connect() as owner:
         job = await owner.start(["sh", "-c", "echo idle; sleep 300"])
