@@ -11,6 +11,7 @@ import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
+import h2.config
 import h2.connection
 import h2.errors
 import h2.events
@@ -24,7 +25,7 @@ import trio.testing
 from jogger.rpc.errors import StatusCode
 from jogger.rpc.server import TransportLimits
 from jogger.rpc.tls import client_context
-from jogger.rpc.wire import MAX_HEADER_LIST_SIZE, PEER_RESETS, SERVER_MAX_STREAMS
+from jogger.rpc.wire import MAX_HEADER_LIST_SIZE, PEER_RESETS, SERVER_MAX_STREAMS, Connection
 from jogger.server.main import serve
 from jogger.v1 import jobs_pb2
 from tests.e2e.conftest import launch, stop_server
@@ -537,3 +538,51 @@ async def hold_connection(
         assert (await conn.call(LIST, EMPTY_LIST)).grpc_status == StatusCode.OK.value
         task_status.started(conn)
         await trio.sleep_forever()
+
+
+async def test_calls_past_the_limit_are_refused_even_when_h2_counts_fewer() -> None:
+    # The server's connection machinery over an in-memory stream, with handlers that never
+    # finish. The client opens 128 calls and resets them: h2 counts them closed at once,
+    # but their handlers still run. A 129th call is refused (REFUSED_STREAM), not started;
+    # a peer that goes on is closed with GOAWAY ENHANCE_YOUR_CALM.
+    client_end, server_end = trio.testing.memory_stream_pair()
+    server = Connection(server_end, client_side=False)
+    handlers: list[object] = []
+    client = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
+    client.initiate_connection()
+    refused: list[int] = []
+    goaway: list[object] = []
+
+    async def read_client() -> None:
+        while data := await client_end.receive_some(1 << 16):
+            for event in client.receive_data(data):
+                if isinstance(event, h2.events.StreamReset):
+                    refused.append(event.error_code)
+                elif isinstance(event, h2.events.ConnectionTerminated):
+                    goaway.append(event.error_code)
+                    return
+
+    with trio.fail_after(10):
+        async with trio.open_nursery() as nursery:
+            await server.start()
+            nursery.start_soon(server.run, lambda event, stream: handlers.append(stream))
+            nursery.start_soon(read_client)
+            for _ in range(SERVER_MAX_STREAMS):
+                stream_id = client.get_next_available_stream_id()
+                client.send_headers(stream_id, request_headers(LIST))
+                client.reset_stream(stream_id, h2.errors.ErrorCodes.CANCEL)
+            await client_end.send_all(client.data_to_send())
+            await trio.testing.wait_all_tasks_blocked()
+            assert len(handlers) == SERVER_MAX_STREAMS
+            client.send_headers(client.get_next_available_stream_id(), request_headers(LIST))
+            await client_end.send_all(client.data_to_send())
+            await trio.testing.wait_all_tasks_blocked()
+            assert len(handlers) == SERVER_MAX_STREAMS
+            assert refused == [h2.errors.ErrorCodes.REFUSED_STREAM]
+            while not goaway:
+                client.send_headers(client.get_next_available_stream_id(), request_headers(LIST))
+                await client_end.send_all(client.data_to_send())
+                await trio.testing.wait_all_tasks_blocked()
+            assert goaway == [h2.errors.ErrorCodes.ENHANCE_YOUR_CALM]
+            assert len(refused) <= PEER_RESETS[0] + 1
+            nursery.cancel_scope.cancel()  # the test is over: stop the server's reader
