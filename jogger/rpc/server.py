@@ -233,7 +233,9 @@ class RpcServer:
         user = None
         refused = False
         try:
-            with trio.move_on_after(limits.handshake_timeout) as timer:
+            # One deadline for the TLS handshake and the HTTP/2 preface together.
+            deadline = trio.current_time() + limits.handshake_timeout
+            with trio.move_on_at(deadline) as timer:
                 try:
                     await tls.do_handshake()
                 except trio.BrokenResourceError as exc:
@@ -265,7 +267,7 @@ class RpcServer:
             elif client.identity is not None:
                 user = client.identity.user
                 self._user_connections[user] = self._user_connections.get(user, 0) + 1
-            await self._serve_http2(tls, client)
+            await self._serve_http2(tls, client, deadline)
         except trio.BrokenResourceError as exc:
             throttled.log(
                 "broken", logging.INFO, "connection peer=%s failed: %s", peer, exc.__cause__ or exc
@@ -300,7 +302,9 @@ class RpcServer:
             return _Peer(peer, identity, Status(StatusCode.RESOURCE_EXHAUSTED, message))
         return _Peer(peer, identity)
 
-    async def _serve_http2(self, tls: trio.SSLStream[trio.SocketStream], client: _Peer) -> None:
+    async def _serve_http2(
+        self, tls: trio.SSLStream[trio.SocketStream], client: _Peer, deadline: float
+    ) -> None:
         connection = Connection(tls, client_side=False)
         limits = self._limits
         async with trio.open_nursery() as calls:
@@ -336,7 +340,7 @@ class RpcServer:
                 # Long enough to tell the client why, not long enough to hold a slot.
                 life = min(limits.refused_life, limits.handshake_timeout)
                 calls.start_soon(_close_after, life, calls.cancel_scope)
-            calls.start_soon(_expect_preface, connection, limits.handshake_timeout, calls)
+            calls.start_soon(_expect_preface, connection, deadline, calls)
             try:
                 with contextlib.suppress(ConnectionLost):
                     await connection.start()
@@ -480,8 +484,8 @@ async def _close_after(seconds: float, scope: trio.CancelScope) -> None:
     scope.cancel()
 
 
-async def _expect_preface(connection: Connection, seconds: float, calls: trio.Nursery) -> None:
-    with trio.move_on_after(seconds):
+async def _expect_preface(connection: Connection, deadline: float, calls: trio.Nursery) -> None:
+    with trio.move_on_at(deadline):
         await connection.peer_ready.wait()
         return
     throttled.log("preface", logging.INFO, "closing connection: no HTTP/2 preface in time")

@@ -539,7 +539,9 @@ class Connection:
                 events = await self._receive(data)
                 if events is None:
                     return
-                self.peer_ready.set()
+                if events:
+                    # A whole frame has come (its SETTINGS, first), not just some bytes.
+                    self.peer_ready.set()
                 try:
                     for event in events:
                         await self._dispatch(event, on_request)

@@ -127,13 +127,20 @@ async def test_one_host_cannot_take_every_handshake_slot(server: Server) -> None
             sock.close()
 
 
-async def test_a_client_that_completes_tls_and_says_nothing_is_closed(server: Server) -> None:
+@pytest.mark.parametrize(
+    "says", [b"", b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"], ids=["nothing", "no-frame"]
+)
+async def test_a_client_that_completes_tls_and_sends_no_frame_is_closed(
+    server: Server, says: bytes
+) -> None:
+    # With nothing, or with the connection preface but not one frame (its SETTINGS).
     alice = server.pki.user("alice")
     context = client_context(server.pki.ca, alice.cert, alice.key)
     tcp = await trio.open_tcp_stream("127.0.0.1", server.port)
     tls = trio.SSLStream(tcp, context, server_hostname="localhost")
     async with tls:
         await tls.do_handshake()
+        await tls.send_all(says)
         await jog_run_works(server)
         with trio.fail_after(LIMITS.handshake_timeout + 10):
             # The server's preface arrives; then, with no preface of ours, the end.
