@@ -2,7 +2,7 @@
 runs share one pass of the worker thread; cancellation withdraws only what has not begun."""
 
 import threading
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import pytest
@@ -14,10 +14,13 @@ from jogger.engine.store import JobStore
 
 
 @pytest.fixture
-async def store(tmp_path: Path) -> JobStore:
+async def store(tmp_path: Path) -> AsyncIterator[JobStore]:
     opened = JobStore(tmp_path / "jobs.db")
     await opened.open()
-    return opened
+    try:
+        yield opened
+    finally:
+        await opened.close()
 
 
 def recorder(ran: list[int], index: int, gate: threading.Event | None = None) -> Callable[[], int]:
