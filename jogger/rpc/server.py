@@ -166,22 +166,23 @@ class RpcServer:
                     await trio.sleep(0.1)
                     continue
                 host, refused = self._over_limit(stream)
-                if refused:
-                    throttled.log(
-                        "accept-refused", logging.WARNING, "connection refused: %s", refused
-                    )
+                if host is None or refused:
+                    if refused:
+                        throttled.log(
+                            "accept-refused", logging.WARNING, "connection refused: %s", refused
+                        )
                     await trio.aclose_forcefully(stream)
                 else:
                     self._nursery.start_soon(self._connection, stream, host)
 
-    def _over_limit(self, tcp: trio.SocketStream) -> tuple[str, str]:
-        """The peer's host, and why its new connection is refused at once, or "" (and then
-        it is counted)."""
+    def _over_limit(self, tcp: trio.SocketStream) -> tuple[str | None, str]:
+        """The peer's host (None: it has gone already), and why its new connection is
+        refused at once, or "" (and then it is counted)."""
         limits = self._limits
         try:
             host = str(tcp.socket.getpeername()[0])
         except OSError:
-            return "", "reset by the peer"
+            return None, ""  # reset by the peer before we looked (ENOTCONN)
         if self._connections >= limits.max_connections:
             return host, f"{self._connections} connections open, the limit"
         if self._handshakes >= limits.max_handshakes:
