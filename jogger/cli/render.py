@@ -75,6 +75,9 @@ def as_dict(status: jobs_pb2.JobStatus) -> dict[str, object]:
         if status.HasField("cpu_time")
         else None,
         "memory_peak": status.memory_peak or None,
+        "run_as": {"name": status.run_as.name, "uid": status.run_as.uid}
+        if status.HasField("run_as")
+        else None,
     }
 
 
@@ -83,9 +86,12 @@ def as_json(value: object) -> str:
 
 
 def block(status: jobs_pb2.JobStatus) -> str:
-    lines = [
-        ("job", status.job_id),
-        ("owner", status.owner),
+    lines = [("job", status.job_id), ("owner", status.owner)]
+    if status.HasField("run_as"):
+        # Only when the server says: without it the job ran as the server's own user, or was
+        # recorded before servers kept the account, and jog cannot tell which.
+        lines.append(("run as", f"{status.run_as.name} (uid {status.run_as.uid})"))
+    lines += [
         ("command", shlex.join(status.argv)),
         ("state", summary(status)),
         ("started", _time(status, "started_at") or "-"),

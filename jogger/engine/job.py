@@ -23,6 +23,7 @@ from datetime import UTC, datetime
 
 import trio
 
+from .account import Account
 from .cgroups import JobGroup, Usage
 from .cgroups.base import REMOVE_TIMEOUT
 from .errors import OutputUnavailable
@@ -47,6 +48,7 @@ class Job:
         job_id: str,
         owner: str,
         argv: tuple[str, ...],
+        account: Account | None,
         process: JobProcess,
         log: OutputLog,
         group: JobGroup,
@@ -56,6 +58,7 @@ class Job:
         self.id = job_id
         self.owner = owner
         self.argv = argv
+        self._account = account
         self.log = log
         self._process = process
         self._group = group
@@ -111,6 +114,8 @@ class Job:
             limits=self._group.limits,
             cpu_seconds=usage.cpu_seconds,
             memory_peak=usage.memory_peak,
+            run_as=self._account.name if self._account is not None else "",
+            run_as_uid=self._account.uid if self._account is not None else None,
         )
 
     async def run(self) -> None:

@@ -379,6 +379,7 @@ class JobManager:
             job_id=job_id,
             owner=owner,
             argv=args,
+            account=account,
             process=process,
             log=output,
             group=group,

@@ -56,3 +56,9 @@ class JobStatus:
     """CPU time used by the job's processes, from the cgroup; None without one."""
     memory_peak: int | None = None
     """The job's peak memory use in bytes, from the cgroup; None without one."""
+    run_as: str = ""
+    """The name of the local account the job runs as; "" when it was started with no account
+    (so as the manager's own user), and on records written before accounts were kept."""
+    run_as_uid: int | None = None
+    """That account's uid: None exactly when ``run_as`` is "". Kept with the name because
+    accounts are renamed, deleted and reused, and the uid is what owns the job's files."""

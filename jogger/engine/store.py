@@ -37,7 +37,7 @@ from .status import JobState, JobStatus
 
 log = logging.getLogger("jogger.engine")
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 BUSY_TIMEOUT = 5.0
 """Seconds a statement waits for a lock (only our own connection writes, so rarely)."""
 
@@ -62,20 +62,34 @@ CREATE TABLE IF NOT EXISTS jobs (
     cgroup           TEXT NOT NULL,
     limits           TEXT NOT NULL,
     cpu_seconds      REAL,
-    memory_peak      INTEGER
+    memory_peak      INTEGER,
+    run_as           TEXT NOT NULL DEFAULT '',
+    run_as_uid       INTEGER
 );
 CREATE INDEX IF NOT EXISTS jobs_by_owner ON jobs (owner, seq);
 CREATE INDEX IF NOT EXISTS jobs_running ON jobs (seq) WHERE state = 'running';
 CREATE INDEX IF NOT EXISTS jobs_by_end ON jobs (ended_at) WHERE state != 'running';
 CREATE INDEX IF NOT EXISTS jobs_untimed ON jobs (seq) WHERE {untimed};
 """
+# What brings a database of schema N - 1 to schema N, keyed by N. A new database gets _SCHEMA
+# whole; an older one gets each step in turn, in one transaction with the version bump, so it
+# is never left half way. Steps only add columns, with defaults under which an old row reads
+# as it did before.
+_MIGRATIONS = {
+    # 2: the account a job runs as; old rows have none on record.
+    2: """
+ALTER TABLE jobs ADD COLUMN run_as TEXT NOT NULL DEFAULT '';
+ALTER TABLE jobs ADD COLUMN run_as_uid INTEGER
+""",
+}
 _COLUMNS = (
     "id, owner, state, argv, reason, exit_code, signal, pid, started_at, ended_at, "
-    "output_bytes, output_truncated, output_error, cgroup, limits, cpu_seconds, memory_peak"
+    "output_bytes, output_truncated, output_error, cgroup, limits, cpu_seconds, memory_peak, "
+    "run_as, run_as_uid"
 )
 _INSERT = f"""
 INSERT INTO jobs ({_COLUMNS}, pid_start, boot_id)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 """
 # Only a record still marked running is ended: never one whose start failed to be written,
 # and never a final record twice.
@@ -162,12 +176,8 @@ class JobStore:
             target, timeout=BUSY_TIMEOUT, isolation_level=None, check_same_thread=False
         )
         try:
-            version = db.execute("PRAGMA user_version").fetchone()[0]
-            if version > SCHEMA_VERSION:
-                raise StoreError(
-                    f"{target} was written by a newer jogger (schema {version}; this one "
-                    f"knows {SCHEMA_VERSION})"
-                )
+            # Before anything is written, WAL mode included: a newer jogger's file is left as is.
+            _schema_version(db, target)
             if self.path is not None:
                 mode = db.execute("PRAGMA journal_mode = WAL").fetchone()[0]
                 if mode != "wal":
@@ -175,9 +185,12 @@ class JobStore:
             db.execute("PRAGMA synchronous = FULL")
             db.execute("PRAGMA foreign_keys = ON")
             with _transaction(db):
-                for statement in _SCHEMA.format(untimed=_UNTIMED).split(";"):
-                    if statement.strip():
-                        db.execute(statement)
+                # Read again under the write lock: the first read was outside it.
+                version = _schema_version(db, target)
+                if version != 0:  # 0: a new database, made whole by _SCHEMA
+                    for step in range(version + 1, SCHEMA_VERSION + 1):
+                        _execute_script(db, _MIGRATIONS[step])
+                _execute_script(db, _SCHEMA.format(untimed=_UNTIMED))
                 db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
         except BaseException:
             db.close()
@@ -483,6 +496,24 @@ def _transaction(db: sqlite3.Connection) -> Iterator[None]:
     db.execute("COMMIT")
 
 
+def _schema_version(db: sqlite3.Connection, target: str) -> int:
+    """The database's schema version; StoreError if it is newer than ours."""
+    version: int = db.execute("PRAGMA user_version").fetchone()[0]
+    if version > SCHEMA_VERSION:
+        raise StoreError(
+            f"{target} was written by a newer jogger (schema {version}; this one "
+            f"knows {SCHEMA_VERSION})"
+        )
+    return version
+
+
+def _execute_script(db: sqlite3.Connection, script: str) -> None:
+    """Each statement of ``script`` in turn (``executescript`` would commit the transaction)."""
+    for statement in script.split(";"):
+        if statement.strip():
+            db.execute(statement)
+
+
 def _values(status: JobStatus, process: ProcessIdentity | None) -> tuple[object, ...]:
     return (
         status.id,
@@ -502,6 +533,8 @@ def _values(status: JobStatus, process: ProcessIdentity | None) -> tuple[object,
         json.dumps({k: v for k, v in asdict(status.limits).items() if v is not None}),
         status.cpu_seconds,
         status.memory_peak,
+        status.run_as,
+        status.run_as_uid,
         process.start_ticks if process is not None else 0,
         process.boot_id if process is not None else "",
     )
@@ -526,6 +559,8 @@ def _status(row: tuple[object, ...]) -> JobStatus:
         limits,
         cpu_seconds,
         memory_peak,
+        run_as,
+        run_as_uid,
     ) = row
     args = json.loads(_text(argv))
     if not isinstance(args, list) or not args or not all(isinstance(a, str) for a in args):
@@ -535,6 +570,9 @@ def _status(row: tuple[object, ...]) -> JobStatus:
         isinstance(v, int | float) and not isinstance(v, bool) for v in limit_fields.values()
     ):
         raise ValueError("limits is not an object of numbers")
+    account = _text(run_as)
+    if (account == "") != (run_as_uid is None):
+        raise ValueError("run_as and run_as_uid are not both set or both empty")
     return JobStatus(
         id=_text(job_id),
         owner=_text(owner),
@@ -553,6 +591,8 @@ def _status(row: tuple[object, ...]) -> JobStatus:
         limits=JobLimits(**limit_fields),
         cpu_seconds=None if cpu_seconds is None else float(_number(cpu_seconds)),
         memory_peak=None if memory_peak is None else _int(memory_peak),
+        run_as=account,
+        run_as_uid=None if run_as_uid is None else _int(run_as_uid),
     )
 
 

@@ -76,6 +76,9 @@ def status_to_proto(status: JobStatus) -> jobs_pb2.JobStatus:
         message.exit_code = status.exit_code
     elif status.signal is not None:
         message.signal = status.signal
+    if status.run_as_uid is not None:
+        message.run_as.name = status.run_as
+        message.run_as.uid = status.run_as_uid
     return message
 
 

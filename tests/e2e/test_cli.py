@@ -2,14 +2,17 @@
 
 import json
 import os
+import pwd
 import signal
 import subprocess
+from pathlib import Path
 
 import pytest
 import trio
 
-from tests.e2e.conftest import BIN, Cli
+from tests.e2e.conftest import BIN, Cli, launch, stop_server
 from tests.procs import PYTHON, SAYS_GOODBYE, alive_in_groups
+from tests.rpc.pki import Pki
 
 
 def lines(result: subprocess.CompletedProcess[bytes]) -> list[str]:
@@ -28,6 +31,7 @@ async def test_start_status_list_stop(cli: Cli) -> None:
     status = await cli.jog("status", job)
     assert status.returncode == 0
     assert "state:   running" in status.stdout.decode()
+    assert "run as:" not in status.stdout.decode()  # --run-as server: the server's own user
     listing = await cli.jog("list")
     assert job in listing.stdout.decode()
     stop = await cli.jog("stop", "--grace", "1", job)
@@ -40,8 +44,30 @@ async def test_start_status_list_stop(cli: Cli) -> None:
     assert as_json["state"] == "stopped"
     assert as_json["signal"] == signal.SIGTERM
     assert as_json["argv"] == ["sleep", "300"]
+    assert as_json["run_as"] is None
     listed = json.loads((await cli.jog("list", "--json")).stdout)
     assert [j["job_id"] for j in listed] == [job]
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="running jobs as nobody needs root")
+async def test_status_shows_the_account_a_job_ran_as(
+    pki: Pki, tmp_path: Path, nursery: trio.Nursery
+) -> None:
+    try:
+        uid = pwd.getpwnam("nobody").pw_uid
+    except KeyError:
+        pytest.skip("no local account nobody")
+    server = await launch(pki, tmp_path / "state", nursery, "--run-as", "fixed")
+    try:
+        job = job_id_of(await server.jog("start", "--", "true"))
+        shown = (await server.jog("status", job)).stdout.decode().splitlines()
+        assert shown[1:3] == ["owner:   alice", f"run as:  nobody (uid {uid})"]
+        as_json = json.loads((await server.jog("status", "--json", job)).stdout)
+        assert as_json["run_as"] == {"name": "nobody", "uid": uid}
+        [listed] = json.loads((await server.jog("list", "--json")).stdout)
+        assert listed["run_as"] == {"name": "nobody", "uid": uid}
+    finally:
+        await stop_server(server.process)
 
 
 async def test_list_shows_the_newest_jobs_first_and_pages(cli: Cli) -> None:

@@ -68,6 +68,15 @@ async def test_a_job_runs_as_its_account_with_no_capabilities(jobs: JobManager) 
     assert fields["CapEff"] == fields["CapPrm"] == fields["CapAmb"] == ["0" * 16]
 
 
+async def test_the_jobs_status_names_its_account_from_start_to_end(jobs: JobManager) -> None:
+    account = nobody()
+    started = await jobs.start("alice", ["true"], account=account)
+    with trio.fail_after(10):
+        done = await jobs.wait("alice", started.id)
+    for status in (started, done, await jobs.status("alice", started.id)):
+        assert (status.run_as, status.run_as_uid) == ("nobody", account.uid)
+
+
 async def test_a_job_gets_its_accounts_login_variables_unless_it_sets_them(
     jobs: JobManager,
 ) -> None:

@@ -14,7 +14,9 @@ import pytest
 import trio
 
 from jogger import (
+    Account,
     InvalidRequest,
+    JobLimits,
     JobManager,
     JobNotFound,
     JobState,
@@ -22,6 +24,7 @@ from jogger import (
     Retention,
     StoreError,
 )
+from jogger.engine.store import SCHEMA_VERSION
 from tests.procs import PYTHON, collect, eventually, my_children
 
 BINARY = "import sys; sys.stdout.buffer.write(bytes(range(256)) * 1000); sys.stderr.write('e')"
@@ -58,6 +61,33 @@ async def test_finished_jobs_keep_status_and_output_across_a_restart(tmp_path: P
         with pytest.raises(JobNotFound):
             await again.output("mallory", done.id)
         assert await again.owner_of(done.id) == "alice"
+
+
+def own_account() -> Account:
+    """This process's own ids under a made-up name: running as it needs no switch, so no root
+    (and the engine needs no passwd entry)."""
+    return Account("jogger-own", os.getuid(), os.getgid(), tuple(os.getgroups()), "/")
+
+
+async def test_the_account_a_job_runs_as_is_in_its_status_and_kept_across_a_restart(
+    tmp_path: Path,
+) -> None:
+    async with JobManager(tmp_path) as jobs:
+        started = await jobs.start("alice", ["true"], account=own_account())
+        assert (started.run_as, started.run_as_uid) == ("jogger-own", os.getuid())
+        with trio.fail_after(20):
+            done = await jobs.wait("alice", started.id)
+        plain = await run(jobs, ["true"])  # no account: the manager's own user, unnamed
+    assert (done.state, done.run_as, done.run_as_uid) == (
+        JobState.COMPLETED,
+        "jogger-own",
+        os.getuid(),
+    )
+    assert (plain.run_as, plain.run_as_uid) == ("", None)
+    async with JobManager(tmp_path) as again:
+        assert await again.status("alice", done.id) == done
+        assert await again.status("alice", plain.id) == plain
+        assert (await again.list("alice")).jobs == [plain, done]
 
 
 async def test_the_state_dir_is_private(tmp_path: Path) -> None:
@@ -148,6 +178,8 @@ def damage(db: Path, job_id: str, column: str, value: object) -> None:
         ("limits", '{"cpu": 1, "colour": "red"}'),
         ("exit_code", b"\x00\x01"),
         ("owner", None),
+        ("run_as_uid", 65534),  # a uid with no account name
+        ("run_as", "nobody"),  # a name with no uid
     ],
 )
 async def test_a_damaged_record_is_reported_and_skipped(
@@ -187,17 +219,129 @@ def manager_cgroups(state_dir: Path) -> list[Path]:
     return list(Path("/sys/fs/cgroup").glob(f"*/**/jogger-{digest}"))
 
 
-async def test_a_database_from_a_newer_jogger_is_refused(tmp_path: Path) -> None:
+@pytest.mark.parametrize("version", [SCHEMA_VERSION + 1, 99])
+async def test_a_database_from_a_newer_jogger_is_refused(tmp_path: Path, version: int) -> None:
     async with JobManager(tmp_path):
         pass
     with sqlite3.connect(tmp_path / "jobs.db") as conn:
-        conn.execute("PRAGMA user_version = 99")
+        conn.execute(f"PRAGMA user_version = {version}")
     conn.close()
-    with pytest.raises(StoreError, match="newer jogger"):
+    refusal = f"newer jogger \\(schema {version}; this one knows {SCHEMA_VERSION}\\)"
+    with pytest.raises(StoreError, match=refusal):
         async with JobManager(tmp_path):
             pass
-    # The refused manager left no cgroup of its own behind.
+    # The refused manager left no cgroup of its own behind, and the database as it was.
     assert manager_cgroups(tmp_path) == []
+    assert schema_version(tmp_path / "jobs.db") == version
+
+
+def schema_version(db: Path) -> int:
+    with sqlite3.connect(db) as conn:
+        version: int = conn.execute("PRAGMA user_version").fetchone()[0]
+    conn.close()
+    return version
+
+
+# Schema 1 exactly as jogger wrote it (jogger/engine/store.py before schema 2).
+SCHEMA_1 = """
+CREATE TABLE IF NOT EXISTS jobs (
+    seq              INTEGER PRIMARY KEY AUTOINCREMENT,
+    id               TEXT NOT NULL UNIQUE,
+    owner            TEXT NOT NULL,
+    state            TEXT NOT NULL,
+    argv             TEXT NOT NULL,
+    reason           TEXT NOT NULL DEFAULT '',
+    exit_code        INTEGER,
+    signal           INTEGER,
+    pid              INTEGER NOT NULL,
+    pid_start        INTEGER NOT NULL DEFAULT 0,
+    boot_id          TEXT NOT NULL DEFAULT '',
+    started_at       REAL NOT NULL,
+    ended_at         REAL,
+    output_bytes     INTEGER NOT NULL DEFAULT 0,
+    output_truncated INTEGER NOT NULL DEFAULT 0,
+    output_error     TEXT NOT NULL DEFAULT '',
+    cgroup           TEXT NOT NULL,
+    limits           TEXT NOT NULL,
+    cpu_seconds      REAL,
+    memory_peak      INTEGER
+);
+CREATE INDEX IF NOT EXISTS jobs_by_owner ON jobs (owner, seq);
+CREATE INDEX IF NOT EXISTS jobs_running ON jobs (seq) WHERE state = 'running';
+CREATE INDEX IF NOT EXISTS jobs_by_end ON jobs (ended_at) WHERE state != 'running';
+CREATE INDEX IF NOT EXISTS jobs_untimed ON jobs (seq) WHERE state != 'running' AND NOT (typeof(ended_at) IN ('integer', 'real') AND ended_at > 0);
+PRAGMA user_version = 1;
+"""  # noqa: E501 - the index as schema 1 has it
+OLD_DONE = "0f0e5a43-8a0b-4c4e-9a49-3f4d2b1c0a01"
+OLD_RUNNING = "0f0e5a43-8a0b-4c4e-9a49-3f4d2b1c0a02"
+OLD_START = datetime(2026, 1, 2, 3, 4, 5, 250_000, UTC)
+
+
+def write_schema_1_database(state: Path) -> None:
+    """A state dir as a schema 1 jogger left it: a finished job with its output, and a job
+    it was still running when it crashed."""
+    (state / "logs").mkdir(mode=0o700, parents=True)
+    for job_id, output in ((OLD_DONE, b"hello\n"), (OLD_RUNNING, b"half")):
+        log_file = state / "logs" / f"{job_id}.log"
+        log_file.write_bytes(output)
+        log_file.chmod(0o600)
+    db = state / "jobs.db"
+    with sqlite3.connect(db) as conn:
+        conn.execute("PRAGMA journal_mode = WAL")
+        conn.executescript(SCHEMA_1)
+        insert = (
+            "INSERT INTO jobs (id, owner, state, argv, exit_code, pid, pid_start, boot_id, "
+            "started_at, ended_at, output_bytes, cgroup, limits) "
+            "VALUES (?, 'alice', ?, ?, ?, ?, 0, '', ?, ?, ?, 'none', '{}')"
+        )
+        start = OLD_START.timestamp()
+        conn.execute(
+            insert, (OLD_DONE, "completed", '["echo", "hello"]', 0, 4242, start, start + 1, 6)
+        )
+        conn.execute(
+            insert, (OLD_RUNNING, "running", '["sleep", "600"]', None, 4243, start, None, 0)
+        )
+    conn.close()
+    db.chmod(0o600)
+
+
+async def test_a_schema_1_database_is_migrated_and_its_jobs_show_no_account(
+    tmp_path: Path,
+) -> None:
+    write_schema_1_database(tmp_path)
+    assert schema_version(tmp_path / "jobs.db") == 1
+    async with JobManager(tmp_path) as jobs:
+        old = await jobs.status("alice", OLD_DONE)
+        assert old == JobStatus(
+            id=OLD_DONE,
+            owner="alice",
+            argv=("echo", "hello"),
+            state=JobState.COMPLETED,
+            pid=4242,
+            started_at=OLD_START,
+            ended_at=OLD_START + timedelta(seconds=1),
+            exit_code=0,
+            output_bytes=6,
+            cgroup="none",
+            limits=JobLimits(),
+        )
+        assert (old.run_as, old.run_as_uid) == ("", None)
+        assert await collect(await jobs.output("alice", OLD_DONE)) == b"hello\n"
+        # Left running by the crashed schema 1 server: resolved as usual.
+        crashed = await jobs.status("alice", OLD_RUNNING)
+        assert (crashed.state, crashed.reason, crashed.output_bytes) == (
+            JobState.KILLED,
+            "server-crash",
+            4,
+        )
+        assert (crashed.run_as, crashed.run_as_uid) == ("", None)
+        started = await jobs.start("alice", ["true"], account=own_account())
+        with trio.fail_after(20):
+            new = await jobs.wait("alice", started.id)
+    assert schema_version(tmp_path / "jobs.db") == SCHEMA_VERSION
+    async with JobManager(tmp_path) as again:  # now a schema 2 database: opened as it is
+        assert (await again.list("alice")).jobs == [new, crashed, old]
+        assert (new.run_as, new.run_as_uid) == ("jogger-own", os.getuid())
 
 
 async def listed_at_most(jobs: JobManager, n: int) -> bool:

@@ -1,18 +1,23 @@
-"""jogger-server's --run-as and --job-user: checked at start-up against this host, and
-which callers may have jobs run as a privileged account.
+"""jogger-server's --run-as and --job-user: checked at start-up against this host, which
+callers may have jobs run as a privileged account, and the account each job's status names.
 
 What the jobs then run as is tested with real jobs in tests/adversarial/test_hostile_jobs.py.
 """
 
 import os
 import pwd
+from pathlib import Path
 
 import pytest
+import trio
 
 from jogger import Account
 from jogger.rpc.accounts import AccountRefused, Mode, RunAs, lookup
 from jogger.rpc.auth import Identity
 from jogger.server.config import ConfigError, ServerConfig, load
+from jogger.server.main import serve
+from jogger.v1 import jobs_pb2
+from tests.rpc.conftest import Server
 from tests.rpc.pki import Pki
 
 # A CN with no local account: under --run-as user its jobs run as the job user.
@@ -89,3 +94,49 @@ async def test_every_local_account_in_roots_group_is_for_admins_only() -> None:
         with pytest.raises(AccountRefused, match="which only admins may do"):
             await RunAs("fixed", account).account_for(USER)
         assert await RunAs("fixed", account).account_for(ADMIN) == account
+
+
+async def serve_with(pki: Pki, state_dir: Path, nursery: trio.Nursery, *flags: str) -> Server:
+    """jogger-server in this process, configured from its command-line ``flags``."""
+    config = load_with(pki, "--listen", "127.0.0.1:0", "--state-dir", str(state_dir), *flags)
+    bound = await nursery.start(serve, config)
+    return Server("127.0.0.1", bound[0][1], pki, config.state_dir)
+
+
+async def final_status(server: Server, job_id: str) -> jobs_pb2.JobStatus:
+    async with server.connect() as client, client.output(job_id) as chunks:
+        with trio.fail_after(30):
+            async for chunk in chunks:
+                if chunk.HasField("final"):
+                    return chunk.final
+    raise AssertionError("the followed output ended without a final status")
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="running jobs as nobody needs root")
+async def test_under_run_as_fixed_every_status_names_nobody(
+    pki: Pki, tmp_path: Path, nursery: trio.Nursery
+) -> None:
+    account = lookup("nobody")
+    if account is None:
+        pytest.skip("no local account nobody")
+    server = await serve_with(pki, tmp_path / "state", nursery, "--run-as", "fixed")
+    expected = jobs_pb2.Account(name="nobody", uid=account.uid)
+    async with server.connect() as client:
+        started = await client.start(["true"])
+        assert started.run_as == expected
+        final = await final_status(server, started.job_id)
+        assert (final.state, final.run_as) == (jobs_pb2.JOB_STATE_COMPLETED, expected)
+        assert (await client.status(started.job_id)).run_as == expected
+        [listed], _ = await client.list()
+        assert listed.run_as == expected
+
+
+async def test_under_run_as_server_no_status_names_an_account(
+    pki: Pki, tmp_path: Path, nursery: trio.Nursery
+) -> None:
+    server = await serve_with(pki, tmp_path / "state", nursery, "--run-as", "server")
+    async with server.connect() as client:
+        started = await client.start(["true"])
+        final = await final_status(server, started.job_id)
+        for status in (started, final, await client.status(started.job_id)):
+            assert not status.HasField("run_as")
