@@ -39,6 +39,7 @@ from pathlib import Path
 
 import trio
 
+from jogger.engine.procfs import live_processes
 from jogger.rpc.channel import TransportError
 from jogger.rpc.client import JobsClient, connect
 from jogger.rpc.errors import RpcError
@@ -436,18 +437,7 @@ async def soak(args: argparse.Namespace) -> int:
 
 
 def _alive_in_sessions(sids: set[int]) -> list[int]:
-    left = []
-    for name in os.listdir("/proc"):
-        if not name.isdigit():
-            continue
-        try:
-            with open(f"/proc/{name}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-        except OSError:
-            continue  # it ended while we looked
-        if int(fields[3]) in sids and fields[0] not in ("Z", "X"):
-            left.append(int(name))
-    return left
+    return live_processes(lambda stat: stat.sid in sids)
 
 
 def report(

@@ -354,10 +354,6 @@ class Connection:
         self._holding = 0
         self._frames = None if client_side else _FrameGuard(len(_PREFACE), SERVER_FRAME_SIZE)
 
-    @property
-    def active_streams(self) -> int:
-        return len(self._streams)
-
     def message_size(self, stream: Stream, wanted: int) -> int:
         """How big the next message of ``stream`` should be: ``wanted``, shared among the
         streams of this connection that hold a message to send.

@@ -183,7 +183,7 @@ def parser() -> argparse.ArgumentParser:
         type=float,
         default=transport.handshake_timeout,
         metavar="SECONDS",
-        help="time a new connection gets for its TLS handshake and HTTP/2 preface "
+        help="time a new connection gets for its TLS handshake and first HTTP/2 frame "
         f"(default {transport.handshake_timeout:g})",
     )
     return p
