@@ -2,20 +2,25 @@
 
 import argparse
 import importlib
-import os
 import signal
-import ssl
 import sys
 
 import trio
 
 from .._groups import single_errors
-from ..rpc.channel import TransportError
+from ..rpc.channel import ServerCertificateRejected, TransportError
 from ..rpc.client import connect
 from ..rpc.errors import RpcError, StatusCode
-from ..rpc.tls import client_context
+from ..rpc.tls import TlsFileError, client_context
+from . import stdout
 from .exits import CliError, Exit
 from .settings import Settings, load
+
+_VARIABLES = {
+    "ca": "JOGGER_CA_CERT_FILE",
+    "cert": "JOGGER_USER_CERT_FILE",
+    "key": "JOGGER_USER_KEY_FILE",
+}
 
 # Ctrl-C ends these commands where they are; `run` handles it itself (it stops the job).
 _DETACHING = {"start", "stop", "status", "output", "list"}
@@ -33,10 +38,11 @@ async def _main(settings: Settings, args: argparse.Namespace) -> int:
     interrupted = False
     try:
         context = client_context(settings.ca, settings.cert, settings.key)
-    except ssl.SSLError as exc:
-        raise CliError(f"cannot load the TLS files: {exc.reason or exc}", Exit.USAGE) from None
-    except OSError as exc:
-        raise CliError(f"cannot read the TLS files: {exc}", Exit.USAGE) from None
+    except TlsFileError as exc:
+        if exc.role is None:
+            raise CliError(str(exc), Exit.USAGE) from None
+        variable = _VARIABLES[exc.role]
+        raise CliError(f"{variable}={exc.path}: {exc.reason}", Exit.USAGE) from None
     try:
         async with (
             connect(settings.host, settings.port, context) as client,
@@ -55,16 +61,15 @@ async def _main(settings: Settings, args: argparse.Namespace) -> int:
 
                 await nursery.start(on_ctrl_c)
             result = int(await command.run(client, args))
-            sys.stdout.flush()  # so that a failing write is reported here, not at exit
+            stdout.flush()  # so that a failing write is reported here, not at exit
             # The command is done; stop listening for Ctrl-C.
             nursery.cancel_scope.cancel()
-    except BrokenPipeError:
-        # Whoever read our stdout went away (``jog list | head -1``): stop quietly.
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return Exit.ERROR
     except OSError as exc:
         # The network layer reports its failures as TransportError: this is our output.
-        raise CliError(f"cannot write the output: {exc.strerror or exc}") from None
+        raise stdout.write_error(exc) from None
+    except ServerCertificateRejected as exc:
+        hint = _server_certificate_hint(exc.detail, settings)
+        raise CliError(f"{where}: {exc}; {hint}", Exit.UNREACHABLE) from None
     except TransportError as exc:
         raise CliError(f"{where}: {exc}", Exit.UNREACHABLE) from None
     except RpcError as exc:
@@ -74,6 +79,14 @@ async def _main(settings: Settings, args: argparse.Namespace) -> int:
             print(f"jog: detached; job {args.job_id} keeps running", file=sys.stderr)
         return Exit.INTERRUPTED
     return result
+
+
+def _server_certificate_hint(detail: str, settings: Settings) -> str:
+    if "mismatch" in detail:
+        return f"its certificate does not name {settings.host}: connect by a name it holds"
+    if "expired" in detail:
+        return "its certificate has expired: the server needs a new one"
+    return f"is JOGGER_CA_CERT_FILE ({settings.ca}) the CA that signed the server's certificate?"
 
 
 def _rpc_error(exc: RpcError, where: str) -> CliError:

@@ -1,18 +1,11 @@
 import argparse
-import os
 import sys
 
 from ...rpc.client import JobsClient
 from ...v1 import jobs_pb2
-from ..exits import CliError, Exit
+from .. import stdout
+from ..exits import Exit
 from ..render import summary
-
-
-class StdoutClosed(CliError):
-    """Whoever reads our stdout went away (``jog output ID | head``): stop quietly."""
-
-    def __init__(self) -> None:
-        super().__init__("", Exit(1))
 
 
 async def copy_output(
@@ -28,10 +21,9 @@ async def copy_output(
             try:
                 out.write(chunk.data)
                 out.flush()
-            except BrokenPipeError:
-                # Nothing more can be written; keep the interpreter's final flush quiet too.
-                os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-                raise StdoutClosed from None
+            except OSError as exc:
+                # Closed (StdoutClosed: ``| head``) or failing: see cli/stdout.py.
+                raise stdout.write_error(exc) from None
     return final
 
 

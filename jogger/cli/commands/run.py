@@ -9,6 +9,7 @@ import trio
 from ...rpc.client import JobsClient
 from ..exits import Exit
 from ..render import summary
+from ..stdout import StdoutClosed
 from .output import copy_output
 from .start import limits
 
@@ -37,6 +38,7 @@ async def run(client: JobsClient, args: argparse.Namespace) -> int:
                 # Otherwise the Start is in flight: the job is stopped once it has an id.
 
     final = None
+    closed = False
     async with trio.open_nursery() as nursery:
         # Listening for Ctrl-C before the Start: a job must not be left running unseen.
         await nursery.start(stop_on_ctrl_c)
@@ -46,7 +48,13 @@ async def run(client: JobsClient, args: argparse.Namespace) -> int:
         job_id = status.job_id
         if interrupted:
             stop_job()
-        final = await copy_output(client, job_id, follow=True)
+        try:
+            final = await copy_output(client, job_id, follow=True)
+        except StdoutClosed:
+            # Nobody reads the output any more (``jog run -- yes | head -1``): end the job,
+            # as SIGPIPE ends a local command in a pipeline, and exit with its status.
+            closed = True
+            final = await client.stop(job_id)
         # The output has ended, so has the job: stop listening for Ctrl-C.
         nursery.cancel_scope.cancel()
     if final is None:
@@ -56,7 +64,7 @@ async def run(client: JobsClient, args: argparse.Namespace) -> int:
     if interrupted:
         print(f"jog: job {final.job_id} {summary(final)}", file=sys.stderr)
         return Exit.INTERRUPTED
-    if final.output_truncated or final.output_error:
+    if (final.output_truncated or final.output_error) and not closed:
         # Like ssh, a run that went well says nothing; unless what you saw was not all of it.
         why = final.output_error or "it passed the server's size limit"
         print(
@@ -66,6 +74,7 @@ async def run(client: JobsClient, args: argparse.Namespace) -> int:
     if which == "exit_code":
         return final.exit_code
     if which == "signal":
-        print(f"jog: job {final.job_id} {summary(final)}", file=sys.stderr)
+        if not closed:
+            print(f"jog: job {final.job_id} {summary(final)}", file=sys.stderr)
         return 128 + final.signal
     return Exit.ERROR
