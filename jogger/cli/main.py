@@ -5,9 +5,12 @@ once a command is known to need them: start-up time is what users feel.
 """
 
 import argparse
+import shlex
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
+from . import stdout
 from .exits import CliError, Exit
 
 MAX_GRACE = 7 * 86400
@@ -33,6 +36,18 @@ examples:
 """
 
 
+class UsageError(CliError):
+    def __init__(self, message: str) -> None:
+        super().__init__(message, Exit.USAGE)
+
+
+class _Parser(argparse.ArgumentParser):
+    """Usage errors are one line that says where the usage is, not argparse's two."""
+
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(f"{message} (see: {self.prog} --help)")
+
+
 def parser() -> argparse.ArgumentParser:
     host = argparse.ArgumentParser(add_help=False)
     host.add_argument("-D", "--host", metavar="HOST:PORT", help="server address")
@@ -56,7 +71,7 @@ def parser() -> argparse.ArgumentParser:
         "--io-weight", type=_weight, metavar="W", help="I/O weight, 1-10000 (default 100)"
     )
     job.add_argument("--pids", type=_count, metavar="N", help="at most N processes/threads")
-    p = argparse.ArgumentParser(
+    p: argparse.ArgumentParser = _Parser(
         prog="jog",
         description="Run jobs on a remote jogger server. A job is an argv, given after --.",
         epilog=ENVIRONMENT,
@@ -68,7 +83,7 @@ def parser() -> argparse.ArgumentParser:
         "run", parents=[host, job], help="start a job, stream its output, exit with its exit code"
     )
     stop = sub.add_parser("stop", parents=[host], help="stop a job (SIGTERM, then SIGKILL)")
-    stop.add_argument("job_id")
+    stop.add_argument("job_id", metavar="ID")
     stop.add_argument(
         "--grace",
         type=_seconds,
@@ -76,12 +91,12 @@ def parser() -> argparse.ArgumentParser:
         help="wait this long after SIGTERM before SIGKILL (server default 10)",
     )
     status = sub.add_parser("status", parents=[host], help="show a job's status")
-    status.add_argument("job_id")
+    status.add_argument("job_id", metavar="ID")
     status.add_argument("--json", action="store_true", help="print JSON")
     output = sub.add_parser(
         "output", parents=[host], help="stream a job's output from the start (Ctrl-C detaches)"
     )
-    output.add_argument("job_id")
+    output.add_argument("job_id", metavar="ID")
     output.add_argument(
         "--no-follow",
         dest="follow",
@@ -179,34 +194,78 @@ def _offset(text: str) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     words = list(sys.argv[1:] if argv is None else argv)
-    job_argv: list[str] = []
-    if "--" in words:
-        split = words.index("--")
-        words, job_argv = words[:split], words[split + 1 :]
-    p = parser()
-    args = p.parse_args(words)
-    if args.command in ("start", "run"):
-        if not job_argv:
-            p.error(f"{args.command} needs a command after --: jog {args.command} -- cmd [args]")
-        args.job = job_argv
-    elif job_argv:
-        p.error(f"{args.command} takes no command after --")
+    traceback = "--traceback" in words
     try:
-        return _run(args)
+        code = _main(words)
+        stdout.flush()
+    except SystemExit as exc:  # argparse after --help
+        code = exc.code if isinstance(exc.code, int) else Exit.USAGE
+        try:
+            stdout.flush()
+        except CliError as error:
+            code = _report(error)
     except CliError as exc:
-        if str(exc):
-            print(f"jog: error: {exc}", file=sys.stderr)
-        return int(exc.code)
+        code = _report(exc)
     except KeyboardInterrupt:
-        return Exit.INTERRUPTED
+        code = Exit.INTERRUPTED
     except Exception as exc:
-        if args.traceback:
+        if traceback:
             raise
         print(
             f"jog: error: unexpected {type(exc).__name__}: {exc} (--traceback shows where)",
             file=sys.stderr,
         )
-        return Exit.ERROR
+        code = Exit.ERROR
+    return int(code)
+
+
+def _report(exc: CliError) -> int:
+    if str(exc):
+        print(f"jog: error: {exc}", file=sys.stderr)
+    return int(exc.code)
+
+
+def _main(words: list[str]) -> int:
+    job_argv: list[str] = []
+    if "--" in words:
+        split = words.index("--")
+        words, job_argv = words[:split], words[split + 1 :]
+    p = parser()
+    try:
+        args, extra = p.parse_known_args(words)
+    except OSError as exc:  # writing --help
+        raise stdout.write_error(exc) from None
+    if extra:
+        raise UsageError(_unrecognized(p, args.command, words, extra))
+    if args.command in ("start", "run"):
+        if not job_argv:
+            raise UsageError(
+                f"{args.command} needs a command after --: jog {args.command} -- cmd [args]"
+            )
+        args.job = job_argv
+    elif job_argv:
+        raise UsageError(f"{args.command} takes no command after --")
+    return _run(args)
+
+
+def _unrecognized(
+    p: argparse.ArgumentParser, command: str, words: list[str], extra: list[str]
+) -> str:
+    """The error for words jog did not expect; the likeliest one is a job without ``--``."""
+    if command in ("start", "run") and not extra[0].startswith("-"):
+        # Where the job begins: the first word that is the first unexpected one, with
+        # everything before it jog's own options.
+        for at in range(words.index(command) + 1, len(words)):
+            if words[at] != extra[0]:
+                continue
+            try:
+                _, rest = p.parse_known_args(words[:at])
+            except UsageError:
+                continue
+            if not rest:
+                fixed = shlex.join(["jog", *words[:at], "--", *words[at:]])
+                return f"the job's command goes after --: {fixed}"
+    return f"unrecognized arguments: {shlex.join(extra)} (see: jog {command} --help)"
 
 
 def _run(args: argparse.Namespace) -> int:

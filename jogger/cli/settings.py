@@ -22,7 +22,11 @@ class Settings:
 def _file(variable: str, what: str) -> Path:
     value = os.environ.get(variable)
     if not value:
-        raise CliError(f"{variable} is not set (the path of {what})", Exit.USAGE)
+        raise CliError(
+            f"{variable} is not set: export it as the path of {what} (with the development "
+            'certificates, run eval "$(make -s gen-certs)" in the jogger checkout)',
+            Exit.USAGE,
+        )
     path = Path(value)
     if not path.is_file():
         raise CliError(f"{variable}={value}: no such file", Exit.USAGE)
@@ -34,7 +38,8 @@ def load(host_flag: str | None) -> Settings:
     try:
         host, port = parse_address(text)
     except ValueError as exc:
-        raise CliError(str(exc), Exit.USAGE) from None
+        source = "--host" if host_flag else "JOGGER_HOST"
+        raise CliError(f"{source}: {exc}", Exit.USAGE) from None
     return Settings(
         host=host,
         port=port,

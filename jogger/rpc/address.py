@@ -8,6 +8,11 @@ def parse_address(text: str, default_port: int = DEFAULT_PORT) -> tuple[str, int
     text = text.strip()
     if not text:
         raise ValueError("empty address")
+    scheme, sep, rest = text.partition("://")
+    if sep:
+        raise ValueError(f"bad address {text!r}: write host:port, without {scheme}://")
+    if "/" in text:
+        raise ValueError(f"bad address {text!r}: write host:port, without a path")
     if text.startswith("["):
         host, sep, rest = text[1:].partition("]")
         if not sep or (rest and not rest.startswith(":")):
@@ -16,6 +21,8 @@ def parse_address(text: str, default_port: int = DEFAULT_PORT) -> tuple[str, int
     elif text.count(":") == 1:
         host, port_text = text.split(":")
     elif ":" in text:
+        if not _is_ipv6(text):
+            raise ValueError(f"bad address {text!r}: write host:port, or [ipv6]:port")
         host, port_text = text, ""  # a bare IPv6 address
     else:
         host, port_text = text, ""
@@ -26,3 +33,13 @@ def parse_address(text: str, default_port: int = DEFAULT_PORT) -> tuple[str, int
     if not port_text.isdigit() or not 0 <= int(port_text) <= 65535:
         raise ValueError(f"bad address {text!r}: port must be a number from 0 to 65535")
     return host, int(port_text)
+
+
+def _is_ipv6(text: str) -> bool:
+    import ipaddress  # noqa: PLC0415 - rarely needed; jog's start-up time matters
+
+    try:
+        ipaddress.IPv6Address(text)
+    except ValueError:
+        return False
+    return True

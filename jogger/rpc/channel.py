@@ -30,6 +30,15 @@ class TransportError(Exception):
     """The connection could not be made or broke; ``str()`` says why, in a user's words."""
 
 
+class ServerCertificateRejected(TransportError):
+    """We did not accept the server's certificate; ``detail`` is OpenSSL's reason
+    ("self-signed certificate in certificate chain", "Hostname mismatch, ...")."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(f"we rejected the server's certificate: {detail}")
+        self.detail = detail
+
+
 class Channel:
     def __init__(self, connection: Connection, authority: str) -> None:
         self._connection = connection
@@ -130,7 +139,7 @@ class Channel:
     def _lost(self) -> Exception:
         failure = self._connection.failure
         if failure is not None:
-            return TransportError(describe_failure(failure))
+            return failure_error(failure)
         return TransportError("the server closed the connection")
 
 
@@ -158,6 +167,15 @@ async def _first_of(*events: trio.Event) -> None:
                 nursery.cancel_scope.cancel()  # one has happened: stop waiting for the others
 
             nursery.start_soon(wait)
+
+
+def failure_error(exc: BaseException) -> TransportError:
+    """A TLS or socket failure as the TransportError that says which side rejected what."""
+    text = str(exc)
+    if "CERTIFICATE_VERIFY_FAILED" in text:
+        detail = text.split("certificate verify failed:", 1)[-1].split("(", maxsplit=1)[0]
+        return ServerCertificateRejected(detail.strip())
+    return TransportError(describe_failure(exc))
 
 
 def describe_failure(exc: BaseException) -> str:
@@ -211,14 +229,12 @@ async def open_channel(
                     try:
                         await tls.do_handshake()
                     except trio.BrokenResourceError as exc:
-                        raise TransportError(describe_failure(exc.__cause__ or exc)) from None
+                        raise failure_error(exc.__cause__ or exc) from None
                     step = "the server's first frames"
                     try:
                         await connection.start()
                     except ConnectionLost:
-                        raise TransportError(
-                            describe_failure(connection.failure or EOFError())
-                        ) from None
+                        raise failure_error(connection.failure or EOFError()) from None
                     nursery.start_soon(connection.run)
                     # Under TLS 1.3 the server judges our certificate after our handshake is
                     # done: wait for its first frames, so that a refusal surfaces here with
@@ -229,7 +245,7 @@ async def open_channel(
                         f"connected, but {step} did not finish within {connect_timeout:g} s"
                     )
                 if not connection.peer_ready.is_set():
-                    raise TransportError(describe_failure(connection.failure or EOFError()))
+                    raise failure_error(connection.failure or EOFError())
                 try:
                     yield Channel(connection, f"{host}:{port}")
                 finally:

@@ -9,6 +9,9 @@ checks them again after the handshake.
 
 import ssl
 from pathlib import Path
+from typing import Literal
+
+Role = Literal["ca", "cert", "key"]
 
 TLS12_CIPHERS = ":".join(
     [
@@ -19,9 +22,22 @@ TLS12_CIPHERS = ":".join(
 )
 
 
+class TlsFileError(Exception):
+    """A certificate or key file that cannot be used: which one (``role``), and why."""
+
+    def __init__(self, role: Role | None, path: Path | None, reason: str) -> None:
+        super().__init__(f"{path}: {reason}" if path else reason)
+        self.role = role
+        self.path = path
+        self.reason = reason
+
+
 def _base_context(purpose: ssl.Purpose, ca: Path, cert: Path, key: Path) -> ssl.SSLContext:
-    context = ssl.create_default_context(purpose, cafile=str(ca))
-    context.load_cert_chain(str(cert), str(key))
+    try:
+        context = ssl.create_default_context(purpose, cafile=str(ca))
+        context.load_cert_chain(str(cert), str(key))
+    except (ssl.SSLError, OSError) as exc:
+        raise diagnose(ca, cert, key, exc) from None
     context.minimum_version = ssl.TLSVersion.TLSv1_2
     context.set_ciphers(TLS12_CIPHERS)
     context.verify_mode = ssl.CERT_REQUIRED
@@ -43,3 +59,52 @@ def client_context(ca: Path, cert: Path, key: Path) -> ssl.SSLContext:
     context = _base_context(ssl.Purpose.SERVER_AUTH, ca, cert, key)
     context.check_hostname = True
     return context
+
+
+def diagnose(ca: Path, cert: Path, key: Path, error: Exception) -> TlsFileError:
+    """Which of the three files OpenSSL refused, and why, in words rather than its codes
+    (``KEY_VALUES_MISMATCH``, ``NO_CERTIFICATE_OR_CRL_FOUND``). Only on failure: it imports
+    ``cryptography``."""
+    from cryptography import x509  # noqa: PLC0415 - the error path only
+    from cryptography.exceptions import UnsupportedAlgorithm  # noqa: PLC0415
+    from cryptography.hazmat.primitives import serialization  # noqa: PLC0415
+
+    files: list[tuple[Role, Path]] = [("ca", ca), ("cert", cert), ("key", key)]
+    contents: dict[Role, bytes] = {}
+    for role, path in files:
+        try:
+            contents[role] = path.read_bytes()
+        except OSError as exc:
+            return TlsFileError(role, path, f"cannot read it: {exc.strerror or exc}")
+    certificates: dict[Role, x509.Certificate] = {}
+    kinds: list[tuple[Role, Path, str]] = [
+        ("ca", ca, "CA certificate"),
+        ("cert", cert, "certificate"),
+    ]
+    for role, path, what in kinds:
+        try:
+            certificates[role] = x509.load_pem_x509_certificates(contents[role])[0]
+        except ValueError:
+            return TlsFileError(
+                role, path, f"not a {what} (no PEM '-----BEGIN CERTIFICATE-----' block in it)"
+            )
+    try:
+        private = serialization.load_pem_private_key(contents["key"], password=None)
+    except TypeError:
+        return TlsFileError("key", key, "the key is encrypted; jogger needs an unencrypted key")
+    except (ValueError, UnsupportedAlgorithm):
+        return TlsFileError(
+            "key", key, "not a private key (no PEM '-----BEGIN PRIVATE KEY-----' block in it)"
+        )
+    public = (
+        certificates["cert"]
+        .public_key()
+        .public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    )
+    mine = private.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    if public != mine:
+        return TlsFileError("key", key, f"not the private key of the certificate {cert}")
+    reason = error.reason if isinstance(error, ssl.SSLError) and error.reason else str(error)
+    return TlsFileError(None, None, f"OpenSSL refused the TLS files: {reason}")
