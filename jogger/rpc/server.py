@@ -16,6 +16,7 @@ A peer over a limit gets a status saying which, not a silent close.
 """
 
 import contextlib
+import errno
 import logging
 import ssl
 import time
@@ -39,6 +40,22 @@ from .wire import Connection, ConnectionLost, Stream, set_socket_options
 
 log = logging.getLogger("jogger.rpc")
 throttled = LogThrottle(log)
+
+
+class ListenError(Exception):
+    """An address we were asked to listen on cannot be had; ``str()`` names it and says why."""
+
+    def __init__(self, host: str, port: int, error: OSError) -> None:
+        where = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        reason = (error.strerror or str(error)).lower()
+        hint = ""
+        if error.errno == errno.EADDRINUSE:
+            hint = " (is another server running there? --listen chooses another address)"
+        elif error.errno == errno.EACCES:
+            hint = " (ports below 1024 need root or CAP_NET_BIND_SERVICE)"
+        elif error.errno == errno.EADDRNOTAVAIL:
+            hint = " (no interface of this host has that address)"
+        super().__init__(f"cannot listen on {where}: {reason}{hint}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,7 +161,10 @@ class RpcServer:
         listeners: list[trio.SocketListener] = []
         try:
             for host, port in addresses:
-                listeners += await trio.open_tcp_listeners(port, host=host)
+                try:
+                    listeners += await trio.open_tcp_listeners(port, host=host)
+                except OSError as exc:
+                    raise ListenError(host, port, exc) from None
         except BaseException:
             for listener in listeners:
                 await listener.aclose()

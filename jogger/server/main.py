@@ -8,16 +8,15 @@ rpc server nursery (connections)        closed last
 import logging
 import os
 import signal
-import ssl
 import sys
 
 import trio
 
 from .._groups import single_errors
 from ..engine import JobError, JobManager
-from ..rpc.server import open_rpc_server
+from ..rpc.server import ListenError, open_rpc_server
 from ..rpc.service import HealthService, JobsService
-from ..rpc.tls import server_context
+from ..rpc.tls import TlsFileError, server_context
 from .config import ConfigError, ServerConfig, load
 
 log = logging.getLogger("jogger.server")
@@ -86,11 +85,12 @@ def main(argv: list[str] | None = None) -> int:
     try:
         config = load(argv)
         trio.run(serve, config)
-    except (ConfigError, JobError) as exc:
+    except (ConfigError, JobError, ListenError) as exc:
         print(f"jogger-server: error: {exc}", file=sys.stderr)
         return 1
-    except ssl.SSLError as exc:
-        print(f"jogger-server: error: cannot load TLS files: {exc}", file=sys.stderr)
+    except TlsFileError as exc:
+        flag = {"ca": "--ca-cert", "cert": "--cert", "key": "--key"}.get(exc.role or "", "")
+        print(f"jogger-server: error: {flag + ' ' if flag else ''}{exc}", file=sys.stderr)
         return 1
     except OSError as exc:
         print(f"jogger-server: error: {exc.strerror or exc}: {exc.filename or ''}", file=sys.stderr)
