@@ -19,11 +19,18 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import IO
 
 from .rpc.auth import USERNAME
 
 CERTS = Path("certs")
 BIN = Path(sys.executable).parent
+START_TIMEOUT = 20.0
+"""How long the server may take to say where it listens."""
+STOP_TIMEOUT = 20.0
+"""How long it may take to exit after SIGTERM (its --grace is 2 s), and again after SIGKILL."""
+JOG_TIMEOUT = 20.0
+"""How long one jog command (or jogger certs) may take."""
 
 
 def _user() -> str:
@@ -37,17 +44,61 @@ def _ensure_certs(user: str) -> None:
             [BIN / "jogger", "certs", "--out", CERTS, "--user", user],
             check=True,
             stdout=subprocess.DEVNULL,
+            timeout=JOG_TIMEOUT,
         )
 
 
 def _jog(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    print(f"$ jog {shlex.join(args)}", flush=True)
-    result = subprocess.run(
-        [BIN / "jog", *args], env=env, text=True, capture_output=True, check=False
-    )
+    print(f"$ jog {shlex.join(args)}")
+    try:
+        result = subprocess.run(
+            [BIN / "jog", *args],
+            env=env,
+            text=True,
+            capture_output=True,
+            check=False,
+            timeout=JOG_TIMEOUT,
+        )
+    except subprocess.TimeoutExpired:  # run() has killed it
+        print(f"  demo: jog did not finish within {JOG_TIMEOUT} s")
+        return subprocess.CompletedProcess([], 124, "", "")
     for line in (result.stdout + result.stderr).splitlines():
-        print(f"  {line}", flush=True)
+        print(f"  {line}")
     return result
+
+
+class _Log:
+    """The server's stderr, read by a thread from the start (so that the server never blocks
+    on a full pipe): every line kept, and the address once it says where it listens."""
+
+    def __init__(self, stream: IO[str]) -> None:
+        self.lines: list[str] = []
+        self.address = ""
+        self._changed = threading.Condition()
+        self._ended = False
+        self._thread = threading.Thread(target=self._read, args=(stream,), daemon=True)
+        self._thread.start()
+
+    def _read(self, stream: IO[str]) -> None:
+        for line in stream:
+            with self._changed:
+                self.lines.append(line.rstrip("\n"))
+                found = re.search(r"listening on 127\.0\.0\.1:(\d+)", line)
+                if found and not self.address:
+                    self.address = f"127.0.0.1:{found.group(1)}"
+                self._changed.notify_all()
+        with self._changed:
+            self._ended = True
+            self._changed.notify_all()
+
+    def wait_for_address(self, timeout: float) -> str:
+        """The address the server listens on; "" if it exited or said nothing in time."""
+        with self._changed:
+            self._changed.wait_for(lambda: self.address or self._ended, timeout)
+            return self.address
+
+    def finish(self, timeout: float) -> None:
+        self._thread.join(timeout)
 
 
 @contextmanager
@@ -60,31 +111,44 @@ def _server(env: dict[str, str], state: str, codes: list[int]) -> Iterator[bool]
         stderr=subprocess.PIPE,
         text=True,
     )
+    assert server.stderr is not None
+    log = _Log(server.stderr)
     try:
-        assert server.stderr is not None
-        line = server.stderr.readline()
-        found = re.search(r"listening on 127\.0\.0\.1:(\d+)", line)
-        if not found:
-            print(f"demo: the server did not start: {line}{server.stderr.read()}")
+        address = log.wait_for_address(START_TIMEOUT)
+        if not address:
+            why = (
+                "exited"
+                if server.poll() is not None
+                else f"is not listening after {START_TIMEOUT} s"
+            )
+            print(f"demo: the server {why}; it printed:")
+            for line in log.lines or ["(nothing)"]:
+                print(f"  {line}")
             yield False
             return
-        # Keep reading the server's log so that it never blocks on a full pipe.
-        threading.Thread(target=server.stderr.read, daemon=True).start()
-        env["JOGGER_HOST"] = f"127.0.0.1:{found.group(1)}"
-        print(f"jogger-server is listening on {env['JOGGER_HOST']}")
+        env["JOGGER_HOST"] = address
+        print(f"jogger-server is listening on {address}")
+        for line in log.lines:
+            if "level=WARNING" in line:
+                print(f"  server: {line.split(' logger=', 1)[-1].split(' ', 1)[-1]}")
         yield True
     finally:
         server.send_signal(signal.SIGTERM)
         try:
-            code = server.wait(timeout=30)
+            code = server.wait(timeout=STOP_TIMEOUT)
         except subprocess.TimeoutExpired:
+            print(f"demo: the server did not exit within {STOP_TIMEOUT} s of SIGTERM; killing it")
             server.kill()
-            code = server.wait()
+            code = server.wait(timeout=STOP_TIMEOUT)
+        log.finish(STOP_TIMEOUT)
         print(f"jogger-server exited with {code} after SIGTERM")
         codes.append(code)
 
 
 def main() -> int:
+    # Each line as it happens, also into a pipe (``make demo | tee``) and without
+    # PYTHONUNBUFFERED.
+    sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]
     user = _user()
     _ensure_certs(user)
     env = dict(
