@@ -57,23 +57,31 @@ grpc: venv
 		--python_out=. --pyi_out=. --purerpc_out=. \
 		proto/jogger/v1/jobs.proto proto/jogger/v1/health.proto
 
-# Development certificates in ./certs (a CA, a server cert, a cert for $(USER)), then the
-# export lines for the server and the CLI.
+# Development certificates in ./certs (a CA, a server cert, a cert for $(USER)), made once and
+# kept while they are good, then the export lines for the server and the CLI:
+#     eval "$$(make -s gen-certs)"
 gen-certs: venv
-	$(BIN)/jogger certs --out $(CERTS) --user $(USER)
+	@$(BIN)/jogger certs --out $(CERTS) --user $(USER)
 
-$(CERTS)/ca.pem: | venv
-	$(BIN)/jogger certs --out $(CERTS) --user $(USER) > /dev/null
-
-run-server: venv $(CERTS)/ca.pem
+# jogger-server in the foreground (Ctrl-C stops it); jog from another terminal.
+run-server: venv
+	@$(BIN)/jogger certs --out $(CERTS) --user $(USER) > /dev/null
+	@echo "jogger-server on $(LISTEN), state in .state; Ctrl-C stops it. In another terminal, here:"
+	@echo '    eval "$$(make -s gen-certs)"; jog run -- uname -a'
 	JOGGER_CA_CERT_FILE=$(CERTS)/ca.pem JOGGER_SERVER_CERT_FILE=$(CERTS)/server.pem \
 	JOGGER_SERVER_KEY_FILE=$(CERTS)/server-key.pem \
 	$(BIN)/jogger-server --listen $(LISTEN) --state-dir .state
 
+# A link to this checkout's jog in ~/.local/bin, and what to do if that is not on the PATH.
 install-cli: venv
 	mkdir -p $(HOME)/.local/bin
 	ln -sf $(abspath $(BIN)/jog) $(HOME)/.local/bin/jog
-	@echo "jog is in $(HOME)/.local/bin; make sure that is on your PATH"
+	@case ":$$PATH:" in \
+	*":$(HOME)/.local/bin:"*) echo "jog is in $(HOME)/.local/bin, which is on your PATH" ;; \
+	*) echo "jog is in $(HOME)/.local/bin, which is not on your PATH. For this shell:"; \
+	   echo '    export PATH="$$HOME/.local/bin:$$PATH"'; \
+	   echo "and for every new one, add that line to ~/.bashrc (or your shell's startup file)." ;; \
+	esac
 
 clean:
 	rm -rf $(VENV) build *.egg-info .mypy_cache .ruff_cache .state jogger/engine/_spawn.*.so

@@ -21,16 +21,26 @@ def _certs(args: argparse.Namespace) -> int:
         certs.write_key(ca_key, issuer.key)
         certs.write_cert(ca_cert, issuer.cert)
         print(f"wrote {ca_cert}", file=sys.stderr)
-    cert, key = certs.make_server(issuer, ["localhost", *args.dns], ["127.0.0.1", "::1", *args.ip])
-    certs.write_key(out / "server-key.pem", key)
-    certs.write_cert(out / "server.pem", cert)
-    print(f"wrote {out / 'server.pem'}", file=sys.stderr)
+    dns, ips = ["localhost", *args.dns], ["127.0.0.1", "::1", *args.ip]
+    cert, key = out / "server.pem", out / "server-key.pem"
+    if not args.renew and certs.reusable(cert, key, issuer, dns=dns, ips=ips):
+        print(f"kept {cert}", file=sys.stderr)
+    else:
+        made = certs.make_server(issuer, dns, ips)
+        certs.write_key(key, made[1])
+        certs.write_cert(cert, made[0])
+        print(f"wrote {cert}", file=sys.stderr)
     users = [(u, False) for u in args.user] + [(u, True) for u in args.admin]
     for user, admin in users:
-        cert, key = certs.make_user(issuer, user, admin=admin)
-        certs.write_key(out / f"{user}-key.pem", key)
-        certs.write_cert(out / f"{user}.pem", cert)
-        print(f"wrote {out / (user + '.pem')}" + (" (admin)" if admin else ""), file=sys.stderr)
+        cert, key = out / f"{user}.pem", out / f"{user}-key.pem"
+        what = f"{cert}" + (" (admin)" if admin else "")
+        if not args.renew and certs.reusable(cert, key, issuer, admin=admin):
+            print(f"kept {what}", file=sys.stderr)
+            continue
+        made = certs.make_user(issuer, user, admin=admin)
+        certs.write_key(key, made[1])
+        certs.write_cert(cert, made[0])
+        print(f"wrote {what}", file=sys.stderr)
     first = users[0][0] if users else None
     where = out.resolve()
     lines = [
@@ -60,8 +70,11 @@ def parser() -> argparse.ArgumentParser:
         "certs",
         help="create a development CA, server and user certificates",
         description="Create (or reuse) a CA in --out, then a server certificate and user "
-        "certificates signed by it. Prints the export lines for the server and the first user.",
+        "certificates signed by it. A certificate already there that the CA signed, that is "
+        "good for another week and that names what is asked for is kept (--renew reissues "
+        "it). Prints the export lines for the server and the first user.",
     )
+    c.add_argument("--renew", action="store_true", help="reissue the server and user certificates")
     c.add_argument("--out", type=Path, default=Path("certs"), help="directory (default ./certs)")
     c.add_argument(
         "--user",

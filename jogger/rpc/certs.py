@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cryptography import x509
+from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
@@ -173,6 +174,42 @@ def load_issuer(cert_path: Path, key_path: Path) -> Issuer:
     if not isinstance(key, ec.EllipticCurvePrivateKey):
         raise ValueError(f"{key_path} is not an EC private key")
     return Issuer(cert, key)
+
+
+def reusable(
+    cert_path: Path,
+    key_path: Path,
+    issuer: Issuer,
+    *,
+    dns: list[str] = (),  # type: ignore[assignment]
+    ips: list[str] = (),  # type: ignore[assignment]
+    admin: bool | None = None,
+) -> bool:
+    """Whether the certificate and key there can be kept: ``issuer`` signed it, it is good
+    for another week, the key is its key, and it names at least ``dns`` and ``ips`` (a
+    server's) or has the ``admin`` unit as asked (a user's)."""
+    try:
+        cert = x509.load_pem_x509_certificate(cert_path.read_bytes())
+        key = serialization.load_pem_private_key(key_path.read_bytes(), password=None)
+        cert.verify_directly_issued_by(issuer.cert)
+    except (OSError, ValueError, TypeError, InvalidSignature):
+        return False
+    spki = (serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    soon = datetime.datetime.now(datetime.UTC) + datetime.timedelta(days=7)
+    try:
+        names = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+        has_names = {str(n) for n in names.get_values_for_type(x509.IPAddress)} | set(
+            names.get_values_for_type(x509.DNSName)
+        )
+    except x509.ExtensionNotFound:
+        has_names = set()
+    units = cert.subject.get_attributes_for_oid(NameOID.ORGANIZATIONAL_UNIT_NAME)
+    return (
+        cert.public_key().public_bytes(*spki) == key.public_key().public_bytes(*spki)
+        and cert.not_valid_after_utc >= soon
+        and {*dns, *(str(ipaddress.ip_address(i)) for i in ips)} <= has_names
+        and (admin is None or any(u.value == "admin" for u in units) == admin)
+    )
 
 
 def _write(path: Path, data: bytes, mode: int) -> None:

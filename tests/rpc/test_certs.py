@@ -75,3 +75,34 @@ def test_jogger_certs_refuses_a_bad_user_name(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert "is not a username" in result.stderr
     assert list(tmp_path.iterdir()) == []
+
+
+def test_jogger_certs_keeps_good_certificates_and_renews_on_request(tmp_path: Path) -> None:
+    out = tmp_path / "certs"
+
+    def certs_run(*extra: str) -> tuple[dict[str, bytes], str]:
+        result = subprocess.run(
+            [BIN / "jogger", "certs", "--out", out, "--user", "alice", *extra],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        return {p.name: p.read_bytes() for p in out.iterdir()}, result.stderr
+
+    first, _ = certs_run()
+    again, told = certs_run()
+    assert again == first
+    assert told == f"kept {out / 'server.pem'}\nkept {out / 'alice.pem'}\n"
+    # A server name that the kept certificate lacks: the server's is reissued, alice's kept.
+    wider, _ = certs_run("--ip", "10.0.0.5")
+    assert wider["server.pem"] != first["server.pem"]
+    assert wider["alice.pem"] == first["alice.pem"]
+    # A key that is not the certificate's: reissued.
+    (out / "alice-key.pem").write_bytes(first["server-key.pem"])
+    fixed, _ = certs_run()
+    assert fixed["alice.pem"] != first["alice.pem"]
+    renewed, told = certs_run("--renew")
+    assert renewed["ca.pem"] == first["ca.pem"]
+    assert renewed["server.pem"] != wider["server.pem"]
+    assert renewed["alice.pem"] != fixed["alice.pem"]
+    assert "kept" not in told
