@@ -1,5 +1,8 @@
 """Every RPC through the real server, real sockets and real mutual TLS (server in-process)."""
 
+import re
+from pathlib import Path
+
 import pytest
 import trio
 
@@ -167,3 +170,22 @@ async def test_grpc_timeout_is_enforced(server: Server) -> None:
         assert info.value.code == StatusCode.DEADLINE_EXCEEDED
         killed = await client.stop(job.job_id, grace=0)  # the stop goes on; this shortens it
         assert killed.state == jobs_pb2.JOB_STATE_KILLED
+
+
+async def test_the_protos_start_comment_names_what_the_server_sends(server: Server) -> None:
+    # Stock gRPC clients learn the codes from the proto: it must agree with the server.
+    proto = (Path(__file__).parents[2] / "proto/jogger/v1/jobs.proto").read_text()
+    comment = proto[proto.index("service Jobs {") : proto.index("rpc Start(")]
+    named = set(re.findall(r"\b[A-Z][A-Z_]{4,}\b", comment))
+    assert "FAILED_PRECONDITION" not in named
+    async with server.connect() as client:
+        for argv, cwd in (
+            (["no-such-command-jogger"], ""),
+            (["/etc/hostname"], ""),
+            (["true"], "/nonexistent"),
+            ([], ""),
+        ):
+            with pytest.raises(RpcError) as info:
+                await client.start(argv, cwd=cwd)
+            assert info.value.code == StatusCode.INVALID_ARGUMENT
+            assert info.value.code.name in named
