@@ -1,4 +1,4 @@
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Generator
 from pathlib import Path
 
 import pytest
@@ -10,3 +10,22 @@ from jogger import JobManager, Limits
 async def jobs(tmp_path: Path) -> AsyncIterator[JobManager]:
     async with JobManager(tmp_path / "state", grace=2.0, limits=Limits(max_jobs=64)) as manager:
         yield manager
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> Generator[None, object, object]:
+    """Keep the reason of a ``pytest.skip(reason)`` inside a trio test.
+
+    pytest-trio 0.8 unwraps the nursery's ExceptionGroup around a skip and raises a new
+    ``pytest.skip()`` with no reason, so that ``-rs`` would list only "Skipped". The group
+    is that new exception's context: raise the original skip from it.
+    """
+    try:
+        return (yield)
+    except pytest.skip.Exception as exc:
+        inner = exc.__context__
+        while isinstance(inner, BaseExceptionGroup) and len(inner.exceptions) == 1:
+            inner = inner.exceptions[0]
+        if not exc.msg and isinstance(inner, pytest.skip.Exception) and inner.msg:
+            raise inner from None  # itself: -rs names the line that skipped
+        raise
