@@ -174,7 +174,7 @@ def failure_error(exc: BaseException) -> TransportError:
     text = str(exc)
     if "CERTIFICATE_VERIFY_FAILED" in text:
         detail = text.split("certificate verify failed:", 1)[-1].split("(", maxsplit=1)[0]
-        return ServerCertificateRejected(detail.strip())
+        return ServerCertificateRejected(detail.strip().rstrip("."))
     return TransportError(describe_failure(exc))
 
 

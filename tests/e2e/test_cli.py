@@ -397,6 +397,24 @@ async def test_a_rejected_certificate_is_named_in_the_error(cli: Cli) -> None:
     ]
 
 
+async def test_the_wrong_ca_or_key_says_what_to_check(cli: Cli) -> None:
+    other_ca = cli.pki.ca.parent / "other-ca.pem"
+    wrong_ca = await cli.jog("list", env=cli.env(JOGGER_CA_CERT_FILE=str(other_ca)))
+    assert wrong_ca.returncode == 3
+    assert lines(wrong_ca) == [
+        f"jog: error: localhost:{cli.port}: we rejected the server's certificate: "
+        "self-signed certificate in certificate chain; "
+        f"is JOGGER_CA_CERT_FILE ({other_ca}) the CA that signed the server's certificate?"
+    ]
+    bob_key = cli.pki.user("bob").key
+    mismatch = await cli.jog("list", env=cli.env(JOGGER_USER_KEY_FILE=str(bob_key)))
+    assert mismatch.returncode == 2
+    assert lines(mismatch) == [
+        f"jog: error: JOGGER_USER_KEY_FILE={bob_key}: not the private key of the "
+        f"certificate {cli.pki.user('alice').cert}"
+    ]
+
+
 async def test_help_shows_the_environment_and_exit_codes(cli: Cli) -> None:
     result = await cli.jog("--help")
     text = result.stdout.decode()
