@@ -1,6 +1,14 @@
 """The engine's errors. Each class has one meaning; the RPC layer maps each to one status."""
 
 
+def shown(text: str, limit: int = 80) -> str:
+    """``text`` as an error message quotes it: its repr, cut to about ``limit`` characters.
+    Messages travel in headers and log lines; a request's value must not make them long."""
+    if len(text) <= limit:
+        return repr(text)
+    return f"{text[:limit]!r}... ({len(text)} characters)"
+
+
 class JobError(Exception):
     """Base class of every error the engine raises on purpose."""
 

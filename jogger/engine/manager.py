@@ -34,7 +34,14 @@ import trio
 from .._groups import single_errors
 from .account import Account
 from .cgroups import Backend, Mode, open_backend
-from .errors import InvalidRequest, JobNotFound, LimitExceeded, ManagerClosed, StoreError
+from .errors import (
+    InvalidRequest,
+    JobNotFound,
+    LimitExceeded,
+    ManagerClosed,
+    StoreError,
+    shown,
+)
 from .job import Job
 from .limits import JobLimits, check_limits
 from .output import ChunkSize, OutputLog
@@ -433,9 +440,10 @@ class JobManager:
             raise InvalidRequest("account must be an Account")
         size = sum(len(s.encode()) + 1 for s in args)
         size += sum(len(k.encode()) + len(v.encode()) + 2 for k, v in overrides.items())
+        size += len(cwd.encode()) + 1 if cwd is not None else 0
         if size > self._limits.max_argv_bytes:
             raise InvalidRequest(
-                f"argv and env take {size} bytes; the limit is {self._limits.max_argv_bytes}"
+                f"argv, env and cwd take {size} bytes; the limit is {self._limits.max_argv_bytes}"
             )
         return args, overrides
 
@@ -560,8 +568,7 @@ class JobManager:
         try:
             uuid.UUID(job_id)
         except ValueError:
-            shown = job_id if len(job_id) <= 40 else job_id[:40] + "..."
-            raise InvalidRequest(f"job id {shown!r} is not a UUID") from None
+            raise InvalidRequest(f"job id {shown(job_id, 40)} is not a UUID") from None
 
     def _check_capacity(self, owner: str) -> None:
         total = self._running.total()
@@ -702,7 +709,7 @@ def _check_env(env: Mapping[str, str]) -> dict[str, str]:
         if not isinstance(key, str) or not isinstance(value, str):
             raise InvalidRequest("env must be a mapping of strings to strings")
         if not key or "=" in key or "\0" in key or "\0" in value:
-            raise InvalidRequest(f"invalid environment variable name or value: {key!r}")
+            raise InvalidRequest(f"invalid environment variable name or value: {shown(key)}")
         _check_encodable(key, "env")
         _check_encodable(value, "env")
         checked[key] = value

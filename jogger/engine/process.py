@@ -22,7 +22,7 @@ import trio
 from .._groups import single_errors
 from . import _spawn
 from .account import Account
-from .errors import SpawnError
+from .errors import SpawnError, shown
 from .output import MOVE_SIZE
 
 logger = logging.getLogger(__name__)
@@ -290,13 +290,17 @@ def _describe(exc: OSError, command: str, cwd: str | None, account: Account | No
             f"{len(account.groups)} groups): {reason}"
         )
     if step == "cwd":
-        where = repr(cwd) if cwd is not None or account is None else f"{account.home!r} or '/'"
+        where = (
+            shown(cwd or "")
+            if cwd is not None or account is None
+            else f"{shown(account.home)} or '/'"
+        )
         return f"cannot use working directory {where}: {reason}"
     if step in _STEPS:
         return f"{_STEPS[step]}: {reason}"
     if exc.errno == errno.ENOENT and "/" not in command:
-        return f"{command!r}: command not found"
-    return f"cannot execute {command!r}: {reason}"
+        return f"{shown(command)}: command not found"
+    return f"cannot execute {shown(command)}: {reason}"
 
 
 def _candidates(command: str, env: Mapping[str, str]) -> list[str]:

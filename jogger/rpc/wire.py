@@ -117,6 +117,21 @@ def parse_timeout(text: str) -> datetime.timedelta:
     return datetime.timedelta(seconds=int(match[1]) * _TIMEOUT_UNITS[match[2]])
 
 
+MAX_STATUS_MESSAGE = 512
+"""The most characters of a grpc-message we send. hpack 3.x encodes a header value in time
+quadratic in its length, on the event loop (1 MiB: about 60 s): whatever a handler put in
+its message (an echoed cwd, say), the trailer costs well under a millisecond."""
+
+
+def capped(status: Status) -> Status:
+    """``status`` with its message cut to MAX_STATUS_MESSAGE characters."""
+    message = status.status_message or ""
+    if len(message) <= MAX_STATUS_MESSAGE:
+        return status
+    cut = f"... ({len(message)} characters in all)"
+    return Status(status.int_value, message[: MAX_STATUS_MESSAGE - len(cut)] + cut)
+
+
 class _Protocol(GRPCConnection):  # type: ignore[misc]
     """purerpc's protocol machine, made safe against what a peer may send.
 
@@ -149,6 +164,12 @@ class _Protocol(GRPCConnection):  # type: ignore[misc]
         # acknowledged, and purerpc's settings are not a change: apply it from the start.
         self.h2_connection.decoder.max_header_list_size = MAX_HEADER_LIST_SIZE
         self._unacknowledged: dict[int, int] = {}
+
+    def respond_status(self, stream_id: int, status: Status, content_type_suffix: str = "") -> None:
+        super().respond_status(stream_id, capped(status), content_type_suffix)
+
+    def end_response(self, stream_id: int, status: Status) -> None:
+        super().end_response(stream_id, capped(status))
 
     def _stream_reset(self, event: h2.events.StreamReset) -> list[Event]:
         return [StreamReset(event.stream_id)]

@@ -1,3 +1,48 @@
-from tests.rpc.conftest import pki, server
+"""Every attack in tests/adversarial runs beside an event-loop lag probe.
 
-__all__ = ["pki", "server"]
+The server fixtures here (``server``, and those of test_transport and test_hostile_jobs)
+depend on ``loop_lag``, so that it runs in every test that has a server. (pytest-trio runs
+only the async fixtures a test asks for, directly or through another fixture: an autouse
+one would silently never run.)
+"""
+
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+
+import pytest
+import trio
+
+from jogger.server.main import serve
+from tests.adversarial.lag import MAX_P99, LoopLag
+from tests.rpc.conftest import Server, pki, server_config
+from tests.rpc.pki import Pki
+
+__all__ = ["loop_lag", "pki", "server"]
+
+
+@pytest.fixture
+async def loop_lag(record_property: Callable[[str, object], None]) -> AsyncIterator[LoopLag]:
+    """A lag probe on the loop the server runs on, for the whole test; its p99 must stay
+    within MAX_P99."""
+    lag = LoopLag()
+    scope = trio.CancelScope()
+
+    async def probe() -> None:
+        with scope:
+            await lag.run()
+
+    # A system task, so that it outlives the test and the server fixtures' teardown, and
+    # measures them too.
+    trio.lowlevel.spawn_system_task(probe)
+    yield lag
+    scope.cancel()  # the test is over, and so is the measurement
+    record_property("loop_lag", lag.describe())
+    assert lag.percentile(0.99) <= MAX_P99, f"event-loop lag: {lag.describe()}"
+
+
+@pytest.fixture
+async def server(pki: Pki, tmp_path: Path, nursery: trio.Nursery, loop_lag: LoopLag) -> Server:
+    """jogger-server in this process, on a free loopback port, until the test ends."""
+    config = server_config(pki, tmp_path / "state")
+    bound = await nursery.start(serve, config)
+    return Server("127.0.0.1", bound[0][1], pki, config.state_dir)

@@ -25,6 +25,7 @@ from jogger.rpc.client import JobsClient
 from jogger.rpc.errors import RpcError, StatusCode
 from jogger.server.main import serve
 from jogger.v1 import jobs_pb2
+from tests.adversarial.lag import LoopLag
 from tests.procs import eventually, is_alive, my_children, processes
 from tests.rpc.conftest import Server, server_config
 from tests.rpc.pki import Pair, Pki
@@ -71,7 +72,7 @@ Launch = Callable[..., Awaitable[Server]]
 
 
 @pytest.fixture
-def launch(pki: Pki, tmp_path: Path, nursery: trio.Nursery) -> Launch:
+async def launch(pki: Pki, tmp_path: Path, nursery: trio.Nursery, loop_lag: LoopLag) -> Launch:
     """Start jogger-server in this process with a --run-as policy and engine limits."""
     count = 0
 

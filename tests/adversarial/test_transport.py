@@ -28,6 +28,7 @@ from jogger.rpc.tls import client_context
 from jogger.rpc.wire import MAX_HEADER_LIST_SIZE, PEER_RESETS, SERVER_MAX_STREAMS, Connection
 from jogger.server.main import serve
 from jogger.v1 import jobs_pb2
+from tests.adversarial.lag import LoopLag
 from tests.e2e.conftest import launch, stop_server
 from tests.procs import eventually, task_count
 from tests.rpc.conftest import Server, server_config
@@ -47,7 +48,7 @@ LIMITS = TransportLimits(
 
 
 @pytest.fixture
-async def server(pki: Pki, tmp_path: Path, nursery: trio.Nursery) -> Server:
+async def server(pki: Pki, tmp_path: Path, nursery: trio.Nursery, loop_lag: LoopLag) -> Server:
     """The real server in this process, with limits small enough to reach in a test."""
     config = dataclasses.replace(server_config(pki, tmp_path / "state"), transport=LIMITS)
     bound = await nursery.start(serve, config)
