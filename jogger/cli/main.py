@@ -10,6 +10,7 @@ import sys
 from collections.abc import Sequence
 from typing import NoReturn
 
+from .._text import escape
 from . import stdout
 from .exits import CliError, Exit
 
@@ -221,7 +222,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _report(exc: CliError) -> int:
     if str(exc):
-        print(f"jog: error: {exc}", file=sys.stderr)
+        # The message may quote the server, or a file name: one line, no terminal controls.
+        print(f"jog: error: {escape(str(exc))}", file=sys.stderr)
     return int(exc.code)
 
 

@@ -1,10 +1,10 @@
 """How jog shows jobs: one line, a block, or JSON."""
 
 import json
-import shlex
 import signal
 from datetime import UTC
 
+from .._text import escape, shell_join
 from .._units import format_size
 from ..v1 import jobs_pb2
 
@@ -36,7 +36,8 @@ def ending(status: jobs_pb2.JobStatus) -> str:
 
 def summary(status: jobs_pb2.JobStatus) -> str:
     """``completed (exit code 0)``, ``running``, ``killed (signal SIGKILL, reason: shutdown)``."""
-    details = [d for d in (ending(status), status.reason and f"reason: {status.reason}") if d]
+    reason = status.reason and f"reason: {escape(status.reason)}"
+    details = [d for d in (ending(status), reason) if d]
     return state(status) + (f" ({', '.join(details)})" if details else "")
 
 
@@ -92,7 +93,7 @@ def block(status: jobs_pb2.JobStatus) -> str:
         # recorded before servers kept the account, and jog cannot tell which.
         lines.append(("run as", f"{status.run_as.name} (uid {status.run_as.uid})"))
     lines += [
-        ("command", shlex.join(status.argv)),
+        ("command", shell_join(list(status.argv))),
         ("state", summary(status)),
         ("started", _time(status, "started_at") or "-"),
         ("ended", _time(status, "ended_at") or "-"),
@@ -106,7 +107,7 @@ def block(status: jobs_pb2.JobStatus) -> str:
         ("limits", limits_text(status.limits)),
         ("usage", usage_text(status)),
     ]
-    return "\n".join(f"{name + ':':9}{value}" for name, value in lines)
+    return "\n".join(f"{name + ':':9}{escape(value)}" for name, value in lines)
 
 
 def limits_text(limits: jobs_pb2.Limits) -> str:
@@ -138,7 +139,8 @@ def table(statuses: list[jobs_pb2.JobStatus], *, owners: bool) -> str:
     rows = [header]
     for s in statuses:
         row = [s.job_id, state(s), ending(s) or "-", _time(s, "started_at") or "-"]
-        rows.append(row + ([s.owner] if owners else []) + [shlex.join(s.argv)])
+        row = [escape(cell) for cell in row]
+        rows.append(row + ([escape(s.owner)] if owners else []) + [shell_join(list(s.argv))])
     widths = [max(len(r[i]) for r in rows) for i in range(len(header) - 1)]
     return "\n".join(
         "  ".join(cell.ljust(w) for cell, w in zip(r[:-1], widths, strict=True)) + "  " + r[-1]

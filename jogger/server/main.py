@@ -13,6 +13,7 @@ import sys
 import trio
 
 from .._groups import single_errors
+from .._text import escape
 from ..engine import JobError, JobManager
 from ..rpc.server import ListenError, open_rpc_server
 from ..rpc.service import HealthService, JobsService
@@ -76,12 +77,20 @@ def _format(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
+class OneLineFormatter(logging.Formatter):
+    """Log lines that stay one line each: what a peer or a job put into a message (a
+    :path, an argv) has its control characters escaped, so it cannot forge a line."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        return escape(super().formatMessage(record))
+
+
 def main(argv: list[str] | None = None) -> int:
-    logging.basicConfig(
-        stream=sys.stderr,
-        level=logging.INFO,
-        format="%(asctime)s level=%(levelname)s logger=%(name)s %(message)s",
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(
+        OneLineFormatter("%(asctime)s level=%(levelname)s logger=%(name)s %(message)s")
     )
+    logging.basicConfig(level=logging.INFO, handlers=[handler])
     try:
         config = load(argv)
         trio.run(serve, config)

@@ -6,6 +6,7 @@ import sys
 
 import trio
 
+from ..._text import escape
 from ...rpc.client import JobsClient
 from ..exits import Exit
 from ..render import summary
@@ -66,7 +67,7 @@ async def run(client: JobsClient, args: argparse.Namespace) -> int:
         return Exit.INTERRUPTED
     if (final.output_truncated or final.output_error) and not closed:
         # Like ssh, a run that went well says nothing; unless what you saw was not all of it.
-        why = final.output_error or "it passed the server's size limit"
+        why = escape(final.output_error) or "it passed the server's size limit"
         print(
             f"jog: job {final.job_id} {summary(final)}; output incomplete: {why}", file=sys.stderr
         )
