@@ -1,17 +1,22 @@
 """Who is calling: derived from the verified client certificate, and from nothing else.
 
 OpenSSL verifies the chain, the dates and the purpose, but it accepts a client certificate
-with no ExtendedKeyUsage, no KeyUsage, or CA:true. ``identify_client`` checks the verified
-DER certificate again with ``cryptography``: CA:false, digitalSignature, clientAuth, an EC
-P-256 key and exactly one Common Name that is a sane username. ``OU=admin`` makes the caller
-an administrator.
+with no ExtendedKeyUsage, no KeyUsage, or CA:true, and a chain through any CA:true
+certificate the client sends along (a client certificate with CA:true, from a CA without
+pathLen 0, could mint others for any name, OU=admin included). ``identify_client`` checks the
+verified DER certificate again with ``cryptography``: issued directly by one of the server's
+configured CA certificates (no intermediates the operator did not list), CA:false,
+digitalSignature, clientAuth, an EC P-256 key and exactly one Common Name that is a sane
+username. ``OU=admin`` makes the caller an administrator.
 """
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 
 from cryptography import x509
+from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
@@ -30,11 +35,17 @@ class Identity:
     admin: bool
 
 
-def identify_client(der: bytes | None) -> Identity:
-    """The caller named by a verified client certificate; raises CertificateRejected."""
+def identify_client(der: bytes | None, issuers: Sequence[x509.Certificate]) -> Identity:
+    """The caller named by a verified client certificate, which one of ``issuers`` (the
+    server's CA certificates) must have signed itself; raises CertificateRejected."""
     if der is None:
         raise CertificateRejected("no client certificate")
     cert = x509.load_der_x509_certificate(der)
+    if not any(_issued_by(cert, issuer) for issuer in issuers):
+        raise CertificateRejected(
+            "client certificate was not issued by the server's CA itself (a chain through "
+            "another CA is accepted only when that CA is in the server's --ca-cert file)"
+        )
     constraints = _extension(cert, x509.BasicConstraints, "BasicConstraints")
     key_usage = _extension(cert, x509.KeyUsage, "KeyUsage")
     usages = _extension(cert, x509.ExtendedKeyUsage, "ExtendedKeyUsage")
@@ -55,6 +66,14 @@ def identify_client(der: bytes | None) -> Identity:
         raise CertificateRejected(f"client certificate Common Name {user!r} is not a username")
     units = cert.subject.get_attributes_for_oid(NameOID.ORGANIZATIONAL_UNIT_NAME)
     return Identity(user=user, admin=any(unit.value == ADMIN_UNIT for unit in units))
+
+
+def _issued_by(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
+    try:
+        cert.verify_directly_issued_by(issuer)
+    except (ValueError, TypeError, InvalidSignature):
+        return False
+    return True
 
 
 def _extension(cert: x509.Certificate, kind: type[_E], name: str) -> _E:

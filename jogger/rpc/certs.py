@@ -47,7 +47,9 @@ def _validity(
     return start, start + datetime.timedelta(days=days)
 
 
-def make_ca(common_name: str = "jogger dev CA") -> Issuer:
+def make_ca(common_name: str = "jogger dev CA", *, path_length: int | None = 0) -> Issuer:
+    """A self-signed CA. Ours may sign only leaves (pathLen 0); tests make CAs as other
+    tools do, without that constraint."""
     key = new_key()
     start, end = _validity(CA_DAYS, None)
     cert = (
@@ -58,7 +60,7 @@ def make_ca(common_name: str = "jogger dev CA") -> Issuer:
         .serial_number(x509.random_serial_number())
         .not_valid_before(start)
         .not_valid_after(end)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=path_length), critical=True)
         .add_extension(
             x509.KeyUsage(
                 digital_signature=False,

@@ -20,7 +20,7 @@ import errno
 import logging
 import ssl
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import aclosing, asynccontextmanager
 from dataclasses import dataclass
 from functools import partial
@@ -29,6 +29,7 @@ from typing import Any
 import h2.errors
 import h2.exceptions
 import trio
+from cryptography import x509
 from google.protobuf.message import DecodeError, Message
 from purerpc.grpclib.events import MessageReceived, RequestEnded, RequestReceived
 from purerpc.grpclib.status import Status, StatusCode
@@ -129,11 +130,16 @@ class Method:
 
 class RpcServer:
     def __init__(
-        self, nursery: trio.Nursery, ssl_context: Any, limits: TransportLimits | None = None
+        self,
+        nursery: trio.Nursery,
+        ssl_context: Any,
+        issuers: Sequence[x509.Certificate],
+        limits: TransportLimits | None = None,
     ) -> None:
         self._nursery = nursery
         self._methods: Mapping[str, Method] = {}
         self._ssl_context = ssl_context
+        self._issuers = issuers
         self._limits = limits or TransportLimits()
         self._connections = 0
         self._handshakes = 0
@@ -303,7 +309,7 @@ class RpcServer:
     def _admit(self, peer: str, tls: trio.SSLStream[trio.SocketStream]) -> _Peer:
         """Who the peer is, and whether its calls are refused (and with what status)."""
         try:
-            identity = identify_client(tls.getpeercert(binary_form=True))
+            identity = identify_client(tls.getpeercert(binary_form=True), self._issuers)
         except CertificateRejected as exc:
             throttled.log("rejected", logging.INFO, "connection peer=%s rejected: %s", peer, exc)
             status = Status(StatusCode.UNAUTHENTICATED, f"client certificate rejected: {exc}")
@@ -562,16 +568,22 @@ async def _read_one(stream: Stream, request_type: type[Message]) -> Message:
 
 @asynccontextmanager
 async def open_rpc_server(
-    ssl_context: Any, *, drain_timeout: float = 5.0, limits: TransportLimits | None = None
+    ssl_context: Any,
+    *,
+    client_issuers: Sequence[x509.Certificate],
+    drain_timeout: float = 5.0,
+    limits: TransportLimits | None = None,
 ) -> AsyncIterator[RpcServer]:
-    """A server whose connections live as long as this block.
+    """A server whose connections live as long as this block. A client certificate must
+    have been signed by one of ``client_issuers`` itself (the CA certificates that
+    ``ssl_context`` trusts).
 
     Start listening with ``await nursery.start(server.listen, addresses, methods)``. On
     leaving the block, calls in flight get ``drain_timeout`` seconds to finish; then every
     connection is closed.
     """
     async with trio.open_nursery() as nursery:
-        server = RpcServer(nursery, ssl_context, limits)
+        server = RpcServer(nursery, ssl_context, client_issuers, limits)
         try:
             yield server
         finally:

@@ -11,6 +11,8 @@ import ssl
 from pathlib import Path
 from typing import Literal
 
+from cryptography import x509
+
 Role = Literal["ca", "cert", "key"]
 
 TLS12_CIPHERS = ":".join(
@@ -108,3 +110,8 @@ def diagnose(ca: Path, cert: Path, key: Path, error: Exception) -> TlsFileError:
         return TlsFileError("key", key, f"not the private key of the certificate {cert}")
     reason = error.reason if isinstance(error, ssl.SSLError) and error.reason else str(error)
     return TlsFileError(None, None, f"OpenSSL refused the TLS files: {reason}")
+
+
+def load_issuers(ca: Path) -> list[x509.Certificate]:
+    """The CA certificates in ``ca``, for the server's own check of client certificates."""
+    return x509.load_pem_x509_certificates(ca.read_bytes())

@@ -17,7 +17,7 @@ from .._text import escape
 from ..engine import JobError, JobManager
 from ..rpc.server import ListenError, open_rpc_server
 from ..rpc.service import HealthService, JobsService
-from ..rpc.tls import TlsFileError, server_context
+from ..rpc.tls import TlsFileError, load_issuers, server_context
 from .config import ConfigError, ServerConfig, load
 
 log = logging.getLogger("jogger.server")
@@ -33,10 +33,14 @@ async def serve(
     Reports the bound addresses through ``task_status`` once accepting connections.
     """
     context = server_context(config.ca_cert, config.cert, config.key)
+    issuers = load_issuers(config.ca_cert)
     with single_errors():
         async with (
             open_rpc_server(
-                context, drain_timeout=config.drain_timeout, limits=config.transport
+                context,
+                client_issuers=issuers,
+                drain_timeout=config.drain_timeout,
+                limits=config.transport,
             ) as server,
             JobManager(
                 config.state_dir,
