@@ -493,7 +493,7 @@ class JobManager:
             self._jobs[s.id].status() if not s.state.is_final and s.id in self._jobs else s
             for s in page.jobs
         ]
-        return Page(jobs, page.next_token)
+        return Page(jobs, page.next_token, page.cursors)
 
     async def owner_of(self, job_id: str) -> str:
         """Who owns the job, for callers entitled to every job (administrators)."""
@@ -550,14 +550,14 @@ class JobManager:
         _check_owner(owner)
         self._check_job_id(job_id)
         job = self._jobs.get(job_id)
-        if job is not None:
+        if job is not None and job.owner == owner:
             await trio.lowlevel.checkpoint()
-            if job.owner != owner:
-                raise JobNotFound(job_id)
             return job
+        # Another owner's job, running or not, takes the path of one that does not exist: the
+        # same query, with the same answer (timing would otherwise tell them apart).
         self._check_records()
-        status = await self._store.get(job_id)
-        if status is None or status.owner != owner:
+        status = await self._store.get(job_id, owner=owner)
+        if status is None:
             raise JobNotFound(job_id)
         return status
 
@@ -659,12 +659,22 @@ def _lock(path: Path) -> tuple[int, bool]:
 
 
 def _prepare_dir(path: Path) -> None:
+    """Make ``path`` (if need be) a directory of ours with mode 0700. One that others may
+    write, or that another user owns, is refused: they may have put things in it."""
     path.mkdir(mode=0o700, parents=True, exist_ok=True)
     st = path.stat()
     if not stat.S_ISDIR(st.st_mode):
         raise InvalidRequest(f"{path} is not a directory")
     if st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
         raise InvalidRequest(f"{path} is writable by other users; refusing to keep jobs there")
+    if st.st_uid != os.geteuid():
+        raise InvalidRequest(
+            f"{path} belongs to uid {st.st_uid}, not to us (uid {os.geteuid()}); "
+            "refusing to keep jobs there"
+        )
+    if stat.S_IMODE(st.st_mode) & 0o077:
+        # Created beforehand by someone less careful (0755): others may not even read it.
+        path.chmod(stat.S_IMODE(st.st_mode) & 0o700)
 
 
 def _check_limits(limits: Limits) -> None:

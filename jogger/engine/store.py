@@ -132,6 +132,9 @@ class Page:
     jobs: list[JobStatus]
     next_token: str
     """Pass as ``page_token`` for the next (older) page; empty on the last page."""
+    cursors: list[str]
+    """For each job, the token that continues right after it: a caller that passes on only
+    the first jobs of a page (to bound a message's size) continues with ``cursors[k]``."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -321,13 +324,17 @@ class JobStore:
 
         return await self._call(query)
 
-    async def get(self, job_id: str) -> JobStatus | None:
+    async def get(self, job_id: str, *, owner: str | None = None) -> JobStatus | None:
+        """The job's record; with ``owner``, only if it is theirs (in the query itself, so
+        that another owner's job takes exactly the path of a job that does not exist)."""
+
         def query() -> JobStatus | None:
-            row = (
-                self._connection()
-                .execute(f"SELECT seq, {_COLUMNS} FROM jobs WHERE id = ?", (job_id,))
-                .fetchone()
-            )
+            sql = f"SELECT seq, {_COLUMNS} FROM jobs WHERE id = ?"
+            args: tuple[str, ...] = (job_id,)
+            if owner is not None:
+                sql += " AND owner = ?"
+                args += (owner,)
+            row = self._connection().execute(sql, args).fetchone()
             return None if row is None else self._parse(row)
 
         return await self._call(query)
@@ -347,8 +354,13 @@ class JobStore:
             rows = self._connection().execute(sql, args).fetchall()
             more = len(rows) > size
             rows = rows[:size]
-            jobs = [s for s in (self._parse(row) for row in rows) if s is not None]
-            return Page(jobs, str(rows[-1][0]) if more else "")
+            parsed = [(self._parse(row), str(row[0])) for row in rows]
+            kept = [(status, cursor) for status, cursor in parsed if status is not None]
+            return Page(
+                [status for status, _ in kept],
+                str(rows[-1][0]) if more else "",
+                [cursor for _, cursor in kept],
+            )
 
         return await self._call(query)
 

@@ -16,7 +16,7 @@ from purerpc.grpclib.status import StatusCode
 
 from .._groups import single_errors
 from .errors import RpcError
-from .wire import Connection, ConnectionLost, Stream, set_socket_options
+from .wire import Connection, ConnectionLost, PeerBrokeProtocol, Stream, set_socket_options
 
 M = TypeVar("M", bound=Message)
 
@@ -77,7 +77,8 @@ class Channel:
     async def _abandon(self, stream: Stream) -> None:
         """The call is over for us; if the server has not finished it, tell it to stop."""
         if not stream.done:
-            self._connection.reset_stream(stream, h2.errors.ErrorCodes.CANCEL)
+            with contextlib.suppress(h2.exceptions.ProtocolError):  # the connection is closed
+                self._connection.reset_stream(stream, h2.errors.ErrorCodes.CANCEL)
             # Shielded, since we may be here because we were cancelled: the reset is a short
             # write and should go out. Bounded, for a server that stopped reading.
             with trio.CancelScope(shield=True, deadline=trio.current_time() + ABANDON_TIMEOUT):
@@ -172,6 +173,10 @@ async def _first_of(*events: trio.Event) -> None:
 def failure_error(exc: BaseException) -> TransportError:
     """A TLS or socket failure as the TransportError that says which side rejected what."""
     text = str(exc)
+    if isinstance(exc, PeerBrokeProtocol):
+        return TransportError(
+            f"the server sent a response we refuse ({text[:100]}); we closed the connection"
+        )
     if "CERTIFICATE_VERIFY_FAILED" in text:
         detail = text.split("certificate verify failed:", 1)[-1].split("(", maxsplit=1)[0]
         return ServerCertificateRejected(detail.strip().rstrip("."))

@@ -31,6 +31,8 @@ from .server import Call, Method
 OUTPUT_CHUNK = 1024 * 1024
 """Bytes per OutputChunk: big enough that per-message cost does not dominate."""
 DEFAULT_PAGE = 100
+MAX_LIST_BYTES = 1 << 20
+"""A List page holds jobs up to this many bytes (and always one)."""
 MAX_GRACE = 7 * 24 * 3600
 """The longest grace period a Stop may ask for: a week (as jog's own limit)."""
 
@@ -173,9 +175,19 @@ class JobsService:
             )
         except JobError as exc:
             raise _rpc_error(exc) from None
-        return jobs_pb2.ListResponse(
-            jobs=[status_to_proto(s) for s in page.jobs], next_page_token=page.next_token
-        )
+        # A page ends early once it holds MAX_LIST_BYTES: argv may take 128 KiB a job, and a
+        # thousand of those would pass any client's message size limit (grpcio's: 4 MiB).
+        response = jobs_pb2.ListResponse(next_page_token=page.next_token)
+        total = 0
+        for k, status in enumerate(page.jobs):
+            job = status_to_proto(status)
+            size = job.ByteSize()
+            if k and total + size > MAX_LIST_BYTES:
+                response.next_page_token = page.cursors[k - 1]
+                break
+            response.jobs.append(job)
+            total += size
+        return response
 
     async def output(
         self, call: Call, request: jobs_pb2.OutputRequest

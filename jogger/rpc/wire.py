@@ -132,6 +132,11 @@ def capped(status: Status) -> Status:
     return Status(status.int_value, message[: MAX_STATUS_MESSAGE - len(cut)] + cut)
 
 
+class PeerBrokeProtocol(Exception):
+    """The peer sent what HTTP/2 or gRPC forbids (an oversized header list, a malformed
+    frame), and we closed the connection; ``str()`` is h2's or purerpc's reason."""
+
+
 class _Protocol(GRPCConnection):  # type: ignore[misc]
     """purerpc's protocol machine, made safe against what a peer may send.
 
@@ -594,6 +599,7 @@ class Connection:
             # HTTP/2 code: FRAME_SIZE_ERROR, ENHANCE_YOUR_CALM for an oversized header list...
             code = getattr(exc, "error_code", h2.errors.ErrorCodes.PROTOCOL_ERROR)
             throttled.log("protocol-error", logging.INFO, "closing connection: %s: %s", code, exc)
+            self.failure = self.failure or PeerBrokeProtocol(str(exc))
             await self._goaway(code, str(exc))
             return None
         except Exception:
