@@ -32,6 +32,7 @@ from types import TracebackType
 import trio
 
 from .._groups import single_errors
+from . import reserve
 from .account import Account
 from .cgroups import Backend, Mode, open_backend
 from .errors import (
@@ -159,6 +160,8 @@ class JobManager:
             self._backend = open_backend(self._cgroups, self._cgroup_name)
             log.debug("job containment: %s", self._backend.describe())
             try:
+                # Recovery after a crash on a full file system needs the ballast's room.
+                reserve.release(self._state_dir)
                 await self._store.open()
                 await self._backend.cleanup_leftovers()
                 await self._recover()
@@ -176,6 +179,11 @@ class JobManager:
                     except (StoreError, OSError) as exc:
                         log.error("looking for output logs without a record failed: %s", exc)
                 self._retainer = retainer
+                if not self._space_held():
+                    log.warning(
+                        "the state dir's file system is full: new jobs are refused until "
+                        "there is room again; jobs on record can be read"
+                    )
                 self._nursery_manager = trio.open_nursery()
                 self._nursery = await self._nursery_manager.__aenter__()
             except BaseException:
@@ -191,6 +199,14 @@ class JobManager:
             raise
         self._nursery.start_soon(self._retainer.run)
         return self
+
+    def _space_held(self) -> bool:
+        """Whether the reserve is in place (or could be put back): see reserve.py."""
+        try:
+            return reserve.held(self._state_dir)
+        except OSError as exc:
+            log.error("cannot keep space in reserve in %s: %s", self._state_dir, exc)
+            return True  # not a full disk: let the start find out for itself
 
     async def _recover(self) -> None:
         """Resolve the jobs a crashed manager left marked running (see recovery.py)."""
@@ -317,6 +333,11 @@ class JobManager:
         args, overrides = self._check_request(argv, env, cwd, account)
         job_limits = self._resolve_limits(limits)
         self._check_capacity(owner)
+        if not self._space_held():
+            raise StoreError(
+                f"the state dir's file system ({self._state_dir}) is full: no room to record "
+                "a new job; jobs on record can still be read"
+            )
 
         job_id = str(uuid.uuid4())
         # The account's HOME, USER and LOGNAME replace the base environment's (which may

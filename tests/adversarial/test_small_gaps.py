@@ -1,5 +1,6 @@
 """The review's small gaps (issue 13, part 6), each with its attack."""
 
+import contextlib
 import json
 import os
 import ssl
@@ -16,8 +17,10 @@ from jogger.engine import InvalidRequest
 from jogger.rpc.errors import RpcError, StatusCode
 from jogger.rpc.tls import client_context
 from tests.adversarial.test_transport import jog_run_works
-from tests.e2e.conftest import BIN
+from tests.e2e.conftest import BIN, launch, stop_server
+from tests.e2e.test_cli import job_id_of
 from tests.rpc.conftest import Server
+from tests.rpc.pki import Pki
 
 
 @pytest.mark.parametrize("version", [ssl.TLSVersion.TLSv1_3, ssl.TLSVersion.TLSv1_2])
@@ -123,3 +126,47 @@ async def test_another_users_running_job_answers_like_a_missing_one(server: Serv
         await alice.stop(foreign)
     assert 0.25 < faster / pairs < 0.75, f"{faster} of {pairs} foreign answers were faster"
     await jog_run_works(server)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="mounting a small tmpfs needs root")
+async def test_a_crash_on_a_full_disk_recovers_and_then_refuses_starts(
+    pki: Pki, tmp_path: Path, nursery: trio.Nursery
+) -> None:
+    state = tmp_path / "small"
+    state.mkdir(mode=0o700)
+    await trio.run_process(["mount", "-t", "tmpfs", "-o", "size=4m,mode=0700", "tmpfs", state])
+    filler = state / "filler"
+    try:
+        first = await launch(pki, state, nursery)
+        try:
+            job = job_id_of(await first.jog("start", "--", "sleep", "300"))
+            # Something else fills the file system to its last byte; then the server dies.
+            with filler.open("wb") as f, contextlib.suppress(OSError):
+                while True:
+                    f.write(b"\0" * 65536)
+                    f.flush()
+            first.process.kill()
+            await first.process.wait()
+        finally:
+            await stop_server(first.process)
+        second = await launch(pki, state, nursery)
+        try:
+            assert any("file system is full" in line for line in second.log)
+            status = json.loads((await second.jog("status", "--json", job)).stdout)
+            assert (status["state"], status["reason"]) == ("killed", "server-crash")
+            listed = await second.jog("list")
+            assert listed.returncode == 0
+            refused = await second.jog("start", "--", "true")
+            assert refused.returncode == 3
+            assert refused.stderr.decode().endswith(
+                f"the state dir's file system ({state}) is full: no room to record a new job; "
+                "jobs on record can still be read\n"
+            )
+            filler.unlink()  # room again: jobs start again
+            again = await second.jog("run", "--", "echo", "ok")
+            assert (again.returncode, again.stdout) == (0, b"ok\n")
+        finally:
+            await stop_server(second.process)
+        assert second.process.returncode == 0
+    finally:
+        await trio.run_process(["umount", state])
