@@ -34,6 +34,7 @@ from google.protobuf.message import DecodeError, Message
 from purerpc.grpclib.events import MessageReceived, RequestEnded, RequestReceived
 from purerpc.grpclib.status import Status, StatusCode
 
+from .admission import HandshakeTable, Pending
 from .auth import CertificateRejected, Identity, identify_client
 from .errors import RpcError
 from .throttle import LogThrottle
@@ -72,10 +73,13 @@ class TransportLimits:
     max_connections: int = 4096
     """Connections open at once; more are closed on accept."""
     max_handshakes: int = 1024
-    """Connections still in their TLS handshake; more are closed on accept. It keeps a flood
-    of silent connections from taking the room of authenticated users."""
+    """Connections still in their TLS handshake. When they are all taken, a new connection
+    takes the slot of the oldest handshake of the network with the most (admission.py):
+    a flood of silent connections cannot keep authenticated users out."""
     max_handshakes_per_host: int = 256
-    """The same, from one IP address: one host cannot take every handshake slot."""
+    """Handshakes from one IP address; more are closed on accept."""
+    max_handshakes_per_network: int = 512
+    """Handshakes from one /24 (IPv4) or /64 (IPv6); more are closed on accept."""
     max_refused_per_host: int = 8
     """Connections from one IP address kept open only to be told why their calls are
     refused (a rejected certificate, a user over the connection limit); more are closed at
@@ -142,8 +146,12 @@ class RpcServer:
         self._issuers = issuers
         self._limits = limits or TransportLimits()
         self._connections = 0
-        self._handshakes = 0
-        self._host_handshakes: dict[str, int] = {}
+        self._handshakes = HandshakeTable(
+            self._limits.max_handshakes,
+            per_host=self._limits.max_handshakes_per_host,
+            per_network=self._limits.max_handshakes_per_network,
+            timeout=self._limits.handshake_timeout,
+        )
         self._host_refused: dict[str, int] = {}
         self._user_connections: dict[str, int] = {}
         self._user_calls: dict[str, int] = {}
@@ -191,61 +199,48 @@ class RpcServer:
                     throttled.log("accept", logging.WARNING, "accept failed: %s", exc)
                     await trio.sleep(0.1)
                     continue
-                host, refused = self._over_limit(stream)
-                if host is None or refused:
-                    if refused:
-                        throttled.log(
-                            "accept-refused", logging.WARNING, "connection refused: %s", refused
-                        )
-                    await trio.aclose_forcefully(stream)
-                else:
-                    self._nursery.start_soon(self._connection, stream, host)
+                admitted = self._over_limit(stream)
+                if isinstance(admitted, Pending):
+                    self._nursery.start_soon(self._connection, stream, admitted)
+                    continue
+                if admitted:
+                    throttled.log(
+                        "accept-refused", logging.WARNING, "connection refused: %s", admitted
+                    )
+                await trio.aclose_forcefully(stream)
 
-    def _over_limit(self, tcp: trio.SocketStream) -> tuple[str | None, str]:
-        """The peer's host (None: it has gone already), and why its new connection is
-        refused at once, or "" (and then it is counted)."""
-        limits = self._limits
+    def _over_limit(self, tcp: trio.SocketStream) -> Pending | str:
+        """A handshake slot for the new connection (and then it is counted), or why it is
+        closed at once ("": the peer has gone already)."""
         try:
             host = str(tcp.socket.getpeername()[0])
         except OSError:
-            return None, ""  # reset by the peer before we looked (ENOTCONN)
-        if self._connections >= limits.max_connections:
-            return host, f"{self._connections} connections open, the limit"
-        if self._handshakes >= limits.max_handshakes:
-            return host, f"{self._handshakes} TLS handshakes in progress, the limit"
-        from_host = self._host_handshakes.get(host, 0)
-        if from_host >= limits.max_handshakes_per_host:
-            return host, f"{from_host} TLS handshakes in progress from {host}, the limit"
-        self._connections += 1
-        self._handshakes += 1
-        self._host_handshakes[host] = from_host + 1
-        return host, ""
+            return ""  # reset by the peer before we looked (ENOTCONN)
+        if self._connections >= self._limits.max_connections:
+            return f"{self._connections} connections open, the limit"
+        admitted = self._handshakes.admit(host)
+        if isinstance(admitted, Pending):
+            self._connections += 1
+        return admitted
 
     async def drain(self) -> None:
         """Refuse new calls (UNAVAILABLE) and return once no call is in flight."""
         self._draining = True
         await self._idle.wait()
 
-    async def _connection(self, tcp: trio.SocketStream, host: str) -> None:
-        handshaking = [True]
+    async def _connection(self, tcp: trio.SocketStream, pending: Pending) -> None:
         try:
-            await self._serve_connection(tcp, host, handshaking)
+            await self._serve_connection(tcp, pending)
         except Exception:
             # A bug, or a failure we did not foresee: it ends this connection, not the server.
             log.exception("connection failed")
         finally:
             self._connections -= 1
-            if handshaking[0]:
-                self._handshake_done(host)
+            self._handshakes.done(pending)  # if the handshake never finished
             await trio.aclose_forcefully(tcp)
 
-    def _handshake_done(self, host: str) -> None:
-        self._handshakes -= 1
-        _decrement(self._host_handshakes, host)
-
-    async def _serve_connection(
-        self, tcp: trio.SocketStream, host: str, handshaking: list[bool]
-    ) -> None:
+    async def _serve_connection(self, tcp: trio.SocketStream, pending: Pending) -> None:
+        host = pending.host
         try:
             set_socket_options(tcp)
             port = tcp.socket.getpeername()[1]
@@ -260,9 +255,10 @@ class RpcServer:
         user = None
         refused = False
         try:
-            # One deadline for the TLS handshake and the HTTP/2 preface together.
-            deadline = trio.current_time() + limits.handshake_timeout
-            with trio.move_on_at(deadline) as timer:
+            # One deadline for the TLS handshake and the HTTP/2 preface together; the table
+            # set it (shorter when it is filling up), and may cancel the handshake to evict it.
+            deadline = pending.scope.deadline
+            with pending.scope as timer:
                 try:
                     await tls.do_handshake()
                 except trio.BrokenResourceError as exc:
@@ -279,12 +275,14 @@ class RpcServer:
                 throttled.log(
                     "handshake-timeout",
                     logging.INFO,
-                    "connection peer=%s closed: TLS handshake timed out",
+                    "connection peer=%s closed: %s",
                     peer,
+                    "evicted from a full handshake table"
+                    if pending.evicted
+                    else "TLS handshake timed out",
                 )
                 return
-            handshaking[0] = False
-            self._handshake_done(host)
+            self._handshakes.done(pending)
             client = self._admit(peer, tls)
             if client.refusal is not None:
                 if self._host_refused.get(host, 0) >= limits.max_refused_per_host:

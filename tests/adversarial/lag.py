@@ -11,7 +11,8 @@ from dataclasses import dataclass, field
 import trio
 
 TICK = 0.01
-"""How long the probe sleeps between measurements."""
+"""How long the probe sleeps between measurements. (So a test beside it can no longer
+``wait_all_tasks_blocked`` with a cushion longer than this: use none.)"""
 MAX_P99 = 0.1
 """The most lag (seconds) the 99th percentile may show under any attack in these tests."""
 
