@@ -1,31 +1,21 @@
 """What a job's argv or a peer's :path holds cannot redraw a terminal or forge a log line."""
 
 import subprocess
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-import trio
 
 from jogger._text import escape, shell_join
-from tests.e2e.conftest import Cli, launch, stop_server
+from tests.e2e.conftest import Cli, cli
 from tests.procs import eventually
 from tests.rpc.conftest import Server
-from tests.rpc.pki import Pki
 from tests.rpc.raw_h2 import message, raw_connection
 
 TITLE = "\x1b]0;you have been pwned\x07"
 FAKE_ROW = "x\n00000000-0000-0000-0000-000000000000  completed  exit code 0  -  root  rm -rf /"
+__all__ = ["cli"]  # the fixture: the real server as a process
+
 CONTROLS = [chr(c) for c in [*range(0x20), 0x7F, *range(0x80, 0xA0)]] + ["\u202e", "\u2028"]
-
-
-@pytest.fixture
-async def cli(pki: Pki, tmp_path: Path, nursery: trio.Nursery) -> AsyncIterator[Cli]:
-    server = await launch(pki, tmp_path / "state", nursery)
-    try:
-        yield server
-    finally:
-        await stop_server(server.process)
 
 
 async def bob_runs(cli: Cli) -> None:

@@ -17,7 +17,7 @@ from jogger.engine import InvalidRequest
 from jogger.rpc.errors import RpcError, StatusCode
 from jogger.rpc.tls import client_context
 from tests.adversarial.test_transport import jog_run_works
-from tests.e2e.conftest import BIN, launch, stop_server
+from tests.e2e.conftest import BIN, launch, mounted_tmpfs, stop_server
 from tests.e2e.test_cli import job_id_of
 from tests.rpc.conftest import Server
 from tests.rpc.pki import Pki
@@ -132,11 +132,8 @@ async def test_another_users_running_job_answers_like_a_missing_one(server: Serv
 async def test_a_crash_on_a_full_disk_recovers_and_then_refuses_starts(
     pki: Pki, tmp_path: Path, nursery: trio.Nursery
 ) -> None:
-    state = tmp_path / "small"
-    state.mkdir(mode=0o700)
-    await trio.run_process(["mount", "-t", "tmpfs", "-o", "size=4m,mode=0700", "tmpfs", state])
-    filler = state / "filler"
-    try:
+    async with mounted_tmpfs(tmp_path / "small", "4m") as state:
+        filler = state / "filler"
         first = await launch(pki, state, nursery)
         try:
             job = job_id_of(await first.jog("start", "--", "sleep", "300"))
@@ -168,5 +165,3 @@ async def test_a_crash_on_a_full_disk_recovers_and_then_refuses_starts(
         finally:
             await stop_server(second.process)
         assert second.process.returncode == 0
-    finally:
-        await trio.run_process(["umount", state])

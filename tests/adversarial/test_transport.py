@@ -29,7 +29,7 @@ from jogger.rpc.wire import MAX_HEADER_LIST_SIZE, PEER_RESETS, SERVER_MAX_STREAM
 from jogger.server.main import serve
 from jogger.v1 import jobs_pb2
 from tests.adversarial.lag import LoopLag
-from tests.e2e.conftest import launch, stop_server
+from tests.e2e.conftest import launch, server_env, stop_server
 from tests.procs import eventually, task_count
 from tests.rpc.conftest import Server, server_config
 from tests.rpc.pki import Pki
@@ -395,12 +395,7 @@ async def test_the_listener_does_not_share_its_port(server: Server, pki: Pki) ->
         with pytest.raises(OSError, match="Address already in use"):
             other.bind(("127.0.0.1", server.port))
     # A second jogger-server on the same port exits non-zero and says why.
-    env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith("JOGGER_")},
-        "JOGGER_CA_CERT_FILE": str(pki.ca),
-        "JOGGER_SERVER_CERT_FILE": str(pki.server.cert),
-        "JOGGER_SERVER_KEY_FILE": str(pki.server.key),
-    }
+    env = server_env(pki)
     with trio.fail_after(30):
         second = await trio.run_process(
             [

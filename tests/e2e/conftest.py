@@ -6,6 +6,7 @@ import signal
 import subprocess
 import sys
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -62,14 +63,31 @@ async def _read_log(stream: trio.abc.ReceiveStream, lines: list[str]) -> None:
         lines.extend(line.decode() for line in done)
 
 
-async def launch(pki: Pki, state_dir: Path, nursery: trio.Nursery, *args: str | Path) -> Cli:
-    """Start the real jogger-server on a free loopback port; return once it listens."""
-    env = {
+def server_env(pki: Pki, **files: str) -> dict[str, str]:
+    """The environment for the real jogger-server with the test PKI (``files`` replace some)."""
+    return {
         **{k: v for k, v in os.environ.items() if not k.startswith("JOGGER_")},
         "JOGGER_CA_CERT_FILE": str(pki.ca),
         "JOGGER_SERVER_CERT_FILE": str(pki.server.cert),
         "JOGGER_SERVER_KEY_FILE": str(pki.server.key),
+        **files,
     }
+
+
+@asynccontextmanager
+async def mounted_tmpfs(path: Path, size: str) -> AsyncIterator[Path]:
+    """A small file system at ``path`` (made 0700), to fill up; root only."""
+    await trio.Path(path).mkdir(mode=0o700)
+    await trio.run_process(["mount", "-t", "tmpfs", "-o", f"size={size},mode=0700", "tmpfs", path])
+    try:
+        yield path
+    finally:
+        await trio.run_process(["umount", path])
+
+
+async def launch(pki: Pki, state_dir: Path, nursery: trio.Nursery, *args: str | Path) -> Cli:
+    """Start the real jogger-server on a free loopback port; return once it listens."""
+    env = server_env(pki)
     process = await trio.lowlevel.open_process(
         [
             BIN / "jogger-server",

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import trio
 
-from tests.e2e.conftest import Cli, launch, stop_server
+from tests.e2e.conftest import Cli, launch, mounted_tmpfs, stop_server
 from tests.e2e.test_cli import follow, job_id_of, wait_for_output
 from tests.procs import PYTHON, eventually, is_alive, processes
 from tests.rpc.pki import Pki
@@ -160,10 +160,7 @@ async def test_after_sigkill_the_next_server_resolves_every_job(  # noqa: PLR091
 async def test_a_full_state_dir_ends_in_a_job_reason_not_a_server_crash(
     pki: Pki, tmp_path: Path, nursery: trio.Nursery
 ) -> None:
-    state = tmp_path / "small"
-    state.mkdir(mode=0o700)
-    await trio.run_process(["mount", "-t", "tmpfs", "-o", "size=2m,mode=0700", "tmpfs", state])
-    try:
+    async with mounted_tmpfs(tmp_path / "small", "2m") as state:
         server = await launch(pki, state, nursery)
         try:
             writer = f"import sys; sys.stdout.buffer.write(b'x' * {4 << 20})"
@@ -185,8 +182,6 @@ async def test_a_full_state_dir_ends_in_a_job_reason_not_a_server_crash(
         finally:
             await stop_server(server.process)
         assert server.process.returncode == 0
-    finally:
-        await trio.run_process(["umount", state])
 
 
 async def test_jog_says_not_found_for_a_pruned_job(

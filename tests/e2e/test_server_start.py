@@ -7,19 +7,13 @@ from pathlib import Path
 import pytest
 import trio
 
-from tests.e2e.conftest import BIN
+from tests.e2e.conftest import BIN, server_env
 from tests.rpc.pki import Pki
 
 
 async def server_fails(pki: Pki, tmp_path: Path, **files: str) -> str:
     """Run jogger-server with the test PKI, some files replaced; its last line on stderr."""
-    env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith("JOGGER_")},
-        "JOGGER_CA_CERT_FILE": str(pki.ca),
-        "JOGGER_SERVER_CERT_FILE": str(pki.server.cert),
-        "JOGGER_SERVER_KEY_FILE": str(pki.server.key),
-        **files,
-    }
+    env = server_env(pki, **files)
     with trio.fail_after(30):
         result = await trio.run_process(
             [BIN / "jogger-server", "--listen", "127.0.0.1:0", "--state-dir", tmp_path / "s"],
