@@ -195,7 +195,7 @@ def _offset(text: str) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     words = list(sys.argv[1:] if argv is None else argv)
-    traceback = "--traceback" in words
+    traceback = "--traceback" in (words[: words.index("--")] if "--" in words else words)
     try:
         code = _main(words)
         stdout.flush()
@@ -213,7 +213,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if traceback:
             raise
         print(
-            f"jog: error: unexpected {type(exc).__name__}: {exc} (--traceback shows where)",
+            f"jog: error: unexpected {type(exc).__name__}: {escape(str(exc))} "
+            "(--traceback shows where)",
             file=sys.stderr,
         )
         code = Exit.ERROR
