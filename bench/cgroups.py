@@ -10,6 +10,10 @@
    4 KiB), each for S seconds; each job prints its loop count and we report each job's share
    of its kind's total (1/10 is fair). Then a weighted run: 4 CPU jobs at cpu weight 200 and
    4 at 100, whose shares should split 2:1.
+3. Users (issue 13), with the budgets jogger-server derives from this host: user A runs 16
+   CPU-bound jobs and user B one; B's share of the CPU work (target: at least 45%; one job
+   can use one core, half of this 2-core machine). Then user A runs a fork bomb (held by
+   A's pids budget) while B starts jobs: B's start p50 beside the bomb against without it.
 
 Needs root for the cgroup rows; prints what it skipped and why.
 """
@@ -26,6 +30,8 @@ import trio
 
 from jogger import JobLimits, JobManager
 from jogger.engine.cgroups import Mode
+from jogger.engine.limits import format_limit
+from jogger.server.config import budgets
 
 OWNER = "bench"
 PYTHON = sys.executable
@@ -85,14 +91,21 @@ async def start_latency(jobs: JobManager, n: int) -> tuple[float, float]:
     return statistics.median(times) * 1e3, rate
 
 
-async def run_together(jobs: JobManager, argvs: list[tuple[list[str], JobLimits]]) -> list[int]:
-    """Start every job at once; each prints one number, its loop count."""
-    started = [await jobs.start(OWNER, argv, limits=limits) for argv, limits in argvs]
+async def run_together(
+    jobs: JobManager, argvs: list[tuple[list[str], JobLimits]], owners: list[str] | None = None
+) -> list[int]:
+    """Start every job at once (as ``owners``, one each; else all as OWNER); each prints one
+    number, its loop count."""
+    who = owners or [OWNER] * len(argvs)
+    started = [
+        await jobs.start(owner, argv, limits=limits)
+        for owner, (argv, limits) in zip(who, argvs, strict=True)
+    ]
     counts = []
-    for status in started:
-        await jobs.wait(OWNER, status.id)
+    for owner, status in zip(who, started, strict=True):
+        await jobs.wait(owner, status.id)
         out = b""
-        async for chunk in await jobs.output(OWNER, status.id, follow=False):
+        async for chunk in await jobs.output(owner, status.id, follow=False):
             out += chunk
         try:
             counts.append(int(out.split()[-1]))
@@ -154,6 +167,64 @@ async def fairness(seconds: float, tmp: str) -> None:
         )
 
 
+FORK_BOMB = "b() { b | b & }; b; exec sleep 300"  # the main process stays: the job lives
+
+
+async def users(seconds: float, tmp: str) -> None:
+    user_limits, total_limits = budgets(None, JobLimits(), JobLimits())
+    async with JobManager(
+        os.path.join(tmp, "users"),
+        cgroups="auto",
+        default_limits=JobLimits(pids=4096),
+        user_limits=user_limits,
+        total_limits=total_limits,
+    ) as jobs:
+        if jobs.containment == "none":
+            print("\nusers: skipped (no cgroup backend here)")
+            return
+        print(
+            f"\n## Users on {jobs.containment} ({seconds:g} s per run; each user: "
+            f"{limits_text(user_limits)}; all jobs: {limits_text(total_limits)})\n"
+        )
+        argv = [PYTHON, "-c", CPU_LOOP, str(seconds)]
+        counts = await run_together(
+            jobs, [(argv, JobLimits())] * 17, owners=["user-a"] * 16 + ["user-b"]
+        )
+        b_share = counts[-1] / max(1, sum(counts))
+        print(
+            f"- CPU, user A with 16 jobs and user B with 1: B did {b_share:.1%} of the work "
+            f"(target >= 45%; one job can use one of {os.cpu_count()} cores); "
+            f"A's jobs {sorted(counts[:-1])}, B's {counts[-1]}"
+        )
+        quiet = await start_p50(jobs, "user-b", 30)
+        bomb = await jobs.start("user-a", ["sh", "-c", FORK_BOMB])
+        await trio.sleep(1)  # let it reach A's budget
+        loud = await start_p50(jobs, "user-b", 30)
+        final = await jobs.stop("user-a", bomb.id, grace=0)
+        print(
+            f"- Fork bomb of user A (stopped: {final.state.value}): user B's start p50 "
+            f"{loud:.2f} ms beside it, {quiet:.2f} ms without ({loud / quiet:.2f}x)"
+        )
+
+
+def limits_text(limits: JobLimits) -> str:
+    return ", ".join(
+        f"{name.replace('_', '-')} {format_limit(name, value)}"
+        for name in ("memory", "pids", "cpu_weight")
+        if (value := getattr(limits, name)) is not None
+    )
+
+
+async def start_p50(jobs: JobManager, owner: str, n: int) -> float:
+    times = []
+    for _ in range(n):
+        t0 = time.perf_counter()
+        status = await jobs.start(owner, ["/bin/true"])
+        times.append(time.perf_counter() - t0)
+        await jobs.wait(owner, status.id)
+    return statistics.median(times) * 1e3
+
+
 async def main(quick: bool, seconds: float) -> None:
     print(
         f"# bench/cgroups.py on {platform.node()}: {os.cpu_count()} cores, "
@@ -164,6 +235,7 @@ async def main(quick: bool, seconds: float) -> None:
         os.chmod(tmp, 0o700)
         await overhead(modes, 50 if quick else 300, tmp)
         await fairness(2.0 if quick else seconds, tmp)
+        await users(2.0 if quick else seconds, tmp)
 
 
 if __name__ == "__main__":

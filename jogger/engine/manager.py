@@ -97,7 +97,9 @@ class JobManager:
     ``cgroup_name`` (by default ``jogger-`` and a hash of the state dir, so that two managers
     never touch each other's groups); on entry, groups left there by a crashed manager are
     killed and removed. ``default_limits`` fill in what a start does not ask for;
-    ``max_limits`` bound what it may ask for.
+    ``max_limits`` bound what it may ask for. ``user_limits`` is each owner's budget for all
+    their jobs together, ``total_limits`` that of all jobs (memory and pids); each owner's
+    jobs also share one CPU weight. Without a cgroup backend, none of them is enforced.
     """
 
     def __init__(
@@ -112,6 +114,8 @@ class JobManager:
         cgroup_name: str | None = None,
         default_limits: JobLimits | None = None,
         max_limits: JobLimits | None = None,
+        user_limits: JobLimits | None = None,
+        total_limits: JobLimits | None = None,
         retention: Retention | None = None,
         durable: bool = True,
     ) -> None:
@@ -122,6 +126,10 @@ class JobManager:
         self._max_limits = max_limits or JobLimits()
         check_limits(self._max_limits, JobLimits(), what="maximum ")
         check_limits(self._default_limits, self._max_limits, what="default ")
+        self._user_limits = user_limits or JobLimits()
+        self._total_limits = total_limits or JobLimits()
+        check_limits(self._user_limits, JobLimits(), what="user ")
+        check_limits(self._total_limits, JobLimits(), what="total ")
         self._cgroups: Mode = cgroups
         if cgroup_name is not None and not _CGROUP_NAME.fullmatch(cgroup_name):
             raise InvalidRequest(f"bad cgroup name {cgroup_name!r}")
@@ -157,7 +165,12 @@ class JobManager:
         _prepare_dir(self._logs_dir)
         self._lock_fd, clean = _lock(self._state_dir / "lock")
         try:
-            self._backend = open_backend(self._cgroups, self._cgroup_name)
+            self._backend = open_backend(
+                self._cgroups,
+                self._cgroup_name,
+                user_limits=self._user_limits,
+                total_limits=self._total_limits,
+            )
             log.debug("job containment: %s", self._backend.describe())
             try:
                 # Recovery after a crash on a full file system needs the ballast's room.
@@ -380,7 +393,7 @@ class JobManager:
         a failure takes it back off; once it does, its end does."""
         assert self._backend is not None
         try:
-            group = self._backend.create(job_id, limits)
+            group = self._backend.create(owner, job_id, limits)
             try:
                 output = OutputLog.create(
                     self._logs_dir / f"{job_id}.log", self._limits.max_output_bytes

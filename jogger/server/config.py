@@ -31,6 +31,8 @@ class ServerConfig:
     cgroups: Mode = "auto"
     default_limits: JobLimits = field(default_factory=JobLimits)
     max_limits: JobLimits = field(default_factory=JobLimits)
+    user_limits: JobLimits = field(default_factory=JobLimits)
+    total_limits: JobLimits = field(default_factory=JobLimits)
     retention: Retention = field(default_factory=Retention)
     transport: TransportLimits = field(default_factory=TransportLimits)
     run_as: RunAs = field(default_factory=RunAs)
@@ -138,6 +140,23 @@ def parser() -> argparse.ArgumentParser:
         help="the most a job may ask for (default cpu=all cores, memory=the target, pids=65536)",
     )
     p.add_argument(
+        "--user-limits",
+        type=_limits,
+        default=JobLimits(),
+        metavar="cpu=C,cpu-weight=W,memory=M,pids=N",
+        help="what all the jobs of one user may use together, their share of the CPU "
+        "included (default memory=50%% of the target, pids=a quarter of --total-limits's, "
+        "cpu-weight=100: every user the same, however many jobs they run)",
+    )
+    p.add_argument(
+        "--total-limits",
+        type=_limits,
+        default=JobLimits(),
+        metavar="memory=M,pids=N",
+        help="what all jobs together may use (default memory=the target, pids=half of the "
+        "kernel's pid_max)",
+    )
+    p.add_argument(
         "--run-as",
         choices=MODES,
         help="which local account runs a caller's job: user (the account named like the "
@@ -224,6 +243,26 @@ def job_limits(
     return defaults, maxima
 
 
+def budgets(target: int | None, users: JobLimits, total: JobLimits) -> tuple[JobLimits, JobLimits]:
+    """Each user's budget and all jobs' (cgroups/base.py), from the host unless set: all
+    jobs get the memory target and half of the kernel's pids (the host keeps the rest);
+    a user, half the memory and a quarter of those pids, and the same CPU weight as every
+    other user. Flags override each part."""
+    target = target or _memory_total()
+    with open("/proc/sys/kernel/pid_max") as f:
+        pid_max = int(f.read())
+    total = total.over(JobLimits(memory=target, pids=max(1024, pid_max // 2)))
+    total_pids = total.pids or pid_max
+    users = users.over(
+        JobLimits(
+            memory=min(target // 2, total.memory or target),
+            pids=min(total_pids, max(1024, total_pids // 4)),
+            cpu_weight=100,
+        )
+    )
+    return users, total
+
+
 def _file(flag: Path | None, env: str, what: str, option: str) -> Path:
     value = flag or (Path(os.environ[env]) if os.environ.get(env) else None)
     if value is None:
@@ -246,6 +285,11 @@ def load(argv: list[str] | None) -> ServerConfig:
         else default_state_dir()
     )
     defaults, maxima = job_limits(args.memory_target, args.default_limits, args.max_limits)
+    user_limits, total_limits = budgets(args.memory_target, args.user_limits, args.total_limits)
+    if total_limits.cpu is not None or total_limits.cpu_weight is not None:
+        raise ConfigError("--total-limits takes memory and pids only")
+    if user_limits.io_weight is not None or total_limits.io_weight is not None:
+        raise ConfigError("an I/O weight is per job only: use --default-limits")
     if args.retain_jobs < 0 or not args.retain_days >= 0:
         raise ConfigError("--retain-jobs and --retain-days must not be negative")
     try:
@@ -278,6 +322,8 @@ def load(argv: list[str] | None) -> ServerConfig:
         cgroups=args.cgroups,
         default_limits=defaults,
         max_limits=maxima,
+        user_limits=user_limits,
+        total_limits=total_limits,
         retention=Retention(
             max_jobs=args.retain_jobs or None,
             max_days=args.retain_days or None,

@@ -50,6 +50,8 @@ async def serve(
                 cgroups=config.cgroups,
                 default_limits=config.default_limits,
                 max_limits=config.max_limits,
+                user_limits=config.user_limits,
+                total_limits=config.total_limits,
                 retention=config.retention,
             ) as jobs,
             trio.open_nursery() as nursery,

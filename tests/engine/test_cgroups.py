@@ -8,6 +8,7 @@ import glob
 import os
 import uuid
 from collections.abc import AsyncIterator
+from contextlib import aclosing
 from pathlib import Path
 
 import pytest
@@ -18,7 +19,7 @@ from jogger.engine.cgroups import open_backend
 from jogger.engine.limits import JobLimits
 from jogger.engine.manager import DEFAULT_PATH
 from jogger.engine.process import JobProcess
-from tests.procs import PYTHON, collect, is_alive
+from tests.procs import PYTHON, collect, eventually, is_alive
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="cgroups need root")
 
@@ -236,7 +237,7 @@ async def test_leftover_job_cgroups_are_killed_and_removed_at_start(
     backend = open_backend("auto", cgroup_name)
     if backend.name == "none":
         pytest.skip("no cgroup backend works here")
-    group = backend.create(str(uuid.uuid4()), JobLimits())
+    group = backend.create("alice", str(uuid.uuid4()), JobLimits())
     orphan = await JobProcess.spawn(
         ["sleep", "300"], cwd=None, env={"PATH": "/bin:/usr/bin"}, placement=group.placement()
     )
@@ -257,10 +258,10 @@ async def test_a_cgroup_is_never_reused(cgroup_name: str) -> None:
     if backend.name == "none":
         pytest.skip("no cgroup backend works here")
     job_id = str(uuid.uuid4())
-    group = backend.create(job_id, JobLimits())
+    group = backend.create("alice", job_id, JobLimits())
     try:
         with pytest.raises(SpawnError, match="exists already"):
-            backend.create(job_id, JobLimits())
+            backend.create("alice", job_id, JobLimits())
     finally:
         group.remove_now()
         await backend.aclose()
@@ -319,3 +320,93 @@ async def test_starting_a_job_runs_no_python_in_a_forked_child(
         _fork_marker.clear()
     assert out == b"ran\n"
     assert not (tmp_path / "forked").exists()
+
+
+def group_of(pid: int, controller: str) -> Path:
+    """The cgroup directory of ``pid`` that holds ``controller`` (v1), or its v2 group."""
+    for line in read_file(f"/proc/{pid}/cgroup").splitlines():
+        _, controllers, path = line.split(":", 2)
+        if controller in controllers.split(","):
+            (mount,) = [m for m in os.listdir("/sys/fs/cgroup") if controller in m.split(",")]
+            return Path("/sys/fs/cgroup", mount, path.lstrip("/"))
+    for line in read_file(f"/proc/{pid}/cgroup").splitlines():
+        if line.startswith("0::"):
+            return Path("/sys/fs/cgroup") / line[3:].lstrip("/")
+    raise AssertionError(f"{pid} is in no {controller} group")
+
+
+@pytest.fixture
+async def budgeted(tmp_path: Path, cgroup_name: str) -> AsyncIterator[JobManager]:
+    """A manager whose users may have 40 processes and 256 MiB each, all of them 1 GiB."""
+    manager = JobManager(
+        tmp_path / "state",
+        grace=2.0,
+        cgroup_name=cgroup_name,
+        user_limits=JobLimits(memory=256 * MiB, pids=40, cpu_weight=50),
+        total_limits=JobLimits(memory=1 << 30, pids=500),
+    )
+    async with manager:
+        if manager.containment == "none":
+            pytest.skip("no cgroup backend works here (see the manager's warning)")
+        yield manager
+    assert groups_named(cgroup_name) == [], "a cgroup was left behind"
+
+
+async def test_each_owner_has_a_group_with_their_budget(budgeted: JobManager) -> None:
+    alice = await budgeted.start("alice", ["sleep", "300"])
+    bob = await budgeted.start("bob", ["sleep", "300"])
+    v2 = budgeted.containment == "cgroup2"
+    for status, name in ((alice, "user-alice"), (bob, "user-bob")):
+        job = group_of(status.pid, "pids")
+        user = job.parent
+        assert (job.name, user.name) == (status.id, name)
+        assert read_file(f"{user}/pids.max").strip() == "40"
+        memory = group_of(status.pid, "memory").parent
+        limit = "memory.max" if v2 else "memory.limit_in_bytes"
+        assert read_file(f"{memory}/{limit}").strip() == str(256 * MiB)
+        cpu = group_of(status.pid, "cpu").parent
+        assert read_file(f"{cpu}/cpu.weight" if v2 else f"{cpu}/cpu.shares").strip() == (
+            "50" if v2 else "512"
+        )
+        # Above the owners: what all jobs together may use.
+        assert read_file(f"{user.parent}/pids.max").strip() == "500"
+    second = await budgeted.start("alice", ["sleep", "300"])
+    assert group_of(second.pid, "pids").parent == group_of(alice.pid, "pids").parent
+    for status in (alice, bob, second):
+        await budgeted.stop(status.owner, status.id)
+    # An owner's group goes with their last job (once its watcher has removed the job's).
+
+    async def gone() -> bool:
+        return not glob.glob("/sys/fs/cgroup/**/user-alice", recursive=True)
+
+    await eventually(gone)
+
+
+async def test_an_owners_jobs_share_one_budget_of_processes(budgeted: JobManager) -> None:
+    spawn = "for i in $(seq 30); do sleep 300 & done; echo spawned; wait"
+    first = await budgeted.start("alice", ["sh", "-c", spawn])
+    user = group_of(first.pid, "pids").parent
+
+    def current(group: Path) -> int:
+        return int(read_file(f"{group}/pids.current"))
+
+    async def all_started() -> bool:
+        return current(user) >= 31
+
+    await eventually(all_started)
+    # alice's second job finds her budget nearly spent: its forks fail past 40 in all.
+    second = await budgeted.start("alice", ["sh", "-c", spawn])
+    with trio.fail_after(30):
+        final = await budgeted.wait("alice", second.id)
+    assert final.state is JobState.FAILED
+    assert current(user) <= 40
+    # bob's budget is his own: all 30 of his processes start.
+    bob = await budgeted.start("bob", ["sh", "-c", spawn])
+    with trio.fail_after(20):
+        async with aclosing(await budgeted.output("bob", bob.id)) as chunks:
+            async for chunk in chunks:
+                if b"spawned" in chunk:
+                    break
+    assert current(group_of(bob.pid, "pids").parent) == 31
+    for status in (first, bob):
+        await budgeted.stop(status.owner, status.id)

@@ -31,18 +31,27 @@ class Backend(Protocol):
 
     def describe(self) -> str: ...
 
-    def create(self, job_id: str, limits: JobLimits) -> JobGroup: ...
+    def create(self, owner: str, job_id: str, limits: JobLimits) -> JobGroup: ...
 
     async def cleanup_leftovers(self) -> None: ...
 
     async def aclose(self) -> None: ...
 
 
-def open_backend(mode: Mode, name: str) -> Backend:
+def open_backend(
+    mode: Mode,
+    name: str,
+    *,
+    user_limits: JobLimits | None = None,
+    total_limits: JobLimits | None = None,
+) -> Backend:
     """Set up the backend ``mode`` asks for; with "auto", the best that works here.
 
-    Raises InvalidRequest when a backend asked for by name cannot be used, saying why.
+    ``user_limits``: each owner's budget, for all their jobs together; ``total_limits``:
+    what all jobs together may use (see base.py). Raises InvalidRequest when a backend
+    asked for by name cannot be used, saying why.
     """
+    budgets = (user_limits or JobLimits(), total_limits or JobLimits())
     if mode not in ("auto", "cgroup2", "cgroup1", "none"):
         raise InvalidRequest(f"unknown cgroup mode {mode!r}: use auto, cgroup2, cgroup1 or none")
     if mode == "none":
@@ -50,7 +59,9 @@ def open_backend(mode: Mode, name: str) -> Backend:
     errors = []
     for kind in ("cgroup2", "cgroup1") if mode == "auto" else (mode,):
         try:
-            backend: V2Backend | V1Backend = _v2(name) if kind == "cgroup2" else _v1(name)
+            backend: V2Backend | V1Backend = (
+                _v2(name, *budgets) if kind == "cgroup2" else _v1(name, *budgets)
+            )
             backend.setup()
             return backend
         except OSError as exc:
@@ -86,17 +97,17 @@ def _mounts() -> list[tuple[Path, str, list[str]]]:
     return found
 
 
-def _v2(name: str) -> V2Backend:
+def _v2(name: str, user_limits: JobLimits, total_limits: JobLimits) -> V2Backend:
     mount = next((m for m, kind, _ in _mounts() if kind == "cgroup2" and m == CGROUP_FS), None)
     if mount is None:
         raise OSError(0, f"{CGROUP_FS} is not a cgroup2 mount (hybrid or v1 host)")
     own = _own_cgroups().get("", "/")
     if not os.access(mount / own.lstrip("/"), os.W_OK):
         raise OSError(0, f"no write access to {mount / own.lstrip('/')} (not root?)")
-    return V2Backend(mount, own, name)
+    return V2Backend(mount, own, name, user_limits, total_limits)
 
 
-def _v1(name: str) -> V1Backend:
+def _v1(name: str, user_limits: JobLimits, total_limits: JobLimits) -> V1Backend:
     own = _own_cgroups()
     bases: dict[str, tuple[Path, str]] = {}
     for mount, kind, options in _mounts():
@@ -110,4 +121,4 @@ def _v1(name: str) -> V1Backend:
     for mount, path in bases.values():
         if not os.access(mount / path.lstrip("/"), os.W_OK):
             raise OSError(0, f"no write access to {mount / path.lstrip('/')} (not root?)")
-    return V1Backend(bases, name)
+    return V1Backend(bases, name, user_limits, total_limits)

@@ -3,13 +3,24 @@
 Three backends implement it: cgroup v2, cgroup v1 and none (the process group alone). The
 engine runs the job's watcher (``JobGroup.watch``) as a task of the job's nursery; it
 reports when the job's last process is gone and removes the group once the job has ended.
+
+The cgroup backends keep a level per user between the server's group and the jobs', as
+systemd's ``user-UID.slice``: ``<root>/user-<owner>/<job id>``. It holds the owner's
+budget (``user_limits``: memory and pids for all their jobs together, and one CPU weight,
+so that sixteen busy jobs of one user get the CPU one busy job of another does), and the
+root holds what all jobs together may use (``total_limits``).
 """
 
+import contextlib
+import errno
+import hashlib
 import logging
 import os
+import re
 import signal
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
+from pathlib import Path
 
 import trio
 
@@ -158,6 +169,28 @@ class JobGroup(ABC):
 
     def remove_now(self) -> None:  # noqa: B027 - nothing to remove for most backends
         """Remove a group whose job never started (synchronous, best effort)."""
+
+
+USER_PREFIX = "user-"
+_PLAIN = re.compile(r"[a-z_][a-z0-9_.-]{0,63}")
+
+
+def user_dir(owner: str) -> str:
+    """The name of an owner's group: ``user-alice``; a hash for names that are not plain
+    (an owner of the embedding API may be any printable string, "/" included)."""
+    if _PLAIN.fullmatch(owner):
+        return USER_PREFIX + owner
+    return USER_PREFIX + "h" + hashlib.sha256(owner.encode()).hexdigest()[:16]
+
+
+def remove_if_unused(user: Path) -> None:
+    """Remove an owner's group once it holds no job (another job may still be in it)."""
+    with contextlib.suppress(FileNotFoundError):
+        try:
+            user.rmdir()
+        except OSError as exc:
+            if exc.errno not in (errno.EBUSY, errno.ENOTEMPTY):
+                log.warning("cannot remove %s: %s", user, exc.strerror)
 
 
 def alive(pid: int) -> bool:

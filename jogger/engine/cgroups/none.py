@@ -22,7 +22,7 @@ class ProcessGroupBackend:
     def describe(self) -> str:
         return "none (process groups only: no resource limits, setsid() escapes)"
 
-    def create(self, job_id: str, limits: JobLimits) -> JobGroup:
+    def create(self, owner: str, job_id: str, limits: JobLimits) -> JobGroup:
         return ProcessGroup()
 
     async def cleanup_leftovers(self) -> None:

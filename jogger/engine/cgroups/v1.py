@@ -2,8 +2,11 @@
 
 Hierarchies used: cpu (cfs quota, shares), cpuacct (CPU time), memory (limit, peak, OOM
 kills), pids (pids.max), blkio (weight, where the I/O scheduler offers one) and freezer
-(to kill a job whole). Each job gets ``<mount>/<the server's own cgroup there>/<name>/<id>``
-in every one, so the server never creates groups outside its own.
+(to kill a job whole). Each job gets
+``<mount>/<the server's own cgroup there>/<name>/user-<owner>/<id>`` in every one, so the
+server never creates groups outside its own. ``<name>`` holds the limits of all jobs
+together (memory, pids), ``user-<owner>`` its owner's budget (memory, pids, CPU shares: every
+job is in the cpu hierarchy, so that an owner's jobs share one owner's weight).
 
 Kill: freeze the group, so that nothing can fork or exit, SIGKILL every process listed,
 thaw, and repeat until the group is empty. Without a freezer hierarchy the loop runs
@@ -23,7 +26,7 @@ import trio.lowlevel
 from ..errors import SpawnError
 from ..limits import JobLimits
 from . import fs
-from .base import JobGroup, Usage, alive
+from .base import USER_PREFIX, JobGroup, Usage, alive, remove_if_unused, user_dir
 
 log = logging.getLogger("jogger.engine")
 
@@ -35,10 +38,18 @@ FREEZE_TIMEOUT = 5.0
 class V1Backend:
     name = "cgroup1"
 
-    def __init__(self, bases: dict[str, tuple[Path, str]], name: str) -> None:
+    def __init__(
+        self,
+        bases: dict[str, tuple[Path, str]],
+        name: str,
+        user_limits: JobLimits,
+        total_limits: JobLimits,
+    ) -> None:
         """``bases``: hierarchy -> (its mount point, the server's own cgroup in it)."""
         self.mounts = {h: mount for h, (mount, _) in bases.items()}
         self.roots = {h: mount / own.lstrip("/") / name for h, (mount, own) in bases.items()}
+        self.user_limits = user_limits
+        self.total_limits = total_limits
 
     def describe(self) -> str:
         return f"cgroup1 ({' '.join(sorted(self.roots))}) under {self.roots.get('memory', '')}"
@@ -46,30 +57,39 @@ class V1Backend:
     def setup(self) -> None:
         for root in self._unique_roots():
             root.mkdir(exist_ok=True)
+        total = self.total_limits
+        configure(
+            self.roots,
+            JobLimits(
+                memory=total.memory if "memory" in self.roots else None,
+                pids=total.pids if "pids" in self.roots else None,
+            ),
+        )
 
     def _unique_roots(self) -> list[Path]:
         # Co-mounted hierarchies (cpu,cpuacct) share one directory.
         return list(dict.fromkeys(self.roots.values()))
 
-    def create(self, job_id: str, limits: JobLimits) -> "V1Group":
-        # Accounting, census and kill always; cpu and blkio only when a limit needs them
-        # (each hierarchy costs a mkdir, an open and an rmdir per job).
-        wanted = {"cpuacct", "memory", "pids", "freezer"}
-        if limits.cpu is not None or limits.cpu_weight is not None:
-            wanted.add("cpu")
+    def create(self, owner: str, job_id: str, limits: JobLimits) -> "V1Group":
+        # Accounting, census, kill and the owner's share of the CPU always; blkio only when
+        # a limit needs it (each hierarchy costs a mkdir, an open and an rmdir per job).
+        wanted = {"cpu", "cpuacct", "memory", "pids", "freezer"}
         if limits.io_weight is not None:
             wanted.add("blkio")
-        paths = {h: root / job_id for h, root in self.roots.items() if h in wanted}
-        if "cpu" in wanted and "cpu" not in paths:
+        users = {h: root / user_dir(owner) for h, root in self.roots.items() if h in wanted}
+        paths = {h: user / job_id for h, user in users.items()}
+        if (limits.cpu is not None or limits.cpu_weight is not None) and "cpu" not in paths:
             raise SpawnError("cannot limit CPU: the cpu hierarchy is not mounted")
         if "blkio" in wanted and "blkio" not in paths:
             raise SpawnError("cannot set an I/O weight: the blkio hierarchy is not mounted")
-        made: list[Path] = []
-        group = V1Group(paths, self.mounts, limits)
+        group = V1Group(paths, self.mounts, limits, users)
+        try:
+            self._enter_user(users)
+        except OSError as exc:
+            raise SpawnError(f"cannot set up the cgroups of {owner}: {exc}") from None
         try:
             for path in dict.fromkeys(paths.values()):
                 path.mkdir()
-                made.append(path)
             group.configure()
         except FileExistsError:
             group.remove_now()
@@ -79,24 +99,60 @@ class V1Backend:
             raise SpawnError(f"cannot set up the job's cgroups: {exc}") from None
         return group
 
+    def _enter_user(self, users: dict[str, Path]) -> None:
+        """Make the owner's groups where they are missing, with the owner's budget."""
+        fresh: dict[str, Path] = {}
+        try:
+            for hierarchy, user in users.items():
+                if user not in fresh.values():
+                    try:
+                        user.mkdir()
+                    except FileExistsError:
+                        continue
+                fresh[hierarchy] = user
+            budget = self.user_limits
+            configure(
+                fresh,
+                JobLimits(
+                    **{
+                        name: getattr(budget, name)
+                        for name, hierarchy in _HIERARCHY_OF.items()
+                        if hierarchy in fresh
+                    }
+                ),
+            )
+        except OSError:
+            for user in dict.fromkeys(fresh.values()):
+                remove_if_unused(user)
+            raise
+
     async def cleanup_leftovers(self) -> None:
         names = set()
         for root in self._unique_roots():
-            names |= {p.name for p in root.iterdir() if p.is_dir()}
+            for entry in (p for p in root.iterdir() if p.is_dir()):
+                if entry.name.startswith(USER_PREFIX):
+                    names |= {f"{entry.name}/{p.name}" for p in entry.iterdir() if p.is_dir()}
+                else:
+                    names.add(entry.name)  # a job group of an older jogger, without a user
         for name in sorted(names):
             log.warning("removing leftover job cgroup %s", name)
             paths = {h: root / name for h, root in self.roots.items() if (root / name).is_dir()}
-            group = V1Group(paths, self.mounts, JobLimits())
+            group = V1Group(paths, self.mounts, JobLimits(), {})
             await group.kill()
             with trio.move_on_after(10):
                 await group.wait_empty()
             await group.remove()
+        for root in self._unique_roots():
+            for entry in root.iterdir():
+                if entry.is_dir() and entry.name.startswith(USER_PREFIX):
+                    remove_if_unused(entry)
 
     async def aclose(self) -> None:
         await trio.lowlevel.checkpoint()
         for root in self._unique_roots():
             try:
-                root.rmdir()
+                # With retries: a group whose last process just died refuses for a moment.
+                await fs.remove_tree(root)
             except OSError as exc:
                 log.info("leaving %s: %s", root, exc.strerror)
 
@@ -104,53 +160,24 @@ class V1Backend:
 class V1Group(JobGroup):
     backend = "cgroup1"
 
-    def __init__(self, paths: dict[str, Path], mounts: dict[str, Path], limits: JobLimits) -> None:
+    def __init__(
+        self,
+        paths: dict[str, Path],
+        mounts: dict[str, Path],
+        limits: JobLimits,
+        users: dict[str, Path],
+    ) -> None:
         super().__init__()
         self.paths = paths
         self.limits = limits
+        self._users = users
         self._relative = {h: "/" + str(p.relative_to(mounts[h])) for h, p in paths.items()}
         self._fds: list[int] = []
         # The hierarchy whose cgroup.procs says who is in the job.
         self._census = next((h for h in ("pids", "freezer", "memory", "cpu") if h in paths), None)
 
     def configure(self) -> None:
-        limits, paths = self.limits, self.paths
-        if limits.memory is not None:
-            need(paths, "memory")
-            fs.write_checked(
-                paths["memory"] / "memory.limit_in_bytes", str(limits.memory), _page(limits.memory)
-            )
-            # No swapping past the limit: the job is OOM-killed, as with memory.swap.max 0.
-            if (paths["memory"] / "memory.memsw.limit_in_bytes").exists():
-                fs.write(paths["memory"] / "memory.memsw.limit_in_bytes", str(limits.memory))
-            fs.write(paths["memory"] / "memory.swappiness", "0")
-        if limits.cpu is not None:
-            need(paths, "cpu")
-            fs.write_checked(paths["cpu"] / "cpu.cfs_period_us", str(PERIOD_US))
-            fs.write_checked(paths["cpu"] / "cpu.cfs_quota_us", str(round(limits.cpu * PERIOD_US)))
-        if limits.cpu_weight is not None:
-            need(paths, "cpu")
-            # cpu.shares: 1024 is the default, as cpu.weight's 100.
-            fs.write_checked(
-                paths["cpu"] / "cpu.shares", str(max(2, limits.cpu_weight * 1024 // 100))
-            )
-        if limits.io_weight is not None:
-            need(paths, "blkio")
-            weight = next(
-                (
-                    paths["blkio"] / f
-                    for f in ("blkio.bfq.weight", "blkio.weight")
-                    if (paths["blkio"] / f).exists()
-                ),
-                None,
-            )
-            if weight is None:
-                raise OSError(errno.ENOTSUP, "no I/O weight: the block I/O scheduler has none")
-            # v1 weights run from 10 to 1000.
-            fs.write_checked(weight, str(min(1000, max(10, limits.io_weight // 10))))
-        if limits.pids is not None:
-            need(paths, "pids")
-            fs.write_checked(paths["pids"] / "pids.max", str(limits.pids))
+        configure(self.paths, self.limits)
 
     def placement(self) -> list[int]:
         if not self._fds:
@@ -237,6 +264,8 @@ class V1Group(JobGroup):
         self._close_fds()
         for path in dict.fromkeys(self.paths.values()):
             await fs.remove_tree(path)
+        for user in dict.fromkeys(self._users.values()):
+            remove_if_unused(user)
 
     def remove_now(self) -> None:
         self._close_fds()
@@ -247,6 +276,51 @@ class V1Group(JobGroup):
                 pass
             except OSError as exc:
                 log.warning("cannot remove %s: %s", path, exc.strerror)
+        for user in dict.fromkeys(self._users.values()):
+            remove_if_unused(user)
+
+
+def configure(paths: dict[str, Path], limits: JobLimits) -> None:
+    """Write ``limits`` into the groups at ``paths`` (hierarchy -> group): a job's, an
+    owner's or the root. Raises OSError if a limit cannot be set."""
+    if limits.memory is not None:
+        need(paths, "memory")
+        fs.write_checked(
+            paths["memory"] / "memory.limit_in_bytes", str(limits.memory), _page(limits.memory)
+        )
+        # No swapping past the limit: the job is OOM-killed, as with memory.swap.max 0.
+        if (paths["memory"] / "memory.memsw.limit_in_bytes").exists():
+            fs.write(paths["memory"] / "memory.memsw.limit_in_bytes", str(limits.memory))
+        fs.write(paths["memory"] / "memory.swappiness", "0")
+    if limits.cpu is not None:
+        need(paths, "cpu")
+        fs.write_checked(paths["cpu"] / "cpu.cfs_period_us", str(PERIOD_US))
+        fs.write_checked(paths["cpu"] / "cpu.cfs_quota_us", str(round(limits.cpu * PERIOD_US)))
+    if limits.cpu_weight is not None:
+        need(paths, "cpu")
+        # cpu.shares: 1024 is the default, as cpu.weight's 100.
+        fs.write_checked(paths["cpu"] / "cpu.shares", str(max(2, limits.cpu_weight * 1024 // 100)))
+    if limits.io_weight is not None:
+        need(paths, "blkio")
+        weight = next(
+            (
+                paths["blkio"] / f
+                for f in ("blkio.bfq.weight", "blkio.weight")
+                if (paths["blkio"] / f).exists()
+            ),
+            None,
+        )
+        if weight is None:
+            raise OSError(errno.ENOTSUP, "no I/O weight: the block I/O scheduler has none")
+        # v1 weights run from 10 to 1000.
+        fs.write_checked(weight, str(min(1000, max(10, limits.io_weight // 10))))
+    if limits.pids is not None:
+        need(paths, "pids")
+        fs.write_checked(paths["pids"] / "pids.max", str(limits.pids))
+
+
+_HIERARCHY_OF = {"cpu": "cpu", "cpu_weight": "cpu", "memory": "memory", "pids": "pids"}
+"""Which hierarchy holds each limit of an owner's budget (an I/O weight is per job only)."""
 
 
 def need(paths: dict[str, Path], hierarchy: str) -> None:

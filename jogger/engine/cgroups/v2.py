@@ -1,4 +1,4 @@
-"""cgroup v2: one group per job under ``<the server's own cgroup>/<name>/``.
+"""cgroup v2: one group per job under ``<the server's own cgroup>/<name>/user-<owner>/``.
 
 Set-up (once): the server's own cgroup must enable controllers for its children, which the
 no-internal-process rule allows only if no process sits in it; so the server first moves
@@ -6,9 +6,13 @@ itself into a leaf ``<own>/server`` when it must (never other processes: if ther
 others, start-up fails and says so). Then ``+cpu +memory +io +pids`` go into
 ``<own>/cgroup.subtree_control`` and ``<own>/<name>/cgroup.subtree_control``.
 
-Per job: the limits are written and read back, memory.swap.max is 0 and memory.oom.group 1
-(an OOM kill ends the whole job), cgroup.kill ends it (kernel >= 5.14; else freeze, kill,
-thaw), and cgroup.events, watched with inotify, says when it is empty.
+``<name>`` holds the limits of all jobs together (memory.max, pids.max), ``user-<owner>``
+(made with the owner's first job, removed after their last) the owner's budget (memory.max,
+pids.max, cpu.weight: an owner's jobs share one owner's weight), and delegates the same
+controllers to the jobs. Per job: the limits are written and read back, memory.swap.max
+is 0 and memory.oom.group 1 (an OOM kill ends the whole job), cgroup.kill ends it (kernel
+>= 5.14; else freeze, kill, thaw), and cgroup.events, watched with inotify, says when it
+is empty.
 """
 
 import errno
@@ -22,7 +26,7 @@ import trio
 from ..errors import SpawnError
 from ..limits import JobLimits
 from . import fs
-from .base import JobGroup, Usage, alive
+from .base import USER_PREFIX, JobGroup, Usage, alive, remove_if_unused, user_dir
 
 log = logging.getLogger("jogger.engine")
 
@@ -33,11 +37,15 @@ PERIOD_US = 100_000
 class V2Backend:
     name = "cgroup2"
 
-    def __init__(self, mount: Path, own: str, name: str) -> None:
+    def __init__(
+        self, mount: Path, own: str, name: str, user_limits: JobLimits, total_limits: JobLimits
+    ) -> None:
         self.mount = mount
         self.own = mount / own.lstrip("/")
         self.root = self.own / name
         self.controllers: list[str] = []
+        self.user_limits = user_limits
+        self.total_limits = total_limits
 
     def describe(self) -> str:
         return f"cgroup2 at {self.root} ({' '.join(self.controllers) or 'no controllers'})"
@@ -58,6 +66,8 @@ class V2Backend:
         missing = [c for c in self.controllers if c not in enabled]
         if missing:
             raise OSError(errno.EPERM, f"cannot enable {' '.join(missing)} in {self.root}")
+        total = JobLimits(memory=self.total_limits.memory, pids=self.total_limits.pids)
+        write_limits(self.root, total, self.controllers)
 
     def _leave_own_cgroup(self) -> None:
         others = [p for p in fs.procs_here(self.own) if p != os.getpid()]
@@ -73,15 +83,21 @@ class V2Backend:
         leaf.mkdir(exist_ok=True)
         fs.write(leaf / "cgroup.procs", str(os.getpid()))
 
-    def create(self, job_id: str, limits: JobLimits) -> "V2Group":
-        path = self.root / job_id
+    def create(self, owner: str, job_id: str, limits: JobLimits) -> "V2Group":
+        user = self.root / user_dir(owner)
+        try:
+            self._enter_user(user)
+        except OSError as exc:
+            raise SpawnError(f"cannot set up the cgroup of {owner} in {user}: {exc}") from None
+        path = user / job_id
         try:
             path.mkdir()
         except FileExistsError:
             raise SpawnError(f"cgroup {path} exists already; refusing to reuse it") from None
         except OSError as exc:
+            remove_if_unused(user)
             raise SpawnError(f"cannot create the job's cgroup {path}: {exc.strerror}") from None
-        group = V2Group(path, self.mount, limits)
+        group = V2Group(path, self.mount, limits, user)
         try:
             group.configure(self.controllers)
         except OSError as exc:
@@ -89,20 +105,47 @@ class V2Backend:
             raise SpawnError(f"cannot set the job's limits in {path}: {exc}") from None
         return group
 
+    def _enter_user(self, user: Path) -> None:
+        """Make the owner's group if it is missing: their budget, the controllers delegated."""
+        try:
+            user.mkdir()
+        except FileExistsError:
+            return
+        try:
+            if self.controllers:
+                fs.write(
+                    user / "cgroup.subtree_control", " ".join(f"+{c}" for c in self.controllers)
+                )
+            write_limits(user, self.user_limits, self.controllers)
+        except OSError:
+            remove_if_unused(user)
+            raise
+
     async def cleanup_leftovers(self) -> None:
         """Kill and remove job groups a crashed server left behind."""
-        for path in sorted(p for p in self.root.iterdir() if p.is_dir()):
+        found: list[tuple[Path, Path | None]] = []
+        users = []
+        for entry in sorted(p for p in self.root.iterdir() if p.is_dir()):
+            if entry.name.startswith(USER_PREFIX):
+                users.append(entry)
+                found += [(p, entry) for p in sorted(entry.iterdir()) if p.is_dir()]
+            else:
+                found.append((entry, None))  # a job group of an older jogger, without a user
+        for path, user in found:
             log.warning("removing leftover job cgroup %s", path)
-            group = V2Group(path, self.mount, JobLimits())
+            group = V2Group(path, self.mount, JobLimits(), user)
             await group.kill()
             with trio.move_on_after(10):
                 await group.wait_empty()
             await group.remove()
+        for user in users:
+            remove_if_unused(user)
 
     async def aclose(self) -> None:
         await trio.lowlevel.checkpoint()
         try:
-            self.root.rmdir()
+            # With retries: a group whose last process just died refuses for a moment.
+            await fs.remove_tree(self.root)
         except OSError as exc:
             log.info("leaving %s: %s", self.root, exc.strerror)
 
@@ -110,34 +153,20 @@ class V2Backend:
 class V2Group(JobGroup):
     backend = "cgroup2"
 
-    def __init__(self, path: Path, mount: Path, limits: JobLimits) -> None:
+    def __init__(self, path: Path, mount: Path, limits: JobLimits, user: Path | None) -> None:
         super().__init__()
         self.path = path
         self.limits = limits
+        self._user = user
         self._relative = "/" + str(path.relative_to(mount))
         self._procs_fd = -1
 
     def configure(self, controllers: list[str]) -> None:
         limits = self.limits
+        write_limits(self.path, limits, controllers)
         if "memory" in controllers:
-            if limits.memory is not None:
-                fs.write_checked(self.path / "memory.max", str(limits.memory), _page(limits.memory))
             fs.write_checked(self.path / "memory.swap.max", "0")
             fs.write_checked(self.path / "memory.oom.group", "1")
-        if "cpu" in controllers:
-            if limits.cpu is not None:
-                quota = f"{round(limits.cpu * PERIOD_US)} {PERIOD_US}"
-                fs.write_checked(self.path / "cpu.max", quota)
-            if limits.cpu_weight is not None:
-                fs.write_checked(self.path / "cpu.weight", str(limits.cpu_weight))
-        if "io" in controllers and limits.io_weight is not None:
-            fs.write_checked(
-                self.path / "io.weight",
-                f"default {limits.io_weight}",
-                f"default {limits.io_weight}",
-            )
-        if "pids" in controllers and limits.pids is not None:
-            fs.write_checked(self.path / "pids.max", str(limits.pids))
         wanted = {
             "memory": limits.memory,
             "cpu": limits.cpu or limits.cpu_weight,
@@ -207,6 +236,8 @@ class V2Group(JobGroup):
     async def remove(self) -> None:
         self._close_procs_fd()
         await fs.remove_tree(self.path)
+        if self._user is not None:
+            remove_if_unused(self._user)
 
     def remove_now(self) -> None:
         self._close_procs_fd()
@@ -214,6 +245,25 @@ class V2Group(JobGroup):
             self.path.rmdir()
         except OSError as exc:
             log.warning("cannot remove %s: %s", self.path, exc.strerror)
+        if self._user is not None:
+            remove_if_unused(self._user)
+
+
+def write_limits(path: Path, limits: JobLimits, controllers: list[str]) -> None:
+    """Write the limits that are set into the group at ``path`` (a job's, an owner's or the
+    root), where the controller is there; read each back."""
+    if "memory" in controllers and limits.memory is not None:
+        fs.write_checked(path / "memory.max", str(limits.memory), _page(limits.memory))
+    if "cpu" in controllers:
+        if limits.cpu is not None:
+            fs.write_checked(path / "cpu.max", f"{round(limits.cpu * PERIOD_US)} {PERIOD_US}")
+        if limits.cpu_weight is not None:
+            fs.write_checked(path / "cpu.weight", str(limits.cpu_weight))
+    if "io" in controllers and limits.io_weight is not None:
+        weight = f"default {limits.io_weight}"
+        fs.write_checked(path / "io.weight", weight, weight)
+    if "pids" in controllers and limits.pids is not None:
+        fs.write_checked(path / "pids.max", str(limits.pids))
 
 
 def _page(n: int) -> str:
