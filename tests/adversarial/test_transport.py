@@ -8,6 +8,7 @@ import os
 import socket
 import ssl
 import sys
+import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
@@ -55,9 +56,11 @@ async def server(pki: Pki, tmp_path: Path, nursery: trio.Nursery, loop_lag: Loop
     return Server("127.0.0.1", bound[0][1], pki, config.state_dir)
 
 
-async def jog_run_works(server: Server) -> None:
-    """bob, who does nothing wrong, runs a job with the real CLI and gets its output."""
+async def jog_run_works(server: Server) -> float:
+    """bob, who does nothing wrong, runs a job with the real CLI and gets its output; how
+    long it took (seconds) is returned, and logged (shown with a failing test's log)."""
     env = server.jog_env("bob")
+    start = time.monotonic()
     with trio.fail_after(30):
         result = await trio.run_process(
             [BIN / "jog", "run", "--", "echo", "still served"],
@@ -68,6 +71,9 @@ async def jog_run_works(server: Server) -> None:
         )
     assert (result.returncode, result.stderr) == (0, b"")
     assert result.stdout == b"still served\n"
+    took = time.monotonic() - start
+    logging.getLogger("tests.adversarial").info("bob's jog run took %.3f s", took)
+    return took
 
 
 async def closed_by_peer(sock: trio.socket.SocketType) -> bool:
