@@ -9,8 +9,10 @@ retention (tests/engine/test_history.py, tests/e2e/test_restart.py).
 """
 
 import glob
+import logging
 import os
 import pwd
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from pathlib import Path
@@ -19,6 +21,7 @@ import pytest
 import trio
 
 from jogger import Account
+from jogger.engine.limits import JobLimits
 from jogger.rpc import certs
 from jogger.rpc.accounts import RunAs
 from jogger.rpc.client import JobsClient
@@ -76,18 +79,20 @@ async def launch(pki: Pki, tmp_path: Path, nursery: trio.Nursery, loop_lag: Loop
     """Start jogger-server in this process with a --run-as policy and engine limits."""
     count = 0
 
-    async def start(run_as: RunAs | None = None, **limits: int) -> Server:
+    async def start(
+        run_as: RunAs | None = None, *, user_limits: JobLimits | None = None, **limits: int
+    ) -> Server:
         nonlocal count
         count += 1
         config = server_config(pki, tmp_path / f"state{count}", **limits)
-        config = replace(config, run_as=run_as or RunAs())
+        config = replace(config, run_as=run_as or RunAs(), user_limits=user_limits or JobLimits())
         bound = await nursery.start(serve, config)
         return Server("127.0.0.1", bound[0][1], pki, config.state_dir)
 
     return start
 
 
-async def as_nobody(launch: Launch, **limits: int) -> Server:
+async def as_nobody(launch: Launch, **limits: object) -> Server:
     if not account_exists("nobody"):
         pytest.skip("no local account nobody")
     return await launch(RunAs.create("fixed", "nobody"), **limits)
@@ -191,6 +196,37 @@ async def test_a_fork_bomb_is_held_by_its_pids_limit_and_stop_kills_all_of_it(
         assert not any(is_alive(pid) for pid in bombed)
         assert job_groups(job.job_id) == []
         await assert_serving(client)
+
+
+@needs_root
+async def test_one_users_fork_bombs_share_their_budget_and_spare_other_users(
+    launch: Launch,
+) -> None:
+    # Two fork bombs of alice, with no per-job pids limit: her budget of 64 holds both.
+    bomb = "(while :; do sleep 300 & done); echo contained; exec sleep 300"
+    server = await as_nobody(launch, user_limits=JobLimits(pids=64))
+    async with server.connect("alice") as alice, server.connect("daemon") as other:
+        bombs = [await alice.start(["sh", "-c", bomb]) for _ in range(2)]
+        require_cgroups(bombs[0])
+        for job in bombs:
+            assert b"Cannot fork" in await output_until(alice, job.job_id, b"contained\n")
+        (pids,) = {
+            g.parent for job in bombs for g in job_groups(job.job_id) if (g / "pids.max").exists()
+        }
+        assert pids.name == "user-alice"
+        assert 32 <= int((pids / "pids.current").read_text()) <= 64
+        # Another user is served as usual, meanwhile: their own budget is untouched.
+        started = time.monotonic()
+        await assert_serving(other)
+        logging.getLogger("tests.adversarial").info(
+            "another user's job beside the bombs took %.3f s", time.monotonic() - started
+        )
+        bombed = {pid for job in bombs for pid in members(job.job_id)}
+        for job in bombs:
+            with trio.fail_after(60):
+                assert (await alice.stop(job.job_id, grace=2)).state == STOPPED
+        # One scan of /proc for all of them (a scan each would be this test's own stall).
+        assert not bombed & {p.pid for p in processes() if p.state not in ("Z", "X")}
 
 
 @needs_root
