@@ -48,7 +48,7 @@ def job_cgroups(server_pid: int, job: str) -> list[Path]:
         for controller in controllers.split(",") if controllers else ["unified"]:
             base = Path("/sys/fs/cgroup", controller, path.lstrip("/"))
             if base.is_dir():
-                found += list(base.glob(f"*/{job}"))
+                found += list(base.glob(f"*/*/{job}"))  # <root>/user-<owner>/<job>
     return found
 
 
