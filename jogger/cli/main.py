@@ -8,7 +8,10 @@ import argparse
 import shlex
 import sys
 from collections.abc import Sequence
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
+
+if TYPE_CHECKING:
+    from _typeshed import SupportsWrite
 
 from .._text import escape
 from . import stdout
@@ -43,10 +46,14 @@ class UsageError(CliError):
 
 
 class _Parser(argparse.ArgumentParser):
-    """Usage errors are one line that says where the usage is, not argparse's two."""
+    """Usage errors are one line that says where the usage is, not argparse's two; help
+    that cannot be written is an error (argparse drops the OSError), see cli/stdout.py."""
 
     def error(self, message: str) -> NoReturn:
         raise UsageError(f"{message} (see: {self.prog} --help)")
+
+    def print_help(self, file: "SupportsWrite[str] | None" = None) -> None:
+        (file or sys.stdout).write(self.format_help())
 
 
 def parser() -> argparse.ArgumentParser:
