@@ -8,8 +8,9 @@ import glob
 import os
 import uuid
 from collections.abc import AsyncIterator
-from contextlib import aclosing
+from contextlib import aclosing, asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 import trio
@@ -51,19 +52,27 @@ def cgroup_name() -> str:
     return f"jogger-test-{uuid.uuid4().hex[:8]}"
 
 
-@pytest.fixture
-async def jobs(tmp_path: Path, cgroup_name: str) -> AsyncIterator[JobManager]:
-    manager = JobManager(
-        tmp_path / "state",
-        grace=2.0,
-        cgroup_name=cgroup_name,
-        max_limits=JobLimits(memory=1 << 30, pids=1000),
-    )
-    async with manager:
+@asynccontextmanager
+async def cgroup_manager(
+    tmp_path: Path, cgroup_name: str, **options: Any
+) -> AsyncIterator[JobManager]:
+    """A manager on a cgroup backend (else the test skips); on leaving, none of its cgroups
+    may be left."""
+    async with JobManager(
+        tmp_path / "state", grace=2.0, cgroup_name=cgroup_name, **options
+    ) as manager:
         if manager.containment == "none":
             pytest.skip("no cgroup backend works here (see the manager's warning)")
         yield manager
     assert groups_named(cgroup_name) == [], "a job's cgroup was left behind"
+
+
+@pytest.fixture
+async def jobs(tmp_path: Path, cgroup_name: str) -> AsyncIterator[JobManager]:
+    async with cgroup_manager(
+        tmp_path, cgroup_name, max_limits=JobLimits(memory=1 << 30, pids=1000)
+    ) as manager:
+        yield manager
 
 
 async def run(jobs: JobManager, argv: list[str], **limits: int | float) -> tuple[bytes, object]:
@@ -338,18 +347,13 @@ def group_of(pid: int, controller: str) -> Path:
 @pytest.fixture
 async def budgeted(tmp_path: Path, cgroup_name: str) -> AsyncIterator[JobManager]:
     """A manager whose users may have 40 processes and 256 MiB each, all of them 1 GiB."""
-    manager = JobManager(
-        tmp_path / "state",
-        grace=2.0,
-        cgroup_name=cgroup_name,
+    async with cgroup_manager(
+        tmp_path,
+        cgroup_name,
         user_limits=JobLimits(memory=256 * MiB, pids=40, cpu_weight=50),
         total_limits=JobLimits(memory=1 << 30, pids=500),
-    )
-    async with manager:
-        if manager.containment == "none":
-            pytest.skip("no cgroup backend works here (see the manager's warning)")
+    ) as manager:
         yield manager
-    assert groups_named(cgroup_name) == [], "a cgroup was left behind"
 
 
 async def test_each_owner_has_a_group_with_their_budget(budgeted: JobManager) -> None:
