@@ -9,9 +9,10 @@ checks them again after the handshake.
 
 import ssl
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-from cryptography import x509
+if TYPE_CHECKING:
+    from cryptography import x509
 
 Role = Literal["ca", "cert", "key"]
 
@@ -115,6 +116,9 @@ def diagnose(ca: Path, cert: Path, key: Path, error: Exception) -> TlsFileError:
     return TlsFileError(None, None, f"OpenSSL refused the TLS files: {reason}")
 
 
-def load_issuers(ca: Path) -> list[x509.Certificate]:
+def load_issuers(ca: Path) -> "list[x509.Certificate]":
     """The CA certificates in ``ca``, for the server's own check of client certificates."""
+    # Imported here: cryptography's x509 costs jog 40 ms of start-up, and only servers ask.
+    from cryptography import x509  # noqa: PLC0415
+
     return x509.load_pem_x509_certificates(ca.read_bytes())
