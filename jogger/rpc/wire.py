@@ -60,6 +60,8 @@ SERVER_INBOX = 3
 INITIAL_WINDOW_FACTOR = 2
 """purerpc's stream window is twice the largest message."""
 RECEIVE_SIZE = 1 << 16
+END_BATCH = 16
+"""Calls of a closed connection cancelled in one pass of the event loop (see _end)."""
 DRAIN_SIZE = 1 << 20
 """The most plaintext run() takes from TLS records already received, per pass."""
 CONNECTION_WINDOW = 16 << 20
@@ -575,18 +577,25 @@ class Connection:
         except ConnectionLost:
             return
         finally:
-            self._end()
+            await self._end()
 
-    def _end(self) -> None:
+    async def _end(self) -> None:
         self.closed.set()
         if self._write_scope is not None:
             # The connection is over: a write still waiting for the peer never completes.
             self._write_scope.cancel()
-        for stream in list(self._streams.values()):
-            # The connection is gone: whoever serves or awaits this stream must stop.
-            stream.scope.cancel()
-            stream.inbox_send.close()
-            stream.window_open.set()  # and whoever waits to send on it, wakes
+        # Shielded: every call on the connection must be ended, also when we are cancelled
+        # ourselves. In batches, with a pass of the loop between them: the calls unwind in
+        # the pass after their cancellation, and a peer that closes a connection with 128
+        # calls on it must not buy one long pass (the lag probe saw 90 ms for 300 calls).
+        with trio.CancelScope(shield=True):
+            for count, stream in enumerate(list(self._streams.values()), 1):
+                # The connection is gone: whoever serves or awaits this stream must stop.
+                stream.scope.cancel()
+                stream.inbox_send.close()
+                stream.window_open.set()  # and whoever waits to send on it, wakes
+                if count % END_BATCH == 0:
+                    await trio.lowlevel.checkpoint()
 
     async def _receive(self, data: bytes | bytearray) -> list[Event] | None:
         """What the peer's bytes mean; None once they have ended the connection."""
@@ -620,7 +629,7 @@ class Connection:
             await self._flush(shield=False)
         # The connection is over for every call on it: end them now, not after the linger,
         # so that none writes into a closed h2 connection meanwhile.
-        self._end()
+        await self._end()
         # Closing with the peer's bytes unread makes the kernel send a reset, which can
         # destroy the GOAWAY before the peer reads it. Read and drop for a moment first.
         with trio.move_on_after(LINGER), contextlib.suppress(trio.BrokenResourceError):
