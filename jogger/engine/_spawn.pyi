@@ -6,6 +6,7 @@ def spawn(
     stdin_fd: int,
     output_fd: int,
     cgroup_procs_fds: tuple[int, ...],
+    cgroup_fd: int,
     credentials: tuple[int, int, tuple[int, ...]] | None,
     home: bytes | None,
     pid_fd: int,

@@ -403,7 +403,12 @@ class JobManager:
                 raise
             try:
                 process = await JobProcess.spawn(
-                    args, cwd=cwd, env=env, placement=group.placement(), account=account
+                    args,
+                    cwd=cwd,
+                    env=env,
+                    placement=group.placement(),
+                    cgroup_fd=group.birthplace(),
+                    account=account,
                 )
             except BaseException:
                 output.discard()

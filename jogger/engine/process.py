@@ -60,6 +60,7 @@ class JobProcess:
         cwd: str | None,
         env: Mapping[str, str],
         placement: Sequence[int] = (),
+        cgroup_fd: int = -1,
         account: Account | None = None,
     ) -> "JobProcess":
         """Start ``argv`` (argv[0] on ``env``'s PATH, like execvp but with no /bin/sh fallback).
@@ -67,7 +68,10 @@ class JobProcess:
         The process leads its own session; stdin is /dev/null; stdout and stderr share one
         pipe. ``placement``: open fds of cgroup.procs files; the new process moves itself
         into each of them before it execs, so the job's own code never runs outside its
-        cgroups, and no process of ours is ever inside them. It also starts with
+        cgroups, and no process of ours is ever inside them. ``cgroup_fd``: a cgroup v2
+        directory to create the process in (clone3's CLONE_INTO_CGROUP, where the kernel and
+        the CPU allow it; the writes to ``placement`` are then skipped, so it should hold
+        the same group's cgroup.procs as the fallback). It also starts with
         oom_score_adj 0, whatever the server's is. ``account``: the user it runs as (its
         groups, group and user are set after the placement, before the chdir and the exec;
         nothing is switched if we run as that account already); with no ``cwd`` it starts in
@@ -103,6 +107,7 @@ class JobProcess:
                         stdin,
                         write_end,
                         tuple(placement),
+                        cgroup_fd,
                         credentials,
                         home,
                     )
@@ -296,6 +301,8 @@ def _describe(exc: OSError, command: str, cwd: str | None, account: Account | No
             else f"{shown(account.home)} or '/'"
         )
         return f"cannot use working directory {where}: {reason}"
+    if step == "cgroup" and exc.errno == errno.EAGAIN:  # clone3 into a group at its pids.max
+        return f"{_STEPS[step]}: no pids left in its limit or its user's ({reason})"
     if step in _STEPS:
         return f"{_STEPS[step]}: {reason}"
     if exc.errno == errno.ENOENT and "/" not in command:

@@ -59,6 +59,12 @@ class JobGroup(ABC):
         before it execs (see JobProcess.spawn)."""
         return []
 
+    def birthplace(self) -> int:
+        """An open fd of a cgroup v2 directory to create the new process in (clone3's
+        CLONE_INTO_CGROUP), or -1; ``placement()`` still says where the process moves itself
+        should the kernel not do that (see JobProcess.spawn)."""
+        return -1
+
     def attach(self, pid: int) -> None:
         """The job's main process is running (and already inside the group)."""
         self._pid = pid

@@ -160,6 +160,7 @@ class V2Group(JobGroup):
         self._user = user
         self._relative = "/" + str(path.relative_to(mount))
         self._procs_fd = -1
+        self._dir_fd = -1
 
     def configure(self, controllers: list[str]) -> None:
         limits = self.limits
@@ -182,14 +183,22 @@ class V2Group(JobGroup):
             self._procs_fd = os.open(self.path / "cgroup.procs", os.O_WRONLY | os.O_CLOEXEC)
         return [self._procs_fd]
 
+    def birthplace(self) -> int:
+        # Born inside its group, a job start does not wait out every fork on the host, as a
+        # write to cgroup.procs does (the kernel's threadgroup rwsem): see _spawn.c.
+        if self._dir_fd < 0:
+            self._dir_fd = os.open(self.path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        return self._dir_fd
+
     def attach(self, pid: int) -> None:
         super().attach(pid)
         self._close_procs_fd()
 
     def _close_procs_fd(self) -> None:
-        if self._procs_fd >= 0:
-            os.close(self._procs_fd)
-            self._procs_fd = -1
+        for fd in (self._procs_fd, self._dir_fd):
+            if fd >= 0:
+                os.close(fd)
+        self._procs_fd = self._dir_fd = -1
 
     def members(self) -> list[int]:
         return [pid for pid in fs.procs(self.path) if alive(pid)]
