@@ -1,6 +1,7 @@
 """Run pytest inside a QEMU VM that has a real cgroup v2 hierarchy with every controller.
 
-    python tests/vm/run_in_vm.py [--memory 2G] [--timeout SECONDS] [--output FILE] -- PYTEST_ARGS...
+    python tests/vm/run_in_vm.py [--memory 2G] [--cpus 2] [--timeout SECONDS] [--output FILE] \
+        -- PYTEST_ARGS...
     python tests/vm/run_in_vm.py [...] --script bench/cgroups.py -- SCRIPT_ARGS...
 
 Debian's kernel boots under TCG (no KVM needed) from a busybox initramfs that loads the virtio
@@ -208,9 +209,17 @@ def parse_args(argv: Sequence[str]) -> tuple[argparse.Namespace, list[str]]:
         own, pytest_args = own[:split], own[split + 1 :]
     parser = argparse.ArgumentParser(
         description="Run pytest inside a QEMU VM with a real cgroup2 hierarchy.",
-        usage="%(prog)s [--memory 2G] [--timeout SECONDS] [--output FILE] [--script PY] -- ARGS...",
+        usage="%(prog)s [--memory 2G] [--cpus 2] [--timeout SECONDS] [--output FILE] [--script PY]"
+        " -- ARGS...",
     )
     parser.add_argument("--memory", default="2G", help="the VM's memory, as QEMU's -m takes it")
+    parser.add_argument(
+        "--cpus",
+        type=int,
+        default=2,
+        help="the VM's CPUs (default 2; 1 keeps the host from stealing time from a vCPU that"
+        " the guest believes busy, which blurs CPU weights under TCG)",
+    )
     parser.add_argument(
         "--timeout",
         type=float,
@@ -248,7 +257,7 @@ def run(
         f" initramfs {time.monotonic() - setup:.1f} s ({initrd.stat().st_size // 1024} KiB)",
         flush=True,
     )
-    vm = boot(kernel, initrd, out, args.memory, args.timeout)
+    vm = boot(kernel, initrd, out, memory=args.memory, cpus=args.cpus, timeout=args.timeout)
     output = out / "output"
     if args.output is not None and output.exists():
         shutil.copyfile(output, args.output)
@@ -504,7 +513,7 @@ class VM:
         return ", ".join(parts) or "no marks from the guest"
 
 
-def qemu_command(kernel: Path, initrd: Path, out: Path, memory: str) -> list[str]:
+def qemu_command(kernel: Path, initrd: Path, out: Path, memory: str, cpus: int) -> list[str]:
     return [
         QEMU,
         "-accel",
@@ -512,7 +521,7 @@ def qemu_command(kernel: Path, initrd: Path, out: Path, memory: str) -> list[str
         "-cpu",
         "max",
         "-smp",
-        "2",
+        str(cpus),
         "-m",
         memory,
         "-nodefaults",
@@ -544,11 +553,11 @@ def die_with_parent() -> None:
     libc.prctl(PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
 
 
-def boot(kernel: Path, initrd: Path, out: Path, memory: str, timeout: float) -> VM:
+def boot(kernel: Path, initrd: Path, out: Path, *, memory: str, cpus: int, timeout: float) -> VM:
     """Runs QEMU to its end, its console copied to stdout; kills it on timeout or any error."""
     vm = VM(time.monotonic())
     qemu = subprocess.Popen(
-        qemu_command(kernel, initrd, out, memory),
+        qemu_command(kernel, initrd, out, memory, cpus),
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
