@@ -19,6 +19,7 @@ Needs root for the cgroup rows; prints what it skipped and why.
 """
 
 import argparse
+import glob
 import os
 import platform
 import statistics
@@ -193,13 +194,33 @@ async def users(seconds: float, tmp: str) -> None:
         )
         quiet = await start_p50(jobs, "user-b", 30)
         bomb = await jobs.start("user-a", ["sh", "-c", FORK_BOMB])
-        await trio.sleep(1)  # let it reach A's budget
+        held = await bomb_grown("user-a", user_limits.pids or 0)
         loud = await start_p50(jobs, "user-b", 30)
         final = await jobs.stop("user-a", bomb.id, grace=0)
         print(
-            f"- Fork bomb of user A (stopped: {final.state.value}): user B's start p50 "
-            f"{loud:.2f} ms beside it, {quiet:.2f} ms without ({loud / quiet:.2f}x)"
+            f"- Fork bomb of user A ({held} pids when B began; stopped: {final.state.value}): "
+            f"user B's start p50 {loud:.2f} ms beside it, {quiet:.2f} ms without "
+            f"({loud / quiet:.2f}x)"
         )
+
+
+async def bomb_grown(owner: str, budget: int, patience: float = 30.0) -> int:
+    """Wait until ``owner``'s pids reach 95% of ``budget`` (or ``patience`` seconds have
+    passed); returns their number, read from the user's cgroup."""
+    paths = glob.glob(f"/sys/fs/cgroup/**/user-{owner}/pids.current", recursive=True)
+    held = 0
+    deadline = time.monotonic() + patience
+    while paths and time.monotonic() < deadline:
+        held = read_int(paths[0])
+        if held >= 0.95 * budget:
+            break
+        await trio.sleep(0.2)
+    return held
+
+
+def read_int(path: str) -> int:
+    with open(path) as f:
+        return int(f.read())
 
 
 def limits_text(limits: JobLimits) -> str:
