@@ -16,9 +16,9 @@ from .._groups import single_errors
 from .._text import escape
 from ..engine import JobError, JobManager
 from ..rpc.server import ListenError, open_rpc_server
-from ..rpc.service import HealthService, JobsService
 from ..rpc.tls import TlsFileError, load_issuers, server_context
 from .config import ConfigError, ServerConfig, load
+from .service import HealthService, JobsService
 
 log = logging.getLogger("jogger.server")
 

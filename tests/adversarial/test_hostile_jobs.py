@@ -23,9 +23,9 @@ import trio
 from jogger import Account
 from jogger.engine.limits import JobLimits
 from jogger.rpc import certs
-from jogger.rpc.accounts import RunAs
 from jogger.rpc.client import JobsClient
 from jogger.rpc.errors import RpcError, StatusCode
+from jogger.server.accounts import RunAs
 from jogger.server.main import serve
 from jogger.v1 import jobs_pb2
 from tests.adversarial.lag import LoopLag

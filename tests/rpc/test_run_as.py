@@ -12,8 +12,8 @@ import pytest
 import trio
 
 from jogger import Account
-from jogger.rpc.accounts import AccountRefused, Mode, RunAs, lookup
 from jogger.rpc.auth import Identity
+from jogger.server.accounts import AccountRefused, Mode, RunAs, lookup
 from jogger.server.config import ConfigError, ServerConfig, load
 from jogger.server.main import serve
 from jogger.v1 import jobs_pb2

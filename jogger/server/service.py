@@ -23,10 +23,10 @@ from ..engine import (
     StoreError,
 )
 from ..engine.limits import JobLimits
+from ..rpc.errors import RpcError, StatusCode
+from ..rpc.server import Call, Method
 from ..v1 import health_grpc, health_pb2, jobs_grpc, jobs_pb2
 from .accounts import AccountRefused, RunAs
-from .errors import RpcError, StatusCode
-from .server import Call, Method
 
 OUTPUT_CHUNK = 1024 * 1024
 """Bytes per OutputChunk: big enough that per-message cost does not dominate."""

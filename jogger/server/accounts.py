@@ -21,7 +21,7 @@ from typing import Literal
 import trio
 
 from ..engine import Account
-from .auth import Identity
+from ..rpc.auth import Identity
 
 Mode = Literal["user", "fixed", "server"]
 MODES: tuple[Mode, ...] = ("user", "fixed", "server")
