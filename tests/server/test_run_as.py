@@ -13,7 +13,7 @@ import trio
 
 from jogger import Account
 from jogger.rpc.auth import Identity
-from jogger.server.accounts import AccountRefused, Mode, RunAs, lookup
+from jogger.server.accounts import AccountRefused, RunAs, RunAsMode, lookup
 from jogger.server.config import ConfigError, ServerConfig, load
 from jogger.v1 import jobs_pb2
 from tests.pki import Pki
@@ -65,7 +65,7 @@ def test_without_root_jobs_run_as_the_server_and_switching_is_a_config_error(pki
     ("gid", "groups"), [(0, (0,)), (65534, (65534, 0))], ids=["group", "supplementary group"]
 )
 async def test_jobs_as_an_account_in_roots_group_are_for_admins_only(
-    mode: Mode, gid: int, groups: tuple[int, ...]
+    mode: RunAsMode, gid: int, groups: tuple[int, ...]
 ) -> None:
     # Made up: the only local account in group 0 is usually root, refused for its uid.
     account = Account("operator-jogger", 65534, gid, groups, "/")
