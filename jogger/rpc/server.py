@@ -34,6 +34,7 @@ from google.protobuf.message import DecodeError, Message
 from purerpc.grpclib.events import MessageReceived, RequestEnded, RequestReceived
 from purerpc.grpclib.status import Status, StatusCode
 
+from .address import format_address
 from .admission import HandshakeTable, Pending
 from .auth import CertificateRejected, Identity, identify_client
 from .errors import RpcError
@@ -48,7 +49,7 @@ class ListenError(Exception):
     """An address we were asked to listen on cannot be had; ``str()`` names it and says why."""
 
     def __init__(self, host: str, port: int, error: OSError) -> None:
-        where = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        where = format_address(host, port)
         reason = (error.strerror or str(error)).lower()
         hint = ""
         if error.errno == errno.EADDRINUSE:
@@ -249,7 +250,7 @@ class RpcServer:
                 "gone", logging.INFO, "connection closed before it could be served: %s", exc
             )
             return  # reset by the peer already (ENOTCONN)
-        peer = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        peer = format_address(host, port)
         limits = self._limits
         tls = trio.SSLStream(tcp, self._ssl_context, server_side=True)
         user = None

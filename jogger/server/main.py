@@ -15,6 +15,7 @@ import trio
 from .._groups import single_errors
 from .._text import escape
 from ..engine import JobError, JobManager
+from ..rpc.address import format_address
 from ..rpc.server import ListenError, open_rpc_server
 from ..rpc.tls import TlsFileError, load_issuers, server_context
 from .config import ConfigError, ServerConfig, load
@@ -58,7 +59,7 @@ async def serve(
         ):
             methods = {**JobsService(jobs, config.run_as).methods(), **HealthService().methods()}
             bound = await nursery.start(server.listen, config.listen, methods)
-            addresses = " ".join(_format(host, port) for host, port in bound)
+            addresses = " ".join(format_address(host, port) for host, port in bound)
             log.info(
                 "listening on %s state_dir=%s cgroups=%s run_as=%s",
                 addresses,
@@ -77,10 +78,6 @@ async def serve(
             # finish with the jobs' last bytes, and finally closes the connections.
             nursery.cancel_scope.cancel()
     log.info("shut down")
-
-
-def _format(host: str, port: int) -> str:
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 class OneLineFormatter(logging.Formatter):
