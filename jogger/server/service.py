@@ -24,6 +24,7 @@ from ..engine import (
 )
 from ..engine.limits import JobLimits
 from ..rpc.errors import RpcError, StatusCode
+from ..rpc.jobs_api import MAX_GRACE
 from ..rpc.server import Call, Method
 from ..v1 import health_grpc, health_pb2, jobs_grpc, jobs_pb2
 from .accounts import AccountRefused, RunAs
@@ -33,8 +34,6 @@ OUTPUT_CHUNK = 1024 * 1024
 DEFAULT_PAGE = 100
 MAX_LIST_BYTES = 1 << 20
 """A List page holds jobs up to this many bytes (and always one)."""
-MAX_GRACE = 7 * 24 * 3600
-"""The longest grace period a Stop may ask for: a week (as jog's own limit)."""
 
 _STATES = {
     JobState.RUNNING: jobs_pb2.JOB_STATE_RUNNING,
