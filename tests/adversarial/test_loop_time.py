@@ -11,7 +11,7 @@ import trio
 from purerpc.grpclib.status import Status
 
 from jogger.rpc.errors import RpcError, StatusCode
-from jogger.rpc.wire import MAX_STATUS_MESSAGE, capped
+from jogger.rpc.protocol import MAX_STATUS_MESSAGE, capped
 from tests.adversarial.test_transport import jog_run_works
 from tests.servers import Server
 

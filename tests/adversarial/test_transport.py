@@ -24,9 +24,10 @@ import trio
 import trio.testing
 
 from jogger.rpc.errors import StatusCode
+from jogger.rpc.protocol import MAX_HEADER_LIST_SIZE, SERVER_MAX_STREAMS
 from jogger.rpc.server import TransportLimits
 from jogger.rpc.tls import client_context
-from jogger.rpc.wire import MAX_HEADER_LIST_SIZE, PEER_RESETS, SERVER_MAX_STREAMS, Connection
+from jogger.rpc.wire import PEER_RESETS, Connection
 from jogger.server.main import serve
 from jogger.v1 import jobs_pb2
 from tests.adversarial.lag import LoopLag
