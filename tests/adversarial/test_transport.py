@@ -23,9 +23,9 @@ import pytest
 import trio
 import trio.testing
 
+from jogger.rpc.admission import TransportLimits
 from jogger.rpc.errors import StatusCode
 from jogger.rpc.protocol import MAX_HEADER_LIST_SIZE, SERVER_MAX_STREAMS
-from jogger.rpc.server import TransportLimits
 from jogger.rpc.tls import client_context
 from jogger.rpc.wire import PEER_RESETS, Connection
 from jogger.server.main import serve
