@@ -267,7 +267,7 @@ class RpcServer:
                     status = await self._serve(connection, stream, event, client)
                     finished = self._finish(connection, stream, status)
                 if stream.refusal is not None and not finished:
-                    # The client sent what this call cannot carry (see wire.StreamRefused).
+                    # The client sent what this call cannot carry (see protocol.StreamRefused).
                     status = stream.refusal
                     self._finish(connection, stream, status)
                 # Outside the stream's scope: an answer queued just as a refusal cancelled the
