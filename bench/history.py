@@ -37,7 +37,7 @@ from engine import Row, machine, percentile, print_table
 
 from jogger import JobManager, JobState, JobStatus
 from jogger.engine.store import _INSERT, _values
-from jogger.rpc.service import status_to_proto
+from jogger.server.service import status_to_proto
 
 OWNER = "bench"
 BIN = Path(sys.executable).parent

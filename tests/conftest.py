@@ -1,15 +1,33 @@
+"""Fixtures for every test folder: an engine, the test PKI, an in-process server."""
+
 from collections.abc import AsyncIterator, Generator
 from pathlib import Path
 
 import pytest
+import trio
 
 from jogger import JobManager, Limits
+from tests.pki import Pki, make_pki
+from tests.servers import Server, server_config, start_server
 
 
 @pytest.fixture
 async def jobs(tmp_path: Path) -> AsyncIterator[JobManager]:
     async with JobManager(tmp_path / "state", grace=2.0, limits=Limits(max_jobs=64)) as manager:
         yield manager
+
+
+@pytest.fixture(scope="session")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
+    """A CA, a server certificate for localhost, and users' certificates (see pki.py)."""
+    return make_pki(tmp_path_factory.mktemp("pki"))
+
+
+@pytest.fixture
+async def server(pki: Pki, tmp_path: Path, nursery: trio.Nursery) -> Server:
+    """jogger-server in this process, on a free loopback port, until the test ends."""
+    config = server_config(pki, tmp_path / "state")
+    return await start_server(nursery, pki, config)
 
 
 @pytest.hookimpl(wrapper=True)

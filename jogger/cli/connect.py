@@ -8,6 +8,7 @@ import sys
 import trio
 
 from .._groups import single_errors
+from ..rpc.address import format_address
 from ..rpc.channel import ServerCertificateRejected, TransportError
 from ..rpc.client import connect
 from ..rpc.errors import RpcError, StatusCode
@@ -34,7 +35,7 @@ def run_command(args: argparse.Namespace) -> int:
 
 async def _main(settings: Settings, args: argparse.Namespace) -> int:
     command = importlib.import_module(f".commands.{args.command}", __package__)
-    where = f"{settings.host}:{settings.port}"
+    where = format_address(settings.host, settings.port)
     interrupted = False
     try:
         context = client_context(settings.ca, settings.cert, settings.key)

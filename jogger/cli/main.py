@@ -14,11 +14,9 @@ if TYPE_CHECKING:
     from _typeshed import SupportsWrite
 
 from .._text import escape
+from ..rpc.jobs_api import MAX_GRACE
 from . import stdout
 from .exits import CliError, Exit
-
-MAX_GRACE = 7 * 86400
-"""The longest grace period jog asks for: a week."""
 
 ENVIRONMENT = """\
 connection settings (environment):
@@ -149,7 +147,7 @@ def _seconds(text: str) -> float:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
-    if not 0 <= value < MAX_GRACE:
+    if not 0 <= value <= MAX_GRACE:
         raise argparse.ArgumentTypeError(
             f"the grace period must be from 0 to {MAX_GRACE:g} seconds"
         )

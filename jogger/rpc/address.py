@@ -35,6 +35,12 @@ def parse_address(text: str, default_port: int = DEFAULT_PORT) -> tuple[str, int
     return host, int(port_text)
 
 
+def format_address(host: str, port: int) -> str:
+    """``host:port``, with an IPv6 address in brackets (``[::1]:7654``), as parse_address
+    reads it back."""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
 def _is_ipv6(text: str) -> bool:
     import ipaddress  # noqa: PLC0415 - rarely needed; jog's start-up time matters
 

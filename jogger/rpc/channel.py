@@ -15,6 +15,7 @@ from purerpc.grpclib.events import MessageReceived, ResponseEnded
 from purerpc.grpclib.status import StatusCode
 
 from .._groups import single_errors
+from .address import format_address
 from .errors import RpcError
 from .wire import Connection, ConnectionLost, PeerBrokeProtocol, Stream, set_socket_options
 
@@ -252,7 +253,7 @@ async def open_channel(
                 if not connection.peer_ready.is_set():
                     raise failure_error(connection.failure or EOFError())
                 try:
-                    yield Channel(connection, f"{host}:{port}")
+                    yield Channel(connection, format_address(host, port))
                 finally:
                     # The caller is done with the channel: stop reading from it.
                     nursery.cancel_scope.cancel()

@@ -10,9 +10,8 @@ A call's scope is cancelled when the client resets its stream or the connection 
 client that goes away costs the server nothing. Shutdown: stop accepting, let the calls in
 flight finish (bounded by a drain timeout), then close every connection.
 
-What one peer can hold is bounded (``TransportLimits``): connections still in their TLS
-handshake, connections and calls per user, and the time a connection gets to prove itself.
-A peer over a limit gets a status saying which, not a silent close.
+What one peer can hold (connections still in their TLS handshake, connections and calls
+per user, the time a connection gets to prove itself) is admission.py's to grant.
 """
 
 import contextlib
@@ -24,7 +23,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequenc
 from contextlib import aclosing, asynccontextmanager
 from dataclasses import dataclass
 from functools import partial
-from typing import Any
+from typing import Any, NoReturn
 
 import h2.errors
 import h2.exceptions
@@ -34,7 +33,8 @@ from google.protobuf.message import DecodeError, Message
 from purerpc.grpclib.events import MessageReceived, RequestEnded, RequestReceived
 from purerpc.grpclib.status import Status, StatusCode
 
-from .admission import HandshakeTable, Pending
+from .address import format_address
+from .admission import Admission, ConnectionGrant, Grant, Peer, TransportLimits
 from .auth import CertificateRejected, Identity, identify_client
 from .errors import RpcError
 from .throttle import LogThrottle
@@ -43,12 +43,18 @@ from .wire import Connection, ConnectionLost, Stream, set_socket_options
 log = logging.getLogger("jogger.rpc")
 throttled = LogThrottle(log)
 
+ACCEPT_CAPACITY_ERRNOS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS})
+"""What accept(2) returns when the process or the system is out of something, as in trio's
+serve_listeners: worth waiting out. Any other error is a bug, and ends the server."""
+ACCEPT_RETRY = 0.1
+"""Seconds the accept loop waits after such an error."""
+
 
 class ListenError(Exception):
     """An address we were asked to listen on cannot be had; ``str()`` names it and says why."""
 
     def __init__(self, host: str, port: int, error: OSError) -> None:
-        where = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        where = format_address(host, port)
         reason = (error.strerror or str(error)).lower()
         hint = ""
         if error.errno == errno.EADDRINUSE:
@@ -58,45 +64,6 @@ class ListenError(Exception):
         elif error.errno == errno.EADDRNOTAVAIL:
             hint = " (no interface of this host has that address)"
         super().__init__(f"cannot listen on {where}: {reason}{hint}")
-
-
-@dataclass(frozen=True, slots=True)
-class TransportLimits:
-    """What the server grants one peer, and all peers together."""
-
-    handshake_timeout: float = 10.0
-    """Seconds a new connection gets to complete TLS and send its HTTP/2 preface. A
-    connection whose certificate was refused, or whose user is over a limit, lives this long
-    too: long enough to be told why."""
-    request_timeout: float = 10.0
-    """Seconds a call gets to deliver its request message once its stream is open."""
-    max_connections: int = 4096
-    """Connections open at once; more are closed on accept."""
-    max_handshakes: int = 1024
-    """Connections still in their TLS handshake. When they are all taken, a new connection
-    takes the slot of the oldest handshake of the network with the most (admission.py):
-    a flood of silent connections cannot keep authenticated users out."""
-    max_handshakes_per_host: int = 256
-    """Handshakes from one IP address; more are closed on accept."""
-    max_handshakes_per_network: int = 512
-    """Handshakes from one /24 (IPv4) or /64 (IPv6); more are closed on accept."""
-    max_refused_per_host: int = 8
-    """Connections from one IP address kept open only to be told why their calls are
-    refused (a rejected certificate, a user over the connection limit); more are closed at
-    once."""
-    refused_life: float = 2.0
-    """Seconds such a connection is kept (at most the handshake timeout)."""
-    max_connections_per_user: int = 256
-    max_calls_per_user: int = 1024
-    """Calls in flight for one user (an Output stream is one call), over all connections."""
-
-    def __post_init__(self) -> None:
-        for name in self.__slots__:
-            value = getattr(self, name)
-            if not value > 0 or value == float("inf"):
-                raise ValueError(
-                    f"--{name.replace('_', '-')} must be a positive number, not {value!r}"
-                )
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,17 +82,6 @@ StreamHandler = Callable[[Call, Any], AsyncIterator[Message]]
 
 
 @dataclass(frozen=True, slots=True)
-class _Peer:
-    """Who is at the other end of a connection, as its TLS handshake established."""
-
-    address: str
-    identity: Identity | None
-    refusal: Status | None = None
-    """Every call on this connection ends with this: a refused certificate, or a user over
-    their connection limit."""
-
-
-@dataclass(frozen=True, slots=True)
 class Method:
     request_type: type[Message]
     unary: UnaryHandler | None = None
@@ -138,40 +94,26 @@ class RpcServer:
         nursery: trio.Nursery,
         ssl_context: Any,
         issuers: Sequence[x509.Certificate],
+        methods: Mapping[str, Method],
         limits: TransportLimits | None = None,
     ) -> None:
         self._nursery = nursery
-        self._methods: Mapping[str, Method] = {}
+        self._methods = methods
         self._ssl_context = ssl_context
         self._issuers = issuers
         self._limits = limits or TransportLimits()
-        self._connections = 0
-        self._handshakes = HandshakeTable(
-            self._limits.max_handshakes,
-            per_host=self._limits.max_handshakes_per_host,
-            per_network=self._limits.max_handshakes_per_network,
-            timeout=self._limits.handshake_timeout,
-        )
-        self._host_refused: dict[str, int] = {}
-        self._user_connections: dict[str, int] = {}
-        self._user_calls: dict[str, int] = {}
-        self._calls = 0
-        self._idle = trio.Event()
-        self._idle.set()
-        self._draining = False
+        self._admission = Admission(self._limits)
 
     async def listen(
         self,
         addresses: list[tuple[str, int]],
-        methods: Mapping[str, Method],
         *,
         task_status: trio.TaskStatus[list[tuple[str, int]]] = trio.TASK_STATUS_IGNORED,
     ) -> None:
-        """Serve ``methods`` (keyed by gRPC path) on every address until cancelled.
+        """Serve the methods on every address until cancelled.
 
         Reports the bound (host, port) pairs through ``task_status`` once listening.
         """
-        self._methods = methods
         listeners: list[trio.SocketListener] = []
         try:
             for host, port in addresses:
@@ -186,61 +128,40 @@ class RpcServer:
         bound = [listener.socket.getsockname()[:2] for listener in listeners]
         async with trio.open_nursery() as nursery:
             for listener in listeners:
-                nursery.start_soon(self._accept, listener)
+                nursery.start_soon(serve_listener, listener, self._admit)
             task_status.started(bound)
 
-    async def _accept(self, listener: trio.SocketListener) -> None:
-        async with listener:
-            while True:
-                try:
-                    stream = await listener.accept()
-                except OSError as exc:
-                    # Out of fds, for example: say so and keep serving the others.
-                    throttled.log("accept", logging.WARNING, "accept failed: %s", exc)
-                    await trio.sleep(0.1)
-                    continue
-                admitted = self._over_limit(stream)
-                if isinstance(admitted, Pending):
-                    self._nursery.start_soon(self._connection, stream, admitted)
-                    continue
-                if admitted:
-                    throttled.log(
-                        "accept-refused", logging.WARNING, "connection refused: %s", admitted
-                    )
-                await trio.aclose_forcefully(stream)
-
-    def _over_limit(self, tcp: trio.SocketStream) -> Pending | str:
-        """A handshake slot for the new connection (and then it is counted), or why it is
-        closed at once ("": the peer has gone already)."""
+    async def _admit(self, tcp: trio.SocketStream) -> None:
+        """Serve a new connection in a task of its own, or close it at once."""
         try:
             host = str(tcp.socket.getpeername()[0])
         except OSError:
-            return ""  # reset by the peer before we looked (ENOTCONN)
-        if self._connections >= self._limits.max_connections:
-            return f"{self._connections} connections open, the limit"
-        admitted = self._handshakes.admit(host)
-        if isinstance(admitted, Pending):
-            self._connections += 1
-        return admitted
+            await trio.aclose_forcefully(tcp)
+            return  # reset by the peer before we looked (ENOTCONN)
+        admitted = self._admission.connection(host)
+        if isinstance(admitted, ConnectionGrant):
+            self._nursery.start_soon(self._connection, tcp, host, admitted)
+            return
+        throttled.log("accept-refused", logging.WARNING, "connection refused: %s", admitted)
+        await trio.aclose_forcefully(tcp)
 
     async def drain(self) -> None:
         """Refuse new calls (UNAVAILABLE) and return once no call is in flight."""
-        self._draining = True
-        await self._idle.wait()
+        await self._admission.drain()
 
-    async def _connection(self, tcp: trio.SocketStream, pending: Pending) -> None:
+    async def _connection(self, tcp: trio.SocketStream, host: str, grant: ConnectionGrant) -> None:
         try:
-            await self._serve_connection(tcp, pending)
+            with grant:
+                await self._serve_connection(tcp, host, grant)
         except Exception:
             # A bug, or a failure we did not foresee: it ends this connection, not the server.
             log.exception("connection failed")
         finally:
-            self._connections -= 1
-            self._handshakes.done(pending)  # if the handshake never finished
             await trio.aclose_forcefully(tcp)
 
-    async def _serve_connection(self, tcp: trio.SocketStream, pending: Pending) -> None:
-        host = pending.host
+    async def _serve_connection(
+        self, tcp: trio.SocketStream, host: str, grant: ConnectionGrant
+    ) -> None:
         try:
             set_socket_options(tcp)
             port = tcp.socket.getpeername()[1]
@@ -249,16 +170,13 @@ class RpcServer:
                 "gone", logging.INFO, "connection closed before it could be served: %s", exc
             )
             return  # reset by the peer already (ENOTCONN)
-        peer = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-        limits = self._limits
+        peer = format_address(host, port)
         tls = trio.SSLStream(tcp, self._ssl_context, server_side=True)
-        user = None
-        refused = False
         try:
-            # One deadline for the TLS handshake and the HTTP/2 preface together; the table
-            # set it (shorter when it is filling up), and may cancel the handshake to evict it.
-            deadline = pending.scope.deadline
-            with pending.scope as timer:
+            # One deadline for the TLS handshake and the HTTP/2 preface together; admission
+            # set it (shorter when its table is filling up), and may cancel the handshake to
+            # evict it.
+            with grant.handshake() as timer:
                 try:
                     await tls.do_handshake()
                 except trio.BrokenResourceError as exc:
@@ -278,88 +196,43 @@ class RpcServer:
                     "connection peer=%s closed: %s",
                     peer,
                     "evicted from a full handshake table"
-                    if pending.evicted
+                    if grant.evicted
                     else "TLS handshake timed out",
                 )
                 return
-            self._handshakes.done(pending)
-            client = self._admit(peer, tls)
-            if client.refusal is not None:
-                if self._host_refused.get(host, 0) >= limits.max_refused_per_host:
+            with self._admission.peer(host, peer, self._identify(peer, tls)) as client:
+                if client is None:
                     return  # told often enough already: closed at once
-                refused = True
-                self._host_refused[host] = self._host_refused.get(host, 0) + 1
-            elif client.identity is not None:
-                user = client.identity.user
-                self._user_connections[user] = self._user_connections.get(user, 0) + 1
-            await self._serve_http2(tls, client, deadline)
+                await self._serve_http2(tls, client, grant.deadline)
         except trio.BrokenResourceError as exc:
             throttled.log(
                 "broken", logging.INFO, "connection peer=%s failed: %s", peer, exc.__cause__ or exc
             )
         finally:
-            if user is not None:
-                _decrement(self._user_connections, user)
-            if refused:
-                _decrement(self._host_refused, host)
             await trio.aclose_forcefully(tls)
 
-    def _admit(self, peer: str, tls: trio.SSLStream[trio.SocketStream]) -> _Peer:
-        """Who the peer is, and whether its calls are refused (and with what status)."""
+    def _identify(self, peer: str, tls: trio.SSLStream[trio.SocketStream]) -> Identity | Status:
+        """Who the peer's certificate names, or the status its calls get if it is rejected."""
         try:
-            identity = identify_client(tls.getpeercert(binary_form=True), self._issuers)
+            return identify_client(tls.getpeercert(binary_form=True), self._issuers)
         except CertificateRejected as exc:
             throttled.log("rejected", logging.INFO, "connection peer=%s rejected: %s", peer, exc)
-            status = Status(StatusCode.UNAUTHENTICATED, f"client certificate rejected: {exc}")
-            return _Peer(peer, None, status)
-        open_now = self._user_connections.get(identity.user, 0)
-        limit = self._limits.max_connections_per_user
-        if open_now >= limit:
-            throttled.log(
-                "user-connections",
-                logging.WARNING,
-                "connection peer=%s user=%s refused: %d connections open, the limit",
-                peer,
-                identity.user,
-                open_now,
-            )
-            message = f"user {identity.user} has {open_now} connections open; the limit is {limit}"
-            return _Peer(peer, identity, Status(StatusCode.RESOURCE_EXHAUSTED, message))
-        return _Peer(peer, identity)
+            return Status(StatusCode.UNAUTHENTICATED, f"client certificate rejected: {exc}")
 
     async def _serve_http2(
-        self, tls: trio.SSLStream[trio.SocketStream], client: _Peer, deadline: float
+        self, tls: trio.SSLStream[trio.SocketStream], client: Peer, deadline: float
     ) -> None:
         connection = Connection(tls, client_side=False)
         limits = self._limits
         async with trio.open_nursery() as calls:
 
             def on_request(event: RequestReceived, stream: Stream) -> None:
-                status = None
-                if self._draining:
-                    status = Status(StatusCode.UNAVAILABLE, "the server is shutting down")
-                elif client.identity is not None and client.refusal is None:
-                    user = client.identity.user
-                    in_flight = self._user_calls.get(user, 0)
-                    if in_flight >= limits.max_calls_per_user:
-                        status = Status(
-                            StatusCode.RESOURCE_EXHAUSTED,
-                            f"user {user} has {in_flight} calls in flight; "
-                            f"the limit is {limits.max_calls_per_user}",
-                        )
-                        throttled.log(
-                            "user-calls",
-                            logging.WARNING,
-                            "call refused: user=%s has %d calls in flight, the limit",
-                            user,
-                            in_flight,
-                        )
-                if status is not None:
+                admitted = self._admission.call(client)
+                if isinstance(admitted, Status):
                     connection.forget(stream)
-                    connection.refuse(stream.id, status)
+                    connection.refuse(stream.id, admitted)
                     return
-                self._begin_call(client)
-                calls.start_soon(self._call, connection, stream, event, client)
+                calls.start_soon(self._call, connection, stream, event, client, admitted)
 
             if client.refusal is not None:
                 # Long enough to tell the client why, not long enough to hold a slot.
@@ -375,67 +248,53 @@ class RpcServer:
                 # timers (_expect_preface, _close_after) have nothing left to guard.
                 calls.cancel_scope.cancel()
 
-    def _begin_call(self, client: _Peer) -> None:
-        self._calls += 1
-        if self._calls == 1:
-            self._idle = trio.Event()
-        if client.identity is not None:
-            user = client.identity.user
-            self._user_calls[user] = self._user_calls.get(user, 0) + 1
-
-    def _end_call(self, client: _Peer) -> None:
-        self._calls -= 1
-        if self._calls == 0:
-            self._idle.set()
-        if client.identity is not None:
-            _decrement(self._user_calls, client.identity.user)
-
     async def _call(
         self,
         connection: Connection,
         stream: Stream,
         event: RequestReceived,
-        client: _Peer,
+        client: Peer,
+        grant: Grant,
     ) -> None:
         path = f"/{event.service_name}/{event.method_name}"
         started = time.perf_counter()
         status = Status(StatusCode.CANCELLED, "the client went away")
         user = client.identity.user if client.identity else "-"
-        try:
-            finished = False
-            with stream.scope:
-                status = await self._serve(connection, stream, event, client)
-                finished = self._finish(connection, stream, status)
-            if stream.refusal is not None and not finished:
-                # The client sent what this call cannot carry (see wire.StreamRefused).
-                status = stream.refusal
-                self._finish(connection, stream, status)
-            # Outside the stream's scope: an answer queued just as a refusal cancelled the
-            # scope must still go out, or the client waits for it for ever.
-            await connection.flush()
-        except ConnectionLost:
-            pass
-        finally:
-            connection.forget(stream)
-            self._end_call(client)
-            # A client may make many calls fail in a row; successful calls are the access log.
-            (log.log if status.int_value == 0 else partial(throttled.log, "rpc-failed"))(
-                logging.INFO,
-                "rpc method=%s user=%s peer=%s status=%s duration_ms=%.1f%s",
-                path,
-                user,
-                client.address,
-                StatusCode(status.int_value).name,
-                (time.perf_counter() - started) * 1e3,
-                f" message={status.status_message!r}" if status.int_value else "",
-            )
+        with grant:
+            try:
+                finished = False
+                with stream.scope:
+                    status = await self._serve(connection, stream, event, client)
+                    finished = self._finish(connection, stream, status)
+                if stream.refusal is not None and not finished:
+                    # The client sent what this call cannot carry (see protocol.StreamRefused).
+                    status = stream.refusal
+                    self._finish(connection, stream, status)
+                # Outside the stream's scope: an answer queued just as a refusal cancelled the
+                # scope must still go out, or the client waits for it for ever.
+                await connection.flush()
+            except ConnectionLost:
+                pass
+            finally:
+                connection.forget(stream)
+                # A client may make many calls fail in a row; successful calls are the access log.
+                (log.log if status.int_value == 0 else partial(throttled.log, "rpc-failed"))(
+                    logging.INFO,
+                    "rpc method=%s user=%s peer=%s status=%s duration_ms=%.1f%s",
+                    path,
+                    user,
+                    client.address,
+                    StatusCode(status.int_value).name,
+                    (time.perf_counter() - started) * 1e3,
+                    f" message={status.status_message!r}" if status.int_value else "",
+                )
 
     async def _serve(
         self,
         connection: Connection,
         stream: Stream,
         event: RequestReceived,
-        client: _Peer,
+        client: Peer,
     ) -> Status:
         if client.refusal is not None or client.identity is None:
             return client.refusal or Status(StatusCode.UNAUTHENTICATED, "no identity")
@@ -495,12 +354,27 @@ class RpcServer:
         return True
 
 
-def _decrement(counts: dict[str, int], key: str) -> None:
-    left = counts.get(key, 0) - 1
-    if left > 0:
-        counts[key] = left
-    else:
-        counts.pop(key, None)  # the dict holds only keys with something open
+async def serve_listener(
+    listener: trio.abc.Listener[trio.SocketStream],
+    admit: Callable[[trio.SocketStream], Awaitable[None]],
+) -> NoReturn:
+    """Accept connections for ever, handing each to ``admit``; closes ``listener`` at the end.
+
+    Retries only when accept fails for want of a resource (ACCEPT_CAPACITY_ERRNOS), as
+    trio's serve_listeners does; raises any other error.
+    """
+    async with listener:
+        while True:
+            try:
+                stream = await listener.accept()
+            except OSError as exc:
+                if exc.errno not in ACCEPT_CAPACITY_ERRNOS:
+                    raise
+                # Out of fds, for example: say so and keep serving the connections we have.
+                throttled.log("accept", logging.WARNING, "accept failed: %s", exc)
+                await trio.sleep(ACCEPT_RETRY)
+                continue
+            await admit(stream)
 
 
 async def _close_after(seconds: float, scope: trio.CancelScope) -> None:
@@ -567,21 +441,22 @@ async def _read_one(stream: Stream, request_type: type[Message]) -> Message:
 @asynccontextmanager
 async def open_rpc_server(
     ssl_context: Any,
+    methods: Mapping[str, Method],
     *,
     client_issuers: Sequence[x509.Certificate],
     drain_timeout: float = 5.0,
     limits: TransportLimits | None = None,
 ) -> AsyncIterator[RpcServer]:
-    """A server whose connections live as long as this block. A client certificate must
-    have been signed by one of ``client_issuers`` itself (the CA certificates that
-    ``ssl_context`` trusts).
+    """A server of ``methods`` (keyed by gRPC path) whose connections live as long as this
+    block. A client certificate must have been signed by one of ``client_issuers`` itself
+    (the CA certificates that ``ssl_context`` trusts).
 
-    Start listening with ``await nursery.start(server.listen, addresses, methods)``. On
-    leaving the block, calls in flight get ``drain_timeout`` seconds to finish; then every
-    connection is closed.
+    Start listening with ``await nursery.start(server.listen, addresses)``. On leaving the
+    block, calls in flight get ``drain_timeout`` seconds to finish; then every connection is
+    closed.
     """
     async with trio.open_nursery() as nursery:
-        server = RpcServer(nursery, ssl_context, client_issuers, limits)
+        server = RpcServer(nursery, ssl_context, client_issuers, methods, limits)
         try:
             yield server
         finally:

@@ -9,9 +9,9 @@ from .._units import parse_size
 from ..engine import Limits, Retention
 from ..engine.cgroups import Mode
 from ..engine.limits import JobLimits, parse_limits
-from ..rpc.accounts import DEFAULT_JOB_USER, MODES, BadPolicy, RunAs, default_mode
 from ..rpc.address import parse_address
-from ..rpc.server import TransportLimits
+from ..rpc.admission import TransportLimits
+from .accounts import DEFAULT_JOB_USER, MODES, BadPolicy, RunAs, default_mode
 
 DEFAULT_LISTEN = "127.0.0.1:7654"
 DEFAULT_RETAIN_JOBS = 100_000

@@ -15,10 +15,11 @@ import trio
 from .._groups import single_errors
 from .._text import escape
 from ..engine import JobError, JobManager
+from ..rpc.address import format_address
 from ..rpc.server import ListenError, open_rpc_server
-from ..rpc.service import HealthService, JobsService
 from ..rpc.tls import TlsFileError, load_issuers, server_context
 from .config import ConfigError, ServerConfig, load
+from .service import HealthService, JobsService
 
 log = logging.getLogger("jogger.server")
 
@@ -34,31 +35,35 @@ async def serve(
     """
     context = server_context(config.ca_cert, config.cert, config.key)
     issuers = load_issuers(config.ca_cert)
+    # Entered below, inside the rpc server's block: its calls outlive the jobs, so that
+    # followers get a stopped job's last bytes. The servicers need it before that.
+    jobs = JobManager(
+        config.state_dir,
+        limits=config.limits,
+        grace=config.grace,
+        drain_timeout=config.drain_timeout,
+        cgroups=config.cgroups,
+        default_limits=config.default_limits,
+        max_limits=config.max_limits,
+        user_limits=config.user_limits,
+        total_limits=config.total_limits,
+        retention=config.retention,
+    )
+    methods = {**JobsService(jobs, config.run_as).methods(), **HealthService().methods()}
     with single_errors():
         async with (
             open_rpc_server(
                 context,
+                methods,
                 client_issuers=issuers,
                 drain_timeout=config.drain_timeout,
                 limits=config.transport,
             ) as server,
-            JobManager(
-                config.state_dir,
-                limits=config.limits,
-                grace=config.grace,
-                drain_timeout=config.drain_timeout,
-                cgroups=config.cgroups,
-                default_limits=config.default_limits,
-                max_limits=config.max_limits,
-                user_limits=config.user_limits,
-                total_limits=config.total_limits,
-                retention=config.retention,
-            ) as jobs,
+            jobs,
             trio.open_nursery() as nursery,
         ):
-            methods = {**JobsService(jobs, config.run_as).methods(), **HealthService().methods()}
-            bound = await nursery.start(server.listen, config.listen, methods)
-            addresses = " ".join(_format(host, port) for host, port in bound)
+            bound = await nursery.start(server.listen, config.listen)
+            addresses = " ".join(format_address(host, port) for host, port in bound)
             log.info(
                 "listening on %s state_dir=%s cgroups=%s run_as=%s",
                 addresses,
@@ -77,10 +82,6 @@ async def serve(
             # finish with the jobs' last bytes, and finally closes the connections.
             nursery.cancel_scope.cancel()
     log.info("shut down")
-
-
-def _format(host: str, port: int) -> str:
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 class OneLineFormatter(logging.Formatter):

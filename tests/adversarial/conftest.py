@@ -13,12 +13,9 @@ from pathlib import Path
 import pytest
 import trio
 
-from jogger.server.main import serve
 from tests.adversarial.lag import MAX_P99, LoopLag
-from tests.rpc.conftest import Server, pki, server_config
-from tests.rpc.pki import Pki
-
-__all__ = ["loop_lag", "pki", "server"]
+from tests.pki import Pki
+from tests.servers import Server, server_config, start_server
 
 
 @pytest.fixture
@@ -50,7 +47,6 @@ async def loop_lag(record_property: Callable[[str, object], None]) -> AsyncItera
 
 @pytest.fixture
 async def server(pki: Pki, tmp_path: Path, nursery: trio.Nursery, loop_lag: LoopLag) -> Server:
-    """jogger-server in this process, on a free loopback port, until the test ends."""
+    """The root conftest's server, beside the lag probe."""
     config = server_config(pki, tmp_path / "state")
-    bound = await nursery.start(serve, config)
-    return Server("127.0.0.1", bound[0][1], pki, config.state_dir)
+    return await start_server(nursery, pki, config)

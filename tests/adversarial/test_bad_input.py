@@ -15,7 +15,7 @@ from jogger.rpc.errors import RpcError, StatusCode
 from jogger.rpc.tls import client_context
 from jogger.v1 import jobs_pb2
 from tests.procs import my_children
-from tests.rpc.conftest import Server
+from tests.servers import Server
 
 UNKNOWN = "5b4c1f5e-2f0c-4c38-9d8e-7f5b8a1d2c3e"
 

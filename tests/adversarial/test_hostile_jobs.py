@@ -23,15 +23,14 @@ import trio
 from jogger import Account
 from jogger.engine.limits import JobLimits
 from jogger.rpc import certs
-from jogger.rpc.accounts import RunAs
 from jogger.rpc.client import JobsClient
 from jogger.rpc.errors import RpcError, StatusCode
-from jogger.server.main import serve
+from jogger.server.accounts import RunAs
 from jogger.v1 import jobs_pb2
 from tests.adversarial.lag import LoopLag
+from tests.pki import Pair, Pki
 from tests.procs import eventually, is_alive, my_children, processes
-from tests.rpc.conftest import Server, server_config
-from tests.rpc.pki import Pair, Pki
+from tests.servers import Server, server_config, start_server
 
 MiB = 1 << 20
 needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="running jobs as nobody needs root")
@@ -86,8 +85,7 @@ async def launch(pki: Pki, tmp_path: Path, nursery: trio.Nursery, loop_lag: Loop
         count += 1
         config = server_config(pki, tmp_path / f"state{count}", **limits)
         config = replace(config, run_as=run_as or RunAs(), user_limits=user_limits or JobLimits())
-        bound = await nursery.start(serve, config)
-        return Server("127.0.0.1", bound[0][1], pki, config.state_dir)
+        return await start_server(nursery, pki, config)
 
     return start
 

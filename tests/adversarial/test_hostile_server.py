@@ -11,7 +11,7 @@ import trio
 
 from jogger.rpc.tls import server_context
 from tests.e2e.conftest import BIN
-from tests.rpc.pki import Pki
+from tests.pki import Pki
 
 Headers = Sequence[tuple[str, str]]
 RESPONSE = [(":status", "200"), ("content-type", "application/grpc+proto")]

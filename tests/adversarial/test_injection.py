@@ -8,8 +8,8 @@ import pytest
 from jogger._text import escape, shell_join
 from tests.e2e.conftest import Cli, cli
 from tests.procs import eventually
-from tests.rpc.conftest import Server
 from tests.rpc.raw_h2 import message, raw_connection
+from tests.servers import Server
 
 TITLE = "\x1b]0;you have been pwned\x07"
 FAKE_ROW = "x\n00000000-0000-0000-0000-000000000000  completed  exit code 0  -  root  rm -rf /"

@@ -11,9 +11,9 @@ import trio
 from purerpc.grpclib.status import Status
 
 from jogger.rpc.errors import RpcError, StatusCode
-from jogger.rpc.wire import MAX_STATUS_MESSAGE, capped
+from jogger.rpc.protocol import MAX_STATUS_MESSAGE, capped
 from tests.adversarial.test_transport import jog_run_works
-from tests.rpc.conftest import Server
+from tests.servers import Server
 
 BIG = 120_000
 """Just under the 128 KiB that argv, env and cwd may take together."""

@@ -18,8 +18,8 @@ from jogger.rpc.client import open_client
 from jogger.rpc.errors import RpcError, StatusCode
 from jogger.server.main import serve
 from tests.adversarial.lag import LoopLag
-from tests.rpc.conftest import server_config
-from tests.rpc.pki import Pair, Pki
+from tests.pki import Pair, Pki
+from tests.servers import server_config
 
 CLIENT = [ExtendedKeyUsageOID.CLIENT_AUTH]
 

@@ -32,8 +32,8 @@ from jogger.rpc.errors import RpcError, StatusCode
 from jogger.rpc.tls import client_context
 from jogger.v1 import health_pb2, jobs_pb2
 from tests.procs import eventually, my_children, processes
-from tests.rpc.conftest import Server
 from tests.rpc.raw_h2 import Outcome, message, raw_connection
+from tests.servers import Server
 
 USERS = ["alice", "bob", "root"]  # root is an admin: it may list and read everyone's jobs
 UNKNOWN = "5b4c1f5e-2f0c-4c38-9d8e-7f5b8a1d2c3e"

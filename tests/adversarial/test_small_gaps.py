@@ -19,8 +19,8 @@ from jogger.rpc.tls import client_context
 from tests.adversarial.test_transport import jog_run_works
 from tests.e2e.conftest import BIN, launch, mounted_tmpfs, stop_server
 from tests.e2e.test_cli import job_id_of
-from tests.rpc.conftest import Server
-from tests.rpc.pki import Pki
+from tests.pki import Pki
+from tests.servers import Server
 
 
 @pytest.mark.parametrize("version", [ssl.TLSVersion.TLSv1_3, ssl.TLSVersion.TLSv1_2])

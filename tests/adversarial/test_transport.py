@@ -23,18 +23,19 @@ import pytest
 import trio
 import trio.testing
 
+from jogger.rpc.admission import TransportLimits
 from jogger.rpc.errors import StatusCode
-from jogger.rpc.server import TransportLimits
+from jogger.rpc.protocol import MAX_HEADER_LIST_SIZE, SERVER_MAX_STREAMS
 from jogger.rpc.tls import client_context
-from jogger.rpc.wire import MAX_HEADER_LIST_SIZE, PEER_RESETS, SERVER_MAX_STREAMS, Connection
+from jogger.rpc.wire import PEER_RESETS, Connection
 from jogger.server.main import serve
 from jogger.v1 import jobs_pb2
 from tests.adversarial.lag import LoopLag
 from tests.e2e.conftest import launch, server_env, stop_server
+from tests.pki import Pki
 from tests.procs import eventually, task_count
-from tests.rpc.conftest import Server, server_config
-from tests.rpc.pki import Pki
 from tests.rpc.raw_h2 import Outcome, RawConnection, message, open_raw, raw_connection
+from tests.servers import Server, server_config, start_server
 
 BIN = Path(sys.executable).parent
 LIST = "/jogger.v1.Jobs/List"
@@ -52,8 +53,7 @@ LIMITS = TransportLimits(
 async def server(pki: Pki, tmp_path: Path, nursery: trio.Nursery, loop_lag: LoopLag) -> Server:
     """The real server in this process, with limits small enough to reach in a test."""
     config = dataclasses.replace(server_config(pki, tmp_path / "state"), transport=LIMITS)
-    bound = await nursery.start(serve, config)
-    return Server("127.0.0.1", bound[0][1], pki, config.state_dir)
+    return await start_server(nursery, pki, config)
 
 
 async def jog_run_works(server: Server) -> float:

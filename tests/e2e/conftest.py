@@ -13,14 +13,9 @@ from pathlib import Path
 import pytest
 import trio
 
-from tests.rpc.pki import Pki, make_pki
+from tests.pki import Pki
 
 BIN = Path(sys.executable).parent
-
-
-@pytest.fixture(scope="session")
-def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
-    return make_pki(tmp_path_factory.mktemp("pki"))
 
 
 @dataclass

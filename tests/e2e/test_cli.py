@@ -11,8 +11,8 @@ import pytest
 import trio
 
 from tests.e2e.conftest import BIN, Cli, launch, stop_server
+from tests.pki import Pki
 from tests.procs import PYTHON, SAYS_GOODBYE, alive_in_groups
-from tests.rpc.pki import Pki
 
 
 def lines(result: subprocess.CompletedProcess[bytes]) -> list[str]:

@@ -10,8 +10,8 @@ import trio
 
 from tests.e2e.conftest import Cli, launch, mounted_tmpfs, stop_server
 from tests.e2e.test_cli import follow, job_id_of, wait_for_output
+from tests.pki import Pki
 from tests.procs import PYTHON, eventually, is_alive, processes
-from tests.rpc.pki import Pki
 
 BINARY = "import sys; sys.stdout.buffer.write(bytes(range(256)) * 4000)"
 # Writes numbered lines until it cannot: once the server is gone, its pipe has no reader.

@@ -8,7 +8,7 @@ import pytest
 import trio
 
 from tests.e2e.conftest import BIN, server_env
-from tests.rpc.pki import Pki
+from tests.pki import Pki
 
 
 async def server_fails(pki: Pki, tmp_path: Path, **files: str) -> str:

@@ -13,7 +13,7 @@ import h2.exceptions
 import trio
 
 from jogger.rpc.tls import client_context
-from tests.rpc.conftest import Server
+from tests.servers import Server
 
 
 @dataclass

@@ -12,7 +12,7 @@ import trio.lowlevel
 import trio.testing
 
 from tests.procs import open_fds, task_count
-from tests.rpc.conftest import Server
+from tests.servers import Server
 
 # Opens N connections, follows the job on each, says "ready", then waits to be killed.
 FOLLOWERS = """

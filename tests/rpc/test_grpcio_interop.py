@@ -11,7 +11,7 @@ import trio_asyncio
 from google.protobuf.duration_pb2 import Duration
 
 from jogger.v1 import health_pb2, jobs_pb2
-from tests.rpc.conftest import Server
+from tests.servers import Server
 
 
 def credentials(server: Server, user: str) -> Any:

@@ -17,9 +17,9 @@ from jogger.rpc.errors import StatusCode
 from jogger.rpc.tls import client_context
 from jogger.server.main import serve
 from jogger.v1 import jobs_pb2
-from tests.rpc.conftest import Server, server_config
-from tests.rpc.pki import Pki
+from tests.pki import Pki
 from tests.rpc.raw_h2 import RawConnection, message, raw_connection
+from tests.servers import Server, server_config
 
 LIST = "/jogger.v1.Jobs/List"
 START = "/jogger.v1.Jobs/Start"

@@ -6,8 +6,8 @@ import trio
 
 from jogger.rpc.client import open_client
 from jogger.server.main import serve
-from tests.rpc.conftest import server_config
-from tests.rpc.pki import Pki
+from tests.pki import Pki
+from tests.servers import server_config
 
 
 def has_ipv6_loopback() -> bool:

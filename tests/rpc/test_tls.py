@@ -11,8 +11,8 @@ from jogger.rpc.client import JobsClient, open_client
 from jogger.rpc.errors import RpcError, StatusCode
 from jogger.rpc.tls import client_context
 from jogger.server.main import serve
-from tests.rpc.conftest import Server, server_config
-from tests.rpc.pki import Pki
+from tests.pki import Pki
+from tests.servers import Server, server_config
 
 REJECTED = "the server rejected our client certificate"
 

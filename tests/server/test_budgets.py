@@ -4,14 +4,9 @@ import pytest
 
 from jogger import JobLimits
 from jogger.server.config import ConfigError, budgets, load
-from tests.rpc.pki import Pki, make_pki
+from tests.pki import Pki
 
 GiB = 1 << 30
-
-
-@pytest.fixture(scope="module")
-def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
-    return make_pki(tmp_path_factory.mktemp("pki"))
 
 
 def pid_max() -> int:

@@ -1,21 +1,17 @@
+"""jogger-server in the test's own process: its configuration, and a handle for clients."""
+
 import os
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from pathlib import Path
 
-import pytest
 import trio
 
 from jogger.engine import Limits
 from jogger.rpc.client import JobsClient, open_client
 from jogger.server.config import ServerConfig
 from jogger.server.main import serve
-from tests.rpc.pki import Pki, make_pki
-
-
-@pytest.fixture(scope="session")
-def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
-    return make_pki(tmp_path_factory.mktemp("pki"))
+from tests.pki import Pki
 
 
 @dataclass
@@ -54,9 +50,8 @@ def server_config(pki: Pki, state_dir: Path, **limits: int) -> ServerConfig:
     )
 
 
-@pytest.fixture
-async def server(pki: Pki, tmp_path: Path, nursery: trio.Nursery) -> Server:
-    """jogger-server in this process, on a free loopback port, until the test ends."""
-    config = server_config(pki, tmp_path / "state")
+async def start_server(nursery: trio.Nursery, pki: Pki, config: ServerConfig) -> Server:
+    """jogger-server in this process with ``config``, until ``nursery`` ends; returns once it
+    listens (on the first address of ``config.listen``)."""
     bound = await nursery.start(serve, config)
     return Server("127.0.0.1", bound[0][1], pki, config.state_dir)

@@ -5,8 +5,8 @@ also list and read (status, output) every user's jobs; stopping stays with the o
 local account runs a caller's job is the ``--run-as`` policy's answer (accounts.py).
 """
 
-from collections.abc import AsyncIterator
-from contextlib import aclosing
+from collections.abc import AsyncIterator, Iterator
+from contextlib import aclosing, contextmanager
 from functools import partial
 
 from ..engine import (
@@ -23,18 +23,17 @@ from ..engine import (
     StoreError,
 )
 from ..engine.limits import JobLimits
+from ..rpc.errors import RpcError, StatusCode
+from ..rpc.jobs_api import MAX_GRACE
+from ..rpc.server import Call, Method
 from ..v1 import health_grpc, health_pb2, jobs_grpc, jobs_pb2
 from .accounts import AccountRefused, RunAs
-from .errors import RpcError, StatusCode
-from .server import Call, Method
 
 OUTPUT_CHUNK = 1024 * 1024
 """Bytes per OutputChunk: big enough that per-message cost does not dominate."""
 DEFAULT_PAGE = 100
 MAX_LIST_BYTES = 1 << 20
 """A List page holds jobs up to this many bytes (and always one)."""
-MAX_GRACE = 7 * 24 * 3600
-"""The longest grace period a Stop may ask for: a week (as jog's own limit)."""
 
 _STATES = {
     JobState.RUNNING: jobs_pb2.JOB_STATE_RUNNING,
@@ -105,8 +104,14 @@ def limits_to_proto(limits: JobLimits) -> jobs_pb2.Limits:
     )
 
 
-def _rpc_error(exc: JobError) -> RpcError:
-    return RpcError(_CODES[type(exc)], str(exc))
+@contextmanager
+def _engine_errors() -> Iterator[None]:
+    """An engine error leaves the block as the fixed status its class maps to (_CODES), with
+    the engine's message."""
+    try:
+        yield
+    except JobError as exc:
+        raise RpcError(_CODES[type(exc)], str(exc)) from None
 
 
 class JobsService:
@@ -126,8 +131,11 @@ class JobsService:
         return _check_against_generated(jobs_grpc.JobsServicer(), handlers)
 
     async def start(self, call: Call, request: jobs_pb2.StartRequest) -> jobs_pb2.JobStatus:
-        try:
-            account = await self._run_as.account_for(call.identity)
+        with _engine_errors():
+            try:
+                account = await self._run_as.account_for(call.identity)
+            except AccountRefused as exc:
+                raise RpcError(StatusCode.PERMISSION_DENIED, str(exc)) from None
             status = await self._jobs.start(
                 call.identity.user,
                 list(request.argv),
@@ -136,10 +144,6 @@ class JobsService:
                 limits=limits_from_proto(request.limits),
                 account=account,
             )
-        except AccountRefused as exc:
-            raise RpcError(StatusCode.PERMISSION_DENIED, str(exc)) from None
-        except JobError as exc:
-            raise _rpc_error(exc) from None
         return status_to_proto(status)
 
     async def stop(self, call: Call, request: jobs_pb2.StopRequest) -> jobs_pb2.JobStatus:
@@ -152,29 +156,23 @@ class JobsService:
                     StatusCode.INVALID_ARGUMENT,
                     f"grace must be from 0 to {MAX_GRACE} seconds, not {grace:.9g}",
                 )
-        try:
+        with _engine_errors():
             status = await self._jobs.stop(call.identity.user, request.job_id, grace=grace)
-        except JobError as exc:
-            raise _rpc_error(exc) from None
         return status_to_proto(status)
 
     async def status(self, call: Call, request: jobs_pb2.StatusRequest) -> jobs_pb2.JobStatus:
-        try:
+        with _engine_errors():
             owner = await self._reader(call, request.job_id)
             return status_to_proto(await self._jobs.status(owner, request.job_id))
-        except JobError as exc:
-            raise _rpc_error(exc) from None
 
     async def list(self, call: Call, request: jobs_pb2.ListRequest) -> jobs_pb2.ListResponse:
         if request.all_users and not call.identity.admin:
             raise RpcError(StatusCode.PERMISSION_DENIED, "listing every user's jobs is for admins")
         owner = None if request.all_users else call.identity.user
-        try:
+        with _engine_errors():
             page = await self._jobs.list(
                 owner, page_size=request.page_size or DEFAULT_PAGE, page_token=request.page_token
             )
-        except JobError as exc:
-            raise _rpc_error(exc) from None
         # A page ends early once it holds MAX_LIST_BYTES: argv may take 128 KiB a job, and a
         # thousand of those would pass any client's message size limit (grpcio's: 4 MiB).
         response = jobs_pb2.ListResponse(next_page_token=page.next_token)
@@ -192,7 +190,7 @@ class JobsService:
     async def output(
         self, call: Call, request: jobs_pb2.OutputRequest
     ) -> AsyncIterator[jobs_pb2.OutputChunk]:
-        try:
+        with _engine_errors():
             chunks = await self._jobs.output(
                 await self._reader(call, request.job_id),
                 request.job_id,
@@ -200,8 +198,6 @@ class JobsService:
                 follow=request.follow,
                 chunk_size=partial(call.message_size, OUTPUT_CHUNK),
             )
-        except JobError as exc:
-            raise _rpc_error(exc) from None
         offset = request.offset
         async with aclosing(chunks):
             async for data in chunks:
@@ -209,11 +205,9 @@ class JobsService:
                 offset += len(data)
         if request.follow:
             # A followed stream ends only once the job has, so this status is final.
-            try:
+            with _engine_errors():
                 owner = await self._reader(call, request.job_id)
                 final = await self._jobs.status(owner, request.job_id)
-            except JobError as exc:
-                raise _rpc_error(exc) from None
             yield jobs_pb2.OutputChunk(offset=offset, final=status_to_proto(final))
 
     async def _reader(self, call: Call, job_id: str) -> str:
@@ -224,7 +218,12 @@ class JobsService:
 
 
 class HealthService:
-    """grpc.health.v1.Health: SERVING while the job manager runs."""
+    """grpc.health.v1.Health: SERVING to every check that reaches it.
+
+    It does not ask the job manager (which has no public flag for it). The server passes
+    checks on until it drains at shutdown, after its jobs have been stopped, and from then on
+    refuses them with UNAVAILABLE, as every call.
+    """
 
     async def check(
         self, call: Call, request: health_pb2.HealthCheckRequest

@@ -12,13 +12,12 @@ import pytest
 import trio
 
 from jogger import Account
-from jogger.rpc.accounts import AccountRefused, Mode, RunAs, lookup
 from jogger.rpc.auth import Identity
+from jogger.server.accounts import AccountRefused, RunAs, RunAsMode, lookup
 from jogger.server.config import ConfigError, ServerConfig, load
-from jogger.server.main import serve
 from jogger.v1 import jobs_pb2
-from tests.rpc.conftest import Server
-from tests.rpc.pki import Pki
+from tests.pki import Pki
+from tests.servers import Server, start_server
 
 # A CN with no local account: under --run-as user its jobs run as the job user.
 USER = Identity("no-such-user-jogger", admin=False)
@@ -66,7 +65,7 @@ def test_without_root_jobs_run_as_the_server_and_switching_is_a_config_error(pki
     ("gid", "groups"), [(0, (0,)), (65534, (65534, 0))], ids=["group", "supplementary group"]
 )
 async def test_jobs_as_an_account_in_roots_group_are_for_admins_only(
-    mode: Mode, gid: int, groups: tuple[int, ...]
+    mode: RunAsMode, gid: int, groups: tuple[int, ...]
 ) -> None:
     # Made up: the only local account in group 0 is usually root, refused for its uid.
     account = Account("operator-jogger", 65534, gid, groups, "/")
@@ -99,8 +98,7 @@ async def test_every_local_account_in_roots_group_is_for_admins_only() -> None:
 async def serve_with(pki: Pki, state_dir: Path, nursery: trio.Nursery, *flags: str) -> Server:
     """jogger-server in this process, configured from its command-line ``flags``."""
     config = load_with(pki, "--listen", "127.0.0.1:0", "--state-dir", str(state_dir), *flags)
-    bound = await nursery.start(serve, config)
-    return Server("127.0.0.1", bound[0][1], pki, config.state_dir)
+    return await start_server(nursery, pki, config)
 
 
 async def final_status(server: Server, job_id: str) -> jobs_pb2.JobStatus:

@@ -21,10 +21,11 @@ from typing import Literal
 import trio
 
 from ..engine import Account
-from .auth import Identity
+from ..rpc.auth import Identity
 
-Mode = Literal["user", "fixed", "server"]
-MODES: tuple[Mode, ...] = ("user", "fixed", "server")
+RunAsMode = Literal["user", "fixed", "server"]
+"""A --run-as mode: which account runs a caller's jobs (see above)."""
+MODES: tuple[RunAsMode, ...] = ("user", "fixed", "server")
 DEFAULT_JOB_USER = "nobody"
 
 
@@ -36,7 +37,7 @@ class BadPolicy(ValueError):
     """The policy cannot work on this host (unknown job user, or a switch without root)."""
 
 
-def default_mode() -> Mode:
+def default_mode() -> RunAsMode:
     """``fixed`` as root: nobody's account is given to anyone unless the operator says so
     (``user`` makes the CA an authority over every local account, service accounts
     included). ``server`` otherwise, the only mode that needs no privileges."""
@@ -63,12 +64,12 @@ def lookup(name: str) -> Account | None:
 class RunAs:
     """A checked policy: make one with ``RunAs.create``."""
 
-    mode: Mode = "server"
+    mode: RunAsMode = "server"
     job_account: Account | None = None
     """The job user's account, looked up once at start-up (None in ``server`` mode)."""
 
     @classmethod
-    def create(cls, mode: Mode, job_user: str = DEFAULT_JOB_USER) -> "RunAs":
+    def create(cls, mode: RunAsMode, job_user: str = DEFAULT_JOB_USER) -> "RunAs":
         """Check the policy against this host; raise BadPolicy saying what to change."""
         if mode not in MODES:
             raise BadPolicy(f"--run-as must be one of {', '.join(MODES)}, not {mode!r}")
