@@ -7,7 +7,7 @@ import sys
 
 import trio
 
-from .._groups import single_errors
+from .._exceptiongroups import single_errors
 from ..rpc.channel import ServerCertificateRejected, TransportError
 from ..rpc.client import connect
 from ..rpc.errors import RpcError, StatusCode

@@ -31,7 +31,7 @@ from types import TracebackType
 
 import trio
 
-from .._groups import single_errors
+from .._exceptiongroups import single_errors
 from . import reserve
 from .account import Account
 from .cgroups import Backend, Mode, open_backend

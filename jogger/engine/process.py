@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import trio
 
-from .._groups import single_errors
+from .._exceptiongroups import single_errors
 from . import _spawn
 from .account import Account
 from .errors import SpawnError, shown
