@@ -24,19 +24,16 @@ from datetime import UTC, datetime
 import trio
 
 from .account import Account
-from .cgroups import JobGroup, Usage
-from .cgroups.base import REMOVE_TIMEOUT
+from .cgroups import KILL_TIMEOUT, REMOVE_TIMEOUT, JobGroup, Usage
 from .errors import OutputUnavailable
 from .output import ChunkSize, OutputLog
 from .process import Exit, JobProcess
 from .status import JobState, JobStatus
 
 # Once the job's processes are all dead the pipe is at EOF at once; if it is not, something
-# that left the process group still holds it, and the log is closed after this long.
+# that left the job (its cgroup, or its process group) still holds it, and the log is closed
+# after this long.
 EOF_GRACE = 2.0
-# SIGKILL is prompt unless a process sleeps uninterruptibly (a hung NFS mount, say); the job
-# is recorded as ended after this long all the same, and the survivors are logged.
-KILL_TIMEOUT = 10.0
 
 logger = logging.getLogger(__name__)
 
@@ -110,7 +107,7 @@ class Job:
             output_bytes=self.log.size,
             output_truncated=self.log.truncated,
             output_error=self.log.error,
-            cgroup=self._group.backend,
+            cgroup=self._group.containment,
             limits=self._group.limits,
             cpu_seconds=usage.cpu_seconds,
             memory_peak=usage.memory_peak,

@@ -34,7 +34,7 @@ import trio
 from .._exceptiongroups import single_errors
 from . import reserve
 from .account import Account
-from .cgroups import Backend, Mode, open_backend
+from .cgroups import Backend, CgroupMode, open_backend
 from .errors import (
     InvalidRequest,
     JobNotFound,
@@ -110,7 +110,7 @@ class JobManager:
         grace: float = 10.0,
         drain_timeout: float = 5.0,
         base_env: Mapping[str, str] | None = None,
-        cgroups: Mode = "auto",
+        cgroups: CgroupMode = "auto",
         cgroup_name: str | None = None,
         default_limits: JobLimits | None = None,
         max_limits: JobLimits | None = None,
@@ -130,7 +130,7 @@ class JobManager:
         self._total_limits = total_limits or JobLimits()
         check_limits(self._user_limits, JobLimits(), what="user ")
         check_limits(self._total_limits, JobLimits(), what="total ")
-        self._cgroups: Mode = cgroups
+        self._cgroups: CgroupMode = cgroups
         if cgroup_name is not None and not _CGROUP_NAME.fullmatch(cgroup_name):
             raise InvalidRequest(f"bad cgroup name {cgroup_name!r}")
         digest = hashlib.sha256(os.fsencode(os.path.realpath(state_dir))).hexdigest()[:12]
@@ -298,7 +298,7 @@ class JobManager:
     @property
     def containment(self) -> str:
         """The backend in use: "cgroup2", "cgroup1" or "none" (once entered)."""
-        return self._backend.name if self._backend is not None else "none"
+        return self._backend.containment if self._backend is not None else "none"
 
     def describe_containment(self) -> str:
         """The backend in use and where its groups are, in words (once entered)."""
@@ -399,7 +399,7 @@ class JobManager:
                     self._logs_dir / f"{job_id}.log", self._limits.max_output_bytes
                 )
             except BaseException:
-                group.remove_now()
+                group.discard()
                 raise
             try:
                 process = await JobProcess.spawn(
@@ -412,7 +412,7 @@ class JobManager:
                 )
             except BaseException:
                 output.discard()
-                group.remove_now()
+                group.discard()
                 raise
         except BaseException:
             self._running[owner] -= 1

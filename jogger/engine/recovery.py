@@ -21,13 +21,11 @@ from pathlib import Path
 
 import trio
 
+from .cgroups import KILL_TIMEOUT
 from .procfs import live_processes, proc_stat
 from .store import ProcessIdentity
 
 log = logging.getLogger("jogger.engine")
-
-KILL_WAIT = 10.0
-"""Seconds to wait for killed leftovers to die (a process in uninterruptible sleep may not)."""
 
 
 @functools.cache  # read once: it changes only with a reboot
@@ -84,7 +82,7 @@ async def kill_session(process: ProcessIdentity) -> int:
                 pass
         os.close(pidfd)
     try:
-        with trio.move_on_after(KILL_WAIT) as timer:
+        with trio.move_on_after(KILL_TIMEOUT) as timer:
             for pidfd in killed:
                 await trio.lowlevel.wait_readable(pidfd)
         if timer.cancelled_caught:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from .._units import parse_size
 from ..engine import Limits, Retention
-from ..engine.cgroups import Mode
+from ..engine.cgroups import CgroupMode
 from ..engine.limits import JobLimits, parse_limits
 from ..rpc.accounts import DEFAULT_JOB_USER, MODES, BadPolicy, RunAs, default_mode
 from ..rpc.address import parse_address
@@ -28,7 +28,7 @@ class ServerConfig:
     grace: float
     drain_timeout: float
     limits: Limits
-    cgroups: Mode = "auto"
+    cgroups: CgroupMode = "auto"
     default_limits: JobLimits = field(default_factory=JobLimits)
     max_limits: JobLimits = field(default_factory=JobLimits)
     user_limits: JobLimits = field(default_factory=JobLimits)

@@ -245,7 +245,7 @@ async def test_leftover_job_cgroups_are_killed_and_removed_at_start(
 ) -> None:
     # A crashed server's leftovers, made by hand: a job group with a process in it.
     backend = open_backend("auto", cgroup_name)
-    if backend.name == "none":
+    if backend.containment == "none":
         pytest.skip("no cgroup backend works here")
     group = backend.create("alice", str(uuid.uuid4()), JobLimits())
     orphan = await JobProcess.spawn(
@@ -265,7 +265,7 @@ async def test_leftover_job_cgroups_are_killed_and_removed_at_start(
 
 async def test_a_cgroup_is_never_reused(cgroup_name: str) -> None:
     backend = open_backend("auto", cgroup_name)
-    if backend.name == "none":
+    if backend.containment == "none":
         pytest.skip("no cgroup backend works here")
     job_id = str(uuid.uuid4())
     group = backend.create("alice", job_id, JobLimits())
@@ -273,7 +273,7 @@ async def test_a_cgroup_is_never_reused(cgroup_name: str) -> None:
         with pytest.raises(SpawnError, match="exists already"):
             backend.create("alice", job_id, JobLimits())
     finally:
-        group.remove_now()
+        group.discard()
         await backend.aclose()
     assert groups_named(cgroup_name) == []
 
@@ -420,8 +420,8 @@ async def test_an_owners_jobs_share_one_budget_of_processes(budgeted: JobManager
 def v2_backend(cgroup_name: str) -> Any:
     """The cgroup v2 backend on x86_64, where jobs are born in their group; else skip."""
     backend = open_backend("auto", cgroup_name)
-    if backend.name != "cgroup2":
-        pytest.skip(f"needs the cgroup2 backend (here: {backend.name}; make test-cgroup2)")
+    if backend.containment != "cgroup2":
+        pytest.skip(f"needs the cgroup2 backend (here: {backend.containment}; make test-cgroup2)")
     if os.uname().machine != "x86_64":
         pytest.skip("clone3 into a cgroup is used on x86_64 only")
     return backend
@@ -444,8 +444,8 @@ async def test_on_cgroup_v2_a_job_is_born_in_its_group(cgroup_name: str) -> None
         group.attach(process.pid)
         os.close(process.output)
         try:
-            assert group.is_member(process.pid)
-            assert group.members() == [process.pid]
+            assert group._is_member(process.pid)
+            assert group._members() == [process.pid]
         finally:
             os.kill(process.pid, signal.SIGKILL)
             with trio.fail_after(30):
@@ -453,7 +453,7 @@ async def test_on_cgroup_v2_a_job_is_born_in_its_group(cgroup_name: str) -> None
             process.reap()
     finally:
         os.close(refusing)
-        group.remove_now()
+        group.discard()
 
 
 async def test_a_start_into_a_group_with_no_pids_left_says_so(cgroup_name: str) -> None:
@@ -469,6 +469,6 @@ async def test_a_start_into_a_group_with_no_pids_left_says_so(cgroup_name: str) 
                 placement=group.placement(),
                 cgroup_fd=group.birthplace(),
             )
-        assert group.members() == []
+        assert group._members() == []
     finally:
-        group.remove_now()
+        group.discard()

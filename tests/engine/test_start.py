@@ -20,7 +20,7 @@ from jogger import (
     SpawnError,
 )
 from jogger.engine import process
-from jogger.engine.cgroups import Mode
+from jogger.engine.cgroups import CgroupMode
 from jogger.engine.process import JobProcess
 from tests.procs import PYTHON, collect, my_children
 
@@ -95,7 +95,7 @@ async def assert_nothing_left(jobs: JobManager, state_dir: Path) -> None:
 )
 @pytest.mark.parametrize("cgroups", ["none", "auto"])
 async def test_unstartable_command_is_an_error_of_start_and_leaves_nothing(
-    tmp_path: Path, argv: list[str], message: str, cgroups: Mode
+    tmp_path: Path, argv: list[str], message: str, cgroups: CgroupMode
 ) -> None:
     # Without cgroups subprocess reports a failed exec; with them (as root) the job starts
     # behind a gate, and our own check must say the same.

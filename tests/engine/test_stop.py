@@ -193,12 +193,12 @@ async def test_a_job_ends_even_if_proc_cannot_be_read_for_a_while(
 ) -> None:
     # Failure injection: listing the job's processes fails, as it would with the fd table
     # full. The job must still end (retrying), never leave stop() or shutdown waiting.
-    # Up to three failures: how often members() is asked depends on the backend (v2 waits on
+    # Up to three failures: how often _members() is asked depends on the backend (v2 waits on
     # cgroup.events instead), but at least one must have been met and survived.
     failures = iter([OSError(errno.EMFILE, "Too many open files")] * 3)
     injected: list[OSError] = []
     for cls in (ProcessGroup, V1Group, V2Group):
-        real = cls.members
+        real = cls._members
 
         def flaky(self: JobGroup, real: Callable[[Any], list[int]] = real) -> list[int]:
             exc = next(failures, None)
@@ -207,7 +207,7 @@ async def test_a_job_ends_even_if_proc_cannot_be_read_for_a_while(
                 raise exc
             return real(self)
 
-        monkeypatch.setattr(cls, "members", flaky)
+        monkeypatch.setattr(cls, "_members", flaky)
     status = await jobs.start("alice", ["sh", "-c", DOUBLE_FORK])
     with trio.fail_after(20):
         await wait_for_line(jobs, status.id, b"ready")
