@@ -94,7 +94,7 @@ def populate(state: Path, n: int, *, owners: int = 1, logs: bool = False) -> Non
             ended_at=started + timedelta(milliseconds=5),
             exit_code=0,
             output_bytes=len(str(i)) + 1,
-            cgroup="none",
+            containment="none",
         )
         rows.append(_values(status, None))
         if logs:

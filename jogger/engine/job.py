@@ -107,7 +107,7 @@ class Job:
             output_bytes=self.log.size,
             output_truncated=self.log.truncated,
             output_error=self.log.error,
-            cgroup=self._group.containment,
+            containment=self._group.containment,
             limits=self._group.limits,
             cpu_seconds=usage.cpu_seconds,
             memory_peak=usage.memory_peak,

@@ -123,7 +123,7 @@ class Unfinished:
 
     seq: int
     job_id: str
-    cgroup: str
+    containment: str
     process: ProcessIdentity
 
 
@@ -316,10 +316,10 @@ class JobStore:
                 "WHERE state = 'running' ORDER BY seq"
             )
             found = []
-            for seq, job_id, cgroup, pid, start, boot in rows:
+            for seq, job_id, containment, pid, start, boot in rows:
                 ok = isinstance(pid, int) and isinstance(start, int) and isinstance(boot, str)
                 process = ProcessIdentity(pid, start, boot) if ok else ProcessIdentity(0, 0, "")
-                found.append(Unfinished(seq, str(job_id), str(cgroup), process))
+                found.append(Unfinished(seq, str(job_id), str(containment), process))
             return found
 
         return await self._call(query)
@@ -541,7 +541,7 @@ def _values(status: JobStatus, process: ProcessIdentity | None) -> tuple[object,
         status.output_bytes,
         int(status.output_truncated),
         status.output_error,
-        status.cgroup,
+        status.containment,  # the cgroup column
         json.dumps({k: v for k, v in asdict(status.limits).items() if v is not None}),
         status.cpu_seconds,
         status.memory_peak,
@@ -599,7 +599,7 @@ def _status(row: tuple[object, ...]) -> JobStatus:
         output_bytes=_int(output_bytes),
         output_truncated=bool(_int(output_truncated)),
         output_error=_text(output_error),
-        cgroup=_text(cgroup),
+        containment=_text(cgroup),
         limits=JobLimits(**limit_fields),
         cpu_seconds=None if cpu_seconds is None else float(_number(cpu_seconds)),
         memory_peak=None if memory_peak is None else _int(memory_peak),

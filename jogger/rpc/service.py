@@ -66,7 +66,7 @@ def status_to_proto(status: JobStatus) -> jobs_pb2.JobStatus:
         output_error=status.output_error,
         pid=status.pid,
     )
-    message.cgroup = status.cgroup
+    message.cgroup = status.containment
     message.limits.CopyFrom(limits_to_proto(status.limits))
     if status.cpu_seconds is not None:
         message.cpu_time.FromNanoseconds(round(status.cpu_seconds * 1e9))

@@ -108,7 +108,7 @@ async def test_limits_are_set_read_back_and_reported(jobs: JobManager) -> None:
     asked = JobLimits(cpu=0.5, memory=64 * MiB, pids=32, cpu_weight=200)
     status = await jobs.start("alice", ["sleep", "30"], limits=asked)
     assert status.limits == asked
-    assert status.cgroup == jobs.containment
+    assert status.containment == jobs.containment
     if jobs.containment == "cgroup2":
         (group,) = [Path(p) for p in groups_named(status.id)]
         assert (group / "memory.max").read_text().strip() == str(64 * MiB)
@@ -284,7 +284,7 @@ async def test_without_cgroups_asking_for_limits_is_refused(tmp_path: Path) -> N
         with pytest.raises(InvalidRequest, match="cannot enforce limits"):
             await jobs.start("alice", ["true"], limits=JobLimits(memory=64 * MiB))
         status = await jobs.start("alice", ["true"])
-        assert status.cgroup == "none"
+        assert status.containment == "none"
         assert status.limits == JobLimits()
         await jobs.wait("alice", status.id)
 

@@ -322,7 +322,7 @@ async def test_a_schema_1_database_is_migrated_and_its_jobs_show_no_account(
             ended_at=OLD_START + timedelta(seconds=1),
             exit_code=0,
             output_bytes=6,
-            cgroup="none",
+            containment="none",
             limits=JobLimits(),
         )
         assert (old.run_as, old.run_as_uid) == ("", None)
