@@ -417,58 +417,67 @@ async def test_an_owners_jobs_share_one_budget_of_processes(budgeted: JobManager
         await budgeted.stop(status.owner, status.id)
 
 
-def v2_backend(cgroup_name: str) -> Any:
-    """The cgroup v2 backend on x86_64, where jobs are born in their group; else skip."""
+@asynccontextmanager
+async def v2_backend(cgroup_name: str) -> AsyncIterator[Any]:
+    """The cgroup v2 backend on x86_64, where jobs are born in their group; else skip. Its
+    root is removed on leaving, and before a skip (setting up the v1 backend made one)."""
     backend = open_backend("auto", cgroup_name)
-    if backend.containment != "cgroup2":
-        pytest.skip(f"needs the cgroup2 backend (here: {backend.containment}; make test-cgroup2)")
-    if os.uname().machine != "x86_64":
-        pytest.skip("clone3 into a cgroup is used on x86_64 only")
-    return backend
+    try:
+        if backend.containment != "cgroup2":
+            pytest.skip(
+                f"needs the cgroup2 backend (here: {backend.containment}; make test-cgroup2)"
+            )
+        if os.uname().machine != "x86_64":
+            pytest.skip("clone3 into a cgroup is used on x86_64 only")
+        yield backend
+    finally:
+        await backend.aclose()
 
 
 async def test_on_cgroup_v2_a_job_is_born_in_its_group(cgroup_name: str) -> None:
     # The fallback write to cgroup.procs goes to /dev/full, which refuses it: the start can
     # only succeed if the kernel created the process in its group (CLONE_INTO_CGROUP).
-    backend = v2_backend(cgroup_name)
-    group = backend.create("alice", str(uuid.uuid4()), JobLimits())
-    refusing = os.open("/dev/full", os.O_WRONLY | os.O_CLOEXEC)
-    try:
-        process = await JobProcess.spawn(
-            ["sleep", "300"],
-            cwd=None,
-            env={"PATH": "/bin:/usr/bin"},
-            placement=[refusing],
-            cgroup_fd=group.birthplace(),
-        )
-        group.attach(process.pid)
-        os.close(process.output)
+    async with v2_backend(cgroup_name) as backend:
+        group = backend.create("alice", str(uuid.uuid4()), JobLimits())
+        refusing = os.open("/dev/full", os.O_WRONLY | os.O_CLOEXEC)
         try:
-            assert group._is_member(process.pid)
-            assert group._members() == [process.pid]
+            process = await JobProcess.spawn(
+                ["sleep", "300"],
+                cwd=None,
+                env={"PATH": "/bin:/usr/bin"},
+                placement=[refusing],
+                cgroup_fd=group.birthplace(),
+            )
+            group.attach(process.pid)
+            os.close(process.output)
+            try:
+                assert group._is_member(process.pid)
+                assert group._members() == [process.pid]
+            finally:
+                os.kill(process.pid, signal.SIGKILL)
+                with trio.fail_after(30):
+                    await process.wait_exited()
+                process.reap()
         finally:
-            os.kill(process.pid, signal.SIGKILL)
-            with trio.fail_after(30):
-                await process.wait_exited()
-            process.reap()
-    finally:
-        os.close(refusing)
-        group.discard()
+            os.close(refusing)
+            group.discard()
 
 
 async def test_a_start_into_a_group_with_no_pids_left_says_so(cgroup_name: str) -> None:
-    backend = v2_backend(cgroup_name)
-    group = backend.create("alice", str(uuid.uuid4()), JobLimits(pids=10))
-    try:
-        write_file(f"{group.path}/pids.max", "0")  # as if the job's user had used them all
-        with pytest.raises(SpawnError, match="cannot place the job in its cgroup: no pids left"):
-            await JobProcess.spawn(
-                ["true"],
-                cwd=None,
-                env={"PATH": "/bin:/usr/bin"},
-                placement=group.placement(),
-                cgroup_fd=group.birthplace(),
-            )
-        assert group._members() == []
-    finally:
-        group.discard()
+    async with v2_backend(cgroup_name) as backend:
+        group = backend.create("alice", str(uuid.uuid4()), JobLimits(pids=10))
+        try:
+            write_file(f"{group.path}/pids.max", "0")  # as if the job's user had used them all
+            with pytest.raises(
+                SpawnError, match="cannot place the job in its cgroup: no pids left"
+            ):
+                await JobProcess.spawn(
+                    ["true"],
+                    cwd=None,
+                    env={"PATH": "/bin:/usr/bin"},
+                    placement=group.placement(),
+                    cgroup_fd=group.birthplace(),
+                )
+            assert group._members() == []
+        finally:
+            group.discard()
