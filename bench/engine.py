@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import trio
 
-from jogger import JobManager, Limits
+from jogger import JobManager, ManagerLimits
 
 # Writes its CLOCK_MONOTONIC time, then waits a little, ``n`` times.
 STAMPER = """
@@ -138,7 +138,7 @@ async def main(quick: bool) -> list[Row]:
     mib = 128 if quick else 1024
     rows = []
     with tempfile.TemporaryDirectory(prefix="jogger-bench-") as tmp:
-        limits = Limits(max_jobs=1000, max_jobs_per_owner=1000, max_output_bytes=2 << 30)
+        limits = ManagerLimits(max_jobs=1000, max_jobs_per_owner=1000, max_output_bytes=2 << 30)
         # Process groups only: what a cgroup adds is bench/cgroups.py's subject.
         async with JobManager(tmp, limits=limits, cgroups="none") as jobs:
             ours, theirs = await start_latency(jobs, n)

@@ -17,8 +17,8 @@ if TYPE_CHECKING:
     from .engine import JobState as JobState
     from .engine import JobStatus as JobStatus
     from .engine import LimitExceeded as LimitExceeded
-    from .engine import Limits as Limits
     from .engine import ManagerClosed as ManagerClosed
+    from .engine import ManagerLimits as ManagerLimits
     from .engine import OutputUnavailable as OutputUnavailable
     from .engine import Page as Page
     from .engine import Retention as Retention
@@ -35,8 +35,8 @@ __all__ = [
     "JobState",
     "JobStatus",
     "LimitExceeded",
-    "Limits",
     "ManagerClosed",
+    "ManagerLimits",
     "OutputUnavailable",
     "Page",
     "Retention",

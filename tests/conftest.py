@@ -3,12 +3,14 @@ from pathlib import Path
 
 import pytest
 
-from jogger import JobManager, Limits
+from jogger import JobManager, ManagerLimits
 
 
 @pytest.fixture
 async def jobs(tmp_path: Path) -> AsyncIterator[JobManager]:
-    async with JobManager(tmp_path / "state", grace=2.0, limits=Limits(max_jobs=64)) as manager:
+    async with JobManager(
+        tmp_path / "state", grace=2.0, limits=ManagerLimits(max_jobs=64)
+    ) as manager:
         yield manager
 
 

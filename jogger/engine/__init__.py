@@ -11,7 +11,7 @@ from .errors import SpawnError as SpawnError
 from .errors import StoreError as StoreError
 from .limits import JobLimits as JobLimits
 from .manager import JobManager as JobManager
-from .manager import Limits as Limits
+from .manager import ManagerLimits as ManagerLimits
 from .retention import Retention as Retention
 from .status import JobState as JobState
 from .status import JobStatus as JobStatus

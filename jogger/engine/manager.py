@@ -60,7 +60,7 @@ MAX_PAGE = 1000
 
 
 @dataclass(frozen=True, slots=True)
-class Limits:
+class ManagerLimits:
     """What the manager enforces. Starting past a concurrency limit raises LimitExceeded;
     an argv past ``max_argv_bytes`` raises InvalidRequest; output past ``max_output_bytes``
     is dropped and the job's status says it was truncated."""
@@ -106,7 +106,7 @@ class JobManager:
         self,
         state_dir: str | os.PathLike[str],
         *,
-        limits: Limits | None = None,
+        limits: ManagerLimits | None = None,
         grace: float = 10.0,
         drain_timeout: float = 5.0,
         base_env: Mapping[str, str] | None = None,
@@ -121,7 +121,7 @@ class JobManager:
     ) -> None:
         _check_grace(grace)
         _check_grace(drain_timeout)
-        _check_limits(limits or Limits())
+        _check_limits(limits or ManagerLimits())
         self._default_limits = default_limits or JobLimits()
         self._max_limits = max_limits or JobLimits()
         check_limits(self._max_limits, JobLimits(), what="maximum ")
@@ -138,7 +138,7 @@ class JobManager:
         self._backend: Backend | None = None
         self._state_dir = Path(state_dir)
         self._logs_dir = self._state_dir / "logs"
-        self._limits = limits or Limits()
+        self._limits = limits or ManagerLimits()
         self._grace = grace
         self._drain_timeout = drain_timeout
         self._base_env = dict(base_env) if base_env is not None else {"PATH": DEFAULT_PATH}
@@ -716,11 +716,11 @@ def _prepare_dir(path: Path) -> None:
         path.chmod(stat.S_IMODE(st.st_mode) & 0o700)
 
 
-def _check_limits(limits: Limits) -> None:
+def _check_limits(limits: ManagerLimits) -> None:
     for name in ("max_jobs", "max_jobs_per_owner", "max_argv_bytes", "max_output_bytes"):
         value = getattr(limits, name)
         if not isinstance(value, int) or value < (0 if name == "max_output_bytes" else 1):
-            raise InvalidRequest(f"Limits.{name} must be a positive integer, not {value!r}")
+            raise InvalidRequest(f"ManagerLimits.{name} must be a positive integer, not {value!r}")
 
 
 def _check_grace(seconds: float) -> None:

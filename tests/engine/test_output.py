@@ -5,7 +5,7 @@ import pytest
 import trio
 import trio.testing
 
-from jogger import InvalidRequest, JobManager, JobState, Limits, OutputUnavailable
+from jogger import InvalidRequest, JobManager, JobState, ManagerLimits, OutputUnavailable
 from tests.procs import PYTHON, collect, rss_kib, rss_peak_reset, task_count
 
 # Writes 64 KiB blocks of every byte value, pausing now and then, then exits.
@@ -146,7 +146,7 @@ async def test_reader_that_leaves_costs_the_job_nothing(jobs: JobManager) -> Non
 
 
 async def test_output_past_the_limit_is_dropped_and_reported(tmp_path: Path) -> None:
-    async with JobManager(tmp_path, limits=Limits(max_output_bytes=100_000)) as jobs:
+    async with JobManager(tmp_path, limits=ManagerLimits(max_output_bytes=100_000)) as jobs:
         status = await jobs.start("alice", [PYTHON, "-c", BINARY_WRITER, "8"])
         with trio.fail_after(10):
             out = await collect(await jobs.output("alice", status.id))
@@ -172,7 +172,7 @@ async def test_200_mb_of_output_keeps_our_memory_flat(jobs: JobManager) -> None:
 
 
 async def test_output_of_exactly_the_limit_is_not_truncated(tmp_path: Path) -> None:
-    async with JobManager(tmp_path, limits=Limits(max_output_bytes=65536 * 2)) as jobs:
+    async with JobManager(tmp_path, limits=ManagerLimits(max_output_bytes=65536 * 2)) as jobs:
         status = await jobs.start("alice", [PYTHON, "-c", BINARY_WRITER, "2"])
         with trio.fail_after(10):
             final = await jobs.wait("alice", status.id)

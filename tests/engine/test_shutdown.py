@@ -6,7 +6,7 @@ import pytest
 import trio
 import trio.testing
 
-from jogger import JobManager, JobState, JobStatus, Limits
+from jogger import JobManager, JobState, JobStatus, ManagerLimits
 from tests.engine.test_start import slow_spawns
 from tests.procs import (
     PYTHON,
@@ -142,7 +142,7 @@ async def test_an_exception_in_the_block_reaches_the_caller_unwrapped(tmp_path: 
 
 
 async def test_the_manager_runs_many_jobs_and_limits_apply(tmp_path: Path) -> None:
-    async with JobManager(tmp_path, limits=Limits(max_jobs=100)) as jobs:
+    async with JobManager(tmp_path, limits=ManagerLimits(max_jobs=100)) as jobs:
         started = [await jobs.start("alice", ["true"]) for _ in range(50)]
         with trio.fail_after(20):
             for status in started:

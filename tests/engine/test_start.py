@@ -15,8 +15,8 @@ from jogger import (
     JobManager,
     JobState,
     LimitExceeded,
-    Limits,
     ManagerClosed,
+    ManagerLimits,
     SpawnError,
 )
 from jogger.engine import process
@@ -153,7 +153,7 @@ async def test_bad_request_is_rejected_and_changes_nothing(
 
 
 async def test_oversized_argv_is_rejected(tmp_path: Path) -> None:
-    async with JobManager(tmp_path, limits=Limits(max_argv_bytes=100)) as jobs:
+    async with JobManager(tmp_path, limits=ManagerLimits(max_argv_bytes=100)) as jobs:
         await jobs.start("alice", ["echo", "x" * 80])
         with pytest.raises(InvalidRequest, match="the limit is 100"):
             await jobs.start("alice", ["echo", "x" * 120])
@@ -303,7 +303,7 @@ async def test_starts_under_way_count_against_the_limits(
         except LimitExceeded as exc:
             results.append(str(exc))
 
-    limits = Limits(max_jobs_per_owner=2)
+    limits = ManagerLimits(max_jobs_per_owner=2)
     with trio.fail_after(30):
         async with JobManager(tmp_path, grace=1, limits=limits) as jobs, trio.open_nursery() as n:
             for _ in range(3):
