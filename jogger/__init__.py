@@ -1,4 +1,5 @@
-"""Jogger: a remote job runner for Linux. ``jogger.JobManager`` is the embeddable engine.
+"""Jogger: a remote job runner for Linux. ``jogger.open_job_manager`` runs the embeddable
+engine, a ``jogger.JobManager``.
 
 The engine's names are imported on first use, so that `jog`, which needs none of them,
 does not pay for the engine's imports at every start.
@@ -24,6 +25,7 @@ if TYPE_CHECKING:
     from .engine import Retention as Retention
     from .engine import SpawnError as SpawnError
     from .engine import StoreError as StoreError
+    from .engine import open_job_manager as open_job_manager
 
 __all__ = [
     "Account",
@@ -42,6 +44,7 @@ __all__ = [
     "Retention",
     "SpawnError",
     "StoreError",
+    "open_job_manager",
 ]
 
 

@@ -17,9 +17,10 @@ import logging
 import math
 import os
 import signal
-from collections.abc import AsyncGenerator, Awaitable, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
 from contextlib import aclosing
 from datetime import UTC, datetime
+from pathlib import Path
 
 import trio
 
@@ -55,6 +56,7 @@ class Job:
         self.id = job_id
         self.owner = owner
         self.argv = argv
+        self.pid = process.pid
         self._account = account
         self.log = log
         self._process = process
@@ -90,6 +92,56 @@ class Job:
         self._streams: set[trio.CancelScope] = set()
         self._stream_deadline = math.inf
 
+    @classmethod
+    async def launch(
+        cls,
+        group: JobGroup,
+        log_path: Path,
+        *,
+        max_output_bytes: int,
+        job_id: str,
+        owner: str,
+        argv: tuple[str, ...],
+        cwd: str | None,
+        env: Mapping[str, str],
+        account: Account | None,
+        grace: float,
+        on_end: Callable[["Job"], Awaitable[None]],
+    ) -> "Job":
+        """Spawn the job's main process into ``group`` (new, empty), with its output going to
+        a new log at ``log_path``. On any error neither is left behind: the log is deleted
+        and the group discarded. Cancellation: as JobProcess.spawn's."""
+        try:
+            output = OutputLog.create(log_path, max_output_bytes)
+        except BaseException:
+            group.discard()
+            raise
+        try:
+            process = await JobProcess.spawn(
+                argv,
+                cwd=cwd,
+                env=env,
+                placement=group.placement(),
+                cgroup_fd=group.birthplace(),
+                account=account,
+            )
+        except BaseException:
+            output.discard()
+            group.discard()
+            raise
+        group.attach(process.pid)
+        return cls(
+            job_id=job_id,
+            owner=owner,
+            argv=argv,
+            account=account,
+            process=process,
+            log=output,
+            group=group,
+            grace=grace,
+            on_end=on_end,
+        )
+
     def status(self) -> JobStatus:
         exit_ = self._exit
         usage = self._usage if self._usage is not None else self._group.usage()
@@ -98,7 +150,7 @@ class Job:
             owner=self.owner,
             argv=self.argv,
             state=self._state,
-            pid=self._process.pid,
+            pid=self.pid,
             started_at=self._started_at,
             ended_at=self._ended_at,
             exit_code=exit_.exit_code if exit_ else None,
@@ -139,6 +191,15 @@ class Job:
             )
         # Stop is cancel-scope propagation: the supervisor catches this and runs the kill sequence.
         self._stop_scope.cancel()
+
+    async def refuse(self) -> None:
+        """Kill a job whose start could not be recorded; return once it is gone."""
+        self.refused = True
+        self.request_stop(0)
+        # Shielded: the caller learns of the failure only once the job is gone; SIGKILL
+        # makes that prompt, and the job bounds the wait (KILL_TIMEOUT).
+        with trio.CancelScope(shield=True):
+            await self.ended.wait()
 
     def limit_grace(self, grace: float) -> None:
         """Shorten the grace period of a stop under way (or to come) to at most ``grace``."""
