@@ -100,8 +100,9 @@ async def run_together(
     for owner, status in zip(who, started, strict=True):
         await jobs.wait(owner, status.id)
         out = b""
-        async for chunk in await jobs.output(owner, status.id, follow=False):
-            out += chunk
+        async with jobs.output(owner, status.id, follow=False) as chunks:
+            async for chunk in chunks:
+                out += chunk
         try:
             counts.append(int(out.split()[-1]))
         except (IndexError, ValueError):

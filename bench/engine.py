@@ -69,11 +69,12 @@ async def write_to_reader(jobs: JobManager, n: int) -> tuple[list[float], list[f
     ours: list[float] = []
     status = await jobs.start(OWNER, [sys.executable, "-c", STAMPER, str(n)])
     pending = b""
-    async for chunk in await jobs.output(OWNER, status.id):
-        now = time.monotonic_ns()
-        pending += chunk
-        *lines, pending = pending.split(b"\n")
-        ours.extend((now - int(line)) / 1e9 for line in lines)
+    async with jobs.output(OWNER, status.id) as chunks:
+        async for chunk in chunks:
+            now = time.monotonic_ns()
+            pending += chunk
+            *lines, pending = pending.split(b"\n")
+            ours.extend((now - int(line)) / 1e9 for line in lines)
     theirs: list[float] = []
     process = await trio.lowlevel.open_process(
         [sys.executable, "-c", STAMPER, str(n)], stdout=subprocess.PIPE
@@ -110,8 +111,9 @@ async def throughput(jobs: JobManager, mib: int, followers: int, tmp: str) -> tu
 
     async def follow(job_id: str) -> None:
         total = 0
-        async for chunk in await jobs.output(OWNER, job_id, chunk_size=1 << 20):
-            total += len(chunk)
+        async with jobs.output(OWNER, job_id, chunk_size=1 << 20) as chunks:
+            async for chunk in chunks:
+                total += len(chunk)
         counts.append(total)
 
     t0 = time.perf_counter()

@@ -55,8 +55,9 @@ class JobManager:
         async def main() -> None:
             async with jogger.open_job_manager("/tmp/jogger-state") as jobs:
                 job = await jobs.start("alice", ["sh", "-c", "echo hello; sleep 1; echo oops >&2"])
-                async for chunk in await jobs.output("alice", job.id):  # from byte 0, then live
-                    print(chunk)
+                async with jobs.output("alice", job.id) as chunks:  # from byte 0, then live
+                    async for chunk in chunks:
+                        print(chunk)
                 print(await jobs.wait("alice", job.id))  # final JobStatus
 
                 sleeper = await jobs.start("alice", ["sleep", "600"])
@@ -430,6 +431,7 @@ class JobManager:
             raise JobNotFound(job_id)
         return status.owner
 
+    @asynccontextmanager
     async def output(
         self,
         owner: str,
@@ -438,20 +440,25 @@ class JobManager:
         offset: int = 0,
         follow: bool = True,
         chunk_size: ChunkSize = 64 * 1024,
-    ) -> AsyncGenerator[bytes, None]:
-        """The job's combined stdout and stderr, from byte ``offset``, in chunks.
+    ) -> AsyncGenerator[AsyncIterator[bytes], None]:
+        """The job's combined stdout and stderr, from byte ``offset``, in chunks:
+        ``async with jobs.output(owner, job_id) as chunks: async for chunk in chunks: ...``.
 
         With ``follow``, new output is yielded as it is written, until the job has ended and
         everything has been read; without it, the output there is now. Raises JobNotFound or
-        InvalidRequest when awaited, before iteration. Cancellation: a reader may leave at
-        any time; it costs the job nothing.
+        InvalidRequest on entering the block; OutputUnavailable from the iteration. Leaving
+        the block closes the reader (its file, and the stream task of a follower of a live
+        job). Cancellation: a reader may leave at any time; it costs the job nothing.
         """
         validate.check_read(offset, chunk_size)
         job = await self._lookup(owner, job_id)
         if isinstance(job, Job):
-            return job.output(offset, follow=follow, chunk_size=chunk_size)
-        log_file = OutputLog.finished(self._logs_dir / f"{job.id}.log", job.output_bytes)
-        return _read_all(log_file, offset, chunk_size)
+            chunks = job.output(offset, follow=follow, chunk_size=chunk_size)
+        else:
+            log_file = OutputLog.finished(self._logs_dir / f"{job.id}.log", job.output_bytes)
+            chunks = log_file.read(offset, follow=False, chunk_size=chunk_size)
+        async with aclosing(chunks):
+            yield chunks
 
     def _check_records(self) -> None:
         # Records stay readable while shutting down, until the store closes: a follower
@@ -520,14 +527,6 @@ class JobManager:
                 del self._jobs[job.id]
             if job.refused:
                 job.log.path.unlink(missing_ok=True)
-
-
-async def _read_all(
-    log_file: OutputLog, offset: int, chunk_size: ChunkSize
-) -> AsyncGenerator[bytes, None]:
-    async with aclosing(log_file.read(offset, follow=False, chunk_size=chunk_size)) as chunks:
-        async for chunk in chunks:
-            yield chunk
 
 
 def _owning(

@@ -6,7 +6,7 @@ local account runs a caller's job is the ``--run-as`` policy's answer (accounts.
 """
 
 from collections.abc import AsyncIterator
-from contextlib import aclosing
+from contextlib import AsyncExitStack
 from functools import partial
 
 from ..engine import (
@@ -192,18 +192,20 @@ class JobsService:
     async def output(
         self, call: Call, request: jobs_pb2.OutputRequest
     ) -> AsyncIterator[jobs_pb2.OutputChunk]:
+        stack = AsyncExitStack()
         try:
-            chunks = await self._jobs.output(
+            output = self._jobs.output(
                 await self._reader(call, request.job_id),
                 request.job_id,
                 offset=request.offset,
                 follow=request.follow,
                 chunk_size=partial(call.message_size, OUTPUT_CHUNK),
             )
+            chunks = await stack.enter_async_context(output)
         except JobError as exc:
             raise _rpc_error(exc) from None
         offset = request.offset
-        async with aclosing(chunks):
+        async with stack:
             async for data in chunks:
                 yield jobs_pb2.OutputChunk(offset=offset, data=data)
                 offset += len(data)

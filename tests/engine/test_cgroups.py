@@ -9,7 +9,7 @@ import os
 import signal
 import uuid
 from collections.abc import AsyncIterator
-from contextlib import aclosing, asynccontextmanager
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -79,7 +79,7 @@ async def jobs(tmp_path: Path, cgroup_name: str) -> AsyncIterator[JobManager]:
 async def run(jobs: JobManager, argv: list[str], **limits: int | float) -> tuple[bytes, object]:
     status = await jobs.start("alice", argv, limits=JobLimits(**limits))  # type: ignore[arg-type]
     with trio.fail_after(60):
-        out = await collect(await jobs.output("alice", status.id))
+        out = await collect(jobs.output("alice", status.id))
     return out, (await jobs.status("alice", status.id))
 
 
@@ -88,7 +88,7 @@ async def test_a_jobs_forked_child_runs_inside_the_jobs_cgroup(jobs: JobManager)
     # hierarchy we use (v2: the one "0::" line).
     status = await jobs.start("alice", ["sh", "-c", "cat /proc/self/cgroup; echo $JOGGER_JOB_ID"])
     with trio.fail_after(30):
-        out = (await collect(await jobs.output("alice", status.id))).decode()
+        out = (await collect(jobs.output("alice", status.id))).decode()
     lines = out.splitlines()
     assert lines[-1] == status.id
     if jobs.containment == "cgroup2":
@@ -194,9 +194,10 @@ async def test_pids_max_stops_a_fork_bomb_and_stop_kills_all_of_it(jobs: JobMana
     )
     status = await jobs.start("alice", [PYTHON, "-c", bomb], limits=JobLimits(pids=20))
     with trio.fail_after(30):
-        async for chunk in await jobs.output("alice", status.id):
-            words = chunk.split()
-            break
+        async with jobs.output("alice", status.id) as chunks:
+            async for chunk in chunks:
+                words = chunk.split()
+                break
         assert words[0] == b"forks"
         children = [int(pid) for pid in words[2:]]
         assert 10 < len(children) < 20  # pids.max counts the main process too
@@ -219,9 +220,10 @@ async def test_a_setsid_daemon_cannot_escape_the_cgroup(jobs: JobManager) -> Non
     )
     status = await jobs.start("alice", [PYTHON, "-c", daemon])
     with trio.fail_after(30):
-        async for chunk in await jobs.output("alice", status.id):
-            escaped = int(chunk.split()[0])
-            break
+        async with jobs.output("alice", status.id) as chunks:
+            async for chunk in chunks:
+                escaped = int(chunk.split()[0])
+                break
         assert is_alive(escaped)
         await jobs.stop("alice", status.id)
     assert not is_alive(escaped)
@@ -295,7 +297,7 @@ async def test_a_placed_job_gets_exactly_its_argv_and_environment(jobs: JobManag
     argv = ["cat", "/proc/self/cmdline", "/proc/self/environ"]
     status = await jobs.start("alice", argv, env={"odd.name-x": "a b", "EMPTY": ""})
     with trio.fail_after(30):
-        out = await collect(await jobs.output("alice", status.id))
+        out = await collect(jobs.output("alice", status.id))
     cmdline = b"".join(arg.encode() + b"\0" for arg in argv)
     assert out.startswith(cmdline)
     environ = sorted(out[len(cmdline) :].split(b"\0")[:-1])
@@ -408,7 +410,7 @@ async def test_an_owners_jobs_share_one_budget_of_processes(budgeted: JobManager
     # bob's budget is his own: all 30 of his processes start.
     bob = await budgeted.start("bob", ["sh", "-c", spawn])
     with trio.fail_after(20):
-        async with aclosing(await budgeted.output("bob", bob.id)) as chunks:
+        async with budgeted.output("bob", bob.id) as chunks:
             async for chunk in chunks:
                 if b"spawned" in chunk:
                     break

@@ -4,15 +4,19 @@ from pathlib import Path
 
 import pytest
 import trio
+import trio.testing
 
 from jogger import (
     InvalidRequest,
     JobManager,
+    JobNotFound,
     JobState,
     ManagerClosed,
     open_job_manager,
 )
-from tests.procs import alive_in_groups
+from tests.procs import alive_in_groups, collect, task_count
+
+UNKNOWN = "5b4c1f5e-2f0c-4c38-9d8e-7f5b8a1d2c3e"
 
 
 async def test_open_job_manager_stops_its_jobs_when_the_block_ends(tmp_path: Path) -> None:
@@ -61,3 +65,24 @@ async def test_a_second_entry_is_refused_and_leaves_the_first_running(tmp_path: 
             assert (await jobs.wait("alice", status.id)).state is JobState.COMPLETED
     with pytest.raises(ManagerClosed):
         await manager.start("alice", ["true"])
+
+
+async def test_output_refuses_on_entering_the_block(jobs: JobManager) -> None:
+    with pytest.raises(JobNotFound):
+        async with jobs.output("alice", UNKNOWN):
+            pytest.fail("entered the output of a job that does not exist")
+
+
+async def test_leaving_the_output_block_ends_the_follower_at_once(jobs: JobManager) -> None:
+    status = await jobs.start("alice", ["sh", "-c", "echo hello; sleep 300"])
+    with trio.fail_after(10):
+        await trio.testing.wait_all_tasks_blocked()
+        baseline = task_count()
+        async with jobs.output("alice", status.id) as chunks:
+            assert await anext(chunks) == b"hello\n"
+            await trio.testing.wait_all_tasks_blocked()
+            assert task_count() == baseline + 1  # the follower's stream task
+        await trio.testing.wait_all_tasks_blocked()
+        assert task_count() == baseline
+        assert await collect(jobs.output("alice", status.id, follow=False)) == b"hello\n"
+        await jobs.stop("alice", status.id, grace=0)

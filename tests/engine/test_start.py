@@ -28,7 +28,7 @@ from tests.procs import PYTHON, collect, my_children
 async def run_to_end(jobs: JobManager, argv: list[str], **kwargs: object) -> bytes:
     status = await jobs.start("alice", argv, **kwargs)  # type: ignore[arg-type]
     with trio.fail_after(10):
-        return await collect(await jobs.output("alice", status.id))
+        return await collect(jobs.output("alice", status.id))
 
 
 async def test_start_returns_a_running_job_with_a_fresh_uuid(jobs: JobManager) -> None:
@@ -55,7 +55,7 @@ async def test_cwd_and_env_overrides_reach_the_job(jobs: JobManager, tmp_path: P
         "alice", [PYTHON, "-c", code], cwd=str(tmp_path), env={"GREETING": "hi there"}
     )
     with trio.fail_after(10):
-        out = await collect(await jobs.output("alice", status.id))
+        out = await collect(jobs.output("alice", status.id))
     assert out.decode().split() == [str(tmp_path), "hi", "there", status.id]
 
 
@@ -197,7 +197,7 @@ async def test_a_job_starts_with_default_signals_and_nothing_blocked(jobs: JobMa
     finally:
         signal.signal(signal.SIGHUP, previous)
     with trio.fail_after(30):
-        out = await collect(await jobs.output("alice", status.id))
+        out = await collect(jobs.output("alice", status.id))
     assert out.split() == [b"SigBlk:", b"0" * 16, b"SigIgn:", b"0" * 16]
 
 
