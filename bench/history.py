@@ -36,7 +36,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from engine import Row, machine, percentile, print_table
 
 from jogger import JobManager, JobState, JobStatus
-from jogger.engine.store import _INSERT, _values
+from jogger.engine.rows import values
+from jogger.engine.store import _INSERT
 from jogger.rpc.service import status_to_proto
 
 OWNER = "bench"
@@ -96,7 +97,7 @@ def populate(state: Path, n: int, *, owners: int = 1, logs: bool = False) -> Non
             output_bytes=len(str(i)) + 1,
             containment="none",
         )
-        rows.append(_values(status, None))
+        rows.append(values(status, None))
         if logs:
             os.close(os.open(state / "logs" / f"{job_id}.log", os.O_CREAT | os.O_WRONLY, 0o600))
     with db:

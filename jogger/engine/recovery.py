@@ -30,7 +30,8 @@ from .cgroups import KILL_TIMEOUT, Backend
 from .errors import StoreError
 from .procfs import live_processes, proc_stat
 from .retention import Retainer
-from .store import JobStore, ProcessIdentity
+from .rows import ProcessIdentity
+from .store import JobStore
 
 log = logging.getLogger("jogger.engine")
 
