@@ -336,7 +336,8 @@ class Job:
         try:
             await self._group.kill()
         except OSError as exc:
-            # Out of fds, or the cgroup fs misbehaving: the process group still gets it.
+            # Out of fds, or the cgroup fs misbehaving: the process group still gets it, and so
+            # does every other process of the cgroup that can still be listed.
             logger.warning("job %s: killing its cgroup failed: %s", self.id, exc)
             self._group.signal(signal.SIGKILL)
 

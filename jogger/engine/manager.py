@@ -193,8 +193,8 @@ class JobManager:
                         await self._backend.aclose()
                 raise
             try:
-                # Job tasks turn every failure into a job state, so a group here carries
-                # what the body of the ``async with`` raised; give the caller that
+                # Job tasks turn every failure into a job state, so an ExceptionGroup here
+                # carries what the body of the ``async with`` raised; give the caller that
                 # exception itself.
                 with single_errors():
                     async with trio.open_nursery() as nursery:
