@@ -27,7 +27,7 @@ import trio
 from .._exceptiongroups import single_errors
 from . import reserve, validate
 from .account import Account
-from .admission import Admission
+from .capacity import Capacity
 from .cgroups import Backend, CgroupMode, open_backend
 from .errors import InvalidRequest, JobNotFound, ManagerClosed, StoreError
 from .job import Job
@@ -141,7 +141,7 @@ class JobManager:
         self._retention = retention or Retention()
         self._retainer: Retainer | None = None
         self._live: set[Job] = set()
-        self._admission = Admission(self._limits)
+        self._capacity = Capacity(self._limits)
         self._entered = False
         self._serving = False
         """Set once entered: from then until the store closes, the records are readable."""
@@ -249,7 +249,7 @@ class JobManager:
         # Starts under way are let finish (a spawn is never abandoned), so that their jobs
         # are in the nursery and on record before it shuts down, and are stopped with the
         # rest.
-        await self._admission.starts_done()
+        await self._capacity.starts_done()
         deadline = trio.current_time() + self._grace + self._drain_timeout
         for job in self._live:
             # A stop under way with a longer grace must not hold shutdown up beyond ours.
@@ -311,7 +311,7 @@ class JobManager:
             argv, env, cwd, account, max_bytes=self._limits.max_argv_bytes
         )
         job_limits = self._resolve_limits(limits)
-        self._admission.check(owner)
+        self._capacity.check(owner)
         if not reserve.held(self._state_dir):
             raise StoreError(
                 f"the state dir's file system ({self._state_dir}) is full: no room to record "
@@ -324,9 +324,9 @@ class JobManager:
         login = account.environment() if account is not None else {}
         full_env = {**self._base_env, **login, **overrides, "JOGGER_JOB_ID": job_id}
         assert self._backend is not None
-        # Counted from now (see admission.py): until the job exists, a failure takes it back
+        # Counted from now (see capacity.py): until the job exists, a failure takes it back
         # off; once it does, its end does.
-        with self._admission.starting(owner):
+        with self._capacity.starting(owner):
             try:
                 job = await Job.launch(
                     self._backend.create(owner, job_id, job_limits),
@@ -342,7 +342,7 @@ class JobManager:
                     on_end=self._job_ended,
                 )
             except BaseException:
-                self._admission.ended(owner)
+                self._capacity.ended(owner)
                 raise
             identity = identify(job.pid)
             self._jobs[job_id] = job
@@ -500,7 +500,7 @@ class JobManager:
             s.reason or "-",
             s.output_bytes,
         )
-        self._admission.ended(job.owner)
+        self._capacity.ended(job.owner)
         if job.refused:
             return
         await self._record_end(job)

@@ -1,4 +1,4 @@
-"""Which starts the manager lets in: jobs running per owner and in all, against its limits.
+"""The manager's capacity: jobs running per owner and in all, against its ManagerLimits.
 
 A job counts from the start of its spawn, not from its end: other starts run while one
 awaits its spawn, and must see it against the limits. It stops counting when it ends, or
@@ -16,7 +16,7 @@ from .errors import LimitExceeded
 from .limits import ManagerLimits
 
 
-class Admission:
+class Capacity:
     def __init__(self, limits: ManagerLimits) -> None:
         self._limits = limits
         self._running: Counter[str] = Counter()
