@@ -30,7 +30,7 @@ import time
 import trio
 
 from jogger import JobLimits, JobManager
-from jogger.engine.cgroups import Mode
+from jogger.engine.cgroups import CgroupMode
 from jogger.engine.limits import format_limit
 from jogger.server.config import budgets
 
@@ -101,8 +101,9 @@ async def run_together(
     for owner, status in zip(who, started, strict=True):
         await jobs.wait(owner, status.id)
         out = b""
-        async for chunk in await jobs.output(owner, status.id, follow=False):
-            out += chunk
+        async with jobs.output(owner, status.id, follow=False) as chunks:
+            async for chunk in chunks:
+                out += chunk
         try:
             counts.append(int(out.split()[-1]))
         except (IndexError, ValueError):
@@ -120,7 +121,7 @@ def shares(counts: list[int]) -> str:
     )
 
 
-async def overhead(modes: list[Mode], n: int, tmp: str) -> None:
+async def overhead(modes: list[CgroupMode], n: int, tmp: str) -> None:
     print(f"\n## Start overhead ({n} starts each; medians)\n")
     print("| backend | start() p50 ms | short jobs/s | p50 added vs none |")
     print("|---|---|---|---|")
@@ -247,7 +248,7 @@ async def main(quick: bool, seconds: float) -> None:
         f"# bench/cgroups.py on {platform.node()}: {os.cpu_count()} cores, "
         f"Linux {platform.release()}, Python {platform.python_version()}"
     )
-    modes: list[Mode] = ["none", "cgroup1", "cgroup2"]
+    modes: list[CgroupMode] = ["none", "cgroup1", "cgroup2"]
     with tempfile.TemporaryDirectory() as tmp:
         os.chmod(tmp, 0o700)
         await overhead(modes, 50 if quick else 300, tmp)

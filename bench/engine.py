@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import trio
 
-from jogger import JobManager, Limits
+from jogger import JobManager, ManagerLimits
 
 # Writes its CLOCK_MONOTONIC time, then waits a little, ``n`` times.
 STAMPER = """
@@ -69,11 +69,12 @@ async def write_to_reader(jobs: JobManager, n: int) -> tuple[list[float], list[f
     ours: list[float] = []
     status = await jobs.start(OWNER, [sys.executable, "-c", STAMPER, str(n)])
     pending = b""
-    async for chunk in await jobs.output(OWNER, status.id):
-        now = time.monotonic_ns()
-        pending += chunk
-        *lines, pending = pending.split(b"\n")
-        ours.extend((now - int(line)) / 1e9 for line in lines)
+    async with jobs.output(OWNER, status.id) as chunks:
+        async for chunk in chunks:
+            now = time.monotonic_ns()
+            pending += chunk
+            *lines, pending = pending.split(b"\n")
+            ours.extend((now - int(line)) / 1e9 for line in lines)
     theirs: list[float] = []
     process = await trio.lowlevel.open_process(
         [sys.executable, "-c", STAMPER, str(n)], stdout=subprocess.PIPE
@@ -110,8 +111,9 @@ async def throughput(jobs: JobManager, mib: int, followers: int, tmp: str) -> tu
 
     async def follow(job_id: str) -> None:
         total = 0
-        async for chunk in await jobs.output(OWNER, job_id, chunk_size=1 << 20):
-            total += len(chunk)
+        async with jobs.output(OWNER, job_id, chunk_size=1 << 20) as chunks:
+            async for chunk in chunks:
+                total += len(chunk)
         counts.append(total)
 
     t0 = time.perf_counter()
@@ -138,7 +140,7 @@ async def main(quick: bool) -> list[Row]:
     mib = 128 if quick else 1024
     rows = []
     with tempfile.TemporaryDirectory(prefix="jogger-bench-") as tmp:
-        limits = Limits(max_jobs=1000, max_jobs_per_owner=1000, max_output_bytes=2 << 30)
+        limits = ManagerLimits(max_jobs=1000, max_jobs_per_owner=1000, max_output_bytes=2 << 30)
         # Process groups only: what a cgroup adds is bench/cgroups.py's subject.
         async with JobManager(tmp, limits=limits, cgroups="none") as jobs:
             ours, theirs = await start_latency(jobs, n)

@@ -36,7 +36,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from engine import Row, machine, percentile, print_table
 
 from jogger import JobManager, JobState, JobStatus
-from jogger.engine.store import _INSERT, _values
+from jogger.engine.rows import values
+from jogger.engine.store import _INSERT
 from jogger.server.service import status_to_proto
 
 OWNER = "bench"
@@ -94,9 +95,9 @@ def populate(state: Path, n: int, *, owners: int = 1, logs: bool = False) -> Non
             ended_at=started + timedelta(milliseconds=5),
             exit_code=0,
             output_bytes=len(str(i)) + 1,
-            cgroup="none",
+            containment="none",
         )
-        rows.append(_values(status, None))
+        rows.append(values(status, None))
         if logs:
             os.close(os.open(state / "logs" / f"{job_id}.log", os.O_CREAT | os.O_WRONLY, 0o600))
     with db:

@@ -1,4 +1,5 @@
-"""Jogger: a remote job runner for Linux. ``jogger.JobManager`` is the embeddable engine.
+"""Jogger: a remote job runner for Linux. ``jogger.open_job_manager`` runs the embeddable
+engine, a ``jogger.JobManager``.
 
 The engine's names are imported on first use, so that `jog`, which needs none of them,
 does not pay for the engine's imports at every start.
@@ -17,13 +18,14 @@ if TYPE_CHECKING:
     from .engine import JobState as JobState
     from .engine import JobStatus as JobStatus
     from .engine import LimitExceeded as LimitExceeded
-    from .engine import Limits as Limits
     from .engine import ManagerClosed as ManagerClosed
+    from .engine import ManagerLimits as ManagerLimits
     from .engine import OutputUnavailable as OutputUnavailable
     from .engine import Page as Page
     from .engine import Retention as Retention
     from .engine import SpawnError as SpawnError
     from .engine import StoreError as StoreError
+    from .engine import open_job_manager as open_job_manager
 
 __all__ = [
     "Account",
@@ -35,13 +37,14 @@ __all__ = [
     "JobState",
     "JobStatus",
     "LimitExceeded",
-    "Limits",
     "ManagerClosed",
+    "ManagerLimits",
     "OutputUnavailable",
     "Page",
     "Retention",
     "SpawnError",
     "StoreError",
+    "open_job_manager",
 ]
 
 

@@ -6,14 +6,16 @@ from pathlib import Path
 import pytest
 import trio
 
-from jogger import JobManager, Limits
+from jogger import JobManager, ManagerLimits
 from tests.pki import Pki, make_pki
 from tests.servers import Server, server_config, start_server
 
 
 @pytest.fixture
 async def jobs(tmp_path: Path) -> AsyncIterator[JobManager]:
-    async with JobManager(tmp_path / "state", grace=2.0, limits=Limits(max_jobs=64)) as manager:
+    async with JobManager(
+        tmp_path / "state", grace=2.0, limits=ManagerLimits(max_jobs=64)
+    ) as manager:
         yield manager
 
 

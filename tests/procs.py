@@ -3,6 +3,7 @@
 import os
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 
 import trio
@@ -72,7 +73,18 @@ def rss_kib(field: str = "VmRSS") -> int:
     raise LookupError(field)
 
 
-async def collect(chunks: AsyncIterator[bytes]) -> bytes:
+Output = AbstractAsyncContextManager[AsyncIterator[bytes]]
+"""What JobManager.output returns."""
+
+
+async def collect(output: Output) -> bytes:
+    """Every chunk of a job's output, read to its end."""
+    async with output as chunks:
+        return await rest_of(chunks)
+
+
+async def rest_of(chunks: AsyncIterator[bytes]) -> bytes:
+    """The chunks not read yet, to the end."""
     return b"".join([chunk async for chunk in chunks])
 
 

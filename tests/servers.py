@@ -7,7 +7,7 @@ from pathlib import Path
 
 import trio
 
-from jogger.engine import Limits
+from jogger.engine import ManagerLimits
 from jogger.rpc.client import JobsClient, open_client
 from jogger.server.config import ServerConfig
 from jogger.server.main import serve
@@ -46,7 +46,7 @@ def server_config(pki: Pki, state_dir: Path, **limits: int) -> ServerConfig:
         key=pki.server.key,
         grace=2.0,
         drain_timeout=2.0,
-        limits=Limits(**limits),
+        limits=ManagerLimits(**limits),
     )
 
 

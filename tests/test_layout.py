@@ -76,3 +76,12 @@ def test_the_engine_names_are_still_there_on_first_use() -> None:
 
     assert jogger.JobManager.__module__ == "jogger.engine.manager"
     assert jogger.SpawnError.__name__ == "SpawnError"
+
+
+def test_open_job_manager_is_there_on_first_use_beside_job_manager() -> None:
+    import jogger  # noqa: PLC0415 - the point is what this import does
+    import jogger.engine  # noqa: PLC0415
+
+    assert jogger.open_job_manager is jogger.engine.open_job_manager
+    assert jogger.open_job_manager.__module__ == "jogger.engine.manager"
+    assert "open_job_manager" in jogger.__all__

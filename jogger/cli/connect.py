@@ -7,7 +7,7 @@ import sys
 
 import trio
 
-from .._groups import single_errors
+from .._exceptiongroups import single_errors
 from ..rpc.address import format_address
 from ..rpc.channel import ServerCertificateRejected, TransportError
 from ..rpc.client import connect

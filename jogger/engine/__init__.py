@@ -10,8 +10,9 @@ from .errors import OutputUnavailable as OutputUnavailable
 from .errors import SpawnError as SpawnError
 from .errors import StoreError as StoreError
 from .limits import JobLimits as JobLimits
+from .limits import ManagerLimits as ManagerLimits
 from .manager import JobManager as JobManager
-from .manager import Limits as Limits
+from .manager import open_job_manager as open_job_manager
 from .retention import Retention as Retention
 from .status import JobState as JobState
 from .status import JobStatus as JobStatus

@@ -1,7 +1,7 @@
 """The local account a job runs as: plain data, given by whoever starts the job.
 
 The engine knows nothing of certificates or of who may use which account; the caller
-decides that (jogger-server: ``--run-as``, see jogger/rpc/accounts.py) and hands over the
+decides that (jogger-server: ``--run-as``, see jogger/server/accounts.py) and hands over the
 result. The engine switches to it in the job's process just before exec (see _spawn.c).
 """
 

@@ -17,26 +17,24 @@ import logging
 import math
 import os
 import signal
-from collections.abc import AsyncGenerator, Awaitable, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
 from contextlib import aclosing
 from datetime import UTC, datetime
+from pathlib import Path
 
 import trio
 
 from .account import Account
-from .cgroups import JobGroup, Usage
-from .cgroups.base import REMOVE_TIMEOUT
+from .cgroups import KILL_TIMEOUT, REMOVE_TIMEOUT, JobGroup, Usage
 from .errors import OutputUnavailable
 from .output import ChunkSize, OutputLog
 from .process import Exit, JobProcess
 from .status import JobState, JobStatus
 
 # Once the job's processes are all dead the pipe is at EOF at once; if it is not, something
-# that left the process group still holds it, and the log is closed after this long.
+# that left the job (its cgroup, or its process group) still holds it, and the log is closed
+# after this long.
 EOF_GRACE = 2.0
-# SIGKILL is prompt unless a process sleeps uninterruptibly (a hung NFS mount, say); the job
-# is recorded as ended after this long all the same, and the survivors are logged.
-KILL_TIMEOUT = 10.0
 
 logger = logging.getLogger(__name__)
 
@@ -58,6 +56,7 @@ class Job:
         self.id = job_id
         self.owner = owner
         self.argv = argv
+        self.pid = process.pid
         self._account = account
         self.log = log
         self._process = process
@@ -93,6 +92,56 @@ class Job:
         self._streams: set[trio.CancelScope] = set()
         self._stream_deadline = math.inf
 
+    @classmethod
+    async def launch(
+        cls,
+        group: JobGroup,
+        log_path: Path,
+        *,
+        max_output_bytes: int,
+        job_id: str,
+        owner: str,
+        argv: tuple[str, ...],
+        cwd: str | None,
+        env: Mapping[str, str],
+        account: Account | None,
+        grace: float,
+        on_end: Callable[["Job"], Awaitable[None]],
+    ) -> "Job":
+        """Spawn the job's main process into ``group`` (new, empty), with its output going to
+        a new log at ``log_path``. On any error neither is left behind: the log is deleted
+        and the group discarded. Cancellation: as JobProcess.spawn's."""
+        try:
+            output = OutputLog.create(log_path, max_output_bytes)
+        except BaseException:
+            group.discard()
+            raise
+        try:
+            process = await JobProcess.spawn(
+                argv,
+                cwd=cwd,
+                env=env,
+                placement=group.placement(),
+                cgroup_fd=group.birthplace(),
+                account=account,
+            )
+        except BaseException:
+            output.discard()
+            group.discard()
+            raise
+        group.attach(process.pid)
+        return cls(
+            job_id=job_id,
+            owner=owner,
+            argv=argv,
+            account=account,
+            process=process,
+            log=output,
+            group=group,
+            grace=grace,
+            on_end=on_end,
+        )
+
     def status(self) -> JobStatus:
         exit_ = self._exit
         usage = self._usage if self._usage is not None else self._group.usage()
@@ -101,7 +150,7 @@ class Job:
             owner=self.owner,
             argv=self.argv,
             state=self._state,
-            pid=self._process.pid,
+            pid=self.pid,
             started_at=self._started_at,
             ended_at=self._ended_at,
             exit_code=exit_.exit_code if exit_ else None,
@@ -110,7 +159,7 @@ class Job:
             output_bytes=self.log.size,
             output_truncated=self.log.truncated,
             output_error=self.log.error,
-            cgroup=self._group.backend,
+            containment=self._group.containment,
             limits=self._group.limits,
             cpu_seconds=usage.cpu_seconds,
             memory_peak=usage.memory_peak,
@@ -142,6 +191,15 @@ class Job:
             )
         # Stop is cancel-scope propagation: the supervisor catches this and runs the kill sequence.
         self._stop_scope.cancel()
+
+    async def refuse(self) -> None:
+        """Kill a job whose start could not be recorded; return once it is gone."""
+        self.refused = True
+        self.request_stop(0)
+        # Shielded: the caller learns of the failure only once the job is gone; SIGKILL
+        # makes that prompt, and the job bounds the wait (KILL_TIMEOUT).
+        with trio.CancelScope(shield=True):
+            await self.ended.wait()
 
     def limit_grace(self, grace: float) -> None:
         """Shorten the grace period of a stop under way (or to come) to at most ``grace``."""
@@ -278,7 +336,8 @@ class Job:
         try:
             await self._group.kill()
         except OSError as exc:
-            # Out of fds, or the cgroup fs misbehaving: the process group still gets it.
+            # Out of fds, or the cgroup fs misbehaving: the process group still gets it, and so
+            # does every other process of the cgroup that can still be listed.
             logger.warning("job %s: killing its cgroup failed: %s", self.id, exc)
             self._group.signal(signal.SIGKILL)
 

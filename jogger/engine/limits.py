@@ -1,4 +1,5 @@
-"""Per-job resource limits: what a caller may ask for, and what the server allows."""
+"""Limits: what one job may use (JobLimits: what a caller may ask for, and what the server
+allows), and what the manager holds all jobs to (ManagerLimits)."""
 
 import math
 from dataclasses import dataclass, fields, replace
@@ -37,6 +38,22 @@ class JobLimits:
     @property
     def empty(self) -> bool:
         return all(getattr(self, f.name) is None for f in fields(self))
+
+
+@dataclass(frozen=True, slots=True)
+class ManagerLimits:
+    """What the manager enforces. Starting past a concurrency limit raises LimitExceeded;
+    an argv past ``max_argv_bytes`` raises InvalidRequest; output past ``max_output_bytes``
+    is dropped and the job's status says it was truncated."""
+
+    max_jobs: int = 256
+    """Jobs running at once, all owners together."""
+    max_jobs_per_owner: int = 64
+    """Jobs running at once for one owner."""
+    max_argv_bytes: int = 128 * 1024
+    """The encoded argv and env overrides together, with a NUL after each string."""
+    max_output_bytes: int = 1 << 30
+    """Bytes kept in each job's output log."""
 
 
 MIN_MEMORY = 4 << 20

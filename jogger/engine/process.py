@@ -1,9 +1,9 @@
 """A job's main process: started as a session leader with one output pipe, watched by pidfd.
 
-The leader is never reaped before its process group has been sent SIGKILL. While it is a
-zombie its pid, and so its process group id, cannot be reused, which makes killpg(2) safe:
-we can never signal an unrelated group that happens to get the same number later (the bug
-behind hashicorp/nomad#23969).
+The leader is never reaped before the rest of its job (its cgroup, or without one its
+process group) has been sent SIGKILL. While it is a zombie its pid, and so its process group
+id, cannot be reused, which makes killpg(2) safe: we can never signal an unrelated group
+that happens to get the same number later (the bug behind hashicorp/nomad#23969).
 """
 
 import contextlib
@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import trio
 
-from .._groups import single_errors
+from .._exceptiongroups import single_errors
 from . import _spawn
 from .account import Account
 from .errors import SpawnError, shown

@@ -1,6 +1,10 @@
-"""After a crash: find what is left of jobs that ran without a cgroup, and kill it.
+"""After a crash: resolve what a crashed manager left, killing what is left of its jobs.
 
-Jobs in a cgroup are found through their group (see the backends' ``cleanup_leftovers``).
+At every start (``recover``): job cgroups left under our name are killed and removed (see the
+backends' ``cleanup_leftovers``); each record still marked running is recorded as killed,
+with reason ``server-crash``, its output kept to the last byte written, and what is left of
+a job without a cgroup is found by its session and killed (below); after a crash, output
+logs without a record are deleted.
 A job without one was its own session (the spawner calls setsid), so its processes are those
 whose session id is the job's main pid, unless they called setsid themselves.
 
@@ -17,17 +21,61 @@ import functools
 import logging
 import os
 import signal
+from datetime import UTC, datetime
 from pathlib import Path
 
 import trio
 
+from .cgroups import KILL_TIMEOUT, Backend
+from .errors import StoreError
 from .procfs import live_processes, proc_stat
-from .store import ProcessIdentity
+from .retention import Retainer
+from .rows import ProcessIdentity
+from .store import JobStore
 
 log = logging.getLogger("jogger.engine")
 
-KILL_WAIT = 10.0
-"""Seconds to wait for killed leftovers to die (a process in uninterruptible sleep may not)."""
+
+async def recover(
+    store: JobStore, backend: Backend, retainer: Retainer, logs_dir: Path, *, crashed: bool
+) -> None:
+    """Clean up after the manager that used the state dir last; ``crashed``: whether it
+    ended without saying that it ended cleanly."""
+    await backend.cleanup_leftovers()
+    await _resolve_unfinished(store, logs_dir)
+    if crashed:  # orphaned logs come only from a crash
+        try:
+            await retainer.sweep_orphans()
+        except (StoreError, OSError) as exc:
+            log.error("looking for output logs without a record failed: %s", exc)
+
+
+async def _resolve_unfinished(store: JobStore, logs_dir: Path) -> None:
+    """Resolve the jobs a crashed manager left marked running in ``store``."""
+    unfinished = await store.unfinished()
+    if not unfinished:
+        return
+    resolved = []
+    for record in unfinished:
+        # Also for jobs that had a cgroup: if this manager uses another backend (or none),
+        # its cleanup_leftovers did not see their groups. The checks make it safe either way.
+        try:
+            killed = await kill_session(record.process)
+        except OSError as exc:
+            log.error("job %s: cannot look for its leftover processes: %s", record.job_id, exc)
+            killed = 0
+        try:
+            size = (logs_dir / f"{record.job_id}.log").stat().st_size
+        except OSError:
+            size = 0
+        resolved.append((record.seq, size))
+        log.warning(
+            "job %s was running when its server died: recorded as killed (server-crash); "
+            "%d leftover processes killed",
+            record.job_id,
+            killed,
+        )
+    await store.resolve_unfinished(resolved, datetime.now(UTC))
 
 
 @functools.cache  # read once: it changes only with a reboot
@@ -84,7 +132,7 @@ async def kill_session(process: ProcessIdentity) -> int:
                 pass
         os.close(pidfd)
     try:
-        with trio.move_on_after(KILL_WAIT) as timer:
+        with trio.move_on_after(KILL_TIMEOUT) as timer:
             for pidfd in killed:
                 await trio.lowlevel.wait_readable(pidfd)
         if timer.cancelled_caught:

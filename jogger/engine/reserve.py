@@ -9,8 +9,11 @@ records and output would have nowhere to go), and everything on record can still
 """
 
 import errno
+import logging
 import os
 from pathlib import Path
+
+log = logging.getLogger("jogger.engine")
 
 MAX_BYTES = 4 << 20
 NAME = "reserve"
@@ -22,7 +25,16 @@ def release(state_dir: Path) -> None:
 
 
 def held(state_dir: Path) -> bool:
-    """Whether the ballast is in place, putting it back first if it is not."""
+    """Whether the ballast is in place, putting it back first if it is not. An error other
+    than a full disk is logged, and counts as held: let the start find out for itself."""
+    try:
+        return _held(state_dir)
+    except OSError as exc:
+        log.error("cannot keep space in reserve in %s: %s", state_dir, exc)
+        return True
+
+
+def _held(state_dir: Path) -> bool:
     path = state_dir / NAME
     if path.exists():
         return True

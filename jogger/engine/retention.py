@@ -1,9 +1,9 @@
 """How long finished jobs are kept: by count, by age and by the state dir's size.
 
-The manager runs ``retain`` as a task of its nursery. It deletes the oldest finished jobs
-(those that ended first), record and output log together, while any limit is exceeded; then
-it sleeps until a job ends or the oldest finished job comes of age. There is no polling.
-Running jobs are never deleted.
+The manager runs ``Retainer.run`` as a task of its nursery. It deletes the oldest finished
+jobs (those that ended first), record and output log together, while any limit is exceeded;
+then it sleeps until a job ends or the oldest finished job comes of age. There is no
+polling. Running jobs are never deleted.
 """
 
 import contextlib

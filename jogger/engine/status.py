@@ -48,8 +48,9 @@ class JobStatus:
     output_bytes: int = 0
     output_truncated: bool = False
     output_error: str = ""
-    cgroup: str = "none"
-    """The containment backend: cgroup2, cgroup1 or none."""
+    containment: str = "none"
+    """The containment backend: cgroup2, cgroup1 or none (the store's ``cgroup`` column, and
+    the wire's ``cgroup`` field)."""
     limits: JobLimits = field(default_factory=JobLimits)
     """The limits in force (none at all with the "none" backend)."""
     cpu_seconds: float | None = None

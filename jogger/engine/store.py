@@ -16,7 +16,6 @@ A row that cannot be read back (damaged by hand, by a bug or by the disk) is log
 skipped: it does not stop the server, and the job reads as not found.
 """
 
-import json
 import logging
 import math
 import os
@@ -24,16 +23,16 @@ import sqlite3
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
-from datetime import UTC, datetime
+from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Generic, TypeVar
 
 import trio
 
 from .errors import InvalidRequest, StoreError
-from .limits import JobLimits
-from .status import JobState, JobStatus
+from .rows import COLUMNS, ProcessIdentity, status_from_row, time_or_none, values
+from .status import JobStatus
 
 log = logging.getLogger("jogger.engine")
 
@@ -82,13 +81,8 @@ ALTER TABLE jobs ADD COLUMN run_as TEXT NOT NULL DEFAULT '';
 ALTER TABLE jobs ADD COLUMN run_as_uid INTEGER
 """,
 }
-_COLUMNS = (
-    "id, owner, state, argv, reason, exit_code, signal, pid, started_at, ended_at, "
-    "output_bytes, output_truncated, output_error, cgroup, limits, cpu_seconds, memory_peak, "
-    "run_as, run_as_uid"
-)
 _INSERT = f"""
-INSERT INTO jobs ({_COLUMNS}, pid_start, boot_id)
+INSERT INTO jobs ({COLUMNS}, pid_start, boot_id)
 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 """
 # Only a record still marked running is ended: never one whose start failed to be written,
@@ -108,22 +102,12 @@ T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
-class ProcessIdentity:
-    """What tells a job's main process apart from a later process with the same pid."""
-
-    pid: int
-    start_ticks: int
-    """Field 22 of /proc/PID/stat: when the process started, in clock ticks since boot."""
-    boot_id: str
-
-
-@dataclass(frozen=True, slots=True)
 class Unfinished:
     """A record still marked running when the store was opened: its server did not end it."""
 
     seq: int
     job_id: str
-    cgroup: str
+    containment: str
     process: ProcessIdentity
 
 
@@ -209,20 +193,20 @@ class JobStore:
 
     async def record_start(self, status: JobStatus, process: ProcessIdentity) -> None:
         """Insert the row of a job that has just started."""
-        values = _values(status, process)
+        row = values(status, process)
 
         def insert() -> None:
             db = self._connection()
             with _transaction(db):
-                db.execute(_INSERT, values)
+                db.execute(_INSERT, row)
 
         await self._call(insert)
 
     async def record_end(self, status: JobStatus) -> bool:
         """Write how the job ended; False if it had no row still marked running."""
-        values = _values(status, None)
+        row = values(status, None)
         # state, reason, exit_code, signal, ended_at, output_bytes, truncated, error, cpu, mem
-        changes = (*values[2:3], *values[4:7], *values[9:13], *values[15:17], status.id)
+        changes = (*row[2:3], *row[4:7], *row[9:13], *row[15:17], status.id)
 
         def update() -> bool:
             db = self._connection()
@@ -301,7 +285,7 @@ class JobStore:
                     count -= 1
                     freed += size
                 (oldest,) = db.execute(f"SELECT min(ended_at) FROM jobs WHERE {_ENDED}").fetchone()
-                return Expired(doomed, freed, _time_or_none(oldest))
+                return Expired(doomed, freed, time_or_none(oldest))
 
         return await self._call(expire)
 
@@ -316,10 +300,10 @@ class JobStore:
                 "WHERE state = 'running' ORDER BY seq"
             )
             found = []
-            for seq, job_id, cgroup, pid, start, boot in rows:
+            for seq, job_id, containment, pid, start, boot in rows:
                 ok = isinstance(pid, int) and isinstance(start, int) and isinstance(boot, str)
                 process = ProcessIdentity(pid, start, boot) if ok else ProcessIdentity(0, 0, "")
-                found.append(Unfinished(seq, str(job_id), str(cgroup), process))
+                found.append(Unfinished(seq, str(job_id), str(containment), process))
             return found
 
         return await self._call(query)
@@ -329,7 +313,7 @@ class JobStore:
         that another owner's job takes exactly the path of a job that does not exist)."""
 
         def query() -> JobStatus | None:
-            sql = f"SELECT seq, {_COLUMNS} FROM jobs WHERE id = ?"
+            sql = f"SELECT seq, {COLUMNS} FROM jobs WHERE id = ?"
             args: tuple[str, ...] = (job_id,)
             if owner is not None:
                 sql += " AND owner = ?"
@@ -344,7 +328,7 @@ class JobStore:
         before = _parse_token(token)
 
         def query() -> Page:
-            sql = f"SELECT seq, {_COLUMNS} FROM jobs WHERE seq < ?"
+            sql = f"SELECT seq, {COLUMNS} FROM jobs WHERE seq < ?"
             args: list[object] = [before]
             if owner is not None:
                 sql += " AND owner = ?"
@@ -370,7 +354,7 @@ class JobStore:
         def query() -> datetime | None:
             db = self._connection()
             (oldest,) = db.execute(f"SELECT min(ended_at) FROM jobs WHERE {_ENDED}").fetchone()
-            return _time_or_none(oldest)
+            return time_or_none(oldest)
 
         return await self._call(query)
 
@@ -458,7 +442,7 @@ class JobStore:
 
     def _parse(self, row: tuple[object, ...]) -> JobStatus | None:
         try:
-            return _status(row[1:])
+            return status_from_row(row[1:])
         except (ValueError, TypeError, KeyError, OverflowError) as exc:
             seq = row[0] if isinstance(row[0], int) else -1
             with self._reported_lock:
@@ -524,118 +508,6 @@ def _execute_script(db: sqlite3.Connection, script: str) -> None:
     for statement in script.split(";"):
         if statement.strip():
             db.execute(statement)
-
-
-def _values(status: JobStatus, process: ProcessIdentity | None) -> tuple[object, ...]:
-    return (
-        status.id,
-        status.owner,
-        status.state.value,
-        json.dumps(list(status.argv)),
-        status.reason,
-        status.exit_code,
-        status.signal,
-        status.pid,
-        status.started_at.timestamp(),
-        status.ended_at.timestamp() if status.ended_at is not None else None,
-        status.output_bytes,
-        int(status.output_truncated),
-        status.output_error,
-        status.cgroup,
-        json.dumps({k: v for k, v in asdict(status.limits).items() if v is not None}),
-        status.cpu_seconds,
-        status.memory_peak,
-        status.run_as,
-        status.run_as_uid,
-        process.start_ticks if process is not None else 0,
-        process.boot_id if process is not None else "",
-    )
-
-
-def _status(row: tuple[object, ...]) -> JobStatus:
-    (
-        job_id,
-        owner,
-        state,
-        argv,
-        reason,
-        exit_code,
-        signal,
-        pid,
-        started_at,
-        ended_at,
-        output_bytes,
-        output_truncated,
-        output_error,
-        cgroup,
-        limits,
-        cpu_seconds,
-        memory_peak,
-        run_as,
-        run_as_uid,
-    ) = row
-    args = json.loads(_text(argv))
-    if not isinstance(args, list) or not args or not all(isinstance(a, str) for a in args):
-        raise ValueError("argv is not a list of strings")
-    limit_fields = json.loads(_text(limits))
-    if not isinstance(limit_fields, dict) or not all(
-        isinstance(v, int | float) and not isinstance(v, bool) for v in limit_fields.values()
-    ):
-        raise ValueError("limits is not an object of numbers")
-    account = _text(run_as)
-    if (account == "") != (run_as_uid is None):
-        raise ValueError("run_as and run_as_uid are not both set or both empty")
-    return JobStatus(
-        id=_text(job_id),
-        owner=_text(owner),
-        argv=tuple(args),
-        state=JobState(state),
-        pid=_int(pid),
-        started_at=_time(started_at),
-        ended_at=None if ended_at is None else _time(ended_at),
-        exit_code=None if exit_code is None else _int(exit_code),
-        signal=None if signal is None else _int(signal),
-        reason=_text(reason),
-        output_bytes=_int(output_bytes),
-        output_truncated=bool(_int(output_truncated)),
-        output_error=_text(output_error),
-        cgroup=_text(cgroup),
-        limits=JobLimits(**limit_fields),
-        cpu_seconds=None if cpu_seconds is None else float(_number(cpu_seconds)),
-        memory_peak=None if memory_peak is None else _int(memory_peak),
-        run_as=account,
-        run_as_uid=None if run_as_uid is None else _int(run_as_uid),
-    )
-
-
-def _text(value: object) -> str:
-    if not isinstance(value, str):
-        raise TypeError(f"expected text, found {type(value).__name__}")
-    return value
-
-
-def _int(value: object) -> int:
-    if not isinstance(value, int):
-        raise TypeError(f"expected an integer, found {type(value).__name__}")
-    return value
-
-
-def _number(value: object) -> float:
-    if not isinstance(value, int | float):
-        raise TypeError(f"expected a number, found {type(value).__name__}")
-    return float(value)
-
-
-def _time(value: object) -> datetime:
-    return datetime.fromtimestamp(_number(value), UTC)
-
-
-def _time_or_none(value: object) -> datetime | None:
-    """A time from the database, or None where it is missing or not a plausible time."""
-    try:
-        return _time(value)
-    except (TypeError, ValueError, OverflowError, OSError):
-        return None
 
 
 def _parse_token(token: str) -> int:

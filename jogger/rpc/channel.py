@@ -14,7 +14,7 @@ from google.protobuf.message import DecodeError, Message
 from purerpc.grpclib.events import MessageReceived, ResponseEnded
 from purerpc.grpclib.status import StatusCode
 
-from .._groups import single_errors
+from .._exceptiongroups import single_errors
 from .address import format_address
 from .errors import RpcError
 from .wire import Connection, ConnectionLost, PeerBrokeProtocol, Stream, set_socket_options

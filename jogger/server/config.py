@@ -6,8 +6,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .._units import parse_size
-from ..engine import Limits, Retention
-from ..engine.cgroups import Mode
+from ..engine import ManagerLimits, Retention
+from ..engine.cgroups import CgroupMode
 from ..engine.limits import JobLimits, parse_limits
 from ..rpc.address import parse_address
 from ..rpc.admission import TransportLimits
@@ -27,8 +27,8 @@ class ServerConfig:
     key: Path
     grace: float
     drain_timeout: float
-    limits: Limits
-    cgroups: Mode = "auto"
+    limits: ManagerLimits
+    cgroups: CgroupMode = "auto"
     default_limits: JobLimits = field(default_factory=JobLimits)
     max_limits: JobLimits = field(default_factory=JobLimits)
     user_limits: JobLimits = field(default_factory=JobLimits)
@@ -171,9 +171,9 @@ def parser() -> argparse.ArgumentParser:
         help=f"the local account for --run-as fixed, and for callers without an account "
         f"under --run-as user (default {DEFAULT_JOB_USER})",
     )
-    p.add_argument("--max-jobs", type=int, default=Limits().max_jobs)
-    p.add_argument("--max-jobs-per-user", type=int, default=Limits().max_jobs_per_owner)
-    p.add_argument("--max-output-bytes", type=int, default=Limits().max_output_bytes)
+    p.add_argument("--max-jobs", type=int, default=ManagerLimits().max_jobs)
+    p.add_argument("--max-jobs-per-user", type=int, default=ManagerLimits().max_jobs_per_owner)
+    p.add_argument("--max-output-bytes", type=int, default=ManagerLimits().max_output_bytes)
     transport = TransportLimits()
     p.add_argument(
         "--max-connections",
@@ -314,7 +314,7 @@ def load(argv: list[str] | None) -> ServerConfig:
         key=_file(args.key, "JOGGER_SERVER_KEY_FILE", "server key", "--key"),
         grace=args.grace,
         drain_timeout=args.drain_timeout,
-        limits=Limits(
+        limits=ManagerLimits(
             max_jobs=args.max_jobs,
             max_jobs_per_owner=args.max_jobs_per_user,
             max_output_bytes=args.max_output_bytes,

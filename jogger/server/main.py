@@ -12,7 +12,7 @@ import sys
 
 import trio
 
-from .._groups import single_errors
+from .._exceptiongroups import single_errors
 from .._text import escape
 from ..engine import JobError, JobManager
 from ..rpc.address import format_address

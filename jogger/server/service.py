@@ -6,7 +6,7 @@ local account runs a caller's job is the ``--run-as`` policy's answer (accounts.
 """
 
 from collections.abc import AsyncIterator, Iterator
-from contextlib import aclosing, contextmanager
+from contextlib import AsyncExitStack, contextmanager
 from functools import partial
 
 from ..engine import (
@@ -65,7 +65,7 @@ def status_to_proto(status: JobStatus) -> jobs_pb2.JobStatus:
         output_error=status.output_error,
         pid=status.pid,
     )
-    message.cgroup = status.cgroup
+    message.cgroup = status.containment
     message.limits.CopyFrom(limits_to_proto(status.limits))
     if status.cpu_seconds is not None:
         message.cpu_time.FromNanoseconds(round(status.cpu_seconds * 1e9))
@@ -190,16 +190,18 @@ class JobsService:
     async def output(
         self, call: Call, request: jobs_pb2.OutputRequest
     ) -> AsyncIterator[jobs_pb2.OutputChunk]:
-        with _engine_errors():
-            chunks = await self._jobs.output(
-                await self._reader(call, request.job_id),
-                request.job_id,
-                offset=request.offset,
-                follow=request.follow,
-                chunk_size=partial(call.message_size, OUTPUT_CHUNK),
-            )
-        offset = request.offset
-        async with aclosing(chunks):
+        async with AsyncExitStack() as stack:
+            with _engine_errors():  # only opening the output is mapped, as before
+                chunks = await stack.enter_async_context(
+                    self._jobs.output(
+                        await self._reader(call, request.job_id),
+                        request.job_id,
+                        offset=request.offset,
+                        follow=request.follow,
+                        chunk_size=partial(call.message_size, OUTPUT_CHUNK),
+                    )
+                )
+            offset = request.offset
             async for data in chunks:
                 yield jobs_pb2.OutputChunk(offset=offset, data=data)
                 offset += len(data)

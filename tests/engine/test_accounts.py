@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import trio
 
-from jogger import Account, InvalidRequest, JobManager, Limits, SpawnError
+from jogger import Account, InvalidRequest, JobManager, ManagerLimits, SpawnError
 from jogger.engine import process
 from jogger.engine.manager import DEFAULT_PATH
 from tests.engine.test_start import assert_nothing_left, run_to_end, tick
@@ -260,7 +260,7 @@ async def test_jobs_of_the_same_user_stopping_spawns_cannot_freeze_the_server(
     account = nobody()
     monkeypatch.setattr(process, "SPAWN_TIMEOUT", 2.0)
     prctl = ctypes.CDLL(None, use_errno=True).prctl
-    limits = Limits(max_jobs=256, max_jobs_per_owner=256)
+    limits = ManagerLimits(max_jobs=256, max_jobs_per_owner=256)
     starts, started, failures = 100, [], []
     lateness: list[float] = []
     state = tmp_path / "state"

@@ -9,7 +9,7 @@ import os
 import signal
 import uuid
 from collections.abc import AsyncIterator
-from contextlib import aclosing, asynccontextmanager
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -79,7 +79,7 @@ async def jobs(tmp_path: Path, cgroup_name: str) -> AsyncIterator[JobManager]:
 async def run(jobs: JobManager, argv: list[str], **limits: int | float) -> tuple[bytes, object]:
     status = await jobs.start("alice", argv, limits=JobLimits(**limits))  # type: ignore[arg-type]
     with trio.fail_after(60):
-        out = await collect(await jobs.output("alice", status.id))
+        out = await collect(jobs.output("alice", status.id))
     return out, (await jobs.status("alice", status.id))
 
 
@@ -88,7 +88,7 @@ async def test_a_jobs_forked_child_runs_inside_the_jobs_cgroup(jobs: JobManager)
     # hierarchy we use (v2: the one "0::" line).
     status = await jobs.start("alice", ["sh", "-c", "cat /proc/self/cgroup; echo $JOGGER_JOB_ID"])
     with trio.fail_after(30):
-        out = (await collect(await jobs.output("alice", status.id))).decode()
+        out = (await collect(jobs.output("alice", status.id))).decode()
     lines = out.splitlines()
     assert lines[-1] == status.id
     if jobs.containment == "cgroup2":
@@ -108,7 +108,7 @@ async def test_limits_are_set_read_back_and_reported(jobs: JobManager) -> None:
     asked = JobLimits(cpu=0.5, memory=64 * MiB, pids=32, cpu_weight=200)
     status = await jobs.start("alice", ["sleep", "30"], limits=asked)
     assert status.limits == asked
-    assert status.cgroup == jobs.containment
+    assert status.containment == jobs.containment
     if jobs.containment == "cgroup2":
         (group,) = [Path(p) for p in groups_named(status.id)]
         assert (group / "memory.max").read_text().strip() == str(64 * MiB)
@@ -194,9 +194,10 @@ async def test_pids_max_stops_a_fork_bomb_and_stop_kills_all_of_it(jobs: JobMana
     )
     status = await jobs.start("alice", [PYTHON, "-c", bomb], limits=JobLimits(pids=20))
     with trio.fail_after(30):
-        async for chunk in await jobs.output("alice", status.id):
-            words = chunk.split()
-            break
+        async with jobs.output("alice", status.id) as chunks:
+            async for chunk in chunks:
+                words = chunk.split()
+                break
         assert words[0] == b"forks"
         children = [int(pid) for pid in words[2:]]
         assert 10 < len(children) < 20  # pids.max counts the main process too
@@ -219,9 +220,10 @@ async def test_a_setsid_daemon_cannot_escape_the_cgroup(jobs: JobManager) -> Non
     )
     status = await jobs.start("alice", [PYTHON, "-c", daemon])
     with trio.fail_after(30):
-        async for chunk in await jobs.output("alice", status.id):
-            escaped = int(chunk.split()[0])
-            break
+        async with jobs.output("alice", status.id) as chunks:
+            async for chunk in chunks:
+                escaped = int(chunk.split()[0])
+                break
         assert is_alive(escaped)
         await jobs.stop("alice", status.id)
     assert not is_alive(escaped)
@@ -245,7 +247,7 @@ async def test_leftover_job_cgroups_are_killed_and_removed_at_start(
 ) -> None:
     # A crashed server's leftovers, made by hand: a job group with a process in it.
     backend = open_backend("auto", cgroup_name)
-    if backend.name == "none":
+    if backend.containment == "none":
         pytest.skip("no cgroup backend works here")
     group = backend.create("alice", str(uuid.uuid4()), JobLimits())
     orphan = await JobProcess.spawn(
@@ -265,7 +267,7 @@ async def test_leftover_job_cgroups_are_killed_and_removed_at_start(
 
 async def test_a_cgroup_is_never_reused(cgroup_name: str) -> None:
     backend = open_backend("auto", cgroup_name)
-    if backend.name == "none":
+    if backend.containment == "none":
         pytest.skip("no cgroup backend works here")
     job_id = str(uuid.uuid4())
     group = backend.create("alice", job_id, JobLimits())
@@ -273,7 +275,7 @@ async def test_a_cgroup_is_never_reused(cgroup_name: str) -> None:
         with pytest.raises(SpawnError, match="exists already"):
             backend.create("alice", job_id, JobLimits())
     finally:
-        group.remove_now()
+        group.discard()
         await backend.aclose()
     assert groups_named(cgroup_name) == []
 
@@ -284,7 +286,7 @@ async def test_without_cgroups_asking_for_limits_is_refused(tmp_path: Path) -> N
         with pytest.raises(InvalidRequest, match="cannot enforce limits"):
             await jobs.start("alice", ["true"], limits=JobLimits(memory=64 * MiB))
         status = await jobs.start("alice", ["true"])
-        assert status.cgroup == "none"
+        assert status.containment == "none"
         assert status.limits == JobLimits()
         await jobs.wait("alice", status.id)
 
@@ -295,7 +297,7 @@ async def test_a_placed_job_gets_exactly_its_argv_and_environment(jobs: JobManag
     argv = ["cat", "/proc/self/cmdline", "/proc/self/environ"]
     status = await jobs.start("alice", argv, env={"odd.name-x": "a b", "EMPTY": ""})
     with trio.fail_after(30):
-        out = await collect(await jobs.output("alice", status.id))
+        out = await collect(jobs.output("alice", status.id))
     cmdline = b"".join(arg.encode() + b"\0" for arg in argv)
     assert out.startswith(cmdline)
     environ = sorted(out[len(cmdline) :].split(b"\0")[:-1])
@@ -408,7 +410,7 @@ async def test_an_owners_jobs_share_one_budget_of_processes(budgeted: JobManager
     # bob's budget is his own: all 30 of his processes start.
     bob = await budgeted.start("bob", ["sh", "-c", spawn])
     with trio.fail_after(20):
-        async with aclosing(await budgeted.output("bob", bob.id)) as chunks:
+        async with budgeted.output("bob", bob.id) as chunks:
             async for chunk in chunks:
                 if b"spawned" in chunk:
                     break
@@ -417,58 +419,67 @@ async def test_an_owners_jobs_share_one_budget_of_processes(budgeted: JobManager
         await budgeted.stop(status.owner, status.id)
 
 
-def v2_backend(cgroup_name: str) -> Any:
-    """The cgroup v2 backend on x86_64, where jobs are born in their group; else skip."""
+@asynccontextmanager
+async def v2_backend(cgroup_name: str) -> AsyncIterator[Any]:
+    """The cgroup v2 backend on x86_64, where jobs are born in their group; else skip. Its
+    root is removed on leaving, and before a skip (setting up the v1 backend made one)."""
     backend = open_backend("auto", cgroup_name)
-    if backend.name != "cgroup2":
-        pytest.skip(f"needs the cgroup2 backend (here: {backend.name}; make test-cgroup2)")
-    if os.uname().machine != "x86_64":
-        pytest.skip("clone3 into a cgroup is used on x86_64 only")
-    return backend
+    try:
+        if backend.containment != "cgroup2":
+            pytest.skip(
+                f"needs the cgroup2 backend (here: {backend.containment}; make test-cgroup2)"
+            )
+        if os.uname().machine != "x86_64":
+            pytest.skip("clone3 into a cgroup is used on x86_64 only")
+        yield backend
+    finally:
+        await backend.aclose()
 
 
 async def test_on_cgroup_v2_a_job_is_born_in_its_group(cgroup_name: str) -> None:
     # The fallback write to cgroup.procs goes to /dev/full, which refuses it: the start can
     # only succeed if the kernel created the process in its group (CLONE_INTO_CGROUP).
-    backend = v2_backend(cgroup_name)
-    group = backend.create("alice", str(uuid.uuid4()), JobLimits())
-    refusing = os.open("/dev/full", os.O_WRONLY | os.O_CLOEXEC)
-    try:
-        process = await JobProcess.spawn(
-            ["sleep", "300"],
-            cwd=None,
-            env={"PATH": "/bin:/usr/bin"},
-            placement=[refusing],
-            cgroup_fd=group.birthplace(),
-        )
-        group.attach(process.pid)
-        os.close(process.output)
+    async with v2_backend(cgroup_name) as backend:
+        group = backend.create("alice", str(uuid.uuid4()), JobLimits())
+        refusing = os.open("/dev/full", os.O_WRONLY | os.O_CLOEXEC)
         try:
-            assert group.is_member(process.pid)
-            assert group.members() == [process.pid]
+            process = await JobProcess.spawn(
+                ["sleep", "300"],
+                cwd=None,
+                env={"PATH": "/bin:/usr/bin"},
+                placement=[refusing],
+                cgroup_fd=group.birthplace(),
+            )
+            group.attach(process.pid)
+            os.close(process.output)
+            try:
+                assert group._is_member(process.pid)
+                assert group._members() == [process.pid]
+            finally:
+                os.kill(process.pid, signal.SIGKILL)
+                with trio.fail_after(30):
+                    await process.wait_exited()
+                process.reap()
         finally:
-            os.kill(process.pid, signal.SIGKILL)
-            with trio.fail_after(30):
-                await process.wait_exited()
-            process.reap()
-    finally:
-        os.close(refusing)
-        group.remove_now()
+            os.close(refusing)
+            group.discard()
 
 
 async def test_a_start_into_a_group_with_no_pids_left_says_so(cgroup_name: str) -> None:
-    backend = v2_backend(cgroup_name)
-    group = backend.create("alice", str(uuid.uuid4()), JobLimits(pids=10))
-    try:
-        write_file(f"{group.path}/pids.max", "0")  # as if the job's user had used them all
-        with pytest.raises(SpawnError, match="cannot place the job in its cgroup: no pids left"):
-            await JobProcess.spawn(
-                ["true"],
-                cwd=None,
-                env={"PATH": "/bin:/usr/bin"},
-                placement=group.placement(),
-                cgroup_fd=group.birthplace(),
-            )
-        assert group.members() == []
-    finally:
-        group.remove_now()
+    async with v2_backend(cgroup_name) as backend:
+        group = backend.create("alice", str(uuid.uuid4()), JobLimits(pids=10))
+        try:
+            write_file(f"{group.path}/pids.max", "0")  # as if the job's user had used them all
+            with pytest.raises(
+                SpawnError, match="cannot place the job in its cgroup: no pids left"
+            ):
+                await JobProcess.spawn(
+                    ["true"],
+                    cwd=None,
+                    env={"PATH": "/bin:/usr/bin"},
+                    placement=group.placement(),
+                    cgroup_fd=group.birthplace(),
+                )
+            assert group._members() == []
+        finally:
+            group.discard()

@@ -40,17 +40,17 @@ async def test_finished_jobs_keep_status_and_output_across_a_restart(tmp_path: P
     async with JobManager(tmp_path) as jobs:
         done = await run(jobs, [PYTHON, "-c", BINARY])
         failed = await run(jobs, ["sh", "-c", "echo oops; exit 3"])
-        output = await collect(await jobs.output("alice", done.id))
+        output = await collect(jobs.output("alice", done.id))
     assert len(output) == 256_001
     async with JobManager(tmp_path) as again:
         assert await again.status("alice", done.id) == done
         assert await again.status("alice", failed.id) == failed
         assert failed.exit_code == 3
-        assert await collect(await again.output("alice", done.id)) == output
-        assert await collect(await again.output("alice", done.id, offset=1000)) == output[1000:]
+        assert await collect(again.output("alice", done.id)) == output
+        assert await collect(again.output("alice", done.id, offset=1000)) == output[1000:]
         # Following an ended job gives its output and ends.
         with trio.fail_after(5):
-            assert await collect(await again.output("alice", failed.id, follow=True)) == b"oops\n"
+            assert await collect(again.output("alice", failed.id, follow=True)) == b"oops\n"
         # Stopping and waiting for an ended job return its record.
         assert await again.stop("alice", done.id) == done
         assert await again.wait("alice", done.id) == done
@@ -59,7 +59,7 @@ async def test_finished_jobs_keep_status_and_output_across_a_restart(tmp_path: P
         with pytest.raises(JobNotFound):
             await again.status("mallory", done.id)
         with pytest.raises(JobNotFound):
-            await again.output("mallory", done.id)
+            await collect(again.output("mallory", done.id))
         assert await again.owner_of(done.id) == "alice"
 
 
@@ -154,8 +154,9 @@ async def test_running_jobs_are_listed_with_their_live_status(tmp_path: Path) ->
     async with JobManager(tmp_path) as jobs:
         status = await jobs.start("alice", ["sh", "-c", "echo hello; sleep 300"])
         with trio.fail_after(10):
-            async for _ in await jobs.output("alice", status.id):
-                break
+            async with jobs.output("alice", status.id) as chunks:
+                async for _ in chunks:
+                    break
         [listed] = (await jobs.list("alice")).jobs
         assert listed.state is JobState.RUNNING
         assert listed.output_bytes == 6  # live, not the record written at start
@@ -322,11 +323,11 @@ async def test_a_schema_1_database_is_migrated_and_its_jobs_show_no_account(
             ended_at=OLD_START + timedelta(seconds=1),
             exit_code=0,
             output_bytes=6,
-            cgroup="none",
+            containment="none",
             limits=JobLimits(),
         )
         assert (old.run_as, old.run_as_uid) == ("", None)
-        assert await collect(await jobs.output("alice", OLD_DONE)) == b"hello\n"
+        assert await collect(jobs.output("alice", OLD_DONE)) == b"hello\n"
         # Left running by the crashed schema 1 server: resolved as usual.
         crashed = await jobs.status("alice", OLD_RUNNING)
         assert (crashed.state, crashed.reason, crashed.output_bytes) == (
@@ -359,7 +360,7 @@ async def test_retention_by_count_deletes_the_oldest_record_and_log(tmp_path: Pa
             with pytest.raises(JobNotFound):
                 await jobs.status("alice", gone)
             with pytest.raises(JobNotFound):
-                await jobs.output("alice", gone)
+                await collect(jobs.output("alice", gone))
             assert not (tmp_path / "logs" / f"{gone}.log").exists()
         assert (tmp_path / "logs" / f"{ids[2]}.log").exists()
         await jobs.stop("alice", running.id, grace=0)

@@ -3,11 +3,11 @@ from pathlib import Path
 import pytest
 import trio
 
-from jogger import JobManager, LimitExceeded, Limits
+from jogger import JobManager, LimitExceeded, ManagerLimits
 
 
 async def test_per_owner_limit_refuses_and_frees_when_a_job_ends(tmp_path: Path) -> None:
-    async with JobManager(tmp_path, limits=Limits(max_jobs_per_owner=2)) as jobs:
+    async with JobManager(tmp_path, limits=ManagerLimits(max_jobs_per_owner=2)) as jobs:
         first = await jobs.start("alice", ["sleep", "300"])
         await jobs.start("alice", ["sleep", "300"])
         with pytest.raises(LimitExceeded, match="2 of your jobs are running; the limit is 2"):
@@ -20,7 +20,7 @@ async def test_per_owner_limit_refuses_and_frees_when_a_job_ends(tmp_path: Path)
 
 
 async def test_manager_limit_counts_every_owner(tmp_path: Path) -> None:
-    async with JobManager(tmp_path, limits=Limits(max_jobs=3)) as jobs:
+    async with JobManager(tmp_path, limits=ManagerLimits(max_jobs=3)) as jobs:
         await jobs.start("alice", ["sleep", "300"])
         await jobs.start("bob", ["sleep", "300"])
         done = await jobs.start("carol", ["sleep", "300"])

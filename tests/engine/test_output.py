@@ -5,8 +5,8 @@ import pytest
 import trio
 import trio.testing
 
-from jogger import InvalidRequest, JobManager, JobState, Limits, OutputUnavailable
-from tests.procs import PYTHON, collect, rss_kib, rss_peak_reset, task_count
+from jogger import InvalidRequest, JobManager, JobState, ManagerLimits, OutputUnavailable
+from tests.procs import PYTHON, collect, rest_of, rss_kib, rss_peak_reset, task_count
 
 # Writes 64 KiB blocks of every byte value, pausing now and then, then exits.
 BINARY_WRITER = """
@@ -27,7 +27,7 @@ async def test_stdout_and_stderr_interleave_in_write_order(jobs: JobManager) -> 
     code = "import os\nfor i in range(200): os.write(1 + i % 2, b'%d,' % i)"
     status = await jobs.start("alice", [PYTHON, "-c", code])
     with trio.fail_after(10):
-        out = await collect(await jobs.output("alice", status.id))
+        out = await collect(jobs.output("alice", status.id))
     assert out == b"".join(b"%d," % i for i in range(200))
 
 
@@ -36,7 +36,7 @@ async def test_many_concurrent_readers_get_identical_binary_bytes(jobs: JobManag
     results: list[bytes] = []
 
     async def read(chunk_size: int) -> None:
-        results.append(await collect(await jobs.output("alice", status.id, chunk_size=chunk_size)))
+        results.append(await collect(jobs.output("alice", status.id, chunk_size=chunk_size)))
 
     with trio.fail_after(30):
         async with trio.open_nursery() as nursery:
@@ -53,14 +53,14 @@ async def test_reader_joining_mid_run_gets_everything_from_byte_zero(jobs: JobMa
     try:
         status = await jobs.start("alice", ["sh", "-c", script.format(fifo=fifo)])
         with trio.fail_after(10):
-            early = await jobs.output("alice", status.id)
-            assert await anext(early) == b"first\n"
-            # The job is blocked in the middle of its run; a new reader joins now.
-            late = await jobs.output("alice", status.id)
-            assert await anext(late) == b"first\n"
-            await trio.to_thread.run_sync(fifo.write_text, "go\n")
-            assert await collect(late) == b"second\n"
-            assert await collect(early) == b"second\n"
+            async with jobs.output("alice", status.id) as early:
+                assert await anext(early) == b"first\n"
+                # The job is blocked in the middle of its run; a new reader joins now.
+                async with jobs.output("alice", status.id) as late:
+                    assert await anext(late) == b"first\n"
+                    await trio.to_thread.run_sync(fifo.write_text, "go\n")
+                    assert await rest_of(late) == b"second\n"
+                assert await rest_of(early) == b"second\n"
     finally:
         fifo.unlink()
 
@@ -69,13 +69,14 @@ async def test_output_from_an_offset_and_without_follow(jobs: JobManager) -> Non
     status = await jobs.start("alice", ["sh", "-c", "printf 0123456789; sleep 30"])
     with trio.fail_after(10):
         seen = b""
-        async for chunk in await jobs.output("alice", status.id):
-            seen += chunk
-            if len(seen) == 10:
-                break
-        snapshot = await collect(await jobs.output("alice", status.id, follow=False))
-        tail = await collect(await jobs.output("alice", status.id, offset=4, follow=False))
-        past_end = await collect(await jobs.output("alice", status.id, offset=100, follow=False))
+        async with jobs.output("alice", status.id) as chunks:
+            async for chunk in chunks:
+                seen += chunk
+                if len(seen) == 10:
+                    break
+        snapshot = await collect(jobs.output("alice", status.id, follow=False))
+        tail = await collect(jobs.output("alice", status.id, offset=4, follow=False))
+        past_end = await collect(jobs.output("alice", status.id, offset=100, follow=False))
     assert snapshot == b"0123456789"
     assert tail == b"456789"
     assert past_end == b""
@@ -84,9 +85,11 @@ async def test_output_from_an_offset_and_without_follow(jobs: JobManager) -> Non
 async def test_bad_offset_or_chunk_size_is_rejected(jobs: JobManager) -> None:
     status = await jobs.start("alice", ["true"])
     with pytest.raises(InvalidRequest, match="offset"):
-        (await jobs.output("alice", status.id, offset=-1))
+        async with jobs.output("alice", status.id, offset=-1):
+            pass
     with pytest.raises(InvalidRequest, match="chunk_size"):
-        (await jobs.output("alice", status.id, chunk_size=0))
+        async with jobs.output("alice", status.id, chunk_size=0):
+            pass
 
 
 async def test_output_of_a_finished_job_comes_from_its_log_file(
@@ -94,14 +97,14 @@ async def test_output_of_a_finished_job_comes_from_its_log_file(
 ) -> None:
     status = await jobs.start("alice", [PYTHON, "-c", BINARY_WRITER, "4"])
     with trio.fail_after(10):
-        await collect(await jobs.output("alice", status.id))
+        await collect(jobs.output("alice", status.id))
         final = await jobs.stop("alice", status.id)
     assert final.state is JobState.COMPLETED
     assert final.output_bytes == len(expected_binary(4))
     log = tmp_path / "state" / "logs" / f"{status.id}.log"
     assert log.read_bytes() == expected_binary(4)
     with trio.fail_after(10):
-        again = await collect(await jobs.output("alice", status.id))
+        again = await collect(jobs.output("alice", status.id))
     assert again == expected_binary(4)
 
 
@@ -112,7 +115,8 @@ async def test_readers_are_woken_by_events_not_by_a_clock(
     # Trio's clock is frozen: a reader that polled with sleep() would never see the second
     # line. Only the job's own (real) sleep passes.
     status = await jobs.start("alice", ["sh", "-c", "echo one; sleep 0.3; echo two"])
-    chunks = [chunk async for chunk in (await jobs.output("alice", status.id))]
+    async with jobs.output("alice", status.id) as output:
+        chunks = [chunk async for chunk in output]
     assert b"".join(chunks) == b"one\ntwo\n"
     assert (await jobs.status("alice", status.id)).state is JobState.COMPLETED
 
@@ -120,13 +124,12 @@ async def test_readers_are_woken_by_events_not_by_a_clock(
 async def test_stalled_reader_slows_neither_the_job_nor_other_readers(jobs: JobManager) -> None:
     status = await jobs.start("alice", [PYTHON, "-c", BINARY_WRITER, "400"])  # 25 MiB
     with trio.fail_after(30):
-        stalled = await jobs.output("alice", status.id)
-        await anext(stalled)  # takes one chunk, then never reads again
-        everything = await collect(await jobs.output("alice", status.id))
-        final = await jobs.stop("alice", status.id)
+        async with jobs.output("alice", status.id) as stalled:
+            await anext(stalled)  # takes one chunk, then never reads again
+            everything = await collect(jobs.output("alice", status.id))
+            final = await jobs.stop("alice", status.id)
     assert everything == expected_binary(400)
     assert final.state is JobState.COMPLETED
-    await stalled.aclose()
 
 
 async def test_reader_that_leaves_costs_the_job_nothing(jobs: JobManager) -> None:
@@ -136,7 +139,7 @@ async def test_reader_that_leaves_costs_the_job_nothing(jobs: JobManager) -> Non
     with trio.fail_after(10):
         async with trio.open_nursery() as nursery:
             for _ in range(50):
-                nursery.start_soon(collect, (await jobs.output("alice", status.id)))
+                nursery.start_soon(collect, jobs.output("alice", status.id))
             await trio.testing.wait_all_tasks_blocked()
             assert task_count() >= baseline + 100  # each follower: our task and its stream task
             nursery.cancel_scope.cancel()  # every reader leaves at once
@@ -146,10 +149,10 @@ async def test_reader_that_leaves_costs_the_job_nothing(jobs: JobManager) -> Non
 
 
 async def test_output_past_the_limit_is_dropped_and_reported(tmp_path: Path) -> None:
-    async with JobManager(tmp_path, limits=Limits(max_output_bytes=100_000)) as jobs:
+    async with JobManager(tmp_path, limits=ManagerLimits(max_output_bytes=100_000)) as jobs:
         status = await jobs.start("alice", [PYTHON, "-c", BINARY_WRITER, "8"])
         with trio.fail_after(10):
-            out = await collect(await jobs.output("alice", status.id))
+            out = await collect(jobs.output("alice", status.id))
             final = await jobs.stop("alice", status.id)
     assert out == expected_binary(8)[:100_000]
     assert final.state is JobState.COMPLETED  # the job ran on to its end
@@ -164,15 +167,16 @@ async def test_200_mb_of_output_keeps_our_memory_flat(jobs: JobManager) -> None:
     status = await jobs.start("alice", [PYTHON, "-c", writer])
     total = 0
     with trio.fail_after(60):
-        async for chunk in await jobs.output("alice", status.id):
-            total += len(chunk)
+        async with jobs.output("alice", status.id) as chunks:
+            async for chunk in chunks:
+                total += len(chunk)
     assert total == 3200 * 65536
     grown_mib = (rss_kib("VmHWM") - before) / 1024
     assert grown_mib < 20, f"peak RSS grew by {grown_mib:.1f} MiB for 200 MiB of output"
 
 
 async def test_output_of_exactly_the_limit_is_not_truncated(tmp_path: Path) -> None:
-    async with JobManager(tmp_path, limits=Limits(max_output_bytes=65536 * 2)) as jobs:
+    async with JobManager(tmp_path, limits=ManagerLimits(max_output_bytes=65536 * 2)) as jobs:
         status = await jobs.start("alice", [PYTHON, "-c", BINARY_WRITER, "2"])
         with trio.fail_after(10):
             final = await jobs.wait("alice", status.id)
@@ -189,7 +193,7 @@ async def test_a_full_disk_ends_logging_not_the_job(tmp_path: Path) -> None:
         async with JobManager(small) as jobs:
             status = await jobs.start("alice", [PYTHON, "-c", BINARY_WRITER, "64"])  # 4 MiB
             with trio.fail_after(20):
-                out = await collect(await jobs.output("alice", status.id))
+                out = await collect(jobs.output("alice", status.id))
             final = await jobs.status("alice", status.id)
             # The job ran to its end; later jobs still start and are recorded.
             assert final.state is JobState.COMPLETED
@@ -214,12 +218,13 @@ async def test_a_reader_that_cannot_open_the_log_gets_an_error_and_harms_nothing
     async with JobManager(tmp_path / "state") as jobs:
         status = await jobs.start("alice", ["sh", "-c", "echo ready; sleep 300"])
         with trio.fail_after(10):
-            async for _ in await jobs.output("alice", status.id):
-                break
+            async with jobs.output("alice", status.id) as chunks:
+                async for _ in chunks:
+                    break
             next(iter((tmp_path / "state").rglob(f"{status.id}.log"))).unlink()
             for follow in (True, False):
                 with pytest.raises(OutputUnavailable, match="cannot read the job's output"):
-                    await collect(await jobs.output("alice", status.id, follow=follow))
+                    await collect(jobs.output("alice", status.id, follow=follow))
             assert (await jobs.status("alice", status.id)).state is JobState.RUNNING
             final = await jobs.stop("alice", status.id)
         assert final.state is JobState.STOPPED

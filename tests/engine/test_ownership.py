@@ -13,7 +13,7 @@ async def test_another_owners_job_is_exactly_a_missing_job(jobs: JobManager) -> 
     for job_id in (status.id, UNKNOWN):
         for call in (
             lambda job_id=job_id: jobs.status("mallory", job_id),
-            lambda job_id=job_id: jobs.output("mallory", job_id),
+            lambda job_id=job_id: collect(jobs.output("mallory", job_id)),
         ):
             with pytest.raises(JobNotFound) as info:
                 await call()
@@ -34,7 +34,7 @@ async def test_list_shows_only_the_owners_jobs(jobs: JobManager) -> None:
     assert (await jobs.list("carol")).jobs == []
     with trio.fail_after(10):
         for s in (a1, a2):
-            await collect(await jobs.output("alice", s.id))
+            await collect(jobs.output("alice", s.id))
 
 
 async def test_a_malformed_job_id_is_an_invalid_request(jobs: JobManager) -> None:

@@ -1,28 +1,32 @@
 """Shutdown is the cancellation of the manager's scope; it must leave nothing behind."""
 
+from contextlib import AsyncExitStack
 from pathlib import Path
 
 import pytest
 import trio
 import trio.testing
 
-from jogger import JobManager, JobState, JobStatus, Limits
+from jogger import JobManager, JobState, JobStatus, ManagerLimits
 from tests.engine.test_start import slow_spawns
 from tests.procs import (
     PYTHON,
     SAYS_GOODBYE,
+    Output,
     alive_in_groups,
     collect,
     my_children,
     open_fds,
+    rest_of,
     task_count,
 )
 
 IGNORES_TERM = "trap '' TERM; echo ready; while :; do sleep 1; done"
 
 
-async def read_line(chunks: object) -> bytes:
-    return await anext(chunks)  # type: ignore[call-overload,no-any-return]
+async def read_line(output: Output) -> bytes:
+    async with output as chunks:
+        return await anext(chunks)
 
 
 async def after_restart(state_dir: Path, *statuses: JobStatus) -> list[JobStatus]:
@@ -60,7 +64,7 @@ async def test_cancelling_the_manager_scope_leaves_no_process_task_or_fd(tmp_pat
     outside: list[bytes] = []
 
     async def follow_from_outside(jobs: JobManager, job_id: str) -> None:
-        outside.append(await collect(await jobs.output("alice", job_id)))
+        outside.append(await collect(jobs.output("alice", job_id)))
 
     with trio.fail_after(20):
         async with trio.open_nursery() as readers:
@@ -75,14 +79,15 @@ async def test_cancelling_the_manager_scope_leaves_no_process_task_or_fd(tmp_pat
                     big = [PYTHON, "-c", "print('x' * 10**6)"]
                     statuses.append(await jobs.start("alice", big))
                     for status in statuses[:2]:
-                        assert await read_line(await jobs.output("alice", status.id)) == b"ready\n"
+                        assert await read_line(jobs.output("alice", status.id)) == b"ready\n"
                         readers.start_soon(follow_from_outside, jobs, status.id)
-                    inside = await jobs.output("alice", statuses[2].id)
-                    readers.start_soon(collect, (await jobs.output("alice", statuses[3].id)))
-                    await trio.testing.wait_all_tasks_blocked()
-                    # Cancel the scope around the manager, as a caller's timeout or Ctrl-C would.
-                    manager_scope.cancel()
-                    await collect(inside)
+                    async with jobs.output("alice", statuses[2].id) as inside:
+                        readers.start_soon(collect, jobs.output("alice", statuses[3].id))
+                        await trio.testing.wait_all_tasks_blocked()
+                        # Cancel the scope around the manager, as a caller's timeout or Ctrl-C
+                        # would.
+                        manager_scope.cancel()
+                        await rest_of(inside)
             assert manager_scope.cancelled_caught
 
     assert sorted(outside) == [b"ready\n", b"ready\ngoodbye\n"]
@@ -104,10 +109,10 @@ async def test_leaving_the_block_stops_jobs_and_drains_followers(tmp_path: Path)
     with trio.fail_after(20):
         async with trio.open_nursery() as nursery, JobManager(tmp_path) as jobs:
             status = await jobs.start("alice", SAYS_GOODBYE)
-            assert await read_line(await jobs.output("alice", status.id)) == b"ready\n"
+            assert await read_line(jobs.output("alice", status.id)) == b"ready\n"
 
             async def follow() -> None:
-                out.append(await collect(await jobs.output("alice", status.id)))
+                out.append(await collect(jobs.output("alice", status.id)))
 
             nursery.start_soon(follow)
             await trio.testing.wait_all_tasks_blocked()
@@ -121,10 +126,15 @@ async def test_shutdown_does_not_wait_forever_for_a_follower_that_never_reads(
     tmp_path: Path,
 ) -> None:
     with trio.fail_after(20):
-        async with JobManager(tmp_path, grace=0.2, drain_timeout=0.2) as jobs:
+        # The follower is the stack's: it outlives the manager's block.
+        async with (
+            AsyncExitStack() as readers,
+            JobManager(tmp_path, grace=0.2, drain_timeout=0.2) as jobs,
+        ):
             status = await jobs.start("alice", [PYTHON, "-c", "print('x' * 10**7)"])
-            stalled = await jobs.output("alice", status.id, chunk_size=1000)
-            await read_line(stalled)
+            output = jobs.output("alice", status.id, chunk_size=1000)
+            stalled = await readers.enter_async_context(output)
+            await anext(stalled)
         # The block exited although the follower took one chunk of ten thousand.
     [recorded] = await after_restart(tmp_path, status)
     assert recorded.state.is_final
@@ -142,11 +152,11 @@ async def test_an_exception_in_the_block_reaches_the_caller_unwrapped(tmp_path: 
 
 
 async def test_the_manager_runs_many_jobs_and_limits_apply(tmp_path: Path) -> None:
-    async with JobManager(tmp_path, limits=Limits(max_jobs=100)) as jobs:
+    async with JobManager(tmp_path, limits=ManagerLimits(max_jobs=100)) as jobs:
         started = [await jobs.start("alice", ["true"]) for _ in range(50)]
         with trio.fail_after(20):
             for status in started:
-                await collect(await jobs.output("alice", status.id))
+                await collect(jobs.output("alice", status.id))
                 assert (await jobs.stop("alice", status.id)).state is JobState.COMPLETED
     assert my_children() == []
 
@@ -160,7 +170,7 @@ async def test_shutdown_cuts_a_longer_stop_under_way_to_the_managers_grace(
     with trio.fail_after(30):
         async with trio.open_nursery() as outside, JobManager(tmp_path, grace=1) as jobs:
             status = await jobs.start("alice", ["sh", "-c", IGNORES_TERM])
-            await read_line(await jobs.output("alice", status.id))
+            await read_line(jobs.output("alice", status.id))
 
             async def stop() -> None:
                 results.append(await jobs.stop("alice", status.id, grace=3600))

@@ -15,12 +15,12 @@ from jogger import (
     JobManager,
     JobState,
     LimitExceeded,
-    Limits,
     ManagerClosed,
+    ManagerLimits,
     SpawnError,
 )
 from jogger.engine import process
-from jogger.engine.cgroups import Mode
+from jogger.engine.cgroups import CgroupMode
 from jogger.engine.process import JobProcess
 from tests.procs import PYTHON, collect, my_children
 
@@ -28,7 +28,7 @@ from tests.procs import PYTHON, collect, my_children
 async def run_to_end(jobs: JobManager, argv: list[str], **kwargs: object) -> bytes:
     status = await jobs.start("alice", argv, **kwargs)  # type: ignore[arg-type]
     with trio.fail_after(10):
-        return await collect(await jobs.output("alice", status.id))
+        return await collect(jobs.output("alice", status.id))
 
 
 async def test_start_returns_a_running_job_with_a_fresh_uuid(jobs: JobManager) -> None:
@@ -55,7 +55,7 @@ async def test_cwd_and_env_overrides_reach_the_job(jobs: JobManager, tmp_path: P
         "alice", [PYTHON, "-c", code], cwd=str(tmp_path), env={"GREETING": "hi there"}
     )
     with trio.fail_after(10):
-        out = await collect(await jobs.output("alice", status.id))
+        out = await collect(jobs.output("alice", status.id))
     assert out.decode().split() == [str(tmp_path), "hi", "there", status.id]
 
 
@@ -95,7 +95,7 @@ async def assert_nothing_left(jobs: JobManager, state_dir: Path) -> None:
 )
 @pytest.mark.parametrize("cgroups", ["none", "auto"])
 async def test_unstartable_command_is_an_error_of_start_and_leaves_nothing(
-    tmp_path: Path, argv: list[str], message: str, cgroups: Mode
+    tmp_path: Path, argv: list[str], message: str, cgroups: CgroupMode
 ) -> None:
     # Without cgroups subprocess reports a failed exec; with them (as root) the job starts
     # behind a gate, and our own check must say the same.
@@ -153,7 +153,7 @@ async def test_bad_request_is_rejected_and_changes_nothing(
 
 
 async def test_oversized_argv_is_rejected(tmp_path: Path) -> None:
-    async with JobManager(tmp_path, limits=Limits(max_argv_bytes=100)) as jobs:
+    async with JobManager(tmp_path, limits=ManagerLimits(max_argv_bytes=100)) as jobs:
         await jobs.start("alice", ["echo", "x" * 80])
         with pytest.raises(InvalidRequest, match="the limit is 100"):
             await jobs.start("alice", ["echo", "x" * 120])
@@ -197,7 +197,7 @@ async def test_a_job_starts_with_default_signals_and_nothing_blocked(jobs: JobMa
     finally:
         signal.signal(signal.SIGHUP, previous)
     with trio.fail_after(30):
-        out = await collect(await jobs.output("alice", status.id))
+        out = await collect(jobs.output("alice", status.id))
     assert out.split() == [b"SigBlk:", b"0" * 16, b"SigIgn:", b"0" * 16]
 
 
@@ -303,7 +303,7 @@ async def test_starts_under_way_count_against_the_limits(
         except LimitExceeded as exc:
             results.append(str(exc))
 
-    limits = Limits(max_jobs_per_owner=2)
+    limits = ManagerLimits(max_jobs_per_owner=2)
     with trio.fail_after(30):
         async with JobManager(tmp_path, grace=1, limits=limits) as jobs, trio.open_nursery() as n:
             for _ in range(3):

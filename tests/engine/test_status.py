@@ -10,7 +10,7 @@ from tests.procs import PYTHON, collect
 async def finish(jobs: JobManager, argv: list[str]) -> tuple[bytes, JobStatus]:
     status = await jobs.start("alice", argv)
     with trio.fail_after(10):
-        out = await collect(await jobs.output("alice", status.id))
+        out = await collect(jobs.output("alice", status.id))
         return out, await jobs.stop("alice", status.id)
 
 
@@ -19,7 +19,7 @@ async def test_exit_zero_is_completed_with_times_and_command(jobs: JobManager) -
     status = await jobs.start("alice", ["sh", "-c", "sleep 0.1"])
     assert status.started_at >= before
     with trio.fail_after(10):
-        await collect(await jobs.output("alice", status.id))
+        await collect(jobs.output("alice", status.id))
     final = await jobs.status("alice", status.id)
     assert final.state is JobState.COMPLETED
     assert final.exit_code == 0

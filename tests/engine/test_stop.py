@@ -13,7 +13,15 @@ from jogger.engine.cgroups.base import JobGroup
 from jogger.engine.cgroups.none import ProcessGroup
 from jogger.engine.cgroups.v1 import V1Group
 from jogger.engine.cgroups.v2 import V2Group
-from tests.procs import PYTHON, SAYS_GOODBYE, alive_in_groups, collect, is_alive, my_children
+from tests.procs import (
+    PYTHON,
+    SAYS_GOODBYE,
+    alive_in_groups,
+    collect,
+    is_alive,
+    my_children,
+    rest_of,
+)
 
 IGNORES_TERM = "trap '' TERM; echo ready; while :; do sleep 1; done"
 DOUBLE_FORK = "(sleep 300 & echo grandchild $!); echo ready; sleep 300"
@@ -21,10 +29,11 @@ DOUBLE_FORK = "(sleep 300 & echo grandchild $!); echo ready; sleep 300"
 
 async def wait_for_line(jobs: JobManager, job_id: str, line: bytes) -> bytes:
     seen = b""
-    async for chunk in await jobs.output("alice", job_id):
-        seen += chunk
-        if line in seen:
-            return seen
+    async with jobs.output("alice", job_id) as chunks:
+        async for chunk in chunks:
+            seen += chunk
+            if line in seen:
+                return seen
     raise AssertionError(f"the job ended without printing {line!r}: {seen!r}")
 
 
@@ -70,7 +79,7 @@ async def test_stop_kills_children_that_ignore_sigterm_when_the_leader_obeys(
     with trio.fail_after(10):
         await wait_for_line(jobs, status.id, b"ready")
         final = await jobs.stop("alice", status.id)
-        rest = await collect(await jobs.output("alice", status.id, offset=final.output_bytes))
+        rest = await collect(jobs.output("alice", status.id, offset=final.output_bytes))
     # The leader obeyed, but its child needed SIGKILL once the grace period was over.
     assert final.state is JobState.KILLED
     assert final.signal == signal.SIGTERM
@@ -81,7 +90,7 @@ async def test_stop_kills_children_that_ignore_sigterm_when_the_leader_obeys(
 async def test_stopping_a_finished_job_reports_its_final_status(jobs: JobManager) -> None:
     status = await jobs.start("alice", ["sh", "-c", "exit 3"])
     with trio.fail_after(10):
-        await collect(await jobs.output("alice", status.id))
+        await collect(jobs.output("alice", status.id))
         first = await jobs.stop("alice", status.id)
         second = await jobs.stop("alice", status.id, grace=0)
     assert first == second
@@ -118,7 +127,7 @@ async def test_a_stop_may_grant_more_grace_than_the_managers_default(tmp_path: P
         with trio.fail_after(20):
             await wait_for_line(jobs, status.id, b"ready")
             final = await jobs.stop("alice", status.id, grace=15)
-            out = await collect(await jobs.output("alice", status.id))
+            out = await collect(jobs.output("alice", status.id))
     assert final.state is JobState.STOPPED
     assert b"cleaned up" in out
 
@@ -140,7 +149,7 @@ async def test_the_grace_period_covers_children_that_handle_sigterm(jobs: JobMan
     with trio.fail_after(20):
         await wait_for_line(jobs, status.id, b"ready")
         final = await jobs.stop("alice", status.id, grace=15)
-        out = await collect(await jobs.output("alice", status.id))
+        out = await collect(jobs.output("alice", status.id))
     assert b"child cleaned up" in out
     assert final.state is JobState.STOPPED
     assert alive_in_groups({status.pid}) == []
@@ -160,7 +169,7 @@ async def test_exit_of_the_main_process_kills_what_it_left_in_its_group(
     # reach EOF and the sleep would outlive the job.
     status = await jobs.start("alice", ["sh", "-c", "sleep 300 & echo $!"])
     with trio.fail_after(10):
-        out = await collect(await jobs.output("alice", status.id))
+        out = await collect(jobs.output("alice", status.id))
         final = await jobs.stop("alice", status.id)
     assert final.state is JobState.COMPLETED
     assert not is_alive(int(out))
@@ -171,9 +180,9 @@ async def test_followers_get_what_a_job_writes_while_it_stops(jobs: JobManager) 
     status = await jobs.start("alice", SAYS_GOODBYE)
     with trio.fail_after(10):
         await wait_for_line(jobs, status.id, b"ready")
-        follower = await jobs.output("alice", status.id)
-        final = await jobs.stop("alice", status.id)
-        out = await collect(follower)
+        async with jobs.output("alice", status.id) as follower:
+            final = await jobs.stop("alice", status.id)
+            out = await rest_of(follower)
     assert final.state is JobState.STOPPED
     assert final.exit_code == 0
     assert out == b"ready\ngoodbye\n"
@@ -183,7 +192,7 @@ async def test_every_job_process_is_reaped(jobs: JobManager) -> None:
     for argv in (["true"], ["false"], [PYTHON, "-c", "import os; os.kill(os.getpid(), 9)"]):
         status = await jobs.start("alice", argv)
         with trio.fail_after(10):
-            await collect(await jobs.output("alice", status.id))
+            await collect(jobs.output("alice", status.id))
             await jobs.stop("alice", status.id)
     assert my_children() == []
 
@@ -193,12 +202,12 @@ async def test_a_job_ends_even_if_proc_cannot_be_read_for_a_while(
 ) -> None:
     # Failure injection: listing the job's processes fails, as it would with the fd table
     # full. The job must still end (retrying), never leave stop() or shutdown waiting.
-    # Up to three failures: how often members() is asked depends on the backend (v2 waits on
+    # Up to three failures: how often _members() is asked depends on the backend (v2 waits on
     # cgroup.events instead), but at least one must have been met and survived.
     failures = iter([OSError(errno.EMFILE, "Too many open files")] * 3)
     injected: list[OSError] = []
     for cls in (ProcessGroup, V1Group, V2Group):
-        real = cls.members
+        real = cls._members
 
         def flaky(self: JobGroup, real: Callable[[Any], list[int]] = real) -> list[int]:
             exc = next(failures, None)
@@ -207,7 +216,7 @@ async def test_a_job_ends_even_if_proc_cannot_be_read_for_a_while(
                 raise exc
             return real(self)
 
-        monkeypatch.setattr(cls, "members", flaky)
+        monkeypatch.setattr(cls, "_members", flaky)
     status = await jobs.start("alice", ["sh", "-c", DOUBLE_FORK])
     with trio.fail_after(20):
         await wait_for_line(jobs, status.id, b"ready")

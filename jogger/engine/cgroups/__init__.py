@@ -2,44 +2,42 @@
 
 ``open_backend("auto", name)`` prefers cgroup v2 when /sys/fs/cgroup is a cgroup2 mount
 with controllers, then cgroup v1 hierarchies, then none (not root, no cgroup fs). Each
-backend keeps its groups under the server's own cgroup (from /proc/self/cgroup), never
-elsewhere.
+cgroup backend keeps its groups under the server's own cgroup (from /proc/self/cgroup),
+never elsewhere.
 """
 
 import logging
 import os
 from pathlib import Path
-from typing import Literal, Protocol
+from typing import Literal
 
 from ..errors import InvalidRequest
 from ..limits import JobLimits
-from .base import JobGroup, Usage
-from .none import ProcessGroupBackend
+from .base import KILL_TIMEOUT, REMOVE_TIMEOUT, Backend, JobGroup, Usage
+from .none import NoCgroupBackend
+from .tree import CgroupBackend
 from .v1 import HIERARCHIES, V1Backend
 from .v2 import V2Backend
 
-__all__ = ["Backend", "JobGroup", "Mode", "Usage", "open_backend"]
+__all__ = [
+    "KILL_TIMEOUT",
+    "REMOVE_TIMEOUT",
+    "Backend",
+    "CgroupMode",
+    "JobGroup",
+    "Usage",
+    "open_backend",
+]
 
 log = logging.getLogger("jogger.engine")
 
-Mode = Literal["auto", "cgroup2", "cgroup1", "none"]
+CgroupMode = Literal["auto", "cgroup2", "cgroup1", "none"]
+"""How jobs are to be contained: the best backend that works here, or the one named."""
 CGROUP_FS = Path("/sys/fs/cgroup")
 
 
-class Backend(Protocol):
-    name: str
-
-    def describe(self) -> str: ...
-
-    def create(self, owner: str, job_id: str, limits: JobLimits) -> JobGroup: ...
-
-    async def cleanup_leftovers(self) -> None: ...
-
-    async def aclose(self) -> None: ...
-
-
 def open_backend(
-    mode: Mode,
+    mode: CgroupMode,
     name: str,
     *,
     user_limits: JobLimits | None = None,
@@ -48,18 +46,18 @@ def open_backend(
     """Set up the backend ``mode`` asks for; with "auto", the best that works here.
 
     ``user_limits``: each owner's budget, for all their jobs together; ``total_limits``:
-    what all jobs together may use (see base.py). Raises InvalidRequest when a backend
+    what all jobs together may use (see tree.py). Raises InvalidRequest when a backend
     asked for by name cannot be used, saying why.
     """
     budgets = (user_limits or JobLimits(), total_limits or JobLimits())
     if mode not in ("auto", "cgroup2", "cgroup1", "none"):
         raise InvalidRequest(f"unknown cgroup mode {mode!r}: use auto, cgroup2, cgroup1 or none")
     if mode == "none":
-        return ProcessGroupBackend()
+        return NoCgroupBackend()
     errors = []
     for kind in ("cgroup2", "cgroup1") if mode == "auto" else (mode,):
         try:
-            backend: V2Backend | V1Backend = (
+            backend: CgroupBackend = (
                 _v2(name, *budgets) if kind == "cgroup2" else _v1(name, *budgets)
             )
             backend.setup()
@@ -73,7 +71,7 @@ def open_backend(
         "process group",
         "; ".join(errors),
     )
-    return ProcessGroupBackend()
+    return NoCgroupBackend()
 
 
 def _own_cgroups() -> dict[str, str]:

@@ -1,26 +1,21 @@
-"""What the engine needs from a job's container: its processes, signals, kill, usage, removal.
+"""What the engine needs from job containment: a Backend, chosen once, and a JobGroup per job.
 
-Three backends implement it: cgroup v2, cgroup v1 and none (the process group alone). The
-engine runs the job's watcher (``JobGroup.watch``) as a task of the job's nursery; it
-reports when the job's last process is gone and removes the group once the job has ended.
+A JobGroup has the shape of Nomad's executor lifecycle. Set up: the backend creates it,
+empty, with the job's limits; the job's main process is spawned into it (``placement``,
+``birthplace``) and ``attach``-ed. Kill: ``signal`` (the kill sequence's SIGTERM) and
+``kill`` (SIGKILL to all of it). Tear down: ``watch``, run by the engine as a task of the
+job's nursery, reports when the job's last process is gone and removes the group once the
+job has ended; ``discard`` removes the group of a job that never started.
 
-The cgroup backends keep a level per user between the server's group and the jobs', as
-systemd's ``user-UID.slice``: ``<root>/user-<owner>/<job id>``. It holds the owner's
-budget (``user_limits``: memory and pids for all their jobs together, and one CPU weight,
-so that sixteen busy jobs of one user get the CPU one busy job of another does), and the
-root holds what all jobs together may use (``total_limits``).
+Three backends implement it: cgroup v2 and cgroup v1 (a tree of cgroups, see tree.py) and
+none (the job's process group alone, see none.py).
 """
 
-import contextlib
-import errno
-import hashlib
 import logging
 import os
-import re
 import signal
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from pathlib import Path
 
 import trio
 
@@ -29,9 +24,12 @@ from ..procfs import proc_stat
 
 log = logging.getLogger("jogger.engine")
 
-# Removing the group is bounded: a process in uninterruptible sleep (a hung NFS mount) may
-# keep it populated; then it is left, and logged.
+KILL_TIMEOUT = 10.0
+"""SIGKILL is prompt unless a process sleeps uninterruptibly (a hung NFS mount, say): every
+wait for killed processes to die ends after this long all the same, and says so."""
 REMOVE_TIMEOUT = 10.0
+"""Removing a group is bounded: a process in uninterruptible sleep may keep it populated;
+then it is left, and logged."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,13 +44,17 @@ class Usage:
 class JobGroup(ABC):
     """One job's group. Created empty before the job starts; ``attach`` once it runs."""
 
-    backend: str
+    containment: str
+    """The backend that made it: "cgroup2", "cgroup1" or "none"."""
     limits: JobLimits
+    """The limits in force."""
 
     def __init__(self) -> None:
         self.emptied = trio.Event()
         """Set once no process of the job is left (a zombie main process does not count)."""
         self._pid = 0
+
+    # --- set up ----------------------------------------------------------------------------
 
     def placement(self) -> list[int]:
         """Open fds of cgroup.procs files: the new process writes "0" to each (moving itself)
@@ -69,29 +71,18 @@ class JobGroup(ABC):
         """The job's main process is running (and already inside the group)."""
         self._pid = pid
 
-    @abstractmethod
-    def members(self) -> list[int]:
-        """Live processes of the job (not zombies). Raises OSError if it cannot tell."""
-
-    @abstractmethod
-    def is_member(self, pid: int) -> bool:
-        """Whether ``pid`` (held by a pidfd, so not reused) belongs to the job."""
+    # --- kill --------------------------------------------------------------------------------
 
     def signal(self, sig: int) -> None:
-        """Send ``sig`` to every process of the job: its process group, then each member.
+        """Send ``sig`` to every process of the job: its process group, then each other
+        process in its cgroup (those that left the process group).
 
         Called only while the main process is unreaped, so that its group id is still
-        ours; members are signalled by pidfd, never by a pid that may have been reused.
+        ours; the others are signalled by pidfd, never by a pid that may have been reused.
         """
-        if self._pid > 0:  # never killpg(0): that is our own process group
-            try:
-                os.killpg(self._pid, sig)
-            except ProcessLookupError:
-                pass
-            except OSError as exc:  # EPERM: a member changed its user (setuid)
-                log.warning("cannot signal a job's process group: %s", exc)
+        self._killpg(sig)
         try:
-            pids = self.members()
+            pids = self._members()
         except OSError as exc:
             log.warning("cannot list the processes of job group: %s", exc)
             return
@@ -103,7 +94,7 @@ class JobGroup(ABC):
             try:
                 found = proc_stat(pid)
                 # Those in the process group have had it: never signal anyone twice.
-                if found is not None and found.pgid != self._pid and self.is_member(pid):
+                if found is not None and found.pgid != self._pid and self._is_member(pid):
                     signal.pidfd_send_signal(pidfd, sig)
             except (ProcessLookupError, OSError):
                 pass  # gone, or /proc unreadable: the process group signal is what it gets
@@ -117,7 +108,45 @@ class JobGroup(ABC):
     def usage(self) -> Usage:
         return Usage()
 
-    async def wait_empty(self) -> None:
+    # --- tear down ---------------------------------------------------------------------------
+
+    async def watch(self, ended: trio.Event) -> None:
+        """The watcher task: report the group empty; once the job has ended, remove it."""
+        await self._wait_empty()
+        self.emptied.set()
+        await ended.wait()
+        with trio.move_on_after(REMOVE_TIMEOUT) as timer:
+            try:
+                await self._remove()
+            except OSError as exc:
+                log.warning("cannot remove a job's cgroup: %s", exc)
+        if timer.cancelled_caught:
+            log.warning("a job's cgroup could not be removed in %.0f s", REMOVE_TIMEOUT)
+
+    def discard(self) -> None:  # noqa: B027 - nothing to remove for the none backend
+        """Remove a group whose job never started (synchronous, best effort)."""
+
+    # --- for the backends --------------------------------------------------------------------
+
+    @abstractmethod
+    def _members(self) -> list[int]:
+        """Live processes of the job (not zombies). Raises OSError if it cannot tell."""
+
+    @abstractmethod
+    def _is_member(self, pid: int) -> bool:
+        """Whether ``pid`` (held by a pidfd, so not reused) belongs to the job."""
+
+    def _killpg(self, sig: int) -> None:
+        """``sig`` to the job's process group, while the main process is unreaped."""
+        if self._pid > 0:  # never killpg(0): that is our own process group
+            try:
+                os.killpg(self._pid, sig)
+            except ProcessLookupError:
+                pass
+            except OSError as exc:  # EPERM: a member changed its user (setuid)
+                log.warning("cannot signal a job's process group: %s", exc)
+
+    async def _wait_empty(self) -> None:
         """Return once the job has no live process left.
 
         There is no event for the death of processes that are not our children, so each
@@ -131,7 +160,7 @@ class JobGroup(ABC):
             await self._wait_dead([self._pid])
         while True:
             try:
-                members = await trio.to_thread.run_sync(self.members)
+                members = await trio.to_thread.run_sync(self._members)
                 if not members:
                     return
                 await self._wait_dead(members)
@@ -151,55 +180,34 @@ class JobGroup(ABC):
                 continue
             try:
                 # The pid may have died and been reused between the listing and the open.
-                if self.is_member(pid):
+                if self._is_member(pid):
                     await trio.lowlevel.wait_readable(pidfd)
             finally:
                 os.close(pidfd)
 
-    async def watch(self, ended: trio.Event) -> None:
-        """The watcher task: report the group empty; once the job has ended, remove it."""
-        await self.wait_empty()
-        self.emptied.set()
-        await ended.wait()
-        with trio.move_on_after(REMOVE_TIMEOUT) as timer:
-            try:
-                await self.remove()
-            except OSError as exc:
-                log.warning("cannot remove a job's cgroup: %s", exc)
-        if timer.cancelled_caught:
-            log.warning("a job's cgroup could not be removed in %.0f s", REMOVE_TIMEOUT)
-
-    async def remove(self) -> None:
-        """Remove the group (it is empty). Also used when the job could not start."""
+    async def _remove(self) -> None:
+        """Remove the group (it is empty)."""
         await trio.lowlevel.checkpoint()
 
-    def remove_now(self) -> None:  # noqa: B027 - nothing to remove for most backends
-        """Remove a group whose job never started (synchronous, best effort)."""
 
+class Backend(ABC):
+    """How jobs are contained, chosen once at start-up (see ``open_backend``)."""
 
-USER_PREFIX = "user-"
-_PLAIN = re.compile(r"[a-z_][a-z0-9_.-]{0,63}")
+    containment: str
+    """"cgroup2", "cgroup1" or "none"."""
 
+    @abstractmethod
+    def describe(self) -> str:
+        """The backend and where its groups are, in words (for the start-up log line)."""
 
-def user_dir(owner: str) -> str:
-    """The name of an owner's group: ``user-alice``; a hash for names that are not plain
-    (an owner of the embedding API may be any printable string, "/" included)."""
-    if _PLAIN.fullmatch(owner):
-        return USER_PREFIX + owner
-    return USER_PREFIX + "h" + hashlib.sha256(owner.encode()).hexdigest()[:16]
+    @abstractmethod
+    def create(self, owner: str, job_id: str, limits: JobLimits) -> JobGroup:
+        """A new, empty group for one job, with ``limits`` in force. Raises SpawnError."""
 
+    @abstractmethod
+    async def cleanup_leftovers(self) -> None:
+        """Kill and remove the job groups a crashed server left behind (at start-up)."""
 
-def remove_if_unused(user: Path) -> None:
-    """Remove an owner's group once it holds no job (another job may still be in it)."""
-    with contextlib.suppress(FileNotFoundError):
-        try:
-            user.rmdir()
-        except OSError as exc:
-            if exc.errno not in (errno.EBUSY, errno.ENOTEMPTY):
-                log.warning("cannot remove %s: %s", user, exc.strerror)
-
-
-def alive(pid: int) -> bool:
-    """Whether ``pid`` is a process that has not exited (zombies have)."""
-    found = proc_stat(pid)
-    return found is not None and not found.exited
+    @abstractmethod
+    async def aclose(self) -> None:
+        """Remove what the backend set up (at shutdown, once every job has ended)."""

@@ -26,17 +26,18 @@ import trio.lowlevel
 from ..errors import SpawnError
 from ..limits import JobLimits
 from . import fs
-from .base import USER_PREFIX, JobGroup, Usage, alive, remove_if_unused, user_dir
+from .base import JobGroup, Usage
+from .tree import CPU_PERIOD_US, CgroupBackend, alive, in_pages, remove_if_unused, user_dir
 
 log = logging.getLogger("jogger.engine")
 
 HIERARCHIES = ("cpu", "cpuacct", "memory", "pids", "blkio", "freezer")
-PERIOD_US = 100_000
 FREEZE_TIMEOUT = 5.0
+"""Seconds a freeze or thaw may take to be reported done (the kernel gives no event)."""
 
 
-class V1Backend:
-    name = "cgroup1"
+class V1Backend(CgroupBackend):
+    containment = "cgroup1"
 
     def __init__(
         self,
@@ -55,7 +56,7 @@ class V1Backend:
         return f"cgroup1 ({' '.join(sorted(self.roots))}) under {self.roots.get('memory', '')}"
 
     def setup(self) -> None:
-        for root in self._unique_roots():
+        for root in self._roots():
             root.mkdir(exist_ok=True)
         total = self.total_limits
         configure(
@@ -66,9 +67,13 @@ class V1Backend:
             ),
         )
 
-    def _unique_roots(self) -> list[Path]:
+    def _roots(self) -> list[Path]:
         # Co-mounted hierarchies (cpu,cpuacct) share one directory.
         return list(dict.fromkeys(self.roots.values()))
+
+    def _leftover(self, name: str) -> "V1Group":
+        paths = {h: root / name for h, root in self.roots.items() if (root / name).is_dir()}
+        return V1Group(paths, self.mounts, JobLimits(), {})
 
     def create(self, owner: str, job_id: str, limits: JobLimits) -> "V1Group":
         # Accounting, census, kill and the owner's share of the CPU always; blkio only when
@@ -90,12 +95,12 @@ class V1Backend:
         try:
             for path in dict.fromkeys(paths.values()):
                 path.mkdir()
-            group.configure()
+            configure(paths, limits)
         except FileExistsError:
-            group.remove_now()
+            group.discard()
             raise SpawnError(f"cgroup {job_id} exists already; refusing to reuse it") from None
         except OSError as exc:
-            group.remove_now()
+            group.discard()
             raise SpawnError(f"cannot set up the job's cgroups: {exc}") from None
         return group
 
@@ -126,39 +131,9 @@ class V1Backend:
                 remove_if_unused(user)
             raise
 
-    async def cleanup_leftovers(self) -> None:
-        names = set()
-        for root in self._unique_roots():
-            for entry in (p for p in root.iterdir() if p.is_dir()):
-                if entry.name.startswith(USER_PREFIX):
-                    names |= {f"{entry.name}/{p.name}" for p in entry.iterdir() if p.is_dir()}
-                else:
-                    names.add(entry.name)  # a job group of an older jogger, without a user
-        for name in sorted(names):
-            log.warning("removing leftover job cgroup %s", name)
-            paths = {h: root / name for h, root in self.roots.items() if (root / name).is_dir()}
-            group = V1Group(paths, self.mounts, JobLimits(), {})
-            await group.kill()
-            with trio.move_on_after(10):
-                await group.wait_empty()
-            await group.remove()
-        for root in self._unique_roots():
-            for entry in root.iterdir():
-                if entry.is_dir() and entry.name.startswith(USER_PREFIX):
-                    remove_if_unused(entry)
-
-    async def aclose(self) -> None:
-        await trio.lowlevel.checkpoint()
-        for root in self._unique_roots():
-            try:
-                # With retries: a group whose last process just died refuses for a moment.
-                await fs.remove_tree(root)
-            except OSError as exc:
-                log.info("leaving %s: %s", root, exc.strerror)
-
 
 class V1Group(JobGroup):
-    backend = "cgroup1"
+    containment = "cgroup1"
 
     def __init__(
         self,
@@ -176,9 +151,6 @@ class V1Group(JobGroup):
         # The hierarchy whose cgroup.procs says who is in the job.
         self._census = next((h for h in ("pids", "freezer", "memory", "cpu") if h in paths), None)
 
-    def configure(self) -> None:
-        configure(self.paths, self.limits)
-
     def placement(self) -> list[int]:
         if not self._fds:
             for path in dict.fromkeys(self.paths.values()):
@@ -194,12 +166,12 @@ class V1Group(JobGroup):
             os.close(fd)
         self._fds = []
 
-    def members(self) -> list[int]:
+    def _members(self) -> list[int]:
         if self._census is None:
             return []
         return [pid for pid in fs.procs(self.paths[self._census]) if alive(pid)]
 
-    def is_member(self, pid: int) -> bool:
+    def _is_member(self, pid: int) -> bool:
         if self._census is None:
             return False
         try:
@@ -215,7 +187,7 @@ class V1Group(JobGroup):
 
     async def kill(self) -> None:
         freezer = self.paths.get("freezer")
-        if not self.members():
+        if not self._members():
             await trio.lowlevel.checkpoint()
             return  # the usual case at a job's end: nothing left to freeze
         for _ in range(100):
@@ -224,7 +196,7 @@ class V1Group(JobGroup):
             try:
                 # Frozen processes can neither fork nor exit: this list is complete, and
                 # every pid on it is still the job's.
-                pids = self.members()
+                pids = self._members()
                 for pid in pids:
                     with contextlib.suppress(ProcessLookupError):
                         os.kill(pid, signal.SIGKILL)
@@ -260,14 +232,14 @@ class V1Group(JobGroup):
             log.warning("cannot read the accounting of job group: %s", exc)
         return Usage(cpu_seconds=cpu, memory_peak=memory_peak, oom_killed=oom)
 
-    async def remove(self) -> None:
+    async def _remove(self) -> None:
         self._close_fds()
         for path in dict.fromkeys(self.paths.values()):
             await fs.remove_tree(path)
         for user in dict.fromkeys(self._users.values()):
             remove_if_unused(user)
 
-    def remove_now(self) -> None:
+    def discard(self) -> None:
         self._close_fds()
         for path in dict.fromkeys(self.paths.values()):
             try:
@@ -286,7 +258,7 @@ def configure(paths: dict[str, Path], limits: JobLimits) -> None:
     if limits.memory is not None:
         need(paths, "memory")
         fs.write_checked(
-            paths["memory"] / "memory.limit_in_bytes", str(limits.memory), _page(limits.memory)
+            paths["memory"] / "memory.limit_in_bytes", str(limits.memory), in_pages(limits.memory)
         )
         # No swapping past the limit: the job is OOM-killed, as with memory.swap.max 0.
         if (paths["memory"] / "memory.memsw.limit_in_bytes").exists():
@@ -294,8 +266,8 @@ def configure(paths: dict[str, Path], limits: JobLimits) -> None:
         fs.write(paths["memory"] / "memory.swappiness", "0")
     if limits.cpu is not None:
         need(paths, "cpu")
-        fs.write_checked(paths["cpu"] / "cpu.cfs_period_us", str(PERIOD_US))
-        fs.write_checked(paths["cpu"] / "cpu.cfs_quota_us", str(round(limits.cpu * PERIOD_US)))
+        fs.write_checked(paths["cpu"] / "cpu.cfs_period_us", str(CPU_PERIOD_US))
+        fs.write_checked(paths["cpu"] / "cpu.cfs_quota_us", str(round(limits.cpu * CPU_PERIOD_US)))
     if limits.cpu_weight is not None:
         need(paths, "cpu")
         # cpu.shares: 1024 is the default, as cpu.weight's 100.
@@ -326,8 +298,3 @@ _HIERARCHY_OF = {"cpu": "cpu", "cpu_weight": "cpu", "memory": "memory", "pids": 
 def need(paths: dict[str, Path], hierarchy: str) -> None:
     if hierarchy not in paths:
         raise OSError(errno.ENOTSUP, f"the {hierarchy} hierarchy is not mounted")
-
-
-def _page(n: int) -> str:
-    size = os.sysconf("SC_PAGE_SIZE")
-    return str(n // size * size)

@@ -26,16 +26,16 @@ import trio
 from ..errors import SpawnError
 from ..limits import JobLimits
 from . import fs
-from .base import USER_PREFIX, JobGroup, Usage, alive, remove_if_unused, user_dir
+from .base import JobGroup, Usage
+from .tree import CPU_PERIOD_US, CgroupBackend, alive, in_pages, remove_if_unused, user_dir
 
 log = logging.getLogger("jogger.engine")
 
 CONTROLLERS = ("cpu", "memory", "io", "pids")
-PERIOD_US = 100_000
 
 
-class V2Backend:
-    name = "cgroup2"
+class V2Backend(CgroupBackend):
+    containment = "cgroup2"
 
     def __init__(
         self, mount: Path, own: str, name: str, user_limits: JobLimits, total_limits: JobLimits
@@ -99,9 +99,9 @@ class V2Backend:
             raise SpawnError(f"cannot create the job's cgroup {path}: {exc.strerror}") from None
         group = V2Group(path, self.mount, limits, user)
         try:
-            group.configure(self.controllers)
+            group._configure(self.controllers)
         except OSError as exc:
-            group.remove_now()
+            group.discard()
             raise SpawnError(f"cannot set the job's limits in {path}: {exc}") from None
         return group
 
@@ -121,37 +121,15 @@ class V2Backend:
             remove_if_unused(user)
             raise
 
-    async def cleanup_leftovers(self) -> None:
-        """Kill and remove job groups a crashed server left behind."""
-        found: list[tuple[Path, Path | None]] = []
-        users = []
-        for entry in sorted(p for p in self.root.iterdir() if p.is_dir()):
-            if entry.name.startswith(USER_PREFIX):
-                users.append(entry)
-                found += [(p, entry) for p in sorted(entry.iterdir()) if p.is_dir()]
-            else:
-                found.append((entry, None))  # a job group of an older jogger, without a user
-        for path, user in found:
-            log.warning("removing leftover job cgroup %s", path)
-            group = V2Group(path, self.mount, JobLimits(), user)
-            await group.kill()
-            with trio.move_on_after(10):
-                await group.wait_empty()
-            await group.remove()
-        for user in users:
-            remove_if_unused(user)
+    def _roots(self) -> list[Path]:
+        return [self.root]
 
-    async def aclose(self) -> None:
-        await trio.lowlevel.checkpoint()
-        try:
-            # With retries: a group whose last process just died refuses for a moment.
-            await fs.remove_tree(self.root)
-        except OSError as exc:
-            log.info("leaving %s: %s", self.root, exc.strerror)
+    def _leftover(self, name: str) -> "V2Group":
+        return V2Group(self.root / name, self.mount, JobLimits(), None)
 
 
 class V2Group(JobGroup):
-    backend = "cgroup2"
+    containment = "cgroup2"
 
     def __init__(self, path: Path, mount: Path, limits: JobLimits, user: Path | None) -> None:
         super().__init__()
@@ -162,7 +140,7 @@ class V2Group(JobGroup):
         self._procs_fd = -1
         self._dir_fd = -1
 
-    def configure(self, controllers: list[str]) -> None:
+    def _configure(self, controllers: list[str]) -> None:
         limits = self.limits
         write_limits(self.path, limits, controllers)
         if "memory" in controllers:
@@ -200,10 +178,10 @@ class V2Group(JobGroup):
                 os.close(fd)
         self._procs_fd = self._dir_fd = -1
 
-    def members(self) -> list[int]:
+    def _members(self) -> list[int]:
         return [pid for pid in fs.procs(self.path) if alive(pid)]
 
-    def is_member(self, pid: int) -> bool:
+    def _is_member(self, pid: int) -> bool:
         try:
             lines = fs.read(Path(f"/proc/{pid}/cgroup")).splitlines()
         except (FileNotFoundError, ProcessLookupError):
@@ -223,7 +201,7 @@ class V2Group(JobGroup):
             fs.write(self.path / "cgroup.freeze", "0")
         await trio.lowlevel.checkpoint()
 
-    async def wait_empty(self) -> None:
+    async def _wait_empty(self) -> None:
         # cgroup.events changes when "populated" does: wait for that, not for each process.
         with fs.Watch(self.path / "cgroup.events") as watch:
             while fs.keyed(self.path / "cgroup.events").get("populated", 0):
@@ -242,13 +220,13 @@ class V2Group(JobGroup):
             log.warning("cannot read the accounting of %s: %s", self.path, exc)
         return Usage(cpu_seconds=cpu, memory_peak=memory_peak, oom_killed=oom)
 
-    async def remove(self) -> None:
+    async def _remove(self) -> None:
         self._close_procs_fd()
         await fs.remove_tree(self.path)
         if self._user is not None:
             remove_if_unused(self._user)
 
-    def remove_now(self) -> None:
+    def discard(self) -> None:
         self._close_procs_fd()
         try:
             self.path.rmdir()
@@ -262,10 +240,12 @@ def write_limits(path: Path, limits: JobLimits, controllers: list[str]) -> None:
     """Write the limits that are set into the group at ``path`` (a job's, an owner's or the
     root), where the controller is there; read each back."""
     if "memory" in controllers and limits.memory is not None:
-        fs.write_checked(path / "memory.max", str(limits.memory), _page(limits.memory))
+        fs.write_checked(path / "memory.max", str(limits.memory), in_pages(limits.memory))
     if "cpu" in controllers:
         if limits.cpu is not None:
-            fs.write_checked(path / "cpu.max", f"{round(limits.cpu * PERIOD_US)} {PERIOD_US}")
+            fs.write_checked(
+                path / "cpu.max", f"{round(limits.cpu * CPU_PERIOD_US)} {CPU_PERIOD_US}"
+            )
         if limits.cpu_weight is not None:
             fs.write_checked(path / "cpu.weight", str(limits.cpu_weight))
     if "io" in controllers and limits.io_weight is not None:
@@ -273,9 +253,3 @@ def write_limits(path: Path, limits: JobLimits, controllers: list[str]) -> None:
         fs.write_checked(path / "io.weight", weight, weight)
     if "pids" in controllers and limits.pids is not None:
         fs.write_checked(path / "pids.max", str(limits.pids))
-
-
-def _page(n: int) -> str:
-    # memory.max is kept in pages: the kernel rounds down.
-    size = os.sysconf("SC_PAGE_SIZE")
-    return str(n // size * size)

@@ -1,0 +1,144 @@
+"""A job's row in the jobs table: its JobStatus as values, and read back, every field checked.
+
+A row that cannot be read back (damaged by hand, by a bug or by the disk) raises ValueError,
+TypeError, KeyError or OverflowError; the store logs it once and skips it. The column
+``cgroup`` holds JobStatus.containment.
+"""
+
+import json
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+
+from .limits import JobLimits
+from .status import JobState, JobStatus
+
+COLUMNS = (
+    "id, owner, state, argv, reason, exit_code, signal, pid, started_at, ended_at, "
+    "output_bytes, output_truncated, output_error, cgroup, limits, cpu_seconds, memory_peak, "
+    "run_as, run_as_uid"
+)
+"""The columns of a JobStatus, in the order of ``values`` and ``status_from_row``."""
+
+
+@dataclass(frozen=True, slots=True)
+class ProcessIdentity:
+    """What tells a job's main process apart from a later process with the same pid."""
+
+    pid: int
+    start_ticks: int
+    """Field 22 of /proc/PID/stat: when the process started, in clock ticks since boot."""
+    boot_id: str
+
+
+def values(status: JobStatus, process: ProcessIdentity | None) -> tuple[object, ...]:
+    """The row of ``status``: COLUMNS, then pid_start and boot_id (0 and "" without a
+    ``process``)."""
+    return (
+        status.id,
+        status.owner,
+        status.state.value,
+        json.dumps(list(status.argv)),
+        status.reason,
+        status.exit_code,
+        status.signal,
+        status.pid,
+        status.started_at.timestamp(),
+        status.ended_at.timestamp() if status.ended_at is not None else None,
+        status.output_bytes,
+        int(status.output_truncated),
+        status.output_error,
+        status.containment,  # the cgroup column
+        json.dumps({k: v for k, v in asdict(status.limits).items() if v is not None}),
+        status.cpu_seconds,
+        status.memory_peak,
+        status.run_as,
+        status.run_as_uid,
+        process.start_ticks if process is not None else 0,
+        process.boot_id if process is not None else "",
+    )
+
+
+def status_from_row(row: tuple[object, ...]) -> JobStatus:
+    (
+        job_id,
+        owner,
+        state,
+        argv,
+        reason,
+        exit_code,
+        signal,
+        pid,
+        started_at,
+        ended_at,
+        output_bytes,
+        output_truncated,
+        output_error,
+        cgroup,
+        limits,
+        cpu_seconds,
+        memory_peak,
+        run_as,
+        run_as_uid,
+    ) = row
+    args = json.loads(_text(argv))
+    if not isinstance(args, list) or not args or not all(isinstance(a, str) for a in args):
+        raise ValueError("argv is not a list of strings")
+    limit_fields = json.loads(_text(limits))
+    if not isinstance(limit_fields, dict) or not all(
+        isinstance(v, int | float) and not isinstance(v, bool) for v in limit_fields.values()
+    ):
+        raise ValueError("limits is not an object of numbers")
+    account = _text(run_as)
+    if (account == "") != (run_as_uid is None):
+        raise ValueError("run_as and run_as_uid are not both set or both empty")
+    return JobStatus(
+        id=_text(job_id),
+        owner=_text(owner),
+        argv=tuple(args),
+        state=JobState(state),
+        pid=_int(pid),
+        started_at=_time(started_at),
+        ended_at=None if ended_at is None else _time(ended_at),
+        exit_code=None if exit_code is None else _int(exit_code),
+        signal=None if signal is None else _int(signal),
+        reason=_text(reason),
+        output_bytes=_int(output_bytes),
+        output_truncated=bool(_int(output_truncated)),
+        output_error=_text(output_error),
+        containment=_text(cgroup),
+        limits=JobLimits(**limit_fields),
+        cpu_seconds=None if cpu_seconds is None else float(_number(cpu_seconds)),
+        memory_peak=None if memory_peak is None else _int(memory_peak),
+        run_as=account,
+        run_as_uid=None if run_as_uid is None else _int(run_as_uid),
+    )
+
+
+def _text(value: object) -> str:
+    if not isinstance(value, str):
+        raise TypeError(f"expected text, found {type(value).__name__}")
+    return value
+
+
+def _int(value: object) -> int:
+    if not isinstance(value, int):
+        raise TypeError(f"expected an integer, found {type(value).__name__}")
+    return value
+
+
+def _number(value: object) -> float:
+    if not isinstance(value, int | float):
+        raise TypeError(f"expected a number, found {type(value).__name__}")
+    return float(value)
+
+
+def _time(value: object) -> datetime:
+    return datetime.fromtimestamp(_number(value), UTC)
+
+
+def time_or_none(value: object) -> datetime | None:
+    """A time from the database, or None where it is missing or not a plausible time."""
+    try:
+        return _time(value)
+    except (TypeError, ValueError, OverflowError, OSError):
+        return None

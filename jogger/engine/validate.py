@@ -1,0 +1,127 @@
+"""What the manager checks of its callers' requests, before it changes anything.
+
+Each check raises InvalidRequest, saying what is wrong (with the caller's value cut short:
+messages travel in headers and log lines).
+"""
+
+import math
+import os
+import re
+import uuid
+from collections.abc import Mapping, Sequence
+
+from .account import Account
+from .errors import InvalidRequest, shown
+from .limits import ManagerLimits
+from .output import ChunkSize
+
+MAX_PAGE = 1000
+_CGROUP_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+
+
+def check_manager_limits(limits: ManagerLimits) -> None:
+    for name in ("max_jobs", "max_jobs_per_owner", "max_argv_bytes", "max_output_bytes"):
+        value = getattr(limits, name)
+        if not isinstance(value, int) or value < (0 if name == "max_output_bytes" else 1):
+            raise InvalidRequest(f"ManagerLimits.{name} must be a positive integer, not {value!r}")
+
+
+def check_cgroup_name(name: str) -> None:
+    if not _CGROUP_NAME.fullmatch(name):
+        raise InvalidRequest(f"bad cgroup name {name!r}")
+
+
+def check_grace(seconds: float) -> None:
+    if not isinstance(seconds, int | float) or math.isnan(seconds) or seconds < 0:
+        raise InvalidRequest("a grace period must be a non-negative number of seconds")
+
+
+def check_owner(owner: str) -> None:
+    if not isinstance(owner, str) or not owner or not owner.isprintable():
+        raise InvalidRequest("owner must be a non-empty printable string")
+
+
+def check_job_id(job_id: str) -> None:
+    if not isinstance(job_id, str):
+        raise InvalidRequest("job id must be a string")
+    try:
+        uuid.UUID(job_id)
+    except ValueError:
+        raise InvalidRequest(f"job id {shown(job_id, 40)} is not a UUID") from None
+
+
+def check_start(
+    argv: Sequence[str],
+    env: Mapping[str, str] | None,
+    cwd: str | None,
+    account: Account | None,
+    *,
+    max_bytes: int,
+) -> tuple[tuple[str, ...], dict[str, str]]:
+    """The argv and env overrides of a start, checked; argv, env and cwd take at most
+    ``max_bytes`` together."""
+    args = check_argv(argv)
+    overrides = check_env(env or {})
+    if cwd is not None and (not isinstance(cwd, str) or not os.path.isabs(cwd) or "\0" in cwd):
+        raise InvalidRequest("cwd must be an absolute path (and contain no NUL)")
+    if account is not None and not isinstance(account, Account):
+        raise InvalidRequest("account must be an Account")
+    size = sum(len(s.encode()) + 1 for s in args)
+    size += sum(len(k.encode()) + len(v.encode()) + 2 for k, v in overrides.items())
+    size += len(cwd.encode()) + 1 if cwd is not None else 0
+    if size > max_bytes:
+        raise InvalidRequest(f"argv, env and cwd take {size} bytes; the limit is {max_bytes}")
+    return args, overrides
+
+
+def check_argv(argv: Sequence[str]) -> tuple[str, ...]:
+    if isinstance(argv, str | bytes) or not isinstance(argv, Sequence):
+        raise InvalidRequest("argv must be a list of strings")
+    args = tuple(argv)
+    if not args:
+        raise InvalidRequest("argv must not be empty")
+    for arg in args:
+        if not isinstance(arg, str):
+            raise InvalidRequest("argv must be a list of strings")
+        if "\0" in arg:
+            raise InvalidRequest("argv strings must not contain NUL")
+        _check_encodable(arg, "argv")
+    if not args[0]:
+        raise InvalidRequest("argv[0] must not be empty")
+    return args
+
+
+def check_env(env: Mapping[str, str]) -> dict[str, str]:
+    if not isinstance(env, Mapping):
+        raise InvalidRequest("env must be a mapping of strings to strings")
+    checked: dict[str, str] = {}
+    for key, value in env.items():
+        if not isinstance(key, str) or not isinstance(value, str):
+            raise InvalidRequest("env must be a mapping of strings to strings")
+        if not key or "=" in key or "\0" in key or "\0" in value:
+            raise InvalidRequest(f"invalid environment variable name or value: {shown(key)}")
+        _check_encodable(key, "env")
+        _check_encodable(value, "env")
+        checked[key] = value
+    return checked
+
+
+def check_read(offset: int, chunk_size: ChunkSize) -> None:
+    if not isinstance(offset, int) or offset < 0:
+        raise InvalidRequest("offset must be a non-negative integer")
+    if not callable(chunk_size) and (not isinstance(chunk_size, int) or chunk_size <= 0):
+        raise InvalidRequest("chunk_size must be a positive integer, or a function")
+
+
+def check_page(page_size: int, page_token: str) -> None:
+    if not isinstance(page_size, int) or not 1 <= page_size <= MAX_PAGE:
+        raise InvalidRequest(f"page size must be 1 to {MAX_PAGE}")
+    if not isinstance(page_token, str):
+        raise InvalidRequest("page token must be a string")
+
+
+def _check_encodable(text: str, what: str) -> None:
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        raise InvalidRequest(f"{what} strings must be valid UTF-8") from None
