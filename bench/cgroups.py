@@ -10,7 +10,7 @@
    4 KiB), each for S seconds; each job prints its loop count and we report each job's share
    of its kind's total (1/10 is fair). Then a weighted run: 4 CPU jobs at cpu weight 200 and
    4 at 100, whose shares should split 2:1.
-3. Users (issue 13), with the budgets jogger-server derives from this host: user A runs 16
+3. Users, with the budgets jogger-server derives from this host: user A runs 16
    CPU-bound jobs and user B one; B's share of the CPU work (target: at least 45%; one job
    can use one core, half of this 2-core machine). Then user A runs a fork bomb (held by
    A's pids budget) while B starts jobs: B's start p50 beside the bomb against without it.

@@ -1,4 +1,4 @@
-"""Soak (issue 6): many users, many live jobs, many followers, for minutes, on loopback.
+"""Soak: many users, many live jobs, many followers, for minutes, on loopback.
 
     python bench/soak.py [--duration 300] [--users 8] [--jobs 50] [--followers 5]
 

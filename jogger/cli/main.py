@@ -7,8 +7,8 @@ once a command is known to need them: start-up time is what users feel.
 import argparse
 import shlex
 import sys
-from collections.abc import Sequence
-from typing import TYPE_CHECKING, NoReturn
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, NoReturn, TypeVar
 
 if TYPE_CHECKING:
     from _typeshed import SupportsWrite
@@ -17,6 +17,8 @@ from .._text import escape
 from ..rpc.jobs_api import MAX_GRACE
 from . import stdout
 from .exits import CliError, Exit
+
+T = TypeVar("T", int, float)
 
 ENVIRONMENT = """\
 connection settings (environment):
@@ -142,26 +144,40 @@ def _env(text: str) -> tuple[str, str]:
     return name, value
 
 
-def _seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
-    if not 0 <= value <= MAX_GRACE:
-        raise argparse.ArgumentTypeError(
-            f"the grace period must be from 0 to {MAX_GRACE:g} seconds"
-        )
-    return value
+def _number(
+    kind: Callable[[str], T], noun: str, low: T, high: T, out_of_range: str
+) -> Callable[[str], T]:
+    """An argparse type: ``kind(text)``, from ``low`` to ``high``."""
+
+    def parse(text: str) -> T:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not {noun}") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(out_of_range)
+        return value
+
+    return parse
 
 
-def _cores(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of cores") from None
-    if not 0.01 <= value <= 100_000:
-        raise argparse.ArgumentTypeError("the CPU limit must be at least 0.01 cores")
-    return value
+_seconds = _number(
+    float,
+    "a number of seconds",
+    0.0,
+    float(MAX_GRACE),
+    f"the grace period must be from 0 to {MAX_GRACE:g} seconds",
+)
+_cores = _number(
+    float, "a number of cores", 0.01, 100_000.0, "the CPU limit must be at least 0.01 cores"
+)
+_offset = _number(
+    int,
+    "a whole number of bytes",
+    0,
+    (1 << 64) - 1,
+    "the offset cannot be negative or past 2**64 - 1",
+)
 
 
 def _weight(text: str) -> int:
@@ -185,16 +201,6 @@ def _size(text: str) -> int:
         raise argparse.ArgumentTypeError(str(exc)) from None
     if not 0 < value < 1 << 64:
         raise argparse.ArgumentTypeError(f"{text!r} is not a positive size")
-    return value
-
-
-def _offset(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of bytes") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError("the offset cannot be negative")
     return value
 
 

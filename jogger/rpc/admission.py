@@ -205,7 +205,11 @@ class ConnectionGrant(Grant):
     def __init__(
         self, pending: Pending, table: HandshakeTable, release: Callable[[], None]
     ) -> None:
-        super().__init__(release)
+        def release_all() -> None:
+            table.done(pending)  # if the handshake never began
+            release()
+
+        super().__init__(release_all)
         self._pending = pending
         self._table = table
         self.deadline = pending.scope.deadline
@@ -227,15 +231,6 @@ class ConnectionGrant(Grant):
                 yield scope
         finally:
             self._table.done(self._pending)
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self._table.done(self._pending)  # if the handshake never began
-        super().__exit__(exc_type, exc, tb)
 
 
 class Admission:

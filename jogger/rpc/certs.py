@@ -62,23 +62,28 @@ def make_ca(common_name: str = "jogger dev CA", *, path_length: int | None = 0) 
         .not_valid_after(end)
         .add_extension(x509.BasicConstraints(ca=True, path_length=path_length), critical=True)
         .add_extension(
-            x509.KeyUsage(
-                digital_signature=False,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=True,
-                crl_sign=True,
-                encipher_only=False,
-                decipher_only=False,
-            ),
+            _key_usage(signs_data=False, signs_certs=True),
             critical=True,
         )
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), False)
         .sign(key, hashes.SHA256())
     )
     return Issuer(cert, key)
+
+
+def _key_usage(*, signs_data: bool, signs_certs: bool) -> x509.KeyUsage:
+    """Digital signatures (a TLS leaf), or certificate and CRL signing (a CA), or both."""
+    return x509.KeyUsage(
+        digital_signature=signs_data,
+        content_commitment=False,
+        key_encipherment=False,
+        data_encipherment=False,
+        key_agreement=False,
+        key_cert_sign=signs_certs,
+        crl_sign=signs_certs,
+        encipher_only=False,
+        decipher_only=False,
+    )
 
 
 def make_leaf(
@@ -115,17 +120,7 @@ def make_leaf(
     )
     if key_usage:
         builder = builder.add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=ca,
-                crl_sign=False,
-                encipher_only=False,
-                decipher_only=False,
-            ),
+            _key_usage(signs_data=True, signs_certs=ca),
             critical=True,
         )
     if usages:

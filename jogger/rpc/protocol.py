@@ -7,6 +7,8 @@ frame from its header.
 
 import datetime
 import re
+from collections.abc import Callable
+from typing import Any
 
 import h2.events
 import h2.exceptions
@@ -152,18 +154,10 @@ class ProtocolMachine(GRPCConnection):  # type: ignore[misc]
         return [request]
 
     def _response_received(self, event: h2.events.ResponseReceived) -> list[Event]:
-        try:
-            events: list[Event] = super()._response_received(event)
-        except Exception as exc:  # noqa: BLE001 - purerpc raises KeyError, ValueError, ... on bad headers
-            return [_malformed_response(event.stream_id, exc)]
-        return events
+        return _or_malformed(super()._response_received, event)
 
     def _trailers_received(self, event: h2.events.TrailersReceived) -> list[Event]:
-        try:
-            events: list[Event] = super()._trailers_received(event)
-        except Exception as exc:  # noqa: BLE001 - purerpc raises KeyError, ValueError, ... on bad trailers
-            return [_malformed_response(event.stream_id, exc)]
-        return events
+        return _or_malformed(super()._trailers_received, event)
 
     def _data_received(self, event: h2.events.DataReceived) -> list[Event]:
         stream_id = event.stream_id
@@ -215,6 +209,17 @@ class ProtocolMachine(GRPCConnection):  # type: ignore[misc]
         self.h2_connection.initiate_connection()
         if self.config.client_side:
             self.h2_connection.increment_flow_control_window(CONNECTION_WINDOW)
+
+
+def _or_malformed(
+    parse: Callable[[Any], list[Event]],
+    event: h2.events.ResponseReceived | h2.events.TrailersReceived,
+) -> list[Event]:
+    """purerpc's parse of a response's headers or trailers, or a malformed response."""
+    try:
+        return parse(event)
+    except Exception as exc:  # noqa: BLE001 - purerpc raises KeyError, ValueError, ... on bad headers
+        return [_malformed_response(event.stream_id, exc)]
 
 
 def _malformed_response(stream_id: int, exc: Exception) -> StreamRefused:

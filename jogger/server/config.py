@@ -175,37 +175,35 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--max-jobs-per-user", type=int, default=ManagerLimits().max_jobs_per_owner)
     p.add_argument("--max-output-bytes", type=int, default=ManagerLimits().max_output_bytes)
     transport = TransportLimits()
-    p.add_argument(
-        "--max-connections",
-        type=int,
-        default=transport.max_connections,
-        metavar="N",
-        help=f"connections open at once (default {transport.max_connections})",
-    )
-    p.add_argument(
-        "--max-connections-per-user",
-        type=int,
-        default=transport.max_connections_per_user,
-        metavar="N",
-        help=f"connections one user may have open (default {transport.max_connections_per_user})",
-    )
-    p.add_argument(
-        "--max-calls-per-user",
-        type=int,
-        default=transport.max_calls_per_user,
-        metavar="N",
-        help="calls one user may have in flight, each following stream counting as one "
-        f"(default {transport.max_calls_per_user})",
-    )
-    p.add_argument(
-        "--handshake-timeout",
-        type=float,
-        default=transport.handshake_timeout,
-        metavar="SECONDS",
-        help="time a new connection gets for its TLS handshake and first HTTP/2 frame "
-        f"(default {transport.handshake_timeout:g})",
-    )
+    for name, kind, metavar, what in _TRANSPORT_FLAGS:
+        default = getattr(transport, name)
+        p.add_argument(
+            "--" + name.replace("_", "-"),
+            type=kind,
+            default=default,
+            metavar=metavar,
+            help=f"{what} (default {default:g})",
+        )
     return p
+
+
+_TRANSPORT_FLAGS: tuple[tuple[str, type[int] | type[float], str, str], ...] = (
+    ("max_connections", int, "N", "connections open at once"),
+    ("max_connections_per_user", int, "N", "connections one user may have open"),
+    (
+        "max_calls_per_user",
+        int,
+        "N",
+        "calls one user may have in flight, each following stream counting as one",
+    ),
+    (
+        "handshake_timeout",
+        float,
+        "SECONDS",
+        "time a new connection gets for its TLS handshake and first HTTP/2 frame",
+    ),
+)
+"""The TransportLimits fields that are flags: (field, type, metavar, help)."""
 
 
 def _size(text: str) -> int:

@@ -24,7 +24,7 @@ from ..engine import (
 )
 from ..engine.limits import JobLimits
 from ..rpc.errors import RpcError, StatusCode
-from ..rpc.jobs_api import MAX_GRACE
+from ..rpc.jobs_api import MAX_GRACE, limits_message
 from ..rpc.server import Call, Method
 from ..v1 import health_grpc, health_pb2, jobs_grpc, jobs_pb2
 from .accounts import AccountRefused, RunAs
@@ -66,7 +66,7 @@ def status_to_proto(status: JobStatus) -> jobs_pb2.JobStatus:
         pid=status.pid,
     )
     message.cgroup = status.containment
-    message.limits.CopyFrom(limits_to_proto(status.limits))
+    message.limits.CopyFrom(limits_message(status.limits))
     if status.cpu_seconds is not None:
         message.cpu_time.FromNanoseconds(round(status.cpu_seconds * 1e9))
     message.memory_peak = status.memory_peak or 0
@@ -91,16 +91,6 @@ def limits_from_proto(message: jobs_pb2.Limits) -> JobLimits:
         memory=message.memory or None,
         io_weight=message.io_weight or None,
         pids=message.pids or None,
-    )
-
-
-def limits_to_proto(limits: JobLimits) -> jobs_pb2.Limits:
-    return jobs_pb2.Limits(
-        cpu=limits.cpu or 0.0,
-        cpu_weight=limits.cpu_weight or 0,
-        memory=limits.memory or 0,
-        io_weight=limits.io_weight or 0,
-        pids=limits.pids or 0,
     )
 
 

@@ -1,4 +1,4 @@
-"""Bad input over the real RPC (issue 6, first part): each gets a clear gRPC error, changes
+"""Bad input over the real RPC: each gets a clear gRPC error, changes
 nothing, and the server still answers a normal Start afterwards."""
 
 from collections.abc import AsyncIterator, Awaitable, Callable

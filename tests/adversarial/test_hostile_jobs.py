@@ -1,4 +1,4 @@
-"""Hostile jobs over the real RPC (issue 6, "Hostile jobs"): each is contained, and the
+"""Hostile jobs over the real RPC: each is contained, and the
 server still runs a normal job afterwards (or meanwhile) with the right output.
 
 Real processes and real cgroups. Jobs that attack the server run as nobody (``--run-as

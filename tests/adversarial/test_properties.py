@@ -1,4 +1,4 @@
-"""Random requests at every RPC (issue 6): whatever a client sends, the answer is a gRPC status
+"""Random requests at every RPC: whatever a client sends, the answer is a gRPC status
 from a fixed set (never INTERNAL or UNKNOWN), a well-framed request never costs the client its
 connection, and after each batch of them the server still runs a normal job.
 

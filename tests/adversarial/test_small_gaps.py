@@ -1,4 +1,5 @@
-"""The review's small gaps (issue 13, part 6), each with its attack."""
+"""Small gaps an adversarial review found, each with its attack: list pages, a full disk,
+the state dir's mode, TLS tickets, a timing oracle, a hostile server's trailer."""
 
 import contextlib
 import json

@@ -8,11 +8,11 @@ import trio
 
 from ..._text import escape
 from ...rpc.client import JobsClient
+from ...rpc.jobs_api import limits_message
 from ..exits import Exit
 from ..render import summary
 from ..stdout import StdoutClosed
 from .output import copy_output
-from .start import limits
 
 
 async def run(client: JobsClient, args: argparse.Namespace) -> int:
@@ -44,7 +44,7 @@ async def run(client: JobsClient, args: argparse.Namespace) -> int:
         # Listening for Ctrl-C before the Start: a job must not be left running unseen.
         await nursery.start(stop_on_ctrl_c)
         status = await client.start(
-            args.job, cwd=args.cwd or "", env=dict(args.env), limits=limits(args)
+            args.job, cwd=args.cwd or "", env=dict(args.env), limits=limits_message(args)
         )
         job_id = status.job_id
         if interrupted:
