@@ -145,7 +145,7 @@ def _env(text: str) -> tuple[str, str]:
 
 
 def _number(
-    kind: Callable[[str], T], noun: str, low: T, high: T, out_of_range: str
+    kind: Callable[[str], T], noun: str, low: T, high: T, out_of_range: Callable[[T], str]
 ) -> Callable[[str], T]:
     """An argparse type: ``kind(text)``, from ``low`` to ``high``."""
 
@@ -155,7 +155,7 @@ def _number(
         except ValueError:
             raise argparse.ArgumentTypeError(f"{text!r} is not {noun}") from None
         if not low <= value <= high:
-            raise argparse.ArgumentTypeError(out_of_range)
+            raise argparse.ArgumentTypeError(out_of_range(value))
         return value
 
     return parse
@@ -166,17 +166,23 @@ _seconds = _number(
     "a number of seconds",
     0.0,
     float(MAX_GRACE),
-    f"the grace period must be from 0 to {MAX_GRACE:g} seconds",
+    lambda _: f"the grace period must be from 0 to {MAX_GRACE:g} seconds",
 )
 _cores = _number(
-    float, "a number of cores", 0.01, 100_000.0, "the CPU limit must be at least 0.01 cores"
+    float,
+    "a number of cores",
+    0.01,
+    100_000.0,
+    lambda _: "the CPU limit must be at least 0.01 cores",
 )
 _offset = _number(
     int,
     "a whole number of bytes",
     0,
     (1 << 64) - 1,
-    "the offset cannot be negative or past 2**64 - 1",
+    lambda offset: (
+        "the offset cannot be negative" if offset < 0 else "the offset must be below 2**64"
+    ),
 )
 
 

@@ -13,6 +13,7 @@ is what status, list and output read.
 """
 
 import hashlib
+import inspect
 import logging
 import os
 import uuid
@@ -117,12 +118,11 @@ class JobManager:
         validate.check_manager_limits(limits or ManagerLimits())
         self._default_limits = default_limits or JobLimits()
         self._max_limits = max_limits or JobLimits()
-        check_limits(self._max_limits, JobLimits(), what="maximum ")
-        check_limits(self._default_limits, self._max_limits, what="default ")
         self._user_limits = user_limits or JobLimits()
         self._total_limits = total_limits or JobLimits()
-        check_limits(self._user_limits, JobLimits(), what="user ")
-        check_limits(self._total_limits, JobLimits(), what="total ")
+        validate.check_limit_sets(
+            self._default_limits, self._max_limits, self._user_limits, self._total_limits
+        )
         self._cgroups: CgroupMode = cgroups
         if cgroup_name is not None:
             validate.check_cgroup_name(cgroup_name)
@@ -145,10 +145,8 @@ class JobManager:
         self._entered = False
         self._serving = False
         """Set once entered: from then until the store closes, the records are readable."""
-        self._nursery: trio.Nursery | None = None
-        """The manager's nursery while it takes new jobs."""
-        self._context: AbstractAsyncContextManager[JobManager] | None = None
-        """``_run()``, for ``async with JobManager(...)``."""
+        self._nursery: trio.Nursery | None = None  # the manager's, while it takes new jobs
+        self._context: AbstractAsyncContextManager[JobManager] | None = None  # async with
 
     async def __aenter__(self) -> "JobManager":
         context = self._run()
@@ -170,10 +168,11 @@ class JobManager:
         """The manager's lifetime: what open_job_manager and ``async with`` both run."""
         if self._entered:
             raise RuntimeError("a JobManager can be entered only once")
-        self._entered = True
         prepare_dir(self._state_dir)
         prepare_dir(self._logs_dir)
         lock_fd, clean = lock(self._state_dir / "lock")
+        self._entered = True  # no checkpoint since the check: no second entry slips in
+        running = False
         try:
             self._backend = open_backend(
                 self._cgroups,
@@ -201,6 +200,7 @@ class JobManager:
                         self._nursery = nursery
                         nursery.start_soon(retainer.run)
                         try:
+                            running = True
                             yield self
                         finally:
                             await self._shut_down(nursery)
@@ -218,6 +218,7 @@ class JobManager:
                         os.ftruncate(lock_fd, 0)  # empty: this manager ended cleanly
         finally:
             os.close(lock_fd)
+            self._entered = running  # a start that failed leaves it new, to try again
 
     async def _open_records(self, clean: bool) -> Retainer:
         """Open the store, clean up after a crashed manager, and make the retainer."""
@@ -532,18 +533,17 @@ class JobManager:
 def _owning(
     manager: Callable[P, JobManager],
 ) -> Callable[P, AbstractAsyncContextManager[JobManager]]:
-    # open_job_manager takes JobManager's own arguments, typed as such, written once.
+    # open_job_manager takes JobManager's own arguments, typed (and shown by help()) as such.
     @asynccontextmanager
     async def open_job_manager(*args: P.args, **kwargs: P.kwargs) -> AsyncIterator[JobManager]:
         """``async with open_job_manager(state_dir, ...) as jobs:``: a JobManager, given the
         same arguments, running until the block ends; its nursery is the block's. See
-        JobManager.
-
-        Cancellation: cancelling the block shuts the manager down, as leaving it does.
-        """
+        JobManager. Cancellation: cancelling the block shuts the manager down, as leaving it
+        does."""
         async with manager(*args, **kwargs)._run() as jobs:
             yield jobs
 
+    open_job_manager.__signature__ = inspect.signature(manager)  # type: ignore[attr-defined]
     return open_job_manager
 
 

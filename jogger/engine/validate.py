@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 
 from .account import Account
 from .errors import InvalidRequest, shown
-from .limits import ManagerLimits
+from .limits import JobLimits, ManagerLimits, check_limits
 from .output import ChunkSize
 
 MAX_PAGE = 1000
@@ -24,6 +24,16 @@ def check_manager_limits(limits: ManagerLimits) -> None:
         value = getattr(limits, name)
         if not isinstance(value, int) or value < (0 if name == "max_output_bytes" else 1):
             raise InvalidRequest(f"ManagerLimits.{name} must be a positive integer, not {value!r}")
+
+
+def check_limit_sets(
+    defaults: JobLimits, maxima: JobLimits, user: JobLimits, total: JobLimits
+) -> None:
+    """A manager's job limits: each sane, the defaults within the maxima."""
+    check_limits(maxima, JobLimits(), what="maximum ")
+    check_limits(defaults, maxima, what="default ")
+    check_limits(user, JobLimits(), what="user ")
+    check_limits(total, JobLimits(), what="total ")
 
 
 def check_cgroup_name(name: str) -> None:

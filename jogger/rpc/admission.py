@@ -2,8 +2,9 @@
 
 ``Admission`` counts what is held against ``TransportLimits``. Each grant is a context
 manager: granted (and counted) at once, so that the next request already sees it, and given
-back when the ``with`` block around its use ends, however it ends. A peer over a limit is
-told which, not silently closed.
+back when the ``with`` block around its use ends, however it ends. A peer over a per-user
+limit is told which by the status of its calls; one refused at accept is closed, and the
+server logs why.
 
 Handshakes are the one grant a stranger can take: a connection in its handshake has not
 shown a certificate yet, anyone can open one, and a silent one costs its sender nothing.

@@ -62,7 +62,7 @@ def make_ca(common_name: str = "jogger dev CA", *, path_length: int | None = 0) 
         .not_valid_after(end)
         .add_extension(x509.BasicConstraints(ca=True, path_length=path_length), critical=True)
         .add_extension(
-            _key_usage(signs_data=False, signs_certs=True),
+            _key_usage(signs_data=False, signs_certs=True, signs_crls=True),
             critical=True,
         )
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), False)
@@ -71,8 +71,8 @@ def make_ca(common_name: str = "jogger dev CA", *, path_length: int | None = 0) 
     return Issuer(cert, key)
 
 
-def _key_usage(*, signs_data: bool, signs_certs: bool) -> x509.KeyUsage:
-    """Digital signatures (a TLS leaf), or certificate and CRL signing (a CA), or both."""
+def _key_usage(*, signs_data: bool, signs_certs: bool, signs_crls: bool) -> x509.KeyUsage:
+    """Digital signatures (a TLS leaf), certificate signing (a CA), CRL signing."""
     return x509.KeyUsage(
         digital_signature=signs_data,
         content_commitment=False,
@@ -80,7 +80,7 @@ def _key_usage(*, signs_data: bool, signs_certs: bool) -> x509.KeyUsage:
         data_encipherment=False,
         key_agreement=False,
         key_cert_sign=signs_certs,
-        crl_sign=signs_certs,
+        crl_sign=signs_crls,
         encipher_only=False,
         decipher_only=False,
     )
@@ -120,7 +120,7 @@ def make_leaf(
     )
     if key_usage:
         builder = builder.add_extension(
-            _key_usage(signs_data=True, signs_certs=ca),
+            _key_usage(signs_data=True, signs_certs=ca, signs_crls=False),
             critical=True,
         )
     if usages:

@@ -12,6 +12,7 @@ from jogger import (
     JobNotFound,
     JobState,
     ManagerClosed,
+    StoreError,
     open_job_manager,
 )
 from tests.procs import alive_in_groups, collect, task_count
@@ -86,3 +87,15 @@ async def test_leaving_the_output_block_ends_the_follower_at_once(jobs: JobManag
         assert task_count() == baseline
         assert await collect(jobs.output("alice", status.id, follow=False)) == b"hello\n"
         await jobs.stop("alice", status.id, grace=0)
+
+
+async def test_a_manager_whose_start_failed_may_start_later(tmp_path: Path) -> None:
+    manager = JobManager(tmp_path)
+    with trio.fail_after(20):
+        async with open_job_manager(tmp_path):
+            with pytest.raises(StoreError, match="in use by another jogger"):
+                async with manager:
+                    pytest.fail("entered a state dir another manager holds")
+        async with manager as jobs:  # the holder has gone: the same object starts now
+            status = await jobs.start("alice", ["true"])
+            assert (await jobs.wait("alice", status.id)).exit_code == 0

@@ -60,7 +60,7 @@ class CgroupBackend(Backend):
                 else:
                     names.add(entry.name)  # a job group of an older jogger, without a user
         for name in sorted(names):
-            log.warning("removing leftover job cgroup %s", name)
+            log.warning("removing leftover job cgroup %s", self._roots()[0] / name)
             group = self._leftover(name)
             await group.kill()
             with trio.move_on_after(KILL_TIMEOUT):
