@@ -6,7 +6,7 @@ local account runs a caller's job is the ``--run-as`` policy's answer (accounts.
 """
 
 from collections.abc import AsyncIterator, Iterator
-from contextlib import AsyncExitStack, contextmanager
+from contextlib import contextmanager
 from functools import partial
 
 from ..engine import (
@@ -180,21 +180,19 @@ class JobsService:
     async def output(
         self, call: Call, request: jobs_pb2.OutputRequest
     ) -> AsyncIterator[jobs_pb2.OutputChunk]:
-        async with AsyncExitStack() as stack:
-            with _engine_errors():  # only opening the output is mapped, as before
-                chunks = await stack.enter_async_context(
-                    self._jobs.output(
-                        await self._reader(call, request.job_id),
-                        request.job_id,
-                        offset=request.offset,
-                        follow=request.follow,
-                        chunk_size=partial(call.message_size, OUTPUT_CHUNK),
-                    )
-                )
-            offset = request.offset
-            async for data in chunks:
-                yield jobs_pb2.OutputChunk(offset=offset, data=data)
-                offset += len(data)
+        offset = request.offset
+        # Opening the output, and reading it (OutputUnavailable mid-stream), both map.
+        with _engine_errors():
+            async with self._jobs.output(
+                await self._reader(call, request.job_id),
+                request.job_id,
+                offset=request.offset,
+                follow=request.follow,
+                chunk_size=partial(call.message_size, OUTPUT_CHUNK),
+            ) as chunks:
+                async for data in chunks:
+                    yield jobs_pb2.OutputChunk(offset=offset, data=data)
+                    offset += len(data)
         if request.follow:
             # A followed stream ends only once the job has, so this status is final.
             with _engine_errors():

@@ -1,5 +1,7 @@
 """Every RPC through the real server, real sockets and real mutual TLS (server in-process)."""
 
+import errno
+import os
 import re
 from pathlib import Path
 
@@ -189,3 +191,35 @@ async def test_the_protos_start_comment_names_what_the_server_sends(server: Serv
                 await client.start(argv, cwd=cwd)
             assert info.value.code == StatusCode.INVALID_ARGUMENT
             assert info.value.code.name in named
+
+
+async def test_a_log_that_fails_mid_stream_ends_the_stream_unavailable(
+    server: Server, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Failure injection: no real file system fails a read on demand. The second read of the
+    # job's log gets EIO; the client must be told UNAVAILABLE, with the reason.
+    async with server.connect() as client:
+        started = await client.start(["head", "-c", "5000000", "/dev/zero"])
+        with trio.fail_after(20):
+            assert len(await follow(server, started.job_id)) == 5_000_000  # it has ended
+        real_pread = os.pread
+        reads = []
+
+        def failing_pread(fd: int, size: int, offset: int) -> bytes:
+            if os.readlink(f"/proc/self/fd/{fd}").endswith(f"{started.job_id}.log"):
+                reads.append(offset)
+                if len(reads) > 1:
+                    raise OSError(errno.EIO, os.strerror(errno.EIO))
+            return real_pread(fd, size, offset)
+
+        async def read_all() -> None:
+            async with client.output(started.job_id) as chunks:
+                async for _ in chunks:
+                    pass
+
+        monkeypatch.setattr(os, "pread", failing_pread)
+        with pytest.raises(RpcError) as info:
+            await read_all()
+    assert info.value.code == StatusCode.UNAVAILABLE
+    assert "cannot read the job's output" in info.value.message
+    assert len(reads) == 2
