@@ -202,6 +202,13 @@ _TRANSPORT_FLAGS: tuple[tuple[str, type[int] | type[float], str, str], ...] = (
         "SECONDS",
         "time a new connection gets for its TLS handshake and first HTTP/2 frame",
     ),
+    ("max_handshakes_per_host", int, "N", "connections in their TLS handshake from one address"),
+    (
+        "max_handshakes_per_network",
+        int,
+        "N",
+        "connections in their TLS handshake from one /24 (IPv4) or /64 (IPv6)",
+    ),
 )
 """The TransportLimits fields that are flags: (field, type, metavar, help)."""
 
@@ -292,11 +299,8 @@ def load(argv: list[str] | None) -> ServerConfig:
         raise ConfigError("--retain-jobs and --retain-days must not be negative")
     try:
         transport = TransportLimits(
-            handshake_timeout=args.handshake_timeout,
-            max_connections=args.max_connections,
             max_handshakes=max(1, args.max_connections // 4),
-            max_connections_per_user=args.max_connections_per_user,
-            max_calls_per_user=args.max_calls_per_user,
+            **{name: getattr(args, name) for name, *_ in _TRANSPORT_FLAGS},
         )
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
