@@ -216,7 +216,7 @@ struct clone3_args {
  * x86_64 assembly: the kernel keeps rdx (fn) and r8 (arg) across the system call. */
 long jogger_clone3(struct clone3_args *args, size_t size, int (*fn)(void *), void *arg)
     __attribute__((visibility("hidden")));
-__asm__(".text\n"
+__asm__(".pushsection .text\n" /* and .popsection: the compiler's own section stays */
         ".globl jogger_clone3\n"
         ".hidden jogger_clone3\n"
         ".type jogger_clone3, @function\n"
@@ -235,7 +235,8 @@ __asm__(".text\n"
         "    mov $60, %eax\n" /* exit */
         "    syscall\n"
         "    hlt\n"
-        ".size jogger_clone3, .-jogger_clone3\n");
+        ".size jogger_clone3, .-jogger_clone3\n"
+        ".popsection\n");
 
 /* Cleared once the kernel has said it cannot clone into a cgroup; read and written by
  * spawning threads without a lock: the worst a race costs is one more try. */
