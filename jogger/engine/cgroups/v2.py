@@ -170,9 +170,9 @@ class V2Group(JobGroup):
 
     def attach(self, pid: int) -> None:
         super().attach(pid)
-        self._close_procs_fd()
+        self._close_fds()
 
-    def _close_procs_fd(self) -> None:
+    def _close_fds(self) -> None:
         for fd in (self._procs_fd, self._dir_fd):
             if fd >= 0:
                 os.close(fd)
@@ -221,13 +221,13 @@ class V2Group(JobGroup):
         return Usage(cpu_seconds=cpu, memory_peak=memory_peak, oom_killed=oom)
 
     async def _remove(self) -> None:
-        self._close_procs_fd()
+        self._close_fds()
         await fs.remove_tree(self.path)
         if self._user is not None:
             remove_if_unused(self._user)
 
     def discard(self) -> None:
-        self._close_procs_fd()
+        self._close_fds()
         try:
             self.path.rmdir()
         except OSError as exc:
