@@ -1,5 +1,5 @@
 # Every target builds its own virtualenv from nothing; python3 (>= 3.11) with its headers and a C
-# compiler must exist (jogger/engine/_spawn.c is built on install).
+# compiler must exist (jogger/engine/supervise.c, the job supervisor, is built on install).
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -11,7 +11,7 @@ LISTEN ?= 127.0.0.1:7654
 
 venv: $(VENV)/.installed
 
-$(VENV)/.installed: pyproject.toml jogger/engine/_spawn.c
+$(VENV)/.installed: pyproject.toml setup.py jogger/engine/supervise.c jogger/engine/spawn_child.h
 	@$(PYTHON) -c 'import sys; sys.exit("jogger needs Python >= 3.11, found " + sys.version.split()[0]) if sys.version_info < (3, 11) else None'
 	@command -v cc > /dev/null || { echo "jogger needs a C compiler (Debian: apt-get install gcc python3-dev)"; exit 1; }
 	rm -rf $(VENV)

@@ -1,12 +1,19 @@
 """What the tests look at in /proc to prove nothing was left behind."""
 
 import os
+import signal
 import sys
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
+from pathlib import Path
 
 import trio
+
+from jogger.engine import supervisor
+from jogger.engine.output import OutputLog
+from jogger.engine.supervisor import Supervisor
 
 PYTHON = sys.executable
 
@@ -114,3 +121,42 @@ async def eventually(check: Callable[[], Awaitable[bool]]) -> None:
     with trio.fail_after(10):
         while not await check():  # noqa: ASYNC110 - nothing to wait on but the effect itself
             await trio.sleep(0.01)
+
+
+async def launch_in(
+    tmp: Path,
+    argv: list[str],
+    *,
+    env: dict[str, str] | None = None,
+    placement: list[int] | None = None,
+    cgroup_fd: int = -1,
+) -> Supervisor:
+    """A job's supervisor started by hand (not by a manager), logging into ``tmp``."""
+    run = tmp / "run"
+    run.mkdir(exist_ok=True)
+    job_id = str(uuid.uuid4())
+    _, fd = OutputLog.create(tmp / f"{job_id}.log", 1 << 20)
+    try:
+        return await supervisor.launch(
+            supervisor.PROGRAM,
+            job_id,
+            argv,
+            cwd=None,
+            env=env if env is not None else dict(os.environ),
+            log_fd=fd,
+            limit=1 << 20,
+            run_dir=run,
+            stop_timeout=1.0,
+            placement=placement or [],
+            cgroup_fd=cgroup_fd,
+        )
+    finally:
+        os.close(fd)
+
+
+async def end_supervised(supervised: Supervisor) -> None:
+    """Kill the job of a supervisor started by ``launch_in``, and collect the supervisor."""
+    supervised.signal(signal.SIGUSR1)
+    with trio.fail_after(30):
+        await supervised.wait_exited()
+    supervised.close()

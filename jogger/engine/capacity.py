@@ -50,6 +50,10 @@ class Capacity:
             if not self._starting:
                 self._started.unpark_all()
 
+    def adopted(self, owner: str) -> None:
+        """Count a running job of ``owner``'s that a server before us started."""
+        self._running[owner] += 1
+
     def ended(self, owner: str) -> None:
         """A job of ``owner``'s has ended, or its start failed."""
         self._running[owner] -= 1

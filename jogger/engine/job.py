@@ -1,21 +1,25 @@
-"""One job: its process, its output log, its cgroup watcher and its followers, in one nursery.
+"""One job: its supervisor, its output log, its cgroup watcher and its followers, in one nursery.
 
     job nursery
-    ├── supervisor      waits for the main process; on stop or shutdown: SIGTERM, grace, SIGKILL
-    ├── pump            pipe -> output log, until EOF
+    ├── stopper         waits for the supervisor to exit; on stop or shutdown: SIGTERM,
+    │                   grace, SIGKILL, through the supervisor and the cgroup
     ├── cgroup watcher
     └── streams         one per following reader: log -> that reader's channel
 
-Stopping a job cancels the supervisor's scope; shutting down cancels the manager's scope, and
-with it every job nursery. Either way the supervisor turns the cancellation into the kill
-sequence, shielded so that it always completes. The pump and the streams are shielded too,
-so that the last bytes a dying job writes still reach the log and every follower; deadlines,
-not flags, bound how long they may take.
+The job's processes are not ours: their parent is the job's supervisor (supervisor.py), which
+writes the log, and outlives this server if need be. The manager tells the job when the log
+has grown (notes.py); the job ends when its supervisor exits, having written the end.
+
+Stopping a job cancels the stopper's scope; shutting down cancels the manager's scope, and
+with it every job nursery. Either way the stopper turns the cancellation into the kill
+sequence, shielded so that it always completes, unless the job was ``detach``-ed first
+(``--on-shutdown keep``): then the nursery just ends, and the job runs on for the next
+server. The streams are shielded too, so that every follower gets the last bytes a dying job
+writes; deadlines, not flags, bound how long they may take.
 """
 
 import logging
 import math
-import os
 import signal
 from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
 from contextlib import aclosing
@@ -24,17 +28,13 @@ from pathlib import Path
 
 import trio
 
+from . import recovery
 from .account import Account
 from .cgroups import KILL_TIMEOUT, REMOVE_TIMEOUT, JobGroup, Usage
 from .errors import OutputUnavailable
 from .output import ChunkSize, OutputLog
-from .process import Exit, JobProcess
 from .status import JobState, JobStatus
-
-# Once the job's processes are all dead the pipe is at EOF at once; if it is not, something
-# that left the job (its cgroup, or its process group) still holds it, and the log is closed
-# after this long.
-EOF_GRACE = 2.0
+from .supervisor import EOF_GRACE, End, Supervisor, launch, read_end
 
 logger = logging.getLogger(__name__)
 
@@ -47,23 +47,30 @@ class Job:
         owner: str,
         argv: tuple[str, ...],
         account: Account | None,
-        process: JobProcess,
+        supervisor: Supervisor,
         log: OutputLog,
         group: JobGroup,
         grace: float,
+        run_dir: Path,
         on_end: Callable[["Job"], Awaitable[None]],
+        started_at: datetime | None = None,
+        run_as: tuple[str, int | None] | None = None,
     ) -> None:
         self.id = job_id
         self.owner = owner
         self.argv = argv
-        self.pid = process.pid
+        self.supervisor = supervisor
+        self.pid = supervisor.job_pid
         self._account = account
+        self._run_as = run_as or (
+            (account.name, account.uid) if account is not None else ("", None)
+        )
         self.log = log
-        self._process = process
         self._group = group
+        self._run_dir = run_dir
         self._usage: Usage | None = None
         # Shielded: whatever ends the job, its group must be found empty and removed; the
-        # deadline is set once the job has ended (see _end).
+        # deadline is set once the job has ended (see _end), and detach() cancels it.
         self._watch_scope = trio.CancelScope(shield=True)
         self._grace = grace
         self._grace_cap = math.inf
@@ -73,20 +80,19 @@ class Job:
         """Set by the manager once the job's final record is in the store."""
         self.refused = False
         """Set by the manager when the job's start could not be recorded: it is killed."""
-        self._started_at = datetime.now(UTC)
+        self.detached = False
+        """Set by detach(): the server leaves, and the job runs on without it."""
+        self._started_at = started_at or datetime.now(UTC)
         self._ended_at: datetime | None = None
         self._state = JobState.RUNNING
-        self._exit: Exit | None = None
+        self._exit_code: int | None = None
+        self._signal: int | None = None
         self._reason = ""
         self._sent_term = False
         self._sent_kill = False
         self.ended = trio.Event()
         self._stop_scope = trio.CancelScope()
         self._grace_scope: trio.CancelScope | None = None
-        # Shielded so that shutdown does not cut off output; bounded by EOF_GRACE (see _end).
-        self._pump_scope = trio.CancelScope(shield=True)
-        self._drained = trio.Event()
-        """Set once the pump has reached EOF (or given up): output_bytes is final."""
         self._nursery: trio.Nursery | None = None
         self._running = trio.Event()
         self._streams: set[trio.CancelScope] = set()
@@ -98,7 +104,10 @@ class Job:
         group: JobGroup,
         log_path: Path,
         *,
+        program: Path,
+        run_dir: Path,
         max_output_bytes: int,
+        stop_timeout: float,
         job_id: str,
         owner: str,
         argv: tuple[str, ...],
@@ -108,19 +117,26 @@ class Job:
         grace: float,
         on_end: Callable[["Job"], Awaitable[None]],
     ) -> "Job":
-        """Spawn the job's main process into ``group`` (new, empty), with its output going to
-        a new log at ``log_path``. On any error neither is left behind: the log is deleted
-        and the group discarded. Cancellation: as JobProcess.spawn's."""
+        """Start the job's supervisor, which spawns its main process into ``group`` (new,
+        empty), with its output going to a new log at ``log_path``. On any error neither is
+        left behind: the log is deleted and the group discarded. Cancellation: as
+        supervisor.launch's."""
         try:
-            output = OutputLog.create(log_path, max_output_bytes)
+            output, log_fd = OutputLog.create(log_path, max_output_bytes)
         except BaseException:
             group.discard()
             raise
         try:
-            process = await JobProcess.spawn(
+            supervisor = await launch(
+                program,
+                job_id,
                 argv,
                 cwd=cwd,
                 env=env,
+                log_fd=log_fd,
+                limit=max_output_bytes,
+                run_dir=run_dir,
+                stop_timeout=stop_timeout,
                 placement=group.placement(),
                 cgroup_fd=group.birthplace(),
                 account=account,
@@ -129,22 +145,55 @@ class Job:
             output.discard()
             group.discard()
             raise
-        group.attach(process.pid)
+        finally:
+            OutputLog.close_fd(log_fd)
+        group.attach(supervisor.job_pid)
         return cls(
             job_id=job_id,
             owner=owner,
             argv=argv,
             account=account,
-            process=process,
+            supervisor=supervisor,
             log=output,
             group=group,
             grace=grace,
+            run_dir=run_dir,
             on_end=on_end,
         )
 
+    @classmethod
+    def adopt(
+        cls,
+        record: JobStatus,
+        supervisor: Supervisor,
+        group: JobGroup,
+        log: OutputLog,
+        *,
+        grace: float,
+        run_dir: Path,
+        on_end: Callable[["Job"], Awaitable[None]],
+    ) -> "Job":
+        """The job of ``record``, whose supervisor a server before us started and which
+        still runs: as if we had started it."""
+        group.attach(supervisor.job_pid)
+        return cls(
+            job_id=record.id,
+            owner=record.owner,
+            argv=record.argv,
+            account=None,
+            supervisor=supervisor,
+            log=log,
+            group=group,
+            grace=grace,
+            run_dir=run_dir,
+            on_end=on_end,
+            started_at=record.started_at,
+            run_as=(record.run_as, record.run_as_uid),
+        )
+
     def status(self) -> JobStatus:
-        exit_ = self._exit
         usage = self._usage if self._usage is not None else self._group.usage()
+        run_as, run_as_uid = self._run_as
         return JobStatus(
             id=self.id,
             owner=self.owner,
@@ -153,8 +202,8 @@ class Job:
             pid=self.pid,
             started_at=self._started_at,
             ended_at=self._ended_at,
-            exit_code=exit_.exit_code if exit_ else None,
-            signal=exit_.signal if exit_ else None,
+            exit_code=self._exit_code,
+            signal=self._signal,
             reason=self._reason,
             output_bytes=self.log.size,
             output_truncated=self.log.truncated,
@@ -163,18 +212,33 @@ class Job:
             limits=self._group.limits,
             cpu_seconds=usage.cpu_seconds,
             memory_peak=usage.memory_peak,
-            run_as=self._account.name if self._account is not None else "",
-            run_as_uid=self._account.uid if self._account is not None else None,
+            run_as=run_as,
+            run_as_uid=run_as_uid,
         )
 
     async def run(self) -> None:
-        """Run the job's nursery until the job has ended and every follower has finished."""
+        """Run the job's nursery until the job has ended and every follower has finished
+        (or until it is detached)."""
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
             nursery.start_soon(self._supervise)
-            nursery.start_soon(self._pump)
             nursery.start_soon(self._watch)
             self._running.set()
+
+    def detach(self) -> None:
+        """Leave the job running without us (``--on-shutdown keep``): when the manager's
+        scope is cancelled next, this job's nursery ends without stopping it, its record
+        stays "running", and the next server adopts it. Followers are cut off now; their
+        clients resume from their offset on the next server."""
+        if self.ended.is_set() or self._stop_scope.cancel_called:
+            return  # ending, or being stopped by a user: that finishes first
+        self.detached = True
+        self._stream_deadline = -math.inf  # and any follower that comes now
+        # Cancelled: the group outlives us, watched by the next server.
+        self._watch_scope.cancel()
+        for scope in self._streams:
+            # Cancelled: the follower's client reconnects to the next server.
+            scope.cancel()
 
     def request_stop(self, grace: float) -> None:
         """Begin SIGTERM, ``grace`` seconds, SIGKILL. A shorter grace shortens a stop under way."""
@@ -275,31 +339,17 @@ class Job:
         with self._watch_scope:
             await self._group.watch(self.ended)
 
-    async def _pump(self) -> None:
-        try:
-            try:
-                with self._pump_scope:
-                    await self.log.pump(self._process.output)
-            finally:
-                self._drained.set()
-            # The pipe can reach EOF a moment before the main process becomes a zombie.
-            # Followers end only once the job has, so whoever has seen the end of the
-            # output also sees the final status. Shielded, so that shutdown does not close
-            # the log early: _end sets ``ended`` in bounded time once the pump has drained.
-            with trio.CancelScope(shield=True):
-                await self.ended.wait()
-        finally:
-            trio.lowlevel.notify_closing(self._process.output)
-            os.close(self._process.output)
-            self.log.close()
-
     async def _supervise(self) -> None:
+        """The stopper: wait for the supervisor to exit; on stop or shutdown, end the job."""
         try:
             with self._stop_scope:
-                await self._process.wait_exited()
+                await self.supervisor.wait_exited()
         except BaseException:
             # Only the manager's scope ending (shutdown) gets here: our own stop scope
             # swallows its own cancellation.
+            if self.detached:
+                self.supervisor.close()
+                raise  # the job runs on; the next server adopts it
             self._reason = self._reason or "server-shutdown"
             try:
                 await self._terminate()
@@ -316,79 +366,105 @@ class Job:
         # Shielded: once a kill sequence begins it must finish, or the job's processes could
         # outlive it. It is bounded by the grace period plus the time SIGKILL takes.
         with trio.CancelScope(shield=True):
-            if self._process.poll() is not None:
+            if self.supervisor.exited:
                 return
+            # SIGTERM: the supervisor sends it to the job's process group, the cgroup's
+            # signal to every other process of the job.
+            self.supervisor.stop(self._grace)
             self._group.signal(signal.SIGTERM)
             self._sent_term = True
             # The grace period is for the whole job: children that handle SIGTERM get it
-            # too, even after the main process has exited.
+            # too, even after the main process has exited. The supervisor exits once the
+            # whole job has.
             with trio.move_on_after(self._grace) as self._grace_scope:
-                await self._process.wait_exited()
-                await self._group.emptied.wait()
+                await self.supervisor.wait_exited()
             if self._grace_scope.cancelled_caught:
-                await self._kill_all()
                 self._sent_kill = True
-                # Bounded: a process in uninterruptible sleep outlives SIGKILL (see _end).
-                with trio.move_on_after(KILL_TIMEOUT):
-                    await self._process.wait_exited()
+                self.supervisor.signal(signal.SIGUSR1)  # SIGKILL, to every process
+                await self._kill_all()
+                # Bounded: a process in uninterruptible sleep outlives SIGKILL (the
+                # supervisor gives up on it after KILL_TIMEOUT, and ends).
+                with trio.move_on_after(KILL_TIMEOUT + EOF_GRACE + 5):
+                    await self.supervisor.wait_exited()
 
     async def _kill_all(self) -> None:
         try:
             await self._group.kill()
         except OSError as exc:
-            # Out of fds, or the cgroup fs misbehaving: the process group still gets it, and so
-            # does every other process of the cgroup that can still be listed.
+            # Out of fds, or the cgroup fs misbehaving: every other process of the cgroup
+            # that can still be listed gets it (and the supervisor kills its own).
             logger.warning("job %s: killing its cgroup failed: %s", self.id, exc)
             self._group.signal(signal.SIGKILL)
 
     async def _end(self) -> None:
-        """The main process has exited: kill what it left behind, reap it, record the end.
+        """The supervisor has exited (or never will, or must not be waited for): read the
+        job's end, kill whatever is left, record it.
 
         Runs even if the kill sequence failed (out of fds, say): the job is then recorded as
         ended, so that stop(), followers and shutdown never wait for it forever.
         """
+        end: End | None = None
         try:
-            # Like systemd's KillMode=control-group, and like Nomad's executor, whatever the
-            # job left running dies with it (the whole cgroup, or the process group, whose id
-            # stays ours while the main process is an unreaped zombie). Shielded: the job is
-            # not over, and stop() must not return, until they are gone; SIGKILL makes that
-            # prompt, and the wait is bounded.
+            # Shielded: the job is not over, and stop() must not return, until its
+            # processes are gone; SIGKILL makes that prompt, and the waits are bounded.
             with trio.CancelScope(shield=True):
-                await self._kill_all()
+                if self.supervisor.exited:
+                    end = read_end(self._run_dir, self.id)
+                if end is None:
+                    # The supervisor was killed (an admin, the OOM killer), or hangs: the
+                    # job has nobody to record it, so it is killed, all of it.
+                    logger.error(
+                        "job %s: its supervisor (pid %d) %s; the job is killed",
+                        self.id,
+                        self.supervisor.pid,
+                        "ended without recording its end"
+                        if self.supervisor.exited
+                        else "does not end",
+                    )
+                    self._reason = "supervisor-lost"
+                    self.supervisor.kill()
+                    await self._kill_all()
+                    with trio.move_on_after(KILL_TIMEOUT):
+                        await self.supervisor.wait_exited()  # so that close() reaps it
+                    await recovery.kill_session(self.supervisor.job_identity)
+                # Like systemd's KillMode=control-group: whatever is left in the group dies
+                # with the job (the supervisor has done that already, unless a process
+                # outlived its SIGKILL).
                 with trio.move_on_after(KILL_TIMEOUT) as timer:
                     await self._group.emptied.wait()
-                if not timer.cancelled_caught:
-                    with trio.move_on_after(KILL_TIMEOUT) as timer:
-                        await self._process.wait_exited()
-            if timer.cancelled_caught:
-                logger.warning(
-                    "job %s: processes survived SIGKILL for %.0f s (uninterruptible sleep?)",
-                    self.id,
-                    KILL_TIMEOUT,
-                )
+                if timer.cancelled_caught:
+                    await self._kill_all()
+                    logger.warning(
+                        "job %s: processes survived SIGKILL for %.0f s (uninterruptible sleep?)",
+                        self.id,
+                        KILL_TIMEOUT,
+                    )
         finally:
-            self._exit = self._process.reap()
-            self._ended_at = datetime.now(UTC)
-            self._usage = self._group.usage()
-            if self._usage.oom_killed:
-                self._reason = "oom"
-            if self._sent_kill:
-                self._state = JobState.KILLED
-            elif self._sent_term:
-                self._state = JobState.STOPPED
-            elif self._exit.exit_code == 0:
-                self._state = JobState.COMPLETED
+            self.supervisor.close()
+            self._ended_at = end.ended_at if end is not None else datetime.now(UTC)
+            usage = self._group.usage()
+            if end is not None and usage.cpu_seconds is None:
+                usage = Usage(end.cpu_seconds, end.memory_peak, usage.oom_killed)
+            self._usage = usage
+            if end is not None:
+                self._exit_code, self._signal = end.exit_code, end.signal
+                self._state = end.state()
+                self._sent_kill = self._sent_kill or end.sent_kill
+                if self._sent_kill:
+                    self._state = JobState.KILLED
+                if usage.oom_killed:
+                    self._reason = "oom"
+                elif not self._reason:
+                    self._reason = end.reason(oom=False)
+                self.log.finish(end.output_bytes, end.output_truncated, end.output_error)
             else:
-                self._state = JobState.FAILED
-            self._pump_scope.deadline = trio.current_time() + EOF_GRACE
+                self._state = JobState.KILLED
+                self.log.finish(None, False, "")
             self._watch_scope.deadline = trio.current_time() + KILL_TIMEOUT + REMOVE_TIMEOUT
             # Shielded: nobody may see the job as ended before its end is on record (a stop
-            # returns only then). Bounded by EOF_GRACE and the store's write.
+            # returns only then). Bounded by the store's write.
             with trio.CancelScope(shield=True):
                 try:
-                    await self._drained.wait()
-                    if not self._reason and self.log.error:
-                        self._reason = "disk-full" if self.log.disk_full else "output-error"
                     await self._on_end(self)
                 finally:
                     self.ended.set()

@@ -21,7 +21,7 @@ from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping, Se
 from contextlib import AbstractAsyncContextManager, aclosing, asynccontextmanager
 from pathlib import Path
 from types import TracebackType
-from typing import ParamSpec
+from typing import Literal, ParamSpec
 
 import trio
 
@@ -33,17 +33,21 @@ from .cgroups import Backend, CgroupMode, open_backend
 from .errors import InvalidRequest, JobNotFound, ManagerClosed, StoreError
 from .job import Job
 from .limits import JobLimits, ManagerLimits, check_limits
+from .notes import NoteListener
 from .output import ChunkSize, OutputLog
-from .recovery import identify, recover
+from .recovery import Adoptable, recover
 from .retention import Retainer, Retention
 from .statedir import lock, prepare_dir
 from .status import JobStatus
 from .store import JobStore, Page
+from .supervisor import PROGRAM, forget_end
 
 log = logging.getLogger("jogger.engine")
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 P = ParamSpec("P")
+OnShutdown = Literal["stop", "keep"]
+"""What shutdown does to running jobs: stop them, or leave them to the next manager."""
 
 
 class JobManager:
@@ -70,21 +74,28 @@ class JobManager:
     ``async with JobManager(state_dir, ...) as jobs:`` runs the same code, for callers that
     hold the object first; a manager runs once.
 
-    Leaving the ``async with`` block, or cancelling the scope around it, shuts down: every
-    running job is stopped (SIGTERM, ``grace`` seconds, then SIGKILL of all its processes:
-    its cgroup, or without one its process group), every follower gets the job's final
-    bytes (waiting at most ``drain_timeout`` seconds more for followers that do not read),
-    and then the block exits. An exception raised in the block comes out as itself, not in
+    Every job has a supervisor process of its own (``jogger-supervise``, built on install
+    next to the package; ``supervisor`` names another), which is its parent and writes its
+    log, so that jobs outlive the manager: on entry, the jobs a manager before left running
+    (a crash, or ``on_shutdown="keep"``) are adopted, and run on as if started here.
+
+    Leaving the ``async with`` block, or cancelling the scope around it, shuts down. With
+    ``on_shutdown="keep"`` the jobs are left running for the next manager on this state
+    dir; with "stop" (the default) every running job is stopped (SIGTERM, ``grace``
+    seconds, then SIGKILL of all its processes), every follower gets the job's final bytes
+    (waiting at most ``drain_timeout`` seconds more for followers that do not read), and
+    then the block exits. An exception raised in the block comes out as itself, not in
     an ExceptionGroup.
 
     Jobs get the environment ``base_env`` (by default only PATH) plus the overrides given to
     ``start`` and ``JOGGER_JOB_ID``. Output logs are kept under ``state_dir/logs``.
 
     Job records are kept in ``state_dir/jobs.db`` (SQLite); with ``durable=False`` only in
-    memory, lost at exit. On entry, jobs that a crashed manager left running are resolved:
-    whatever is left of them is killed and they are recorded as killed with reason
-    ``server-crash``. ``retention`` bounds how many finished jobs are kept, and for how long.
-    One manager at a time may use a state dir (an flock on ``state_dir/lock``).
+    memory, lost at exit. On entry, jobs left running that cannot be adopted are resolved:
+    whatever is left of them is killed and they are recorded as killed, with reason
+    ``host-reboot`` or ``supervisor-lost`` (see recovery.py). ``retention`` bounds how many
+    finished jobs are kept, and for how long. One manager at a time may use a state dir (an
+    flock on ``state_dir/lock``).
 
     ``cgroups`` picks how jobs are contained: "auto" (cgroup v2, else v1, else none),
     "cgroup2", "cgroup1" or "none". Job cgroups live under the process's own cgroup, in
@@ -112,6 +123,8 @@ class JobManager:
         total_limits: JobLimits | None = None,
         retention: Retention | None = None,
         durable: bool = True,
+        on_shutdown: OnShutdown = "stop",
+        supervisor: str | os.PathLike[str] | None = None,
     ) -> None:
         validate.check_grace(grace)
         validate.check_grace(drain_timeout)
@@ -129,8 +142,13 @@ class JobManager:
         digest = hashlib.sha256(os.fsencode(os.path.realpath(state_dir))).hexdigest()[:12]
         self._cgroup_name = cgroup_name or f"jogger-{digest}"
         self._backend: Backend | None = None
+        if on_shutdown not in ("stop", "keep"):
+            raise InvalidRequest(f"on_shutdown must be 'stop' or 'keep', not {on_shutdown!r}")
+        self._on_shutdown: OnShutdown = on_shutdown
+        self._program = Path(supervisor) if supervisor is not None else PROGRAM
         self._state_dir = Path(state_dir)
         self._logs_dir = self._state_dir / "logs"
+        self._run_dir = self._state_dir / "run"
         self._limits = limits or ManagerLimits()
         self._grace = grace
         self._drain_timeout = drain_timeout
@@ -170,9 +188,11 @@ class JobManager:
             raise RuntimeError("a JobManager can be entered only once")
         prepare_dir(self._state_dir)
         prepare_dir(self._logs_dir)
+        prepare_dir(self._run_dir)
         lock_fd, clean = lock(self._state_dir / "lock")
         self._entered = True  # no checkpoint since the check: no second entry slips in
         running = False
+        notes: NoteListener | None = None
         try:
             self._backend = open_backend(
                 self._cgroups,
@@ -182,7 +202,9 @@ class JobManager:
             )
             log.debug("job containment: %s", self._backend.describe())
             try:
-                retainer = await self._open_records(clean)
+                # Bound before any job is adopted: every write after that is heard.
+                notes = NoteListener(self._run_dir)
+                retainer, adoptable = await self._open_records(clean)
             except BaseException:
                 # Shielded: a failed start leaves neither the database open nor our cgroup.
                 with trio.CancelScope(shield=True):
@@ -196,19 +218,15 @@ class JobManager:
                 # carries what the body of the ``async with`` raised; give the caller that
                 # exception itself.
                 with single_errors():
-                    async with trio.open_nursery() as nursery:
-                        self._nursery = nursery
-                        nursery.start_soon(retainer.run)
-                        try:
-                            running = True
-                            yield self
-                        finally:
-                            await self._shut_down(nursery)
+                    async with self._serve(notes, retainer, adoptable):
+                        running = True
+                        yield self
             finally:
                 # Shielded: the jobs' groups are gone; their parent must not be left behind.
                 with trio.CancelScope(shield=True):
                     try:
-                        await self._backend.aclose()
+                        if not any(job.detached for job in self._jobs.values()):
+                            await self._backend.aclose()
                     finally:
                         # Ends the store refused earlier (a full disk, say) get one more try.
                         for job in list(self._jobs.values()):
@@ -217,11 +235,37 @@ class JobManager:
                         await self._store.close()
                         os.ftruncate(lock_fd, 0)  # empty: this manager ended cleanly
         finally:
+            if notes is not None:
+                notes.close()
             os.close(lock_fd)
             self._entered = running  # a start that failed leaves it new, to try again
 
-    async def _open_records(self, clean: bool) -> Retainer:
-        """Open the store, clean up after a crashed manager, and make the retainer."""
+    @asynccontextmanager
+    async def _serve(
+        self, notes: NoteListener, retainer: Retainer, adoptable: list[Adoptable]
+    ) -> AsyncIterator[None]:
+        """The manager's nurseries, with the adopted jobs in; shut down on the way out."""
+        async with trio.open_nursery() as outer:
+            # The listener outlives the jobs' nursery: followers of jobs that are being
+            # stopped at shutdown get their bytes live.
+            outer.start_soon(notes.run, self._live_log)
+            try:
+                async with trio.open_nursery() as nursery:
+                    self._nursery = nursery
+                    nursery.start_soon(retainer.run)
+                    for found in adoptable:
+                        self._adopt(nursery, found)
+                    try:
+                        yield
+                    finally:
+                        await self._shut_down(nursery)
+            finally:
+                # Cancelled: every job has ended (or been detached); nobody is left to hear
+                # of a write.
+                outer.cancel_scope.cancel()
+
+    async def _open_records(self, clean: bool) -> tuple[Retainer, list[Adoptable]]:
+        """Open the store, sort out what the manager before us left, make the retainer."""
         assert self._backend is not None
         # Recovery after a crash on a full file system needs the ballast's room.
         reserve.release(self._state_dir)
@@ -234,7 +278,21 @@ class JobManager:
             live_bytes=lambda: sum(job.log.size for job in self._jobs.values()),
             live_ids=lambda: set(self._jobs),
         )
-        await recover(self._store, self._backend, retainer, self._logs_dir, crashed=not clean)
+        started = trio.current_time()
+        adoptable = await recover(
+            self._store,
+            self._backend,
+            retainer,
+            self._logs_dir,
+            self._run_dir,
+            crashed=not clean,
+        )
+        if adoptable:
+            log.info(
+                "adopted %d running jobs in %.3f s",
+                len(adoptable),
+                trio.current_time() - started,
+            )
         self._retainer = retainer
         if not reserve.held(self._state_dir):
             log.warning(
@@ -242,10 +300,32 @@ class JobManager:
                 "there is room again; jobs on record can be read"
             )
         self._serving = True
-        return retainer
+        return retainer, adoptable
+
+    def _adopt(self, nursery: trio.Nursery, found: Adoptable) -> None:
+        """Run a job a manager before us started, as if we had."""
+        assert self._backend is not None
+        record = found.record
+        job = Job.adopt(
+            record,
+            found.supervisor,
+            self._backend.adopt(record.owner, record.id, record.limits),
+            OutputLog.running(self._logs_dir / f"{record.id}.log", self._limits.max_output_bytes),
+            grace=self._grace,
+            run_dir=self._run_dir,
+            on_end=self._job_ended,
+        )
+        self._capacity.adopted(record.owner)
+        self._jobs[job.id] = job
+        self._live.add(job)
+        nursery.start_soon(self._run_job, job)
+
+    def _live_log(self, job_id: str) -> OutputLog | None:
+        job = self._jobs.get(job_id)
+        return job.log if job is not None else None
 
     async def _shut_down(self, nursery: trio.Nursery) -> None:
-        """Stop every job: leaving the block, or the scope around it cancelled."""
+        """Stop (or leave) every job: leaving the block, or the scope around it cancelled."""
         self._nursery = None  # from here on start() refuses
         # Starts under way are let finish (a spawn is never abandoned), so that their jobs
         # are in the nursery and on record before it shuts down, and are stopped with the
@@ -253,11 +333,15 @@ class JobManager:
         await self._capacity.starts_done()
         deadline = trio.current_time() + self._grace + self._drain_timeout
         for job in self._live:
+            if self._on_shutdown == "keep":
+                job.detach()
+                continue
             # A stop under way with a longer grace must not hold shutdown up beyond ours.
             job.limit_grace(self._grace)
             job.limit_streams(deadline)
-        # Shutdown is cancel-scope propagation: each job's supervisor turns this cancellation
-        # into SIGTERM, grace, SIGKILL, and the pumps and streams drain under their shields.
+        # Shutdown is cancel-scope propagation: each job's stopper turns this cancellation
+        # into SIGTERM, grace, SIGKILL (or, detached, just lets go), and the streams drain
+        # under their shields.
         nursery.cancel_scope.cancel()
 
     @property
@@ -332,7 +416,10 @@ class JobManager:
                 job = await Job.launch(
                     self._backend.create(owner, job_id, job_limits),
                     self._logs_dir / f"{job_id}.log",
+                    program=self._program,
+                    run_dir=self._run_dir,
                     max_output_bytes=self._limits.max_output_bytes,
+                    stop_timeout=self._grace,
                     job_id=job_id,
                     owner=owner,
                     argv=args,
@@ -345,8 +432,10 @@ class JobManager:
             except BaseException:
                 self._capacity.ended(owner)
                 raise
-            identity = identify(job.pid)
             self._jobs[job_id] = job
+            # The bytes written before it was found here, whose notes may have come too soon:
+            # from now on each note finds it.
+            job.log.grew(truncated=False, error="")
             self._live.add(job)
             # No checkpoint since the spawn: the job's supervisor is guaranteed to run, so even
             # a cancellation arriving now ends in the kill sequence, never in an orphan.
@@ -357,7 +446,9 @@ class JobManager:
                 # to the caller; a caller that leaves now leaves a recorded job. Bounded by the
                 # store's busy timeout and the disk.
                 with trio.CancelScope(shield=True):
-                    await self._store.record_start(status, identity)
+                    await self._store.record_start(
+                        status, job.supervisor.job_identity, job.supervisor.identity
+                    )
             except StoreError as exc:
                 # A start that is not on record must not run: kill the job, then refuse.
                 log.error("job %s could not be recorded, so it is killed: %s", job_id, exc)
@@ -516,6 +607,7 @@ class JobManager:
             log.error("job %s: its end could not be recorded: %s", s.id, exc)
             return
         job.recorded = True
+        forget_end(self._run_dir, job.id)
         if self._retainer is not None:
             self._retainer.job_ended(s)
 

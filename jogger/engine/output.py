@@ -1,12 +1,13 @@
 """A job's output log: an append-only file that any number of readers follow.
 
-The job's combined stdout and stderr pipe is moved into the file with splice(2), so the bytes
-never pass through Python and server memory does not grow with output size. Readers read the
-file at their own pace with pread(2) and are woken by one event shared by all of them, which
-the writer replaces each time bytes land: there is no per-reader queue and no polling.
+The job's supervisor writes it (supervise.c moves the job's pipe into it with splice(2), so
+the bytes never pass through Python, or through the server at all). Readers read the file at
+their own pace with pread(2) and are woken by one event shared by all of them, which is
+replaced each time the supervisor says that bytes landed (``grew``): there is no per-reader
+queue and no polling.
 """
 
-import errno
+import contextlib
 import logging
 import os
 from collections.abc import AsyncGenerator, Callable
@@ -18,49 +19,53 @@ from .errors import OutputUnavailable
 
 log = logging.getLogger(__name__)
 
-# One splice moves at most this much; the pipe holds at most this much too (see process.py).
 ChunkSize = int | Callable[[], int]
 """The most bytes a reader takes at once: fixed, or asked for before each read (a server
 that gives each of many busy streams less)."""
-MOVE_SIZE = 1 << 20
-# Output stops this short of filling the state dir's file system, so that the job records
-# (SQLite, in the same directory) can still be written: 2% of it, between 256 KiB and 64 MiB.
-RESERVE_MIN = 256 << 10
-RESERVE_MAX = 64 << 20
+DISK_FULL = "the state dir's file system is full; later output was dropped"
+WRITE_FAILED = "writing the output log failed"
 
 
 class OutputLog:
-    """The writer side belongs to one pump task; readers are independent async iterators."""
+    """The size and flags come from the supervisor; readers are independent async iterators."""
 
-    def __init__(self, path: Path, fd: int, limit: int) -> None:
+    def __init__(self, path: Path, limit: int) -> None:
         self.path = path
-        self._fd = fd
         self._limit = limit
         self._size = 0
         self._closed = False
         self._truncated = False
         self._error = ""
-        self._disk_full = False
-        self._splice = True
         self._appended = trio.Event()
 
     @classmethod
-    def create(cls, path: Path, limit: int) -> "OutputLog":
-        """Create the file (it must not exist yet), readable and writable by us alone."""
+    def create(cls, path: Path, limit: int) -> tuple["OutputLog", int]:
+        """Create the file (it must not exist yet), readable and writable by us alone; the
+        log, and an fd open for writing it, for the supervisor (``close_fd`` it after)."""
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
-        return cls(path, fd, limit)
+        return cls(path, limit), fd
+
+    @staticmethod
+    def close_fd(fd: int) -> None:
+        os.close(fd)
+
+    @classmethod
+    def running(cls, path: Path, limit: int) -> "OutputLog":
+        """The log of a job whose supervisor a server before us started (it still writes)."""
+        log = cls(path, limit)
+        log.grew(truncated=False, error="")
+        return log
 
     @classmethod
     def finished(cls, path: Path, size: int) -> "OutputLog":
         """The complete log of a job that has ended, for reading only."""
-        log = cls(path, -1, size)
+        log = cls(path, size)
         log._size = size
         log._closed = True
         return log
 
     def discard(self) -> None:
-        """Close and delete a log that never got a job (its start failed)."""
-        self._close_fd()
+        """Delete a log that never got a job (its start failed)."""
         self.path.unlink(missing_ok=True)
 
     @property
@@ -78,96 +83,41 @@ class OutputLog:
         return self._truncated
 
     @property
-    def disk_full(self) -> bool:
-        """True when logging stopped because the file system was (nearly) full."""
-        return self._disk_full
-
-    @property
     def error(self) -> str:
         """Why writing the log failed (for example a full disk), or empty."""
         return self._error
 
-    async def pump(self, src: int) -> None:
-        """Move everything from the non-blocking pipe ``src`` into the log until EOF.
+    def grew(self, *, truncated: bool, error: str) -> None:
+        """The supervisor says the log has grown (or its flags changed): take the file's
+        size (never the message's word for it), and wake every reader."""
+        if self._closed:
+            return
+        try:
+            size = os.stat(self.path).st_size
+        except OSError as exc:
+            log.warning("%s: %s", self.path, exc)
+            return
+        self._truncated = self._truncated or truncated
+        self._error = self._error or error
+        if size > self._size:
+            self._size = size
+            self._wake()
 
-        Cancellation: ends at the next wait for the pipe; bytes still in the pipe are lost.
-        """
-        while True:
-            await trio.lowlevel.wait_readable(src)
-            try:
-                moved = self._move(src)
-            except BlockingIOError:
-                continue
-            if moved == 0:
-                return
-
-    def close(self) -> None:
-        """Mark the log complete and wake every reader: no byte will be added."""
-        self._close_fd()
+    def finish(self, size: int | None, truncated: bool, error: str) -> None:
+        """The writer is done: the final size (None: whatever the file holds) and flags.
+        Wakes every reader; no byte will be added."""
+        if size is None:
+            with contextlib.suppress(OSError):
+                size = os.stat(self.path).st_size
+        self._size = max(self._size, size or 0)
+        self._truncated = truncated or self._truncated
+        self._error = error or self._error
         self._closed = True
         self._wake()
-
-    def _move(self, src: int) -> int:
-        """Move one batch out of the pipe; 0 means EOF."""
-        room = self._limit - self._size
-        if room <= 0 or self._error:
-            dropped = _drop(src)
-            if dropped and not self._error:
-                self._truncated = True
-            return dropped
-        try:
-            room = min(room, self._free_space())
-            if room <= 0:
-                raise OSError(errno.ENOSPC, "reserve reached")
-            moved = self._append(src, min(MOVE_SIZE, room))
-        except OSError as exc:
-            if exc.errno == errno.EAGAIN:
-                raise
-            # A full disk or an I/O error ends logging, not the job: the job keeps running
-            # and its further output is dropped, so that it never blocks on a full pipe.
-            self._disk_full = exc.errno in (errno.ENOSPC, errno.EDQUOT)
-            if self._disk_full:
-                self._error = "the state dir's file system is full; later output was dropped"
-            else:
-                self._error = f"writing the output log failed: {os.strerror(exc.errno or 0)}"
-            log.warning("%s: %s", self.path, self._error)
-            return _drop(src)
-        if moved:
-            self._size += moved
-            self._wake()
-        return moved
-
-    def _append(self, src: int, count: int) -> int:
-        if self._splice:
-            try:
-                return os.splice(
-                    src, self._fd, count, offset_dst=self._size, flags=os.SPLICE_F_NONBLOCK
-                )
-            except OSError as exc:
-                if exc.errno != errno.EINVAL:
-                    raise
-                # The file system does not take splice; copy through memory from now on.
-                self._splice = False
-        data = os.read(src, count)
-        written = 0
-        while written < len(data):
-            written += os.pwrite(self._fd, data[written:], self._size + written)
-        return written
-
-    def _free_space(self) -> int:
-        """Bytes we may still write to the file system before its reserve."""
-        st = os.fstatvfs(self._fd)
-        reserve = min(RESERVE_MAX, max(RESERVE_MIN, st.f_blocks * st.f_frsize // 50))
-        return st.f_bavail * st.f_frsize - reserve
 
     def _wake(self) -> None:
         self._appended.set()
         self._appended = trio.Event()
-
-    def _close_fd(self) -> None:
-        if self._fd >= 0:
-            os.close(self._fd)
-            self._fd = -1
 
     async def read(
         self, offset: int, *, follow: bool, chunk_size: ChunkSize
@@ -204,8 +154,3 @@ class OutputLog:
         finally:
             if fd >= 0:
                 os.close(fd)
-
-
-def _drop(src: int) -> int:
-    """Read and discard one batch from the pipe; 0 means EOF."""
-    return len(os.read(src, MOVE_SIZE))

@@ -1,13 +1,24 @@
-"""After a crash: resolve what a crashed manager left, killing what is left of its jobs.
+"""At start-up: adopt the jobs a server before us left running, and resolve the rest.
 
-At every start (``recover``): job cgroups left under our name are killed and removed (see the
-backends' ``cleanup_leftovers``); each record still marked running is recorded as killed,
-with reason ``server-crash``, its output kept to the last byte written, and what is left of
-a job without a cgroup is found by its session and killed (below); after a crash, output
-logs without a record are deleted.
-A job without one was its own session (the spawner calls setsid), so its processes are those
-whose session id is the job's main pid, unless they called setsid themselves.
+Each record still marked running (``recover``) is one of:
 
+- **ended while no server ran:** its supervisor wrote ``run/<id>.end``. Recorded from it:
+  the real exit code or signal, end time and usage (the cgroup's, read before it is
+  removed, where there is one).
+- **still running:** its supervisor is alive, the same process (boot id, pid, start time
+  and command line, see supervisor.adopt). Handed back to the manager to adopt.
+- **lost:** nothing can record its end. Whatever is left of it is killed, and it is
+  recorded as killed: ``host-reboot`` if the record is from another boot,
+  ``supervisor-lost`` if its supervisor died (an admin's SIGKILL, the OOM killer) while no
+  server ran, ``server-crash`` for records of servers before supervisors.
+
+Job cgroups left under our name are killed and removed, but those of adopted jobs (see the
+backends' ``cleanup_leftovers``). What is left of a lost job without a cgroup is found by its
+session and killed (below). After a crash, output logs without a record are deleted.
+
+A job without a cgroup was its own session (the spawner calls setsid), so its processes are
+those whose session id is the job's main pid, unless they called setsid themselves (the
+supervisor, their subreaper, reaches those; once it is gone, nothing can).
 A pid is only trusted with proof that it is still the job's: the record holds the main
 process's start time and the boot it ran in, and the main process must still be there with
 that start time (Linux does not hand out its pid while it lives, nor the session id while
@@ -17,10 +28,11 @@ leftovers, if any, are logged and left alone. Every process is signalled through
 after checking it again, so that no pid reused in between is ever hit.
 """
 
-import functools
+import dataclasses
 import logging
 import os
 import signal
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -31,32 +43,97 @@ from .errors import StoreError
 from .procfs import live_processes, proc_stat
 from .retention import Retainer
 from .rows import ProcessIdentity
-from .store import JobStore
+from .status import JobStatus
+from .store import JobStore, Unfinished
+from .supervisor import End, Supervisor, adopt, boot_id, forget_end, read_end
 
 log = logging.getLogger("jogger.engine")
 
 
+@dataclass(frozen=True, slots=True)
+class Adoptable:
+    """A job that still runs: its record, and its supervisor, held by a pidfd."""
+
+    record: JobStatus
+    supervisor: Supervisor
+
+
 async def recover(
-    store: JobStore, backend: Backend, retainer: Retainer, logs_dir: Path, *, crashed: bool
-) -> None:
-    """Clean up after the manager that used the state dir last; ``crashed``: whether it
-    ended without saying that it ended cleanly."""
-    await backend.cleanup_leftovers()
-    await _resolve_unfinished(store, logs_dir)
+    store: JobStore,
+    backend: Backend,
+    retainer: Retainer,
+    logs_dir: Path,
+    run_dir: Path,
+    *,
+    crashed: bool,
+) -> list[Adoptable]:
+    """Sort out what the manager that used the state dir last left; ``crashed``: whether it
+    ended without saying that it ended cleanly. Returns the jobs to adopt."""
+    adoptable: list[Adoptable] = []
+    lost: list[Unfinished] = []
+    for record in await store.unfinished():
+        status = await store.get(record.job_id)
+        if status is None:
+            lost.append(record)  # unreadable: logged by the store
+            continue
+        end = read_end(run_dir, record.job_id)
+        if end is not None:
+            await _record_away(store, backend, status, end, run_dir)
+            continue
+        supervisor = adopt(record.supervisor, record.process, record.job_id)
+        if supervisor is not None:
+            adoptable.append(Adoptable(status, supervisor))
+        else:
+            lost.append(record)
+    keep = frozenset(backend.group_name(a.record.owner, a.record.id) for a in adoptable)
+    await backend.cleanup_leftovers(keep)
+    await _resolve_lost(store, lost, logs_dir, run_dir)
     if crashed:  # orphaned logs come only from a crash
         try:
             await retainer.sweep_orphans()
         except (StoreError, OSError) as exc:
             log.error("looking for output logs without a record failed: %s", exc)
+    return adoptable
 
 
-async def _resolve_unfinished(store: JobStore, logs_dir: Path) -> None:
-    """Resolve the jobs a crashed manager left marked running in ``store``."""
-    unfinished = await store.unfinished()
-    if not unfinished:
+async def _record_away(
+    store: JobStore, backend: Backend, status: JobStatus, end: End, run_dir: Path
+) -> None:
+    """Record a job that ended while no server ran, from its supervisor's end record."""
+    usage = backend.adopt(status.owner, status.id, status.limits).usage()
+    reason = end.reason(oom=usage.oom_killed)
+    final = dataclasses.replace(
+        status,
+        state=end.state(),
+        exit_code=end.exit_code,
+        signal=end.signal,
+        reason=reason,
+        ended_at=end.ended_at,
+        output_bytes=end.output_bytes,
+        output_truncated=end.output_truncated,
+        output_error=end.output_error,
+        cpu_seconds=usage.cpu_seconds if usage.cpu_seconds is not None else end.cpu_seconds,
+        memory_peak=usage.memory_peak if usage.memory_peak is not None else end.memory_peak,
+    )
+    await store.record_end(final)
+    forget_end(run_dir, status.id)
+    log.warning(
+        "job %s ended while no server ran: recorded as %s (exit_code=%s signal=%s)",
+        status.id,
+        final.state.value,
+        final.exit_code,
+        final.signal,
+    )
+
+
+async def _resolve_lost(
+    store: JobStore, lost: list[Unfinished], logs_dir: Path, run_dir: Path
+) -> None:
+    """Kill what is left of jobs nothing can record, and record them killed."""
+    if not lost:
         return
     resolved = []
-    for record in unfinished:
+    for record in lost:
         # Also for jobs that had a cgroup: if this manager uses another backend (or none),
         # its cleanup_leftovers did not see their groups. The checks make it safe either way.
         try:
@@ -68,28 +145,21 @@ async def _resolve_unfinished(store: JobStore, logs_dir: Path) -> None:
             size = (logs_dir / f"{record.job_id}.log").stat().st_size
         except OSError:
             size = 0
-        resolved.append((record.seq, size))
+        if record.process.boot_id and record.process.boot_id != boot_id():
+            reason = "host-reboot"
+        elif record.supervisor.pid > 0:
+            reason = "supervisor-lost"
+        else:
+            reason = "server-crash"
+        resolved.append((record.seq, size, reason))
+        forget_end(run_dir, record.job_id)
         log.warning(
-            "job %s was running when its server died: recorded as killed (server-crash); "
-            "%d leftover processes killed",
+            "job %s could not be adopted: recorded as killed (%s); %d leftover processes killed",
             record.job_id,
+            reason,
             killed,
         )
     await store.resolve_unfinished(resolved, datetime.now(UTC))
-
-
-@functools.cache  # read once: it changes only with a reboot
-def boot_id() -> str:
-    try:
-        return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
-    except OSError:
-        return ""
-
-
-def identify(pid: int) -> ProcessIdentity:
-    """The identity of our own child ``pid`` (alive, or a zombie we have not reaped)."""
-    found = proc_stat(pid)
-    return ProcessIdentity(pid, found.start_ticks if found is not None else 0, boot_id())
 
 
 async def kill_session(process: ProcessIdentity) -> int:

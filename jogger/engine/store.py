@@ -36,7 +36,7 @@ from .status import JobStatus
 
 log = logging.getLogger("jogger.engine")
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 BUSY_TIMEOUT = 5.0
 """Seconds a statement waits for a lock (only our own connection writes, so rarely)."""
 
@@ -63,7 +63,9 @@ CREATE TABLE IF NOT EXISTS jobs (
     cpu_seconds      REAL,
     memory_peak      INTEGER,
     run_as           TEXT NOT NULL DEFAULT '',
-    run_as_uid       INTEGER
+    run_as_uid       INTEGER,
+    supervisor_pid   INTEGER NOT NULL DEFAULT 0,
+    supervisor_start INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS jobs_by_owner ON jobs (owner, seq);
 CREATE INDEX IF NOT EXISTS jobs_running ON jobs (seq) WHERE state = 'running';
@@ -80,10 +82,15 @@ _MIGRATIONS = {
 ALTER TABLE jobs ADD COLUMN run_as TEXT NOT NULL DEFAULT '';
 ALTER TABLE jobs ADD COLUMN run_as_uid INTEGER
 """,
+    # 3: the job's supervisor, which a new server adopts; old rows have none.
+    3: """
+ALTER TABLE jobs ADD COLUMN supervisor_pid INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE jobs ADD COLUMN supervisor_start INTEGER NOT NULL DEFAULT 0
+""",
 }
 _INSERT = f"""
-INSERT INTO jobs ({COLUMNS}, pid_start, boot_id)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+INSERT INTO jobs ({COLUMNS}, pid_start, boot_id, supervisor_pid, supervisor_start)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 """
 # Only a record still marked running is ended: never one whose start failed to be written,
 # and never a final record twice.
@@ -109,6 +116,9 @@ class Unfinished:
     job_id: str
     containment: str
     process: ProcessIdentity
+    """The job's main process."""
+    supervisor: ProcessIdentity
+    """Its supervisor (pid 0 on records of servers before supervisors)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -191,9 +201,12 @@ class JobStore:
 
     # --- writes ------------------------------------------------------------------------------
 
-    async def record_start(self, status: JobStatus, process: ProcessIdentity) -> None:
-        """Insert the row of a job that has just started."""
-        row = values(status, process)
+    async def record_start(
+        self, status: JobStatus, process: ProcessIdentity, supervisor: ProcessIdentity
+    ) -> None:
+        """Insert the row of a job that has just started, with its main process's identity
+        and its supervisor's (the boot id is the same)."""
+        row = (*values(status, process), supervisor.pid, supervisor.start_ticks)
 
         def insert() -> None:
             db = self._connection()
@@ -215,16 +228,17 @@ class JobStore:
 
         return await self._call(update)
 
-    async def resolve_unfinished(self, resolved: list[tuple[int, int]], now: datetime) -> None:
-        """Mark the given (seq, output bytes) records killed by a server crash."""
+    async def resolve_unfinished(self, resolved: list[tuple[int, int, str]], now: datetime) -> None:
+        """Mark the given (seq, output bytes, reason) records killed: nothing of them could
+        be adopted (see recovery.py)."""
 
         def resolve() -> None:
             db = self._connection()
             with _transaction(db):
                 db.executemany(
-                    "UPDATE jobs SET state = 'killed', reason = 'server-crash', ended_at = ?, "
-                    "output_bytes = ? WHERE seq = ?",
-                    [(now.timestamp(), size, seq) for seq, size in resolved],
+                    "UPDATE jobs SET state = 'killed', reason = ?, ended_at = ?, "
+                    "output_bytes = ? WHERE seq = ? AND state = 'running'",
+                    [(reason, now.timestamp(), size, seq) for seq, size, reason in resolved],
                 )
 
         await self._call(resolve)
@@ -296,14 +310,18 @@ class JobStore:
 
         def query() -> list[Unfinished]:
             rows = self._connection().execute(
-                "SELECT seq, id, cgroup, pid, pid_start, boot_id FROM jobs "
-                "WHERE state = 'running' ORDER BY seq"
+                "SELECT seq, id, cgroup, pid, pid_start, boot_id, supervisor_pid, "
+                "supervisor_start FROM jobs WHERE state = 'running' ORDER BY seq"
             )
             found = []
-            for seq, job_id, containment, pid, start, boot in rows:
+            for seq, job_id, kind, pid, start, boot, spid, sstart in rows:
                 ok = isinstance(pid, int) and isinstance(start, int) and isinstance(boot, str)
                 process = ProcessIdentity(pid, start, boot) if ok else ProcessIdentity(0, 0, "")
-                found.append(Unfinished(seq, str(job_id), str(containment), process))
+                ok = ok and isinstance(spid, int) and isinstance(sstart, int)
+                supervisor = (
+                    ProcessIdentity(spid, sstart, boot) if ok else ProcessIdentity(0, 0, "")
+                )
+                found.append(Unfinished(seq, str(job_id), str(kind), process, supervisor))
             return found
 
         return await self._call(query)

@@ -19,7 +19,7 @@ import pytest
 import trio
 
 from jogger import Account, InvalidRequest, JobManager, ManagerLimits, SpawnError
-from jogger.engine import process
+from jogger.engine import supervisor as process
 from jogger.engine.manager import DEFAULT_PATH
 from tests.engine.test_start import assert_nothing_left, run_to_end, tick
 from tests.procs import my_children
@@ -189,33 +189,41 @@ def test_a_bad_account_is_refused(fields: dict[str, object], message: str) -> No
 # many let it read their environment: the server's.
 ATTACKER = r"""
 import os, select, signal, sys, time
-parent, deadline = int(sys.argv[1]), time.monotonic() + float(sys.argv[2])
+server, deadline = int(sys.argv[1]), time.monotonic() + float(sys.argv[2])
 me, uid = os.getpid(), os.getuid()
 if uid == 0:
     sys.exit("running as root: not trying")
 
-def ours(pid):
+def children(pid):
+    found = []
+    try:
+        tasks = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return found
+    for tid in tasks:
+        try:
+            with open(f"/proc/{pid}/task/{tid}/children") as f:
+                found += [int(child) for child in f.read().split()]
+        except OSError:
+            continue
+    return found
+
+def ours(pid, parents):
     try:
         with open(f"/proc/{pid}/status") as f:
             fields = dict(line.split(":", 1) for line in f)
     except (OSError, ValueError):
         return False
-    return pid != me and int(fields["PPid"]) == parent and int(fields["Uid"].split()[0]) == uid
+    return pid != me and int(fields["PPid"]) in parents and int(fields["Uid"].split()[0]) == uid
 
-stopped, leaked = set(), 0
+# A job's process is a child of its supervisor, itself a child of the server.
+stopped, leaked, parents = set(), 0, set()
 while time.monotonic() < deadline and not select.select([0], [], [], 0)[0]:
-    try:
-        tasks = os.listdir(f"/proc/{parent}/task")
-    except OSError:
-        break
-    for tid in tasks:
-        try:
-            with open(f"/proc/{parent}/task/{tid}/children") as f:
-                children = [int(pid) for pid in f.read().split()]
-        except OSError:
-            continue
-        for pid in children:
-            if pid in stopped or not ours(pid):
+    supervisors = children(server)
+    parents = set(supervisors)
+    for supervisor in supervisors:
+        for pid in children(supervisor):
+            if pid in stopped or not ours(pid, parents):
                 continue
             try:
                 os.kill(pid, signal.SIGSTOP)
@@ -231,8 +239,10 @@ while time.monotonic() < deadline and not select.select([0], [], [], 0)[0]:
                 leaked += 1
     time.sleep(0.001)
 for pid in stopped:
-    if ours(pid):
+    try:
         os.kill(pid, signal.SIGCONT)
+    except OSError:
+        pass
 print(len(stopped), leaked, flush=True)
 """
 

@@ -6,7 +6,6 @@ inside the VM (`make test-cgroup2`). Elsewhere they skip, saying why.
 
 import glob
 import os
-import signal
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -20,8 +19,8 @@ from jogger import InvalidRequest, JobManager, JobState, SpawnError
 from jogger.engine.cgroups import open_backend
 from jogger.engine.limits import JobLimits
 from jogger.engine.manager import DEFAULT_PATH
-from jogger.engine.process import JobProcess
-from tests.procs import PYTHON, collect, eventually, is_alive
+from jogger.engine.procfs import proc_stat
+from tests.procs import PYTHON, collect, end_supervised, eventually, is_alive, launch_in
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="cgroups need root")
 
@@ -250,18 +249,18 @@ async def test_leftover_job_cgroups_are_killed_and_removed_at_start(
     if backend.containment == "none":
         pytest.skip("no cgroup backend works here")
     group = backend.create("alice", str(uuid.uuid4()), JobLimits())
-    orphan = await JobProcess.spawn(
-        ["sleep", "300"], cwd=None, env={"PATH": "/bin:/usr/bin"}, placement=group.placement()
+    orphan = await launch_in(
+        tmp_path, ["sleep", "300"], env={"PATH": "/bin:/usr/bin"}, placement=group.placement()
     )
-    group.attach(orphan.pid)
-    os.close(orphan.output)
+    group.attach(orphan.job_pid)
     try:
         with trio.fail_after(30):
             async with JobManager(tmp_path / "state", cgroup_name=cgroup_name):
-                assert orphan.poll() is not None  # killed: it is a zombie of ours now
+                found = proc_stat(orphan.job_pid)
+                assert found is None or found.exited  # killed with its group
                 assert job_groups_under(cgroup_name) == []
     finally:
-        orphan.reap()
+        await end_supervised(orphan)
     assert groups_named(cgroup_name) == []
 
 
@@ -359,7 +358,9 @@ async def budgeted(tmp_path: Path, cgroup_name: str) -> AsyncIterator[JobManager
         yield manager
 
 
-async def test_each_owner_has_a_group_with_their_budget(budgeted: JobManager) -> None:
+async def test_each_owner_has_a_group_with_their_budget(
+    budgeted: JobManager, cgroup_name: str
+) -> None:
     alice = await budgeted.start("alice", ["sleep", "300"])
     bob = await budgeted.start("bob", ["sleep", "300"])
     v2 = budgeted.containment == "cgroup2"
@@ -384,7 +385,7 @@ async def test_each_owner_has_a_group_with_their_budget(budgeted: JobManager) ->
     # An owner's group goes with their last job (once its watcher has removed the job's).
 
     async def gone() -> bool:
-        return not glob.glob("/sys/fs/cgroup/**/user-alice", recursive=True)
+        return not glob.glob(f"/sys/fs/cgroup/**/{cgroup_name}/user-alice", recursive=True)
 
     await eventually(gone)
 
@@ -436,36 +437,34 @@ async def v2_backend(cgroup_name: str) -> AsyncIterator[Any]:
         await backend.aclose()
 
 
-async def test_on_cgroup_v2_a_job_is_born_in_its_group(cgroup_name: str) -> None:
+async def test_on_cgroup_v2_a_job_is_born_in_its_group(cgroup_name: str, tmp_path: Path) -> None:
     # The fallback write to cgroup.procs goes to /dev/full, which refuses it: the start can
     # only succeed if the kernel created the process in its group (CLONE_INTO_CGROUP).
     async with v2_backend(cgroup_name) as backend:
         group = backend.create("alice", str(uuid.uuid4()), JobLimits())
         refusing = os.open("/dev/full", os.O_WRONLY | os.O_CLOEXEC)
         try:
-            process = await JobProcess.spawn(
+            process = await launch_in(
+                tmp_path,
                 ["sleep", "300"],
-                cwd=None,
                 env={"PATH": "/bin:/usr/bin"},
                 placement=[refusing],
                 cgroup_fd=group.birthplace(),
             )
-            group.attach(process.pid)
-            os.close(process.output)
+            group.attach(process.job_pid)
             try:
-                assert group._is_member(process.pid)
-                assert group._members() == [process.pid]
+                assert group._is_member(process.job_pid)
+                assert group._members() == [process.job_pid]
             finally:
-                os.kill(process.pid, signal.SIGKILL)
-                with trio.fail_after(30):
-                    await process.wait_exited()
-                process.reap()
+                await end_supervised(process)
         finally:
             os.close(refusing)
             group.discard()
 
 
-async def test_a_start_into_a_group_with_no_pids_left_says_so(cgroup_name: str) -> None:
+async def test_a_start_into_a_group_with_no_pids_left_says_so(
+    cgroup_name: str, tmp_path: Path
+) -> None:
     async with v2_backend(cgroup_name) as backend:
         group = backend.create("alice", str(uuid.uuid4()), JobLimits(pids=10))
         try:
@@ -473,9 +472,9 @@ async def test_a_start_into_a_group_with_no_pids_left_says_so(cgroup_name: str) 
             with pytest.raises(
                 SpawnError, match="cannot place the job in its cgroup: no pids left"
             ):
-                await JobProcess.spawn(
+                await launch_in(
+                    tmp_path,
                     ["true"],
-                    cwd=None,
                     env={"PATH": "/bin:/usr/bin"},
                     placement=group.placement(),
                     cgroup_fd=group.birthplace(),

@@ -19,10 +19,10 @@ from jogger import (
     ManagerLimits,
     SpawnError,
 )
-from jogger.engine import process
+from jogger.engine import supervisor as process
 from jogger.engine.cgroups import CgroupMode
-from jogger.engine.process import JobProcess
-from tests.procs import PYTHON, collect, my_children
+from jogger.engine.supervisor import Supervisor
+from tests.procs import PYTHON, collect, launch_in, my_children
 
 
 async def run_to_end(jobs: JobManager, argv: list[str], **kwargs: object) -> bytes:
@@ -208,12 +208,10 @@ async def test_a_failed_cgroup_placement_is_a_spawn_error_and_leaves_no_process(
     full = os.open("/dev/full", os.O_WRONLY | os.O_CLOEXEC)
     try:
         with pytest.raises(SpawnError, match="cannot place the job in its cgroup: No space"):
-            await JobProcess.spawn(
-                ["sleep", "30"], cwd=None, env=dict(os.environ), placement=[full]
-            )
+            await launch_in(tmp_path, ["sleep", "30"], placement=[full])
     finally:
         os.close(full)
-    assert children_running(["sleep", "30"]) == []  # the failed child was reaped too
+    assert my_children() == []  # the supervisor, and with it the failed child, were reaped
 
 
 async def tick(lateness: list[float], period: float = 0.05) -> None:
@@ -242,7 +240,7 @@ def full_pipe() -> Iterator[int]:
 
 
 async def test_a_spawn_stuck_before_exec_is_killed_at_the_timeout_and_the_loop_runs_on(
-    monkeypatch: pytest.MonkeyPatch,
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     # A placement fd that never takes its write stands for a child stopped by a signal or
     # hung on a mount before its exec: the event loop must go on, and the child be killed.
@@ -253,7 +251,7 @@ async def test_a_spawn_stuck_before_exec_is_killed_at_the_timeout_and_the_loop_r
             nursery.start_soon(tick, lateness)
             began = trio.current_time()
             with pytest.raises(SpawnError, match=r"did not reach exec within 1 s .*killed"):
-                await JobProcess.spawn(["true"], cwd=None, env=dict(os.environ), placement=[stuck])
+                await launch_in(tmp_path, ["true"], placement=[stuck])
             took = trio.current_time() - began
             nursery.cancel_scope.cancel()  # the ticker has done its part
     assert 1.0 <= took < 10
@@ -263,7 +261,7 @@ async def test_a_spawn_stuck_before_exec_is_killed_at_the_timeout_and_the_loop_r
 
 
 async def test_a_cancelled_spawn_still_ends_with_its_stuck_child_killed_and_reaped(
-    monkeypatch: pytest.MonkeyPatch,
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     # A spawn is never abandoned: the cancellation waits for the timeout's kill.
     monkeypatch.setattr(process, "SPAWN_TIMEOUT", 1.0)
@@ -273,21 +271,21 @@ async def test_a_cancelled_spawn_still_ends_with_its_stuck_child_killed_and_reap
         trio.move_on_after(0.1) as scope,
         pytest.raises(SpawnError, match="did not reach exec"),
     ):
-        await JobProcess.spawn(["true"], cwd=None, env=dict(os.environ), placement=[stuck])
+        await launch_in(tmp_path, ["true"], placement=[stuck])
     assert scope.cancel_called
     assert my_children() == []
 
 
 def slow_spawns(monkeypatch: pytest.MonkeyPatch, seconds: float) -> None:
     """Make every spawn take ``seconds`` longer, uncancellably, as a slow exec would."""
-    spawn = JobProcess.spawn
+    launch = process.launch
 
-    async def slow(*args: Any, **kwargs: Any) -> JobProcess:
+    async def slow(*args: Any, **kwargs: Any) -> Supervisor:
         with trio.CancelScope(shield=True):  # as the spawn's own wait is
             await trio.sleep(seconds)
-        return await spawn(*args, **kwargs)
+        return await launch(*args, **kwargs)
 
-    monkeypatch.setattr(JobProcess, "spawn", slow)
+    monkeypatch.setattr("jogger.engine.job.launch", slow)
 
 
 async def test_starts_under_way_count_against_the_limits(
@@ -316,58 +314,49 @@ async def test_starts_under_way_count_against_the_limits(
     assert my_children() == []
 
 
-def children_running(argv: list[str]) -> list[int]:
-    """Our child processes (zombies included) whose command line is ``argv``."""
-    found = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            stat = Path(f"/proc/{entry}/stat").read_text()
-            cmdline = Path(f"/proc/{entry}/cmdline").read_bytes()
-        except OSError:
-            continue
-        ppid = int(stat.rsplit(")", 1)[1].split()[1])
-        if ppid == os.getpid() and cmdline.split(b"\0")[:-1] == [a.encode() for a in argv]:
-            found.append(int(entry))
-    return found
-
-
 SPAWN_WITH_STDIO_CLOSED = """
 import os, sys, trio
+from pathlib import Path
 from jogger.engine.errors import SpawnError
-from jogger.engine.process import JobProcess
+from jogger.engine.supervisor import read_end
+from tests.procs import launch_in
 err = os.dup(2)
 os.close(0); os.close(1); os.close(2)
-env = dict(os.environ)
 full = os.open("/dev/full", os.O_WRONLY | os.O_CLOEXEC)  # fd 0: a placement fd that refuses
+tmp = Path(sys.argv[1])
 
 async def main():
     for argv, placement in ((["true"], [full]), (["/nonexistent/cmd"], [])):
         try:
-            await JobProcess.spawn(argv, cwd=None, env=env, placement=placement)
+            await launch_in(tmp, argv, placement=placement)
             os.write(err, b"started\\n")
         except SpawnError as exc:
             os.write(err, str(exc).encode() + b"\\n")
     os.close(full)
-    p = await JobProcess.spawn(["sh", "-c", "echo out; echo err >&2; cat"], cwd=None, env=env)
+    p = await launch_in(tmp, ["sh", "-c", "echo out; echo err >&2; cat"])
     await p.wait_exited()
-    os.write(err, os.read(p.output, 1000) + repr(p.reap()).encode())
+    p.close()
+    job_id = next(tmp.glob("run/*.end")).name.split(".")[0]
+    end = read_end(tmp / "run", job_id)
+    os.write(err, (tmp / f"{job_id}.log").read_bytes() + repr(end.exit_code).encode())
 
 trio.run(main)
 """
 
 
-def test_a_server_started_with_stdio_closed_still_wires_the_job_right() -> None:
+def test_a_server_started_with_stdio_closed_still_wires_the_job_right(tmp_path: Path) -> None:
     # The placement fd, the pipes and /dev/null then land on fds 0-2, where the spawner
     # puts the job's own stdin, stdout and stderr.
     done = subprocess.run(
-        [PYTHON, "-c", SPAWN_WITH_STDIO_CLOSED], capture_output=True, timeout=60, check=False
+        [PYTHON, "-c", SPAWN_WITH_STDIO_CLOSED, str(tmp_path)],
+        capture_output=True,
+        timeout=60,
+        check=False,
     )
     assert done.stderr.decode().splitlines() == [
         "cannot place the job in its cgroup: No space left on device",
         "cannot execute '/nonexistent/cmd': No such file or directory",
         "out",
         "err",
-        "Exit(exit_code=0, signal=None)",
+        "0",
     ]

@@ -68,19 +68,19 @@ class JobGroup(ABC):
         return -1
 
     def attach(self, pid: int) -> None:
-        """The job's main process is running (and already inside the group)."""
+        """The job's main process is running (and already inside the group): a child of its
+        supervisor, which alone may signal its process group."""
         self._pid = pid
 
     # --- kill --------------------------------------------------------------------------------
 
     def signal(self, sig: int) -> None:
-        """Send ``sig`` to every process of the job: its process group, then each other
-        process in its cgroup (those that left the process group).
+        """Send ``sig`` to every process of the job's cgroup that left its process group.
 
-        Called only while the main process is unreaped, so that its group id is still
-        ours; the others are signalled by pidfd, never by a pid that may have been reused.
+        The process group itself is the supervisor's to signal: it holds the main process
+        unreaped, so only it knows that the group id is still the job's. The others are
+        signalled by pidfd, never by a pid that may have been reused.
         """
-        self._killpg(sig)
         try:
             pids = self._members()
         except OSError as exc:
@@ -135,16 +135,6 @@ class JobGroup(ABC):
     @abstractmethod
     def _is_member(self, pid: int) -> bool:
         """Whether ``pid`` (held by a pidfd, so not reused) belongs to the job."""
-
-    def _killpg(self, sig: int) -> None:
-        """``sig`` to the job's process group, while the main process is unreaped."""
-        if self._pid > 0:  # never killpg(0): that is our own process group
-            try:
-                os.killpg(self._pid, sig)
-            except ProcessLookupError:
-                pass
-            except OSError as exc:  # EPERM: a member changed its user (setuid)
-                log.warning("cannot signal a job's process group: %s", exc)
 
     async def _wait_empty(self) -> None:
         """Return once the job has no live process left.
@@ -205,8 +195,18 @@ class Backend(ABC):
         """A new, empty group for one job, with ``limits`` in force. Raises SpawnError."""
 
     @abstractmethod
-    async def cleanup_leftovers(self) -> None:
-        """Kill and remove the job groups a crashed server left behind (at start-up)."""
+    def adopt(self, owner: str, job_id: str, limits: JobLimits) -> JobGroup:
+        """The group of a job a server before us started: to watch, kill, read the usage of
+        and remove, as if we had made it. (It may be gone; it is then empty.)"""
+
+    def group_name(self, owner: str, job_id: str) -> str:
+        """What names the job's group for ``cleanup_leftovers``."""
+        return job_id
+
+    @abstractmethod
+    async def cleanup_leftovers(self, keep: frozenset[str] = frozenset()) -> None:
+        """Kill and remove the job groups a server before us left behind (at start-up),
+        but those named in ``keep`` (``group_name``s of adopted jobs)."""
 
     @abstractmethod
     async def aclose(self) -> None:

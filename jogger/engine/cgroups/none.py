@@ -1,9 +1,8 @@
-"""No cgroup: the job's process group is its only boundary (not root, or no cgroup fs).
+"""No cgroup: the job's supervisor is its only boundary (not root, or no cgroup fs).
 
-A process that calls setsid() leaves the group and is out of reach; limits cannot be set.
+The supervisor is the subreaper of every process of the job, so a stop reaches those that
+called setsid() too, but only while the supervisor lives; limits cannot be set.
 """
-
-import signal
 
 import trio
 
@@ -21,7 +20,10 @@ class NoCgroupBackend(Backend):
     def create(self, owner: str, job_id: str, limits: JobLimits) -> JobGroup:
         return ProcessGroup()
 
-    async def cleanup_leftovers(self) -> None:
+    def adopt(self, owner: str, job_id: str, limits: JobLimits) -> JobGroup:
+        return ProcessGroup()
+
+    async def cleanup_leftovers(self, keep: frozenset[str] = frozenset()) -> None:
         # Nothing to find here: a crashed server's jobs are found by their session (see
         # recovery.py).
         await trio.lowlevel.checkpoint()
@@ -37,13 +39,12 @@ class ProcessGroup(JobGroup):
     limits = JobLimits()
 
     def signal(self, sig: int) -> None:
-        # The main process is not reaped before the job has ended, so while we may signal,
-        # the group id is still ours: one killpg reaches everyone, forks in flight included.
-        self._killpg(sig)
+        # The supervisor signals the process group (it alone knows that the id is still the
+        # job's), and as their subreaper it reaches those that called setsid too.
+        pass
 
     async def kill(self) -> None:
-        self.signal(signal.SIGKILL)
-        await trio.lowlevel.checkpoint()
+        await trio.lowlevel.checkpoint()  # the supervisor's, as signal()
 
     def _members(self) -> list[int]:
         if self._pid <= 0:

@@ -47,8 +47,12 @@ class CgroupBackend(Backend):
     def _leftover(self, name: str) -> JobGroup:
         """The group ``name`` (``user-<owner>/<job id>``) as found under the roots."""
 
-    async def cleanup_leftovers(self) -> None:
-        """Kill and remove job groups a crashed server left behind, and then their owners'."""
+    def group_name(self, owner: str, job_id: str) -> str:
+        return f"{user_dir(owner)}/{job_id}"
+
+    async def cleanup_leftovers(self, keep: frozenset[str] = frozenset()) -> None:
+        """Kill and remove job groups a server before us left behind, and then their
+        owners', but for those named in ``keep`` (``group_name``: adopted jobs')."""
         await trio.lowlevel.checkpoint()
         names = set()
         users = []
@@ -59,7 +63,7 @@ class CgroupBackend(Backend):
                     names |= {f"{entry.name}/{p.name}" for p in entry.iterdir() if p.is_dir()}
                 else:
                     names.add(entry.name)  # a job group of an older jogger, without a user
-        for name in sorted(names):
+        for name in sorted(names - keep):
             log.warning("removing leftover job cgroup %s", self._roots()[0] / name)
             group = self._leftover(name)
             await group.kill()

@@ -71,6 +71,11 @@ class V1Backend(CgroupBackend):
         # Co-mounted hierarchies (cpu,cpuacct) share one directory.
         return list(dict.fromkeys(self.roots.values()))
 
+    def adopt(self, owner: str, job_id: str, limits: JobLimits) -> "V1Group":
+        users = {h: root / user_dir(owner) for h, root in self.roots.items()}
+        paths = {h: user / job_id for h, user in users.items() if (user / job_id).is_dir()}
+        return V1Group(paths, self.mounts, limits, {h: users[h] for h in paths})
+
     def _leftover(self, name: str) -> "V1Group":
         paths = {h: root / name for h, root in self.roots.items() if (root / name).is_dir()}
         return V1Group(paths, self.mounts, JobLimits(), {})

@@ -124,6 +124,10 @@ class V2Backend(CgroupBackend):
     def _roots(self) -> list[Path]:
         return [self.root]
 
+    def adopt(self, owner: str, job_id: str, limits: JobLimits) -> "V2Group":
+        user = self.root / user_dir(owner)
+        return V2Group(user / job_id, self.mount, limits, user)
+
     def _leftover(self, name: str) -> "V2Group":
         return V2Group(self.root / name, self.mount, JobLimits(), None)
 
@@ -163,7 +167,7 @@ class V2Group(JobGroup):
 
     def birthplace(self) -> int:
         # Born inside its group, a job start does not wait out every fork on the host, as a
-        # write to cgroup.procs does (the kernel's threadgroup rwsem): see _spawn.c.
+        # write to cgroup.procs does (the kernel's threadgroup rwsem): see spawn_child.h.
         if self._dir_fd < 0:
             self._dir_fd = os.open(self.path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         return self._dir_fd

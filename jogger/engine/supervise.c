@@ -1,0 +1,775 @@
+/* jogger-supervise: the parent of one job, from its start until its end is on disk.
+ *
+ * The server starts one per job (supervisor.py) and may come and go while it runs: a
+ * restart, an upgrade or a crash of the server leaves the job running, and the next server
+ * adopts it. This program
+ *   - spawns the job (the steps of spawn_child.h: its cgroup, its user, its cwd, its exec);
+ *   - is its parent, and the subreaper of all its descendants, so that every process of the
+ *     job is a child of ours sooner or later: stop and kill reach a setsid double fork even
+ *     without cgroups, and "no child left" means "no process of the job left";
+ *   - owns the job's output pipe and writes the log with the server's rules: the output cap
+ *     (later bytes dropped, "truncated"), the state dir's reserve and write errors (logging
+ *     ends, the job does not: "disk-full", "output-error");
+ *   - after each write, tells the server (a datagram on run/notify.sock; nobody there is no
+ *     error: the next server reads the log's size itself);
+ *   - once the main process has exited and the rest of the job is gone, writes the job's end
+ *     (run/<id>.end: exit code or signal, end time, CPU, peak memory, output size and flags)
+ *     with write, fsync, rename and fsync of the directory, and only then exits 0. The
+ *     file (run/<id>.end.new until then) gets its blocks when the job starts, so that a
+ *     full disk cannot refuse the end.
+ *
+ * Signals from the server (through a pidfd, so never to a reused pid):
+ *   SIGTERM  the stop's first step: SIGTERM to the job's process group, and the job has
+ *            the grace period to end on its own before SIGKILL: the si_value of a
+ *            sigqueue'd SIGTERM in milliseconds, else stop_timeout_ms (an admin's plain
+ *            kill). The server normally says when, with SIGUSR1; the deadline here covers a
+ *            server that died mid-stop;
+ *   SIGUSR1  SIGKILL to every process of the job, now.
+ * Everything else is blocked or ignored: a signal meant for the server's process group, or
+ * a SIGHUP when a terminal goes, must not end the supervisor. SIGKILL does, of course: the
+ * server sees that on its pidfd, and kills the job's cgroup (SECURITY.md).
+ *
+ * Invocation: jogger-supervise JOB_ID, with
+ *   fd 0-2  /dev/null (it holds nothing the server's end could break: no SIGPIPE, unlike
+ *           Nomad's executor in hashicorp/nomad#5593);
+ *   fd 3    the spec: "jogger-spec-1\0" then key\0value\0 pairs (below), read to EOF;
+ *   fd 4    the report: one struct report, then closed. step 0: the job runs, with pid;
+ *           else the step that failed and its errno, and the supervisor exits;
+ *   fd 5    the output log, open for writing, empty;
+ *   the fds the spec names for the job's cgroup (procs_fd, cgroup_fd).
+ * Spec keys: exe, arg, env, group, procs_fd (repeatable); cwd, home, uid, gid, cgroup_fd,
+ * limit, run_dir, spawn_timeout_ms, stop_timeout_ms, kill_timeout_ms, eof_grace_ms.
+ * It never reads argv beyond the job id, which `ps` shows to everyone.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <malloc.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <sys/syscall.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "spawn_child.h"
+
+#define SPEC_FD 3
+#define REPORT_FD 4
+#define LOG_FD 5
+
+#define REPORT_MAGIC 0x4a475231u /* "JGR1" */
+#define NOTE_MAGIC 0x4a474e31u   /* "JGN1" */
+#define STEP_TIMEOUT 7
+#define STEP_SUPERVISOR 8
+
+#define NOTE_TRUNCATED 1u
+#define NOTE_DISK_FULL 2u
+#define NOTE_ERROR 4u
+
+#define MOVE_SIZE (1 << 20)
+#define COPY_SIZE (64 * 1024)
+#define RESERVE_MIN (256LL << 10)
+#define RESERVE_MAX (64LL << 20)
+#define NOTE_RETRY_MS 5
+
+struct report {
+    uint32_t magic;
+    int32_t step;
+    int32_t err;
+    int32_t pid;
+};
+
+/* What the server hears after each write: the log's size and its flags. */
+struct note {
+    uint32_t magic;
+    uint32_t flags;
+    uint64_t size;
+    char job_id[48];
+};
+
+static struct {
+    const char *job_id;
+    pid_t main;
+    int main_exited;
+    int status; /* main's wait status, once exited */
+    int stopping, sent_term, sent_kill, killing;
+    int gave_up; /* processes outlived SIGKILL for kill_timeout_ms */
+    int64_t stop_deadline, kill_deadline, eof_deadline;
+    int pipe_fd;
+    uint64_t size, limit;
+    int truncated, disk_full, use_splice;
+    char error[160];
+    char note[200];
+    int run_dir, notify_fd, notify_pending, end_fd;
+    long stop_timeout_ms, kill_timeout_ms, eof_grace_ms, spawn_timeout_ms;
+} S = {.pipe_fd = -1, .use_splice = 1, .run_dir = -1, .notify_fd = -1, .end_fd = -1};
+
+static int64_t now_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void send_report(int step, int err, pid_t pid) {
+    struct report r = {REPORT_MAGIC, step, err, (int32_t)pid};
+    ssize_t n;
+    do {
+        n = write(REPORT_FD, &r, sizeof r);
+    } while (n < 0 && errno == EINTR);
+    close(REPORT_FD);
+}
+
+static _Noreturn void fail_start(int step, int err) {
+    send_report(step, err, 0);
+    _exit(1);
+}
+
+/* ---- the spec -------------------------------------------------------------------------- */
+
+struct spec {
+    char **exes, **args, **envs;
+    int n_exes, n_args, n_envs;
+    struct child_args child;
+    int cgroup_fd;
+    char *run_dir;
+};
+
+static char *read_all(int fd, size_t *len) {
+    size_t cap = 64 * 1024, used = 0;
+    char *buf = malloc(cap);
+    if (buf == NULL)
+        return NULL;
+    for (;;) {
+        if (used == cap) {
+            char *bigger = cap > (64u << 20) ? NULL : realloc(buf, cap * 2);
+            if (bigger == NULL) {
+                free(buf);
+                errno = E2BIG;
+                return NULL;
+            }
+            buf = bigger;
+            cap *= 2;
+        }
+        ssize_t n = pread(fd, buf + used, cap - used, (off_t)used);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0) {
+            free(buf);
+            return NULL;
+        }
+        if (n == 0)
+            break;
+        used += (size_t)n;
+    }
+    *len = used;
+    return buf;
+}
+
+static long number(const char *s) {
+    char *end;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (errno != 0 || *s == '\0' || *end != '\0')
+        fail_start(STEP_SUPERVISOR, EINVAL);
+    return v;
+}
+
+/* Parse the spec in `buf` (which it points into, and so must outlive the spawn). */
+static void parse_spec(char *buf, size_t len, struct spec *sp) {
+    static const char magic[] = "jogger-spec-1";
+    if (len < sizeof magic || memcmp(buf, magic, sizeof magic) != 0 || buf[len - 1] != '\0')
+        fail_start(STEP_SUPERVISOR, EINVAL);
+    int counts[3] = {0, 0, 0}, n_groups = 0, n_procs = 0;
+    for (int pass = 0; pass < 2; pass++) {
+        if (pass == 1) {
+            sp->exes = calloc((size_t)counts[0] + 1, sizeof(char *));
+            sp->args = calloc((size_t)counts[1] + 1, sizeof(char *));
+            sp->envs = calloc((size_t)counts[2] + 1, sizeof(char *));
+            sp->child.groups = calloc((size_t)n_groups + 1, sizeof(gid_t));
+            sp->child.procs_fds = calloc((size_t)n_procs + 1, sizeof(int));
+            if (!sp->exes || !sp->args || !sp->envs || !sp->child.groups ||
+                !sp->child.procs_fds)
+                fail_start(STEP_SUPERVISOR, ENOMEM);
+        }
+        char *p = buf + sizeof magic, *end = buf + len;
+        while (p < end) {
+            char *key = p;
+            p += strlen(p) + 1;
+            if (p >= end)
+                fail_start(STEP_SUPERVISOR, EINVAL);
+            char *value = p;
+            p += strlen(p) + 1;
+            if (strcmp(key, "exe") == 0) {
+                if (pass)
+                    sp->exes[sp->n_exes++] = value;
+                else
+                    counts[0]++;
+            } else if (strcmp(key, "arg") == 0) {
+                if (pass)
+                    sp->args[sp->n_args++] = value;
+                else
+                    counts[1]++;
+            } else if (strcmp(key, "env") == 0) {
+                if (pass)
+                    sp->envs[sp->n_envs++] = value;
+                else
+                    counts[2]++;
+            } else if (strcmp(key, "group") == 0) {
+                if (pass)
+                    sp->child.groups[sp->child.n_groups++] = (gid_t)number(value);
+                else
+                    n_groups++;
+            } else if (strcmp(key, "procs_fd") == 0) {
+                if (pass)
+                    sp->child.procs_fds[sp->child.n_procs++] = (int)number(value);
+                else
+                    n_procs++;
+            } else if (pass == 0) {
+                continue;
+            } else if (strcmp(key, "cwd") == 0) {
+                sp->child.cwd = value;
+            } else if (strcmp(key, "home") == 0) {
+                sp->child.home = value;
+            } else if (strcmp(key, "uid") == 0) {
+                sp->child.switch_user = 1;
+                sp->child.uid = (uid_t)number(value);
+            } else if (strcmp(key, "gid") == 0) {
+                sp->child.gid = (gid_t)number(value);
+            } else if (strcmp(key, "cgroup_fd") == 0) {
+                sp->cgroup_fd = (int)number(value);
+            } else if (strcmp(key, "limit") == 0) {
+                S.limit = (uint64_t)number(value);
+            } else if (strcmp(key, "run_dir") == 0) {
+                sp->run_dir = value;
+            } else if (strcmp(key, "spawn_timeout_ms") == 0) {
+                S.spawn_timeout_ms = number(value);
+            } else if (strcmp(key, "stop_timeout_ms") == 0) {
+                S.stop_timeout_ms = number(value);
+            } else if (strcmp(key, "kill_timeout_ms") == 0) {
+                S.kill_timeout_ms = number(value);
+            } else if (strcmp(key, "eof_grace_ms") == 0) {
+                S.eof_grace_ms = number(value);
+            } else {
+                fail_start(STEP_SUPERVISOR, EINVAL); /* a newer server: refuse, loudly */
+            }
+        }
+    }
+    if (sp->n_exes == 0 || sp->n_args == 0 || sp->run_dir == NULL)
+        fail_start(STEP_SUPERVISOR, EINVAL);
+}
+
+/* ---- children ------------------------------------------------------------------------- */
+
+/* Our children (alive or zombies), from /proc/self/task/<tid>/children; the count, or -1. */
+static int children(pid_t **out) {
+    static char path[64];
+    static pid_t *pids = NULL;
+    static size_t cap = 0;
+    static char *text = NULL;
+    static size_t text_cap = 0;
+    snprintf(path, sizeof path, "/proc/self/task/%d/children", (int)getpid());
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -1;
+    size_t used = 0;
+    for (;;) {
+        if (text_cap - used < 4096) {
+            size_t bigger = text_cap ? text_cap * 2 : 4096;
+            char *t = realloc(text, bigger);
+            if (t == NULL)
+                break;
+            text = t;
+            text_cap = bigger;
+        }
+        ssize_t n = read(fd, text + used, text_cap - used - 1);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            break;
+        used += (size_t)n;
+    }
+    close(fd);
+    int count = 0;
+    if (text == NULL)
+        return 0;
+    text[used] = '\0';
+    for (char *p = text; *p;) {
+        char *end;
+        long pid = strtol(p, &end, 10);
+        if (end == p)
+            break;
+        if ((size_t)count == cap) {
+            size_t bigger = cap ? cap * 2 : 64;
+            pid_t *more = realloc(pids, bigger * sizeof(pid_t));
+            if (more == NULL)
+                break;
+            pids = more;
+            cap = bigger;
+        }
+        pids[count++] = (pid_t)pid;
+        p = end;
+        while (*p == ' ' || *p == '\n')
+            p++;
+    }
+    *out = pids;
+    return count;
+}
+
+/* Reap every exited child but the main process (kept a zombie, so that its process group id
+ * stays ours to signal until the end); the number of other children still alive. */
+static int reap_others(void) {
+    pid_t *pids;
+    int n = children(&pids), alive = 0;
+    for (int i = 0; i < n; i++) {
+        if (pids[i] == S.main)
+            continue;
+        pid_t got;
+        do {
+            got = waitpid(pids[i], NULL, WNOHANG);
+        } while (got < 0 && errno == EINTR);
+        if (got == 0)
+            alive++;
+    }
+    return n < 0 ? 0 : alive;
+}
+
+static void check_main(void) {
+    if (S.main_exited)
+        return;
+    siginfo_t info;
+    memset(&info, 0, sizeof info);
+    if (waitid(P_PID, (id_t)S.main, &info, WEXITED | WNOHANG | WNOWAIT) == 0 &&
+        info.si_pid == S.main) {
+        S.main_exited = 1;
+        S.status = info.si_code == CLD_EXITED ? W_EXITCODE(info.si_status, 0) : info.si_status;
+    }
+}
+
+/* SIGKILL to the process group and to every child (unreaped, so every pid is still ours).
+ * Orphans of those become our children in turn: run again on each SIGCHLD. */
+static void kill_children(void) {
+    kill(-S.main, SIGKILL);
+    pid_t *pids;
+    int n = children(&pids);
+    for (int i = 0; i < n; i++)
+        kill(pids[i], SIGKILL);
+}
+
+static void start_kill(int escalation) {
+    if (S.killing)
+        return;
+    if (escalation)
+        S.sent_kill = 1;
+    S.killing = 1;
+    S.kill_deadline = now_ms() + S.kill_timeout_ms;
+    kill_children();
+}
+
+/* ---- the log ---------------------------------------------------------------------------- */
+
+static void notify(void) {
+    if (S.notify_fd < 0)
+        return;
+    struct note n;
+    memset(&n, 0, sizeof n);
+    n.magic = NOTE_MAGIC;
+    n.size = S.size;
+    n.flags = (S.truncated ? NOTE_TRUNCATED : 0) | (S.disk_full ? NOTE_DISK_FULL : 0) |
+              (S.error[0] ? NOTE_ERROR : 0);
+    snprintf(n.job_id, sizeof n.job_id, "%s", S.job_id);
+    static char path[64];
+    struct sockaddr_un addr = {.sun_family = AF_UNIX};
+    snprintf(path, sizeof path, "/proc/self/fd/%d/notify.sock", S.run_dir);
+    snprintf(addr.sun_path, sizeof addr.sun_path, "%s", path);
+    ssize_t sent = sendto(S.notify_fd, &n, sizeof n, MSG_DONTWAIT | MSG_NOSIGNAL,
+                          (struct sockaddr *)&addr, sizeof addr);
+    /* A full queue (a busy server): tell it again shortly, the newest size only. No server
+     * (ENOENT, ECONNREFUSED): nobody to tell; the next one reads the size itself. */
+    S.notify_pending = sent < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == ENOBUFS);
+}
+
+static ssize_t drop(int src) {
+    static char sink[COPY_SIZE];
+    ssize_t n = read(src, sink, sizeof sink);
+    return n;
+}
+
+static int64_t free_space(void) {
+    struct statvfs st;
+    if (fstatvfs(LOG_FD, &st) < 0)
+        return -1;
+    int64_t total = (int64_t)st.f_blocks * (int64_t)st.f_frsize;
+    int64_t reserve = total / 50;
+    if (reserve < RESERVE_MIN)
+        reserve = RESERVE_MIN;
+    if (reserve > RESERVE_MAX)
+        reserve = RESERVE_MAX;
+    return (int64_t)st.f_bavail * (int64_t)st.f_frsize - reserve;
+}
+
+static void log_failed(int err) {
+    S.disk_full = err == ENOSPC || err == EDQUOT;
+    if (S.disk_full)
+        snprintf(S.error, sizeof S.error,
+                 "the state dir's file system is full; later output was dropped");
+    else
+        snprintf(S.error, sizeof S.error, "writing the output log failed: %s", strerror(err));
+}
+
+static ssize_t append(int src, size_t count) {
+    if (S.use_splice) {
+        loff_t offset = (loff_t)S.size;
+        ssize_t n = splice(src, NULL, LOG_FD, &offset, count, SPLICE_F_NONBLOCK);
+        if (n >= 0 || errno != EINVAL)
+            return n;
+        S.use_splice = 0; /* a file system without splice: copy from now on */
+    }
+    static char buf[COPY_SIZE];
+    ssize_t n = read(src, buf, count < sizeof buf ? count : sizeof buf);
+    if (n <= 0)
+        return n;
+    for (ssize_t done = 0; done < n;) {
+        ssize_t w = pwrite(LOG_FD, buf + done, (size_t)(n - done), (off_t)(S.size + done));
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0) {
+            /* Bytes read and not written: logging ends here (as a failed splice would). */
+            int err = w < 0 ? errno : EIO;
+            S.size += (uint64_t)done;
+            log_failed(err);
+            return n;
+        }
+        done += w;
+    }
+    return n;
+}
+
+/* Move one batch from the pipe to the log; 0 at EOF, -1 with EAGAIN when it is empty. */
+static ssize_t move(int src) {
+    if (S.size >= S.limit || S.error[0]) {
+        ssize_t dropped = drop(src);
+        if (dropped > 0 && !S.error[0] && !S.truncated) {
+            S.truncated = 1;
+            notify();
+        }
+        return dropped;
+    }
+    uint64_t room = S.limit - S.size;
+    int64_t space = free_space();
+    if (space >= 0 && (uint64_t)space < room)
+        room = (uint64_t)space;
+    if (space >= 0 && space <= 0) {
+        log_failed(ENOSPC);
+        notify();
+        return drop(src);
+    }
+    uint64_t before = S.size;
+    ssize_t moved = append(src, room < MOVE_SIZE ? (size_t)room : MOVE_SIZE);
+    if (moved < 0) {
+        if (errno == EAGAIN || errno == EINTR)
+            return -1;
+        log_failed(errno);
+        notify();
+        return drop(src);
+    }
+    if (S.error[0]) { /* append's copy failed part way */
+        notify();
+        return moved;
+    }
+    S.size = before + (uint64_t)moved;
+    if (moved > 0)
+        notify();
+    return moved;
+}
+
+/* ---- the end ---------------------------------------------------------------------------- */
+
+static int write_end(void) {
+    struct rusage ru;
+    memset(&ru, 0, sizeof ru);
+    getrusage(RUSAGE_CHILDREN, &ru);
+    double cpu = (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6 +
+                 (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec / 1e6;
+    struct timespec ended;
+    clock_gettime(CLOCK_REALTIME, &ended);
+    char text[1024];
+    int len;
+    if (WIFEXITED(S.status))
+        len = snprintf(text, sizeof text, "jogger-end 1\nexit_code %d\n", WEXITSTATUS(S.status));
+    else
+        len = snprintf(text, sizeof text, "jogger-end 1\nsignal %d\n", WTERMSIG(S.status));
+    len += snprintf(text + len, sizeof text - (size_t)len,
+                    "ended_at %lld.%09ld\ncpu_seconds %.6f\nmemory_peak %lld\n"
+                    "output_bytes %llu\noutput_truncated %d\ndisk_full %d\nsent_term %d\n"
+                    "sent_kill %d\noutput_error %s\nnote %s\n",
+                    (long long)ended.tv_sec, ended.tv_nsec, cpu, (long long)ru.ru_maxrss * 1024,
+                    (unsigned long long)S.size, S.truncated, S.disk_full, S.sent_term,
+                    S.sent_kill, S.error, S.note);
+    if (len <= 0 || (size_t)len >= sizeof text)
+        return -1;
+    char name[128], tmp[140];
+    snprintf(name, sizeof name, "%s.end", S.job_id);
+    snprintf(tmp, sizeof tmp, "%s.end.new", S.job_id);
+    int fd = S.end_fd;
+    if (fd < 0)
+        fd = openat(S.run_dir, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (fd < 0)
+        return -1;
+    S.end_fd = fd;
+    /* Into the blocks reserved at the start: a full disk cannot refuse this write. */
+    int ok = pwrite(fd, text, (size_t)len, 0) == len && ftruncate(fd, len) == 0 && fsync(fd) == 0;
+    if (!ok || renameat(S.run_dir, tmp, S.run_dir, name) < 0)
+        return -1;
+    close(fd);
+    S.end_fd = -1;
+    return fsync(S.run_dir);
+}
+
+/* The end record's file, made and given its blocks now, while the job starts (best effort). */
+static void reserve_end(void) {
+    char tmp[140];
+    snprintf(tmp, sizeof tmp, "%s.end.new", S.job_id);
+    S.end_fd = openat(S.run_dir, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (S.end_fd >= 0)
+        posix_fallocate(S.end_fd, 0, 4096);
+}
+
+/* ---- the job ------------------------------------------------------------------------------ */
+
+static pid_t spawn(struct spec *sp, int *error_read) {
+    int error_pipe[2], out[2];
+    if (pipe2(error_pipe, O_CLOEXEC) < 0 || pipe2(out, O_CLOEXEC) < 0)
+        fail_start(STEP_SETUP, errno);
+    fcntl(out[0], F_SETPIPE_SZ, MOVE_SIZE); /* best effort: fewer wake-ups per byte */
+    int stdin_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    if (stdin_fd < 0)
+        fail_start(STEP_SETUP, errno);
+    struct child_args *a = &sp->child;
+    sp->exes[sp->n_exes] = NULL;
+    sp->args[sp->n_args] = NULL;
+    sp->envs[sp->n_envs] = NULL;
+    a->executables = sp->exes;
+    a->argv = sp->args;
+    a->envp = sp->envs;
+    a->stdin_fd = stdin_fd;
+    a->output_fd = out[1];
+    a->error_fd = error_pipe[1];
+    int err = 0;
+    pid_t pid = spawn_child(a, sp->cgroup_fd, &err);
+    if (pid < 0)
+        fail_start(err == EAGAIN && sp->cgroup_fd >= 0 ? STEP_CGROUP : STEP_SETUP, err);
+    close(error_pipe[1]);
+    close(out[1]);
+    close(stdin_fd);
+    S.pipe_fd = out[0];
+    fcntl(S.pipe_fd, F_SETFL, O_NONBLOCK);
+    *error_read = error_pipe[0];
+    return pid;
+}
+
+/* Wait for the child's exec (EOF on the error pipe) or its failure, for spawn_timeout_ms. */
+static void await_exec(int error_read) {
+    struct pollfd p = {.fd = error_read, .events = POLLIN};
+    int64_t deadline = now_ms() + S.spawn_timeout_ms;
+    int message[2];
+    ssize_t got = -1;
+    for (;;) {
+        int64_t left = deadline - now_ms();
+        int r = left > 0 ? poll(&p, 1, (int)(left > 60000 ? 60000 : left)) : 0;
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r == 0 && now_ms() < deadline)
+            continue;
+        if (r == 0) {
+            kill(S.main, SIGKILL);
+            waitpid(S.main, NULL, 0);
+            fail_start(STEP_TIMEOUT, ETIMEDOUT);
+        }
+        do {
+            got = read(error_read, message, sizeof message);
+        } while (got < 0 && errno == EINTR);
+        break;
+    }
+    close(error_read);
+    if (got == (ssize_t)sizeof message) {
+        waitpid(S.main, NULL, 0);
+        fail_start(message[0], message[1]);
+    }
+    if (got > 0) {
+        waitpid(S.main, NULL, 0);
+        fail_start(STEP_SETUP, EIO);
+    }
+}
+
+static void handle_signals(int sigfd) {
+    struct signalfd_siginfo si;
+    while (read(sigfd, &si, sizeof si) == (ssize_t)sizeof si) {
+        if (si.ssi_signo == SIGTERM && !S.stopping && !S.killing) {
+            S.stopping = 1;
+            S.sent_term = 1;
+            long grace = S.stop_timeout_ms;
+            if (si.ssi_code == SI_QUEUE && si.ssi_int >= 0)
+                grace = si.ssi_int;
+            S.stop_deadline = now_ms() + grace;
+            kill(-S.main, SIGTERM); /* main is not reaped before the end: the id is ours */
+        } else if (si.ssi_signo == SIGUSR1) {
+            start_kill(!(S.main_exited && reap_others() == 0));
+        }
+    }
+}
+
+int main(int argc, char **argv) {
+    if (argc != 2 || strlen(argv[1]) >= sizeof(((struct note *)0)->job_id)) {
+        fprintf(stderr, "usage: jogger-supervise JOB_ID (started by jogger-server only)\n");
+        return 2;
+    }
+    S.job_id = argv[1];
+    S.kill_timeout_ms = 10000;
+    S.eof_grace_ms = 2000;
+    S.spawn_timeout_ms = 30000;
+    S.stop_timeout_ms = 3600 * 1000;
+    /* Signals first: a SIGTERM from the server may come as soon as the start is reported. */
+    signal(SIGPIPE, SIG_IGN);
+    sigset_t mask;
+    sigfillset(&mask);
+    sigprocmask(SIG_SETMASK, &mask, NULL); /* every signal blocked; these three read below */
+    sigset_t wanted;
+    sigemptyset(&wanted);
+    sigaddset(&wanted, SIGCHLD);
+    sigaddset(&wanted, SIGTERM);
+    sigaddset(&wanted, SIGUSR1);
+    int sigfd = signalfd(-1, &wanted, SFD_NONBLOCK | SFD_CLOEXEC);
+    if (sigfd < 0)
+        fail_start(STEP_SUPERVISOR, errno);
+    if (prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) < 0)
+        fail_start(STEP_SUPERVISOR, errno);
+    setsid(); /* (posix_spawn made it a leader already: EPERM is fine) */
+    fcntl(SPEC_FD, F_SETFD, FD_CLOEXEC);
+    fcntl(REPORT_FD, F_SETFD, FD_CLOEXEC);
+    fcntl(LOG_FD, F_SETFD, FD_CLOEXEC);
+    pid_t *unused;
+    if (children(&unused) < 0) /* CONFIG_PROC_CHILDREN: how we find the job's processes */
+        fail_start(STEP_SUPERVISOR, errno);
+
+    size_t len = 0;
+    char *buf = read_all(SPEC_FD, &len);
+    if (buf == NULL)
+        fail_start(STEP_SUPERVISOR, errno);
+    close(SPEC_FD);
+    struct spec sp;
+    memset(&sp, 0, sizeof sp);
+    sp.cgroup_fd = -1;
+    parse_spec(buf, len, &sp);
+    S.run_dir = open(sp.run_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (S.run_dir < 0)
+        fail_start(STEP_SUPERVISOR, errno);
+    S.notify_fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    reserve_end();
+    int error_read;
+    S.main = spawn(&sp, &error_read);
+    await_exec(error_read);
+    /* The job runs: what only the spawn needed goes (the spec holds its whole environment). */
+    if (sp.cgroup_fd >= 0)
+        close(sp.cgroup_fd);
+    for (long i = 0; i < sp.child.n_procs; i++)
+        close(sp.child.procs_fds[i]);
+    free(sp.exes);
+    free(sp.args);
+    free(sp.envs);
+    free(sp.child.groups);
+    free(sp.child.procs_fds);
+    explicit_bzero(buf, len);
+    free(buf);
+    malloc_trim(0);
+    send_report(0, 0, S.main);
+
+    int others = 0;
+    for (;;) {
+        check_main();
+        others = reap_others();
+        if (S.main_exited && !S.killing && !S.stopping)
+            start_kill(0); /* what the main process left behind dies with it */
+        if (S.stopping && !S.killing && now_ms() >= S.stop_deadline)
+            start_kill(!(S.main_exited && others == 0));
+        if (S.killing && others > 0)
+            kill_children();
+        int empty = S.main_exited && others == 0;
+        if (!empty && S.killing && now_ms() >= S.kill_deadline) {
+            snprintf(S.note, sizeof S.note,
+                     "processes outlived SIGKILL for %ld s (uninterruptible sleep?)",
+                     S.kill_timeout_ms / 1000);
+            empty = 1;
+            S.gave_up = 1;
+        }
+        if (empty && S.pipe_fd >= 0 && S.eof_deadline == 0)
+            S.eof_deadline = now_ms() + S.eof_grace_ms;
+        if (S.pipe_fd >= 0 && S.eof_deadline && now_ms() >= S.eof_deadline) {
+            /* Something outside the job holds its pipe: the log ends here. */
+            close(S.pipe_fd);
+            S.pipe_fd = -1;
+        }
+        if (empty && S.pipe_fd < 0)
+            break;
+
+        int64_t wake = -1, t = now_ms();
+        if (S.stopping && !S.killing)
+            wake = S.stop_deadline;
+        if (S.killing && !empty)
+            wake = wake < 0 || S.kill_deadline < wake ? S.kill_deadline : wake;
+        if (S.eof_deadline)
+            wake = wake < 0 || S.eof_deadline < wake ? S.eof_deadline : wake;
+        if (S.notify_pending)
+            wake = wake < 0 || t + NOTE_RETRY_MS < wake ? t + NOTE_RETRY_MS : wake;
+        /* While killing, look again every 50 ms too: SIGCHLD for orphans that were never
+         * ours comes only once they are reparented to us. */
+        if (S.killing && !empty)
+            wake = wake < 0 || t + 50 < wake ? t + 50 : wake;
+        int timeout = wake < 0 ? -1 : (int)(wake > t ? (wake - t > 60000 ? 60000 : wake - t) : 0);
+        struct pollfd fds[2] = {{.fd = sigfd, .events = POLLIN},
+                                {.fd = S.pipe_fd, .events = POLLIN}};
+        int r = poll(fds, S.pipe_fd >= 0 ? 2 : 1, timeout);
+        if (r < 0 && errno != EINTR)
+            break; /* cannot happen with valid fds; end rather than spin */
+        if (S.notify_pending)
+            notify();
+        if (r > 0 && fds[0].revents)
+            handle_signals(sigfd);
+        if (r > 0 && S.pipe_fd >= 0 && fds[1].revents) {
+            /* A few batches per pass, then the signals again. */
+            for (int i = 0; i < 16; i++) {
+                ssize_t moved = move(S.pipe_fd);
+                if (moved == 0) {
+                    close(S.pipe_fd);
+                    S.pipe_fd = -1;
+                    break;
+                }
+                if (moved < 0)
+                    break;
+            }
+        }
+    }
+    if (S.notify_pending)
+        notify();
+    /* Collect the main process (its exit status is what we recorded). */
+    while (waitpid(S.main, NULL, 0) < 0 && errno == EINTR)
+        ;
+    for (int attempt = 0; write_end() < 0; attempt++) {
+        /* The end must be on disk before we go; the state dir's reserve makes room for it. */
+        if (attempt == 60)
+            return 1;
+        sleep(1);
+    }
+    return 0;
+}

@@ -1,0 +1,48 @@
+"""Builds jogger-supervise, the per-job supervisor (jogger/engine/supervise.c), on install.
+
+It is a program, not an extension module, but building it as one gives it the same path
+through every kind of install (a wheel, or ``pip install -e``, which builds in place): the
+build_ext below compiles and links it as an executable, named jogger/engine/jogger-supervise.
+"""
+
+import os
+from typing import Any
+
+from setuptools import Extension, setup
+from setuptools.command.build_ext import build_ext
+
+SUPERVISOR = "jogger.engine.jogger-supervise"
+
+
+class BuildSupervisor(build_ext):
+    def get_ext_filename(self, fullname: str) -> str:
+        # Asked with the full name, and with its last part alone (get_ext_fullpath).
+        if fullname == SUPERVISOR or fullname == SUPERVISOR.rsplit(".", 1)[1]:
+            return os.path.join(*fullname.split("."))
+        return str(super().get_ext_filename(fullname))  # type: ignore[no-untyped-call]
+
+    def build_extension(self, ext: Any) -> None:
+        if ext.name != SUPERVISOR:
+            super().build_extension(ext)
+            return
+        target = self.get_ext_fullpath(ext.name)
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        objects = self.compiler.compile(
+            ext.sources,
+            output_dir=self.build_temp,
+            extra_postargs=["-O2", "-Wall", "-Wextra", "-Werror"],
+            depends=ext.depends,
+        )
+        self.compiler.link_executable(objects, os.path.basename(target), os.path.dirname(target))
+
+
+setup(
+    ext_modules=[
+        Extension(
+            SUPERVISOR,
+            sources=["jogger/engine/supervise.c"],
+            depends=["jogger/engine/spawn_child.h"],
+        )
+    ],
+    cmdclass={"build_ext": BuildSupervisor},
+)
