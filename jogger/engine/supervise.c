@@ -406,17 +406,23 @@ static ssize_t drop(int src) {
     return n;
 }
 
-static int64_t free_space(void) {
+/* Bytes we may still write to the file system before its reserve (2% of it, between 256 KiB
+ * and 64 MiB, kept for the job records); -1 with errno if that cannot be told. */
+static int64_t free_space(int *err) {
     struct statvfs st;
-    if (fstatvfs(LOG_FD, &st) < 0)
+    if (fstatvfs(LOG_FD, &st) < 0) {
+        *err = errno;
         return -1;
+    }
     int64_t total = (int64_t)st.f_blocks * (int64_t)st.f_frsize;
     int64_t reserve = total / 50;
     if (reserve < RESERVE_MIN)
         reserve = RESERVE_MIN;
     if (reserve > RESERVE_MAX)
         reserve = RESERVE_MAX;
-    return (int64_t)st.f_bavail * (int64_t)st.f_frsize - reserve;
+    int64_t left = (int64_t)st.f_bavail * (int64_t)st.f_frsize - reserve;
+    *err = ENOSPC;
+    return left > 0 ? left : 0;
 }
 
 static void log_failed(int err) {
@@ -467,14 +473,15 @@ static ssize_t move(int src) {
         return dropped;
     }
     uint64_t room = S.limit - S.size;
-    int64_t space = free_space();
-    if (space >= 0 && (uint64_t)space < room)
-        room = (uint64_t)space;
-    if (space >= 0 && space <= 0) {
-        log_failed(ENOSPC);
+    int err;
+    int64_t space = free_space(&err);
+    if (space <= 0) { /* the reserve is reached, or fstatvfs failed */
+        log_failed(err);
         notify();
         return drop(src);
     }
+    if ((uint64_t)space < room)
+        room = (uint64_t)space;
     uint64_t before = S.size;
     ssize_t moved = append(src, room < MOVE_SIZE ? (size_t)room : MOVE_SIZE);
     if (moved < 0) {
