@@ -9,7 +9,7 @@ import pytest
 import trio
 
 from tests.e2e.conftest import Cli, launch, mounted_tmpfs, stop_server
-from tests.e2e.test_cli import follow, job_id_of, wait_for_output
+from tests.e2e.test_cli import job_id_of
 from tests.pki import Pki
 from tests.procs import PYTHON, eventually, is_alive, processes
 
@@ -93,7 +93,7 @@ async def tree_is_up(pid: int) -> bool:
 
 
 @pytest.mark.parametrize("cgroups", ["auto", "none"])
-async def test_after_sigkill_the_next_server_adopts_every_job(  # noqa: PLR0915 - one story
+async def test_after_sigkill_the_next_server_adopts_every_job(
     pki: Pki, tmp_path: Path, nursery: trio.Nursery, cgroups: str
 ) -> None:
     state = tmp_path / "state"
