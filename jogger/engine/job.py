@@ -31,7 +31,7 @@ import trio
 from . import recovery
 from .account import Account
 from .cgroups import KILL_TIMEOUT, REMOVE_TIMEOUT, JobGroup, Usage
-from .errors import OutputUnavailable
+from .errors import ManagerClosed, OutputUnavailable
 from .output import ChunkSize, OutputLog
 from .status import JobState, JobStatus
 from .supervisor import EOF_GRACE, End, Supervisor, launch, read_end
@@ -308,6 +308,9 @@ class Job:
                     if isinstance(item, OutputUnavailable):
                         raise item
                     yield item
+            if self.detached:
+                # Not the end of the output: the job runs on, for the next server.
+                raise ManagerClosed("the server is shutting down; the job runs on")
         finally:
             # The reader is done or gone: end its stream task now, not at its next send.
             scope.cancel()

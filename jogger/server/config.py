@@ -9,6 +9,7 @@ from .._units import parse_size
 from ..engine import ManagerLimits, Retention
 from ..engine.cgroups import CgroupMode
 from ..engine.limits import JobLimits, parse_limits
+from ..engine.manager import OnShutdown
 from ..rpc.address import parse_address
 from ..rpc.admission import TransportLimits
 from .accounts import DEFAULT_JOB_USER, MODES, BadPolicy, RunAs, default_mode
@@ -35,6 +36,7 @@ class ServerConfig:
     total_limits: JobLimits = field(default_factory=JobLimits)
     retention: Retention = field(default_factory=Retention)
     transport: TransportLimits = field(default_factory=TransportLimits)
+    on_shutdown: OnShutdown = "stop"
     run_as: RunAs = field(default_factory=RunAs)
     """Who runs the jobs. The default here is the engine's own (the server's user); the
     command line's depends on whether the server is root (see load)."""
@@ -58,7 +60,8 @@ def parser() -> argparse.ArgumentParser:
         epilog=(
             "environment: JOGGER_CA_CERT_FILE, JOGGER_SERVER_CERT_FILE, JOGGER_SERVER_KEY_FILE "
             "(the TLS files), JOGGER_LISTEN, JOGGER_STATE_DIR. Flags win over the environment. "
-            "SIGTERM or SIGINT shut down gracefully: jobs are stopped and streams finished."
+            "SIGTERM or SIGINT shut down gracefully: jobs are stopped and streams finished "
+            "(or, with --on-shutdown keep, left running for the next server)."
         ),
     )
     p.add_argument(
@@ -111,6 +114,16 @@ def parser() -> argparse.ArgumentParser:
         type=float,
         default=5.0,
         help="seconds streams get to finish at shutdown (default 5)",
+    )
+    p.add_argument(
+        "--on-shutdown",
+        choices=["stop", "keep"],
+        default="stop",
+        help=(
+            "what a graceful shutdown does to running jobs: stop them (default), or keep "
+            "them running for the next server on this state dir, which adopts them (for "
+            "upgrades). A crash always leaves them running."
+        ),
     )
     p.add_argument(
         "--cgroups",
@@ -332,5 +345,6 @@ def load(argv: list[str] | None) -> ServerConfig:
             max_state_bytes=args.max_state_bytes or None,
         ),
         transport=transport,
+        on_shutdown=args.on_shutdown,
         run_as=run_as,
     )

@@ -48,6 +48,7 @@ async def serve(
         user_limits=config.user_limits,
         total_limits=config.total_limits,
         retention=config.retention,
+        on_shutdown=config.on_shutdown,
     )
     methods = {**JobsService(jobs, config.run_as).methods(), **HealthService().methods()}
     with single_errors():

@@ -207,3 +207,34 @@ async def test_jog_says_not_found_for_a_pruned_job(
         assert (await status_of(server, second))["state"] == "completed"
     finally:
         await stop_server(server.process)
+
+
+async def test_on_shutdown_keep_leaves_jobs_running_for_the_next_server(
+    pki: Pki, tmp_path: Path, nursery: trio.Nursery
+) -> None:
+    state = tmp_path / "state"
+    first = await launch(pki, state, nursery, "--on-shutdown", "keep")
+    try:
+        job = job_id_of(await first.jog("start", "--", PYTHON, "-c", COUNTER))
+        pid = (await status_of(first, job))["pid"]
+        assert isinstance(pid, int)
+    finally:
+        await stop_server(first.process)  # SIGTERM: a graceful shutdown, as for an upgrade
+    assert first.process.returncode == 0
+    assert is_alive(pid)
+    assert sum("adopted" in line for line in first.log) == 0
+    second = await launch(pki, state, nursery)  # on_shutdown stop, the default
+    try:
+        assert (await status_of(second, job))["state"] == "running"
+        assert sum("adopted 1 running jobs" in line for line in second.log) == 1
+    finally:
+        await stop_server(second.process)
+    assert not is_alive(pid)
+    third = await launch(pki, state, nursery)
+    try:
+        final = await status_of(third, job)
+        assert (final["state"], final["reason"]) == ("stopped", "server-shutdown")
+        lines = (await third.jog("output", job)).stdout.decode().splitlines()
+        assert lines == [str(i) for i in range(len(lines))]
+    finally:
+        await stop_server(third.process)
