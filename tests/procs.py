@@ -137,7 +137,7 @@ async def launch_in(
     job_id = str(uuid.uuid4())
     _, fd = OutputLog.create(tmp / f"{job_id}.log", 1 << 20)
     try:
-        return await supervisor.launch(
+        started = await supervisor.launch(
             supervisor.PROGRAM,
             job_id,
             argv,
@@ -152,6 +152,8 @@ async def launch_in(
         )
     finally:
         os.close(fd)
+    started.committed()  # as a manager does once the start is on record
+    return started
 
 
 async def end_supervised(supervised: Supervisor) -> None:

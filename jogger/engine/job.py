@@ -259,6 +259,7 @@ class Job:
     async def refuse(self) -> None:
         """Kill a job whose start could not be recorded; return once it is gone."""
         self.refused = True
+        self.supervisor.abandon()  # it kills the job at once, and records nothing
         self.request_stop(0)
         # Shielded: the caller learns of the failure only once the job is gone; SIGKILL
         # makes that prompt, and the job bounds the wait (KILL_TIMEOUT).
@@ -413,7 +414,7 @@ class Job:
             with trio.CancelScope(shield=True):
                 if self.supervisor.exited:
                     end = read_end(self._run_dir, self.id)
-                if end is None:
+                if end is None and not self.refused:
                     # The supervisor was killed (an admin, the OOM killer), or hangs: the
                     # job has nobody to record it, so it is killed, all of it.
                     logger.error(
@@ -425,6 +426,7 @@ class Job:
                         else "does not end",
                     )
                     self._reason = "supervisor-lost"
+                if end is None:
                     self.supervisor.kill()
                     await self._kill_all()
                     with trio.move_on_after(KILL_TIMEOUT):

@@ -449,6 +449,7 @@ class JobManager:
                     await self._store.record_start(
                         status, job.supervisor.job_identity, job.supervisor.identity
                     )
+                job.supervisor.committed()
             except StoreError as exc:
                 # A start that is not on record must not run: kill the job, then refuse.
                 log.error("job %s could not be recorded, so it is killed: %s", job_id, exc)

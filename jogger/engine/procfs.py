@@ -9,6 +9,7 @@ from dataclasses import dataclass
 class ProcStat:
     state: bytes
     """b"R", b"S", ...; b"Z" and b"X" have exited."""
+    ppid: int
     pgid: int
     sid: int
     start_ticks: int
@@ -38,7 +39,7 @@ def proc_stat(pid: int) -> ProcStat | None:
     fields = data[data.rindex(b")") + 2 :].split()
     if len(fields) < 20:
         return None
-    return ProcStat(fields[0], int(fields[2]), int(fields[3]), int(fields[19]))
+    return ProcStat(fields[0], int(fields[1]), int(fields[2]), int(fields[3]), int(fields[19]))
 
 
 def live_processes(match: Callable[[ProcStat], bool]) -> list[int]:

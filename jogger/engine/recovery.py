@@ -71,7 +71,9 @@ async def recover(
     ended without saying that it ended cleanly. Returns the jobs to adopt."""
     adoptable: list[Adoptable] = []
     lost: list[Unfinished] = []
-    for record in await store.unfinished():
+    unfinished = await store.unfinished()
+    _forget_unknown_ends(run_dir, {record.job_id for record in unfinished})
+    for record in unfinished:
         status = await store.get(record.job_id)
         if status is None:
             lost.append(record)  # unreadable: logged by the store
@@ -94,6 +96,15 @@ async def recover(
         except (StoreError, OSError) as exc:
             log.error("looking for output logs without a record failed: %s", exc)
     return adoptable
+
+
+def _forget_unknown_ends(run_dir: Path, running: set[str]) -> None:
+    """Delete the end records of jobs not on record as running: a start that was never
+    recorded (its supervisor killed it when the server died), or an end already recorded
+    (the server died before it could delete the file)."""
+    for end in run_dir.glob("*.end"):
+        if end.name.removesuffix(".end") not in running:
+            end.unlink(missing_ok=True)
 
 
 async def _record_away(

@@ -33,8 +33,11 @@
  *   fd 0-2  /dev/null (it holds nothing the server's end could break: no SIGPIPE, unlike
  *           Nomad's executor in hashicorp/nomad#5593);
  *   fd 3    the spec: "jogger-spec-1\0" then key\0value\0 pairs (below), read to EOF;
- *   fd 4    the report: one struct report, then closed. step 0: the job runs, with pid;
- *           else the step that failed and its errno, and the supervisor exits;
+ *   fd 4    the report, a socket: one struct report. step 0: the job runs, with pid;
+ *           else the step that failed and its errno, and the supervisor exits. Then the
+ *           server says one byte once the job is on record. If it closes the socket
+ *           without that (it died, or could not record the start), the job is killed:
+ *           a start nobody acknowledged must not run on unseen;
  *   fd 5    the output log, open for writing, empty;
  *   the fds the spec names for the job's cgroup (procs_fd, cgroup_fd).
  * Spec keys: exe, arg, env, group, procs_fd (repeatable); cwd, home, uid, gid, cgroup_fd,
@@ -113,8 +116,15 @@ static struct {
     char error[160];
     char note[200];
     int run_dir, notify_fd, notify_pending, end_fd;
+    int commit_fd; /* REPORT_FD until the server has said the start is on record */
+    int committed;
     long stop_timeout_ms, kill_timeout_ms, eof_grace_ms, spawn_timeout_ms;
-} S = {.pipe_fd = -1, .use_splice = 1, .run_dir = -1, .notify_fd = -1, .end_fd = -1};
+} S = {.pipe_fd = -1,
+     .use_splice = 1,
+     .run_dir = -1,
+     .notify_fd = -1,
+     .end_fd = -1,
+     .commit_fd = -1};
 
 static int64_t now_ms(void) {
     struct timespec ts;
@@ -128,7 +138,8 @@ static void send_report(int step, int err, pid_t pid) {
     do {
         n = write(REPORT_FD, &r, sizeof r);
     } while (n < 0 && errno == EINTR);
-    close(REPORT_FD);
+    if (step != 0)
+        close(REPORT_FD);
 }
 
 static _Noreturn void fail_start(int step, int err) {
@@ -701,6 +712,7 @@ int main(int argc, char **argv) {
     free(buf);
     malloc_trim(0);
     send_report(0, 0, S.main);
+    S.commit_fd = REPORT_FD;
 
     int others = 0;
     for (;;) {
@@ -727,7 +739,9 @@ int main(int argc, char **argv) {
             close(S.pipe_fd);
             S.pipe_fd = -1;
         }
-        if (empty && S.pipe_fd < 0)
+        /* (And once the server has said whether the start is on record: a job that
+         * ends before that is recorded, or not, as the server says.) */
+        if (empty && S.pipe_fd < 0 && S.commit_fd < 0)
             break;
 
         int64_t wake = -1, t = now_ms();
@@ -744,15 +758,28 @@ int main(int argc, char **argv) {
         if (S.killing && !empty)
             wake = wake < 0 || t + 50 < wake ? t + 50 : wake;
         int timeout = wake < 0 ? -1 : (int)(wake > t ? (wake - t > 60000 ? 60000 : wake - t) : 0);
-        struct pollfd fds[2] = {{.fd = sigfd, .events = POLLIN},
-                                {.fd = S.pipe_fd, .events = POLLIN}};
-        int r = poll(fds, S.pipe_fd >= 0 ? 2 : 1, timeout);
+        /* (A negative fd is skipped by poll: the pipe at EOF, the commit said.) */
+        struct pollfd fds[3] = {{.fd = sigfd, .events = POLLIN},
+                                {.fd = S.pipe_fd, .events = POLLIN},
+                                {.fd = S.commit_fd, .events = POLLIN}};
+        int r = poll(fds, 3, timeout);
         if (r < 0 && errno != EINTR)
             break; /* cannot happen with valid fds; end rather than spin */
         if (S.notify_pending)
             notify();
         if (r > 0 && fds[0].revents)
             handle_signals(sigfd);
+        if (r > 0 && S.commit_fd >= 0 && fds[2].revents) {
+            char byte;
+            ssize_t got = read(S.commit_fd, &byte, 1);
+            if (got < 0 && (errno == EINTR || errno == EAGAIN))
+                continue;
+            close(S.commit_fd);
+            S.commit_fd = -1;
+            S.committed = got == 1;
+            if (!S.committed)
+                start_kill(1);
+        }
         if (r > 0 && S.pipe_fd >= 0 && fds[1].revents) {
             /* A few batches per pass, then the signals again. */
             for (int i = 0; i < 16; i++) {
@@ -772,6 +799,13 @@ int main(int argc, char **argv) {
     /* Collect the main process (its exit status is what we recorded). */
     while (waitpid(S.main, NULL, 0) < 0 && errno == EINTR)
         ;
+    if (!S.committed) {
+        /* A start nobody recorded: there is no record for an end to go to. */
+        char tmp[140];
+        snprintf(tmp, sizeof tmp, "%s.end.new", S.job_id);
+        unlinkat(S.run_dir, tmp, 0);
+        return 0;
+    }
     for (int attempt = 0; write_end() < 0; attempt++) {
         /* The end must be on disk before we go; the state dir's reserve makes room for it. */
         if (attempt == 60)

@@ -24,6 +24,7 @@ import logging
 import os
 import select
 import signal
+import socket
 import struct
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -101,11 +102,15 @@ class End:
 class Supervisor:
     """One job's supervisor process, held by a pidfd."""
 
-    def __init__(self, pid: int, pidfd: int, job_pid: int, *, ours: bool) -> None:
+    def __init__(
+        self, pid: int, pidfd: int, job_pid: int, *, ours: bool, link: socket.socket | None = None
+    ) -> None:
         self.pid = pid
         self.job_pid = job_pid
         self._pidfd = pidfd
         self._ours = ours
+        self._link = link
+        """The start report's socket, until the start is on record (``committed``)."""
         self.identity = identify(pid)
         self.job_identity = identify(job_pid)
 
@@ -119,6 +124,22 @@ class Supervisor:
         poller = select.poll()
         poller.register(self._pidfd, select.POLLIN)
         return bool(poller.poll(0))
+
+    def committed(self) -> None:
+        """The start is on record: from now on the job runs whatever becomes of us. Until
+        this, our death (the socket closing) makes the supervisor kill the job."""
+        if self._link is not None:
+            with contextlib.suppress(OSError):  # it has gone already: nothing to tell
+                self._link.send(b"1")
+            self._link.close()
+            self._link = None
+
+    def abandon(self) -> None:
+        """The start will not be on record: the supervisor kills the job, and ends without
+        recording it. (Nothing, once committed.)"""
+        if self._link is not None:
+            self._link.close()
+            self._link = None
 
     def signal(self, sig: int) -> None:
         """SIGUSR1: kill the job now. Nothing if the supervisor has exited."""
@@ -150,7 +171,9 @@ class Supervisor:
         self.signal(signal.SIGKILL)
 
     def close(self) -> None:
-        """Reap the supervisor if it is our child and has exited; release the pidfd."""
+        """Reap the supervisor if it is our child and has exited; release the pidfd (and
+        the start report's socket of a start never committed: its job is killed)."""
+        self.abandon()
         if self._pidfd < 0:
             return
         if self._ours:
@@ -203,47 +226,47 @@ async def launch(
         cgroup_fd=cgroup_fd,
         account=account,
     )
-    report_read, report_write = os.pipe2(os.O_CLOEXEC)
+    link, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     try:
         pid = _spawn(
             program,
             job_id,
             spec=spec,
-            report=report_write,
+            report=theirs.fileno(),
             log_fd=log_fd,
             placement=[*placement],
             cgroup_fd=cgroup_fd,
         )
     except BaseException:
-        os.close(report_read)
+        link.close()
         raise
     finally:
         os.close(spec)
-        os.close(report_write)
+        theirs.close()
     try:
         pidfd = os.pidfd_open(pid)
     except BaseException:
         os.kill(pid, signal.SIGKILL)
         _collect(pid)
-        os.close(report_read)
+        link.close()
         raise
     try:
         # Shielded: a supervisor whose start report we did not read would be left running
         # a job nobody knows of. Bounded: the supervisor gives up on the job's exec after
         # SPAWN_TIMEOUT, and we on the supervisor a little later.
         with trio.CancelScope(shield=True):
-            report = await _read_report(report_read)
+            report = await _read_report(link)
     except BaseException:
+        link.close()
         signal.pidfd_send_signal(pidfd, signal.SIGKILL)
         _collect(pid, pidfd)
         raise
-    finally:
-        os.close(report_read)
     _, step, err, job_pid = report
     if step != 0:
+        link.close()
         _collect(pid, pidfd)  # it exits right after its report
         raise SpawnError(_describe(_STEPS.get(step, "?"), err, argv[0], cwd, account))
-    return Supervisor(pid, pidfd, job_pid, ours=True)
+    return Supervisor(pid, pidfd, job_pid, ours=True, link=link)
 
 
 def adopt(supervisor: ProcessIdentity, job: ProcessIdentity, job_id: str) -> Supervisor | None:
@@ -268,7 +291,9 @@ def adopt(supervisor: ProcessIdentity, job: ProcessIdentity, job_id: str) -> Sup
     ):
         os.close(pidfd)
         return None
-    adopted = Supervisor(supervisor.pid, pidfd, job.pid, ours=False)
+    # Ours to reap if a manager before us in this very process started it (an embedding
+    # program that enters a manager again); else its parent is init, or a subreaper.
+    adopted = Supervisor(supervisor.pid, pidfd, job.pid, ours=found.ppid == os.getpid())
     # The job's own identity is the recorded one (the process may have exited since).
     adopted.job_identity = job
     return adopted
@@ -393,15 +418,17 @@ def identify(pid: int) -> ProcessIdentity:
     return ProcessIdentity(pid, found.start_ticks if found is not None else 0, boot_id())
 
 
-async def _read_report(fd: int) -> tuple[int, int, int, int]:
+async def _read_report(link: socket.socket) -> tuple[int, int, int, int]:
     data = b""
+    link.setblocking(False)
     with trio.move_on_after(SPAWN_TIMEOUT + 10):
-        while len(data) < _REPORT.size:
-            await trio.lowlevel.wait_readable(fd)
-            chunk = os.read(fd, _REPORT.size - len(data))
-            if not chunk:
-                break
-            data += chunk
+        while True:
+            await trio.lowlevel.wait_readable(link)
+            try:
+                data = link.recv(_REPORT.size + 1)
+            except BlockingIOError:
+                continue
+            break
     if len(data) != _REPORT.size:
         raise SpawnError("the job's supervisor ended (or hung) before reporting the start")
     magic, step, err, pid = _REPORT.unpack(data)

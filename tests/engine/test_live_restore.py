@@ -4,12 +4,13 @@ Real supervisors, real processes, real cgroups where the machine has them; a cra
 manager in a subprocess killed with SIGKILL.
 """
 
+import contextlib
 import json
 import os
 import signal
 import sqlite3
 import subprocess
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -19,7 +20,8 @@ import trio
 from jogger import JobLimits, JobManager, JobState, ManagerLimits
 from jogger.engine.procfs import proc_stat
 from tests.engine.test_accounts import job_cgroups
-from tests.procs import PYTHON, collect, eventually, is_alive, processes
+from tests.procs import PYTHON, eventually, is_alive, my_children, processes
+from tests.procs import collect as read_all
 
 LIMITS = ManagerLimits(max_jobs=256, max_jobs_per_owner=256)
 # Prints numbered lines for a while, then exits 3.
@@ -82,6 +84,24 @@ def supervisor_of(job_pid: int) -> int:
     return found[0].ppid
 
 
+async def reap(supervisor: int) -> None:
+    """End a supervisor this process started and no manager adopted, and collect it."""
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(supervisor, signal.SIGUSR1)  # its job is killed, and it ends
+    pidfd = os.pidfd_open(supervisor)
+    try:
+        with trio.fail_after(30):
+            await trio.lowlevel.wait_readable(pidfd)
+    finally:
+        os.close(pidfd)
+    collect(supervisor)
+
+
+def collect(pid: int) -> None:
+    """Reap our child ``pid``, which has exited."""
+    os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG)
+
+
 def end_file(state: Path, job_id: str) -> Path:
     return state / "run" / f"{job_id}.end"
 
@@ -99,7 +119,7 @@ async def test_kept_jobs_run_on_and_the_next_manager_adopts_them(tmp_path: Path)
     async with adopting(state) as jobs:
         status = await jobs.status("alice", job_id)
         assert status.state is JobState.RUNNING
-        out = await collect(jobs.output("alice", job_id))  # from byte 0, live, to the end
+        out = await read_all(jobs.output("alice", job_id))  # from byte 0, live, to the end
         final = await jobs.wait("alice", job_id)
     assert out == b"".join(b"%d\n" % i for i in range(3000))
     assert (final.state, final.exit_code) == (JobState.FAILED, 3)
@@ -121,7 +141,7 @@ async def test_a_killed_manager_leaves_the_job_writing_and_the_next_has_every_by
 
     await eventually(grows)  # the job writes on, with no server
     async with adopting(state) as jobs:
-        out = await collect(jobs.output("alice", job_id))
+        out = await read_all(jobs.output("alice", job_id))
         final = await jobs.wait("alice", job_id)
     assert out == b"".join(b"%d\n" % i for i in range(2000))  # no gap, no duplicate
     assert (final.state, final.exit_code, final.reason) == (JobState.FAILED, 3, "")
@@ -142,7 +162,7 @@ async def test_a_job_that_ends_while_no_manager_runs_is_recorded_as_it_ended(
     before = trio.current_time()
     async with adopting(state) as jobs:
         final = await jobs.status("alice", job_id)
-        out = await collect(jobs.output("alice", job_id))
+        out = await read_all(jobs.output("alice", job_id))
     assert (final.state, final.exit_code, final.reason) == (JobState.FAILED, 7, "")
     assert final.ended_at is not None
     assert final.ended_at > final.started_at
@@ -244,8 +264,7 @@ async def test_a_record_from_another_boot_is_resolved_as_a_reboot(tmp_path: Path
             # Nothing of another boot is trusted: only its cgroup, ours by name, is cleaned.
             assert job_cgroups(state) == []
     finally:
-        if is_alive(supervisor):  # (a real reboot would have taken it)
-            os.kill(supervisor, signal.SIGUSR1)
+        await reap(supervisor)  # (a real reboot would have taken it)
 
 
 async def test_a_reused_pid_is_never_adopted_nor_signalled(tmp_path: Path) -> None:
@@ -266,8 +285,7 @@ async def test_a_reused_pid_is_never_adopted_nor_signalled(tmp_path: Path) -> No
     finally:
         stranger.kill()
         await stranger.wait()
-        if is_alive(real):
-            os.kill(real, signal.SIGUSR1)  # its job: it then ends
+        await reap(real)
 
 
 async def test_two_hundred_running_jobs_are_adopted_in_one_start(tmp_path: Path) -> None:
@@ -294,3 +312,10 @@ async def test_the_supervisor_leads_its_own_session(tmp_path: Path) -> None:
         assert found.sid == supervisor  # no terminal's signal meant for the server reaches it
         assert supervisor != os.getpid()
         assert (await jobs.stop("alice", status.id)).state is JobState.STOPPED
+
+
+@pytest.fixture(autouse=True)
+def _no_child_left() -> Iterator[None]:
+    """Every supervisor a test here started in this process is reaped by the end of it."""
+    yield
+    assert my_children() == []
