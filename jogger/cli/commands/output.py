@@ -4,6 +4,7 @@ import sys
 from ...rpc.client import JobsClient
 from ...v1 import jobs_pb2
 from .. import stdout
+from ..connect import Dialer
 from ..exits import Exit
 from ..render import summary
 
@@ -27,8 +28,9 @@ async def copy_output(
     return final
 
 
-async def run(client: JobsClient, args: argparse.Namespace) -> int:
-    final = await copy_output(client, args.job_id, follow=args.follow, offset=args.offset)
+async def run(dial: Dialer, args: argparse.Namespace) -> int:
+    async with dial() as client:
+        final = await copy_output(client, args.job_id, follow=args.follow, offset=args.offset)
     if final is not None:
         print(f"jog: job {final.job_id} {summary(final)}", file=sys.stderr)
     return Exit.OK

@@ -7,15 +7,15 @@ import sys
 import trio
 
 from ..._text import escape
-from ...rpc.client import JobsClient
 from ...rpc.jobs_api import limits_message
+from ..connect import Dialer
 from ..exits import Exit
 from ..render import summary
 from ..stdout import StdoutClosed
 from .output import copy_output
 
 
-async def run(client: JobsClient, args: argparse.Namespace) -> int:
+async def run(dial: Dialer, args: argparse.Namespace) -> int:
     job_id: str | None = None
     interrupted = False
 
@@ -40,7 +40,7 @@ async def run(client: JobsClient, args: argparse.Namespace) -> int:
 
     final = None
     closed = False
-    async with trio.open_nursery() as nursery:
+    async with dial() as client, trio.open_nursery() as nursery:
         # Listening for Ctrl-C before the Start: a job must not be left running unseen.
         await nursery.start(stop_on_ctrl_c)
         status = await client.start(
