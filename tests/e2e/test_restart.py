@@ -102,7 +102,8 @@ async def test_after_sigkill_the_next_server_resolves_every_job(  # noqa: PLR091
         tree = job_id_of(await first.jog("start", "--", "sh", "-c", TREE))
         counter = job_id_of(await first.jog("start", "--", PYTHON, "-c", COUNTER))
         done = job_id_of(await first.jog("start", "--", "echo", "finished"))
-        follower = await follow(first, counter)
+        # Without reconnecting (tests/e2e/test_reconnect.py has the follower that does).
+        follower = await follow(first, counter, "--reconnect-timeout", "0")
         await wait_for_output(follower, b"\n10\n")
         tree_status = await status_of(first, tree)
         assert (await first.jog("output", done)).stdout == b"finished\n"
