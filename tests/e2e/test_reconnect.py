@@ -149,6 +149,14 @@ def restarted_lines(running: Jog) -> list[str]:
     return [line for line in running.errors() if RESTARTED in line]
 
 
+async def resolve(pki: Pki, state: Path, nursery: trio.Nursery) -> None:
+    """A server started and stopped on ``state``, for a test whose server never came back:
+    it resolves what the crash left (the job's cgroup, a job still running), so that
+    nothing outlives the test."""
+    server = await launch(pki, state, nursery)
+    await stop_server(server.process)
+
+
 async def test_a_follower_rides_through_a_sigkill_of_the_server(
     pki: Pki, tmp_path: Path, nursery: trio.Nursery
 ) -> None:
@@ -260,26 +268,30 @@ async def test_without_a_server_jog_output_gives_up_after_the_reconnect_timeout(
         await crash(server)
     finally:
         await stop_server(server.process)
-    # Within a few seconds (generous: a busy machine), not the default minute.
-    assert await follower.finish(seconds=30) == 3
-    [line] = follower.errors()
-    assert line.startswith(f"jog: error: localhost:{server.port}: ")
-    assert "Traceback" not in line
-    # What jog printed is what the job wrote, to where the connection dropped.
-    log = (state / "logs" / f"{job}.log").read_bytes()
-    assert log.startswith(bytes(follower.out))
-    assert_numbered(bytes(follower.out))
-    if seconds == "0":
-        assert "did not come back" not in line  # today's error, at once
-    else:
-        assert "lost the connection, and it did not come back within 2 s (" in line
-        assert line.endswith(f"; to read on: jog output --offset {len(follower.out)} {job}")
+    try:
+        # Within a few seconds (generous: a busy machine), not the default minute.
+        assert await follower.finish(seconds=30) == 3
+        [line] = follower.errors()
+        assert line.startswith(f"jog: error: localhost:{server.port}: ")
+        assert "Traceback" not in line
+        # What jog printed is what the job wrote, to where the connection dropped.
+        log = (state / "logs" / f"{job}.log").read_bytes()
+        assert log.startswith(bytes(follower.out))
+        assert_numbered(bytes(follower.out))
+        if seconds == "0":
+            assert "did not come back" not in line  # today's error, at once
+        else:
+            assert "lost the connection, and it did not come back within 2 s (" in line
+            assert line.endswith(f"; to read on: jog output --offset {len(follower.out)} {job}")
+    finally:
+        await resolve(pki, state, nursery)
 
 
 async def test_ctrl_c_while_jog_output_waits_for_the_server_detaches(
     pki: Pki, tmp_path: Path, nursery: trio.Nursery
 ) -> None:
-    server = await launch(pki, tmp_path / "state", nursery)
+    state = tmp_path / "state"
+    server = await launch(pki, state, nursery)
     try:
         job = job_id_of(await server.jog("start", "--", PYTHON, "-c", COUNTER))
         follower = await jog(nursery, server, "output", job)
@@ -287,10 +299,13 @@ async def test_ctrl_c_while_jog_output_waits_for_the_server_detaches(
         await crash(server)
     finally:
         await stop_server(server.process)
-    await trio.sleep(0.5)  # it is waiting to reconnect (or about to: either way, it leaves)
-    follower.process.send_signal(signal.SIGINT)
-    assert await follower.finish(seconds=20) == 130
-    assert follower.errors() == [f"jog: detached; job {job} keeps running"]
+    try:
+        await trio.sleep(0.5)  # it is waiting to reconnect (or about to: either way, it leaves)
+        follower.process.send_signal(signal.SIGINT)
+        assert await follower.finish(seconds=20) == 130
+        assert follower.errors() == [f"jog: detached; job {job} keeps running"]
+    finally:
+        await resolve(pki, state, nursery)
 
 
 async def run_then_crash(
@@ -306,11 +321,15 @@ async def run_then_crash(
         await crash(server)
     finally:
         await stop_server(server.process)
-    await trio.sleep(0.5)
-    runner.process.send_signal(signal.SIGINT)
-    with trio.fail_after(20):
-        while f"jog: stopping job {job}" not in runner.errors():  # noqa: ASYNC110 - its reader
-            await trio.sleep(0.01)
+    try:
+        await trio.sleep(0.5)
+        runner.process.send_signal(signal.SIGINT)
+        with trio.fail_after(20):
+            while f"jog: stopping job {job}" not in runner.errors():  # noqa: ASYNC110 - its reader
+                await trio.sleep(0.01)
+    except BaseException:
+        await resolve(pki, state, nursery)
+        raise
     return server, runner, job
 
 
@@ -337,12 +356,14 @@ async def test_ctrl_c_while_jog_run_waits_sends_the_stop_once_the_server_is_back
 async def test_ctrl_c_while_jog_run_waits_in_vain_says_the_job_was_not_stopped(
     pki: Pki, tmp_path: Path, nursery: trio.Nursery
 ) -> None:
-    _, runner, job = await run_then_crash(
-        pki, tmp_path / "state", nursery, "--reconnect-timeout", "2"
-    )
-    assert await runner.finish(seconds=30) == 3
-    first, error = runner.errors()
-    assert first == f"jog: stopping job {job}"
-    assert error.startswith("jog: error: localhost:")
-    assert "did not come back within 2 s" in error
-    assert error.endswith(f"; job {job} may still be running: the stop did not get through")
+    state = tmp_path / "state"
+    _, runner, job = await run_then_crash(pki, state, nursery, "--reconnect-timeout", "2")
+    try:
+        assert await runner.finish(seconds=30) == 3
+        stopping, error = runner.errors()
+        assert stopping == f"jog: stopping job {job}"
+        assert error.startswith("jog: error: localhost:")
+        assert "did not come back within 2 s" in error
+        assert error.endswith(f"; job {job} may still be running: the stop did not get through")
+    finally:
+        await resolve(pki, state, nursery)
