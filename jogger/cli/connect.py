@@ -3,14 +3,16 @@
 import argparse
 import importlib
 import signal
+import ssl
 import sys
+from contextlib import AbstractAsyncContextManager
 
 import trio
 
 from .._exceptiongroups import single_errors
 from ..rpc.address import format_address
 from ..rpc.channel import ServerCertificateRejected, TransportError
-from ..rpc.client import connect
+from ..rpc.client import JobsClient, connect
 from ..rpc.errors import RpcError, StatusCode
 from ..rpc.tls import TlsFileError, client_context
 from . import stdout
@@ -27,6 +29,21 @@ _VARIABLES = {
 _DETACHING = {"start", "stop", "status", "output", "list"}
 
 
+class Dialer:
+    """Opens a connection to the server each time it is called: a command opens its own, and
+    ``jog output`` and ``jog run`` open another when theirs drops (cli/follow.py)."""
+
+    def __init__(self, host: str, port: int, context: ssl.SSLContext) -> None:
+        self._host = host
+        self._port = port
+        self._context = context
+        self.where = format_address(host, port)
+        """The server's address as errors name it."""
+
+    def __call__(self) -> AbstractAsyncContextManager[JobsClient]:
+        return connect(self._host, self._port, self._context)
+
+
 def run_command(args: argparse.Namespace) -> int:
     settings = load(args.host)
     with single_errors():
@@ -35,7 +52,6 @@ def run_command(args: argparse.Namespace) -> int:
 
 async def _main(settings: Settings, args: argparse.Namespace) -> int:
     command = importlib.import_module(f".commands.{args.command}", __package__)
-    where = format_address(settings.host, settings.port)
     interrupted = False
     try:
         context = client_context(settings.ca, settings.cert, settings.key)
@@ -44,27 +60,28 @@ async def _main(settings: Settings, args: argparse.Namespace) -> int:
             raise CliError(str(exc), Exit.USAGE) from None
         variable = _VARIABLES[exc.role]
         raise CliError(f"{variable}={exc.path}: {exc.reason}", Exit.USAGE) from None
+    dial = Dialer(settings.host, settings.port, context)
+    where = dial.where
     try:
-        async with (
-            connect(settings.host, settings.port, context) as client,
-            trio.open_nursery() as nursery,
-        ):
-            if args.command in _DETACHING:
+        # The command's errors leave the nursery as themselves, for the clauses below.
+        with single_errors():
+            async with trio.open_nursery() as nursery:
+                if args.command in _DETACHING:
 
-                async def on_ctrl_c(*, task_status: trio.TaskStatus[None]) -> None:
-                    nonlocal interrupted
-                    with trio.open_signal_receiver(signal.SIGINT) as signals:
-                        task_status.started()
-                        async for _ in signals:
-                            interrupted = True
-                            # Ctrl-C: give up the command where it is.
-                            nursery.cancel_scope.cancel()
+                    async def on_ctrl_c(*, task_status: trio.TaskStatus[None]) -> None:
+                        nonlocal interrupted
+                        with trio.open_signal_receiver(signal.SIGINT) as signals:
+                            task_status.started()
+                            async for _ in signals:
+                                interrupted = True
+                                # Ctrl-C: give up the command where it is.
+                                nursery.cancel_scope.cancel()
 
-                await nursery.start(on_ctrl_c)
-            result = int(await command.run(client, args))
-            stdout.flush()  # so that a failing write is reported here, not at exit
-            # The command is done; stop listening for Ctrl-C.
-            nursery.cancel_scope.cancel()
+                    await nursery.start(on_ctrl_c)
+                result = int(await command.run(dial, args))
+                stdout.flush()  # so that a failing write is reported here, not at exit
+                # The command is done; stop listening for Ctrl-C.
+                nursery.cancel_scope.cancel()
     except OSError as exc:
         # The network layer reports its failures as TransportError: this is our output.
         raise stdout.write_error(exc) from None

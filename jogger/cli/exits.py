@@ -10,7 +10,8 @@ class Exit(enum.IntEnum):
     USAGE = 2
     """Bad command line, or missing settings (host, certificate files)."""
     UNREACHABLE = 3
-    """No connection: the host is down, or TLS failed (a certificate was rejected)."""
+    """No connection: the host is down, or TLS failed (a certificate was rejected), or it
+    dropped and did not come back within the reconnect timeout."""
     INTERRUPTED = 130
     """Ctrl-C."""
 

@@ -20,6 +20,9 @@ from .exits import CliError, Exit
 
 T = TypeVar("T", int, float)
 
+DEFAULT_RECONNECT_TIMEOUT = 60.0
+MAX_RECONNECT_TIMEOUT = 7 * 86400.0
+
 ENVIRONMENT = """\
 connection settings (environment):
   JOGGER_HOST            server address, host:port (default localhost:7654; --host wins)
@@ -31,7 +34,8 @@ exit codes:
   0    success (for `jog run`: the job's own exit code; 128+N if signal N ended it)
   1    the server refused: unknown job, bad argument, limit reached
   2    usage error, or missing settings
-  3    cannot reach the server, or TLS failed (a certificate was rejected)
+  3    cannot reach the server, or TLS failed (a certificate was rejected), or the
+       connection dropped and did not come back within --reconnect-timeout
   130  interrupted by Ctrl-C
 
 examples:
@@ -79,6 +83,15 @@ def parser() -> argparse.ArgumentParser:
         "--io-weight", type=_weight, metavar="W", help="I/O weight, 1-10000 (default 100)"
     )
     job.add_argument("--pids", type=_count, metavar="N", help="at most N processes/threads")
+    reconnect = argparse.ArgumentParser(add_help=False)
+    reconnect.add_argument(
+        "--reconnect-timeout",
+        type=_reconnect_timeout,
+        default=DEFAULT_RECONNECT_TIMEOUT,
+        metavar="SECONDS",
+        help="when the connection drops while following, reconnect for up to this long "
+        f"(default {DEFAULT_RECONNECT_TIMEOUT:g}; 0: do not)",
+    )
     p: argparse.ArgumentParser = _Parser(
         prog="jog",
         description="Run jobs on a remote jogger server. A job is an argv, given after --.",
@@ -88,7 +101,9 @@ def parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
     sub.add_parser("start", parents=[host, job], help="start a job: jog start -- cmd [args]")
     sub.add_parser(
-        "run", parents=[host, job], help="start a job, stream its output, exit with its exit code"
+        "run",
+        parents=[host, job, reconnect],
+        help="start a job, stream its output, exit with its exit code",
     )
     stop = sub.add_parser("stop", parents=[host], help="stop a job (SIGTERM, then SIGKILL)")
     stop.add_argument("job_id", metavar="ID")
@@ -102,7 +117,9 @@ def parser() -> argparse.ArgumentParser:
     status.add_argument("job_id", metavar="ID")
     status.add_argument("--json", action="store_true", help="print JSON")
     output = sub.add_parser(
-        "output", parents=[host], help="stream a job's output from the start (Ctrl-C detaches)"
+        "output",
+        parents=[host, reconnect],
+        help="stream a job's output from the start (Ctrl-C detaches)",
     )
     output.add_argument("job_id", metavar="ID")
     output.add_argument(
@@ -167,6 +184,13 @@ _seconds = _number(
     0.0,
     float(MAX_GRACE),
     lambda _: f"the grace period must be from 0 to {MAX_GRACE:g} seconds",
+)
+_reconnect_timeout = _number(
+    float,
+    "a number of seconds",
+    0.0,
+    MAX_RECONNECT_TIMEOUT,
+    lambda _: f"the reconnect timeout must be from 0 to {MAX_RECONNECT_TIMEOUT:g} seconds",
 )
 _cores = _number(
     float,

@@ -49,3 +49,16 @@ def flush() -> None:
         sys.stdout.flush()
     except OSError as exc:
         raise write_error(exc) from None
+
+
+def write(data: bytes) -> None:
+    """Write ``data`` to stdout untouched, and flush it.
+
+    Raises StdoutClosed or a CliError (see write_error).
+    """
+    out = sys.stdout.buffer
+    try:
+        out.write(data)
+        out.flush()
+    except OSError as exc:
+        raise write_error(exc) from None

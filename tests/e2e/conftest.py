@@ -80,14 +80,17 @@ async def mounted_tmpfs(path: Path, size: str) -> AsyncIterator[Path]:
         await trio.run_process(["umount", path])
 
 
-async def launch(pki: Pki, state_dir: Path, nursery: trio.Nursery, *args: str | Path) -> Cli:
-    """Start the real jogger-server on a free loopback port; return once it listens."""
+async def launch(
+    pki: Pki, state_dir: Path, nursery: trio.Nursery, *args: str | Path, port: int = 0
+) -> Cli:
+    """Start the real jogger-server on loopback, on ``port`` (0: a free one); return once it
+    listens."""
     env = server_env(pki)
     process = await trio.lowlevel.open_process(
         [
             BIN / "jogger-server",
             "--listen",
-            "127.0.0.1:0",
+            f"127.0.0.1:{port}",
             "--state-dir",
             state_dir,
             "--grace",

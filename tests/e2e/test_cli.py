@@ -104,10 +104,13 @@ async def test_output_reproduces_the_jobs_bytes_exactly(cli: Cli) -> None:
     assert partial.stderr == b""
 
 
-async def follow(cli: Cli, job: str) -> trio.Process:
-    """``jog output JOB`` as a process, its stdout and stderr piped."""
+async def follow(cli: Cli, job: str, *args: str) -> trio.Process:
+    """``jog output [ARGS] JOB`` as a process, its stdout and stderr piped."""
     return await trio.lowlevel.open_process(
-        [BIN / "jog", "output", job], env=cli.env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        [BIN / "jog", "output", *args, job],
+        env=cli.env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
     )
 
 

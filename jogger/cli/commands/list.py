@@ -1,13 +1,14 @@
 import argparse
 import sys
 
-from ...rpc.client import JobsClient
+from ..connect import Dialer
 from ..exits import Exit
 from ..render import as_dict, as_json, table
 
 
-async def run(client: JobsClient, args: argparse.Namespace) -> int:
-    statuses, more = await client.list(all_users=args.all, limit=args.limit or None)
+async def run(dial: Dialer, args: argparse.Namespace) -> int:
+    async with dial() as client:
+        statuses, more = await client.list(all_users=args.all, limit=args.limit or None)
     if args.json:
         print(as_json([as_dict(s) for s in statuses]))
     elif statuses:

@@ -1,11 +1,12 @@
 import argparse
 
-from ...rpc.client import JobsClient
+from ..connect import Dialer
 from ..exits import Exit
 from ..render import as_dict, as_json, block
 
 
-async def run(client: JobsClient, args: argparse.Namespace) -> int:
-    status = await client.status(args.job_id)
+async def run(dial: Dialer, args: argparse.Namespace) -> int:
+    async with dial() as client:
+        status = await client.status(args.job_id)
     print(as_json(as_dict(status)) if args.json else block(status))
     return Exit.OK

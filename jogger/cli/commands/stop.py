@@ -1,13 +1,14 @@
 import argparse
 
-from ...rpc.client import JobsClient
+from ..connect import Dialer
 from ..exits import Exit
 from ..render import summary
 
 
-async def run(client: JobsClient, args: argparse.Namespace) -> int:
-    before = await client.status(args.job_id)
-    status = await client.stop(args.job_id, grace=args.grace)
+async def run(dial: Dialer, args: argparse.Namespace) -> int:
+    async with dial() as client:
+        before = await client.status(args.job_id)
+        status = await client.stop(args.job_id, grace=args.grace)
     if before.ended_at.ToNanoseconds():
         print(f"{status.job_id} already exited with status: {summary(status)}")
     else:
