@@ -1,0 +1,217 @@
+"""Crash fuzzing: the real server SIGKILLed at random moments during bursts of starts, stops
+and follows, again and again, on one state dir and one port.
+
+Afterwards: every acknowledged start is on record (0 jobs lost), nothing of any job is left
+running once the last server has stopped them (0 orphans: no job process, no supervisor, no
+cgroup), and every follower, reconnecting after each crash at the offset it had, got each
+job's bytes exactly once (0 lost, 0 duplicated). The seed is printed; FUZZ_SEED replays it.
+"""
+
+import os
+import random
+import signal
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import trio
+
+from jogger.rpc.channel import TransportError
+from jogger.rpc.client import JobsClient, open_client
+from jogger.rpc.errors import RpcError, StatusCode
+from tests.e2e.conftest import Cli, launch, stop_server
+from tests.engine.test_accounts import job_cgroups
+from tests.pki import Pki
+from tests.procs import PYTHON, processes
+
+ROUNDS = 5
+# Numbered lines, a few milliseconds apart, then exit with the count's remainder.
+COUNTER = (
+    "import sys, time\n"
+    "n = int(sys.argv[1])\n"
+    "for i in range(n):\n"
+    "    sys.stdout.write(f'{i}\\n'); sys.stdout.flush(); time.sleep(0.003)\n"
+    "sys.exit(n % 7)\n"
+)
+RETRYABLE = (StatusCode.UNAVAILABLE, StatusCode.DEADLINE_EXCEEDED)
+
+
+@dataclass
+class World:
+    pki: Pki
+    port: int = 0
+    acknowledged: dict[str, int] = field(default_factory=dict)
+    """Job id -> its line count (0: a sleeper)."""
+    stopped: set[str] = field(default_factory=set)
+    followed: dict[str, bytearray] = field(default_factory=dict)
+    done: set[str] = field(default_factory=set)
+    """Followers that saw their job's end."""
+
+    def client(self) -> "open_client":  # type: ignore[valid-type]
+        alice = self.pki.user("alice")
+        return open_client(  # type: ignore[no-any-return]
+            "localhost",
+            self.port,
+            ca=self.pki.ca,
+            cert=alice.cert,
+            key=alice.key,
+            connect_timeout=2,
+        )
+
+
+def dropped(exc: Exception) -> bool:
+    return isinstance(exc, TransportError | OSError) or (
+        isinstance(exc, RpcError) and exc.code in RETRYABLE
+    )
+
+
+async def starter(world: World, rng: random.Random) -> None:
+    """Starts jobs until cancelled (the crash)."""
+    async with world.client() as client:
+        while True:
+            lines = rng.choice([0, rng.randint(50, 400)])
+            argv = ["sleep", "300"] if lines == 0 else [PYTHON, "-c", COUNTER, str(lines)]
+            status = await client.start(argv)
+            world.acknowledged[status.job_id] = lines
+            await trio.sleep(rng.uniform(0.01, 0.08))
+
+
+async def stopper(world: World, rng: random.Random) -> None:
+    async with world.client() as client:
+        while True:
+            await trio.sleep(rng.uniform(0.05, 0.3))
+            if world.acknowledged:
+                job = rng.choice(sorted(world.acknowledged))
+                world.stopped.add(job)  # asked for: it may or may not get there
+                await client.stop(job, grace=0.2)
+
+
+async def follower(world: World, job: str, deadline: float) -> None:
+    """Follows ``job`` to its end across every crash, resuming at its offset."""
+    data = world.followed.setdefault(job, bytearray())
+    while trio.current_time() < deadline:
+        try:
+            async with world.client() as client, client.output(job, offset=len(data)) as it:
+                async for chunk in it:
+                    data += chunk.data
+                    if chunk.HasField("final"):
+                        world.done.add(job)
+                        return
+        except Exception as exc:  # noqa: BLE001 - every drop is retried; others re-raised
+            if not dropped(exc):
+                raise
+        await trio.sleep(0.05)
+
+
+async def burst(world: World, rng: random.Random, followers: trio.Nursery) -> None:
+    """Starts, stops and new followers until cancelled."""
+
+    async def retrying(task: object) -> None:
+        while True:
+            try:
+                await task(world, rng)  # type: ignore[operator]
+            except Exception as exc:  # noqa: BLE001 - the crash drops them; anything else fails
+                if not dropped(exc):
+                    raise
+            await trio.sleep(0.05)
+
+    async def follow_new() -> None:
+        while True:
+            await trio.sleep(rng.uniform(0.1, 0.4))
+            fresh = [j for j, n in world.acknowledged.items() if n and j not in world.followed]
+            if fresh:
+                job = rng.choice(fresh)
+                world.followed[job] = bytearray()
+                followers.start_soon(follower, world, job, trio.current_time() + 120)
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(retrying, starter)
+        nursery.start_soon(retrying, stopper)
+        nursery.start_soon(follow_new)
+
+
+async def test_random_server_crashes_lose_no_job_leave_no_orphan_and_no_byte_twice(
+    pki: Pki, tmp_path: Path, nursery: trio.Nursery
+) -> None:
+    seed = int(os.environ.get("FUZZ_SEED", random.randrange(1 << 32)))
+    print(f"FUZZ_SEED={seed}")  # (pytest -s shows it; a failure's report does too)
+    rng = random.Random(seed)
+    state = tmp_path / "state"
+    world = World(pki)
+    server: Cli | None = None
+    async with trio.open_nursery() as followers:
+        for _ in range(ROUNDS):
+            server = await launch(pki, state, nursery, port=world.port)
+            world.port = server.port
+            with trio.move_on_after(rng.uniform(0.5, 2.0)):
+                await burst(world, rng, followers)
+            server.process.send_signal(signal.SIGKILL)  # mid-burst: starts, stops, streams
+            await server.process.wait()
+            await trio.sleep(rng.uniform(0, 0.5))  # jobs run on while no server does
+        server = await launch(pki, state, nursery, port=world.port)
+        try:
+            async with world.client() as client:
+                # 0 acknowledged jobs lost: each is on record, running or ended.
+                for job in world.acknowledged:
+                    await client.status(job)
+                for job, lines in world.acknowledged.items():
+                    if lines == 0:
+                        await client.stop(job, grace=0.2)
+                with trio.fail_after(120):
+                    while len(world.done) < len(world.followed):
+                        await trio.sleep(0.1)
+                await check_outputs(world, client)
+        finally:
+            followers.cancel_scope.cancel()  # (they are all done unless the test failed)
+            await stop_server(server.process)
+    assert server.process.returncode == 0
+    # 0 orphans: no job process, no supervisor, no cgroup of ours.
+    assert [p for p in processes() if p.sid in world_sessions(world, state)] == []
+    assert supervisors_of(state) == []
+    assert job_cgroups(state) == []
+    assert len(world.acknowledged) > 10
+    assert len(world.followed) > 2
+
+
+async def check_outputs(world: World, client: JobsClient) -> None:
+    """Every follower has its job's whole output, once; every counter its exit code."""
+    for job, data in world.followed.items():
+        served = bytearray()
+        async with client.output(job, follow=False) as it:
+            async for chunk in it:
+                served += chunk.data
+        assert bytes(data) == bytes(served), f"job {job}: the follower's bytes differ"
+        lines = data.decode().splitlines()
+        assert lines == [str(i) for i in range(len(lines))]
+    for job, lines in world.acknowledged.items():
+        status = await client.status(job)
+        assert status.state != "running" or lines == 0
+        if lines and job not in world.stopped:
+            assert (status.state, status.exit_code) in (
+                ("completed", 0),
+                ("failed", lines % 7),
+            ), f"job {job}: {status}"
+
+
+def world_sessions(world: World, state: Path) -> set[int]:
+    """The sessions of the jobs on record (each job leads its own)."""
+    import sqlite3
+
+    with sqlite3.connect(state / "jobs.db") as db:
+        return {pid for (pid,) in db.execute("SELECT pid FROM jobs") if pid > 1}
+
+
+def supervisors_of(state: Path) -> list[int]:
+    """Live jogger-supervise processes of this state dir's jobs."""
+    import sqlite3
+
+    with sqlite3.connect(state / "jobs.db") as db:
+        ids = {job for (job,) in db.execute("SELECT id FROM jobs")}
+    found = []
+    for proc in processes():
+        try:
+            argv = Path(f"/proc/{proc.pid}/cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if len(argv) >= 2 and argv[0].endswith(b"jogger-supervise") and argv[1].decode() in ids:
+            found.append(proc.pid)
+    return found
