@@ -343,19 +343,22 @@ class Row:
 @dataclass(frozen=True)
 class Sizes:
     rounds: int
-    jobs: int  # memory
-    starts: int  # per round
-    stamps: int  # per round
+    jobs: int  # running at once, for the memory figures, in each round
+    starts: int  # in all rounds together, as are stamps
+    stamps: int
     mib: int
     adopted: int
+
+    def per_round(self, total: int) -> int:
+        return -(-total // self.rounds)
 
 
 def measure_both(runner: Runner, engines: list[Engine], sizes: Sizes) -> list[Row]:
     found: dict[tuple[str, str], list[Result]] = {}
     plan: list[tuple[str, dict[str, int]]] = [
         ("memory", {"count": sizes.jobs}),
-        ("start", {"count": sizes.starts}),
-        ("stamp", {"count": sizes.stamps}),
+        ("start", {"count": sizes.per_round(sizes.starts)}),
+        ("stamp", {"count": sizes.per_round(sizes.stamps)}),
         ("throughput", {"mib": sizes.mib}),
     ]
     for r in range(sizes.rounds):
@@ -541,13 +544,16 @@ def leftovers(tmp: Path, states: list[Path]) -> list[str]:
 # ---- the table -------------------------------------------------------------------------------
 
 
+def load_average() -> str:
+    return " ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
 def machine(containment: str) -> str:
     u = platform.uname()
-    load = " ".join(f"{x:.2f}" for x in os.getloadavg())
     return (
         f"{u.system} {u.release} {u.machine}, nproc {len(os.sched_getaffinity(0))}, "
-        f"load average {load}, Python {platform.python_version()}, trio {trio.__version__}, "
-        f"{containment} backend, {'root' if os.geteuid() == 0 else 'not root'}"
+        f"Python {platform.python_version()}, trio {trio.__version__}, {containment} backend, "
+        f"{'root' if os.geteuid() == 0 else 'not root'}; load average after: {load_average()}"
     )
 
 
@@ -567,11 +573,11 @@ def main(quick: bool, rounds: int | None, cgroups: str) -> int:
     if not SUPERVISOR.exists():
         sys.exit(f"{SUPERVISOR} is missing: build it with `make venv`")
     sizes = (
-        Sizes(rounds or 2, jobs=10, starts=20, stamps=50, mib=64, adopted=20)
+        Sizes(rounds or 2, jobs=10, starts=40, stamps=100, mib=64, adopted=20)
         if quick
-        else Sizes(rounds or 4, jobs=50, starts=50, stamps=125, mib=1024, adopted=200)
+        else Sizes(rounds or 8, jobs=50, starts=200, stamps=500, mib=1024, adopted=200)
     )
-    print(f"before: {machine('?')}", flush=True)
+    print(f"load average before: {load_average()}", flush=True)
     began = time.perf_counter()
     runner = Runner(Path(tempfile.mkdtemp(prefix="jogger-bench-supervisor-")), cgroups)
     try:
@@ -580,7 +586,7 @@ def main(quick: bool, rounds: int | None, cgroups: str) -> int:
         rows.append(measure_adoption(runner, engines[1], sizes))
     finally:
         left = runner.clean_up()
-    print(f"after:  {machine(runner.containment)}")
+    print(machine(runner.containment))
     print(f"ran {time.perf_counter() - began:.0f} s, old = {OLD_COMMIT}, new = this checkout")
     print()
     print_table(rows)
@@ -592,7 +598,7 @@ def main(quick: bool, rounds: int | None, cgroups: str) -> int:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="smaller runs, for a smoke test")
-    parser.add_argument("--rounds", type=int, help="old/new alternations (default 4, quick 2)")
+    parser.add_argument("--rounds", type=int, help="old/new alternations (default 8, quick 2)")
     parser.add_argument("--cgroups", choices=["auto", "none"], default="auto")
     # A measurement child's (see Runner.run).
     parser.add_argument("--child", help=argparse.SUPPRESS)
