@@ -9,8 +9,8 @@ import os
 from typing import Any
 
 from setuptools import Extension, setup
-from setuptools.errors import LinkError
 from setuptools.command.build_ext import build_ext
+from setuptools.errors import LinkError
 
 SUPERVISOR = "jogger.engine.jogger-supervise"
 

@@ -10,6 +10,9 @@ job's bytes exactly once (0 lost, 0 duplicated). The seed is printed; FUZZ_SEED 
 import os
 import random
 import signal
+import sqlite3
+from collections.abc import Awaitable, Callable
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -18,6 +21,7 @@ import trio
 from jogger.rpc.channel import TransportError
 from jogger.rpc.client import JobsClient, open_client
 from jogger.rpc.errors import RpcError, StatusCode
+from jogger.v1 import jobs_pb2
 from tests.e2e.conftest import Cli, launch, stop_server
 from tests.engine.test_accounts import job_cgroups
 from tests.pki import Pki
@@ -45,10 +49,11 @@ class World:
     followed: dict[str, bytearray] = field(default_factory=dict)
     done: set[str] = field(default_factory=set)
     """Followers that saw their job's end."""
+    all_done: trio.Event = field(default_factory=trio.Event)
 
-    def client(self) -> "open_client":  # type: ignore[valid-type]
+    def client(self) -> AbstractAsyncContextManager[JobsClient]:
         alice = self.pki.user("alice")
-        return open_client(  # type: ignore[no-any-return]
+        return open_client(
             "localhost",
             self.port,
             ca=self.pki.ca,
@@ -95,8 +100,10 @@ async def follower(world: World, job: str, deadline: float) -> None:
                     data += chunk.data
                     if chunk.HasField("final"):
                         world.done.add(job)
+                        if len(world.done) == len(world.followed):
+                            world.all_done.set()
                         return
-        except Exception as exc:  # noqa: BLE001 - every drop is retried; others re-raised
+        except Exception as exc:  # every drop is retried; anything else is re-raised
             if not dropped(exc):
                 raise
         await trio.sleep(0.05)
@@ -105,11 +112,11 @@ async def follower(world: World, job: str, deadline: float) -> None:
 async def burst(world: World, rng: random.Random, followers: trio.Nursery) -> None:
     """Starts, stops and new followers until cancelled."""
 
-    async def retrying(task: object) -> None:
+    async def retrying(task: Callable[[World, random.Random], Awaitable[None]]) -> None:
         while True:
             try:
-                await task(world, rng)  # type: ignore[operator]
-            except Exception as exc:  # noqa: BLE001 - the crash drops them; anything else fails
+                await task(world, rng)
+            except Exception as exc:  # the crash drops them; anything else fails the test
                 if not dropped(exc):
                     raise
             await trio.sleep(0.05)
@@ -121,6 +128,7 @@ async def burst(world: World, rng: random.Random, followers: trio.Nursery) -> No
             if fresh:
                 job = rng.choice(fresh)
                 world.followed[job] = bytearray()
+                world.all_done = trio.Event()
                 followers.start_soon(follower, world, job, trio.current_time() + 120)
 
     async with trio.open_nursery() as nursery:
@@ -157,17 +165,24 @@ async def test_random_server_crashes_lose_no_job_leave_no_orphan_and_no_byte_twi
                     if lines == 0:
                         await client.stop(job, grace=0.2)
                 with trio.fail_after(120):
-                    while len(world.done) < len(world.followed):
-                        await trio.sleep(0.1)
+                    if len(world.done) < len(world.followed):
+                        await world.all_done.wait()
                 await check_outputs(world, client)
+        except BaseException:
+            await stop_server(server.process)
+            raise
         finally:
             followers.cancel_scope.cancel()  # (they are all done unless the test failed)
-            await stop_server(server.process)
+    await stop_server(server.process)
     assert server.process.returncode == 0
     # 0 orphans: no job process, no supervisor, no cgroup of ours.
     assert [p for p in processes() if p.sid in world_sessions(world, state)] == []
     assert supervisors_of(state) == []
     assert job_cgroups(state) == []
+    print(
+        f"{ROUNDS} crashes: {len(world.acknowledged)} starts acknowledged, "
+        f"{len(world.stopped)} stops asked, {len(world.followed)} jobs followed to the end"
+    )
     assert len(world.acknowledged) > 10
     assert len(world.followed) > 2
 
@@ -180,38 +195,34 @@ async def check_outputs(world: World, client: JobsClient) -> None:
             async for chunk in it:
                 served += chunk.data
         assert bytes(data) == bytes(served), f"job {job}: the follower's bytes differ"
-        lines = data.decode().splitlines()
-        assert lines == [str(i) for i in range(len(lines))]
+        numbers = data.decode().splitlines()
+        assert numbers == [str(i) for i in range(len(numbers))]
     for job, lines in world.acknowledged.items():
         status = await client.status(job)
-        assert status.state != "running" or lines == 0
+        assert status.state != jobs_pb2.JOB_STATE_RUNNING or lines == 0
         if lines and job not in world.stopped:
             assert (status.state, status.exit_code) in (
-                ("completed", 0),
-                ("failed", lines % 7),
+                (jobs_pb2.JOB_STATE_COMPLETED, 0),
+                (jobs_pb2.JOB_STATE_FAILED, lines % 7),
             ), f"job {job}: {status}"
 
 
 def world_sessions(world: World, state: Path) -> set[int]:
     """The sessions of the jobs on record (each job leads its own)."""
-    import sqlite3
-
     with sqlite3.connect(state / "jobs.db") as db:
         return {pid for (pid,) in db.execute("SELECT pid FROM jobs") if pid > 1}
 
 
 def supervisors_of(state: Path) -> list[int]:
-    """Live jogger-supervise processes of this state dir's jobs."""
-    import sqlite3
-
-    with sqlite3.connect(state / "jobs.db") as db:
-        ids = {job for (job,) in db.execute("SELECT id FROM jobs")}
+    """Live jogger-supervise processes writing a log in ``state``, on record or not (a start
+    in flight when the server died)."""
     found = []
     for proc in processes():
         try:
             argv = Path(f"/proc/{proc.pid}/cmdline").read_bytes().split(b"\0")
+            log = os.readlink(f"/proc/{proc.pid}/fd/5")  # its output log (see supervise.c)
         except OSError:
             continue
-        if len(argv) >= 2 and argv[0].endswith(b"jogger-supervise") and argv[1].decode() in ids:
+        if argv[0].endswith(b"jogger-supervise") and log.startswith(str(state)):
             found.append(proc.pid)
     return found
