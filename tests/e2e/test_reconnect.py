@@ -1,12 +1,11 @@
 """jog output and jog run ride through a restart of the real server: every byte once, one
 line on stderr per restart, and one error line when the server does not come back.
 
-Until jobs outlive the server (docs/rfd-2-live-restore.md), a SIGKILLed server's job dies on
-its broken pipe and the next server records it killed (``server-crash``), its log ending
-where its last write landed; and a graceful restart stops the job and ends the stream with
-its status before the server exits. These tests hold either way: they compare what jog
-printed with what the server serves from byte 0 once the job has ended, and derive the exit
-code from the recorded status.
+Jobs outlive the server (docs/rfd-2-live-restore.md): after a SIGKILL the next server
+adopts the job, and the follower resumes it live; a graceful restart (``--on-shutdown
+stop``, the default) stops the job and ends the stream with its status before the server
+exits. These tests compare what jog printed with what the server serves from byte 0 once
+the job has ended, and derive the exit code from the recorded status.
 """
 
 import json

@@ -207,7 +207,17 @@ class V2Group(JobGroup):
 
     async def _wait_empty(self) -> None:
         # cgroup.events changes when "populated" does: wait for that, not for each process.
-        with fs.Watch(self.path / "cgroup.events") as watch:
+        try:
+            watch = fs.Watch(self.path / "cgroup.events")
+        except FileNotFoundError:
+            return  # (an adopted job's group that is gone: empty indeed)
+        except OSError as exc:
+            # Out of inotify instances (fs.inotify.max_user_instances, 128 by default, is
+            # less than the jobs a server may run): watch its processes instead.
+            log.debug("cannot watch %s (%s): watching its processes", self.path, exc)
+            await super()._wait_empty()
+            return
+        with watch:
             while fs.keyed(self.path / "cgroup.events").get("populated", 0):
                 await watch.changed()
 
