@@ -142,7 +142,10 @@ static void send_report(int step, int err, pid_t pid) {
         close(REPORT_FD);
 }
 
+static void forget_reserved_end(void);
+
 static _Noreturn void fail_start(int step, int err) {
+    forget_reserved_end(); /* no record will ever want it */
     send_report(step, err, 0);
     _exit(1);
 }
@@ -564,6 +567,15 @@ static void reserve_end(void) {
         posix_fallocate(S.end_fd, 0, 4096);
 }
 
+/* The file reserve_end made, for a start that failed or was never recorded. */
+static void forget_reserved_end(void) {
+    if (S.run_dir < 0)
+        return;
+    char tmp[140];
+    snprintf(tmp, sizeof tmp, "%s.end.new", S.job_id);
+    unlinkat(S.run_dir, tmp, 0);
+}
+
 /* ---- the job ------------------------------------------------------------------------------ */
 
 static pid_t spawn(struct spec *sp, int *error_read) {
@@ -801,9 +813,7 @@ int main(int argc, char **argv) {
         ;
     if (!S.committed) {
         /* A start nobody recorded: there is no record for an end to go to. */
-        char tmp[140];
-        snprintf(tmp, sizeof tmp, "%s.end.new", S.job_id);
-        unlinkat(S.run_dir, tmp, 0);
+        forget_reserved_end();
         return 0;
     }
     for (int attempt = 0; write_end() < 0; attempt++) {
