@@ -155,7 +155,7 @@ class Supervisor:
             code=_SI_QUEUE,
             pid=os.getpid(),
             uid=os.getuid(),
-            value=min(int(grace * 1000), 2**31 - 1),
+            value=_milliseconds(grace),
         )
         # Python's pidfd_send_signal takes no siginfo; the grace rides in its si_value.
         sent = _libc.syscall(
@@ -226,7 +226,11 @@ async def launch(
         cgroup_fd=cgroup_fd,
         account=account,
     )
-    link, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    try:
+        link, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    except BaseException:
+        os.close(spec)
+        raise
     try:
         pid = _spawn(
             program,
@@ -468,7 +472,7 @@ def _spec(
         ("limit", b"%d" % limit),
         ("run_dir", os.fsencode(run_dir)),
         ("spawn_timeout_ms", b"%d" % int(SPAWN_TIMEOUT * 1000)),
-        ("stop_timeout_ms", b"%d" % int(stop_timeout * 1000)),
+        ("stop_timeout_ms", b"%d" % _milliseconds(stop_timeout)),
         ("eof_grace_ms", b"%d" % int(EOF_GRACE * 1000)),
     ]
     for key, value in items:
@@ -482,6 +486,12 @@ def _spec(
         os.close(fd)
         raise
     return fd
+
+
+def _milliseconds(seconds: float) -> int:
+    """A grace period for the supervisor: an int32 of milliseconds (math.inf, "no SIGKILL",
+    is the longest there is, 24 days)."""
+    return int(min(seconds * 1000, 2**31 - 1))
 
 
 def _lift(fd: int) -> int:
