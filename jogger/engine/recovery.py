@@ -45,7 +45,7 @@ from .retention import Retainer
 from .rows import ProcessIdentity
 from .status import JobStatus
 from .store import JobStore, Unfinished
-from .supervisor import End, Supervisor, adopt, boot_id, forget_end, read_end
+from .supervisor import End, Supervisor, adopt, boot_id, forget_end, read_end, reap_exited
 
 log = logging.getLogger("jogger.engine")
 
@@ -80,11 +80,18 @@ async def recover(
             continue
         end = read_end(run_dir, record.job_id)
         if end is not None:
+            reap_exited(record.supervisor)
             await _record_away(store, backend, status, end, run_dir)
             continue
         supervisor = adopt(record.supervisor, record.process, record.job_id)
         if supervisor is not None:
             adoptable.append(Adoptable(status, supervisor))
+            continue
+        # It may have ended since we looked: a supervisor writes the end before it exits.
+        end = read_end(run_dir, record.job_id)
+        reap_exited(record.supervisor)
+        if end is not None:
+            await _record_away(store, backend, status, end, run_dir)
         else:
             lost.append(record)
     keep = frozenset(backend.group_name(a.record.owner, a.record.id) for a in adoptable)

@@ -303,6 +303,23 @@ def adopt(supervisor: ProcessIdentity, job: ProcessIdentity, job_id: str) -> Sup
     return adopted
 
 
+def reap_exited(supervisor: ProcessIdentity) -> None:
+    """Reap the supervisor of a record that is not adopted, if it is a child of ours that
+    has exited (a manager before us in this very process started it, and it ended since):
+    else it would stay a zombie for as long as this process runs. Its start time proves
+    that the pid is still that supervisor's: the pid of an unreaped child is not reused."""
+    found = proc_stat(supervisor.pid) if supervisor.pid > 1 else None
+    if (
+        found is not None
+        and found.exited
+        and found.ppid == os.getpid()
+        and found.start_ticks == supervisor.start_ticks
+        and supervisor.boot_id == boot_id()
+    ):
+        with contextlib.suppress(ChildProcessError):
+            os.waitid(os.P_PID, supervisor.pid, os.WEXITED | os.WNOHANG)
+
+
 def _spawn(
     program: Path,
     job_id: str,
