@@ -551,8 +551,17 @@ static int write_end(void) {
     S.end_fd = fd;
     /* Into the blocks reserved at the start: a full disk cannot refuse this write. */
     int ok = pwrite(fd, text, (size_t)len, 0) == len && ftruncate(fd, len) == 0 && fsync(fd) == 0;
-    if (!ok || renameat(S.run_dir, tmp, S.run_dir, name) < 0)
+    if (!ok)
         return -1;
+    if (renameat(S.run_dir, tmp, S.run_dir, name) < 0) {
+        if (errno == ENOENT) {
+            /* Deleted under us (a server that took us for lost): made anew on the next
+             * attempt, rather than renaming nothing for a minute. */
+            close(fd);
+            S.end_fd = -1;
+        }
+        return -1;
+    }
     close(fd);
     S.end_fd = -1;
     return fsync(S.run_dir);

@@ -20,7 +20,17 @@ from jogger.engine.errors import SpawnError
 from jogger.engine.output import OutputLog
 from jogger.engine.procfs import proc_stat
 from tests.engine.test_accounts import nobody
-from tests.procs import PYTHON, SAYS_GOODBYE, eventually, is_alive, my_children, open_fds, processes
+from tests.procs import (
+    PYTHON,
+    SAYS_GOODBYE,
+    end_supervised,
+    eventually,
+    is_alive,
+    launch_in,
+    my_children,
+    open_fds,
+    processes,
+)
 
 LIMITS = ManagerLimits(max_jobs=16, max_jobs_per_owner=16)
 
@@ -299,3 +309,20 @@ async def test_stop_without_cgroups_ends_a_setsid_fork_bomb(tmp_path: Path) -> N
         assert marked(marker) == []
     finally:
         stop_then_kill(marker)
+
+
+async def test_an_end_whose_reserved_file_was_deleted_is_still_written(tmp_path: Path) -> None:
+    # A server that took the supervisor for lost (forget_end in recovery) deletes
+    # run/<id>.end.new while the supervisor lives: its end used to be renamed from nothing
+    # once a second for a minute, and never written (a flake of the host-reboot test).
+    started = await launch_in(tmp_path, ["sleep", "0.2"])
+    try:
+        (job_id,) = [p.name.removesuffix(".end.new") for p in (tmp_path / "run").glob("*.new")]
+        (tmp_path / "run" / f"{job_id}.end.new").unlink()
+        with trio.fail_after(5):
+            await started.wait_exited()
+        end = supervisor.read_end(tmp_path / "run", job_id)
+        assert end is not None
+        assert end.exit_code == 0
+    finally:
+        await end_supervised(started)
