@@ -45,7 +45,7 @@ from .retention import Retainer
 from .rows import ProcessIdentity
 from .status import JobStatus
 from .store import JobStore, Unfinished
-from .supervisor import End, Supervisor, adopt, boot_id, forget_end, read_end
+from .supervisor import End, Supervisor, adopt, boot_id, forget_end, read_end, reap_exited
 
 log = logging.getLogger("jogger.engine")
 
@@ -80,11 +80,18 @@ async def recover(
             continue
         end = read_end(run_dir, record.job_id)
         if end is not None:
+            reap_exited(record.supervisor)
             await _record_away(store, backend, status, end, run_dir)
             continue
         supervisor = adopt(record.supervisor, record.process, record.job_id)
         if supervisor is not None:
             adoptable.append(Adoptable(status, supervisor))
+            continue
+        # It may have ended since we looked: a supervisor writes the end before it exits.
+        end = read_end(run_dir, record.job_id)
+        reap_exited(record.supervisor)
+        if end is not None:
+            await _record_away(store, backend, status, end, run_dir)
         else:
             lost.append(record)
     keep = frozenset(backend.group_name(a.record.owner, a.record.id) for a in adoptable)
@@ -99,12 +106,14 @@ async def recover(
 
 
 def _forget_unknown_ends(run_dir: Path, running: set[str]) -> None:
-    """Delete the end records of jobs not on record as running: a start that was never
-    recorded (its supervisor killed it when the server died), or an end already recorded
-    (the server died before it could delete the file)."""
-    for end in run_dir.glob("*.end"):
-        if end.name.removesuffix(".end") not in running:
-            end.unlink(missing_ok=True)
+    """Delete the end records, and the files reserved for them, of jobs not on record as
+    running: a start that was never recorded (its supervisor killed it when the server
+    died, or was killed itself), or an end already recorded (the server died before it
+    could delete the file)."""
+    for suffix in (".end", ".end.new"):
+        for end in run_dir.glob(f"*{suffix}"):
+            if end.name.removesuffix(suffix) not in running:
+                end.unlink(missing_ok=True)
 
 
 async def _record_away(

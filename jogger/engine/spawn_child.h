@@ -2,6 +2,7 @@
  * supervisor (supervise.c). Only system calls, in this order; the child
  *   - resets every signal to its default disposition, with all signals blocked, so nothing
  *     the supervisor blocks or ignores stays so;
+ *   - dies with the supervisor until its exec (die_with_parent);
  *   - becomes a session and process group leader (setsid);
  *   - takes stdin_fd as stdin and output_fd as stdout and stderr;
  *   - writes "0" to each cgroup.procs fd: the kernel moves the writer, the child itself,
@@ -96,6 +97,7 @@ struct child_args {
     long n_procs;
     int placed; /* born in its cgroup (clone3): no cgroup.procs writes */
     int error_fd;
+    long parent; /* the supervisor's pid: the child dies with it until its exec */
 };
 
 /* The child calls the kernel through syscall(2) only: it runs on a copy of a process whose
@@ -106,6 +108,20 @@ static void report(int fd, int step, int err) {
     syscall(SYS_write, fd, message, sizeof message);
     syscall(SYS_exit_group, 127);
     _exit(127);
+}
+
+/* Until its exec the child dies with its parent, the supervisor: a supervisor killed
+ * before it reports the start (an admin, the OOM killer, the server giving up on it) must
+ * not leave a job nobody knows of, and the child holds the report's socket, whose EOF is how
+ * the server learns of that death. (PR_SET_PDEATHSIG is cleared by a change of user, and
+ * must not reach the job: a job whose supervisor dies later is the server's to kill, by
+ * cgroup or by session, which needs its main process alive.) */
+static int die_with_parent(struct child_args *a, int sig) {
+    if (syscall(SYS_prctl, PR_SET_PDEATHSIG, sig, 0, 0, 0) < 0)
+        return -1;
+    if (syscall(SYS_getppid) != a->parent) /* it died before we asked */
+        syscall(SYS_exit_group, 127);
+    return 0;
 }
 
 static int lift(int fd) {
@@ -158,6 +174,8 @@ static _Noreturn void child_main(struct child_args *a) {
         if (sig != SIGKILL && sig != SIGSTOP)
             syscall(SYS_rt_sigaction, sig, zero, NULL, (size_t)(NSIG / 8));
     }
+    if (die_with_parent(a, SIGKILL) < 0)
+        syscall(SYS_exit_group, 127);
     /* Lift every fd we still need off 0-2 (a server started with those closed gets them
      * from pipe2 and open) before 0-2 are overwritten: the error pipe first. */
     if ((a->error_fd = lift(a->error_fd)) < 0)
@@ -195,6 +213,8 @@ static _Noreturn void child_main(struct child_args *a) {
             syscall(SYS_SETRESGID, a->gid, a->gid, a->gid) < 0 ||
             syscall(SYS_SETRESUID, a->uid, a->uid, a->uid) < 0)
             report(a->error_fd, STEP_USER, errno);
+        if (die_with_parent(a, SIGKILL) < 0) /* the switch cleared it */
+            report(a->error_fd, STEP_USER, errno);
     }
     if (a->cwd != NULL) {
         if (syscall(SYS_chdir, a->cwd) < 0)
@@ -204,6 +224,10 @@ static _Noreturn void child_main(struct child_args *a) {
         report(a->error_fd, STEP_CWD, errno);
     }
     cloexec_from(3);
+    /* The job itself does not die with its supervisor (see die_with_parent). From here to
+     * the report a supervisor's death goes unseen: the exec's own time. */
+    if (die_with_parent(a, 0) < 0)
+        report(a->error_fd, STEP_SETUP, errno);
     /* Jobs start with nothing blocked, whatever the spawning thread blocks. */
     unsigned long none[2] = {0, 0};
     syscall(SYS_rt_sigprocmask, SIG_SETMASK, none, NULL, (size_t)(NSIG / 8));
@@ -224,6 +248,7 @@ static _Noreturn void child_main(struct child_args *a) {
 static pid_t spawn_child(struct child_args *a, int cgroup_fd, int *err) {
     long pid = -1;
     a->placed = 0;
+    a->parent = (long)getpid();
     if (cgroup_fd >= 0) {
         struct clone3_args ca;
         memset(&ca, 0, sizeof ca);

@@ -142,7 +142,10 @@ static void send_report(int step, int err, pid_t pid) {
         close(REPORT_FD);
 }
 
+static void forget_reserved_end(void);
+
 static _Noreturn void fail_start(int step, int err) {
+    forget_reserved_end(); /* no record will ever want it */
     send_report(step, err, 0);
     _exit(1);
 }
@@ -548,8 +551,17 @@ static int write_end(void) {
     S.end_fd = fd;
     /* Into the blocks reserved at the start: a full disk cannot refuse this write. */
     int ok = pwrite(fd, text, (size_t)len, 0) == len && ftruncate(fd, len) == 0 && fsync(fd) == 0;
-    if (!ok || renameat(S.run_dir, tmp, S.run_dir, name) < 0)
+    if (!ok)
         return -1;
+    if (renameat(S.run_dir, tmp, S.run_dir, name) < 0) {
+        if (errno == ENOENT) {
+            /* Deleted under us (a server that took us for lost): made anew on the next
+             * attempt, rather than renaming nothing for a minute. */
+            close(fd);
+            S.end_fd = -1;
+        }
+        return -1;
+    }
     close(fd);
     S.end_fd = -1;
     return fsync(S.run_dir);
@@ -562,6 +574,15 @@ static void reserve_end(void) {
     S.end_fd = openat(S.run_dir, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
     if (S.end_fd >= 0)
         posix_fallocate(S.end_fd, 0, 4096);
+}
+
+/* The file reserve_end made, for a start that failed or was never recorded. */
+static void forget_reserved_end(void) {
+    if (S.run_dir < 0)
+        return;
+    char tmp[140];
+    snprintf(tmp, sizeof tmp, "%s.end.new", S.job_id);
+    unlinkat(S.run_dir, tmp, 0);
 }
 
 /* ---- the job ------------------------------------------------------------------------------ */
@@ -801,9 +822,7 @@ int main(int argc, char **argv) {
         ;
     if (!S.committed) {
         /* A start nobody recorded: there is no record for an end to go to. */
-        char tmp[140];
-        snprintf(tmp, sizeof tmp, "%s.end.new", S.job_id);
-        unlinkat(S.run_dir, tmp, 0);
+        forget_reserved_end();
         return 0;
     }
     for (int attempt = 0; write_end() < 0; attempt++) {

@@ -155,7 +155,7 @@ class Supervisor:
             code=_SI_QUEUE,
             pid=os.getpid(),
             uid=os.getuid(),
-            value=min(int(grace * 1000), 2**31 - 1),
+            value=_milliseconds(grace),
         )
         # Python's pidfd_send_signal takes no siginfo; the grace rides in its si_value.
         sent = _libc.syscall(
@@ -226,7 +226,11 @@ async def launch(
         cgroup_fd=cgroup_fd,
         account=account,
     )
-    link, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    try:
+        link, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    except BaseException:
+        os.close(spec)
+        raise
     try:
         pid = _spawn(
             program,
@@ -297,6 +301,23 @@ def adopt(supervisor: ProcessIdentity, job: ProcessIdentity, job_id: str) -> Sup
     # The job's own identity is the recorded one (the process may have exited since).
     adopted.job_identity = job
     return adopted
+
+
+def reap_exited(supervisor: ProcessIdentity) -> None:
+    """Reap the supervisor of a record that is not adopted, if it is a child of ours that
+    has exited (a manager before us in this very process started it, and it ended since):
+    else it would stay a zombie for as long as this process runs. Its start time proves
+    that the pid is still that supervisor's: the pid of an unreaped child is not reused."""
+    found = proc_stat(supervisor.pid) if supervisor.pid > 1 else None
+    if (
+        found is not None
+        and found.exited
+        and found.ppid == os.getpid()
+        and found.start_ticks == supervisor.start_ticks
+        and supervisor.boot_id == boot_id()
+    ):
+        with contextlib.suppress(ChildProcessError):
+            os.waitid(os.P_PID, supervisor.pid, os.WEXITED | os.WNOHANG)
 
 
 def _spawn(
@@ -468,7 +489,7 @@ def _spec(
         ("limit", b"%d" % limit),
         ("run_dir", os.fsencode(run_dir)),
         ("spawn_timeout_ms", b"%d" % int(SPAWN_TIMEOUT * 1000)),
-        ("stop_timeout_ms", b"%d" % int(stop_timeout * 1000)),
+        ("stop_timeout_ms", b"%d" % _milliseconds(stop_timeout)),
         ("eof_grace_ms", b"%d" % int(EOF_GRACE * 1000)),
     ]
     for key, value in items:
@@ -482,6 +503,12 @@ def _spec(
         os.close(fd)
         raise
     return fd
+
+
+def _milliseconds(seconds: float) -> int:
+    """A grace period for the supervisor: an int32 of milliseconds (math.inf, "no SIGKILL",
+    is the longest there is, 24 days)."""
+    return int(min(seconds * 1000, 2**31 - 1))
 
 
 def _lift(fd: int) -> int:
