@@ -414,6 +414,8 @@ class Job:
             with trio.CancelScope(shield=True):
                 if self.supervisor.exited:
                     end = read_end(self._run_dir, self.id)
+                if end is not None and end.note:
+                    logger.warning("job %s: %s", self.id, end.note)
                 if end is None and not self.refused:
                     # The supervisor was killed (an admin, the OOM killer), or hangs: the
                     # job has nobody to record it, so it is killed, all of it.
@@ -446,25 +448,7 @@ class Job:
                     )
         finally:
             self.supervisor.close()
-            self._ended_at = end.ended_at if end is not None else datetime.now(UTC)
-            usage = self._group.usage()
-            if end is not None and usage.cpu_seconds is None:
-                usage = Usage(end.cpu_seconds, end.memory_peak, usage.oom_killed)
-            self._usage = usage
-            if end is not None:
-                self._exit_code, self._signal = end.exit_code, end.signal
-                self._state = end.state()
-                self._sent_kill = self._sent_kill or end.sent_kill
-                if self._sent_kill:
-                    self._state = JobState.KILLED
-                if usage.oom_killed:
-                    self._reason = "oom"
-                elif not self._reason:
-                    self._reason = end.reason(oom=False)
-                self.log.finish(end.output_bytes, end.output_truncated, end.output_error)
-            else:
-                self._state = JobState.KILLED
-                self.log.finish(None, False, "")
+            self._take_end(end)
             self._watch_scope.deadline = trio.current_time() + KILL_TIMEOUT + REMOVE_TIMEOUT
             # Shielded: nobody may see the job as ended before its end is on record (a stop
             # returns only then). Bounded by the store's write.
@@ -473,3 +457,25 @@ class Job:
                     await self._on_end(self)
                 finally:
                     self.ended.set()
+
+    def _take_end(self, end: End | None) -> None:
+        """The job's final state, from its supervisor's end record (None: there is none)."""
+        self._ended_at = end.ended_at if end is not None else datetime.now(UTC)
+        usage = self._group.usage()
+        if end is not None and usage.cpu_seconds is None:
+            usage = Usage(end.cpu_seconds, end.memory_peak, usage.oom_killed)
+        self._usage = usage
+        if end is None:
+            self._state = JobState.KILLED
+            self.log.finish(None, False, "")
+            return
+        self._exit_code, self._signal = end.exit_code, end.signal
+        self._state = end.state()
+        self._sent_kill = self._sent_kill or end.sent_kill
+        if self._sent_kill:
+            self._state = JobState.KILLED
+        if usage.oom_killed:
+            self._reason = "oom"
+        elif not self._reason:
+            self._reason = end.reason(oom=False)
+        self.log.finish(end.output_bytes, end.output_truncated, end.output_error)

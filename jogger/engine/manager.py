@@ -450,8 +450,9 @@ class JobManager:
                         status, job.supervisor.job_identity, job.supervisor.identity
                     )
                 job.supervisor.committed()
-            except StoreError as exc:
-                # A start that is not on record must not run: kill the job, then refuse.
+            except BaseException as exc:
+                # A start that is not on record must not run (and its supervisor waits to
+                # hear that it is): kill the job, then refuse. (Not a cancellation: shielded.)
                 log.error("job %s could not be recorded, so it is killed: %s", job_id, exc)
                 await job.refuse()
                 raise

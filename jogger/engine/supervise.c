@@ -45,6 +45,7 @@
  * It never reads argv beyond the job id, which `ps` shows to everyone.
  */
 #define _GNU_SOURCE
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <malloc.h>
@@ -371,14 +372,102 @@ static void check_main(void) {
     }
 }
 
-/* SIGKILL to the process group and to every child (unreaped, so every pid is still ours).
- * Orphans of those become our children in turn: run again on each SIGCHLD. */
+/* The parent of `pid` from /proc/PID/stat, or -1 if it is gone. */
+static pid_t parent_of(pid_t pid) {
+    char path[64], buf[512];
+    snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -1;
+    ssize_t n = read(fd, buf, sizeof buf - 1);
+    close(fd);
+    if (n <= 0)
+        return -1;
+    buf[n] = '\0';
+    char *close_paren = strrchr(buf, ')'); /* the command name may hold anything */
+    char state;
+    int ppid;
+    if (close_paren == NULL || sscanf(close_paren + 1, " %c %d", &state, &ppid) != 2)
+        return -1;
+    return state == 'Z' || state == 'X' ? -1 : (pid_t)ppid;
+}
+
+/* `sig` to every live descendant of ours, found through the parent links in /proc: also
+ * the grandchildren of children that are still alive, which only become our own children
+ * once their parents die (a fork bomb whose processes each call setsid refills faster than
+ * a generation a pass). Each is signalled through a pidfd, after its parent is checked
+ * again, so that no pid reused meanwhile is hit. */
+static void signal_descendants(int sig) {
+    static pid_t *pids = NULL, *ppids = NULL;
+    static size_t cap = 0;
+    size_t n = 0;
+    pid_t top = getpid();
+    DIR *proc = opendir("/proc");
+    if (proc == NULL)
+        return;
+    for (struct dirent *e; (e = readdir(proc)) != NULL;) {
+        char *end;
+        long pid = strtol(e->d_name, &end, 10);
+        if (*end != '\0' || pid <= 0)
+            continue;
+        pid_t ppid = parent_of((pid_t)pid);
+        if (ppid < 0)
+            continue;
+        if (n == cap) {
+            size_t bigger = cap ? cap * 2 : 1024;
+            pid_t *p = realloc(pids, bigger * sizeof *p), *q = NULL;
+            if (p != NULL)
+                pids = p;
+            q = p == NULL ? NULL : realloc(ppids, bigger * sizeof *q);
+            if (q == NULL)
+                break;
+            ppids = q;
+            cap = bigger;
+        }
+        pids[n] = (pid_t)pid;
+        ppids[n++] = ppid;
+        if ((pid_t)pid > top)
+            top = (pid_t)pid;
+    }
+    closedir(proc);
+    unsigned char *ours = calloc((size_t)top + 1, 1); /* whether a pid descends from us */
+    if (ours == NULL)
+        return;
+    ours[getpid()] = 1;
+    for (int changed = 1; changed;) {
+        changed = 0;
+        for (size_t i = 0; i < n; i++) {
+            if (!ours[pids[i]] && ppids[i] >= 0 && ppids[i] <= top && ours[ppids[i]]) {
+                ours[pids[i]] = 1;
+                changed = 1;
+            }
+        }
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (pids[i] == getpid() || !ours[pids[i]])
+            continue;
+        int pidfd = (int)syscall(SYS_pidfd_open, pids[i], 0);
+        if (pidfd < 0)
+            continue;
+        pid_t ppid = parent_of(pids[i]);
+        if (ppid >= 0 && ppid <= top && ours[ppid])
+            syscall(SYS_pidfd_send_signal, pidfd, sig, NULL, 0);
+        close(pidfd);
+    }
+    free(ours);
+}
+
+/* SIGKILL to the process group and to every child (unreaped, so every pid is still ours),
+ * then to every other descendant, stopped first so that none forks meanwhile. Orphans of
+ * those become our children in turn: run again on each SIGCHLD. */
 static void kill_children(void) {
     kill(-S.main, SIGKILL);
     pid_t *pids;
     int n = children(&pids);
     for (int i = 0; i < n; i++)
         kill(pids[i], SIGKILL);
+    signal_descendants(SIGSTOP);
+    signal_descendants(SIGKILL);
 }
 
 static void start_kill(int escalation) {
@@ -527,7 +616,9 @@ static int write_end(void) {
     clock_gettime(CLOCK_REALTIME, &ended);
     char text[1024];
     int len;
-    if (WIFEXITED(S.status))
+    if (!S.main_exited) /* (it outlived SIGKILL: no status to tell) */
+        len = snprintf(text, sizeof text, "jogger-end 1\n");
+    else if (WIFEXITED(S.status))
         len = snprintf(text, sizeof text, "jogger-end 1\nexit_code %d\n", WEXITSTATUS(S.status));
     else
         len = snprintf(text, sizeof text, "jogger-end 1\nsignal %d\n", WTERMSIG(S.status));
@@ -817,9 +908,11 @@ int main(int argc, char **argv) {
     }
     if (S.notify_pending)
         notify();
-    /* Collect the main process (its exit status is what we recorded). */
-    while (waitpid(S.main, NULL, 0) < 0 && errno == EINTR)
-        ;
+    /* Collect the main process (its exit status is what we recorded), unless it outlived
+     * SIGKILL (uninterruptible sleep): then its status is unknown, and it is left to init. */
+    if (S.main_exited)
+        while (waitpid(S.main, NULL, 0) < 0 && errno == EINTR)
+            ;
     if (!S.committed) {
         /* A start nobody recorded: there is no record for an end to go to. */
         forget_reserved_end();

@@ -470,7 +470,7 @@ def _spec(
     cgroup_fd: int,
     account: Account | None,
 ) -> int:
-    """The spec in a sealed memfd (see supervise.c), for the supervisor's fd 3."""
+    """The spec in a memfd (see supervise.c), for the supervisor's fd 3."""
     items: list[tuple[str, bytes]] = []
     items += [("exe", os.fsencode(path)) for path in _candidates(argv[0], env)]
     items += [("arg", os.fsencode(arg)) for arg in argv]

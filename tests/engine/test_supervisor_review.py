@@ -19,9 +19,8 @@ from jogger.engine import recovery, supervisor
 from jogger.engine.errors import SpawnError
 from jogger.engine.output import OutputLog
 from jogger.engine.procfs import proc_stat
-from tests.engine.test_accounts import nobody
+from tests.engine.test_accounts import attacker_python, nobody
 from tests.procs import (
-    PYTHON,
     SAYS_GOODBYE,
     end_supervised,
     eventually,
@@ -285,19 +284,15 @@ def stop_then_kill(marker: str) -> None:
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="running a job as nobody needs root")
-@pytest.mark.xfail(
-    strict=True,
-    reason="not fixed: without cgroups the supervisor kills its children and the process "
-    "group each pass, and a setsid fork bomb refills faster; it gives up after "
-    "kill_timeout_ms and the job is recorded killed while its processes run on",
-)
 async def test_stop_without_cgroups_ends_a_setsid_fork_bomb(tmp_path: Path) -> None:
     marker = f"review-bomb-{uuid.uuid4()}"
     try:
         with trio.fail_after(60):
             async with manager(tmp_path / "state") as jobs:
                 job = await jobs.start(
-                    "alice", [PYTHON, "-c", SETSID_FORK_BOMB, marker], account=nobody()
+                    "alice",
+                    [attacker_python(), "-c", SETSID_FORK_BOMB, marker],
+                    account=nobody(),
                 )
                 async with jobs.output("alice", job.id) as chunks:
                     async for chunk in chunks:
