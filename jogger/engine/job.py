@@ -372,10 +372,9 @@ class Job:
         with trio.CancelScope(shield=True):
             if self.supervisor.exited:
                 return
-            # SIGTERM: the supervisor sends it to the job's process group, the cgroup's
-            # signal to every other process of the job.
+            # SIGTERM: the supervisor sends it to the job's process group and to every other
+            # process of the job (each descends from it, in a cgroup or not).
             self.supervisor.stop(self._grace)
-            self._group.signal(signal.SIGTERM)
             self._sent_term = True
             # The grace period is for the whole job: children that handle SIGTERM get it
             # too, even after the main process has exited. The supervisor exits once the

@@ -469,7 +469,8 @@ class JobManager:
     async def stop(self, owner: str, job_id: str, *, grace: float | None = None) -> JobStatus:
         """Stop a job and return its final status once its processes are all gone.
 
-        SIGTERM goes to the job's process group and to every other process in its cgroup;
+        SIGTERM goes to the job's process group and to every other process of the job (its
+        supervisor's descendants);
         after ``grace`` seconds (the manager's by default) SIGKILL follows, to all of them.
         Stopping a job that has ended is not an error: it returns the final status.
         Cancellation: the stop goes on without the caller.

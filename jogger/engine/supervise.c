@@ -19,7 +19,8 @@
  *     full disk cannot refuse the end.
  *
  * Signals from the server (through a pidfd, so never to a reused pid):
- *   SIGTERM  the stop's first step: SIGTERM to the job's process group, and the job has
+ *   SIGTERM  the stop's first step: SIGTERM to the job's process group and to every other
+ *            process that descends from us (a setsid'd one, say), and the job has
  *            the grace period to end on its own before SIGKILL: the si_value of a
  *            sigqueue'd SIGTERM in milliseconds, else stop_timeout_ms (an admin's plain
  *            kill). The server normally says when, with SIGUSR1; the deadline here covers a
@@ -372,8 +373,9 @@ static void check_main(void) {
     }
 }
 
-/* The parent of `pid` from /proc/PID/stat, or -1 if it is gone. */
-static pid_t parent_of(pid_t pid) {
+/* The parent of `pid` from /proc/PID/stat, or -1 if it is gone; its process group in
+ * *pgid. */
+static pid_t parent_of(pid_t pid, pid_t *pgid) {
     char path[64], buf[512];
     snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
     int fd = open(path, O_RDONLY | O_CLOEXEC);
@@ -386,9 +388,10 @@ static pid_t parent_of(pid_t pid) {
     buf[n] = '\0';
     char *close_paren = strrchr(buf, ')'); /* the command name may hold anything */
     char state;
-    int ppid;
-    if (close_paren == NULL || sscanf(close_paren + 1, " %c %d", &state, &ppid) != 2)
+    int ppid, group;
+    if (close_paren == NULL || sscanf(close_paren + 1, " %c %d %d", &state, &ppid, &group) != 3)
         return -1;
+    *pgid = (pid_t)group;
     return state == 'Z' || state == 'X' ? -1 : (pid_t)ppid;
 }
 
@@ -396,8 +399,9 @@ static pid_t parent_of(pid_t pid) {
  * the grandchildren of children that are still alive, which only become our own children
  * once their parents die (a fork bomb whose processes each call setsid refills faster than
  * a generation a pass). Each is signalled through a pidfd, after its parent is checked
- * again, so that no pid reused meanwhile is hit. */
-static void signal_descendants(int sig) {
+ * again, so that no pid reused meanwhile is hit. Those in process group `skip_pgid` are
+ * left out (they have had `sig` from a killpg: never signal anyone twice). */
+static void signal_descendants(int sig, pid_t skip_pgid) {
     static pid_t *pids = NULL, *ppids = NULL;
     static size_t cap = 0;
     size_t n = 0;
@@ -410,7 +414,8 @@ static void signal_descendants(int sig) {
         long pid = strtol(e->d_name, &end, 10);
         if (*end != '\0' || pid <= 0)
             continue;
-        pid_t ppid = parent_of((pid_t)pid);
+        pid_t pgid;
+        pid_t ppid = parent_of((pid_t)pid, &pgid);
         if (ppid < 0)
             continue;
         if (n == cap) {
@@ -449,8 +454,9 @@ static void signal_descendants(int sig) {
         int pidfd = (int)syscall(SYS_pidfd_open, pids[i], 0);
         if (pidfd < 0)
             continue;
-        pid_t ppid = parent_of(pids[i]);
-        if (ppid >= 0 && ppid <= top && ours[ppid])
+        pid_t pgid;
+        pid_t ppid = parent_of(pids[i], &pgid);
+        if (ppid >= 0 && ppid <= top && ours[ppid] && (skip_pgid <= 0 || pgid != skip_pgid))
             syscall(SYS_pidfd_send_signal, pidfd, sig, NULL, 0);
         close(pidfd);
     }
@@ -466,8 +472,8 @@ static void kill_children(void) {
     int n = children(&pids);
     for (int i = 0; i < n; i++)
         kill(pids[i], SIGKILL);
-    signal_descendants(SIGSTOP);
-    signal_descendants(SIGKILL);
+    signal_descendants(SIGSTOP, 0);
+    signal_descendants(SIGKILL, 0);
 }
 
 static void start_kill(int escalation) {
@@ -754,6 +760,7 @@ static void handle_signals(int sigfd) {
                 grace = si.ssi_int;
             S.stop_deadline = now_ms() + grace;
             kill(-S.main, SIGTERM); /* main is not reaped before the end: the id is ours */
+            signal_descendants(SIGTERM, S.main); /* and those that left its process group */
         } else if (si.ssi_signo == SIGUSR1) {
             start_kill(!(S.main_exited && reap_others() == 0));
         }

@@ -176,10 +176,13 @@ async def test_a_job_that_ends_while_no_manager_runs_is_recorded_as_it_ended(
     assert not end_file(state, job_id).exists()
 
 
-async def test_stop_after_adoption_kills_the_whole_tree(tmp_path: Path) -> None:
+@pytest.mark.parametrize("cgroups", ["auto", "none"])
+async def test_stop_after_adoption_kills_the_whole_tree(tmp_path: Path, cgroups: str) -> None:
+    # Its SIGTERM too reaches the grandchild that left the session: the supervisor, its
+    # subreaper, sends it to every process that descends from it, cgroup or not.
     state = tmp_path / "state"
-    (job_id,) = await kept(state, [["sh", "-c", SETSID_DOUBLE_FORK]])
-    async with adopting(state) as jobs:
+    (job_id,) = await kept(state, [["sh", "-c", SETSID_DOUBLE_FORK]], cgroups=cgroups)
+    async with adopting(state, cgroups=cgroups) as jobs:
         seen = b""
         async with jobs.output("alice", job_id) as chunks:
             async for chunk in chunks:
