@@ -61,7 +61,6 @@ class Job:
         self.argv = argv
         self.supervisor = supervisor
         self.pid = supervisor.job_pid
-        self._account = account
         self._run_as = run_as or (
             (account.name, account.uid) if account is not None else ("", None)
         )
