@@ -8,6 +8,7 @@ import pytest
 import trio
 
 from jogger import InvalidRequest, JobManager, JobState
+from jogger.engine.cgroups import fs
 from jogger.engine.cgroups.base import JobGroup
 from jogger.engine.cgroups.none import ProcessGroup
 from jogger.engine.cgroups.v1 import V1Group
@@ -201,10 +202,16 @@ async def test_a_job_ends_even_if_proc_cannot_be_read_for_a_while(
 ) -> None:
     # Failure injection: listing the job's processes fails, as it would with the fd table
     # full. The job must still end (retrying), never leave stop() or shutdown waiting.
-    # Up to three failures: how often _members() is asked depends on the backend (v2 waits on
-    # cgroup.events instead), but at least one must have been met and survived.
+    # Up to three failures: how often _members() is asked depends on the backend, but at
+    # least one must have been met and survived. (v2 waits on cgroup.events, unless it has
+    # no inotify instance left: then it lists the processes too, which is made so here.)
     failures = iter([OSError(errno.EMFILE, "Too many open files")] * 3)
     injected: list[OSError] = []
+
+    def no_inotify(path: Path) -> fs.Watch:
+        raise OSError(errno.EMFILE, "Too many open files")
+
+    monkeypatch.setattr(fs, "Watch", no_inotify)
     for cls in (ProcessGroup, V1Group, V2Group):
         real = cls._members
 
