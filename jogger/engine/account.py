@@ -2,7 +2,7 @@
 
 The engine knows nothing of certificates or of who may use which account; the caller
 decides that (jogger-server: ``--run-as``, see jogger/server/accounts.py) and hands over the
-result. The engine switches to it in the job's process just before exec (see _spawn.c).
+result. The engine switches to it in the job's process just before exec (see spawn_child.h).
 """
 
 import os

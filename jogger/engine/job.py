@@ -293,7 +293,7 @@ class Job:
             return
         # A follower of a live job is a task of the job's nursery, handing over one chunk at a
         # time: a reader that stalls holds at most one chunk and never slows the job.
-        # While the log is open the pump runs, so the job's nursery is open.
+        # While the log is open the job has not ended, so its nursery is open.
         assert self._nursery is not None
         send, receive = trio.open_memory_channel[bytes | OutputUnavailable](0)
         # Shielded so that shutdown does not cut the follower off before the job's last

@@ -30,9 +30,11 @@ class JobStatus:
     Exactly one of ``exit_code`` and ``signal`` is set once the job has ended: ``exit_code`` when
     the main process exited, ``signal`` when a signal ended it. ``reason`` is empty unless
     something beyond the state explains the end: ``oom`` (the kernel's OOM killer),
-    ``server-shutdown`` (stopped because the server shut down), ``server-crash`` (the server
-    died while the job ran; found and killed at the next start), ``disk-full`` or
-    ``output-error`` (the output log could not be written; ``output_error`` says why).
+    ``server-shutdown`` (stopped because the server shut down), ``supervisor-lost`` (its
+    supervisor died before it could record the end; killed), ``host-reboot`` (found running
+    in the records of an earlier boot), ``server-crash`` (records of joggers before
+    supervisors), ``disk-full`` or ``output-error`` (the output log could not be written;
+    ``output_error`` says why).
     """
 
     id: str
