@@ -64,8 +64,10 @@ class World:
 
 
 def dropped(exc: Exception) -> bool:
+    """A failure the crashes cause (or, for starts, the server's limit on running jobs)."""
     return isinstance(exc, TransportError | OSError) or (
-        isinstance(exc, RpcError) and exc.code in RETRYABLE
+        isinstance(exc, RpcError)
+        and (exc.code in RETRYABLE or exc.code == StatusCode.RESOURCE_EXHAUSTED)
     )
 
 
@@ -150,10 +152,12 @@ async def test_random_server_crashes_lose_no_job_leave_no_orphan_and_no_byte_twi
         for _ in range(ROUNDS):
             server = await launch(pki, state, nursery, port=world.port)
             world.port = server.port
-            with trio.move_on_after(rng.uniform(0.5, 2.0)):
-                await burst(world, rng, followers)
-            server.process.send_signal(signal.SIGKILL)  # mid-burst: starts, stops, streams
-            await server.process.wait()
+            try:
+                with trio.move_on_after(rng.uniform(0.5, 2.0)):
+                    await burst(world, rng, followers)
+            finally:
+                server.process.send_signal(signal.SIGKILL)  # mid-burst: starts, stops, streams
+                await server.process.wait()
             await trio.sleep(rng.uniform(0, 0.5))  # jobs run on while no server does
         server = await launch(pki, state, nursery, port=world.port)
         try:
