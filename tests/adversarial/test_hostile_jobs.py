@@ -200,12 +200,27 @@ async def test_a_fork_bomb_is_held_by_its_pids_limit_and_stop_kills_all_of_it(
 async def test_one_users_fork_bombs_share_their_budget_and_spare_other_users(
     launch: Launch,
 ) -> None:
-    # Two fork bombs of alice, with no per-job pids limit: her budget of 64 holds both.
-    bomb = "(while :; do sleep 300 & done); echo contained; exec sleep 300"
+    # Two fork bombs of alice, with no per-job pids limit: her budget of 64 holds both. Each
+    # bomb's subshell is forked before the gate opens, so that neither job's own shell can
+    # find the budget already taken by the other bomb (it would die of "Cannot fork"). The
+    # gate is in /tmp itself, where the jobs (as nobody) can see it.
+    gate = trio.Path(f"/tmp/jogger-gate-{os.getpid()}-{time.monotonic_ns()}")
+    bomb = (
+        f"(while [ ! -e {gate} ]; do sleep 0.01; done; while :; do sleep 300 & done); "
+        "echo contained; exec sleep 300"
+    )
     server = await as_nobody(launch, user_limits=JobLimits(pids=64))
     async with server.connect("alice") as alice, server.connect("daemon") as other:
         bombs = [await alice.start(["sh", "-c", bomb]) for _ in range(2)]
         require_cgroups(bombs[0])
+        for job in bombs:
+
+            async def forked(job_id: str = job.job_id) -> bool:
+                await trio.lowlevel.checkpoint()
+                return len(members(job_id)) >= 2  # the job's shell and its subshell
+
+            await eventually(forked)
+        await gate.touch()
         for job in bombs:
             assert b"Cannot fork" in await output_until(alice, job.job_id, b"contained\n")
         (pids,) = {
@@ -225,6 +240,7 @@ async def test_one_users_fork_bombs_share_their_budget_and_spare_other_users(
                 assert (await alice.stop(job.job_id, grace=2)).state == STOPPED
         # One scan of /proc for all of them (a scan each would be this test's own stall).
         assert not bombed & {p.pid for p in processes() if p.state not in ("Z", "X")}
+    await gate.unlink(missing_ok=True)
 
 
 @needs_root
