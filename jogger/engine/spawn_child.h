@@ -21,7 +21,7 @@
  *     working directory is checked as the job's user;
  *   - changes to cwd; with no cwd but a home, to home, or to / if it cannot;
  *   - marks every other fd close-on-exec, unblocks every signal and tries execve on each
- *     of `executables` in turn (the PATH candidates the server computed, like execvp
+ *     of `executables` in turn (the PATH candidates the supervisor computed, like execvp
  *     without its fallback to /bin/sh).
  * A failure is sent back as (step, errno) through error_fd (close-on-exec: EOF means the
  * exec happened), and the child exits 127.

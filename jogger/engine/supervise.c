@@ -41,8 +41,11 @@
  *           a start nobody acknowledged must not run on unseen;
  *   fd 5    the output log, open for writing, empty;
  *   the fds the spec names for the job's cgroup (procs_fd, cgroup_fd).
- * Spec keys: exe, arg, env, group, procs_fd (repeatable); cwd, home, uid, gid, cgroup_fd,
- * limit, run_dir, spawn_timeout_ms, stop_timeout_ms, kill_timeout_ms, eof_grace_ms.
+ * Spec keys: exe, arg, env, group, procs_fd (repeatable); search, cwd, home, uid, gid,
+ * cgroup_fd, limit, run_dir, spawn_timeout_ms, stop_timeout_ms, kill_timeout_ms,
+ * eof_grace_ms. `exe` names the file to run; without it, `search` is the PATH to look for
+ * argv[0] in, as execvp does (the search is ours, not the server's: a PATH of many
+ * thousand entries costs the server nothing).
  * It never reads argv beyond the job id, which `ps` shows to everyone.
  */
 #define _GNU_SOURCE
@@ -160,6 +163,7 @@ struct spec {
     struct child_args child;
     int cgroup_fd;
     char *run_dir;
+    char *search;
 };
 
 static char *read_all(int fd, size_t *len) {
@@ -200,6 +204,34 @@ static long number(const char *s) {
     if (errno != 0 || *s == '\0' || *end != '\0')
         fail_start(STEP_SUPERVISOR, EINVAL);
     return v;
+}
+
+/* The paths execvp would try for argv[0] in sp->search, in order: each entry joined with
+ * the command, an empty entry meaning the command itself (the current directory). */
+static void search_path(struct spec *sp) {
+    const char *command = sp->args[0];
+    size_t entries = 1, length = strlen(command);
+    for (const char *c = sp->search; *c; c++)
+        entries += *c == ':';
+    free(sp->exes);
+    sp->exes = calloc(entries + 1, sizeof(char *));
+    if (sp->exes == NULL)
+        fail_start(STEP_SUPERVISOR, ENOMEM);
+    for (const char *entry = sp->search;;) {
+        const char *colon = strchr(entry, ':');
+        size_t n = colon ? (size_t)(colon - entry) : strlen(entry);
+        char *path = malloc(n + 1 + length + 1);
+        if (path == NULL)
+            fail_start(STEP_SUPERVISOR, ENOMEM);
+        memcpy(path, entry, n);
+        if (n > 0 && entry[n - 1] != '/')
+            path[n++] = '/';
+        memcpy(path + n, command, length + 1);
+        sp->exes[sp->n_exes++] = path; /* (freed with the process) */
+        if (colon == NULL)
+            break;
+        entry = colon + 1;
+    }
 }
 
 /* Parse the spec in `buf` (which it points into, and so must outlive the spawn). */
@@ -254,6 +286,8 @@ static void parse_spec(char *buf, size_t len, struct spec *sp) {
                     n_procs++;
             } else if (pass == 0) {
                 continue;
+            } else if (strcmp(key, "search") == 0) {
+                sp->search = value;
             } else if (strcmp(key, "cwd") == 0) {
                 sp->child.cwd = value;
             } else if (strcmp(key, "home") == 0) {
@@ -282,7 +316,11 @@ static void parse_spec(char *buf, size_t len, struct spec *sp) {
             }
         }
     }
-    if (sp->n_exes == 0 || sp->n_args == 0 || sp->run_dir == NULL)
+    if (sp->n_args == 0 || sp->run_dir == NULL)
+        fail_start(STEP_SUPERVISOR, EINVAL);
+    if (sp->n_exes == 0 && sp->search != NULL)
+        search_path(sp);
+    if (sp->n_exes == 0)
         fail_start(STEP_SUPERVISOR, EINVAL);
 }
 

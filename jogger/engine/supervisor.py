@@ -472,7 +472,10 @@ def _spec(
 ) -> int:
     """The spec in a memfd (see supervise.c), for the supervisor's fd 3."""
     items: list[tuple[str, bytes]] = []
-    items += [("exe", os.fsencode(path)) for path in _candidates(argv[0], env)]
+    if "/" in argv[0]:
+        items.append(("exe", os.fsencode(argv[0])))
+    else:  # the supervisor searches it, as execvp does
+        items.append(("search", os.fsencode(env.get("PATH", os.defpath))))
     items += [("arg", os.fsencode(arg)) for arg in argv]
     items += [("env", os.fsencode(f"{name}={value}")) for name, value in env.items()]
     if cwd is not None:
@@ -578,10 +581,3 @@ def _describe(step: str, err: int, command: str, cwd: str | None, account: Accou
     if err == errno.ENOENT and "/" not in command:
         return f"{shown(command)}: command not found"
     return f"cannot execute {shown(command)}: {reason}"
-
-
-def _candidates(command: str, env: Mapping[str, str]) -> list[str]:
-    """The paths execvp would try, in order (PATH from the job's environment)."""
-    if "/" in command:
-        return [command]
-    return [os.path.join(directory, command) for directory in os.get_exec_path(env)]

@@ -49,6 +49,29 @@ async def test_argv0_is_looked_up_on_path_without_a_shell(jobs: JobManager) -> N
     assert out == b"* $HOME a b\n"
 
 
+async def test_path_is_searched_as_execvp_does(jobs: JobManager, tmp_path: Path) -> None:
+    # Entries in order, a trailing slash or none, an empty entry meaning the job's cwd; an
+    # entry with a file that cannot be run does not end the search, but is what is reported
+    # if nothing else is found.
+    def script(directory: Path, text: str, mode: int = 0o755) -> None:
+        directory.mkdir()
+        (directory / "greet").write_text(f"#!/bin/sh\necho {text}\n")
+        (directory / "greet").chmod(mode)
+
+    script(tmp_path / "locked", "locked", 0o644)
+    script(tmp_path / "here", "from-cwd")
+    script(tmp_path / "later", "later")
+    search = f"/no-jogger:{tmp_path}/locked/::{tmp_path}/later"
+    out = await run_to_end(jobs, ["greet"], cwd=str(tmp_path / "here"), env={"PATH": search})
+    assert out == b"from-cwd\n"
+    search = f"/no-jogger:{tmp_path}/locked/:{tmp_path}/later/"
+    assert await run_to_end(jobs, ["greet"], env={"PATH": search}) == b"later\n"
+    with pytest.raises(SpawnError, match="cannot execute 'greet': Permission denied"):
+        await jobs.start("alice", ["greet"], env={"PATH": f"/no-jogger:{tmp_path}/locked"})
+    with pytest.raises(SpawnError, match="'greet': command not found"):
+        await jobs.start("alice", ["greet"], env={"PATH": ""}, cwd="/")
+
+
 async def test_cwd_and_env_overrides_reach_the_job(jobs: JobManager, tmp_path: Path) -> None:
     code = "import os; print(os.getcwd(), os.environ['GREETING'], os.environ['JOGGER_JOB_ID'])"
     status = await jobs.start(
