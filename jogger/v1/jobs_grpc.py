@@ -20,6 +20,9 @@ class JobsServicer(purerpc.Servicer):
     async def List(self, input_message):
         raise NotImplementedError()
 
+    async def Write(self, input_messages):
+        raise NotImplementedError()
+
     @property
     def service(self) -> purerpc.Service:
         service_obj = purerpc.Service(
@@ -70,6 +73,15 @@ class JobsServicer(purerpc.Servicer):
                 jogger_dot_v1_dot_jobs__pb2.ListResponse,
             )
         )
+        service_obj.add_method(
+            "Write",
+            self.Write,
+            purerpc.RPCSignature(
+                purerpc.Cardinality.STREAM_UNARY,
+                jogger_dot_v1_dot_jobs__pb2.WriteRequest,
+                jogger_dot_v1_dot_jobs__pb2.WriteResponse,
+            )
+        )
         return service_obj
 
 
@@ -117,5 +129,13 @@ class JobsStub:
                 purerpc.Cardinality.UNARY_UNARY,
                 jogger_dot_v1_dot_jobs__pb2.ListRequest,
                 jogger_dot_v1_dot_jobs__pb2.ListResponse,
+            )
+        )
+        self.Write = self._client.get_method_stub(
+            "Write",
+            purerpc.RPCSignature(
+                purerpc.Cardinality.STREAM_UNARY,
+                jogger_dot_v1_dot_jobs__pb2.WriteRequest,
+                jogger_dot_v1_dot_jobs__pb2.WriteResponse,
             )
         )

@@ -11,6 +11,12 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class Input(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    INPUT_NONE: _ClassVar[Input]
+    INPUT_PIPE: _ClassVar[Input]
+    INPUT_TERMINAL: _ClassVar[Input]
+
 class JobState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     JOB_STATE_UNSPECIFIED: _ClassVar[JobState]
@@ -19,6 +25,9 @@ class JobState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     JOB_STATE_FAILED: _ClassVar[JobState]
     JOB_STATE_STOPPED: _ClassVar[JobState]
     JOB_STATE_KILLED: _ClassVar[JobState]
+INPUT_NONE: Input
+INPUT_PIPE: Input
+INPUT_TERMINAL: Input
 JOB_STATE_UNSPECIFIED: JobState
 JOB_STATE_RUNNING: JobState
 JOB_STATE_COMPLETED: JobState
@@ -26,8 +35,16 @@ JOB_STATE_FAILED: JobState
 JOB_STATE_STOPPED: JobState
 JOB_STATE_KILLED: JobState
 
+class WindowSize(_message.Message):
+    __slots__ = ("rows", "cols")
+    ROWS_FIELD_NUMBER: _ClassVar[int]
+    COLS_FIELD_NUMBER: _ClassVar[int]
+    rows: int
+    cols: int
+    def __init__(self, rows: _Optional[int] = ..., cols: _Optional[int] = ...) -> None: ...
+
 class StartRequest(_message.Message):
-    __slots__ = ("argv", "cwd", "env", "limits")
+    __slots__ = ("argv", "cwd", "env", "limits", "input", "term", "window")
     class EnvEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -39,11 +56,17 @@ class StartRequest(_message.Message):
     CWD_FIELD_NUMBER: _ClassVar[int]
     ENV_FIELD_NUMBER: _ClassVar[int]
     LIMITS_FIELD_NUMBER: _ClassVar[int]
+    INPUT_FIELD_NUMBER: _ClassVar[int]
+    TERM_FIELD_NUMBER: _ClassVar[int]
+    WINDOW_FIELD_NUMBER: _ClassVar[int]
     argv: _containers.RepeatedScalarFieldContainer[str]
     cwd: str
     env: _containers.ScalarMap[str, str]
     limits: Limits
-    def __init__(self, argv: _Optional[_Iterable[str]] = ..., cwd: _Optional[str] = ..., env: _Optional[_Mapping[str, str]] = ..., limits: _Optional[_Union[Limits, _Mapping]] = ...) -> None: ...
+    input: Input
+    term: str
+    window: WindowSize
+    def __init__(self, argv: _Optional[_Iterable[str]] = ..., cwd: _Optional[str] = ..., env: _Optional[_Mapping[str, str]] = ..., limits: _Optional[_Union[Limits, _Mapping]] = ..., input: _Optional[_Union[Input, str]] = ..., term: _Optional[str] = ..., window: _Optional[_Union[WindowSize, _Mapping]] = ...) -> None: ...
 
 class Limits(_message.Message):
     __slots__ = ("cpu", "cpu_weight", "memory", "io_weight", "pids")
@@ -112,7 +135,7 @@ class ListResponse(_message.Message):
     def __init__(self, jobs: _Optional[_Iterable[_Union[JobStatus, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
 
 class JobStatus(_message.Message):
-    __slots__ = ("job_id", "owner", "argv", "state", "reason", "exit_code", "signal", "started_at", "ended_at", "output_bytes", "output_truncated", "output_error", "pid", "cgroup", "limits", "cpu_time", "memory_peak", "run_as")
+    __slots__ = ("job_id", "owner", "argv", "state", "reason", "exit_code", "signal", "started_at", "ended_at", "output_bytes", "output_truncated", "output_error", "pid", "cgroup", "limits", "cpu_time", "memory_peak", "run_as", "input")
     JOB_ID_FIELD_NUMBER: _ClassVar[int]
     OWNER_FIELD_NUMBER: _ClassVar[int]
     ARGV_FIELD_NUMBER: _ClassVar[int]
@@ -131,6 +154,7 @@ class JobStatus(_message.Message):
     CPU_TIME_FIELD_NUMBER: _ClassVar[int]
     MEMORY_PEAK_FIELD_NUMBER: _ClassVar[int]
     RUN_AS_FIELD_NUMBER: _ClassVar[int]
+    INPUT_FIELD_NUMBER: _ClassVar[int]
     job_id: str
     owner: str
     argv: _containers.RepeatedScalarFieldContainer[str]
@@ -149,7 +173,26 @@ class JobStatus(_message.Message):
     cpu_time: _duration_pb2.Duration
     memory_peak: int
     run_as: Account
-    def __init__(self, job_id: _Optional[str] = ..., owner: _Optional[str] = ..., argv: _Optional[_Iterable[str]] = ..., state: _Optional[_Union[JobState, str]] = ..., reason: _Optional[str] = ..., exit_code: _Optional[int] = ..., signal: _Optional[int] = ..., started_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., ended_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., output_bytes: _Optional[int] = ..., output_truncated: _Optional[bool] = ..., output_error: _Optional[str] = ..., pid: _Optional[int] = ..., cgroup: _Optional[str] = ..., limits: _Optional[_Union[Limits, _Mapping]] = ..., cpu_time: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., memory_peak: _Optional[int] = ..., run_as: _Optional[_Union[Account, _Mapping]] = ...) -> None: ...
+    input: Input
+    def __init__(self, job_id: _Optional[str] = ..., owner: _Optional[str] = ..., argv: _Optional[_Iterable[str]] = ..., state: _Optional[_Union[JobState, str]] = ..., reason: _Optional[str] = ..., exit_code: _Optional[int] = ..., signal: _Optional[int] = ..., started_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., ended_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., output_bytes: _Optional[int] = ..., output_truncated: _Optional[bool] = ..., output_error: _Optional[str] = ..., pid: _Optional[int] = ..., cgroup: _Optional[str] = ..., limits: _Optional[_Union[Limits, _Mapping]] = ..., cpu_time: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., memory_peak: _Optional[int] = ..., run_as: _Optional[_Union[Account, _Mapping]] = ..., input: _Optional[_Union[Input, str]] = ...) -> None: ...
+
+class WriteRequest(_message.Message):
+    __slots__ = ("job_id", "data", "resize")
+    JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    DATA_FIELD_NUMBER: _ClassVar[int]
+    RESIZE_FIELD_NUMBER: _ClassVar[int]
+    job_id: str
+    data: bytes
+    resize: WindowSize
+    def __init__(self, job_id: _Optional[str] = ..., data: _Optional[bytes] = ..., resize: _Optional[_Union[WindowSize, _Mapping]] = ...) -> None: ...
+
+class WriteResponse(_message.Message):
+    __slots__ = ("written", "closed")
+    WRITTEN_FIELD_NUMBER: _ClassVar[int]
+    CLOSED_FIELD_NUMBER: _ClassVar[int]
+    written: int
+    closed: bool
+    def __init__(self, written: _Optional[int] = ..., closed: _Optional[bool] = ...) -> None: ...
 
 class Account(_message.Message):
     __slots__ = ("name", "uid")
