@@ -47,3 +47,16 @@ class OutputUnavailable(JobError):
 
 class StoreError(JobError):
     """The job history could not be read or written (a full disk, an I/O error, a newer schema)."""
+
+
+class InputUnavailable(JobError):
+    """The job takes no input now: it was started without, its pipe's input has ended, or
+    it has ended."""
+
+
+class InputBusy(JobError):
+    """Another writer holds the job's input: one writer at a time."""
+
+
+class SupervisorUnreachable(JobError):
+    """The job's supervisor did not answer (gone, or stuck); the job itself may run on."""

@@ -22,7 +22,7 @@ import logging
 import math
 import signal
 from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
-from contextlib import aclosing
+from contextlib import aclosing, asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -31,9 +31,10 @@ import trio
 from . import recovery
 from .account import Account
 from .cgroups import KILL_TIMEOUT, REMOVE_TIMEOUT, JobGroup, Usage
-from .errors import ManagerClosed, OutputUnavailable
+from .errors import InputBusy, InputUnavailable, ManagerClosed, OutputUnavailable
+from .input import InputSink, take_input
 from .output import ChunkSize, OutputLog
-from .status import JobState, JobStatus
+from .status import Input, JobState, JobStatus, WindowSize
 from .supervisor import EOF_GRACE, End, Supervisor, launch, read_end
 
 logger = logging.getLogger(__name__)
@@ -55,8 +56,12 @@ class Job:
         on_end: Callable[["Job"], Awaitable[None]],
         started_at: datetime | None = None,
         run_as: tuple[str, int | None] | None = None,
+        input: Input = Input.NONE,
     ) -> None:
         self.id = job_id
+        self.input = input
+        self._sink: InputSink | None = None
+        """The writer of the job's input, while there is one (open_input): one at a time."""
         self.owner = owner
         self.argv = argv
         self.supervisor = supervisor
@@ -115,6 +120,8 @@ class Job:
         account: Account | None,
         grace: float,
         on_end: Callable[["Job"], Awaitable[None]],
+        input: Input = Input.NONE,
+        window: WindowSize | None = None,
     ) -> "Job":
         """Start the job's supervisor, which spawns its main process into ``group`` (new,
         empty), with its output going to a new log at ``log_path``. On any error neither is
@@ -139,6 +146,8 @@ class Job:
                 placement=group.placement(),
                 cgroup_fd=group.birthplace(),
                 account=account,
+                input=input,
+                window=window,
             )
         except BaseException:
             output.discard()
@@ -158,6 +167,7 @@ class Job:
             grace=grace,
             run_dir=run_dir,
             on_end=on_end,
+            input=input,
         )
 
     @classmethod
@@ -188,6 +198,7 @@ class Job:
             on_end=on_end,
             started_at=record.started_at,
             run_as=(record.run_as, record.run_as_uid),
+            input=record.input,
         )
 
     def status(self) -> JobStatus:
@@ -213,6 +224,7 @@ class Job:
             memory_peak=usage.memory_peak,
             run_as=run_as,
             run_as_uid=run_as_uid,
+            input=self.input,
         )
 
     async def run(self) -> None:
@@ -314,6 +326,29 @@ class Job:
         finally:
             # The reader is done or gone: end its stream task now, not at its next send.
             scope.cancel()
+
+    @asynccontextmanager
+    async def open_input(self) -> AsyncGenerator[InputSink, None]:
+        """The job's input, for one writer at a time (InputBusy for a second); leaving the
+        block ends a pipe's input and lets go of a terminal. InputUnavailable if the job
+        takes none, or no more. SupervisorUnreachable if its supervisor cannot hand it
+        over."""
+        if self.input is Input.NONE:
+            raise InputUnavailable("the job was started without input (see --stdin, --tty)")
+        if self._sink is not None:
+            raise InputBusy("another client is writing to the job: one writer at a time")
+        if self._state.is_final:
+            raise InputUnavailable("the job has ended")
+        # Held from here, so that a second writer asking meanwhile is refused.
+        self._sink = sink = InputSink(self.input)
+        try:
+            sink.attach(await take_input(self._run_dir, self.id, self.input))
+            if self._state.is_final:
+                sink.job_ended()
+            yield sink
+        finally:
+            self._sink = None
+            sink.close()
 
     async def _stream(
         self,
@@ -447,6 +482,8 @@ class Job:
         finally:
             self.supervisor.close()
             self._take_end(end)
+            if self._sink is not None:
+                self._sink.job_ended()  # a writer waiting for it must not wait on
             self._watch_scope.deadline = trio.current_time() + KILL_TIMEOUT + REMOVE_TIMEOUT
             # Shielded: nobody may see the job as ended before its end is on record (a stop
             # returns only then). Bounded by the store's write.

@@ -30,7 +30,8 @@ from . import reserve, validate
 from .account import Account
 from .capacity import Capacity
 from .cgroups import Backend, CgroupMode, open_backend
-from .errors import InvalidRequest, JobNotFound, ManagerClosed, StoreError
+from .errors import InputUnavailable, InvalidRequest, JobNotFound, ManagerClosed, StoreError
+from .input import InputSink, check_window
 from .job import Job
 from .limits import JobLimits, ManagerLimits, check_limits
 from .notes import NoteListener
@@ -38,7 +39,7 @@ from .output import ChunkSize, OutputLog
 from .recovery import Adoptable, recover
 from .retention import Retainer, Retention
 from .statedir import lock, prepare_dir
-from .status import JobStatus
+from .status import Input, JobStatus, WindowSize
 from .store import JobStore, Page
 from .supervisor import PROGRAM, forget_end
 
@@ -372,11 +373,16 @@ class JobManager:
         env: Mapping[str, str] | None = None,
         limits: JobLimits | None = None,
         account: Account | None = None,
+        input: Input = Input.NONE,
+        window: WindowSize | None = None,
     ) -> JobStatus:
         """Start ``argv`` for ``owner`` and return its status once the command is running.
 
-        ``argv[0]`` is looked up on PATH like execvp; there is no shell. stdin is /dev/null;
-        stdout and stderr share one pipe into the job's output log. ``cwd`` must be absolute.
+        ``argv[0]`` is looked up on PATH like execvp; there is no shell. stdout and stderr
+        share one pipe into the job's output log. ``input``: stdin is /dev/null (NONE), a
+        pipe (PIPE), or a pseudo-terminal of ``window``'s size (TERMINAL; 24x80 without),
+        which is also the job's controlling terminal, stdout and stderr; the job's owner
+        writes to either through ``input()``. ``cwd`` must be absolute.
         ``limits``: resource limits, within the manager's maxima; what is not given comes from
         the manager's defaults. ``account``: the local user the job runs as (which needs
         root, unless it is this process's own); its HOME, USER and LOGNAME are set unless
@@ -396,6 +402,10 @@ class JobManager:
             argv, env, cwd, account, max_bytes=self._limits.max_argv_bytes
         )
         job_limits = self._resolve_limits(limits)
+        if window is not None:
+            if input is not Input.TERMINAL:
+                raise InvalidRequest("a window size is for a job with a terminal")
+            check_window(window)
         self._capacity.check(owner)
         if not reserve.held(self._state_dir):
             raise StoreError(
@@ -428,6 +438,8 @@ class JobManager:
                     account=account,
                     grace=self._grace,
                     on_end=self._job_ended,
+                    input=input,
+                    window=window,
                 )
             except BaseException:
                 self._capacity.ended(owner)
@@ -525,6 +537,31 @@ class JobManager:
         if status is None:
             raise JobNotFound(job_id)
         return status.owner
+
+    @asynccontextmanager
+    async def input(self, owner: str, job_id: str) -> AsyncGenerator[InputSink, None]:
+        """The job's input, its stdin pipe or its terminal, for its owner to write to:
+        ``async with jobs.input(owner, job_id) as sink: await sink.write(data)``.
+
+        One writer at a time: InputBusy for a second. Leaving the block ends a pipe's input
+        (the job reads EOF; a pipe is written once) and lets go of a terminal (another
+        writer may come). ``sink.write`` waits while the job does not read, and returns
+        False once it has closed its input or ended. Raises JobNotFound, InputUnavailable
+        (started without input, its pipe's input has ended, or the job has ended),
+        InputBusy, ManagerClosed, or SupervisorUnreachable (its supervisor did not hand the
+        input over) on entering the block. Cancellation: leaving at any time is
+        leaving the block.
+        """
+        validate.check_owner(owner)
+        job = await self._lookup(owner, job_id)
+        if not isinstance(job, Job):
+            if job.input is Input.NONE:
+                raise InputUnavailable("the job was started without input (see --stdin, --tty)")
+            raise InputUnavailable("the job has ended")
+        if self._nursery is None:
+            raise ManagerClosed("the job manager is shutting down")
+        async with job.open_input() as sink:
+            yield sink
 
     @asynccontextmanager
     async def output(

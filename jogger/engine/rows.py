@@ -10,12 +10,12 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 
 from .limits import JobLimits
-from .status import JobState, JobStatus
+from .status import Input, JobState, JobStatus
 
 COLUMNS = (
     "id, owner, state, argv, reason, exit_code, signal, pid, started_at, ended_at, "
     "output_bytes, output_truncated, output_error, cgroup, limits, cpu_seconds, memory_peak, "
-    "run_as, run_as_uid"
+    "run_as, run_as_uid, input"
 )
 """The columns of a JobStatus, in the order of ``values`` and ``status_from_row``."""
 
@@ -53,6 +53,7 @@ def values(status: JobStatus, process: ProcessIdentity | None) -> tuple[object, 
         status.memory_peak,
         status.run_as,
         status.run_as_uid,
+        status.input.value,
         process.start_ticks if process is not None else 0,
         process.boot_id if process is not None else "",
     )
@@ -79,6 +80,7 @@ def status_from_row(row: tuple[object, ...]) -> JobStatus:
         memory_peak,
         run_as,
         run_as_uid,
+        stdin,
     ) = row
     args = json.loads(_text(argv))
     if not isinstance(args, list) or not args or not all(isinstance(a, str) for a in args):
@@ -111,6 +113,7 @@ def status_from_row(row: tuple[object, ...]) -> JobStatus:
         memory_peak=None if memory_peak is None else _int(memory_peak),
         run_as=account,
         run_as_uid=None if run_as_uid is None else _int(run_as_uid),
+        input=Input(_text(stdin)),
     )
 
 

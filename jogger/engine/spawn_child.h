@@ -45,6 +45,7 @@
 #include <signal.h>
 #include <stdint.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/syscall.h>
@@ -93,6 +94,7 @@ struct child_args {
     long n_groups;
     int stdin_fd;
     int output_fd;
+    int terminal; /* stdin_fd is a terminal's side: make it the controlling terminal */
     int *procs_fds;
     long n_procs;
     int placed; /* born in its cgroup (clone3): no cgroup.procs writes */
@@ -187,6 +189,8 @@ static _Noreturn void child_main(struct child_args *a) {
             report(a->error_fd, STEP_CGROUP, errno);
     }
     if (syscall(SYS_setsid) < 0)
+        report(a->error_fd, STEP_SETUP, errno);
+    if (a->terminal && syscall(SYS_ioctl, a->stdin_fd, TIOCSCTTY, 0) < 0)
         report(a->error_fd, STEP_SETUP, errno);
     if (take_fd(a->stdin_fd, 0) < 0 || take_fd(a->output_fd, 1) < 0 ||
         take_fd(a->output_fd, 2) < 0)

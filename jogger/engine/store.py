@@ -36,7 +36,7 @@ from .status import JobStatus
 
 log = logging.getLogger("jogger.engine")
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 BUSY_TIMEOUT = 5.0
 """Seconds a statement waits for a lock (only our own connection writes, so rarely)."""
 
@@ -65,7 +65,8 @@ CREATE TABLE IF NOT EXISTS jobs (
     run_as           TEXT NOT NULL DEFAULT '',
     run_as_uid       INTEGER,
     supervisor_pid   INTEGER NOT NULL DEFAULT 0,
-    supervisor_start INTEGER NOT NULL DEFAULT 0
+    supervisor_start INTEGER NOT NULL DEFAULT 0,
+    input            TEXT NOT NULL DEFAULT 'none'
 );
 CREATE INDEX IF NOT EXISTS jobs_by_owner ON jobs (owner, seq);
 CREATE INDEX IF NOT EXISTS jobs_running ON jobs (seq) WHERE state = 'running';
@@ -87,10 +88,14 @@ ALTER TABLE jobs ADD COLUMN run_as_uid INTEGER
 ALTER TABLE jobs ADD COLUMN supervisor_pid INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE jobs ADD COLUMN supervisor_start INTEGER NOT NULL DEFAULT 0
 """,
+    # 4: what the job's stdin is; old jobs all had /dev/null.
+    4: """
+ALTER TABLE jobs ADD COLUMN input TEXT NOT NULL DEFAULT 'none'
+""",
 }
 _INSERT = f"""
 INSERT INTO jobs ({COLUMNS}, pid_start, boot_id, supervisor_pid, supervisor_start)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 """
 # Only a record still marked running is ended: never one whose start failed to be written,
 # and never a final record twice.

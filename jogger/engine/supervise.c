@@ -43,10 +43,21 @@
  *   the fds the spec names for the job's cgroup (procs_fd, cgroup_fd).
  * Spec keys: exe, arg, env, group, procs_fd (repeatable); search, cwd, home, uid, gid,
  * cgroup_fd, limit, run_dir, spawn_timeout_ms, stop_timeout_ms, kill_timeout_ms,
- * eof_grace_ms. `exe` names the file to run; without it, `search` is the PATH to look for
+ * eof_grace_ms, input ("pipe" or "terminal"; without it, /dev/null), rows, cols. `exe` names the file to run; without it, `search` is the PATH to look for
  * argv[0] in, as execvp does (the search is ours, not the server's: a PATH of many
  * thousand entries costs the server nothing).
  * It never reads argv beyond the job id, which `ps` shows to everyone.
+ *
+ * Input. A job with input gets a pipe as stdin, or a pseudo-terminal as its controlling
+ * terminal and stdin, stdout and stderr (whose output we then read from the master instead
+ * of a pipe). We listen on run_dir/<job id>.input (a SOCK_SEQPACKET socket, for the
+ * server's uid only) and hand each connection the input's fd, with SCM_RIGHTS, in one
+ * message: struct input_answer, kind 'p' (the pipe's write end) or 't' (the terminal's
+ * master), or 'x' and no fd once there is no input to give. A pipe is given once, and we
+ * close our end as we give it: its writer's end is the job's EOF, and a server that dies
+ * writing takes the job's input with it (as ssh's). A terminal is ours for the job's life:
+ * each server after a restart gets it again. We never read or write a byte of input
+ * ourselves: the server writes it straight to the job.
  */
 #define _GNU_SOURCE
 #include <dirent.h>
@@ -67,7 +78,9 @@
 #include <sys/statvfs.h>
 #include <sys/syscall.h>
 #include <sys/un.h>
+#include <sys/ioctl.h>
 #include <sys/wait.h>
+#include <termios.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -79,6 +92,7 @@
 
 #define REPORT_MAGIC 0x4a475231u /* "JGR1" */
 #define NOTE_MAGIC 0x4a474e31u   /* "JGN1" */
+#define INPUT_MAGIC 0x4a474931u  /* "JGI1" */
 #define STEP_TIMEOUT 7
 #define STEP_SUPERVISOR 8
 
@@ -98,6 +112,13 @@ struct report {
     int32_t err;
     int32_t pid;
 };
+
+struct input_answer {
+    uint32_t magic;
+    uint32_t kind; /* 'p' a pipe, 't' a terminal (each with its fd), 'x' nothing to give */
+};
+
+enum input_kind { INPUT_NONE, INPUT_PIPE, INPUT_TERMINAL };
 
 /* What the server hears after each write: the log's size and its flags. */
 struct note {
@@ -122,9 +143,15 @@ static struct {
     char note[200];
     int run_dir, notify_fd, notify_pending, end_fd;
     int commit_fd; /* REPORT_FD until the server has said the start is on record */
+    int input_kind;
+    int input_fd;  /* the pipe's write end until given, or the terminal's master */
+    int listen_fd; /* run_dir/<id>.input, where the server asks for input_fd */
+    char input_name[64];
     int committed;
     long stop_timeout_ms, kill_timeout_ms, eof_grace_ms, spawn_timeout_ms;
 } S = {.pipe_fd = -1,
+     .input_fd = -1,
+     .listen_fd = -1,
      .use_splice = 1,
      .run_dir = -1,
      .notify_fd = -1,
@@ -149,8 +176,17 @@ static void send_report(int step, int err, pid_t pid) {
 
 static void forget_reserved_end(void);
 
+static void stop_listening(void) {
+    if (S.listen_fd < 0)
+        return;
+    close(S.listen_fd);
+    S.listen_fd = -1;
+    unlinkat(S.run_dir, S.input_name, 0);
+}
+
 static _Noreturn void fail_start(int step, int err) {
     forget_reserved_end(); /* no record will ever want it */
+    stop_listening();
     send_report(step, err, 0);
     _exit(1);
 }
@@ -164,6 +200,8 @@ struct spec {
     int cgroup_fd;
     char *run_dir;
     char *search;
+    int input;
+    unsigned short rows, cols;
 };
 
 static char *read_all(int fd, size_t *len) {
@@ -286,6 +324,17 @@ static void parse_spec(char *buf, size_t len, struct spec *sp) {
                     n_procs++;
             } else if (pass == 0) {
                 continue;
+            } else if (strcmp(key, "input") == 0) {
+                if (strcmp(value, "pipe") == 0)
+                    sp->input = INPUT_PIPE;
+                else if (strcmp(value, "terminal") == 0)
+                    sp->input = INPUT_TERMINAL;
+                else
+                    fail_start(STEP_SUPERVISOR, EINVAL);
+            } else if (strcmp(key, "rows") == 0) {
+                sp->rows = (unsigned short)number(value);
+            } else if (strcmp(key, "cols") == 0) {
+                sp->cols = (unsigned short)number(value);
             } else if (strcmp(key, "search") == 0) {
                 sp->search = value;
             } else if (strcmp(key, "cwd") == 0) {
@@ -547,10 +596,18 @@ static void notify(void) {
     S.notify_pending = sent < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == ENOBUFS);
 }
 
+/* read(2) of the job's output: a terminal's master reads EIO once the job's side is closed
+ * by all, which is its EOF. */
+static ssize_t read_output(int src, void *buf, size_t count) {
+    ssize_t n = read(src, buf, count);
+    if (n < 0 && errno == EIO && S.input_kind == INPUT_TERMINAL)
+        return 0;
+    return n;
+}
+
 static ssize_t drop(int src) {
     static char sink[COPY_SIZE];
-    ssize_t n = read(src, sink, sizeof sink);
-    return n;
+    return read_output(src, sink, sizeof sink);
 }
 
 /* Bytes we may still write to the file system before its reserve (2% of it, between 256 KiB
@@ -590,7 +647,7 @@ static ssize_t append(int src, size_t count) {
         S.use_splice = 0; /* a file system without splice: copy from now on */
     }
     static char buf[COPY_SIZE];
-    ssize_t n = read(src, buf, count < sizeof buf ? count : sizeof buf);
+    ssize_t n = read_output(src, buf, count < sizeof buf ? count : sizeof buf);
     if (n <= 0)
         return n;
     for (ssize_t done = 0; done < n;) {
@@ -722,15 +779,121 @@ static void forget_reserved_end(void) {
 
 /* ---- the job ------------------------------------------------------------------------------ */
 
+/* A new pseudo-terminal of the spec's size: its master (ours), and in *slave the job's
+ * side, which belongs to the job's user (as sshd's terminals do). */
+static int open_terminal(struct spec *sp, int *slave) {
+    int master = posix_openpt(O_RDWR | O_NOCTTY | O_CLOEXEC);
+    if (master < 0 || grantpt(master) < 0 || unlockpt(master) < 0)
+        fail_start(STEP_SETUP, errno);
+    char name[64];
+    if (ptsname_r(master, name, sizeof name) != 0)
+        fail_start(STEP_SETUP, errno);
+    *slave = open(name, O_RDWR | O_NOCTTY | O_CLOEXEC);
+    if (*slave < 0)
+        fail_start(STEP_SETUP, errno);
+    if (sp->child.switch_user &&
+        (fchown(*slave, sp->child.uid, (gid_t)-1) < 0 || fchmod(*slave, 0620) < 0))
+        fail_start(STEP_SETUP, errno);
+    struct winsize size = {.ws_row = sp->rows ? sp->rows : 24, .ws_col = sp->cols ? sp->cols : 80};
+    if (ioctl(master, TIOCSWINSZ, &size) < 0)
+        fail_start(STEP_SETUP, errno);
+    return master;
+}
+
+/* Listen on run_dir/<id>.input (see the top of this file); through /proc/self/fd, since
+ * the run dir's path may be longer than a socket address holds. */
+static void listen_for_input(void) {
+    snprintf(S.input_name, sizeof S.input_name, "%s.input", S.job_id);
+    struct sockaddr_un addr = {.sun_family = AF_UNIX};
+    int n = snprintf(addr.sun_path, sizeof addr.sun_path, "/proc/self/fd/%d/%s", S.run_dir,
+                     S.input_name);
+    if (n < 0 || (size_t)n >= sizeof addr.sun_path)
+        fail_start(STEP_SUPERVISOR, ENAMETOOLONG);
+    S.listen_fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (S.listen_fd < 0)
+        fail_start(STEP_SUPERVISOR, errno);
+    unlinkat(S.run_dir, S.input_name, 0); /* (a job id is new: only ever a stray file) */
+    mode_t old = umask(077);
+    int bound = bind(S.listen_fd, (struct sockaddr *)&addr, sizeof addr);
+    umask(old);
+    if (bound < 0 || listen(S.listen_fd, 8) < 0)
+        fail_start(STEP_SUPERVISOR, errno);
+}
+
+/* Answer whoever asks for the input: the server's uid only (the run dir is its alone, and
+ * a job running as that uid could ptrace the server anyway). */
+static void give_input(void) {
+    for (;;) {
+        int peer = accept4(S.listen_fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
+        if (peer < 0)
+            return; /* EAGAIN: none left; anything else: the next poll tells */
+        struct ucred cred;
+        socklen_t len = sizeof cred;
+        if (getsockopt(peer, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0 ||
+            cred.uid != geteuid()) {
+            close(peer);
+            continue;
+        }
+        struct input_answer answer = {INPUT_MAGIC, 'x'};
+        if (S.input_fd >= 0)
+            answer.kind = S.input_kind == INPUT_PIPE ? 'p' : 't';
+        struct iovec iov = {.iov_base = &answer, .iov_len = sizeof answer};
+        union {
+            char buf[CMSG_SPACE(sizeof(int))];
+            struct cmsghdr align;
+        } control;
+        memset(&control, 0, sizeof control);
+        struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1};
+        if (S.input_fd >= 0) {
+            msg.msg_control = control.buf;
+            msg.msg_controllen = sizeof control.buf;
+            struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
+            c->cmsg_level = SOL_SOCKET;
+            c->cmsg_type = SCM_RIGHTS;
+            c->cmsg_len = CMSG_LEN(sizeof(int));
+            memcpy(CMSG_DATA(c), &S.input_fd, sizeof(int));
+        }
+        ssize_t sent = sendmsg(peer, &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
+        close(peer);
+        if (sent == (ssize_t)sizeof answer && S.input_kind == INPUT_PIPE && S.input_fd >= 0) {
+            close(S.input_fd); /* given once: the writer's end is the job's EOF */
+            S.input_fd = -1;
+        }
+    }
+}
+
 static pid_t spawn(struct spec *sp, int *error_read) {
-    int error_pipe[2], out[2];
-    if (pipe2(error_pipe, O_CLOEXEC) < 0 || pipe2(out, O_CLOEXEC) < 0)
+    int error_pipe[2], out[2] = {-1, -1}, in[2] = {-1, -1}, slave = -1;
+    if (pipe2(error_pipe, O_CLOEXEC) < 0)
         fail_start(STEP_SETUP, errno);
-    fcntl(out[0], F_SETPIPE_SZ, MOVE_SIZE); /* best effort: fewer wake-ups per byte */
-    int stdin_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
-    if (stdin_fd < 0)
-        fail_start(STEP_SETUP, errno);
+    int stdin_fd, output_fd;
+    if (sp->input == INPUT_TERMINAL) {
+        out[0] = open_terminal(sp, &slave);
+        stdin_fd = output_fd = slave;
+        S.input_fd = fcntl(out[0], F_DUPFD_CLOEXEC, 3);
+        if (S.input_fd < 0)
+            fail_start(STEP_SETUP, errno);
+    } else {
+        if (pipe2(out, O_CLOEXEC) < 0)
+            fail_start(STEP_SETUP, errno);
+        fcntl(out[0], F_SETPIPE_SZ, MOVE_SIZE); /* best effort: fewer wake-ups per byte */
+        output_fd = out[1];
+        if (sp->input == INPUT_PIPE) {
+            if (pipe2(in, O_CLOEXEC) < 0)
+                fail_start(STEP_SETUP, errno);
+            stdin_fd = in[0];
+            S.input_fd = in[1];
+        } else {
+            stdin_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+        }
+        if (stdin_fd < 0)
+            fail_start(STEP_SETUP, errno);
+    }
+    S.input_kind = sp->input;
+    if (sp->input != INPUT_NONE)
+        listen_for_input();
     struct child_args *a = &sp->child;
+    a->terminal = sp->input == INPUT_TERMINAL;
     sp->exes[sp->n_exes] = NULL;
     sp->args[sp->n_args] = NULL;
     sp->envs[sp->n_envs] = NULL;
@@ -738,14 +901,16 @@ static pid_t spawn(struct spec *sp, int *error_read) {
     a->argv = sp->args;
     a->envp = sp->envs;
     a->stdin_fd = stdin_fd;
-    a->output_fd = out[1];
+    a->output_fd = output_fd;
     a->error_fd = error_pipe[1];
     int err = 0;
     pid_t pid = spawn_child(a, sp->cgroup_fd, &err);
     if (pid < 0)
         fail_start(err == EAGAIN && sp->cgroup_fd >= 0 ? STEP_CGROUP : STEP_SETUP, err);
     close(error_pipe[1]);
-    close(out[1]);
+    /* Only the job holds its side: the master reads EIO (our EOF) once it has let go. */
+    if (output_fd != stdin_fd)
+        close(output_fd);
     close(stdin_fd);
     S.pipe_fd = out[0];
     fcntl(S.pipe_fd, F_SETFL, O_NONBLOCK);
@@ -889,6 +1054,10 @@ int main(int argc, char **argv) {
             empty = 1;
             S.gave_up = 1;
         }
+        if (empty && S.input_fd >= 0) { /* nobody left to read it */
+            close(S.input_fd);
+            S.input_fd = -1;
+        }
         if (empty && S.pipe_fd >= 0 && S.eof_deadline == 0)
             S.eof_deadline = now_ms() + S.eof_grace_ms;
         if (S.pipe_fd >= 0 && S.eof_deadline && now_ms() >= S.eof_deadline) {
@@ -916,16 +1085,19 @@ int main(int argc, char **argv) {
             wake = wake < 0 || t + 50 < wake ? t + 50 : wake;
         int timeout = wake < 0 ? -1 : (int)(wake > t ? (wake - t > 60000 ? 60000 : wake - t) : 0);
         /* (A negative fd is skipped by poll: the pipe at EOF, the commit said.) */
-        struct pollfd fds[3] = {{.fd = sigfd, .events = POLLIN},
+        struct pollfd fds[4] = {{.fd = sigfd, .events = POLLIN},
                                 {.fd = S.pipe_fd, .events = POLLIN},
-                                {.fd = S.commit_fd, .events = POLLIN}};
-        int r = poll(fds, 3, timeout);
+                                {.fd = S.commit_fd, .events = POLLIN},
+                                {.fd = S.listen_fd, .events = POLLIN}};
+        int r = poll(fds, 4, timeout);
         if (r < 0 && errno != EINTR)
             break; /* cannot happen with valid fds; end rather than spin */
         if (S.notify_pending)
             notify();
         if (r > 0 && fds[0].revents)
             handle_signals(sigfd);
+        if (r > 0 && S.listen_fd >= 0 && fds[3].revents)
+            give_input();
         if (r > 0 && S.commit_fd >= 0 && fds[2].revents) {
             char byte;
             ssize_t got = read(S.commit_fd, &byte, 1);
@@ -951,6 +1123,7 @@ int main(int argc, char **argv) {
             }
         }
     }
+    stop_listening();
     if (S.notify_pending)
         notify();
     /* Collect the main process (its exit status is what we recorded), unless it outlived

@@ -37,7 +37,7 @@ from .account import Account
 from .errors import SpawnError, shown
 from .procfs import proc_stat
 from .rows import ProcessIdentity
-from .status import JobState
+from .status import Input, JobState, WindowSize
 
 logger = logging.getLogger(__name__)
 
@@ -197,12 +197,16 @@ async def launch(
     placement: Sequence[int] = (),
     cgroup_fd: int = -1,
     account: Account | None = None,
+    input: Input = Input.NONE,
+    window: WindowSize | None = None,
 ) -> Supervisor:
     """Start a supervisor that starts ``argv``; return once the command has been exec'd.
 
     ``argv[0]`` is looked up on ``env``'s PATH, like execvp but with no /bin/sh fallback.
-    The job leads its own session; stdin is /dev/null; stdout and stderr share one pipe,
-    which the supervisor moves into the log open at ``log_fd`` (at most ``limit`` bytes).
+    The job leads its own session; stdout and stderr share one pipe, which the supervisor
+    moves into the log open at ``log_fd`` (at most ``limit`` bytes). ``input``: stdin is
+    /dev/null, a pipe, or a terminal of ``window``'s size (24x80 without) that is also the
+    job's controlling terminal, stdout and stderr; either is had with input.take_input.
     ``placement``: open fds of cgroup.procs files the job moves itself into before its exec;
     ``cgroup_fd``: a cgroup v2 directory it is born in instead, where the kernel can (see
     spawn_child.h). ``account``: the user it runs as (its groups, group and user are set
@@ -225,6 +229,8 @@ async def launch(
         placement=placement,
         cgroup_fd=cgroup_fd,
         account=account,
+        input=input,
+        window=window,
     )
     try:
         link, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
@@ -469,6 +475,8 @@ def _spec(
     placement: Sequence[int],
     cgroup_fd: int,
     account: Account | None,
+    input: Input,
+    window: WindowSize | None,
 ) -> int:
     """The spec in a memfd (see supervise.c), for the supervisor's fd 3."""
     items: list[tuple[str, bytes]] = []
@@ -488,6 +496,10 @@ def _spec(
     items += [("procs_fd", b"%d" % (_FIRST_CGROUP_FD + n)) for n in range(len(placement))]
     if cgroup_fd >= 0:
         items.append(("cgroup_fd", b"%d" % (_FIRST_CGROUP_FD + len(placement))))
+    if input is not Input.NONE:
+        items.append(("input", input.value.encode()))
+    if window is not None:
+        items += [("rows", b"%d" % window.rows), ("cols", b"%d" % window.cols)]
     items += [
         ("limit", b"%d" % limit),
         ("run_dir", os.fsencode(run_dir)),
