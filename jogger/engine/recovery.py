@@ -109,8 +109,8 @@ def _forget_unknown_ends(run_dir: Path, running: set[str]) -> None:
     """Delete the end records, and the files reserved for them, of jobs not on record as
     running: a start that was never recorded (its supervisor killed it when the server
     died, or was killed itself), or an end already recorded (the server died before it
-    could delete the file)."""
-    for suffix in (".end", ".end.new"):
+    could delete the file); and the input sockets killed supervisors left."""
+    for suffix in (".end", ".end.new", ".input"):
         for end in run_dir.glob(f"*{suffix}"):
             if end.name.removesuffix(suffix) not in running:
                 end.unlink(missing_ok=True)

@@ -419,8 +419,9 @@ def read_end(run_dir: Path, job_id: str) -> End | None:
 
 
 def forget_end(run_dir: Path, job_id: str) -> None:
-    """Delete the end record (and the file reserved for it) once the store has the end."""
-    for name in (f"{job_id}.end", f"{job_id}.end.new"):
+    """Delete the end record (and the file reserved for it) once the store has the end, and
+    the input socket a supervisor that was killed left behind."""
+    for name in (f"{job_id}.end", f"{job_id}.end.new", f"{job_id}.input"):
         with contextlib.suppress(FileNotFoundError):
             (run_dir / name).unlink()
 

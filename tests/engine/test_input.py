@@ -22,6 +22,7 @@ from jogger import (
     ManagerLimits,
     WindowSize,
 )
+from tests.engine.test_accounts import nobody
 from tests.procs import PYTHON, collect, eventually, my_children
 
 
@@ -206,3 +207,15 @@ async def test_a_pipe_job_written_before_a_restart_runs_on_to_its_end(tmp_path: 
             final = await second.wait("alice", status.id)
             out = await collect(second.output("alice", status.id))
     assert (final.state, out) == (JobState.COMPLETED, b"5\n")
+
+
+async def test_a_jobs_terminal_belongs_to_the_user_it_runs_as(jobs: JobManager) -> None:
+    if os.geteuid() != 0:
+        pytest.skip("running a job as another user needs root")
+    account = nobody()
+    status = await jobs.start(
+        "alice", ["sh", "-c", "stat -c %U $(tty)"], input=Input.TERMINAL, account=account
+    )
+    with trio.fail_after(10):
+        out = await collect(jobs.output("alice", status.id))
+    assert out == f"{account.name}\r\n".encode()
