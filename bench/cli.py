@@ -1,5 +1,8 @@
 """jog against ssh: what users feel. Each figure beside ``ssh 127.0.0.1`` in the same run.
 
+Start and status latency, output and stdin throughput, and keystroke echo over a terminal
+(``jog run -t`` beside ``ssh -t``, each driven through a pseudo-terminal here).
+
     python bench/cli.py [--quick]
 
 Installs Debian's openssh-server if it is missing (needs root and the Debian mirror) and runs
@@ -9,7 +12,10 @@ better for times, higher for throughput).
 """
 
 import argparse
+import contextlib
 import os
+import pty
+import select
 import shutil
 import signal
 import socket
@@ -196,6 +202,76 @@ async def followers(env: dict[str, str], clients: int, mib: int) -> float:
     return elapsed
 
 
+def piped(source: list[str], sink: list[str | Path], env: dict[str, str] | None = None) -> float:
+    """Seconds for ``source | sink > /dev/null``."""
+    start = time.perf_counter()
+    producer = subprocess.Popen(source, stdout=subprocess.PIPE)
+    assert producer.stdout is not None
+    consumer = subprocess.run(
+        sink, stdin=producer.stdout, stdout=subprocess.DEVNULL, env=env, check=True
+    )
+    producer.stdout.close()
+    producer.wait()
+    assert consumer.returncode == 0
+    assert producer.returncode == 0
+    return time.perf_counter() - start
+
+
+def keystroke_echo(command: list[str | Path], env: dict[str, str] | None, n: int) -> list[float]:
+    """Seconds from a key pressed on ``command``'s terminal to its echo, ``n`` times.
+
+    ``command`` runs ``cat`` on a remote terminal: the remote terminal echoes each key. Run
+    under a pseudo-terminal of ours, as a user at a terminal would."""
+    pid, master = pty.fork()
+    if pid == 0:  # the child: becomes the command, on our pty
+        os.execvpe(str(command[0]), [str(a) for a in command], env or os.environ)
+    try:
+        _read_until(master, b"", 0.5)  # whatever the start prints
+        samples = []
+        # Wait for the remote cat to be there: keys typed before it would be echoed anyway
+        # (the remote terminal echoes), but its start is not what we time.
+        time.sleep(1.0)
+        _read_until(master, b"", 0.2)
+        for i in range(n):
+            key = b"abcdefghij"[i % 10 : i % 10 + 1]
+            start = time.perf_counter()
+            os.write(master, key)
+            _read_until(master, key, 5.0)
+            samples.append(time.perf_counter() - start)
+        os.write(master, b"\x03")  # Ctrl-C ends the remote cat
+        _read_until(master, b"", 1.0)
+        return samples
+    finally:
+        os.close(master)
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+
+
+def _read_until(fd: int, wanted: bytes, timeout: float) -> bytes:
+    """Read what ``fd`` gives until ``wanted`` shows up (``b""``: for ``timeout``)."""
+    seen = b""
+    deadline = time.perf_counter() + timeout
+    while True:
+        left = deadline - time.perf_counter()
+        if left <= 0:
+            if wanted:
+                raise TimeoutError(f"no echo of {wanted!r} within {timeout} s: {seen[-200:]!r}")
+            return seen
+        ready, _, _ = select.select([fd], [], [], left)
+        if not ready:
+            continue
+        try:
+            chunk = os.read(fd, 65536)
+        except OSError:
+            return seen
+        if not chunk:
+            return seen
+        seen += chunk
+        if wanted and wanted in seen:
+            return seen
+
+
 def main(quick: bool) -> None:
     n = 5 if quick else 20
     mib = 128 if quick else 1024
@@ -255,6 +331,30 @@ def main(quick: bool) -> None:
                     "MB/s",
                 )
             )
+            stdin_mib = 64 if quick else 512
+            dd = ["dd", "if=/dev/zero", "bs=1M", f"count={stdin_mib}", "status=none"]
+            jog_in = median_of(runs, lambda: piped(dd, [*jog, "run", "--", "cat"], env))
+            ssh_in = median_of(runs, lambda: piped(dd, [*ssh, "cat"])) if ssh else None
+            rows.append(
+                (
+                    f"{stdin_mib} MiB: dd | jog run -- cat vs ssh",
+                    stdin_mib * 1.048576 / jog_in,
+                    stdin_mib * 1.048576 / ssh_in if ssh_in else None,
+                    "MB/s",
+                )
+            )
+            keys = 20 if quick else 200
+            jog_keys = keystroke_echo([*jog, "run", "-t", "--", "cat"], env, keys)
+            ssh_keys = keystroke_echo([*ssh, "-tt", "cat"], None, keys) if ssh else None
+            for label, pick in (("p50", 0.5), ("p99", 0.99)):
+                rows.append(
+                    (
+                        f"keystroke echo, -t -- cat, {label}",
+                        _quantile(jog_keys, pick) * 1e3,
+                        _quantile(ssh_keys, pick) * 1e3 if ssh_keys else None,
+                        "ms",
+                    )
+                )
             clients, fan_mib = (20, 16) if quick else (100, 64)
             elapsed = trio.run(followers, env, clients, fan_mib)
             rows.append(
@@ -273,6 +373,11 @@ def main(quick: bool) -> None:
         print(f"{label:44} {ours:9.3f} {shown} {ratio:>6}  {unit}")
     if why_no_ssh:
         print(f"ssh baseline skipped: {why_no_ssh}")
+
+
+def _quantile(samples: list[float], q: float) -> float:
+    ordered = sorted(samples)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
 @contextmanager
