@@ -10,6 +10,9 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from .engine import Account as Account
+    from .engine import Input as Input
+    from .engine import InputBusy as InputBusy
+    from .engine import InputUnavailable as InputUnavailable
     from .engine import InvalidRequest as InvalidRequest
     from .engine import JobError as JobError
     from .engine import JobLimits as JobLimits
@@ -25,10 +28,14 @@ if TYPE_CHECKING:
     from .engine import Retention as Retention
     from .engine import SpawnError as SpawnError
     from .engine import StoreError as StoreError
+    from .engine import WindowSize as WindowSize
     from .engine import open_job_manager as open_job_manager
 
 __all__ = [
     "Account",
+    "Input",
+    "InputBusy",
+    "InputUnavailable",
     "InvalidRequest",
     "JobError",
     "JobLimits",
@@ -44,6 +51,7 @@ __all__ = [
     "Retention",
     "SpawnError",
     "StoreError",
+    "WindowSize",
     "open_job_manager",
 ]
 

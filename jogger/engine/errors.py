@@ -41,6 +41,14 @@ class ManagerClosed(JobError):
     """The manager is not running: it was never entered, or it is shutting down."""
 
 
+class InputUnavailable(JobError):
+    """The job takes no input: started without, its pipe's input has ended, or it has ended."""
+
+
+class InputBusy(JobError):
+    """Another writer holds the job's input: one writer at a time."""
+
+
 class OutputUnavailable(JobError):
     """The job's output log could not be read (for example: out of file descriptors)."""
 

@@ -23,6 +23,22 @@ class JobState(enum.Enum):
         return self is not JobState.RUNNING
 
 
+class Input(enum.Enum):
+    """What a job's stdin is."""
+
+    NONE = "none"
+    PIPE = "pipe"
+    TERMINAL = "terminal"
+
+
+@dataclass(frozen=True)
+class WindowSize:
+    """A terminal's window, in characters."""
+
+    rows: int
+    cols: int
+
+
 @dataclass(frozen=True, slots=True)
 class JobStatus:
     """A snapshot of one job. Times are timezone-aware UTC.
@@ -65,3 +81,5 @@ class JobStatus:
     run_as_uid: int | None = None
     """That account's uid: None exactly when ``run_as`` is "". Kept with the name because
     accounts are renamed, deleted and reused, and the uid is what owns the job's files."""
+    input: Input = Input.NONE
+    """What the job's stdin is."""
