@@ -12,9 +12,11 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
+import grpc
 import pytest
 import trio
 import trio.testing
+import trio_asyncio
 
 from jogger.rpc.admission import TransportLimits
 from jogger.rpc.channel import Channel, open_channel
@@ -337,3 +339,54 @@ async def test_a_writer_learns_of_an_error_status_at_its_next_write(
             assert raised.value.code == StatusCode.NOT_FOUND
             with pytest.raises(RpcError):
                 await writer.close()
+
+
+async def grpcio_write(pki: Pki, port: int, chunks: list[bytes]) -> Any:
+    pair = pki.user("alice")
+    credentials = grpc.ssl_channel_credentials(
+        root_certificates=pki.ca.read_bytes(),
+        private_key=pair.key.read_bytes(),
+        certificate_chain=pair.cert.read_bytes(),
+    )
+    async with grpc.aio.secure_channel(f"localhost:{port}", credentials) as ch:
+        write = ch.stream_unary(
+            WRITE,
+            request_serializer=Request.SerializeToString,
+            response_deserializer=Response.FromString,
+        )
+
+        async def requests() -> Any:
+            for data in chunks:
+                yield Request(job_id="j", data=data)
+
+        return await write(requests())
+
+
+async def test_a_grpcio_client_streams_through_flow_control(
+    service: tuple[Service, int], pki: Pki
+) -> None:
+    found, port = service
+    release = trio.Event()
+
+    async def take_slowly(requests: AsyncIterator[Any]) -> Any:
+        written = 0
+        async for request in requests:
+            if written == 0:
+                await release.wait()  # grpcio's writes wait meanwhile
+            found.taken.append(request.data)
+            written += len(request.data)
+        return Response(written=written)
+
+    found.handle = take_slowly
+    chunks = [bytes([k % 256]) * CHUNK for k in range(100)]  # 6.25 MiB: past every window
+    with trio.fail_after(30):
+        async with trio_asyncio.open_loop(), trio.open_nursery() as nursery:
+
+            async def go_on() -> None:
+                await until(lambda: found.held() >= STREAM_WINDOW - CHUNK)
+                release.set()
+
+            nursery.start_soon(go_on)
+            response = await trio_asyncio.aio_as_trio(grpcio_write)(pki, port, chunks)
+    assert found.taken == chunks
+    assert response.written == len(chunks) * CHUNK
