@@ -132,11 +132,13 @@ class Channel:
                 datetime.timedelta(seconds=deadline) if deadline is not None else None,
                 "+proto",
             )
-            if request is not None and await self._connection.send_message(
-                stream, request.SerializeToString()
-            ):
-                protocol.end_request(stream.id)
-                stream.request_ended = True
+            if request is not None:
+                sent = await self._connection.send_message(stream, request.SerializeToString())
+                # A server may answer before our end goes out (a hostile one, at once), and
+                # reset the stream too: then there is nothing left to end.
+                if sent and not stream.answered:
+                    protocol.end_request(stream.id)
+                    stream.request_ended = True
             await self._connection.flush()
         except BaseException:
             # Cancelled or failed half-way: the server must not keep serving a call nobody
