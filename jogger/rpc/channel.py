@@ -1,12 +1,13 @@
-"""The client end of a gRPC connection, on trio: unary calls and server-streaming calls."""
+"""The client end of a gRPC connection, on trio: unary, server-streaming and client-streaming
+calls."""
 
 import contextlib
 import datetime
 import os
 import socket
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 
 import h2.errors
 import trio
@@ -50,7 +51,7 @@ class Channel:
     ) -> M:
         """One request, one response. ``deadline`` (seconds) is sent as grpc-timeout."""
         try:
-            stream = await self._start(path, request, deadline)
+            stream = await self._start(path, type(request), request, deadline)
             try:
                 messages = [message async for message in self._responses(stream, response_type)]
             finally:
@@ -67,7 +68,7 @@ class Channel:
     ) -> AsyncGenerator[AsyncIterator[M], None]:
         """Responses of a server-streaming call; leaving the block early cancels the call."""
         try:
-            stream = await self._start(path, request, None)
+            stream = await self._start(path, type(request), request, None)
         except ConnectionLost:
             raise self._lost() from None
         try:
@@ -75,9 +76,27 @@ class Channel:
         finally:
             await self._abandon(stream)
 
+    @asynccontextmanager
+    async def client_stream(
+        self, path: str, request_type: type[Message], response_type: type[M]
+    ) -> AsyncGenerator["ClientStream[M]", None]:
+        """A client-streaming call: send requests, then ``close()`` for the one response.
+        Leaving the block before ``close()`` has returned cancels the call (RST_STREAM)."""
+        try:
+            stream = await self._start(path, request_type, None, None)
+        except ConnectionLost:
+            raise self._lost() from None
+        try:
+            yield ClientStream(
+                self._connection, stream, self._responses(stream, response_type), self._lost
+            )
+        finally:
+            await self._abandon(stream)
+
     async def _abandon(self, stream: Stream) -> None:
-        """The call is over for us; if the server has not finished it, tell it to stop."""
-        if not stream.done:
+        """The call is over for us; if either side has not finished it, tell the server to stop
+        (a client stream the server answered early is still open on our side)."""
+        if not stream.done or not stream.request_ended:
             with contextlib.suppress(h2.exceptions.ProtocolError):  # the connection is closed
                 self._connection.reset_stream(stream, h2.errors.ErrorCodes.CANCEL)
             # Shielded, since we may be here because we were cancelled: the reset is a short
@@ -90,7 +109,15 @@ class Channel:
         with contextlib.suppress(ConnectionLost):  # the connection is gone: nothing to tell
             await self._connection.flush()
 
-    async def _start(self, path: str, request: Message, deadline: float | None) -> Stream:
+    async def _start(
+        self,
+        path: str,
+        request_type: type[Message],
+        request: Message | None,
+        deadline: float | None,
+    ) -> Stream:
+        """Open a call; send ``request`` and end the request stream, unless it is None (a
+        client stream, whose requests follow)."""
         protocol = self._connection.protocol
         service, method = path.strip("/").split("/")
         stream = self._connection.new_stream(protocol.get_next_available_stream_id())
@@ -100,13 +127,18 @@ class Channel:
                 "https",
                 service,
                 method,
-                request.DESCRIPTOR.full_name,
+                request_type.DESCRIPTOR.full_name,
                 self._authority,
                 datetime.timedelta(seconds=deadline) if deadline is not None else None,
                 "+proto",
             )
-            await self._connection.send_message(stream, request.SerializeToString())
-            protocol.end_request(stream.id)
+            if request is not None:
+                sent = await self._connection.send_message(stream, request.SerializeToString())
+                # A server may answer before our end goes out (a hostile one, at once), and
+                # reset the stream too: then there is nothing left to end.
+                if sent and not stream.answered:
+                    protocol.end_request(stream.id)
+                    stream.request_ended = True
             await self._connection.flush()
         except BaseException:
             # Cancelled or failed half-way: the server must not keep serving a call nobody
@@ -143,6 +175,59 @@ class Channel:
         if failure is not None:
             return failure_error(failure)
         return TransportError("the server closed the connection")
+
+
+class ClientStream(Generic[M]):
+    """A client-streaming call in progress (``Channel.client_stream``)."""
+
+    def __init__(
+        self,
+        connection: Connection,
+        stream: Stream,
+        responses: AsyncIterator[M],
+        lost: Callable[[], Exception],
+    ) -> None:
+        self._connection = connection
+        self._stream = stream
+        self._responses = responses
+        self._lost = lost
+        self._answer: M | RpcError | None = None
+
+    async def send(self, request: Message) -> bool:
+        """Send one request, once flow control lets us. False if the server has answered the
+        call already (``close()`` says how): nothing more can be sent on it.
+
+        Cancellation: a request cancelled half-way leaves the call unusable; leave the block.
+        """
+        if self._stream.request_ended:
+            raise RuntimeError("the request stream is closed")
+        try:
+            return await self._connection.send_message(self._stream, request.SerializeToString())
+        except ConnectionLost:
+            raise self._lost() from None
+
+    async def close(self) -> M:
+        """End the request stream, unless the server has answered already, and return the
+        server's response; RpcError for a call that failed."""
+        stream = self._stream
+        if not stream.request_ended and not stream.answered:
+            with contextlib.suppress(h2.exceptions.StreamClosedError):
+                self._connection.protocol.end_request(stream.id)
+            stream.request_ended = True
+        if self._answer is None:
+            try:
+                await self._connection.flush()
+                messages = [message async for message in self._responses]
+                if len(messages) != 1:
+                    raise RpcError(StatusCode.INTERNAL, "expected one response message")
+                self._answer = messages[0]
+            except ConnectionLost:
+                raise self._lost() from None
+            except RpcError as exc:
+                self._answer = exc
+        if isinstance(self._answer, RpcError):
+            raise self._answer
+        return self._answer
 
 
 def _connect_reason(exc: OSError) -> str:

@@ -6,12 +6,62 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 from ..v1 import health_pb2, jobs_pb2
-from .channel import CONNECT_TIMEOUT, Channel, open_channel
+from .channel import CONNECT_TIMEOUT, Channel, ClientStream, open_channel
 from .tls import client_context
 
 _JOBS = "/jogger.v1.Jobs/"
 PAGE = 1000
 """Jobs asked for per List call when paging through many."""
+WRITE_CHUNK = 64 << 10
+"""The most bytes one Write message carries (the server takes messages of up to 1 MiB):
+small enough that a job that reads slowly is fed as it reads."""
+
+
+class InputClosed(Exception):
+    """The job stopped taking input (it closed its stdin, or ended) before all of it was
+    written. ``response`` is the server's answer: ``closed`` set, ``written`` the bytes the
+    job took."""
+
+    def __init__(self, response: jobs_pb2.WriteResponse) -> None:
+        super().__init__(f"the job stopped taking input after {response.written} bytes")
+        self.response = response
+
+
+class InputWriter:
+    """Writes to a job's input: its stdin pipe, or its terminal (``JobsClient.writer``).
+
+    Once the server has answered the call before its end (an error, or a job that stopped
+    taking input), ``write()`` and ``resize()`` raise: RpcError for an error status,
+    InputClosed for a job that no longer takes input.
+    """
+
+    def __init__(self, call: ClientStream[jobs_pb2.WriteResponse]) -> None:
+        self._call = call
+
+    async def write(self, data: bytes) -> None:
+        """Send ``data`` to the job, in order. Waits while the job does not read: the server
+        takes a message only once the job has taken the one before (flow control).
+
+        Cancellation: a write cancelled half-way leaves the writer unusable; leave the
+        block, which resets the call (for a pipe, that ends the job's input).
+        """
+        view = memoryview(data)
+        for start in range(0, len(view), WRITE_CHUNK):
+            await self._send(jobs_pb2.WriteRequest(data=bytes(view[start : start + WRITE_CHUNK])))
+
+    async def resize(self, rows: int, cols: int) -> None:
+        """Tell the job's terminal its new window size (the job gets SIGWINCH)."""
+        await self._send(jobs_pb2.WriteRequest(resize=jobs_pb2.WindowSize(rows=rows, cols=cols)))
+
+    async def close(self) -> jobs_pb2.WriteResponse:
+        """End the input (a pipe's job reads EOF; a terminal is let go of) and return the
+        server's answer: the bytes the job took, and ``closed`` if it stopped taking them
+        before the end. RpcError for a call that failed (NOT_FOUND, ABORTED, ...)."""
+        return await self._call.close()
+
+    async def _send(self, request: jobs_pb2.WriteRequest) -> None:
+        if not await self._call.send(request):
+            raise InputClosed(await self._call.close())  # close() raises an error status
 
 
 class JobsClient:
@@ -25,8 +75,22 @@ class JobsClient:
         cwd: str = "",
         env: dict[str, str] | None = None,
         limits: jobs_pb2.Limits | None = None,
+        input: int = jobs_pb2.INPUT_NONE,
+        term: str = "",
+        window: tuple[int, int] | None = None,
     ) -> jobs_pb2.JobStatus:
-        request = jobs_pb2.StartRequest(argv=argv, cwd=cwd, env=env or {}, limits=limits)
+        """Start a job. ``input``: a jobs_pb2.Input; with INPUT_TERMINAL, ``term`` is its
+        TERM (empty: the server's "dumb") and ``window`` its first (rows, cols)."""
+        request = jobs_pb2.StartRequest(
+            argv=argv,
+            cwd=cwd,
+            env=env or {},
+            limits=limits,
+            input=input,  # type: ignore[arg-type]
+            term=term,
+        )
+        if window is not None:
+            request.window.rows, request.window.cols = window
         return await self._channel.unary(_JOBS + "Start", request, jobs_pb2.JobStatus)
 
     async def stop(self, job_id: str, *, grace: float | None = None) -> jobs_pb2.JobStatus:
@@ -71,6 +135,23 @@ class JobsClient:
         request = jobs_pb2.OutputRequest(job_id=job_id, offset=offset, follow=follow)
         async with self._channel.stream(_JOBS + "Output", request, jobs_pb2.OutputChunk) as it:
             yield it
+
+    @asynccontextmanager
+    async def writer(self, job_id: str) -> AsyncGenerator[InputWriter, None]:
+        """A writer to the job's input, for the block. ``close()`` ends the input and returns
+        the server's answer; leaving the block without it (an exception, a cancellation)
+        resets the call, which for a pipe also ends the job's input.
+
+        The job is named at once, so that the server's patience for a first message does not
+        run out while the caller has nothing to write yet (a terminal nobody types into).
+        """
+        path = _JOBS + "Write"
+        async with self._channel.client_stream(
+            path, jobs_pb2.WriteRequest, jobs_pb2.WriteResponse
+        ) as call:
+            writer = InputWriter(call)
+            await writer._send(jobs_pb2.WriteRequest(job_id=job_id))
+            yield writer
 
     async def health(self) -> int:
         """The server's health.v1 serving status (1 is SERVING)."""

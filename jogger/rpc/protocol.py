@@ -7,7 +7,7 @@ frame from its header.
 
 import datetime
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from typing import Any
 
 import h2.events
@@ -22,6 +22,17 @@ from purerpc.grpclib.status import Status, StatusCode
 
 CONNECTION_WINDOW = 16 << 20
 """How much response data a client lets the server send ahead, over all streams."""
+SERVER_CONNECTION_WINDOW = 8 << 20
+"""How much request data a client may send a server ahead, over all its streams.
+
+A server gives back a unary call's window on receipt, but a client-streaming call's only as
+its handler takes each message: a handler that waits (a job that does not read its stdin)
+keeps its stream's data, up to the stream window purerpc advertises (twice the largest
+message: 2 MiB), and that much of the connection window with it. HTTP/2's default 64 KiB
+would let one such stream stall every other call on the connection. Four stream windows
+leave any one stalled stream three quarters of it, and still bound what one connection can
+make us hold: its unread input is never more than this.
+"""
 CLIENT_FRAME_SIZE = 128 << 10
 SERVER_FRAME_SIZE = 16 << 10
 SERVER_MAX_STREAMS = 128
@@ -88,11 +99,12 @@ class ProtocolMachine(GRPCConnection):  # type: ignore[misc]
     oversized or undecodable messages; and it drops stream resets. Here each of those ends
     one stream, not the connection, and resets are reported.
 
-    Flow control: a server hands the window back as data arrives (a call carries one small
-    request; the inbox bound and the message size bound what a stream may hold); a client
-    hands it back as its consumer takes each message, which pushes back on a server that
-    streams faster than we read. ``release()`` returns what a finished stream never gave
-    back, so that no window leaks.
+    Flow control: a server hands the window back as data arrives for a unary call (which
+    carries one small request; the inbox bound and the message size bound what a stream may
+    hold). For a client-streaming call (a path in ``client_streaming``), and at a client, it
+    hands the window back as its consumer takes each message (``acknowledge()``), which
+    pushes back on a peer that sends faster than we read. ``release()`` returns what a
+    finished stream never gave back, so that no window leaks.
     """
 
     # purerpc accepts 16 MiB frames; h2 3.x reassembles a frame by appending to a bytes
@@ -101,7 +113,9 @@ class ProtocolMachine(GRPCConnection):  # type: ignore[misc]
     # a server, whose requests are small, takes HTTP/2's default 16 KiB.
     MAX_INBOUND_FRAME_SIZE = CLIENT_FRAME_SIZE
 
-    def __init__(self, config: GRPCConfiguration) -> None:
+    def __init__(
+        self, config: GRPCConfiguration, client_streaming: Collection[str] = frozenset()
+    ) -> None:
         if not config.client_side:
             # Per instance, before purerpc's constructor writes the local settings.
             self.MAX_INBOUND_FRAME_SIZE = SERVER_FRAME_SIZE
@@ -112,6 +126,9 @@ class ProtocolMachine(GRPCConnection):  # type: ignore[misc]
         # acknowledged, and purerpc's settings are not a change: apply it from the start.
         self.h2_connection.decoder.max_header_list_size = MAX_HEADER_LIST_SIZE
         self._unacknowledged: dict[int, int] = {}
+        self._client_streaming = frozenset(client_streaming)
+        self._deferred: set[int] = set()
+        """Server streams whose window goes back as messages are taken, not on receipt."""
 
     def respond_status(self, stream_id: int, status: Status, content_type_suffix: str = "") -> None:
         super().respond_status(stream_id, capped(status), content_type_suffix)
@@ -151,6 +168,8 @@ class ProtocolMachine(GRPCConnection):  # type: ignore[misc]
         self.message_read_buffers[stream_id] = MessageReadBuffer(
             None, self.config.max_message_length
         )
+        if f"/{request.service_name}/{request.method_name}" in self._client_streaming:
+            self._deferred.add(stream_id)
         return [request]
 
     def _response_received(self, event: h2.events.ResponseReceived) -> list[Event]:
@@ -163,8 +182,8 @@ class ProtocolMachine(GRPCConnection):  # type: ignore[misc]
         stream_id = event.stream_id
         length = event.flow_controlled_length
         buffer = self.message_read_buffers.get(stream_id)
-        if buffer is None or not self.config.client_side:
-            # Data for a stream we refused or finished with, or any data at a server.
+        if buffer is None or not (self.config.client_side or stream_id in self._deferred):
+            # Data for a stream we refused or finished with, or a unary request at a server.
             self.h2_connection.acknowledge_received_data(length, stream_id)
         else:
             self._unacknowledged[stream_id] = self._unacknowledged.get(stream_id, 0) + length
@@ -188,8 +207,18 @@ class ProtocolMachine(GRPCConnection):  # type: ignore[misc]
             return [StreamRefused(stream_id, status, str(exc)[:200])]
         return [MessageReceived(stream_id, data, n) for data, n in messages]
 
+    def defers(self, stream_id: int) -> bool:
+        """Whether the stream's window goes back only as its messages are taken: always at a
+        client; at a server, for a client-streaming call."""
+        return self.config.client_side or stream_id in self._deferred
+
+    def held(self) -> int:
+        """Bytes of the peer's data we have not given back yet, over all streams: what its
+        unread messages occupy of the connection window."""
+        return sum(self._unacknowledged.values())
+
     def acknowledge(self, stream_id: int, length: int) -> None:
-        """Give back the window of a message our consumer has taken (client side)."""
+        """Give back the window of a message our consumer has taken (see ``defers()``)."""
         left = self._unacknowledged.get(stream_id, 0) - length
         if left >= 0:
             self._unacknowledged[stream_id] = left
@@ -198,6 +227,7 @@ class ProtocolMachine(GRPCConnection):  # type: ignore[misc]
     def release(self, stream_id: int) -> None:
         """A stream is finished with: drop its buffer, give back whatever window it holds."""
         self.message_read_buffers.pop(stream_id, None)
+        self._deferred.discard(stream_id)
         left = self._unacknowledged.pop(stream_id, 0)
         if left:
             # h2 credits the connection window even when the stream itself is closed.
@@ -205,10 +235,14 @@ class ProtocolMachine(GRPCConnection):  # type: ignore[misc]
 
     def initiate_connection(self) -> None:
         # purerpc opens a 1 GiB connection window; a server must not let a peer send that
-        # much ahead. A client opens a window big enough to stream output at full speed.
+        # much ahead (SERVER_CONNECTION_WINDOW says how much it may). A client opens a window
+        # big enough to stream output at full speed.
         self.h2_connection.initiate_connection()
         if self.config.client_side:
             self.h2_connection.increment_flow_control_window(CONNECTION_WINDOW)
+        else:
+            opened = self.h2_connection.inbound_flow_control_window  # HTTP/2's 65,535
+            self.h2_connection.increment_flow_control_window(SERVER_CONNECTION_WINDOW - opened)
 
 
 def _or_malformed(

@@ -19,7 +19,7 @@ import errno
 import logging
 import ssl
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import aclosing, asynccontextmanager
 from dataclasses import dataclass
 from functools import partial
@@ -79,13 +79,24 @@ class Call:
 
 UnaryHandler = Callable[[Call, Any], Awaitable[Message]]
 StreamHandler = Callable[[Call, Any], AsyncIterator[Message]]
+ClientStreamHandler = Callable[[Call, AsyncIterator[Any]], Awaitable[Message]]
 
 
 @dataclass(frozen=True, slots=True)
 class Method:
+    """A handler of one kind: ``unary`` (one request, one response), ``stream`` (one request,
+    a stream of responses) or ``client_stream`` (a stream of requests, one response).
+
+    A client-streaming handler takes its requests from an async iterator, which ends when
+    the client half-closes. A request's flow control window goes back to the client only
+    when the handler asks for the next one: a handler that stops asking makes the client
+    wait, and holds at most one stream window of its requests.
+    """
+
     request_type: type[Message]
     unary: UnaryHandler | None = None
     stream: StreamHandler | None = None
+    client_stream: ClientStreamHandler | None = None
 
 
 class RpcServer:
@@ -103,6 +114,9 @@ class RpcServer:
         self._issuers = issuers
         self._limits = limits or TransportLimits()
         self._admission = Admission(self._limits)
+        self._client_streaming = frozenset(
+            path for path, method in methods.items() if method.client_stream is not None
+        )
 
     async def listen(
         self,
@@ -222,7 +236,7 @@ class RpcServer:
     async def _serve_http2(
         self, tls: trio.SSLStream[trio.SocketStream], client: Peer, deadline: float
     ) -> None:
-        connection = Connection(tls, client_side=False)
+        connection = Connection(tls, client_side=False, client_streaming=self._client_streaming)
         limits = self._limits
         async with trio.open_nursery() as calls:
 
@@ -304,24 +318,7 @@ class RpcServer:
         timeout = event.timeout.total_seconds() if event.timeout is not None else float("inf")
         with trio.move_on_after(timeout) as deadline:
             try:
-                request = await _read_request(
-                    stream, method.request_type, self._limits.request_timeout
-                )
-                call = Call(
-                    identity=client.identity,
-                    peer=client.address,
-                    message_size=partial(connection.message_size, stream),
-                )
-                connection.protocol.start_response(stream.id, "+proto")
-                stream.response_started = True
-                if method.unary is not None:
-                    response = await method.unary(call, request)
-                    await connection.send_message(stream, response.SerializeToString())
-                elif method.stream is not None:
-                    async with aclosing(method.stream(call, request)) as messages:  # type: ignore[type-var]
-                        async for message in messages:
-                            await connection.send_message(stream, message.SerializeToString())
-                            connection.sent(stream)
+                await self._handle(connection, stream, method, client.identity, client.address)
             except RpcError as exc:
                 return Status(exc.code, exc.message)
             except h2.exceptions.StreamClosedError:
@@ -337,6 +334,42 @@ class RpcServer:
             return Status(StatusCode.DEADLINE_EXCEEDED, "deadline exceeded")
         return Status(StatusCode.OK)
 
+    async def _handle(
+        self,
+        connection: Connection,
+        stream: Stream,
+        method: Method,
+        identity: Identity,
+        peer: str,
+    ) -> None:
+        """Read the request, run the handler, send what it answers."""
+        patience = self._limits.request_timeout
+        if method.client_stream is not None:
+            first = await _first_request(stream, patience)
+        else:
+            request = await _read_request(stream, method.request_type, patience)
+        call = Call(
+            identity=identity,
+            peer=peer,
+            message_size=partial(connection.message_size, stream),
+        )
+        connection.protocol.start_response(stream.id, "+proto")
+        stream.response_started = True
+        if method.client_stream is not None:
+            async with aclosing(
+                _requests(connection, stream, method.request_type, first)
+            ) as requests:
+                response = await method.client_stream(call, requests)
+            await connection.send_message(stream, response.SerializeToString())
+        elif method.unary is not None:
+            response = await method.unary(call, request)
+            await connection.send_message(stream, response.SerializeToString())
+        elif method.stream is not None:
+            async with aclosing(method.stream(call, request)) as messages:  # type: ignore[type-var]
+                async for message in messages:
+                    await connection.send_message(stream, message.SerializeToString())
+                    connection.sent(stream)
+
     def _finish(self, connection: Connection, stream: Stream, status: Status) -> bool:
         """Queue the end of the call; False if the stream had ended already."""
         if stream.reset:
@@ -347,6 +380,11 @@ class RpcServer:
                 connection.reset_stream(stream, h2.errors.ErrorCodes.CANCEL)
             elif stream.response_started:
                 connection.protocol.end_response(stream.id, status)
+                if not stream.request_ended:
+                    # A client stream answered before its end (an early error, a job that
+                    # stopped reading): ask the client to stop sending (RFC 9113, 8.1), so
+                    # that the stream closes on both ends whatever the client does.
+                    connection.reset_stream(stream, h2.errors.ErrorCodes.NO_ERROR)
             else:
                 connection.protocol.respond_status(stream.id, status, "+proto")
         except h2.exceptions.ProtocolError:
@@ -418,6 +456,58 @@ async def _read_request(stream: Stream, request_type: type[Message], patience: f
     raise RpcError(
         StatusCode.DEADLINE_EXCEEDED, f"the request message did not arrive within {patience:g} s"
     )
+
+
+async def _first_request(stream: Stream, patience: float) -> MessageReceived:
+    """A client stream's first request message, as received; as ``_read_request`` for the
+    deadline. Later ones have none: a person typing into a terminal may pause for hours."""
+    with trio.move_on_after(patience):
+        async for event in stream.inbox:
+            if isinstance(event, MessageReceived):
+                return event
+            if isinstance(event, RequestEnded):
+                break
+        raise RpcError(StatusCode.INVALID_ARGUMENT, "expected at least one request message")
+    raise RpcError(
+        StatusCode.DEADLINE_EXCEEDED,
+        f"the first request message did not arrive within {patience:g} s",
+    )
+
+
+async def _requests(
+    connection: Connection,
+    stream: Stream,
+    request_type: type[Message],
+    first: MessageReceived,
+) -> AsyncGenerator[Message, None]:
+    """A client stream's requests, from ``first`` on, until the client half-closes.
+
+    Each request's window goes back to the client when the handler asks for the next one,
+    not before: until then the message is still the handler's to deal with (a job's input
+    it has not yet taken), and the client must not send more in its place.
+    """
+    event: MessageReceived | RequestEnded = first
+    while isinstance(event, MessageReceived):
+        message = request_type()
+        try:
+            message.ParseFromString(event.data)
+        except DecodeError:
+            raise RpcError(StatusCode.INVALID_ARGUMENT, "malformed request message") from None
+        yield message
+        connection.acknowledge(event)
+        await connection.flush()
+        event = await _next_request(stream)
+
+
+async def _next_request(stream: Stream) -> MessageReceived | RequestEnded:
+    """The stream's next message, or its end."""
+    async for event in stream.inbox:
+        if isinstance(event, MessageReceived | RequestEnded):
+            return event
+    # The inbox closes early only with the stream's scope cancelled (a reset, the end of the
+    # connection), which the receive above would have raised; should it not have, the call
+    # is over all the same.
+    raise ConnectionLost
 
 
 async def _read_one(stream: Stream, request_type: type[Message]) -> Message:

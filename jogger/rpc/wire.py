@@ -17,7 +17,7 @@ import contextlib
 import logging
 import socket
 import ssl
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 
 import h2.errors
@@ -35,7 +35,7 @@ from purerpc.grpclib.events import (
     WindowUpdated,
 )
 from purerpc.grpclib.exceptions import ProtocolError
-from purerpc.grpclib.status import Status
+from purerpc.grpclib.status import Status, StatusCode
 
 from .protocol import (
     PREFACE,
@@ -56,7 +56,12 @@ MAX_MESSAGE = 4 << 20
 SERVER_MAX_MESSAGE = 1 << 20
 """The largest request a server accepts; a Start's argv is limited to far less."""
 SERVER_INBOX = 3
-"""Events a server's call may receive: the request headers, one message, the end."""
+"""Events a server's unary call may receive: the request headers, one message, the end."""
+SERVER_QUEUED_REQUESTS = 4096
+"""Request messages of client-streaming calls a server's connection holds, all its calls
+together, before their handlers take them. Flow control bounds their bytes; this bounds
+their count, since each costs an event of some 400 bytes, and an empty message is 5 bytes
+of window. A call whose message would pass it ends with RESOURCE_EXHAUSTED."""
 INITIAL_WINDOW_FACTOR = 2
 """purerpc's stream window is twice the largest message."""
 RECEIVE_SIZE = 1 << 16
@@ -105,20 +110,34 @@ class Stream:
     """Set when the peer sent what the stream cannot carry; the call must end with it."""
     done: bool = False
     """The server has ended the call (client side): there is nothing left to cancel."""
+    request_ended: bool = False
+    """The client has half-closed: at a server, its end has arrived; at a client, we sent it."""
+    answered: bool = False
+    """The server has ended the call, or reset it (client side): nothing more can be sent."""
     holding: bool = False
     """A message of this stream's is being made or waits to be sent (see message_size)."""
     forgotten: bool = False
     """The call is over (``forget()``)."""
+    queued: int = 0
+    """Request messages in the inbox of a server's client-streaming call, not yet taken."""
 
 
 class Connection:
     """Both ends' shared machinery. ``run()`` is the reader loop; calls run in other tasks."""
 
-    def __init__(self, stream: trio.abc.Stream, *, client_side: bool) -> None:
+    def __init__(
+        self,
+        stream: trio.abc.Stream,
+        *,
+        client_side: bool,
+        client_streaming: Collection[str] = frozenset(),
+    ) -> None:
+        """``client_streaming``: the paths of a server's client-streaming methods."""
         self._transport = stream
         max_message = MAX_MESSAGE if client_side else SERVER_MAX_MESSAGE
         self._protocol = ProtocolMachine(
-            GRPCConfiguration(client_side=client_side, max_message_length=max_message)
+            GRPCConfiguration(client_side=client_side, max_message_length=max_message),
+            client_streaming,
         )
         self._send_lock = trio.Lock()
         # A server shields its calls' writes (see flush); a client does not: its caller
@@ -127,12 +146,21 @@ class Connection:
         self._shield_writes = not client_side
         self._write_scope: trio.CancelScope | None = None
         self._streams: dict[int, Stream] = {}
-        # Inboxes never block the reader. A server's call carries one request: more than
-        # that in its inbox is a misbehaving peer. A client's inbox holds what the server
-        # may send before we give back window: at most one message per 5 bytes of it.
-        self._inbox_size = (
-            INITIAL_WINDOW_FACTOR * max_message // 5 + 4 if client_side else SERVER_INBOX
+        # Inboxes never block the reader. A server's unary call carries one request: more
+        # than that in its inbox is a misbehaving peer. A stream whose window goes back only
+        # as its messages are taken (a client's; a server's client-streaming call) holds what
+        # the peer may send before we give back window: at most one message per 5 bytes of
+        # the stream window (an empty message is 5 bytes), besides the headers and the end.
+        # Flow control limits the bytes such streams hold: at a server, all of them together
+        # at most SERVER_CONNECTION_WINDOW bytes of messages. At a server, the count of
+        # their messages is bounded too (SERVER_QUEUED_REQUESTS, see _deliver), since each
+        # costs its event, which a peer sending empty messages would multiply.
+        self._deferred_inbox = (
+            INITIAL_WINDOW_FACTOR * max_message // 5 + 4
+            if client_side
+            else SERVER_QUEUED_REQUESTS + SERVER_INBOX
         )
+        self._queued = 0
         self.closed = trio.Event()
         self.peer_ready = trio.Event()
         """Set once the peer's first frames (its SETTINGS) have arrived."""
@@ -171,13 +199,16 @@ class Connection:
         await self._flush(shield=False)  # the connection is not shared yet
 
     def new_stream(self, stream_id: int) -> Stream:
-        send, receive = trio.open_memory_channel[Event](self._inbox_size)
+        size = self._deferred_inbox if self._protocol.defers(stream_id) else SERVER_INBOX
+        send, receive = trio.open_memory_channel[Event](size)
         stream = Stream(stream_id, send, receive)
         self._streams[stream_id] = stream
         return stream
 
     def forget(self, stream: Stream) -> None:
         """The call is over: drop the stream and give back the window its inbox held."""
+        self._queued -= stream.queued
+        stream.queued = 0
         self.sent(stream)
         stream.forgotten = True
         self._streams.pop(stream.id, None)
@@ -232,13 +263,31 @@ class Connection:
         if self.closed.is_set():
             raise ConnectionLost
 
-    async def send_message(self, stream: Stream, payload: bytes) -> None:
-        """Send one length-prefixed gRPC message, as fast as flow control lets us."""
+    async def send_message(self, stream: Stream, payload: bytes) -> bool:
+        """Send one length-prefixed gRPC message, as fast as flow control lets us.
+
+        False if the server answered the call (client side) before all of it was sent: a
+        server that ended a client stream early never gives its window back, and the rest
+        has nobody to read it.
+        """
         data = memoryview(b"\x00" + len(payload).to_bytes(4, "big") + payload)
+        try:
+            return await self._send_data(stream, data)
+        except h2.exceptions.StreamClosedError:
+            if not self._protocol.config.client_side:
+                raise
+            # The server answered and reset the stream (a call it ended early) while we
+            # wrote: the rest has nobody to read it.
+            self._answered(stream)
+            return False
+
+    async def _send_data(self, stream: Stream, data: memoryview) -> bool:
         h2_connection = self._protocol.h2_connection
         while data:
             if self.closed.is_set():
                 raise ConnectionLost
+            if stream.answered:
+                return False
             if h2_connection.local_flow_control_window(stream.id) <= 0:
                 await stream.window_open.wait()
                 stream.window_open = trio.Event()
@@ -258,9 +307,15 @@ class Connection:
                     self._protocol.send_data(stream.id, bytes(batch[start : start + frame]))
                 stream.partial_message = bool(data)
                 await self._write_queued(shield=self._shield_writes)
+        return True
 
     def acknowledge(self, event: MessageReceived) -> None:
-        """Give the peer back the window a message used, once we have taken it (client)."""
+        """Give the peer back the window a message used, once we have taken it (a client's
+        stream; a server's client-streaming call). Written with the next flush."""
+        stream = self._streams.get(event.stream_id)
+        if stream is not None and stream.queued > 0:
+            stream.queued -= 1
+            self._queued -= 1
         self._protocol.acknowledge(event.stream_id, event.flow_controlled_length)
 
     def reset_stream(self, stream: Stream, code: h2.errors.ErrorCodes) -> None:
@@ -436,7 +491,34 @@ class Connection:
             # The peer gave up on this call: cancel whatever serves or awaits it.
             stream.scope.cancel()
             stream.inbox_send.close()
+            self._answered(stream)
             return
+        self._deliver(stream, event)
+
+    def _deliver(self, stream: Stream, event: Event) -> None:
+        """Put a call's event in its inbox, for whoever serves or awaits the call."""
+        if isinstance(event, RequestEnded):
+            stream.request_ended = True
+        elif isinstance(event, ResponseEnded):
+            self._answered(stream)
+        elif (
+            isinstance(event, MessageReceived)
+            and not self._protocol.config.client_side
+            and self._protocol.defers(stream.id)
+        ):
+            if self._queued >= SERVER_QUEUED_REQUESTS:
+                # The call ends with this status (see the server's _call); the connection's
+                # other calls go on.
+                stream.refusal = Status(
+                    StatusCode.RESOURCE_EXHAUSTED,
+                    f"more than {SERVER_QUEUED_REQUESTS} request messages wait to be taken: "
+                    "send fewer, bigger ones",
+                )
+                stream.scope.cancel()
+                stream.inbox_send.close()
+                return
+            stream.queued += 1
+            self._queued += 1
         if isinstance(
             event,
             RequestReceived | MessageReceived | RequestEnded | ResponseReceived | ResponseEnded,
@@ -453,6 +535,11 @@ class Connection:
             except (trio.ClosedResourceError, trio.BrokenResourceError):
                 pass  # the call has finished; late frames are dropped
 
+    def _answered(self, stream: Stream) -> None:
+        if self._protocol.config.client_side:
+            stream.answered = True
+            stream.window_open.set()  # a writer waiting for window stops waiting (send_message)
+
     def _refused(self, event: StreamRefused, stream: Stream | None) -> None:
         throttled.log(
             "stream-refused", logging.INFO, "stream %d refused: %s", event.stream_id, event.reason
@@ -464,6 +551,7 @@ class Connection:
             with contextlib.suppress(trio.WouldBlock, trio.ClosedResourceError):
                 stream.inbox_send.send_nowait(ResponseEnded(stream.id, event.status))
             stream.inbox_send.close()
+            self._answered(stream)
             self.reset_stream(stream, h2.errors.ErrorCodes.PROTOCOL_ERROR)
         else:
             # The call ends with this status (see the server's _call).

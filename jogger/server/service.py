@@ -1,15 +1,20 @@
 """The Jobs and Health services: authorization, conversion and error mapping, nothing else.
 
 Handlers act as the user named by the caller's certificate. An administrator (OU=admin) may
-also list and read (status, output) every user's jobs; stopping stays with the owner. Which
+also list and read (status, output) every user's jobs; stopping and writing to a job's input
+stay with the owner. Which
 local account runs a caller's job is the ``--run-as`` policy's answer (accounts.py).
 """
 
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
 from functools import partial
+from typing import Any
 
 from ..engine import (
+    Input,
+    InputBusy,
+    InputUnavailable,
     InvalidRequest,
     JobError,
     JobManager,
@@ -21,6 +26,8 @@ from ..engine import (
     OutputUnavailable,
     SpawnError,
     StoreError,
+    SupervisorUnreachable,
+    WindowSize,
 )
 from ..engine.limits import JobLimits
 from ..rpc.errors import RpcError, StatusCode
@@ -34,6 +41,12 @@ OUTPUT_CHUNK = 1024 * 1024
 DEFAULT_PAGE = 100
 MAX_LIST_BYTES = 1 << 20
 """A List page holds jobs up to this many bytes (and always one)."""
+DEFAULT_WINDOW = WindowSize(rows=24, cols=80)
+"""A terminal's first window when the Start names none."""
+DEFAULT_TERM = "dumb"
+"""A terminal's TERM when the Start names none."""
+MAX_WINDOW = 65535
+"""The most rows or columns a window may have (a terminal's winsize fields are 16-bit)."""
 
 _STATES = {
     JobState.RUNNING: jobs_pb2.JOB_STATE_RUNNING,
@@ -42,7 +55,16 @@ _STATES = {
     JobState.STOPPED: jobs_pb2.JOB_STATE_STOPPED,
     JobState.KILLED: jobs_pb2.JOB_STATE_KILLED,
 }
+_INPUTS = {
+    Input.NONE: jobs_pb2.INPUT_NONE,
+    Input.PIPE: jobs_pb2.INPUT_PIPE,
+    Input.TERMINAL: jobs_pb2.INPUT_TERMINAL,
+}
+_INPUTS_FROM_PROTO = {wire: engine for engine, wire in _INPUTS.items()}
 _CODES: dict[type[JobError], StatusCode] = {
+    InputBusy: StatusCode.ABORTED,
+    InputUnavailable: StatusCode.FAILED_PRECONDITION,
+    SupervisorUnreachable: StatusCode.UNAVAILABLE,
     InvalidRequest: StatusCode.INVALID_ARGUMENT,
     SpawnError: StatusCode.INVALID_ARGUMENT,
     JobNotFound: StatusCode.NOT_FOUND,
@@ -64,6 +86,7 @@ def status_to_proto(status: JobStatus) -> jobs_pb2.JobStatus:
         output_truncated=status.output_truncated,
         output_error=status.output_error,
         pid=status.pid,
+        input=_INPUTS[status.input],
     )
     message.cgroup = status.containment
     message.limits.CopyFrom(limits_message(status.limits))
@@ -94,6 +117,44 @@ def limits_from_proto(message: jobs_pb2.Limits) -> JobLimits:
     )
 
 
+def window_from_proto(message: jobs_pb2.WindowSize) -> WindowSize:
+    """INVALID_ARGUMENT for a window of no rows or columns, or more than MAX_WINDOW."""
+    if not (0 < message.rows <= MAX_WINDOW and 0 < message.cols <= MAX_WINDOW):
+        raise RpcError(
+            StatusCode.INVALID_ARGUMENT,
+            f"a window must have 1 to {MAX_WINDOW} rows and columns, not "
+            f"{message.rows}x{message.cols}",
+        )
+    return WindowSize(rows=message.rows, cols=message.cols)
+
+
+def input_arguments(request: jobs_pb2.StartRequest) -> dict[str, Any]:
+    """JobManager.start's input arguments for ``request``."""
+    try:
+        kind = _INPUTS_FROM_PROTO[request.input]
+    except KeyError:
+        raise RpcError(
+            StatusCode.INVALID_ARGUMENT, f"unknown input kind {int(request.input)}"
+        ) from None
+    has_window = request.HasField("window")
+    if kind is not Input.TERMINAL:
+        if has_window:
+            raise RpcError(StatusCode.INVALID_ARGUMENT, "a window size is for INPUT_TERMINAL")
+        return {"input": kind}
+    window = window_from_proto(request.window) if has_window else DEFAULT_WINDOW
+    return {"input": kind, "window": window}
+
+
+def _write_request(request: jobs_pb2.WriteRequest, job_id: str) -> WindowSize | None:
+    """The resize a Write message asks for, if any; INVALID_ARGUMENT for a message that names
+    another job, or a window of a size no terminal has."""
+    if request.job_id not in ("", job_id):
+        raise RpcError(
+            StatusCode.INVALID_ARGUMENT, "a later message must name the first one's job, or none"
+        )
+    return window_from_proto(request.resize) if request.HasField("resize") else None
+
+
 @contextmanager
 def _engine_errors() -> Iterator[None]:
     """An engine error leaves the block as the fixed status its class maps to (_CODES), with
@@ -117,6 +178,7 @@ class JobsService:
             "Status": Method(jobs_pb2.StatusRequest, unary=self.status),
             "List": Method(jobs_pb2.ListRequest, unary=self.list),
             "Output": Method(jobs_pb2.OutputRequest, stream=self.output),
+            "Write": Method(jobs_pb2.WriteRequest, client_stream=self.write),
         }
         return _check_against_generated(jobs_grpc.JobsServicer(), handlers)
 
@@ -126,13 +188,18 @@ class JobsService:
                 account = await self._run_as.account_for(call.identity)
             except AccountRefused as exc:
                 raise RpcError(StatusCode.PERMISSION_DENIED, str(exc)) from None
+            inputs = input_arguments(request)
+            env = dict(request.env)
+            if inputs.get("input") is Input.TERMINAL:
+                env.setdefault("TERM", request.term or DEFAULT_TERM)
             status = await self._jobs.start(
                 call.identity.user,
                 list(request.argv),
                 cwd=request.cwd or None,
-                env=dict(request.env),
+                env=env,
                 limits=limits_from_proto(request.limits),
                 account=account,
+                **inputs,
             )
         return status_to_proto(status)
 
@@ -200,6 +267,38 @@ class JobsService:
                 final = await self._jobs.status(owner, request.job_id)
             yield jobs_pb2.OutputChunk(offset=offset, final=status_to_proto(final))
 
+    async def write(
+        self, call: Call, requests: AsyncIterator[jobs_pb2.WriteRequest]
+    ) -> jobs_pb2.WriteResponse:
+        request = await anext(requests, None)
+        if request is None or not request.job_id:
+            raise RpcError(StatusCode.INVALID_ARGUMENT, "the first message must name the job")
+        job_id = request.job_id
+        resize = _write_request(request, job_id)
+        with _engine_errors():
+            owner = await self._writer(call, job_id)
+            async with self._jobs.input(owner, job_id) as sink:
+                # The next message is asked for only once the job has taken this one's
+                # data: until then the client's stream waits, on HTTP/2 flow control.
+                while True:
+                    if resize is not None:
+                        sink.resize(resize)
+                    if request.data and not await sink.write(request.data):
+                        return jobs_pb2.WriteResponse(written=sink.written, closed=True)
+                    request = await anext(requests, None)
+                    if request is None:
+                        return jobs_pb2.WriteResponse(written=sink.written)
+                    resize = _write_request(request, job_id)
+
+    async def _writer(self, call: Call, job_id: str) -> str:
+        """Whose job to write to: the caller's own, and only that. Another user's job does
+        not exist for a user; an administrator, who may see it, is told it is not theirs."""
+        if call.identity.admin and await self._jobs.owner_of(job_id) != call.identity.user:
+            raise RpcError(
+                StatusCode.PERMISSION_DENIED, "only the job's owner may write to its input"
+            )
+        return call.identity.user
+
     async def _reader(self, call: Call, job_id: str) -> str:
         """Whose job to read: the caller's own, or for an admin, the job's owner."""
         if call.identity.admin:
@@ -234,9 +333,16 @@ def _check_against_generated(servicer: object, handlers: dict[str, Method]) -> d
         raise RuntimeError(f"{service.name}: handlers do not match the proto")
     for name, method in handlers.items():
         signature = service.methods[name].signature
-        streaming = signature.cardinality.name == "UNARY_STREAM"
-        if signature.request_type is not method.request_type or streaming != (
-            method.stream is not None
+        kind = {
+            "UNARY_UNARY": method.unary,
+            "UNARY_STREAM": method.stream,
+            "STREAM_UNARY": method.client_stream,
+        }.get(signature.cardinality.name)
+        kinds = [method.unary, method.stream, method.client_stream]
+        if (
+            signature.request_type is not method.request_type
+            or kind is None
+            or kinds.count(None) != 2
         ):
             raise RuntimeError(f"{service.name}.{name}: handler does not match the proto")
     return {f"/{service.name}/{name}": method for name, method in handlers.items()}

@@ -10,6 +10,7 @@ import trio
 import trio_asyncio
 from google.protobuf.duration_pb2 import Duration
 
+from jogger.engine import JobManager
 from jogger.v1 import health_pb2, jobs_pb2
 from tests.servers import Server
 
@@ -129,3 +130,47 @@ async def test_grpcio_client_with_a_bad_certificate_is_refused(
             got_code, got_details = await trio_asyncio.aio_as_trio(list_with)(server, user)
     assert got_code == code
     assert details in got_details
+
+
+async def write_to_cat(server: Server) -> tuple[Any, bytes]:
+    """Start `cat` with a stdin pipe, write to it through Write, read back its output."""
+    sent = [b"one\n", b"\0\xff binary\n", b"x" * 100_000, b"end\n"]
+    async with grpc.aio.secure_channel(
+        f"localhost:{server.port}", credentials(server, "alice")
+    ) as channel:
+        jobs = "/jogger.v1.Jobs/"
+        start = unary(channel, jobs + "Start", jobs_pb2.StartRequest, jobs_pb2.JobStatus)
+        job = await start(jobs_pb2.StartRequest(argv=["cat"], input=jobs_pb2.INPUT_PIPE))
+        write = channel.stream_unary(
+            jobs + "Write",
+            request_serializer=jobs_pb2.WriteRequest.SerializeToString,
+            response_deserializer=jobs_pb2.WriteResponse.FromString,
+        )
+
+        async def requests() -> Any:
+            yield jobs_pb2.WriteRequest(job_id=job.job_id, data=sent[0])
+            for data in sent[1:]:
+                yield jobs_pb2.WriteRequest(data=data)
+
+        response = await write(requests())
+        output = channel.unary_stream(
+            jobs + "Output",
+            request_serializer=jobs_pb2.OutputRequest.SerializeToString,
+            response_deserializer=jobs_pb2.OutputChunk.FromString,
+        )
+        data = b""
+        async for chunk in output(jobs_pb2.OutputRequest(job_id=job.job_id, follow=True)):
+            data += chunk.data  # until cat has read EOF (the end of the stream) and exited
+    assert data == b"".join(sent)
+    return response, data
+
+
+@pytest.mark.skipif(
+    not hasattr(JobManager, "input"), reason="needs the engine's job input (JobManager.input)"
+)
+async def test_grpcio_client_writes_to_a_jobs_stdin(server: Server) -> None:
+    with trio.fail_after(30):
+        async with trio_asyncio.open_loop():
+            response, data = await trio_asyncio.aio_as_trio(write_to_cat)(server)
+    assert response.written == len(data)
+    assert not response.closed
