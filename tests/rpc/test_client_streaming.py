@@ -193,12 +193,16 @@ async def test_tiny_messages_piling_up_past_the_count_bound_end_the_call(
     release, _ = await stalled(found)
     with trio.fail_after(60):
         async with channel(pki, port) as ch:
-            with pytest.raises(RpcError) as refused:
+
+            async def pile_up() -> None:
                 async with writing(ch) as call:
                     for _ in range(SERVER_QUEUED_REQUESTS + 100):
                         if not await call.send(Request(data=b"")):
                             break
                     await call.close()
+
+            with pytest.raises(RpcError) as refused:
+                await pile_up()
             assert refused.value.code is StatusCode.RESOURCE_EXHAUSTED
             assert f"more than {SERVER_QUEUED_REQUESTS}" in refused.value.message
             release.set()
