@@ -26,7 +26,8 @@ _VARIABLES = {
 }
 
 # Ctrl-C ends these commands where they are; `run` handles it itself (it stops the job).
-_DETACHING = {"start", "stop", "status", "output", "list"}
+# In a terminal session (`run -t`, `attach`) it is a key for the job, not a signal.
+_DETACHING = {"start", "stop", "status", "output", "list", "attach"}
 
 
 class Dialer:
@@ -93,7 +94,7 @@ async def _main(settings: Settings, args: argparse.Namespace) -> int:
     except RpcError as exc:
         raise _rpc_error(exc, where) from None
     if interrupted:
-        if args.command == "output":
+        if args.command in ("output", "attach"):
             print(f"jog: detached; job {args.job_id} keeps running", file=sys.stderr)
         return Exit.INTERRUPTED
     return result

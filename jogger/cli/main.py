@@ -5,6 +5,7 @@ once a command is known to need them: start-up time is what users feel.
 """
 
 import argparse
+import os
 import shlex
 import sys
 from collections.abc import Callable, Sequence
@@ -16,6 +17,7 @@ if TYPE_CHECKING:
 from .._text import escape
 from ..rpc.jobs_api import MAX_GRACE
 from . import stdout
+from .detach import DETACH_KEYS
 from .exits import CliError, Exit
 
 T = TypeVar("T", int, float)
@@ -41,6 +43,7 @@ exit codes:
 examples:
   jog start -- make -j4 test       jog output JOB_ID > out.bin
   jog run -- uname -a              jog stop --grace 2 JOB_ID
+  jog run -t -- top                jog start -t -- bash; jog attach JOB_ID
 """
 
 
@@ -99,12 +102,45 @@ def parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    sub.add_parser("start", parents=[host, job], help="start a job: jog start -- cmd [args]")
-    sub.add_parser(
+    start = sub.add_parser(
+        "start", parents=[host, job], help="start a job: jog start -- cmd [args]"
+    )
+    start_input = start.add_mutually_exclusive_group()
+    start_input.add_argument(
+        "-i",
+        "--stdin",
+        action="store_true",
+        help="the job's stdin is a pipe, for jog attach to write (default /dev/null)",
+    )
+    start_input.add_argument(
+        "-t", "--tty", action="store_true", help="the job gets a terminal; jog attach to use it"
+    )
+    run = sub.add_parser(
         "run",
         parents=[host, job, reconnect],
         help="start a job, stream its output, exit with its exit code",
     )
+    run_input = run.add_mutually_exclusive_group()
+    run_input.add_argument(
+        "-n",
+        "--no-stdin",
+        action="store_true",
+        help="the job's stdin is /dev/null (default: jog's stdin is forwarded, as ssh does)",
+    )
+    run_input.add_argument(
+        "-t",
+        "--tty",
+        action="store_true",
+        help=f"the job gets a terminal, and jog's is raw: every key goes to the job; "
+        f"{DETACH_KEYS} detaches",
+    )
+    attach = sub.add_parser(
+        "attach",
+        parents=[host, reconnect],
+        help=f"type into a running job started with -t or -i, and follow it ({DETACH_KEYS} "
+        "detaches from a terminal)",
+    )
+    attach.add_argument("job_id", metavar="ID")
     stop = sub.add_parser("stop", parents=[host], help="stop a job (SIGTERM, then SIGKILL)")
     stop.add_argument("job_id", metavar="ID")
     stop.add_argument(
@@ -287,6 +323,8 @@ def _main(words: list[str]) -> int:
                 f"{args.command} needs a command after --: jog {args.command} -- cmd [args]"
             )
         args.job = job_argv
+        if args.command == "run" and args.tty and not os.isatty(0):
+            raise UsageError("-t needs a terminal on stdin (use -n, or pipe without -t)")
     elif job_argv:
         raise UsageError(f"{args.command} takes no command after --")
     return _run(args)

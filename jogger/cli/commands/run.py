@@ -1,27 +1,43 @@
 """``jog run -- cmd``: like ``ssh host cmd``. Ctrl-C stops the job; a second one leaves.
 
+jog's stdin is the job's (cli/feed.py), unless it is /dev/null or ``-n`` says so. With ``-t``
+the job gets a terminal, and jog's own is raw: every key goes to the job, Ctrl-C included,
+and Ctrl-P Ctrl-Q detaches.
+
 The output rides through a restart of the server (cli/follow.py); the Start does not: it is
 not safe to send twice. A stop asked for while the connection is down goes out on the next.
+The input does not ride through: a lost stream ends a pipe's input.
 """
 
 import argparse
+import os
 import signal
 import sys
 
 import trio
 
-from ..._text import escape
 from ...rpc.client import JobsClient
 from ...rpc.jobs_api import limits_message
 from ...v1 import jobs_pb2
 from ..connect import Dialer
 from ..exits import CliError, Exit
-from ..follow import Follower, GaveUp
-from ..render import summary
+from ..feed import Detached, Feeder, come_back
+from ..final import exit_code
+from ..follow import Beside, Follower, GaveUp
+from ..stdin import LocalInput, stdin_is_null
 from ..stdout import StdoutClosed
+from ..terminal import Signalled, open_raw_terminal, window_size
 
 
 async def run(dial: Dialer, args: argparse.Namespace) -> int:
+    if args.tty:
+        return await _run_in_terminal(dial, args)
+    return await _run(dial, args)
+
+
+async def _run(dial: Dialer, args: argparse.Namespace) -> int:
+    # Without a terminal: Ctrl-C stops the job; stdin is fed to it.
+    feeding = not args.no_stdin and not stdin_is_null()
     job_id: str | None = None
     interrupted = False
     stop_asked = trio.Event()
@@ -63,13 +79,19 @@ async def run(dial: Dialer, args: argparse.Namespace) -> int:
         try:
             async with dial() as client:
                 status = await client.start(
-                    args.job, cwd=args.cwd or "", env=dict(args.env), limits=limits_message(args)
+                    args.job,
+                    cwd=args.cwd or "",
+                    env=dict(args.env),
+                    limits=limits_message(args),
+                    input=jobs_pb2.INPUT_PIPE if feeding else jobs_pb2.INPUT_NONE,
                 )
                 job_id = status.job_id
                 if interrupted:
                     stop_job()
                 follower = Follower(
-                    job_id, reconnect_timeout=args.reconnect_timeout, beside=stop_when_asked
+                    job_id,
+                    reconnect_timeout=args.reconnect_timeout,
+                    beside=_together(stop_when_asked, *_feeders(job_id, feeding=feeding)),
                 )
                 final = await follower.follow(client)
             if final is None:  # the connection dropped
@@ -92,31 +114,58 @@ async def run(dial: Dialer, args: argparse.Namespace) -> int:
         if job_id is None:
             print("jog: left during the Start; see `jog list` for the job", file=sys.stderr)
         return Exit.INTERRUPTED  # left before the end
-    return _exit_code(final, interrupted=interrupted, closed=closed)
+    return exit_code(final, interrupted=interrupted, closed=closed)
+
+
+def _feeders(job_id: str, *, feeding: bool) -> list[Beside]:
+    return [Feeder(job_id, LocalInput())] if feeding else []
+
+
+def _together(*tasks: Beside) -> Beside:
+    """One ``beside`` task that runs ``tasks`` side by side."""
+
+    async def beside(client: JobsClient) -> None:
+        async with trio.open_nursery() as nursery:
+            for task in tasks:
+                nursery.start_soon(task, client)
+
+    return beside
+
+
+async def _run_in_terminal(dial: Dialer, args: argparse.Namespace) -> int:
+    """``jog run -t``: no Ctrl-C of jog's own; the keys are the job's, and detaching leaves
+    the job running. A closed stdout leaves it running too: it has its terminal."""
+    job_id: str | None = None
+    try:
+        # Raw before the Start: keys typed meanwhile wait for the job, not echoed here.
+        async with open_raw_terminal(0):
+            async with dial() as client:
+                status = await client.start(
+                    args.job,
+                    cwd=args.cwd or "",
+                    env=dict(args.env),
+                    limits=limits_message(args),
+                    input=jobs_pb2.INPUT_TERMINAL,
+                    term=os.environ.get("TERM") or "dumb",
+                    window=window_size(0),
+                )
+                job_id = status.job_id
+                feeder = Feeder(job_id, LocalInput(), terminal_fd=0)
+                follower = Follower(job_id, reconnect_timeout=args.reconnect_timeout, beside=feeder)
+                final = await follower.follow(client)
+            if final is None:  # the connection dropped
+                final = await follower.resume(dial)
+    except Detached:
+        print(f"jog: detached from job {job_id}; {come_back(job_id)}", file=sys.stderr)
+        return Exit.OK
+    except Signalled as exc:
+        if job_id is not None:
+            print(f"jog: {exc}: job {job_id} keeps running; {come_back(job_id)}", file=sys.stderr)
+        return 128 + exc.signum
+    return exit_code(final, interrupted=False, closed=False)
 
 
 async def _stop(dial: Dialer, job_id: str | None) -> jobs_pb2.JobStatus:
     assert job_id is not None  # the output, which has a job, ran into the closed stdout
     async with dial() as client:
         return await client.stop(job_id)
-
-
-def _exit_code(final: jobs_pb2.JobStatus, *, interrupted: bool, closed: bool) -> int:
-    if interrupted:
-        print(f"jog: job {final.job_id} {summary(final)}", file=sys.stderr)
-        return Exit.INTERRUPTED
-    if (final.output_truncated or final.output_error) and not closed:
-        # Like ssh, a run that went well says nothing; unless what you saw was not all of it.
-        why = escape(final.output_error) or "it passed the server's size limit"
-        print(
-            f"jog: job {final.job_id} {summary(final)}; output incomplete: {why}", file=sys.stderr
-        )
-    which = final.WhichOneof("end")
-    if which == "exit_code":
-        return final.exit_code
-    if not closed:
-        # Ended by a signal, or without an end of its own (killed after a server crash).
-        print(f"jog: job {final.job_id} {summary(final)}", file=sys.stderr)
-    if which == "signal":
-        return 128 + final.signal
-    return Exit.ERROR
