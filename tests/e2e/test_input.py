@@ -17,11 +17,13 @@ import subprocess
 import termios
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 import trio
 
-from tests.e2e.conftest import BIN, Cli
+from tests.e2e.conftest import BIN, Cli, launch, stop_server
 from tests.e2e.test_cli import job_id_of
+from tests.pki import Pki
 
 DETACH = b"\x10\x11"
 
@@ -248,3 +250,97 @@ async def test_attach_to_a_job_without_input_is_an_error(cli: Cli) -> None:
         f"jog output {job} follows its output\n"
     )
     await cli.jog("stop", job)
+
+
+async def test_a_256_mib_tar_through_jog_run_unpacks_byte_exact(cli: Cli, tmp_path: Path) -> None:
+    source, target = tmp_path / "source", tmp_path / "target"
+    source.mkdir()
+    target.mkdir()
+    block = os.urandom(1 << 20)
+    for k in range(64):  # 64 files of 4 MiB, each different
+        (source / f"f{k:02d}").write_bytes(block * 3 + bytes([k]) * (1 << 20))
+    read, write = os.pipe()
+    try:
+        packer = await trio.lowlevel.open_process(
+            ["tar", "c", "-C", str(source), "."], stdout=write
+        )
+    finally:
+        os.close(write)
+    try:
+        result = await jog_with_stdin(
+            cli, read, "run", "--", "tar", "x", "-C", str(target), within=170
+        )
+    finally:
+        os.close(read)
+        with trio.fail_after(30):
+            assert await packer.wait() == 0
+    assert result.returncode == 0, result.stderr
+    for k in range(64):
+        name = f"f{k:02d}"
+        assert (target / name).read_bytes() == (source / name).read_bytes(), name
+
+
+def rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise AssertionError(f"no VmRSS for {pid}")
+
+
+async def test_a_job_that_never_reads_makes_jog_wait_and_the_server_stays_flat(
+    cli: Cli,
+) -> None:
+    # 1 GiB offered to a job that never reads stdin: the pipe, jog and one HTTP/2 window
+    # take a few MiB, then the writer (here, this test) waits; the server holds no more.
+    read, write = os.pipe()
+    os.set_blocking(write, False)
+    before = rss_kib(cli.process.pid)
+    runner = await trio.lowlevel.open_process(
+        [BIN / "jog", "run", "--", "sleep", "300"], env=cli.env(), stdin=read
+    )
+    os.close(read)
+    offered = 0
+    chunk = b"\0" * (1 << 20)
+    try:
+        with trio.move_on_after(8):
+            while offered < 1 << 30:
+                try:
+                    offered += os.write(write, chunk)
+                except BlockingIOError:
+                    await trio.sleep(0.05)
+        assert offered < 64 << 20  # the rest waits with us, the writer
+        assert rss_kib(cli.process.pid) - before < 48 << 10
+    finally:
+        runner.send_signal(signal.SIGINT)  # jog run's Ctrl-C: the job is stopped
+        os.close(write)
+        assert await exit_of(runner) != 0
+
+
+async def test_a_terminal_job_is_attached_again_after_a_server_restart(
+    pki: Pki, tmp_path: Path, nursery: trio.Nursery
+) -> None:
+    state = tmp_path / "state"
+    first = await launch(pki, state, nursery, "--on-shutdown", "keep")
+    try:
+        job = job_id_of(await first.jog("start", "-t", "--", "cat"))
+        await type_and_detach(first, job, b"before")
+    finally:
+        await stop_server(first.process)  # kept: its supervisor holds the terminal
+    second = await launch(pki, state, nursery)
+    try:
+        await type_and_detach(second, job, b"after")
+        await second.jog("stop", job)
+        assert b"before\r\nbefore\r\nafter\r\nafter" in (await second.jog("output", job)).stdout
+    finally:
+        await stop_server(second.process)
+
+
+async def type_and_detach(cli: Cli, job: str, word: bytes) -> None:
+    async with terminal() as term:
+        attached = await jog_on(cli, term, "attach", job)
+        await trio.sleep(1)  # attached: the keys go to the job from now
+        await term.type(word + b"\r")
+        await term.expect(word + b"\r\n" + word)
+        await term.type(DETACH)
+        assert await exit_of(attached) == 0
+        assert termios.tcgetattr(term.slave) == term.modes

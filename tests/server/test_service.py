@@ -223,3 +223,79 @@ async def test_a_log_that_fails_mid_stream_ends_the_stream_unavailable(
     assert info.value.code == StatusCode.UNAVAILABLE
     assert "cannot read the job's output" in info.value.message
     assert len(reads) == 2
+
+
+async def write_to(server: Server, user: str, job_id: str, data: bytes) -> jobs_pb2.WriteResponse:
+    async with server.connect(user) as client, client.writer(job_id) as writer:
+        await writer.write(data)
+        return await writer.close()
+
+
+async def test_only_the_owner_writes_to_a_job_never_another_user_nor_an_admin(
+    server: Server,
+) -> None:
+    with trio.fail_after(30):
+        async with server.connect("alice") as alice:
+            job = await alice.start(["cat"], input=jobs_pb2.INPUT_PIPE)
+            assert job.input == jobs_pb2.INPUT_PIPE
+            for user, code in (
+                ("bob", StatusCode.NOT_FOUND),
+                ("root", StatusCode.PERMISSION_DENIED),
+            ):
+                with pytest.raises(RpcError) as info:
+                    await write_to(server, user, job.job_id, b"not yours\n")
+                assert info.value.code == code, user
+            # Nothing of theirs reached the job, and its input is still the owner's to write.
+            answer = await write_to(server, "alice", job.job_id, b"mine\n")
+            assert (answer.written, answer.closed) == (5, False)
+            assert await follow(server, job.job_id) == b"mine\n"
+
+
+async def test_write_refusals_carry_their_documented_codes(server: Server) -> None:
+    with trio.fail_after(30):
+        async with server.connect("alice") as alice:
+            plain = await alice.start(["sleep", "30"])
+            terminal = await alice.start(
+                ["cat"], input=jobs_pb2.INPUT_TERMINAL, term="xterm", window=(30, 90)
+            )
+            cases = [
+                (plain.job_id, StatusCode.FAILED_PRECONDITION),  # started without input
+                (UNKNOWN, StatusCode.NOT_FOUND),
+                ("not-a-uuid", StatusCode.INVALID_ARGUMENT),
+            ]
+            for job_id, code in cases:
+                with pytest.raises(RpcError) as info:
+                    await write_to(server, "alice", job_id, b"x")
+                assert info.value.code == code, job_id
+            async with alice.writer(terminal.job_id):
+                with pytest.raises(RpcError) as info:
+                    await write_to(server, "alice", terminal.job_id, b"x")
+                assert info.value.code == StatusCode.ABORTED  # one writer at a time
+
+            async def bad_resize() -> None:
+                async with alice.writer(terminal.job_id) as writer:
+                    await writer.resize(0, 80)
+                    await writer.close()
+
+            with pytest.raises(RpcError) as info:
+                await bad_resize()
+            assert info.value.code == StatusCode.INVALID_ARGUMENT
+            with pytest.raises(RpcError) as info:
+                await alice.start(["true"], input=jobs_pb2.INPUT_PIPE, window=(10, 10))
+            assert info.value.code == StatusCode.INVALID_ARGUMENT
+
+
+async def test_a_terminal_jobs_term_and_window_come_from_the_start(server: Server) -> None:
+    with trio.fail_after(30):
+        async with server.connect("alice") as alice:
+            job = await alice.start(
+                ["sh", "-c", 'echo "$TERM"; stty size'],
+                input=jobs_pb2.INPUT_TERMINAL,
+                term="xterm-256color",
+                window=(33, 101),
+            )
+            assert await follow(server, job.job_id) == b"xterm-256color\r\n33 101\r\n"
+            default = await alice.start(
+                ["sh", "-c", 'echo "$TERM"; stty size'], input=jobs_pb2.INPUT_TERMINAL
+            )
+            assert await follow(server, default.job_id) == b"dumb\r\n24 80\r\n"
