@@ -15,7 +15,9 @@ other devices (a file is always "ready"): those are read in a worker thread, whe
 never waits on anyone; a cancel abandons it, which costs nothing since jog is done with them.
 """
 
+import contextlib
 import errno
+import fcntl
 import os
 import stat
 
@@ -48,6 +50,12 @@ class LocalInput:
         self._pollable = (
             stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode) or (stat.S_ISCHR(mode) and os.isatty(fd))
         )
+        if stat.S_ISFIFO(mode):
+            # A pipe of 64 KiB (the default) gives us 64 KiB per wake-up at best; a bigger
+            # one lets a fast writer (tar, dd) hand over whole chunks. Best effort: the
+            # limit for users is /proc/sys/fs/pipe-max-size, 1 MiB by default.
+            with contextlib.suppress(OSError):
+                fcntl.fcntl(fd, fcntl.F_SETPIPE_SZ, 4 * CHUNK)
 
     async def read(self) -> bytes:
         """The next bytes, up to CHUNK; empty at the end (EOF, or a terminal that hung up).

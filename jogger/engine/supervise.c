@@ -883,6 +883,7 @@ static pid_t spawn(struct spec *sp, int *error_read) {
                 fail_start(STEP_SETUP, errno);
             stdin_fd = in[0];
             S.input_fd = in[1];
+            fcntl(in[1], F_SETPIPE_SZ, MOVE_SIZE); /* best effort: fewer waits per byte */
         } else {
             stdin_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
         }

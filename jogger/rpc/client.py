@@ -12,7 +12,7 @@ from .tls import client_context
 _JOBS = "/jogger.v1.Jobs/"
 PAGE = 1000
 """Jobs asked for per List call when paging through many."""
-WRITE_CHUNK = 64 << 10
+WRITE_CHUNK = 256 << 10
 """The most bytes one Write message carries (the server takes messages of up to 1 MiB):
 small enough that a job that reads slowly is fed as it reads."""
 

@@ -495,7 +495,7 @@ async def _requests(
             raise RpcError(StatusCode.INVALID_ARGUMENT, "malformed request message") from None
         yield message
         connection.acknowledge(event)
-        await connection.flush()
+        await connection.flush_acknowledgements()
         event = await _next_request(stream)
 
 
