@@ -6,13 +6,15 @@
   raw terminal, the window size at the start and at every SIGWINCH, and the detach sequence
   (cli/detach.py), which raises Detached.
 
-One Write stream, on the first connection only. Whatever ends it without an error of ours
-ends the feeding quietly, and the output, followed apart, says how the job ended: the job
-closed its input or ended (InputClosed, FAILED_PRECONDITION), the connection dropped (a lost
-stream ends a pipe's input on the server, so it is not opened again on the next
-connection). ABORTED, another client writing, says so once and feeds no more: read-only.
-A terminal's keys are still read after that, for the detach sequence alone: in raw mode it
-is the only way out before the job ends.
+A pipe gets one Write stream, on the first connection only (a lost stream ends a pipe's
+input on the server, so it is not opened again on the next). A terminal outlives the
+connection, and the server too: it is written again on each new connection, until the job
+ends or another client writes to it. Whatever ends a stream without an error of ours ends
+the feeding quietly, and the output, followed apart, says how the job ended: the job closed
+its input or ended (InputClosed, FAILED_PRECONDITION), the connection dropped. ABORTED,
+another client writing, says so once and feeds no more: read-only. A terminal's keys are
+still read after that, for the detach sequence alone: in raw mode it is the only way out
+before the job ends.
 """
 
 import signal
@@ -64,22 +66,25 @@ class Feeder:
         self._attaching = attaching
         self._keys = DetachKeys()
         self._opened = False
+        self._done = False
+        """No more writing: the job took no more input, or another client writes."""
 
     async def __call__(self, client: JobsClient) -> None:
         """Feed the input on this connection, if it is the first one.
 
         Cancellation: at any point; a stream left open is reset (a pipe's input then ends).
         """
-        if not self._opened:
-            self._opened = True
-            with self._quietly_ending():
-                if self._terminal_fd is None:
+        if self._terminal_fd is None:
+            if not self._opened:
+                self._opened = True
+                with self._quietly_ending():
                     await self._feed_pipe(client)
-                else:
-                    await self._feed_terminal(client, self._terminal_fd)
+            return
+        if not self._done:
+            with self._quietly_ending():
+                await self._feed_terminal(client, self._terminal_fd)
                 return
-        if self._terminal_fd is not None:
-            await self._watch_for_detach()
+        await self._watch_for_detach()
 
     async def _feed_pipe(self, client: JobsClient) -> None:
         async with client.writer(self.job_id) as writer:
@@ -131,8 +136,10 @@ class Feeder:
             with single_errors():
                 yield
         except InputClosed:
-            pass  # the job closed its input or ended: the output says how it ended
+            self._done = True  # the job closed its input or ended: the output says how
         except RpcError as exc:
+            if exc.code in (StatusCode.ABORTED, StatusCode.FAILED_PRECONDITION):
+                self._done = True
             if exc.code == StatusCode.ABORTED:
                 print(
                     f"jog: another client is writing to job {self.job_id}; attached read-only",

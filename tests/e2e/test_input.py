@@ -344,3 +344,37 @@ async def type_and_detach(cli: Cli, job: str, word: bytes) -> None:
         await term.type(DETACH)
         assert await exit_of(attached) == 0
         assert termios.tcgetattr(term.slave) == term.modes
+
+
+async def test_jog_run_t_types_on_into_its_terminal_across_a_server_restart(
+    pki: Pki, tmp_path: Path, nursery: trio.Nursery
+) -> None:
+    state = tmp_path / "state"
+    first = await launch(pki, state, nursery, "--on-shutdown", "keep")
+    async with terminal() as term:
+        try:
+            runner = await jog_on(first, term, "run", "-t", "--", "cat")
+            await trio.sleep(1)
+            await term.type(b"one\r")
+            await term.expect(b"one\r\none")
+        finally:
+            await stop_server(first.process)  # kept: its supervisor holds the terminal
+        second = await launch(pki, state, nursery, port=first.port)
+        try:
+            # jog connects again, follows on, and writes to the same terminal.
+            with trio.fail_after(30):
+                while True:
+                    await term.type(b"two\r")
+                    with trio.move_on_after(1) as waiting:
+                        await term.expect(b"two\r\ntwo")
+                    if not waiting.cancelled_caught:
+                        break
+            await term.type(DETACH)
+            assert await exit_of(runner) == 0
+            assert termios.tcgetattr(term.slave) == term.modes
+        finally:
+            jobs = (await second.jog("list")).stdout.decode().split()
+            for job in jobs:
+                if len(job) == 36:
+                    await second.jog("stop", job)
+            await stop_server(second.process)
