@@ -213,14 +213,15 @@ async def test_tiny_messages_piling_up_past_the_count_bound_end_the_call(
     assert found.held() == 0
 
 
+async def wait_forever(requests: AsyncIterator[Any]) -> Any:
+    await anext(requests)
+    await trio.sleep_forever()
+
+
 async def test_a_client_leaving_a_client_stream_cancels_its_handler(
     service: tuple[Service, int], pki: Pki
 ) -> None:
     found, port = service
-
-    async def wait_forever(requests: AsyncIterator[Any]) -> Any:
-        await anext(requests)
-        await trio.sleep_forever()
 
     found.handle = wait_forever
     with trio.fail_after(30):
@@ -242,10 +243,6 @@ async def test_a_client_that_disconnects_cancels_its_handler(
     service: tuple[Service, int], pki: Pki
 ) -> None:
     found, port = service
-
-    async def wait_forever(requests: AsyncIterator[Any]) -> Any:
-        await anext(requests)
-        await trio.sleep_forever()
 
     found.handle = wait_forever
     with trio.fail_after(30):

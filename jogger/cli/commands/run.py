@@ -10,14 +10,12 @@ The input does not ride through: a lost stream ends a pipe's input.
 """
 
 import argparse
-import os
 import signal
 import sys
 
 import trio
 
 from ...rpc.client import JobsClient
-from ...rpc.jobs_api import limits_message
 from ...v1 import jobs_pb2
 from ..connect import Dialer
 from ..exits import CliError, Exit
@@ -27,6 +25,7 @@ from ..follow import Beside, Follower, GaveUp
 from ..stdin import LocalInput, stdin_is_null
 from ..stdout import StdoutClosed
 from ..terminal import Signalled, open_raw_terminal, window_size
+from .start import start_job
 
 
 async def run(dial: Dialer, args: argparse.Namespace) -> int:
@@ -78,11 +77,9 @@ async def _run(dial: Dialer, args: argparse.Namespace) -> int:
         await nursery.start(stop_on_ctrl_c)
         try:
             async with dial() as client:
-                status = await client.start(
-                    args.job,
-                    cwd=args.cwd or "",
-                    env=dict(args.env),
-                    limits=limits_message(args),
+                status = await start_job(
+                    client,
+                    args,
                     input=jobs_pb2.INPUT_PIPE if feeding else jobs_pb2.INPUT_NONE,
                 )
                 job_id = status.job_id
@@ -140,14 +137,8 @@ async def _run_in_terminal(dial: Dialer, args: argparse.Namespace) -> int:
         # Raw before the Start: keys typed meanwhile wait for the job, not echoed here.
         async with open_raw_terminal(0):
             async with dial() as client:
-                status = await client.start(
-                    args.job,
-                    cwd=args.cwd or "",
-                    env=dict(args.env),
-                    limits=limits_message(args),
-                    input=jobs_pb2.INPUT_TERMINAL,
-                    term=os.environ.get("TERM") or "dumb",
-                    window=window_size(0),
+                status = await start_job(
+                    client, args, input=jobs_pb2.INPUT_TERMINAL, window=window_size(0)
                 )
                 job_id = status.job_id
                 feeder = Feeder(job_id, LocalInput(), terminal_fd=0)
