@@ -11,6 +11,7 @@ import trio
 import trio.lowlevel
 import trio.testing
 
+from jogger.v1 import jobs_pb2
 from tests.procs import open_fds, task_count
 from tests.servers import Server
 
@@ -154,3 +155,42 @@ async def test_killed_jog_output_followers_cost_the_server_nothing(server: Serve
         after_tasks, after_fds = await settle()
     assert after_tasks == tasks
     assert after_fds == fds
+
+
+async def reset_writer(server: Server, job_id: str) -> None:
+    """Write to the job's input, then give up on the stream (RST_STREAM) while it is held."""
+    async with server.connect() as client:
+        with trio.CancelScope() as scope:
+            async with client.writer(job_id) as writer:
+                await writer.write(b"half a line")
+                await settle()
+                scope.cancel()  # the client gives up: its RST_STREAM must end the handler
+
+
+async def test_reset_write_streams_leave_no_task_or_fd_and_end_a_pipes_input(
+    server: Server,
+) -> None:
+    async with server.connect() as owner:
+        with trio.fail_after(30):
+            # A terminal stays: the server holds nothing of it once its writer has gone.
+            terminal = await owner.start(["cat"], input=jobs_pb2.INPUT_TERMINAL)
+            tasks, fds = await settle()
+            await reset_writer(server, terminal.job_id)
+            assert await settle() == (tasks, fds)
+            async with owner.writer(terminal.job_id) as writer:  # for the next writer
+                await writer.write(b"\r")
+                assert (await writer.close()).written == 1
+            await owner.stop(terminal.job_id)
+            # A pipe's input ends with its stream: cat reads EOF and ends, and the server
+            # holds less than before (the job's tasks and fds are gone too).
+            piped = await owner.start(["cat"], input=jobs_pb2.INPUT_PIPE)
+            tasks, fds = await settle()
+            await reset_writer(server, piped.job_id)
+            final = await owner.status(piped.job_id)
+            while final.state == jobs_pb2.JOB_STATE_RUNNING:
+                await trio.sleep(0.05)
+                final = await owner.status(piped.job_id)
+            assert final.state == jobs_pb2.JOB_STATE_COMPLETED
+            after_tasks, after_fds = await settle()
+            assert after_tasks < tasks
+            assert after_fds < fds
