@@ -29,6 +29,8 @@ _KINDS = {ord("p"): Input.PIPE, ord("t"): Input.TERMINAL}
 ASK_TIMEOUT = 10.0
 """Seconds a supervisor gets to answer; one that does not is stuck, or not ours."""
 MAX_WINDOW = 65535
+"""The most rows or columns a window may have (a terminal's winsize fields are 16-bit)."""
+WITHOUT_INPUT = "the job was started without input"
 
 
 def socket_path(run_dir: Path, job_id: str) -> Path:
@@ -42,24 +44,7 @@ async def take_input(run_dir: Path, job_id: str, expected: Input) -> int:
     SupervisorUnreachable if the supervisor cannot be asked. Cancellation: nothing is left
     open.
     """
-    # Through an fd of the run dir: its path may be longer than a socket address holds.
-    directory = os.open(run_dir, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
-    sock = trio.socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET | socket.SOCK_CLOEXEC)
-    try:
-        with trio.move_on_after(ASK_TIMEOUT) as timer:
-            try:
-                await sock.connect(f"/proc/self/fd/{directory}/{job_id}.input")
-                message, fds, _, _ = await _recv_fds(sock)
-            except OSError as exc:
-                if exc.errno in (errno.ENOENT, errno.ECONNREFUSED):
-                    # No socket: the supervisor has ended, so has the job.
-                    raise InputUnavailable("the job has ended") from None
-                raise SupervisorUnreachable(f"cannot reach its supervisor: {exc}") from None
-    finally:
-        sock.close()
-        os.close(directory)
-    if timer.cancelled_caught:
-        raise SupervisorUnreachable("its supervisor did not answer")
+    message, fds = await _ask(run_dir, job_id)
     try:
         if len(message) != _ANSWER.size:
             raise SupervisorUnreachable("its supervisor's answer is malformed")
@@ -78,16 +63,44 @@ async def take_input(run_dir: Path, job_id: str, expected: Input) -> int:
             os.close(fd)
 
 
-async def _recv_fds(sock: trio.socket.SocketType) -> tuple[bytes, list[int], int, object]:
+async def _ask(run_dir: Path, job_id: str) -> tuple[bytes, list[int]]:
+    """The supervisor's answer: its message and the fds that came with it (ours)."""
+    # Through an fd of the run dir: its path may be longer than a socket address holds.
+    try:
+        directory = os.open(run_dir, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    except OSError as exc:
+        raise SupervisorUnreachable(f"cannot reach its supervisor: {exc}") from None
+    try:
+        sock = trio.socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET | socket.SOCK_CLOEXEC)
+    except OSError as exc:  # (out of fds, say)
+        os.close(directory)
+        raise SupervisorUnreachable(f"cannot reach its supervisor: {exc}") from None
+    try:
+        with trio.move_on_after(ASK_TIMEOUT):
+            try:
+                await sock.connect(f"/proc/self/fd/{directory}/{job_id}.input")
+                return await _recv_fds(sock)
+            except OSError as exc:
+                if exc.errno in (errno.ENOENT, errno.ECONNREFUSED):
+                    # No socket: the supervisor has ended, so has the job.
+                    raise InputUnavailable("the job has ended") from None
+                raise SupervisorUnreachable(f"cannot reach its supervisor: {exc}") from None
+    finally:
+        sock.close()
+        os.close(directory)
+    raise SupervisorUnreachable("its supervisor did not answer")
+
+
+async def _recv_fds(sock: trio.socket.SocketType) -> tuple[bytes, list[int]]:
     fds = array.array("i")
-    message, ancillary, flags, address = await sock.recvmsg(
+    message, ancillary, _, _ = await sock.recvmsg(
         64, socket.CMSG_SPACE(fds.itemsize), socket.MSG_CMSG_CLOEXEC
     )
     for level, kind, data in ancillary:
         if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
             usable = len(data) - len(data) % fds.itemsize
             fds.frombytes(data[:usable])
-    return message, list(fds), flags, address
+    return message, list(fds)
 
 
 class InputSink:
@@ -107,10 +120,6 @@ class InputSink:
         """Bytes the job has taken."""
         self.closed = False
         """The job closed its input, or ended: nothing more is taken."""
-
-    @property
-    def kind(self) -> Input:
-        return self._kind
 
     def attach(self, fd: int) -> None:
         """Write to ``fd`` (the input's, from take_input), which the sink now owns."""

@@ -32,7 +32,7 @@ from . import recovery
 from .account import Account
 from .cgroups import KILL_TIMEOUT, REMOVE_TIMEOUT, JobGroup, Usage
 from .errors import InputBusy, InputUnavailable, ManagerClosed, OutputUnavailable
-from .input import InputSink, take_input
+from .input import WITHOUT_INPUT, InputSink, take_input
 from .output import ChunkSize, OutputLog
 from .status import Input, JobState, JobStatus, WindowSize
 from .supervisor import EOF_GRACE, End, Supervisor, launch, read_end
@@ -334,7 +334,7 @@ class Job:
         takes none, or no more. SupervisorUnreachable if its supervisor cannot hand it
         over."""
         if self.input is Input.NONE:
-            raise InputUnavailable("the job was started without input (see --stdin, --tty)")
+            raise InputUnavailable(WITHOUT_INPUT)
         if self._sink is not None:
             raise InputBusy("another client is writing to the job: one writer at a time")
         if self._state.is_final:

@@ -31,7 +31,7 @@ from .account import Account
 from .capacity import Capacity
 from .cgroups import Backend, CgroupMode, open_backend
 from .errors import InputUnavailable, InvalidRequest, JobNotFound, ManagerClosed, StoreError
-from .input import InputSink, check_window
+from .input import WITHOUT_INPUT, InputSink, check_window
 from .job import Job
 from .limits import JobLimits, ManagerLimits, check_limits
 from .notes import NoteListener
@@ -556,7 +556,7 @@ class JobManager:
         job = await self._lookup(owner, job_id)
         if not isinstance(job, Job):
             if job.input is Input.NONE:
-                raise InputUnavailable("the job was started without input (see --stdin, --tty)")
+                raise InputUnavailable(WITHOUT_INPUT)
             raise InputUnavailable("the job has ended")
         if self._nursery is None:
             raise ManagerClosed("the job manager is shutting down")

@@ -488,12 +488,7 @@ async def _requests(
     """
     event: MessageReceived | RequestEnded = first
     while isinstance(event, MessageReceived):
-        message = request_type()
-        try:
-            message.ParseFromString(event.data)
-        except DecodeError:
-            raise RpcError(StatusCode.INVALID_ARGUMENT, "malformed request message") from None
-        yield message
+        yield _parse(request_type, event)
         connection.acknowledge(event)
         await connection.flush_acknowledgements()
         event = await _next_request(stream)
@@ -510,17 +505,22 @@ async def _next_request(stream: Stream) -> MessageReceived | RequestEnded:
     raise ConnectionLost
 
 
+def _parse(request_type: type[Message], event: MessageReceived) -> Message:
+    message = request_type()
+    try:
+        message.ParseFromString(event.data)
+    except DecodeError:
+        raise RpcError(StatusCode.INVALID_ARGUMENT, "malformed request message") from None
+    return message
+
+
 async def _read_one(stream: Stream, request_type: type[Message]) -> Message:
     message: Message | None = None
     async for event in stream.inbox:
         if isinstance(event, MessageReceived):
             if message is not None:
                 raise RpcError(StatusCode.INVALID_ARGUMENT, "expected one request message")
-            message = request_type()
-            try:
-                message.ParseFromString(event.data)
-            except DecodeError:
-                raise RpcError(StatusCode.INVALID_ARGUMENT, "malformed request message") from None
+            message = _parse(request_type, event)
         elif isinstance(event, RequestEnded):
             break
     if message is None:

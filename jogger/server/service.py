@@ -41,12 +41,8 @@ OUTPUT_CHUNK = 1024 * 1024
 DEFAULT_PAGE = 100
 MAX_LIST_BYTES = 1 << 20
 """A List page holds jobs up to this many bytes (and always one)."""
-DEFAULT_WINDOW = WindowSize(rows=24, cols=80)
-"""A terminal's first window when the Start names none."""
 DEFAULT_TERM = "dumb"
 """A terminal's TERM when the Start names none."""
-MAX_WINDOW = 65535
-"""The most rows or columns a window may have (a terminal's winsize fields are 16-bit)."""
 
 _STATES = {
     JobState.RUNNING: jobs_pb2.JOB_STATE_RUNNING,
@@ -118,36 +114,26 @@ def limits_from_proto(message: jobs_pb2.Limits) -> JobLimits:
 
 
 def window_from_proto(message: jobs_pb2.WindowSize) -> WindowSize:
-    """INVALID_ARGUMENT for a window of no rows or columns, or more than MAX_WINDOW."""
-    if not (0 < message.rows <= MAX_WINDOW and 0 < message.cols <= MAX_WINDOW):
-        raise RpcError(
-            StatusCode.INVALID_ARGUMENT,
-            f"a window must have 1 to {MAX_WINDOW} rows and columns, not "
-            f"{message.rows}x{message.cols}",
-        )
+    """The engine checks the size (InvalidRequest: INVALID_ARGUMENT)."""
     return WindowSize(rows=message.rows, cols=message.cols)
 
 
 def input_arguments(request: jobs_pb2.StartRequest) -> dict[str, Any]:
-    """JobManager.start's input arguments for ``request``."""
+    """JobManager.start's input arguments for ``request``; the engine checks the window
+    (its size, and that the job has a terminal; without one, 24x80)."""
     try:
         kind = _INPUTS_FROM_PROTO[request.input]
     except KeyError:
         raise RpcError(
             StatusCode.INVALID_ARGUMENT, f"unknown input kind {int(request.input)}"
         ) from None
-    has_window = request.HasField("window")
-    if kind is not Input.TERMINAL:
-        if has_window:
-            raise RpcError(StatusCode.INVALID_ARGUMENT, "a window size is for INPUT_TERMINAL")
-        return {"input": kind}
-    window = window_from_proto(request.window) if has_window else DEFAULT_WINDOW
+    window = window_from_proto(request.window) if request.HasField("window") else None
     return {"input": kind, "window": window}
 
 
 def _write_request(request: jobs_pb2.WriteRequest, job_id: str) -> WindowSize | None:
     """The resize a Write message asks for, if any; INVALID_ARGUMENT for a message that names
-    another job, or a window of a size no terminal has."""
+    another job (the sink checks the size)."""
     if request.job_id not in ("", job_id):
         raise RpcError(
             StatusCode.INVALID_ARGUMENT, "a later message must name the first one's job, or none"
