@@ -490,7 +490,9 @@ async def _requests(
     while isinstance(event, MessageReceived):
         yield _parse(request_type, event)
         connection.acknowledge(event)
-        await connection.flush_acknowledgements()
+        # (A write only when h2 has queued a window update: it does so once half a
+        # window has been taken, not for every message.)
+        await connection.flush()
         event = await _next_request(stream)
 
 

@@ -57,9 +57,6 @@ SERVER_MAX_MESSAGE = 1 << 20
 """The largest request a server accepts; a Start's argv is limited to far less."""
 SERVER_INBOX = 3
 """Events a server's unary call may receive: the request headers, one message, the end."""
-ACK_FLUSH = 256 << 10
-"""Window given back that a server's client-streaming calls let wait for the connection's
-next write (see flush_acknowledgements)."""
 SERVER_QUEUED_REQUESTS = 4096
 """Request messages of client-streaming calls a server's connection holds, all its calls
 together, before their handlers take them. Flow control bounds their bytes; this bounds
@@ -164,7 +161,6 @@ class Connection:
             else SERVER_QUEUED_REQUESTS + SERVER_INBOX
         )
         self._queued = 0
-        self._ack_pending = 0
         self.closed = trio.Event()
         self.peer_ready = trio.Event()
         """Set once the peer's first frames (its SETTINGS) have arrived."""
@@ -255,7 +251,6 @@ class Connection:
         if self.closed.is_set():
             raise ConnectionLost
         data = self._protocol.data_to_send()
-        self._ack_pending = 0  # (window updates go out with whatever is queued)
         if not data:
             return
         with trio.CancelScope(shield=shield) as self._write_scope:
@@ -322,20 +317,6 @@ class Connection:
             stream.queued -= 1
             self._queued -= 1
         self._protocol.acknowledge(event.stream_id, event.flow_controlled_length)
-        self._ack_pending += event.flow_controlled_length
-
-    async def flush_acknowledgements(self) -> None:
-        """Write the window given back, once there is enough of it to matter.
-
-        A write per message taken (a keystroke's) would cost a TLS record and a send each,
-        on the path of the job's echo. Below ACK_FLUSH the window goes out with the next
-        write of anything on the connection, and the reader flushes after every read: a
-        peer stalled for window has at least a stream window (2 MiB, more than ACK_FLUSH)
-        outstanding, so by the time it waits, either we hold that much untaken or we have
-        given back enough to reach ACK_FLUSH and flushed.
-        """
-        if self._ack_pending >= ACK_FLUSH:
-            await self.flush()
 
     def reset_stream(self, stream: Stream, code: h2.errors.ErrorCodes) -> None:
         stream.reset = True
