@@ -250,18 +250,18 @@ class Connection:
         """Write what the protocol machine has queued; the send lock is held."""
         if self.closed.is_set():
             raise ConnectionLost
-        data = self._protocol.data_to_send()
-        if not data:
-            return
-        with trio.CancelScope(shield=shield) as self._write_scope:
-            try:
-                await self._transport.send_all(data)
-            except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
-                self.failure = self.failure or exc.__cause__ or exc
-                raise ConnectionLost from None
-        self._write_scope = None
-        if self.closed.is_set():
-            raise ConnectionLost
+        # Until nothing is left: what the reader queued while we wrote (window updates, acks)
+        # is ours to send, since the reader does not wait for the lock (see run()).
+        while data := self._protocol.data_to_send():
+            with trio.CancelScope(shield=shield) as self._write_scope:
+                try:
+                    await self._transport.send_all(data)
+                except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+                    self.failure = self.failure or exc.__cause__ or exc
+                    raise ConnectionLost from None
+            self._write_scope = None
+            if self.closed.is_set():
+                raise ConnectionLost
 
     async def send_message(self, stream: Stream, payload: bytes) -> bool:
         """Send one length-prefixed gRPC message, as fast as flow control lets us.
@@ -388,7 +388,12 @@ class Connection:
                     throttled.log("abusive", logging.WARNING, "closing connection: %s", exc)
                     await self._goaway(h2.errors.ErrorCodes.ENHANCE_YOUR_CALM, str(exc))
                     return
-                await self._flush(shield=False)
+                if not self._send_lock.locked():
+                    await self._flush(shield=False)
+                # Else its holder writes what we queued before it lets go (_write_queued).
+                # Waiting for it here could deadlock: with both ends sending bulk (a job's
+                # stdin one way, its output the other), each end's writer waits for the
+                # peer to read, and each end's reader would wait for its own writer.
         except ConnectionLost:
             return
         finally:
