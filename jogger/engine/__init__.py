@@ -4,6 +4,7 @@ from .account import Account as Account
 from .errors import InputBusy as InputBusy
 from .errors import InputUnavailable as InputUnavailable
 from .errors import InvalidRequest as InvalidRequest
+from .errors import IsolationUnavailable as IsolationUnavailable
 from .errors import JobError as JobError
 from .errors import JobNotFound as JobNotFound
 from .errors import LimitExceeded as LimitExceeded
@@ -12,6 +13,8 @@ from .errors import OutputUnavailable as OutputUnavailable
 from .errors import SpawnError as SpawnError
 from .errors import StoreError as StoreError
 from .errors import SupervisorUnreachable as SupervisorUnreachable
+from .isolation import Isolation as Isolation
+from .isolation import Namespace as Namespace
 from .limits import JobLimits as JobLimits
 from .limits import ManagerLimits as ManagerLimits
 from .manager import JobManager as JobManager

@@ -60,3 +60,8 @@ class InputBusy(JobError):
 
 class SupervisorUnreachable(JobError):
     """The job's supervisor did not answer (gone, or stuck); the job itself may run on."""
+
+
+class IsolationUnavailable(JobError):
+    """The job asked for isolation this server cannot give (not root, or a kernel without
+    that namespace): it is refused, never run without."""

@@ -33,6 +33,7 @@ from .account import Account
 from .cgroups import KILL_TIMEOUT, REMOVE_TIMEOUT, JobGroup, Usage
 from .errors import InputBusy, InputUnavailable, ManagerClosed, OutputUnavailable
 from .input import WITHOUT_INPUT, InputSink, take_input
+from .isolation import NONE, Isolation
 from .output import ChunkSize, OutputLog
 from .status import Input, JobState, JobStatus, WindowSize
 from .supervisor import EOF_GRACE, End, Supervisor, launch, read_end
@@ -57,9 +58,11 @@ class Job:
         started_at: datetime | None = None,
         run_as: tuple[str, int | None] | None = None,
         input: Input = Input.NONE,
+        isolation: Isolation = NONE,
     ) -> None:
         self.id = job_id
         self.input = input
+        self.isolation = isolation
         self._sink: InputSink | None = None
         """The writer of the job's input, while there is one (open_input): one at a time."""
         self.owner = owner
@@ -122,6 +125,7 @@ class Job:
         on_end: Callable[["Job"], Awaitable[None]],
         input: Input = Input.NONE,
         window: WindowSize | None = None,
+        isolation: Isolation = NONE,
     ) -> "Job":
         """Start the job's supervisor, which spawns its main process into ``group`` (new,
         empty), with its output going to a new log at ``log_path``. On any error neither is
@@ -148,6 +152,7 @@ class Job:
                 account=account,
                 input=input,
                 window=window,
+                isolation=isolation,
             )
         except BaseException:
             output.discard()
@@ -168,6 +173,7 @@ class Job:
             run_dir=run_dir,
             on_end=on_end,
             input=input,
+            isolation=isolation,
         )
 
     @classmethod
@@ -199,6 +205,7 @@ class Job:
             started_at=record.started_at,
             run_as=(record.run_as, record.run_as_uid),
             input=record.input,
+            isolation=record.isolation,
         )
 
     def status(self) -> JobStatus:
@@ -225,6 +232,7 @@ class Job:
             run_as=run_as,
             run_as_uid=run_as_uid,
             input=self.input,
+            isolation=self.isolation,
         )
 
     async def run(self) -> None:

@@ -32,6 +32,8 @@ from .capacity import Capacity
 from .cgroups import Backend, CgroupMode, open_backend
 from .errors import InputUnavailable, InvalidRequest, JobNotFound, ManagerClosed, StoreError
 from .input import WITHOUT_INPUT, InputSink, check_window
+from .isolation import NONE, Isolation
+from .isolation import check_available as check_isolation
 from .job import Job
 from .limits import JobLimits, ManagerLimits, check_limits
 from .notes import NoteListener
@@ -375,6 +377,7 @@ class JobManager:
         account: Account | None = None,
         input: Input = Input.NONE,
         window: WindowSize | None = None,
+        isolation: Isolation = NONE,
     ) -> JobStatus:
         """Start ``argv`` for ``owner`` and return its status once the command is running.
 
@@ -387,7 +390,9 @@ class JobManager:
         the manager's defaults. ``account``: the local user the job runs as (which needs
         root, unless it is this process's own); its HOME, USER and LOGNAME are set unless
         ``env`` sets them, and with no ``cwd`` the job starts in its home (or /). None: the
-        job runs as this process's user, with neither. Raises InvalidRequest, SpawnError (the
+        job runs as this process's user, with neither. ``isolation``: the namespaces it runs
+        in (isolation.py); they need root, else IsolationUnavailable and no job.
+        Raises InvalidRequest, SpawnError (the
         command could not be executed, its user not taken on, or its cgroup not set up, or
         it did not reach exec within process.SPAWN_TIMEOUT), LimitExceeded or ManagerClosed;
         on any error no job exists and nothing is left behind.
@@ -406,6 +411,7 @@ class JobManager:
             if input is not Input.TERMINAL:
                 raise InvalidRequest("a window size is for a job with a terminal")
             check_window(window)
+        check_isolation(isolation)
         self._capacity.check(owner)
         if not reserve.held(self._state_dir):
             raise StoreError(
@@ -440,6 +446,7 @@ class JobManager:
                     on_end=self._job_ended,
                     input=input,
                     window=window,
+                    isolation=isolation,
                 )
             except BaseException:
                 self._capacity.ended(owner)

@@ -9,13 +9,15 @@ import json
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 
+from .errors import InvalidRequest
+from .isolation import Isolation
 from .limits import JobLimits
 from .status import Input, JobState, JobStatus
 
 COLUMNS = (
     "id, owner, state, argv, reason, exit_code, signal, pid, started_at, ended_at, "
     "output_bytes, output_truncated, output_error, cgroup, limits, cpu_seconds, memory_peak, "
-    "run_as, run_as_uid, input"
+    "run_as, run_as_uid, input, isolation"
 )
 """The columns of a JobStatus, in the order of ``values`` and ``status_from_row``."""
 
@@ -54,6 +56,7 @@ def values(status: JobStatus, process: ProcessIdentity | None) -> tuple[object, 
         status.run_as,
         status.run_as_uid,
         status.input.value,
+        status.isolation.text(),
         process.start_ticks if process is not None else 0,
         process.boot_id if process is not None else "",
     )
@@ -81,6 +84,7 @@ def status_from_row(row: tuple[object, ...]) -> JobStatus:
         run_as,
         run_as_uid,
         stdin,
+        isolation,
     ) = row
     args = json.loads(_text(argv))
     if not isinstance(args, list) or not args or not all(isinstance(a, str) for a in args):
@@ -114,7 +118,15 @@ def status_from_row(row: tuple[object, ...]) -> JobStatus:
         run_as=account,
         run_as_uid=None if run_as_uid is None else _int(run_as_uid),
         input=Input(_text(stdin)),
+        isolation=_isolation(isolation),
     )
+
+
+def _isolation(value: object) -> Isolation:
+    try:
+        return Isolation.parse(_text(value))
+    except InvalidRequest as exc:
+        raise ValueError(str(exc)) from None
 
 
 def _text(value: object) -> str:

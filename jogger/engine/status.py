@@ -4,6 +4,7 @@ import enum
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from .isolation import NONE, Isolation
 from .limits import JobLimits
 
 
@@ -86,3 +87,5 @@ class JobStatus:
     accounts are renamed, deleted and reused, and the uid is what owns the job's files."""
     input: Input = Input.NONE
     """What the job's stdin is."""
+    isolation: Isolation = NONE
+    """The namespaces the job runs in, and whether its root is read-only."""

@@ -34,7 +34,8 @@ from pathlib import Path
 import trio
 
 from .account import Account
-from .errors import SpawnError, shown
+from .errors import IsolationUnavailable, SpawnError, shown
+from .isolation import NONE, Isolation, Namespace, hostname
 from .procfs import proc_stat
 from .rows import ProcessIdentity
 from .status import Input, JobState, WindowSize
@@ -62,6 +63,7 @@ _STEPS = {
     6: "keyring",
     7: "timeout",
     8: "supervisor",
+    9: "isolate",
 }
 # Where the supervisor finds what the server hands it (see supervise.c).
 _SPEC_FD, _REPORT_FD, _LOG_FD, _FIRST_CGROUP_FD = 3, 4, 5, 6
@@ -199,6 +201,7 @@ async def launch(
     account: Account | None = None,
     input: Input = Input.NONE,
     window: WindowSize | None = None,
+    isolation: Isolation = NONE,
 ) -> Supervisor:
     """Start a supervisor that starts ``argv``; return once the command has been exec'd.
 
@@ -231,6 +234,8 @@ async def launch(
         account=account,
         input=input,
         window=window,
+        isolation=isolation,
+        hostname=hostname(job_id),
     )
     try:
         link, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
@@ -275,6 +280,8 @@ async def launch(
     if step != 0:
         link.close()
         _collect(pid, pidfd)  # it exits right after its report
+        if _STEPS.get(step) == "isolate":
+            raise IsolationUnavailable(f"cannot isolate the job: {os.strerror(err)}")
         raise SpawnError(_describe(_STEPS.get(step, "?"), err, argv[0], cwd, account))
     return Supervisor(pid, pidfd, job_pid, ours=True, link=link)
 
@@ -465,6 +472,17 @@ async def _read_report(link: socket.socket) -> tuple[int, int, int, int]:
     return magic, step, err, pid
 
 
+def _isolation_items(isolation: Isolation, hostname: str) -> list[tuple[str, bytes]]:
+    if not isolation:
+        return []
+    items = [("isolate", ",".join(isolation.kinds).encode())]
+    if isolation.read_only_root:
+        items.append(("read_only_root", b"1"))
+    if Namespace.UTS in isolation.namespaces:
+        items.append(("hostname", hostname.encode()))
+    return items
+
+
 def _spec(
     argv: Sequence[str],
     *,
@@ -478,6 +496,8 @@ def _spec(
     account: Account | None,
     input: Input,
     window: WindowSize | None,
+    isolation: Isolation,
+    hostname: str,
 ) -> int:
     """The spec in a memfd (see supervise.c), for the supervisor's fd 3."""
     items: list[tuple[str, bytes]] = []
@@ -501,6 +521,7 @@ def _spec(
         items.append(("input", input.value.encode()))
     if window is not None:
         items += [("rows", b"%d" % window.rows), ("cols", b"%d" % window.cols)]
+    items += _isolation_items(isolation, hostname)
     items += [
         ("limit", b"%d" % limit),
         ("run_dir", os.fsencode(run_dir)),
