@@ -54,7 +54,7 @@ setup(
         Extension(
             SUPERVISOR,
             sources=["jogger/engine/supervise.c"],
-            depends=["jogger/engine/spawn_child.h"],
+            depends=["jogger/engine/spawn_child.h", "jogger/engine/sandbox.h"],
         )
     ],
     cmdclass={"build_ext": BuildSupervisor},

@@ -4,6 +4,9 @@
  * restart, an upgrade or a crash of the server leaves the job running, and the next server
  * adopts it. This program
  *   - spawns the job (the steps of spawn_child.h: its cgroup, its user, its cwd, its exec);
+ *     an isolated job, through an init of its own (sandbox.h), which is then the job's main
+ *     process as far as this program is concerned: it exits with the job's main process,
+ *     passing on its wait status, and its exit ends the job's PID namespace;
  *   - is its parent, and the subreaper of all its descendants, so that every process of the
  *     job is a child of ours sooner or later: stop and kill reach a setsid double fork even
  *     without cgroups, and "no child left" means "no process of the job left";
@@ -43,7 +46,9 @@
  *   the fds the spec names for the job's cgroup (procs_fd, cgroup_fd).
  * Spec keys: exe, arg, env, group, procs_fd (repeatable); search, cwd, home, uid, gid,
  * cgroup_fd, limit, run_dir, spawn_timeout_ms, stop_timeout_ms, kill_timeout_ms,
- * eof_grace_ms, input ("pipe" or "terminal"; without it, /dev/null), rows, cols. `exe` names the file to run; without it, `search` is the PATH to look for
+ * eof_grace_ms, input ("pipe" or "terminal"; without it, /dev/null), rows, cols, isolate
+ * (namespace kinds: "pid,mount,net,ipc,uts" or some), read_only_root, hostname. `exe`
+ * names the file to run; without it, `search` is the PATH to look for
  * argv[0] in, as execvp does (the search is ours, not the server's: a PATH of many
  * thousand entries costs the server nothing).
  * It never reads argv beyond the job id, which `ps` shows to everyone.
@@ -84,7 +89,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "spawn_child.h"
+#include "sandbox.h"
 
 #define SPEC_FD 3
 #define REPORT_FD 4
@@ -143,6 +148,7 @@ static struct {
     char note[200];
     int run_dir, notify_fd, notify_pending, end_fd;
     int commit_fd; /* REPORT_FD until the server has said the start is on record */
+    int status_fd; /* an isolated job's init writes the job's wait status here */
     int input_kind;
     int input_fd;  /* the pipe's write end until given, or the terminal's master */
     int listen_fd; /* run_dir/<id>.input, where the server asks for input_fd */
@@ -150,6 +156,7 @@ static struct {
     int committed;
     long stop_timeout_ms, kill_timeout_ms, eof_grace_ms, spawn_timeout_ms;
 } S = {.pipe_fd = -1,
+     .status_fd = -1,
      .input_fd = -1,
      .listen_fd = -1,
      .use_splice = 1,
@@ -202,6 +209,7 @@ struct spec {
     char *search;
     int input;
     unsigned short rows, cols;
+    struct sandbox sandbox;
 };
 
 static char *read_all(int fd, size_t *len) {
@@ -272,6 +280,32 @@ static void search_path(struct spec *sp) {
     }
 }
 
+/* The NS_* bits of a comma-separated list of namespace kinds ("pid,mount,net,ipc,uts"). */
+static int namespace_kinds(const char *list) {
+    static const struct {
+        const char *name;
+        int bit;
+    } kinds[] = {{"pid", NS_PID}, {"mount", NS_MOUNT}, {"net", NS_NET}, {"ipc", NS_IPC},
+                 {"uts", NS_UTS}};
+    int bits = 0;
+    for (const char *p = list; *p;) {
+        size_t n = strcspn(p, ",");
+        int known = 0;
+        for (size_t i = 0; i < sizeof kinds / sizeof *kinds; i++) {
+            if (strlen(kinds[i].name) == n && strncmp(p, kinds[i].name, n) == 0) {
+                bits |= kinds[i].bit;
+                known = 1;
+            }
+        }
+        if (!known)
+            fail_start(STEP_SUPERVISOR, EINVAL);
+        p += n;
+        if (*p == ',')
+            p++;
+    }
+    return bits;
+}
+
 /* Parse the spec in `buf` (which it points into, and so must outlive the spawn). */
 static void parse_spec(char *buf, size_t len, struct spec *sp) {
     static const char magic[] = "jogger-spec-1";
@@ -331,6 +365,12 @@ static void parse_spec(char *buf, size_t len, struct spec *sp) {
                     sp->input = INPUT_TERMINAL;
                 else
                     fail_start(STEP_SUPERVISOR, EINVAL);
+            } else if (strcmp(key, "isolate") == 0) {
+                sp->sandbox.kinds = namespace_kinds(value);
+            } else if (strcmp(key, "read_only_root") == 0) {
+                sp->sandbox.read_only_root = (int)number(value);
+            } else if (strcmp(key, "hostname") == 0) {
+                sp->sandbox.hostname = value;
             } else if (strcmp(key, "rows") == 0) {
                 sp->rows = (unsigned short)number(value);
             } else if (strcmp(key, "cols") == 0) {
@@ -365,7 +405,8 @@ static void parse_spec(char *buf, size_t len, struct spec *sp) {
             }
         }
     }
-    if (sp->n_args == 0 || sp->run_dir == NULL)
+    if (sp->n_args == 0 || sp->run_dir == NULL ||
+        (sp->sandbox.read_only_root && !(sp->sandbox.kinds & NS_MOUNT)))
         fail_start(STEP_SUPERVISOR, EINVAL);
     if (sp->n_exes == 0 && sp->search != NULL)
         search_path(sp);
@@ -457,6 +498,9 @@ static void check_main(void) {
         info.si_pid == S.main) {
         S.main_exited = 1;
         S.status = info.si_code == CLD_EXITED ? W_EXITCODE(info.si_status, 0) : info.si_status;
+        int status; /* an isolated job's: what its init heard (none if it was killed) */
+        if (S.status_fd >= 0 && read(S.status_fd, &status, sizeof status) == sizeof status)
+            S.status = status;
     }
 }
 
@@ -904,10 +948,23 @@ static pid_t spawn(struct spec *sp, int *error_read) {
     a->stdin_fd = stdin_fd;
     a->output_fd = output_fd;
     a->error_fd = error_pipe[1];
-    int err = 0;
-    pid_t pid = spawn_child(a, sp->cgroup_fd, &err);
+    int err = 0, step = STEP_SETUP, status_pipe[2] = {-1, -1};
+    pid_t pid;
+    if (sp->sandbox.kinds) {
+        if (pipe2(status_pipe, O_CLOEXEC) < 0)
+            fail_start(STEP_SETUP, errno);
+        sp->sandbox.status_fd = status_pipe[1];
+        pid = spawn_isolated(a, &sp->sandbox, sp->cgroup_fd, &err, &step);
+        close(status_pipe[1]);
+        S.status_fd = status_pipe[0];
+        fcntl(S.status_fd, F_SETFL, O_NONBLOCK);
+    } else {
+        pid = spawn_child(a, sp->cgroup_fd, &err);
+        if (err == EAGAIN && sp->cgroup_fd >= 0)
+            step = STEP_CGROUP;
+    }
     if (pid < 0)
-        fail_start(err == EAGAIN && sp->cgroup_fd >= 0 ? STEP_CGROUP : STEP_SETUP, err);
+        fail_start(step, err);
     close(error_pipe[1]);
     /* Only the job holds its side: the master reads EIO (our EOF) once it has let go. */
     if (output_fd != stdin_fd)
