@@ -131,20 +131,20 @@ async def test_the_loopback_port_of_the_host_is_unreachable(jobs: JobManager) ->
         listener.bind(("127.0.0.1", 0))
         listener.listen(8)
         port = listener.getsockname()[1]
+        connect = f"socket.create_connection(('127.0.0.1', {port}), timeout=5)"
         probe = (
-            f"{PYTHON3} -c 'import socket\n"
-            f"try:\n socket.create_connection((\"127.0.0.1\", {port}), timeout=5); print(\"connected\")\n"
-            "except OSError as e: print(\"refused\", e.errno)'; "
+            f'{PYTHON3} -c "import socket\n'
+            f"try:\n {connect}; print('connected')\n"
+            "except OSError as e: print('refused', e.errno)\"; "
             "tail -n +3 /proc/net/dev | cut -d: -f1 | tr -d ' '"
         )
         out, _ = await run(jobs, probe)
         assert out.split(b"\n")[0].startswith(b"refused"), out
-        assert out.split()[-1:] == [b"lo"] and out.count(b"\n") == 2, out  # lo, and only lo
+        assert out.split()[-1:] == [b"lo"], out  # lo,
+        assert out.count(b"\n") == 2, out  # and only lo
         control, _ = await run(jobs, probe, isolation=Isolation())
         assert control.startswith(b"connected"), control
-        with_host_network, _ = await run(
-            jobs, probe, isolation=Isolation(ALL - {Namespace.NET})
-        )
+        with_host_network, _ = await run(jobs, probe, isolation=Isolation(ALL - {Namespace.NET}))
         assert with_host_network.startswith(b"connected"), with_host_network
 
 
@@ -169,7 +169,7 @@ async def test_each_job_has_its_own_tmp(jobs: JobManager, tmp_path: Path) -> Non
     assert name.encode() not in out.replace(b"No such file", b"").split(b"cat:")[0]
     assert out.count(b"No such file") == 3, out
     for where in ("/tmp", "/var/tmp", "/dev/shm"):
-        assert not os.path.exists(f"{where}/{name}")
+        assert name not in os.listdir(where)
     await jobs.stop("alice", first.id)
 
 
@@ -241,9 +241,7 @@ async def test_a_command_that_cannot_start_is_refused_as_without_isolation(
     with pytest.raises(SpawnError, match="command not found"):
         await jobs.start("alice", ["no-such-command-jogger"], isolation=EVERYTHING)
     with pytest.raises(SpawnError, match="working directory"):
-        await jobs.start(
-            "alice", ["true"], isolation=READ_ONLY, cwd=str(tmp_path / "missing")
-        )
+        await jobs.start("alice", ["true"], isolation=READ_ONLY, cwd=str(tmp_path / "missing"))
     assert (await jobs.list("alice")).jobs == []
 
 
@@ -399,8 +397,10 @@ def test_a_manager_without_root_refuses_isolation(tmp_path: Path) -> None:
     user = nobody()
     with world_writable_dir(Path("/tmp")) as state:
         done = subprocess.run(
-            ["setpriv", f"--reuid={user.uid}", f"--regid={user.gid}", "--clear-groups"]
-            + [sys.executable, "-c", script, str(state / "state")],
+            [
+                *("setpriv", f"--reuid={user.uid}", f"--regid={user.gid}", "--clear-groups"),
+                *(sys.executable, "-c", script, str(state / "state")),
+            ],
             capture_output=True,
             timeout=60,
             cwd=Path(__file__).parents[2],
