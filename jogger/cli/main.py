@@ -16,7 +16,7 @@ if TYPE_CHECKING:
 
 from .._text import escape
 from ..rpc.jobs_api import MAX_GRACE
-from . import stdout
+from . import isolate, stdout
 from .detach import DETACH_KEYS
 from .exits import CliError, Exit
 
@@ -86,6 +86,28 @@ def parser() -> argparse.ArgumentParser:
         "--io-weight", type=_weight, metavar="W", help="I/O weight, 1-10000 (default 100)"
     )
     job.add_argument("--pids", type=_count, metavar="N", help="at most N processes/threads")
+    job.add_argument(
+        "--isolate",
+        nargs="?",
+        const=isolate.ALL,
+        type=_isolation,
+        metavar="KINDS",
+        help="namespaces of the job's own: alone, all of them; --isolate=KINDS, those named "
+        f"({','.join(isolate.KINDS)}), all, none or {isolate.READ_ONLY_ROOT} "
+        "(default: the server's)",
+    )
+    job.add_argument(
+        "--network",
+        choices=("none", "host"),
+        help="none: no network (a net namespace holding only lo); host: the host's "
+        "(default: as the isolation says)",
+    )
+    job.add_argument(
+        "--read-only-root",
+        action="store_true",
+        help="every mount read-only but /dev, /proc, the working directory and the job's "
+        "private /tmp (a mount namespace); alone, that is all the job asks for",
+    )
     reconnect = argparse.ArgumentParser(add_help=False)
     reconnect.add_argument(
         "--reconnect-timeout",
@@ -188,6 +210,13 @@ def _limit(text: str) -> int:
     if not text.isdigit():
         raise argparse.ArgumentTypeError(f"{text!r} is not a non-negative integer")
     return int(text)
+
+
+def _isolation(text: str) -> isolate.Asked:
+    try:
+        return isolate.parse(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _env(text: str) -> tuple[str, str]:
@@ -310,13 +339,19 @@ def _main(words: list[str]) -> int:
     if "--" in words:
         split = words.index("--")
         words, job_argv = words[:split], words[split + 1 :]
+    return _run(parse(words, job_argv))
+
+
+def parse(words: list[str], job_argv: list[str]) -> argparse.Namespace:
+    """jog's arguments from its ``words`` before ``--``; ``job_argv`` is what follows."""
     p = parser()
+    parsed = isolate.with_values(words)
     try:
-        args, extra = p.parse_known_args(words)
+        args, extra = p.parse_known_args(parsed)
     except OSError as exc:  # writing --help
         raise stdout.write_error(exc) from None
     if extra:
-        raise UsageError(_unrecognized(p, args.command, words, extra))
+        raise UsageError(_unrecognized(p, args.command, parsed, extra, typed=words))
     if args.command in ("start", "run"):
         if not job_argv:
             raise UsageError(
@@ -325,15 +360,20 @@ def _main(words: list[str]) -> int:
         args.job = job_argv
         if args.command == "run" and args.tty and not os.isatty(0):
             raise UsageError("-t needs a terminal on stdin (use -n, or pipe without -t)")
+        if args.read_only_root and args.isolate == isolate.NONE:
+            raise UsageError(
+                "--read-only-root needs a mount namespace, and --isolate=none asks for none"
+            )
     elif job_argv:
         raise UsageError(f"{args.command} takes no command after --")
-    return _run(args)
+    return args
 
 
 def _unrecognized(
-    p: argparse.ArgumentParser, command: str, words: list[str], extra: list[str]
+    p: argparse.ArgumentParser, command: str, words: list[str], extra: list[str], typed: list[str]
 ) -> str:
-    """The error for words jog did not expect; the likeliest one is a job without ``--``."""
+    """The error for words jog did not expect; the likeliest one is a job without ``--``.
+    ``words`` are those parsed, ``typed`` the same words as the user typed them."""
     if command in ("start", "run") and not extra[0].startswith("-"):
         # Where the job begins: the first word that is the first unexpected one, with
         # everything before it jog's own options.
@@ -345,7 +385,12 @@ def _unrecognized(
             except UsageError:
                 continue
             if not rest:
-                fixed = shlex.join(["jog", *words[:at], "--", *words[at:]])
+                if isolate.bare(typed[at - 1]) and isolate.names_kinds(typed[at]):
+                    return (
+                        f"--isolate takes KINDS after an = (--isolate={typed[at]}); "
+                        "alone it asks for every namespace"
+                    )
+                fixed = shlex.join(["jog", *typed[:at], "--", *typed[at:]])
                 return f"the job's command goes after --: {fixed}"
     return f"unrecognized arguments: {shlex.join(extra)} (see: jog {command} --help)"
 

@@ -7,6 +7,7 @@ from datetime import UTC
 from .._text import escape, shell_join
 from .._units import format_size
 from ..v1 import jobs_pb2
+from . import isolate
 
 _STATE_NAMES = {
     jobs_pb2.JOB_STATE_RUNNING: "running",
@@ -15,6 +16,15 @@ _STATE_NAMES = {
     jobs_pb2.JOB_STATE_STOPPED: "stopped",
     jobs_pb2.JOB_STATE_KILLED: "killed",
 }
+
+NAMESPACE_NAMES = {
+    jobs_pb2.NAMESPACE_PID: "pid",
+    jobs_pb2.NAMESPACE_MOUNT: "mount",
+    jobs_pb2.NAMESPACE_NET: "net",
+    jobs_pb2.NAMESPACE_IPC: "ipc",
+    jobs_pb2.NAMESPACE_UTS: "uts",
+}
+"""As --isolate names them."""
 
 
 def state(status: jobs_pb2.JobStatus) -> str:
@@ -79,6 +89,11 @@ def as_dict(status: jobs_pb2.JobStatus) -> dict[str, object]:
         "run_as": {"name": status.run_as.name, "uid": status.run_as.uid}
         if status.HasField("run_as")
         else None,
+        "isolation": {
+            "namespaces": namespaces(status.isolation),
+            "read_only_root": status.isolation.read_only_root,
+            "hostname": status.isolation.hostname or None,
+        },
     }
 
 
@@ -105,6 +120,7 @@ def block(status: jobs_pb2.JobStatus) -> str:
         ),
         ("cgroup", status.cgroup or "none"),
         ("limits", limits_text(status.limits)),
+        ("isolate", isolation_text(status.isolation)),
         ("usage", usage_text(status)),
     ]
     return "\n".join(f"{name + ':':9}{escape(value)}" for name, value in lines)
@@ -125,6 +141,24 @@ def limits_text(limits: jobs_pb2.Limits) -> str:
     return ", ".join(parts) or "none"
 
 
+def namespaces(isolation: jobs_pb2.Isolation) -> list[str]:
+    """The names of the namespaces, in the server's order (a newer server's unknown to us
+    as ``namespace-N``)."""
+    return [NAMESPACE_NAMES.get(kind, f"namespace-{kind}") for kind in isolation.namespaces]
+
+
+def isolation_text(isolation: jobs_pb2.Isolation) -> str:
+    """``pid,mount,net,ipc,uts; hostname jog-1234abcd; read-only root``, or ``none``."""
+    if not isolation.namespaces:
+        return "none"
+    parts = [",".join(namespaces(isolation))]
+    if isolation.hostname:
+        parts.append(f"hostname {isolation.hostname}")
+    if isolation.read_only_root:
+        parts.append("read-only root")
+    return "; ".join(parts)
+
+
 def usage_text(status: jobs_pb2.JobStatus) -> str:
     parts = []
     if status.HasField("cpu_time"):
@@ -135,12 +169,14 @@ def usage_text(status: jobs_pb2.JobStatus) -> str:
 
 
 def table(statuses: list[jobs_pb2.JobStatus], *, owners: bool) -> str:
-    header = ["JOB ID", "STATE", "ENDING", "STARTED"] + (["OWNER"] if owners else []) + ["COMMAND"]
+    header = ["JOB ID", "STATE", "ENDING", "STARTED"] + (["OWNER"] if owners else [])
+    header += ["ISOLATE", "COMMAND"]
     rows = [header]
     for s in statuses:
         row = [s.job_id, state(s), ending(s) or "-", _time(s, "started_at") or "-"]
-        row = [escape(cell) for cell in row]
-        rows.append(row + ([escape(s.owner)] if owners else []) + [shell_join(list(s.argv))])
+        row += [s.owner] if owners else []
+        row += [isolate.text(namespaces(s.isolation), s.isolation.read_only_root) or "-"]
+        rows.append([escape(cell) for cell in row] + [shell_join(list(s.argv))])
     widths = [max(len(r[i]) for r in rows) for i in range(len(header) - 1)]
     return "\n".join(
         "  ".join(cell.ljust(w) for cell, w in zip(r[:-1], widths, strict=True)) + "  " + r[-1]

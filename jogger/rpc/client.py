@@ -78,9 +78,13 @@ class JobsClient:
         input: int = jobs_pb2.INPUT_NONE,
         term: str = "",
         window: tuple[int, int] | None = None,
+        isolation: jobs_pb2.Isolation | None = None,
+        network: int = jobs_pb2.NETWORK_UNSPECIFIED,
     ) -> jobs_pb2.JobStatus:
         """Start a job. ``input``: a jobs_pb2.Input; with INPUT_TERMINAL, ``term`` is its
-        TERM (empty: the server's "dumb") and ``window`` its first (rows, cols)."""
+        TERM (empty: the server's "dumb") and ``window`` its first (rows, cols).
+        ``isolation``: its namespaces (None: the server's default; an empty message: none);
+        ``network``: a jobs_pb2.Network over them."""
         request = jobs_pb2.StartRequest(
             argv=argv,
             cwd=cwd,
@@ -88,6 +92,8 @@ class JobsClient:
             limits=limits,
             input=input,  # type: ignore[arg-type]
             term=term,
+            isolation=isolation,
+            network=network,  # type: ignore[arg-type]
         )
         if window is not None:
             request.window.rows, request.window.cols = window

@@ -6,13 +6,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .._units import parse_size
-from ..engine import ManagerLimits, Retention
+from ..engine import InvalidRequest, Isolation, IsolationUnavailable, ManagerLimits, Retention
 from ..engine.cgroups import CgroupMode
+from ..engine.isolation import check_available
 from ..engine.limits import JobLimits, parse_limits
 from ..engine.manager import OnShutdown
 from ..rpc.address import parse_address
 from ..rpc.admission import TransportLimits
 from .accounts import DEFAULT_JOB_USER, MODES, BadPolicy, RunAs, default_mode
+from .isolation import IsolationPolicy
 
 DEFAULT_LISTEN = "127.0.0.1:7654"
 DEFAULT_RETAIN_JOBS = 100_000
@@ -40,6 +42,7 @@ class ServerConfig:
     run_as: RunAs = field(default_factory=RunAs)
     """Who runs the jobs. The default here is the engine's own (the server's user); the
     command line's depends on whether the server is root (see load)."""
+    isolation: IsolationPolicy = field(default_factory=IsolationPolicy)
 
 
 class ConfigError(Exception):
@@ -184,6 +187,21 @@ def parser() -> argparse.ArgumentParser:
         help=f"the local account for --run-as fixed, and for callers without an account "
         f"under --run-as user (default {DEFAULT_JOB_USER})",
     )
+    p.add_argument(
+        "--isolate-default",
+        default="",
+        metavar="KINDS",
+        help="the isolation of jobs that do not ask for their own: namespaces among pid, "
+        "mount, net, ipc and uts, comma-separated, or all; and read-only-root "
+        "(default: none). Needs root",
+    )
+    p.add_argument(
+        "--require-isolation",
+        default="",
+        metavar="KINDS",
+        help="isolation added to every job, whatever it asks for; a job that asks for the "
+        "host's network when net is required is refused (default: none). Needs root",
+    )
     p.add_argument("--max-jobs", type=int, default=ManagerLimits().max_jobs)
     p.add_argument("--max-jobs-per-user", type=int, default=ManagerLimits().max_jobs_per_owner)
     p.add_argument("--max-output-bytes", type=int, default=ManagerLimits().max_output_bytes)
@@ -321,6 +339,10 @@ def load(argv: list[str] | None) -> ServerConfig:
         run_as = RunAs.create(args.run_as or default_mode(), args.job_user)
     except BadPolicy as exc:
         raise ConfigError(str(exc)) from None
+    isolation = IsolationPolicy(
+        default=_isolation("--isolate-default", args.isolate_default),
+        required=_isolation("--require-isolation", args.require_isolation),
+    )
     return ServerConfig(
         listen=listen,
         state_dir=state_dir,
@@ -347,4 +369,16 @@ def load(argv: list[str] | None) -> ServerConfig:
         transport=transport,
         on_shutdown=args.on_shutdown,
         run_as=run_as,
+        isolation=isolation,
     )
+
+
+def _isolation(flag: str, text: str) -> Isolation:
+    """The isolation ``flag`` names, checked against this host: a policy the server could
+    not apply would refuse every job."""
+    try:
+        isolation = Isolation.parse(text)
+        check_available(isolation)
+    except (InvalidRequest, IsolationUnavailable) as exc:
+        raise ConfigError(f"{flag} {text}: {exc}") from None
+    return isolation

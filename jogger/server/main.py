@@ -50,7 +50,8 @@ async def serve(
         retention=config.retention,
         on_shutdown=config.on_shutdown,
     )
-    methods = {**JobsService(jobs, config.run_as).methods(), **HealthService().methods()}
+    jobs_service = JobsService(jobs, config.run_as, config.isolation)
+    methods = {**jobs_service.methods(), **HealthService().methods()}
     with single_errors():
         async with (
             open_rpc_server(
@@ -66,11 +67,12 @@ async def serve(
             bound = await nursery.start(server.listen, config.listen)
             addresses = " ".join(format_address(host, port) for host, port in bound)
             log.info(
-                "listening on %s state_dir=%s cgroups=%s run_as=%s",
+                "listening on %s state_dir=%s cgroups=%s run_as=%s %s",
                 addresses,
                 config.state_dir,
                 jobs.describe_containment(),
                 config.run_as.describe(),
+                config.isolation.describe(),
             )
             if config.run_as.mode == "server" and os.geteuid() == 0:
                 log.warning("--run-as server as root: every caller's jobs run as root")

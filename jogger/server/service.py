@@ -3,7 +3,8 @@
 Handlers act as the user named by the caller's certificate. An administrator (OU=admin) may
 also list and read (status, output) every user's jobs; stopping and writing to a job's input
 stay with the owner. Which
-local account runs a caller's job is the ``--run-as`` policy's answer (accounts.py).
+local account runs a caller's job is the ``--run-as`` policy's answer (accounts.py), and
+which namespaces it runs in the isolation policy's (isolation.py).
 """
 
 from collections.abc import AsyncIterator, Iterator
@@ -16,6 +17,8 @@ from ..engine import (
     InputBusy,
     InputUnavailable,
     InvalidRequest,
+    Isolation,
+    IsolationUnavailable,
     JobError,
     JobManager,
     JobNotFound,
@@ -23,18 +26,21 @@ from ..engine import (
     JobStatus,
     LimitExceeded,
     ManagerClosed,
+    Namespace,
     OutputUnavailable,
     SpawnError,
     StoreError,
     SupervisorUnreachable,
     WindowSize,
 )
+from ..engine.isolation import hostname
 from ..engine.limits import JobLimits
 from ..rpc.errors import RpcError, StatusCode
 from ..rpc.jobs_api import MAX_GRACE, limits_message
 from ..rpc.server import Call, Method
 from ..v1 import health_grpc, health_pb2, jobs_grpc, jobs_pb2
 from .accounts import AccountRefused, RunAs
+from .isolation import IsolationPolicy, IsolationRefused, Network
 
 OUTPUT_CHUNK = 1024 * 1024
 """Bytes per OutputChunk: big enough that per-message cost does not dominate."""
@@ -57,11 +63,26 @@ _INPUTS = {
     Input.TERMINAL: jobs_pb2.INPUT_TERMINAL,
 }
 _INPUTS_FROM_PROTO = {wire: engine for engine, wire in _INPUTS.items()}
+_NAMESPACES = {
+    Namespace.PID: jobs_pb2.NAMESPACE_PID,
+    Namespace.MOUNT: jobs_pb2.NAMESPACE_MOUNT,
+    Namespace.NET: jobs_pb2.NAMESPACE_NET,
+    Namespace.IPC: jobs_pb2.NAMESPACE_IPC,
+    Namespace.UTS: jobs_pb2.NAMESPACE_UTS,
+}
+"""In the order a JobStatus lists them."""
+_NAMESPACES_FROM_PROTO = {wire: engine for engine, wire in _NAMESPACES.items()}
+_NETWORKS = {
+    jobs_pb2.NETWORK_UNSPECIFIED: None,
+    jobs_pb2.NETWORK_NONE: Network.NONE,
+    jobs_pb2.NETWORK_HOST: Network.HOST,
+}
 _CODES: dict[type[JobError], StatusCode] = {
     InputBusy: StatusCode.ABORTED,
     InputUnavailable: StatusCode.FAILED_PRECONDITION,
     SupervisorUnreachable: StatusCode.UNAVAILABLE,
     InvalidRequest: StatusCode.INVALID_ARGUMENT,
+    IsolationUnavailable: StatusCode.FAILED_PRECONDITION,
     SpawnError: StatusCode.INVALID_ARGUMENT,
     JobNotFound: StatusCode.NOT_FOUND,
     LimitExceeded: StatusCode.RESOURCE_EXHAUSTED,
@@ -99,7 +120,18 @@ def status_to_proto(status: JobStatus) -> jobs_pb2.JobStatus:
     if status.run_as_uid is not None:
         message.run_as.name = status.run_as
         message.run_as.uid = status.run_as_uid
+    message.isolation.CopyFrom(isolation_to_proto(status.isolation, status.id))
     return message
+
+
+def isolation_to_proto(isolation: Isolation, job_id: str) -> jobs_pb2.Isolation:
+    """The isolation of job ``job_id``: its namespaces, in a fixed order, and the hostname
+    it has with a UTS namespace."""
+    return jobs_pb2.Isolation(
+        namespaces=[wire for kind, wire in _NAMESPACES.items() if kind in isolation.namespaces],
+        read_only_root=isolation.read_only_root,
+        hostname=hostname(job_id) if Namespace.UTS in isolation.namespaces else "",
+    )
 
 
 def limits_from_proto(message: jobs_pb2.Limits) -> JobLimits:
@@ -131,6 +163,36 @@ def input_arguments(request: jobs_pb2.StartRequest) -> dict[str, Any]:
     return {"input": kind, "window": window}
 
 
+def isolation_from_proto(
+    request: jobs_pb2.StartRequest,
+) -> tuple[Isolation | None, Network | None]:
+    """What ``request`` asks for: its isolation (None when the field is unset: the server's
+    default) and its network (None: as the isolation says). INVALID_ARGUMENT for a
+    namespace or network this server does not know, and for a hostname, which is the
+    server's to give."""
+    try:
+        network = _NETWORKS[request.network]
+    except KeyError:
+        raise RpcError(
+            StatusCode.INVALID_ARGUMENT, f"unknown network {int(request.network)}"
+        ) from None
+    if not request.HasField("isolation"):
+        return None, network
+    asked = request.isolation
+    if asked.hostname:
+        raise RpcError(
+            StatusCode.INVALID_ARGUMENT,
+            "a job's hostname is the server's to give: leave isolation.hostname empty",
+        )
+    kinds = set()
+    for wire in asked.namespaces:
+        try:
+            kinds.add(_NAMESPACES_FROM_PROTO[wire])
+        except KeyError:
+            raise RpcError(StatusCode.INVALID_ARGUMENT, f"unknown namespace {int(wire)}") from None
+    return Isolation(frozenset(kinds), asked.read_only_root), network
+
+
 def _write_request(request: jobs_pb2.WriteRequest, job_id: str) -> WindowSize | None:
     """The resize a Write message asks for, if any; INVALID_ARGUMENT for a message that names
     another job (the sink checks the size)."""
@@ -152,9 +214,15 @@ def _engine_errors() -> Iterator[None]:
 
 
 class JobsService:
-    def __init__(self, jobs: JobManager, run_as: RunAs | None = None) -> None:
+    def __init__(
+        self,
+        jobs: JobManager,
+        run_as: RunAs | None = None,
+        isolation: IsolationPolicy | None = None,
+    ) -> None:
         self._jobs = jobs
         self._run_as = run_as or RunAs()
+        self._isolation = isolation or IsolationPolicy()
 
     def methods(self) -> dict[str, Method]:
         """Our handlers, keyed by gRPC path, with the message types the generated code names."""
@@ -175,6 +243,10 @@ class JobsService:
             except AccountRefused as exc:
                 raise RpcError(StatusCode.PERMISSION_DENIED, str(exc)) from None
             inputs = input_arguments(request)
+            try:
+                isolation = self._isolation.resolve(*isolation_from_proto(request))
+            except IsolationRefused as exc:
+                raise RpcError(StatusCode.PERMISSION_DENIED, str(exc)) from None
             env = dict(request.env)
             if inputs.get("input") is Input.TERMINAL:
                 env.setdefault("TERM", request.term or DEFAULT_TERM)
@@ -185,6 +257,7 @@ class JobsService:
                 env=env,
                 limits=limits_from_proto(request.limits),
                 account=account,
+                isolation=isolation,
                 **inputs,
             )
         return status_to_proto(status)

@@ -25,6 +25,21 @@ class JobState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     JOB_STATE_FAILED: _ClassVar[JobState]
     JOB_STATE_STOPPED: _ClassVar[JobState]
     JOB_STATE_KILLED: _ClassVar[JobState]
+
+class Namespace(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    NAMESPACE_UNSPECIFIED: _ClassVar[Namespace]
+    NAMESPACE_PID: _ClassVar[Namespace]
+    NAMESPACE_MOUNT: _ClassVar[Namespace]
+    NAMESPACE_NET: _ClassVar[Namespace]
+    NAMESPACE_IPC: _ClassVar[Namespace]
+    NAMESPACE_UTS: _ClassVar[Namespace]
+
+class Network(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    NETWORK_UNSPECIFIED: _ClassVar[Network]
+    NETWORK_NONE: _ClassVar[Network]
+    NETWORK_HOST: _ClassVar[Network]
 INPUT_NONE: Input
 INPUT_PIPE: Input
 INPUT_TERMINAL: Input
@@ -34,6 +49,15 @@ JOB_STATE_COMPLETED: JobState
 JOB_STATE_FAILED: JobState
 JOB_STATE_STOPPED: JobState
 JOB_STATE_KILLED: JobState
+NAMESPACE_UNSPECIFIED: Namespace
+NAMESPACE_PID: Namespace
+NAMESPACE_MOUNT: Namespace
+NAMESPACE_NET: Namespace
+NAMESPACE_IPC: Namespace
+NAMESPACE_UTS: Namespace
+NETWORK_UNSPECIFIED: Network
+NETWORK_NONE: Network
+NETWORK_HOST: Network
 
 class WindowSize(_message.Message):
     __slots__ = ("rows", "cols")
@@ -43,8 +67,18 @@ class WindowSize(_message.Message):
     cols: int
     def __init__(self, rows: _Optional[int] = ..., cols: _Optional[int] = ...) -> None: ...
 
+class Isolation(_message.Message):
+    __slots__ = ("namespaces", "read_only_root", "hostname")
+    NAMESPACES_FIELD_NUMBER: _ClassVar[int]
+    READ_ONLY_ROOT_FIELD_NUMBER: _ClassVar[int]
+    HOSTNAME_FIELD_NUMBER: _ClassVar[int]
+    namespaces: _containers.RepeatedScalarFieldContainer[Namespace]
+    read_only_root: bool
+    hostname: str
+    def __init__(self, namespaces: _Optional[_Iterable[_Union[Namespace, str]]] = ..., read_only_root: _Optional[bool] = ..., hostname: _Optional[str] = ...) -> None: ...
+
 class StartRequest(_message.Message):
-    __slots__ = ("argv", "cwd", "env", "limits", "input", "term", "window")
+    __slots__ = ("argv", "cwd", "env", "limits", "input", "term", "window", "isolation", "network")
     class EnvEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -59,6 +93,8 @@ class StartRequest(_message.Message):
     INPUT_FIELD_NUMBER: _ClassVar[int]
     TERM_FIELD_NUMBER: _ClassVar[int]
     WINDOW_FIELD_NUMBER: _ClassVar[int]
+    ISOLATION_FIELD_NUMBER: _ClassVar[int]
+    NETWORK_FIELD_NUMBER: _ClassVar[int]
     argv: _containers.RepeatedScalarFieldContainer[str]
     cwd: str
     env: _containers.ScalarMap[str, str]
@@ -66,7 +102,9 @@ class StartRequest(_message.Message):
     input: Input
     term: str
     window: WindowSize
-    def __init__(self, argv: _Optional[_Iterable[str]] = ..., cwd: _Optional[str] = ..., env: _Optional[_Mapping[str, str]] = ..., limits: _Optional[_Union[Limits, _Mapping]] = ..., input: _Optional[_Union[Input, str]] = ..., term: _Optional[str] = ..., window: _Optional[_Union[WindowSize, _Mapping]] = ...) -> None: ...
+    isolation: Isolation
+    network: Network
+    def __init__(self, argv: _Optional[_Iterable[str]] = ..., cwd: _Optional[str] = ..., env: _Optional[_Mapping[str, str]] = ..., limits: _Optional[_Union[Limits, _Mapping]] = ..., input: _Optional[_Union[Input, str]] = ..., term: _Optional[str] = ..., window: _Optional[_Union[WindowSize, _Mapping]] = ..., isolation: _Optional[_Union[Isolation, _Mapping]] = ..., network: _Optional[_Union[Network, str]] = ...) -> None: ...
 
 class Limits(_message.Message):
     __slots__ = ("cpu", "cpu_weight", "memory", "io_weight", "pids")
@@ -135,7 +173,7 @@ class ListResponse(_message.Message):
     def __init__(self, jobs: _Optional[_Iterable[_Union[JobStatus, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
 
 class JobStatus(_message.Message):
-    __slots__ = ("job_id", "owner", "argv", "state", "reason", "exit_code", "signal", "started_at", "ended_at", "output_bytes", "output_truncated", "output_error", "pid", "cgroup", "limits", "cpu_time", "memory_peak", "run_as", "input")
+    __slots__ = ("job_id", "owner", "argv", "state", "reason", "exit_code", "signal", "started_at", "ended_at", "output_bytes", "output_truncated", "output_error", "pid", "cgroup", "limits", "cpu_time", "memory_peak", "run_as", "input", "isolation")
     JOB_ID_FIELD_NUMBER: _ClassVar[int]
     OWNER_FIELD_NUMBER: _ClassVar[int]
     ARGV_FIELD_NUMBER: _ClassVar[int]
@@ -155,6 +193,7 @@ class JobStatus(_message.Message):
     MEMORY_PEAK_FIELD_NUMBER: _ClassVar[int]
     RUN_AS_FIELD_NUMBER: _ClassVar[int]
     INPUT_FIELD_NUMBER: _ClassVar[int]
+    ISOLATION_FIELD_NUMBER: _ClassVar[int]
     job_id: str
     owner: str
     argv: _containers.RepeatedScalarFieldContainer[str]
@@ -174,7 +213,8 @@ class JobStatus(_message.Message):
     memory_peak: int
     run_as: Account
     input: Input
-    def __init__(self, job_id: _Optional[str] = ..., owner: _Optional[str] = ..., argv: _Optional[_Iterable[str]] = ..., state: _Optional[_Union[JobState, str]] = ..., reason: _Optional[str] = ..., exit_code: _Optional[int] = ..., signal: _Optional[int] = ..., started_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., ended_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., output_bytes: _Optional[int] = ..., output_truncated: _Optional[bool] = ..., output_error: _Optional[str] = ..., pid: _Optional[int] = ..., cgroup: _Optional[str] = ..., limits: _Optional[_Union[Limits, _Mapping]] = ..., cpu_time: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., memory_peak: _Optional[int] = ..., run_as: _Optional[_Union[Account, _Mapping]] = ..., input: _Optional[_Union[Input, str]] = ...) -> None: ...
+    isolation: Isolation
+    def __init__(self, job_id: _Optional[str] = ..., owner: _Optional[str] = ..., argv: _Optional[_Iterable[str]] = ..., state: _Optional[_Union[JobState, str]] = ..., reason: _Optional[str] = ..., exit_code: _Optional[int] = ..., signal: _Optional[int] = ..., started_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., ended_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., output_bytes: _Optional[int] = ..., output_truncated: _Optional[bool] = ..., output_error: _Optional[str] = ..., pid: _Optional[int] = ..., cgroup: _Optional[str] = ..., limits: _Optional[_Union[Limits, _Mapping]] = ..., cpu_time: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., memory_peak: _Optional[int] = ..., run_as: _Optional[_Union[Account, _Mapping]] = ..., input: _Optional[_Union[Input, str]] = ..., isolation: _Optional[_Union[Isolation, _Mapping]] = ...) -> None: ...
 
 class WriteRequest(_message.Message):
     __slots__ = ("job_id", "data", "resize")

@@ -1,10 +1,13 @@
-"""How jog shows a status: the block of `jog status` and the records of `--json`."""
+"""How jog shows a status: the block of `jog status`, the table of `jog list` and the records
+of `--json`."""
 
 from jogger.cli import render
 from jogger.v1 import jobs_pb2
 
 
-def status(run_as: jobs_pb2.Account | None = None) -> jobs_pb2.JobStatus:
+def status(
+    run_as: jobs_pb2.Account | None = None, isolation: jobs_pb2.Isolation | None = None
+) -> jobs_pb2.JobStatus:
     message = jobs_pb2.JobStatus(
         job_id="5b4c1f5e-2f0c-4c38-9d8e-7f5b8a1d2c3e",
         owner="alice",
@@ -13,6 +16,7 @@ def status(run_as: jobs_pb2.Account | None = None) -> jobs_pb2.JobStatus:
         exit_code=0,
         cgroup="none",
         run_as=run_as,
+        isolation=isolation,
     )
     message.started_at.FromSeconds(1_700_000_000)
     return message
@@ -45,6 +49,7 @@ def test_without_an_account_there_is_no_run_as_line() -> None:
         "output",
         "cgroup",
         "limits",
+        "isolate",
         "usage",
     ]
 
@@ -55,3 +60,69 @@ def test_json_has_the_account_or_null() -> None:
     assert render.as_dict(status())["run_as"] is None
     root = render.as_dict(status(run_as=jobs_pb2.Account(name="root", uid=0)))
     assert root["run_as"] == {"name": "root", "uid": 0}
+
+
+ALL = [
+    jobs_pb2.NAMESPACE_PID,
+    jobs_pb2.NAMESPACE_MOUNT,
+    jobs_pb2.NAMESPACE_NET,
+    jobs_pb2.NAMESPACE_IPC,
+    jobs_pb2.NAMESPACE_UTS,
+]
+ISOLATED = jobs_pb2.Isolation(namespaces=ALL, read_only_root=True, hostname="jog-5b4c1f5e")
+
+
+def isolate_line(shown: str) -> str:
+    [line] = [line for line in shown.splitlines() if line.startswith("isolate:")]
+    return line
+
+
+def test_the_isolation_in_force_is_a_line_of_the_status() -> None:
+    assert isolate_line(render.block(status(isolation=ISOLATED))) == (
+        "isolate: pid,mount,net,ipc,uts; hostname jog-5b4c1f5e; read-only root"
+    )
+    some = jobs_pb2.Isolation(namespaces=[jobs_pb2.NAMESPACE_PID, jobs_pb2.NAMESPACE_NET])
+    assert isolate_line(render.block(status(isolation=some))) == "isolate: pid,net"
+    assert isolate_line(render.block(status(isolation=jobs_pb2.Isolation()))) == "isolate: none"
+    # A server before isolation sends none: its jobs had none.
+    assert isolate_line(render.block(status())) == "isolate: none"
+
+
+def test_a_hostname_is_shown_escaped() -> None:
+    odd = jobs_pb2.Isolation(namespaces=[jobs_pb2.NAMESPACE_UTS], hostname="jog-\x1b[2J")
+    assert (
+        isolate_line(render.block(status(isolation=odd))) == "isolate: uts; hostname jog-\\x1b[2J"
+    )
+
+
+def test_json_has_the_isolation() -> None:
+    assert render.as_dict(status(isolation=ISOLATED))["isolation"] == {
+        "namespaces": ["pid", "mount", "net", "ipc", "uts"],
+        "read_only_root": True,
+        "hostname": "jog-5b4c1f5e",
+    }
+    none = {"namespaces": [], "read_only_root": False, "hostname": None}
+    assert render.as_dict(status(isolation=jobs_pb2.Isolation()))["isolation"] == none
+    assert render.as_dict(status())["isolation"] == none
+    newer = jobs_pb2.Isolation(namespaces=[jobs_pb2.NAMESPACE_PID, 9])  # type: ignore[list-item]
+    assert render.as_dict(status(isolation=newer))["isolation"] == {
+        "namespaces": ["pid", "namespace-9"],
+        "read_only_root": False,
+        "hostname": None,
+    }
+
+
+def test_the_list_has_a_column_of_kinds() -> None:
+    some = jobs_pb2.Isolation(namespaces=[jobs_pb2.NAMESPACE_MOUNT], read_only_root=True)
+    shown = render.table(
+        [status(isolation=ISOLATED), status(isolation=some), status()], owners=False
+    ).splitlines()
+    assert shown[0].split() == ["JOB", "ID", "STATE", "ENDING", "STARTED", "ISOLATE", "COMMAND"]
+    assert [line.split()[-2] for line in shown[1:]] == [
+        "all,read-only-root",
+        "read-only-root",
+        "-",
+    ]
+    with_owners = render.table([status(isolation=ISOLATED)], owners=True).splitlines()
+    assert with_owners[0].split()[-3:] == ["OWNER", "ISOLATE", "COMMAND"]
+    assert with_owners[1].split()[-3:] == ["alice", "all,read-only-root", "true"]

@@ -1,5 +1,6 @@
 """``jog start -- cmd``: start a job and print its id. Its stdin is /dev/null, a pipe (``-i``)
-or a terminal (``-t``), which ``jog attach`` writes to."""
+or a terminal (``-t``), which ``jog attach`` writes to. Its isolation is the server's
+default unless ``--isolate``, ``--network`` or ``--read-only-root`` say otherwise."""
 
 import argparse
 import os
@@ -8,9 +9,18 @@ import sys
 from ...rpc.client import JobsClient
 from ...rpc.jobs_api import limits_message
 from ...v1 import jobs_pb2
+from .. import isolate
 from ..connect import Dialer
 from ..exits import Exit
+from ..render import NAMESPACE_NAMES
 from ..terminal import window_size
+
+_NAMESPACES = {name: kind for kind, name in NAMESPACE_NAMES.items()}
+_NETWORKS = {
+    None: jobs_pb2.NETWORK_UNSPECIFIED,
+    "none": jobs_pb2.NETWORK_NONE,
+    "host": jobs_pb2.NETWORK_HOST,
+}
 
 
 async def start_job(
@@ -31,6 +41,20 @@ async def start_job(
         input=input,
         term=(os.environ.get("TERM") or "dumb") if terminal else "",
         window=window,
+        isolation=isolation_message(args),
+        network=_NETWORKS[args.network],
+    )
+
+
+def isolation_message(args: argparse.Namespace) -> jobs_pb2.Isolation | None:
+    """The isolation the command line asks for; None when it does not say (the server's
+    default). ``--read-only-root`` alone asks for a mount namespace, and nothing more."""
+    if args.isolate is None and not args.read_only_root:
+        return None
+    asked = isolate.NONE if args.isolate is None else args.isolate
+    return jobs_pb2.Isolation(
+        namespaces=[kind for name, kind in _NAMESPACES.items() if name in asked.namespaces],
+        read_only_root=asked.read_only_root or args.read_only_root,
     )
 
 
