@@ -14,6 +14,8 @@ if TYPE_CHECKING:
     from .engine import InputBusy as InputBusy
     from .engine import InputUnavailable as InputUnavailable
     from .engine import InvalidRequest as InvalidRequest
+    from .engine import Isolation as Isolation
+    from .engine import IsolationUnavailable as IsolationUnavailable
     from .engine import JobError as JobError
     from .engine import JobLimits as JobLimits
     from .engine import JobManager as JobManager
@@ -23,6 +25,7 @@ if TYPE_CHECKING:
     from .engine import LimitExceeded as LimitExceeded
     from .engine import ManagerClosed as ManagerClosed
     from .engine import ManagerLimits as ManagerLimits
+    from .engine import Namespace as Namespace
     from .engine import OutputUnavailable as OutputUnavailable
     from .engine import Page as Page
     from .engine import Retention as Retention
@@ -37,6 +40,8 @@ __all__ = [
     "InputBusy",
     "InputUnavailable",
     "InvalidRequest",
+    "Isolation",
+    "IsolationUnavailable",
     "JobError",
     "JobLimits",
     "JobManager",
@@ -46,6 +51,7 @@ __all__ = [
     "LimitExceeded",
     "ManagerClosed",
     "ManagerLimits",
+    "Namespace",
     "OutputUnavailable",
     "Page",
     "Retention",
