@@ -80,11 +80,12 @@ class JobsClient:
         window: tuple[int, int] | None = None,
         isolation: jobs_pb2.Isolation | None = None,
         network: int = jobs_pb2.NETWORK_UNSPECIFIED,
+        read_only_root: bool = False,
     ) -> jobs_pb2.JobStatus:
         """Start a job. ``input``: a jobs_pb2.Input; with INPUT_TERMINAL, ``term`` is its
         TERM (empty: the server's "dumb") and ``window`` its first (rows, cols).
         ``isolation``: its namespaces (None: the server's default; an empty message: none);
-        ``network``: a jobs_pb2.Network over them."""
+        ``network``: a jobs_pb2.Network over them; ``read_only_root``: over either."""
         request = jobs_pb2.StartRequest(
             argv=argv,
             cwd=cwd,
@@ -94,6 +95,7 @@ class JobsClient:
             term=term,
             isolation=isolation,
             network=network,  # type: ignore[arg-type]
+            read_only_root=read_only_root,
         )
         if window is not None:
             request.window.rows, request.window.cols = window

@@ -3,7 +3,8 @@
 
 - A request that asks for an isolation (even none) gets that; one that does not, the
   server's default. Its read-only root comes along with it.
-- Its network then applies: ``none`` adds the network namespace, ``host`` takes it away.
+- Its network then applies: ``none`` adds the network namespace, ``host`` takes it away;
+  and its read-only root (``--read-only-root`` alone keeps the default's namespaces).
 - What the server requires is added last, whatever was asked: asking for less is not an
   error, and the status says what is in force. The one request that cannot be met that
   way, the host's network on a server that requires a network namespace, is refused.
@@ -39,10 +40,16 @@ class IsolationPolicy:
     required: Isolation = NONE
     """Added to every job's."""
 
-    def resolve(self, asked: Isolation | None, network: Network | None = None) -> Isolation:
+    def resolve(
+        self,
+        asked: Isolation | None,
+        network: Network | None = None,
+        read_only_root: bool = False,
+    ) -> Isolation:
         """The isolation in force for a request that asks for ``asked`` (None: it did not
-        say) and ``network`` (None: as the isolation says). Raises IsolationRefused for the
-        host's network on a server that requires a network namespace."""
+        say), ``network`` (None: as the isolation says) and a ``read_only_root`` over either.
+        Raises IsolationRefused for the host's network on a server that requires a network
+        namespace."""
         base = self.default if asked is None else asked
         namespaces = base.namespaces
         if network is Network.NONE:
@@ -56,7 +63,7 @@ class IsolationPolicy:
             namespaces -= {Namespace.NET}
         return Isolation(
             namespaces | self.required.namespaces,
-            base.read_only_root or self.required.read_only_root,
+            base.read_only_root or read_only_root or self.required.read_only_root,
         )
 
     def describe(self) -> str:

@@ -165,9 +165,10 @@ def input_arguments(request: jobs_pb2.StartRequest) -> dict[str, Any]:
 
 def isolation_from_proto(
     request: jobs_pb2.StartRequest,
-) -> tuple[Isolation | None, Network | None]:
+) -> tuple[Isolation | None, Network | None, bool]:
     """What ``request`` asks for: its isolation (None when the field is unset: the server's
-    default) and its network (None: as the isolation says). INVALID_ARGUMENT for a
+    default), its network (None: as the isolation says) and whether a read-only root over
+    either. INVALID_ARGUMENT for a
     namespace or network this server does not know, and for a hostname, which is the
     server's to give."""
     try:
@@ -177,7 +178,7 @@ def isolation_from_proto(
             StatusCode.INVALID_ARGUMENT, f"unknown network {int(request.network)}"
         ) from None
     if not request.HasField("isolation"):
-        return None, network
+        return None, network, request.read_only_root
     asked = request.isolation
     if asked.hostname:
         raise RpcError(
@@ -190,7 +191,7 @@ def isolation_from_proto(
             kinds.add(_NAMESPACES_FROM_PROTO[wire])
         except KeyError:
             raise RpcError(StatusCode.INVALID_ARGUMENT, f"unknown namespace {int(wire)}") from None
-    return Isolation(frozenset(kinds), asked.read_only_root), network
+    return Isolation(frozenset(kinds), asked.read_only_root), network, request.read_only_root
 
 
 def _write_request(request: jobs_pb2.WriteRequest, job_id: str) -> WindowSize | None:

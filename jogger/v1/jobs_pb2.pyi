@@ -78,7 +78,7 @@ class Isolation(_message.Message):
     def __init__(self, namespaces: _Optional[_Iterable[_Union[Namespace, str]]] = ..., read_only_root: _Optional[bool] = ..., hostname: _Optional[str] = ...) -> None: ...
 
 class StartRequest(_message.Message):
-    __slots__ = ("argv", "cwd", "env", "limits", "input", "term", "window", "isolation", "network")
+    __slots__ = ("argv", "cwd", "env", "limits", "input", "term", "window", "isolation", "network", "read_only_root")
     class EnvEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -95,6 +95,7 @@ class StartRequest(_message.Message):
     WINDOW_FIELD_NUMBER: _ClassVar[int]
     ISOLATION_FIELD_NUMBER: _ClassVar[int]
     NETWORK_FIELD_NUMBER: _ClassVar[int]
+    READ_ONLY_ROOT_FIELD_NUMBER: _ClassVar[int]
     argv: _containers.RepeatedScalarFieldContainer[str]
     cwd: str
     env: _containers.ScalarMap[str, str]
@@ -104,7 +105,8 @@ class StartRequest(_message.Message):
     window: WindowSize
     isolation: Isolation
     network: Network
-    def __init__(self, argv: _Optional[_Iterable[str]] = ..., cwd: _Optional[str] = ..., env: _Optional[_Mapping[str, str]] = ..., limits: _Optional[_Union[Limits, _Mapping]] = ..., input: _Optional[_Union[Input, str]] = ..., term: _Optional[str] = ..., window: _Optional[_Union[WindowSize, _Mapping]] = ..., isolation: _Optional[_Union[Isolation, _Mapping]] = ..., network: _Optional[_Union[Network, str]] = ...) -> None: ...
+    read_only_root: bool
+    def __init__(self, argv: _Optional[_Iterable[str]] = ..., cwd: _Optional[str] = ..., env: _Optional[_Mapping[str, str]] = ..., limits: _Optional[_Union[Limits, _Mapping]] = ..., input: _Optional[_Union[Input, str]] = ..., term: _Optional[str] = ..., window: _Optional[_Union[WindowSize, _Mapping]] = ..., isolation: _Optional[_Union[Isolation, _Mapping]] = ..., network: _Optional[_Union[Network, str]] = ..., read_only_root: _Optional[bool] = ...) -> None: ...
 
 class Limits(_message.Message):
     __slots__ = ("cpu", "cpu_weight", "memory", "io_weight", "pids")

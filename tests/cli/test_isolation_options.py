@@ -71,13 +71,16 @@ def test_isolate_none_asks_for_none_explicitly() -> None:
 
 
 def test_the_read_only_root_alone_or_with_kinds() -> None:
-    assert asked("run", "--read-only-root") == (isolation(read_only_root=True), None)
+    # Alone, it goes over the server's default isolation (its own field), not instead of it.
+    assert asked("run", "--read-only-root") == (None, None)
+    assert parse(["run", "--read-only-root"], ["true"]).read_only_root
+    assert not parse(["run"], ["true"]).read_only_root
     assert asked("run", "--isolate=read-only-root") == (isolation(read_only_root=True), None)
     assert asked("start", "--isolate=pid", "--read-only-root") == (
-        isolation(jobs_pb2.NAMESPACE_PID, read_only_root=True),
+        isolation(jobs_pb2.NAMESPACE_PID),
         None,
     )
-    assert asked("run", "--isolate", "--read-only-root") == (
+    assert asked("run", "--isolate=all,read-only-root") == (
         isolation(*ALL, read_only_root=True),
         None,
     )

@@ -32,6 +32,14 @@ def test_a_request_that_says_gets_what_it_says_and_not_the_default() -> None:
     )
 
 
+def test_a_read_only_root_alone_goes_over_the_default_or_the_request() -> None:
+    policy = IsolationPolicy(default=kinds("pid,net"))
+    assert policy.resolve(None, read_only_root=True) == kinds("pid,net,read-only-root")
+    assert policy.resolve(kinds("uts"), read_only_root=True) == kinds("uts,read-only-root")
+    assert policy.resolve(NOTHING, read_only_root=True) == kinds("read-only-root")
+    assert IsolationPolicy().resolve(None, read_only_root=True) == kinds("read-only-root")
+
+
 def test_network_none_adds_the_network_namespace() -> None:
     policy = IsolationPolicy(default=kinds("pid"))
     assert policy.resolve(None, Network.NONE) == kinds("pid,net")

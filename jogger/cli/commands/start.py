@@ -9,7 +9,6 @@ import sys
 from ...rpc.client import JobsClient
 from ...rpc.jobs_api import limits_message
 from ...v1 import jobs_pb2
-from .. import isolate
 from ..connect import Dialer
 from ..exits import Exit
 from ..render import NAMESPACE_NAMES
@@ -43,18 +42,19 @@ async def start_job(
         window=window,
         isolation=isolation_message(args),
         network=_NETWORKS[args.network],
+        read_only_root=args.read_only_root,
     )
 
 
 def isolation_message(args: argparse.Namespace) -> jobs_pb2.Isolation | None:
     """The isolation the command line asks for; None when it does not say (the server's
-    default). ``--read-only-root`` alone asks for a mount namespace, and nothing more."""
-    if args.isolate is None and not args.read_only_root:
+    default; ``--read-only-root`` applies over it, in its own field)."""
+    if args.isolate is None:
         return None
-    asked = isolate.NONE if args.isolate is None else args.isolate
+    asked = args.isolate
     return jobs_pb2.Isolation(
         namespaces=[kind for name, kind in _NAMESPACES.items() if name in asked.namespaces],
-        read_only_root=asked.read_only_root or args.read_only_root,
+        read_only_root=asked.read_only_root,
     )
 
 
