@@ -3,6 +3,7 @@ of `--json`."""
 
 from jogger.cli import render
 from jogger.v1 import jobs_pb2
+from tests.cli.test_isolation_options import ALL
 
 
 def status(
@@ -62,13 +63,6 @@ def test_json_has_the_account_or_null() -> None:
     assert root["run_as"] == {"name": "root", "uid": 0}
 
 
-ALL = [
-    jobs_pb2.NAMESPACE_PID,
-    jobs_pb2.NAMESPACE_MOUNT,
-    jobs_pb2.NAMESPACE_NET,
-    jobs_pb2.NAMESPACE_IPC,
-    jobs_pb2.NAMESPACE_UTS,
-]
 ISOLATED = jobs_pb2.Isolation(namespaces=ALL, read_only_root=True, hostname="jog-5b4c1f5e")
 
 

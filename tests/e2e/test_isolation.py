@@ -23,7 +23,8 @@ without_root = pytest.mark.skipif(os.geteuid() == 0, reason="root can make names
 
 KERNEL_NAMES = ("pid", "mnt", "net", "ipc", "uts")
 # What a job sees, as JSON: its namespaces, hostname and network links, whether it sees this
-# test's process and a file of the host's /tmp, and what writing to / and to /tmp gives.
+# test's process and a file of the host's /tmp, what writing to / and to /tmp gives, and what
+# connecting to the server's port on 127.0.0.1 does.
 PROBE = """
 import json, os, socket, sys
 
@@ -36,7 +37,14 @@ def write(path):
     os.unlink(path)
     return "ok"
 
-test_pid, marker, *kinds = sys.argv[1:]
+def connect(port):
+    try:
+        socket.create_connection(("127.0.0.1", int(port)), timeout=5).close()
+    except OSError as error:
+        return error.strerror
+    return "ok"
+
+test_pid, marker, port, *kinds = sys.argv[1:]
 print(json.dumps({
     "ns": {kind: os.readlink(f"/proc/self/ns/{kind}") for kind in kinds},
     "hostname": socket.gethostname(),
@@ -45,6 +53,7 @@ print(json.dumps({
     "sees_the_marker": os.path.exists(marker),
     "root": write(f"/.jogger-probe-{os.getpid()}"),
     "tmp": write(f"/tmp/.jogger-probe-{os.getpid()}"),
+    "server": connect(port),
 }))
 """
 
@@ -67,6 +76,7 @@ async def probe(cli: Cli, tmp_path: Path, *options: str) -> dict[str, object]:
         PROBE,
         str(os.getpid()),
         str(marker),
+        str(cli.port),
         *KERNEL_NAMES,
     )
     assert result.returncode == 0, result.stderr
@@ -94,6 +104,7 @@ async def test_a_bare_isolate_gives_the_job_every_namespace(cli: Cli, tmp_path: 
     assert seen["sees_the_marker"] is False  # a private /tmp
     assert seen["tmp"] == "ok"
     assert seen["root"] == "ok"  # no read-only root unless asked
+    assert seen["server"] == "Connection refused"  # the server's own port, on the host's lo
 
 
 @requires_root
@@ -112,8 +123,10 @@ async def test_network_none_leaves_only_lo_and_nothing_else(cli: Cli, tmp_path: 
     seen = await probe(cli, tmp_path, "--network", "none")
     assert isolated(seen) == {"net"}
     assert seen["links"] == ["lo"]
+    assert seen["server"] == "Connection refused"
     host = await probe(cli, tmp_path, "--isolate=ipc,net", "--network", "host")
     assert isolated(host) == {"ipc"}
+    assert host["server"] == "ok"
 
 
 @requires_root

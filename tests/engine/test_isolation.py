@@ -61,6 +61,17 @@ async def neighbour(jobs: JobManager, marker: str, **env: str) -> JobStatus:
     return await jobs.start("alice", ["sleep", marker], account=nobody(), env=env)
 
 
+async def start_ready(jobs: JobManager, script: str) -> JobStatus:
+    """Start ``sh -c script`` as nobody in every namespace; return once it said "ready"."""
+    status = await jobs.start("alice", ["sh", "-c", script], account=nobody(), isolation=EVERYTHING)
+    with trio.fail_after(30):
+        async with jobs.output("alice", status.id) as chunks:
+            async for chunk in chunks:
+                if b"ready" in chunk:
+                    break
+    return status
+
+
 def unique_sleep() -> str:
     """A sleep argument no other process has: 300 seconds and a random fraction."""
     return f"300.{uuid.uuid4().int % 10**9:09d}"
@@ -248,11 +259,7 @@ async def test_a_command_that_cannot_start_is_refused_as_without_isolation(
 async def test_stop_ends_every_process_of_the_job(jobs: JobManager) -> None:
     marker = unique_sleep()
     script = f"sleep {marker} & setsid sleep {marker} & (sleep {marker} &); echo ready; wait"
-    status = await jobs.start("alice", ["sh", "-c", script], account=nobody(), isolation=EVERYTHING)
-    async with jobs.output("alice", status.id) as chunks:
-        async for chunk in chunks:
-            if b"ready" in chunk:
-                break
+    status = await start_ready(jobs, script)
 
     async def three() -> bool:
         return len(marked(marker)) == 3
@@ -267,11 +274,7 @@ async def test_stop_ends_every_process_of_the_job(jobs: JobManager) -> None:
 async def test_a_job_that_ignores_sigterm_is_killed_whole(jobs: JobManager) -> None:
     marker = unique_sleep()
     script = f"trap '' TERM; sleep {marker} & echo ready; while :; do wait; done"
-    status = await jobs.start("alice", ["sh", "-c", script], account=nobody(), isolation=EVERYTHING)
-    async with jobs.output("alice", status.id) as chunks:
-        async for chunk in chunks:
-            if b"ready" in chunk:
-                break
+    status = await start_ready(jobs, script)
     final = await jobs.stop("alice", status.id, grace=0.5)
     assert final.state is JobState.KILLED
     assert marked(marker) == []
@@ -335,13 +338,7 @@ async def test_a_restarted_manager_adopts_an_isolated_job_and_stop_ends_it(
     script = f"setsid sleep {marker} & echo ready; sleep {marker}"
     with trio.fail_after(60):
         async with manager(state, on_shutdown="keep") as first:
-            status = await first.start(
-                "alice", ["sh", "-c", script], account=nobody(), isolation=EVERYTHING
-            )
-            async with first.output("alice", status.id) as chunks:
-                async for chunk in chunks:
-                    if b"ready" in chunk:
-                        break
+            status = await start_ready(first, script)
         assert len(marked(marker)) == 2
         async with manager(state) as second:
             adopted = await second.status("alice", status.id)
@@ -360,13 +357,7 @@ async def test_a_killed_supervisor_takes_the_namespace_with_it(tmp_path: Path) -
     script = f"setsid sleep {marker} & (sleep {marker} &); echo ready; sleep {marker}"
     with trio.fail_after(60):
         async with manager(tmp_path / "state", cgroups="none") as jobs:
-            status = await jobs.start(
-                "alice", ["sh", "-c", script], account=nobody(), isolation=EVERYTHING
-            )
-            async with jobs.output("alice", status.id) as chunks:
-                async for chunk in chunks:
-                    if b"ready" in chunk:
-                        break
+            status = await start_ready(jobs, script)
             init = next(p for p in processes() if p.pid == status.pid)
             os.kill(init.ppid, signal.SIGKILL)  # the supervisor
             final = await jobs.wait("alice", status.id)

@@ -16,18 +16,12 @@ from jogger.engine import Isolation
 from jogger.rpc.errors import RpcError, StatusCode
 from jogger.server.isolation import IsolationPolicy
 from jogger.v1 import jobs_pb2
+from tests.cli.test_isolation_options import ALL
 from tests.pki import Pki
 from tests.servers import Server, server_config, start_server
 
 requires_root = pytest.mark.skipif(os.geteuid() != 0, reason="making namespaces needs root")
 
-ALL = [
-    jobs_pb2.NAMESPACE_PID,
-    jobs_pb2.NAMESPACE_MOUNT,
-    jobs_pb2.NAMESPACE_NET,
-    jobs_pb2.NAMESPACE_IPC,
-    jobs_pb2.NAMESPACE_UTS,
-]
 NONE = jobs_pb2.Isolation()
 
 
