@@ -1,14 +1,16 @@
-"""One job: its supervisor, its output log, its cgroup watcher and its followers, in one nursery.
+"""One job: its execution, its output log, its cgroup watcher and its followers, in one nursery.
 
     job nursery
-    ├── stopper         waits for the supervisor to exit; on stop or shutdown: SIGTERM,
-    │                   grace, SIGKILL, through the supervisor and the cgroup
+    ├── stopper         waits for the job's end (its supervisor's exit, or Slurm's word);
+    │                   on stop or shutdown: SIGTERM, grace, SIGKILL, through the executor
+    │                   (executor.py) and the cgroup
     ├── cgroup watcher
     └── streams         one per following reader: log -> that reader's channel
 
-The job's processes are not ours: their parent is the job's supervisor (supervisor.py), which
-writes the log, and outlives this server if need be. The manager tells the job when the log
-has grown (notes.py); the job ends when its supervisor exits, having written the end.
+The job's processes are not ours: the local executor's are children of the job's supervisor
+(supervisor.py), which writes the log and outlives this server if need be; a Slurm job's are
+Slurm's (slurm/). The manager tells the job when the log has grown (notes.py, or the Slurm
+executor's watch of the file); the job ends when its execution says it has, its end known.
 
 Stopping a job cancels the stopper's scope; shutting down cancels the manager's scope, and
 with it every job nursery. Either way the stopper turns the cancellation into the kill
@@ -21,22 +23,22 @@ writes; deadlines, not flags, bound how long they may take.
 import logging
 import math
 import signal
-from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from contextlib import aclosing, asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
 import trio
 
-from . import recovery
 from .account import Account
 from .cgroups import KILL_TIMEOUT, REMOVE_TIMEOUT, JobGroup, Usage
 from .errors import InputBusy, InputUnavailable, ManagerClosed, OutputUnavailable
+from .executor import Execution, Executor, Spec
 from .input import WITHOUT_INPUT, InputSink, take_input
 from .isolation import NONE, Isolation
 from .output import ChunkSize, OutputLog
-from .status import Input, JobState, JobStatus, WindowSize
-from .supervisor import EOF_GRACE, End, Supervisor, launch, read_end
+from .status import Input, JobState, JobStatus
+from .supervisor import EOF_GRACE, End
 
 logger = logging.getLogger(__name__)
 
@@ -49,7 +51,7 @@ class Job:
         owner: str,
         argv: tuple[str, ...],
         account: Account | None,
-        supervisor: Supervisor,
+        execution: Execution,
         log: OutputLog,
         group: JobGroup,
         grace: float,
@@ -67,8 +69,8 @@ class Job:
         """The writer of the job's input, while there is one (open_input): one at a time."""
         self.owner = owner
         self.argv = argv
-        self.supervisor = supervisor
-        self.pid = supervisor.job_pid
+        self.execution = execution
+        self.pid = execution.job_pid
         self._run_as = run_as or (
             (account.name, account.uid) if account is not None else ("", None)
         )
@@ -108,79 +110,53 @@ class Job:
     @classmethod
     async def launch(
         cls,
-        group: JobGroup,
+        executor: Executor,
+        spec: Spec,
         log_path: Path,
         *,
-        program: Path,
-        run_dir: Path,
         max_output_bytes: int,
-        stop_timeout: float,
-        job_id: str,
-        owner: str,
-        argv: tuple[str, ...],
-        cwd: str | None,
-        env: Mapping[str, str],
-        account: Account | None,
+        run_dir: Path,
         grace: float,
         on_end: Callable[["Job"], Awaitable[None]],
-        input: Input = Input.NONE,
-        window: WindowSize | None = None,
-        isolation: Isolation = NONE,
     ) -> "Job":
-        """Start the job's supervisor, which spawns its main process into ``group`` (new,
-        empty), with its output going to a new log at ``log_path``. On any error neither is
-        left behind: the log is deleted and the group discarded. Cancellation: as
-        supervisor.launch's."""
+        """Start the job through ``executor``, in a new group of its, with its output going
+        to a new log at ``log_path``. On any error neither is left behind: the log is
+        deleted and the group discarded. Cancellation: as the executor's start."""
+        group = executor.group(spec)
         try:
             output, log_fd = OutputLog.create(log_path, max_output_bytes)
         except BaseException:
             group.discard()
             raise
         try:
-            supervisor = await launch(
-                program,
-                job_id,
-                argv,
-                cwd=cwd,
-                env=env,
-                log_fd=log_fd,
-                limit=max_output_bytes,
-                run_dir=run_dir,
-                stop_timeout=stop_timeout,
-                placement=group.placement(),
-                cgroup_fd=group.birthplace(),
-                account=account,
-                input=input,
-                window=window,
-                isolation=isolation,
-            )
+            execution = await executor.start(spec, group, log_path, log_fd)
         except BaseException:
             output.discard()
             group.discard()
             raise
         finally:
             OutputLog.close_fd(log_fd)
-        group.attach(supervisor.job_pid)
+        group.attach(execution.job_pid)
         return cls(
-            job_id=job_id,
-            owner=owner,
-            argv=argv,
-            account=account,
-            supervisor=supervisor,
+            job_id=spec.job_id,
+            owner=spec.owner,
+            argv=spec.argv,
+            account=spec.account,
+            execution=execution,
             log=output,
             group=group,
             grace=grace,
             run_dir=run_dir,
             on_end=on_end,
-            input=input,
-            isolation=isolation,
+            input=spec.input,
+            isolation=spec.isolation,
         )
 
     @classmethod
     def adopt(
         cls,
         record: JobStatus,
-        supervisor: Supervisor,
+        execution: Execution,
         group: JobGroup,
         log: OutputLog,
         *,
@@ -188,15 +164,15 @@ class Job:
         run_dir: Path,
         on_end: Callable[["Job"], Awaitable[None]],
     ) -> "Job":
-        """The job of ``record``, whose supervisor a server before us started and which
-        still runs: as if we had started it."""
-        group.attach(supervisor.job_pid)
+        """The job of ``record``, which a server before us started and which still runs
+        (its supervisor, or its Slurm job): as if we had started it."""
+        group.attach(execution.job_pid)
         return cls(
             job_id=record.id,
             owner=record.owner,
             argv=record.argv,
             account=None,
-            supervisor=supervisor,
+            execution=execution,
             log=log,
             group=group,
             grace=grace,
@@ -278,7 +254,7 @@ class Job:
     async def refuse(self) -> None:
         """Kill a job whose start could not be recorded; return once it is gone."""
         self.refused = True
-        self.supervisor.abandon()  # it kills the job at once, and records nothing
+        self.execution.abandon()  # it kills the job at once, and records nothing
         self.request_stop(0)
         # Shielded: the caller learns of the failure only once the job is gone; SIGKILL
         # makes that prompt, and the job bounds the wait (KILL_TIMEOUT).
@@ -389,12 +365,12 @@ class Job:
         """The stopper: wait for the supervisor to exit; on stop or shutdown, end the job."""
         try:
             with self._stop_scope:
-                await self.supervisor.wait_exited()
+                await self.execution.wait_exited()
         except BaseException:
             # Only the manager's scope ending (shutdown) gets here: our own stop scope
             # swallows its own cancellation.
             if self.detached:
-                self.supervisor.close()
+                self.execution.close()
                 raise  # the job runs on; the next server adopts it
             self._reason = self._reason or "server-shutdown"
             try:
@@ -412,25 +388,25 @@ class Job:
         # Shielded: once a kill sequence begins it must finish, or the job's processes could
         # outlive it. It is bounded by the grace period plus the time SIGKILL takes.
         with trio.CancelScope(shield=True):
-            if self.supervisor.exited:
+            if self.execution.exited:
                 return
             # SIGTERM: the supervisor sends it to the job's process group and to every other
             # process of the job (each descends from it, in a cgroup or not).
-            self.supervisor.stop(self._grace)
+            self.execution.stop(self._grace)
             self._sent_term = True
             # The grace period is for the whole job: children that handle SIGTERM get it
             # too, even after the main process has exited. The supervisor exits once the
             # whole job has.
             with trio.move_on_after(self._grace) as self._grace_scope:
-                await self.supervisor.wait_exited()
+                await self.execution.wait_exited()
             if self._grace_scope.cancelled_caught:
                 self._sent_kill = True
-                self.supervisor.signal(signal.SIGUSR1)  # SIGKILL, to every process
+                self.execution.kill_now()  # SIGKILL, to every process
                 await self._kill_all()
                 # Bounded: a process in uninterruptible sleep outlives SIGKILL (the
                 # supervisor gives up on it after KILL_TIMEOUT, and ends).
                 with trio.move_on_after(KILL_TIMEOUT + EOF_GRACE + 5):
-                    await self.supervisor.wait_exited()
+                    await self.execution.wait_exited()
 
     async def _kill_all(self) -> None:
         try:
@@ -453,28 +429,24 @@ class Job:
             # Shielded: the job is not over, and stop() must not return, until its
             # processes are gone; SIGKILL makes that prompt, and the waits are bounded.
             with trio.CancelScope(shield=True):
-                if self.supervisor.exited:
-                    end = read_end(self._run_dir, self.id)
+                if self.execution.exited:
+                    end = self.execution.end()
                 if end is not None and end.note:
                     logger.warning("job %s: %s", self.id, end.note)
                 if end is None and not self.refused:
                     # The supervisor was killed (an admin, the OOM killer), or hangs: the
                     # job has nobody to record it, so it is killed, all of it.
                     logger.error(
-                        "job %s: its supervisor (pid %d) %s; the job is killed",
+                        "job %s: its executor %s; the job is killed",
                         self.id,
-                        self.supervisor.pid,
                         "ended without recording its end"
-                        if self.supervisor.exited
+                        if self.execution.exited
                         else "does not end",
                     )
                     self._reason = "supervisor-lost"
                 if end is None:
-                    self.supervisor.kill()
                     await self._kill_all()
-                    with trio.move_on_after(KILL_TIMEOUT):
-                        await self.supervisor.wait_exited()  # so that close() reaps it
-                    await recovery.kill_session(self.supervisor.job_identity)
+                    await self.execution.kill_lost()
                 # Like systemd's KillMode=control-group: whatever is left in the group dies
                 # with the job (the supervisor has done that already, unless a process
                 # outlived its SIGKILL).
@@ -488,7 +460,7 @@ class Job:
                         KILL_TIMEOUT,
                     )
         finally:
-            self.supervisor.close()
+            self.execution.close()
             self._take_end(end)
             if self._sink is not None:
                 self._sink.job_ended()  # a writer waiting for it must not wait on

@@ -31,11 +31,12 @@ from .account import Account
 from .capacity import Capacity
 from .cgroups import Backend, CgroupMode, open_backend
 from .errors import InputUnavailable, InvalidRequest, JobNotFound, ManagerClosed, StoreError
+from .executor import Executor, Spec
 from .input import WITHOUT_INPUT, InputSink, check_window
 from .isolation import NONE, Isolation
-from .isolation import check_available as check_isolation
 from .job import Job
 from .limits import JobLimits, ManagerLimits, check_limits
+from .local import LocalExecutor
 from .notes import NoteListener
 from .output import ChunkSize, OutputLog
 from .recovery import Adoptable, recover
@@ -145,6 +146,7 @@ class JobManager:
         digest = hashlib.sha256(os.fsencode(os.path.realpath(state_dir))).hexdigest()[:12]
         self._cgroup_name = cgroup_name or f"jogger-{digest}"
         self._backend: Backend | None = None
+        self._executor: Executor | None = None
         if on_shutdown not in ("stop", "keep"):
             raise InvalidRequest(f"on_shutdown must be 'stop' or 'keep', not {on_shutdown!r}")
         self._on_shutdown: OnShutdown = on_shutdown
@@ -204,6 +206,13 @@ class JobManager:
                 total_limits=self._total_limits,
             )
             log.debug("job containment: %s", self._backend.describe())
+            self._executor = LocalExecutor(
+                self._backend,
+                program=self._program,
+                run_dir=self._run_dir,
+                max_output_bytes=self._limits.max_output_bytes,
+                stop_timeout=self._grace,
+            )
             try:
                 # Bound before any job is adopted: every write after that is heard.
                 notes = NoteListener(self._run_dir)
@@ -411,42 +420,42 @@ class JobManager:
             if input is not Input.TERMINAL:
                 raise InvalidRequest("a window size is for a job with a terminal")
             check_window(window)
-        check_isolation(isolation)
+        job_id = str(uuid.uuid4())
+        # The account's HOME, USER and LOGNAME replace the base environment's (which may
+        # describe the server's own user), and give way to what the request sets.
+        login = account.environment() if account is not None else {}
+        spec = Spec(
+            job_id=job_id,
+            owner=owner,
+            argv=args,
+            cwd=cwd,
+            env={**self._base_env, **login, **overrides, "JOGGER_JOB_ID": job_id},
+            account=account,
+            limits=job_limits,
+            input=input,
+            window=window,
+            isolation=isolation,
+        )
+        assert self._executor is not None
+        self._executor.check(spec)
         self._capacity.check(owner)
         if not reserve.held(self._state_dir):
             raise StoreError(
                 f"the state dir's file system ({self._state_dir}) is full: no room to record "
                 "a new job; jobs on record can still be read"
             )
-
-        job_id = str(uuid.uuid4())
-        # The account's HOME, USER and LOGNAME replace the base environment's (which may
-        # describe the server's own user), and give way to what the request sets.
-        login = account.environment() if account is not None else {}
-        full_env = {**self._base_env, **login, **overrides, "JOGGER_JOB_ID": job_id}
-        assert self._backend is not None
         # Counted from now (see capacity.py): until the job exists, a failure takes it back
         # off; once it does, its end does.
         with self._capacity.starting(owner):
             try:
                 job = await Job.launch(
-                    self._backend.create(owner, job_id, job_limits),
+                    self._executor,
+                    spec,
                     self._logs_dir / f"{job_id}.log",
-                    program=self._program,
-                    run_dir=self._run_dir,
                     max_output_bytes=self._limits.max_output_bytes,
-                    stop_timeout=self._grace,
-                    job_id=job_id,
-                    owner=owner,
-                    argv=args,
-                    cwd=cwd,
-                    env=full_env,
-                    account=account,
+                    run_dir=self._run_dir,
                     grace=self._grace,
                     on_end=self._job_ended,
-                    input=input,
-                    window=window,
-                    isolation=isolation,
                 )
             except BaseException:
                 self._capacity.ended(owner)
@@ -466,9 +475,9 @@ class JobManager:
                 # store's busy timeout and the disk.
                 with trio.CancelScope(shield=True):
                     await self._store.record_start(
-                        status, job.supervisor.job_identity, job.supervisor.identity
+                        status, job.execution.job_identity, job.execution.identity
                     )
-                job.supervisor.committed()
+                job.execution.committed()
             except BaseException as exc:
                 # A start that is not on record must not run (and its supervisor waits to
                 # hear that it is): kill the job, then refuse. (Not a cancellation: shielded.)

@@ -3,6 +3,7 @@
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,3 +53,17 @@ def live_processes(match: Callable[[ProcStat], bool]) -> list[int]:
             if found is not None and not found.exited and match(found):
                 pids.append(int(name))
     return pids
+
+
+def boot_id() -> str:
+    return _BOOT_ID
+
+
+def _read_boot_id() -> str:
+    try:
+        return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    except OSError:
+        return ""
+
+
+_BOOT_ID = _read_boot_id()  # read once: it changes only with a reboot

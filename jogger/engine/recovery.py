@@ -13,39 +13,25 @@ Each record still marked running (``recover``) is one of:
   server ran, ``server-crash`` for records of servers before supervisors.
 
 Job cgroups left under our name are killed and removed, but those of adopted jobs (see the
-backends' ``cleanup_leftovers``). What is left of a lost job without a cgroup is found by its
-session and killed (below). After a crash, output logs without a record are deleted.
+backends' ``cleanup_leftovers``). After a crash, output logs without a record are deleted.
 
-A job without a cgroup was its own session (the spawner calls setsid), so its processes are
-those whose session id is the job's main pid, unless they called setsid themselves (the
-supervisor, their subreaper, reaches those; once it is gone, nothing can).
-A pid is only trusted with proof that it is still the job's: the record holds the main
-process's start time and the boot it ran in, and the main process must still be there with
-that start time (Linux does not hand out its pid while it lives, nor the session id while
-any member does). Once the main process is gone, the session id proves nothing: the number
-may have been reused by a daemon that called setsid and left children behind. Those jobs'
-leftovers, if any, are logged and left alone. Every process is signalled through a pidfd,
-after checking it again, so that no pid reused in between is ever hit.
+What is left of a lost job without a cgroup is found by its session (sessions.py).
 """
 
 import dataclasses
 import logging
-import os
-import signal
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-import trio
-
-from .cgroups import KILL_TIMEOUT, Backend
+from .cgroups import Backend
 from .errors import StoreError
-from .procfs import live_processes, proc_stat
+from .procfs import boot_id
 from .retention import Retainer
-from .rows import ProcessIdentity
+from .sessions import kill_session
 from .status import JobStatus
 from .store import JobStore, Unfinished
-from .supervisor import End, Supervisor, adopt, boot_id, forget_end, read_end, reap_exited
+from .supervisor import End, Supervisor, adopt, forget_end, read_end, reap_exited
 
 log = logging.getLogger("jogger.engine")
 
@@ -83,7 +69,7 @@ async def recover(
             reap_exited(record.supervisor)
             await _record_away(store, backend, status, end, run_dir)
             continue
-        supervisor = adopt(record.supervisor, record.process, record.job_id)
+        supervisor = adopt(record.supervisor, record.process, record.job_id, run_dir)
         if supervisor is not None:
             adoptable.append(Adoptable(status, supervisor))
             continue
@@ -180,58 +166,3 @@ async def _resolve_lost(
             killed,
         )
     await store.resolve_unfinished(resolved, datetime.now(UTC))
-
-
-async def kill_session(process: ProcessIdentity) -> int:
-    """SIGKILL what is left of a job that ran as session ``process.pid``; return how many.
-
-    Does nothing unless the record is from this boot and the job's main process is still
-    there (see the module's docstring). Raises OSError if /proc cannot be read.
-    """
-    if process.pid <= 1 or not process.boot_id or process.boot_id != boot_id():
-        return 0
-    leader = proc_stat(process.pid)
-    if leader is None or leader.start_ticks != process.start_ticks:
-        # Gone, or the pid is someone else's now: nothing here can be proven to be the job's.
-        suspects = _session_members(process) if leader is None else []
-        if suspects:
-            log.warning(
-                "session %d has processes %s that may be a job's leftovers; its main process "
-                "is gone, so they cannot be proven to be the job's, and are not killed",
-                process.pid,
-                suspects[:10],
-            )
-        return 0
-    killed = []
-    for pid in _session_members(process):
-        try:
-            pidfd = os.pidfd_open(pid)
-        except OSError:
-            continue
-        found = proc_stat(pid)
-        if (
-            found is not None
-            and found.sid == process.pid
-            and found.start_ticks >= process.start_ticks
-        ):
-            try:
-                signal.pidfd_send_signal(pidfd, signal.SIGKILL)
-                killed.append(pidfd)
-                continue
-            except OSError:
-                pass
-        os.close(pidfd)
-    try:
-        with trio.move_on_after(KILL_TIMEOUT) as timer:
-            for pidfd in killed:
-                await trio.lowlevel.wait_readable(pidfd)
-        if timer.cancelled_caught:
-            log.warning("leftovers of session %d survived SIGKILL", process.pid)
-    finally:
-        for pidfd in killed:
-            os.close(pidfd)
-    return len(killed)
-
-
-def _session_members(process: ProcessIdentity) -> list[int]:
-    return live_processes(lambda found: found.sid == process.pid)

@@ -34,10 +34,12 @@ from pathlib import Path
 import trio
 
 from .account import Account
+from .cgroups import KILL_TIMEOUT
 from .errors import IsolationUnavailable, SpawnError, shown
 from .isolation import NONE, Isolation, Namespace, hostname
-from .procfs import proc_stat
+from .procfs import boot_id, proc_stat
 from .rows import ProcessIdentity
+from .sessions import kill_session
 from .status import Input, JobState, WindowSize
 
 logger = logging.getLogger(__name__)
@@ -102,13 +104,26 @@ class End:
 
 
 class Supervisor:
-    """One job's supervisor process, held by a pidfd."""
+    """One job's supervisor process, held by a pidfd: the local executor's Execution (see
+    executor.py)."""
+
+    external_id = ""
 
     def __init__(
-        self, pid: int, pidfd: int, job_pid: int, *, ours: bool, link: socket.socket | None = None
+        self,
+        pid: int,
+        pidfd: int,
+        job_pid: int,
+        *,
+        ours: bool,
+        run_dir: Path,
+        job_id: str,
+        link: socket.socket | None = None,
     ) -> None:
         self.pid = pid
         self.job_pid = job_pid
+        self._run_dir = run_dir
+        self._job_id = job_id
         self._pidfd = pidfd
         self._ours = ours
         self._link = link
@@ -126,6 +141,26 @@ class Supervisor:
         poller = select.poll()
         poller.register(self._pidfd, select.POLLIN)
         return bool(poller.poll(0))
+
+    def waiting(self) -> str | None:
+        """A local job never waits for a place: it runs once started."""
+        return None
+
+    def end(self) -> "End | None":
+        """The end the supervisor wrote, once it has exited; None if it wrote none."""
+        return read_end(self._run_dir, self._job_id)
+
+    def kill_now(self) -> None:
+        """SIGKILL to every process of the job (SIGUSR1 to the supervisor)."""
+        self.signal(signal.SIGUSR1)
+
+    async def kill_lost(self) -> None:
+        """The supervisor wrote no end (killed, or hung): SIGKILL it, wait for it a while,
+        and kill what is left of the job's session (the job's cgroup is the job's)."""
+        self.kill()
+        with trio.move_on_after(KILL_TIMEOUT):
+            await self.wait_exited()  # so that close() reaps it
+        await kill_session(self.job_identity)
 
     def committed(self) -> None:
         """The start is on record: from now on the job runs whatever becomes of us. Until
@@ -283,10 +318,12 @@ async def launch(
         if _STEPS.get(step) == "isolate":
             raise IsolationUnavailable(f"cannot isolate the job: {os.strerror(err)}")
         raise SpawnError(_describe(_STEPS.get(step, "?"), err, argv[0], cwd, account))
-    return Supervisor(pid, pidfd, job_pid, ours=True, link=link)
+    return Supervisor(pid, pidfd, job_pid, ours=True, run_dir=run_dir, job_id=job_id, link=link)
 
 
-def adopt(supervisor: ProcessIdentity, job: ProcessIdentity, job_id: str) -> Supervisor | None:
+def adopt(
+    supervisor: ProcessIdentity, job: ProcessIdentity, job_id: str, run_dir: Path
+) -> Supervisor | None:
     """The supervisor a server before us started for ``job_id``, if it still runs; else None.
 
     Trusted only if it is the same process: the same boot, a live process with the recorded
@@ -310,7 +347,14 @@ def adopt(supervisor: ProcessIdentity, job: ProcessIdentity, job_id: str) -> Sup
         return None
     # Ours to reap if a manager before us in this very process started it (an embedding
     # program that enters a manager again); else its parent is init, or a subreaper.
-    adopted = Supervisor(supervisor.pid, pidfd, job.pid, ours=found.ppid == os.getpid())
+    adopted = Supervisor(
+        supervisor.pid,
+        pidfd,
+        job.pid,
+        ours=found.ppid == os.getpid(),
+        run_dir=run_dir,
+        job_id=job_id,
+    )
     # The job's own identity is the recorded one (the process may have exited since).
     adopted.job_identity = job
     return adopted
@@ -431,20 +475,6 @@ def forget_end(run_dir: Path, job_id: str) -> None:
     for name in (f"{job_id}.end", f"{job_id}.end.new", f"{job_id}.input"):
         with contextlib.suppress(FileNotFoundError):
             (run_dir / name).unlink()
-
-
-def boot_id() -> str:
-    return _BOOT_ID
-
-
-def _read_boot_id() -> str:
-    try:
-        return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
-    except OSError:
-        return ""
-
-
-_BOOT_ID = _read_boot_id()  # read once: it changes only with a reboot
 
 
 def identify(pid: int) -> ProcessIdentity:

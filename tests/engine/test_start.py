@@ -308,7 +308,7 @@ def slow_spawns(monkeypatch: pytest.MonkeyPatch, seconds: float) -> None:
             await trio.sleep(seconds)
         return await launch(*args, **kwargs)
 
-    monkeypatch.setattr("jogger.engine.job.launch", slow)
+    monkeypatch.setattr("jogger.engine.local.launch", slow)
 
 
 async def test_starts_under_way_count_against_the_limits(

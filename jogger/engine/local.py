@@ -1,0 +1,57 @@
+"""The local executor: each job spawned on this host by a supervisor of its own
+(supervisor.py, supervise.c), in a cgroup of the manager's backend (cgroups/)."""
+
+from pathlib import Path
+
+from .cgroups import Backend, JobGroup
+from .executor import Execution, Spec
+from .isolation import check_available
+from .supervisor import launch
+
+
+class LocalExecutor:
+    name = "local"
+
+    def __init__(
+        self,
+        backend: Backend,
+        *,
+        program: Path,
+        run_dir: Path,
+        max_output_bytes: int,
+        stop_timeout: float,
+    ) -> None:
+        self._backend = backend
+        self._program = program
+        self._run_dir = run_dir
+        self._max_output_bytes = max_output_bytes
+        self._stop_timeout = stop_timeout
+
+    @property
+    def containment(self) -> str:
+        return self._backend.containment
+
+    def check(self, spec: Spec) -> None:
+        check_available(spec.isolation)
+
+    def group(self, spec: Spec) -> JobGroup:
+        return self._backend.create(spec.owner, spec.job_id, spec.limits)
+
+    async def start(self, spec: Spec, group: JobGroup, log_path: Path, log_fd: int) -> Execution:
+        return await launch(
+            self._program,
+            spec.job_id,
+            spec.argv,
+            cwd=spec.cwd,
+            env=spec.env,
+            log_fd=log_fd,
+            limit=self._max_output_bytes,
+            run_dir=self._run_dir,
+            stop_timeout=self._stop_timeout,
+            placement=group.placement(),
+            cgroup_fd=group.birthplace(),
+            account=spec.account,
+            input=spec.input,
+            window=spec.window,
+            isolation=spec.isolation,
+        )
