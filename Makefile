@@ -7,7 +7,7 @@ CERTS := certs
 USER ?= $(shell id -un)
 LISTEN ?= 127.0.0.1:7654
 
-.PHONY: venv test test-cgroup2 lint demo bench bench-cgroup2 soak grpc gen-certs run-server install-cli clean
+.PHONY: venv test test-cgroup2 test-slurm lint demo bench bench-cgroup2 soak grpc gen-certs run-server install-cli clean
 
 venv: $(VENV)/.installed
 
@@ -31,6 +31,13 @@ test: lint
 # (Debian's kernel, TCG; installs qemu-system-x86, linux-image-amd64, busybox-static). Root.
 test-cgroup2: venv
 	$(BIN)/python tests/vm/run_in_vm.py --timeout 1800 -- tests/vm tests/engine -q
+
+# The Slurm executor against a real one-node Slurm cluster on loopback (tests/slurm/: installs
+# Debian's slurmctld, slurmd, slurm-client and munge, starts the daemons, stops them after).
+# Root; without it, says so and passes nothing off as tested.
+test-slurm: venv
+	@if [ "$$(id -u)" != 0 ]; then echo "make test-slurm: skipped: a Slurm cluster needs root"; exit 0; fi
+	JOGGER_SLURM_TESTS=1 $(BIN)/pytest tests/slurm
 
 # bench/cgroups.py on cgroup v2, in the same VM (TCG: compare ratios, not absolute times).
 # VM_CPUS=1: one vCPU, whose time the host cannot steal unseen from a second one.

@@ -106,7 +106,7 @@ def parser() -> argparse.ArgumentParser:
         "--read-only-root",
         action="store_true",
         help="every mount read-only but /dev, /proc, the working directory and the job's "
-        "private /tmp (a mount namespace); alone, that is all the job asks for",
+        "private /tmp (a mount namespace), over the isolation the job gets",
     )
     reconnect = argparse.ArgumentParser(add_help=False)
     reconnect.add_argument(

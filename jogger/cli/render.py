@@ -10,6 +10,7 @@ from ..v1 import jobs_pb2
 from . import isolate
 
 _STATE_NAMES = {
+    jobs_pb2.JOB_STATE_QUEUED: "queued",
     jobs_pb2.JOB_STATE_RUNNING: "running",
     jobs_pb2.JOB_STATE_COMPLETED: "completed",
     jobs_pb2.JOB_STATE_FAILED: "failed",
@@ -94,6 +95,7 @@ def as_dict(status: jobs_pb2.JobStatus) -> dict[str, object]:
             "read_only_root": status.isolation.read_only_root,
             "hostname": status.isolation.hostname or None,
         },
+        "external_id": status.external_id or None,
     }
 
 
@@ -119,6 +121,7 @@ def block(status: jobs_pb2.JobStatus) -> str:
             + (f" ({status.output_error})" if status.output_error else ""),
         ),
         ("cgroup", status.cgroup or "none"),
+        *([("slurm", f"job {status.external_id}")] if status.external_id else []),
         ("limits", limits_text(status.limits)),
         ("isolate", isolation_text(status.isolation)),
         ("usage", usage_text(status)),

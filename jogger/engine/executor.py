@@ -23,7 +23,7 @@ from .cgroups import JobGroup
 from .isolation import NONE, Isolation
 from .limits import JobLimits
 from .rows import ProcessIdentity
-from .status import Input, WindowSize
+from .status import Input, JobStatus, WindowSize
 from .supervisor import End
 
 
@@ -114,8 +114,22 @@ class Executor(Protocol):
         give the job, before anything is made."""
         ...
 
+    def limits(self, requested: JobLimits, defaults: JobLimits) -> JobLimits:
+        """The limits a job gets: ``requested`` (checked against the maxima already) over
+        ``defaults``. InvalidRequest for a limit this executor cannot enforce."""
+        ...
+
     def group(self, spec: Spec) -> JobGroup:
         """The job's containment on this host (a new cgroup; nothing for Slurm)."""
+        ...
+
+    def group_of(self, record: JobStatus) -> JobGroup:
+        """The containment of a job on record that still runs, to adopt it."""
+        ...
+
+    async def run(self) -> None:
+        """Whatever the executor does beside its jobs (Slurm: the watch), until cancelled
+        once every job has ended."""
         ...
 
     async def start(self, spec: Spec, group: JobGroup, log_path: Path, log_fd: int) -> Execution:

@@ -187,17 +187,21 @@ class Job:
     def status(self) -> JobStatus:
         usage = self._usage if self._usage is not None else self._group.usage()
         run_as, run_as_uid = self._run_as
+        state, reason = self._state, self._reason
+        waiting = self.execution.waiting() if state is JobState.RUNNING else None
+        if waiting is not None:
+            state, reason = JobState.QUEUED, waiting
         return JobStatus(
             id=self.id,
             owner=self.owner,
             argv=self.argv,
-            state=self._state,
+            state=state,
             pid=self.pid,
             started_at=self._started_at,
             ended_at=self._ended_at,
             exit_code=self._exit_code,
             signal=self._signal,
-            reason=self._reason,
+            reason=reason,
             output_bytes=self.log.size,
             output_truncated=self.log.truncated,
             output_error=self.log.error,
@@ -209,6 +213,7 @@ class Job:
             run_as_uid=run_as_uid,
             input=self.input,
             isolation=self.isolation,
+            external_id=self.execution.external_id,
         )
 
     async def run(self) -> None:

@@ -3,9 +3,13 @@
 
 from pathlib import Path
 
+import trio
+
 from .cgroups import Backend, JobGroup
 from .executor import Execution, Spec
 from .isolation import check_available
+from .limits import JobLimits
+from .status import JobStatus
 from .supervisor import launch
 
 
@@ -34,8 +38,18 @@ class LocalExecutor:
     def check(self, spec: Spec) -> None:
         check_available(spec.isolation)
 
+    def limits(self, requested: JobLimits, defaults: JobLimits) -> JobLimits:
+        return requested.over(defaults)
+
     def group(self, spec: Spec) -> JobGroup:
         return self._backend.create(spec.owner, spec.job_id, spec.limits)
+
+    def group_of(self, record: JobStatus) -> JobGroup:
+        return self._backend.adopt(record.owner, record.id, record.limits)
+
+    async def run(self) -> None:
+        # Nothing beside the jobs: each supervisor watches its own.
+        await trio.lowlevel.checkpoint()
 
     async def start(self, spec: Spec, group: JobGroup, log_path: Path, log_fd: int) -> Execution:
         return await launch(

@@ -31,7 +31,7 @@ from .account import Account
 from .capacity import Capacity
 from .cgroups import Backend, CgroupMode, open_backend
 from .errors import InputUnavailable, InvalidRequest, JobNotFound, ManagerClosed, StoreError
-from .executor import Executor, Spec
+from .executor import Execution, Executor, Spec
 from .input import WITHOUT_INPUT, InputSink, check_window
 from .isolation import NONE, Isolation
 from .job import Job
@@ -41,6 +41,7 @@ from .notes import NoteListener
 from .output import ChunkSize, OutputLog
 from .recovery import Adoptable, recover
 from .retention import Retainer, Retention
+from .slurm.executor import SlurmExecutor, SlurmOptions
 from .statedir import lock, prepare_dir
 from .status import Input, JobStatus, WindowSize
 from .store import JobStore, Page
@@ -51,6 +52,7 @@ log = logging.getLogger("jogger.engine")
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 P = ParamSpec("P")
 OnShutdown = Literal["stop", "keep"]
+ExecutorName = Literal["local", "slurm"]
 """What shutdown does to running jobs: stop them, or leave them to the next manager."""
 
 
@@ -129,6 +131,8 @@ class JobManager:
         durable: bool = True,
         on_shutdown: OnShutdown = "stop",
         supervisor: str | os.PathLike[str] | None = None,
+        executor: ExecutorName = "local",
+        slurm: SlurmOptions | None = None,
     ) -> None:
         validate.check_grace(grace)
         validate.check_grace(drain_timeout)
@@ -146,10 +150,15 @@ class JobManager:
         digest = hashlib.sha256(os.fsencode(os.path.realpath(state_dir))).hexdigest()[:12]
         self._cgroup_name = cgroup_name or f"jogger-{digest}"
         self._backend: Backend | None = None
+        self._local: LocalExecutor | None = None
         self._executor: Executor | None = None
         if on_shutdown not in ("stop", "keep"):
             raise InvalidRequest(f"on_shutdown must be 'stop' or 'keep', not {on_shutdown!r}")
         self._on_shutdown: OnShutdown = on_shutdown
+        if executor not in ("local", "slurm"):
+            raise InvalidRequest(f"executor must be 'local' or 'slurm', not {executor!r}")
+        self._executor_name: ExecutorName = executor
+        self._slurm = slurm or SlurmOptions()
         self._program = Path(supervisor) if supervisor is not None else PROGRAM
         self._state_dir = Path(state_dir)
         self._logs_dir = self._state_dir / "logs"
@@ -191,8 +200,11 @@ class JobManager:
         """The manager's lifetime: what open_job_manager and ``async with`` both run."""
         if self._entered:
             raise RuntimeError("a JobManager can be entered only once")
-        prepare_dir(self._state_dir)
-        prepare_dir(self._logs_dir)
+        # Slurm opens a job's log as the job's account: the way to it must let that through
+        # (0711: no one else may list the directories).
+        shared = self._executor_name == "slurm"
+        prepare_dir(self._state_dir, traversable=shared)
+        prepare_dir(self._logs_dir, traversable=shared)
         prepare_dir(self._run_dir)
         lock_fd, clean = lock(self._state_dir / "lock")
         self._entered = True  # no checkpoint since the check: no second entry slips in
@@ -200,19 +212,15 @@ class JobManager:
         notes: NoteListener | None = None
         try:
             self._backend = open_backend(
-                self._cgroups,
+                # Under Slurm, the cluster's cgroups; ours are for local jobs a server
+                # before us left running, if any.
+                "none" if self._executor_name == "slurm" else self._cgroups,
                 self._cgroup_name,
                 user_limits=self._user_limits,
                 total_limits=self._total_limits,
             )
             log.debug("job containment: %s", self._backend.describe())
-            self._executor = LocalExecutor(
-                self._backend,
-                program=self._program,
-                run_dir=self._run_dir,
-                max_output_bytes=self._limits.max_output_bytes,
-                stop_timeout=self._grace,
-            )
+            self._open_executors(self._backend)
             try:
                 # Bound before any job is adopted: every write after that is heard.
                 notes = NoteListener(self._run_dir)
@@ -261,6 +269,8 @@ class JobManager:
             # The listener outlives the jobs' nursery: followers of jobs that are being
             # stopped at shutdown get their bytes live.
             outer.start_soon(notes.run, self._live_log)
+            assert self._executor is not None
+            outer.start_soon(self._executor.run)
             try:
                 async with trio.open_nursery() as nursery:
                     self._nursery = nursery
@@ -298,6 +308,7 @@ class JobManager:
             self._logs_dir,
             self._run_dir,
             crashed=not clean,
+            adopt_external=self._adopt_external,
         )
         if adoptable:
             log.info(
@@ -316,12 +327,14 @@ class JobManager:
 
     def _adopt(self, nursery: trio.Nursery, found: Adoptable) -> None:
         """Run a job a manager before us started, as if we had."""
-        assert self._backend is not None
+        assert self._executor is not None
+        assert self._local is not None
         record = found.record
+        executor = self._executor if record.external_id else self._local
         job = Job.adopt(
             record,
-            found.supervisor,
-            self._backend.adopt(record.owner, record.id, record.limits),
+            found.execution,
+            executor.group_of(record),
             OutputLog.running(self._logs_dir / f"{record.id}.log", self._limits.max_output_bytes),
             grace=self._grace,
             run_dir=self._run_dir,
@@ -331,6 +344,34 @@ class JobManager:
         self._jobs[job.id] = job
         self._live.add(job)
         nursery.start_soon(self._run_job, job)
+
+    def _open_executors(self, backend: Backend) -> None:
+        """The local executor (for this manager's jobs, or those a local one before it
+        left), and the one that starts new jobs."""
+        self._local = LocalExecutor(
+            backend,
+            program=self._program,
+            run_dir=self._run_dir,
+            max_output_bytes=self._limits.max_output_bytes,
+            stop_timeout=self._grace,
+        )
+        self._executor = self._local
+        if self._executor_name == "slurm":
+            self._executor = SlurmExecutor(
+                self._slurm, run_dir=self._run_dir, grew=self._slurm_log_grew
+            )
+
+    def _adopt_external(self, record: JobStatus) -> Execution | None:
+        """The execution of a job on record that an executor elsewhere runs (Slurm), if
+        this manager uses that executor."""
+        if isinstance(self._executor, SlurmExecutor):
+            return self._executor.adopt(record, self._logs_dir / f"{record.id}.log")
+        return None
+
+    def _slurm_log_grew(self, job_id: str) -> None:
+        found = self._live_log(job_id)
+        if found is not None:
+            found.grew(truncated=False, error="")
 
     def _live_log(self, job_id: str) -> OutputLog | None:
         job = self._jobs.get(job_id)
@@ -358,11 +399,14 @@ class JobManager:
 
     @property
     def containment(self) -> str:
-        """The backend in use: "cgroup2", "cgroup1" or "none" (once entered)."""
-        return self._backend.containment if self._backend is not None else "none"
+        """The backend in use: "cgroup2", "cgroup1" or "none" (once entered); "slurm" for
+        the Slurm executor."""
+        return self._executor.containment if self._executor is not None else "none"
 
     def describe_containment(self) -> str:
         """The backend in use and where its groups are, in words (once entered)."""
+        if self._executor_name == "slurm":
+            return "slurm (the cluster's cgroups, on its nodes)"
         return self._backend.describe() if self._backend is not None else "not entered"
 
     def _resolve_limits(self, requested: JobLimits | None) -> JobLimits:
@@ -373,7 +417,8 @@ class JobManager:
         check_limits(requested, self._max_limits)
         if self.containment == "none":
             return JobLimits()
-        return requested.over(self._default_limits)
+        assert self._executor is not None
+        return self._executor.limits(requested, self._default_limits)
 
     async def start(
         self,

@@ -20,28 +20,31 @@ What is left of a lost job without a cgroup is found by its session (sessions.py
 
 import dataclasses
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
 from .cgroups import Backend
 from .errors import StoreError
+from .executor import Execution
 from .procfs import boot_id
 from .retention import Retainer
 from .sessions import kill_session
 from .status import JobStatus
 from .store import JobStore, Unfinished
-from .supervisor import End, Supervisor, adopt, forget_end, read_end, reap_exited
+from .supervisor import End, adopt, forget_end, read_end, reap_exited
 
 log = logging.getLogger("jogger.engine")
 
 
 @dataclass(frozen=True, slots=True)
 class Adoptable:
-    """A job that still runs: its record, and its supervisor, held by a pidfd."""
+    """A job that still runs: its record, and its execution (its supervisor, held by a
+    pidfd; or its Slurm job)."""
 
     record: JobStatus
-    supervisor: Supervisor
+    execution: Execution
 
 
 async def recover(
@@ -52,9 +55,12 @@ async def recover(
     run_dir: Path,
     *,
     crashed: bool,
+    adopt_external: Callable[[JobStatus], Execution | None] = lambda record: None,
 ) -> list[Adoptable]:
     """Sort out what the manager that used the state dir last left; ``crashed``: whether it
-    ended without saying that it ended cleanly. Returns the jobs to adopt."""
+    ended without saying that it ended cleanly. Returns the jobs to adopt. A job an
+    executor elsewhere runs (its record has an external id: Slurm's) is
+    ``adopt_external``'s: its execution, or None if this manager cannot reach it (lost)."""
     adoptable: list[Adoptable] = []
     lost: list[Unfinished] = []
     unfinished = await store.unfinished()
@@ -63,6 +69,13 @@ async def recover(
         status = await store.get(record.job_id)
         if status is None:
             lost.append(record)  # unreadable: logged by the store
+            continue
+        if status.external_id:
+            execution = adopt_external(status)
+            if execution is not None:
+                adoptable.append(Adoptable(status, execution))
+            else:
+                lost.append(record)
             continue
         end = read_end(run_dir, record.job_id)
         if end is not None:

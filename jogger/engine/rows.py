@@ -17,7 +17,7 @@ from .status import Input, JobState, JobStatus
 COLUMNS = (
     "id, owner, state, argv, reason, exit_code, signal, pid, started_at, ended_at, "
     "output_bytes, output_truncated, output_error, cgroup, limits, cpu_seconds, memory_peak, "
-    "run_as, run_as_uid, input, isolation"
+    "run_as, run_as_uid, input, isolation, external_id"
 )
 """The columns of a JobStatus, in the order of ``values`` and ``status_from_row``."""
 
@@ -38,7 +38,8 @@ def values(status: JobStatus, process: ProcessIdentity | None) -> tuple[object, 
     return (
         status.id,
         status.owner,
-        status.state.value,
+        # A queued job is on record as running: the store's unfinished jobs are those.
+        JobState.RUNNING.value if status.state is JobState.QUEUED else status.state.value,
         json.dumps(list(status.argv)),
         status.reason,
         status.exit_code,
@@ -57,6 +58,7 @@ def values(status: JobStatus, process: ProcessIdentity | None) -> tuple[object, 
         status.run_as_uid,
         status.input.value,
         status.isolation.text(),
+        status.external_id,
         process.start_ticks if process is not None else 0,
         process.boot_id if process is not None else "",
     )
@@ -85,6 +87,7 @@ def status_from_row(row: tuple[object, ...]) -> JobStatus:
         run_as_uid,
         stdin,
         isolation,
+        external_id,
     ) = row
     args = json.loads(_text(argv))
     if not isinstance(args, list) or not args or not all(isinstance(a, str) for a in args):
@@ -119,6 +122,7 @@ def status_from_row(row: tuple[object, ...]) -> JobStatus:
         run_as_uid=None if run_as_uid is None else _int(run_as_uid),
         input=Input(_text(stdin)),
         isolation=_isolation(isolation),
+        external_id=_text(external_id),
     )
 
 

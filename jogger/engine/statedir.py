@@ -41,9 +41,11 @@ def lock(path: Path) -> tuple[int, bool]:
     return fd, clean
 
 
-def prepare_dir(path: Path) -> None:
-    """Make ``path`` (if need be) a directory of ours with mode 0700. One that others may
-    write, or that another user owns, is refused: they may have put things in it."""
+def prepare_dir(path: Path, *, traversable: bool = False) -> None:
+    """Make ``path`` (if need be) a directory of ours with mode 0700 (0711 if
+    ``traversable``: others may pass through to a file they know the name of, and may not
+    list it). One that others may write, or that another user owns, is refused: they may
+    have put things in it."""
     path.mkdir(mode=0o700, parents=True, exist_ok=True)
     st = path.stat()
     if not stat.S_ISDIR(st.st_mode):
@@ -55,6 +57,7 @@ def prepare_dir(path: Path) -> None:
             f"{path} belongs to uid {st.st_uid}, not to us (uid {os.geteuid()}); "
             "refusing to keep jobs there"
         )
-    if stat.S_IMODE(st.st_mode) & 0o077:
+    mode = 0o711 if traversable else 0o700
+    if stat.S_IMODE(st.st_mode) & 0o077 != mode & 0o077:
         # Created beforehand by someone less careful (0755): others may not even read it.
-        path.chmod(stat.S_IMODE(st.st_mode) & 0o700)
+        path.chmod(stat.S_IMODE(st.st_mode) & 0o700 | mode & 0o077)

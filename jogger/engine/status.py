@@ -9,6 +9,8 @@ from .limits import JobLimits
 
 
 class JobState(enum.Enum):
+    QUEUED = "queued"
+    """Started, and waiting for a place in a cluster (Slurm's PENDING): reason says why."""
     RUNNING = "running"
     COMPLETED = "completed"
     """Exited on its own with status 0."""
@@ -21,7 +23,7 @@ class JobState(enum.Enum):
 
     @property
     def is_final(self) -> bool:
-        return self is not JobState.RUNNING
+        return self not in (JobState.QUEUED, JobState.RUNNING)
 
 
 class Input(enum.Enum):
@@ -89,3 +91,5 @@ class JobStatus:
     """What the job's stdin is."""
     isolation: Isolation = NONE
     """The namespaces the job runs in, and whether its root is read-only."""
+    external_id: str = ""
+    """The job's id in the executor that runs it: Slurm's job id; "" for local jobs."""

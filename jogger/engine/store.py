@@ -36,7 +36,7 @@ from .status import JobStatus
 
 log = logging.getLogger("jogger.engine")
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 BUSY_TIMEOUT = 5.0
 """Seconds a statement waits for a lock (only our own connection writes, so rarely)."""
 
@@ -67,7 +67,8 @@ CREATE TABLE IF NOT EXISTS jobs (
     supervisor_pid   INTEGER NOT NULL DEFAULT 0,
     supervisor_start INTEGER NOT NULL DEFAULT 0,
     input            TEXT NOT NULL DEFAULT 'none',
-    isolation        TEXT NOT NULL DEFAULT ''
+    isolation        TEXT NOT NULL DEFAULT '',
+    external_id      TEXT NOT NULL DEFAULT ''
 );
 CREATE INDEX IF NOT EXISTS jobs_by_owner ON jobs (owner, seq);
 CREATE INDEX IF NOT EXISTS jobs_running ON jobs (seq) WHERE state = 'running';
@@ -97,10 +98,14 @@ ALTER TABLE jobs ADD COLUMN input TEXT NOT NULL DEFAULT 'none'
     5: """
 ALTER TABLE jobs ADD COLUMN isolation TEXT NOT NULL DEFAULT ''
 """,
+    # 6: the job's id in its executor (Slurm's); old jobs were all local.
+    6: """
+ALTER TABLE jobs ADD COLUMN external_id TEXT NOT NULL DEFAULT ''
+""",
 }
 _INSERT = f"""
 INSERT INTO jobs ({COLUMNS}, pid_start, boot_id, supervisor_pid, supervisor_start)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 """
 # Only a record still marked running is ended: never one whose start failed to be written,
 # and never a final record twice.

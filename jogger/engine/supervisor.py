@@ -73,13 +73,13 @@ _SPEC_FD, _REPORT_FD, _LOG_FD, _FIRST_CGROUP_FD = 3, 4, 5, 6
 
 @dataclass(frozen=True, slots=True)
 class End:
-    """A job's end, as its supervisor wrote it to ``run/<id>.end``."""
+    """A job's end, as its supervisor wrote it to ``run/<id>.end`` (or as Slurm tells it)."""
 
     exit_code: int | None
     signal: int | None
     ended_at: datetime
-    cpu_seconds: float
-    memory_peak: int
+    cpu_seconds: float | None
+    memory_peak: int | None
     output_bytes: int
     output_truncated: bool
     disk_full: bool
@@ -87,6 +87,9 @@ class End:
     sent_term: bool
     sent_kill: bool
     note: str
+    cause: str = ""
+    """What ended it, as a JobStatus.reason, where the executor knows (Slurm: oom, timeout,
+    node-fail, preempted...)."""
 
     def state(self) -> JobState:
         if self.sent_kill:
@@ -98,6 +101,8 @@ class End:
     def reason(self, *, oom: bool) -> str:
         if oom:
             return "oom"
+        if self.cause:
+            return self.cause
         if self.output_error:
             return "disk-full" if self.disk_full else "output-error"
         return ""

@@ -10,7 +10,8 @@ from ..engine import InvalidRequest, Isolation, IsolationUnavailable, ManagerLim
 from ..engine.cgroups import CgroupMode
 from ..engine.isolation import check_available
 from ..engine.limits import JobLimits, parse_limits
-from ..engine.manager import OnShutdown
+from ..engine.manager import ExecutorName, OnShutdown
+from ..engine.slurm.executor import SlurmOptions
 from ..rpc.address import parse_address
 from ..rpc.admission import TransportLimits
 from .accounts import DEFAULT_JOB_USER, MODES, BadPolicy, RunAs, default_mode
@@ -43,6 +44,8 @@ class ServerConfig:
     """Who runs the jobs. The default here is the engine's own (the server's user); the
     command line's depends on whether the server is root (see load)."""
     isolation: IsolationPolicy = field(default_factory=IsolationPolicy)
+    executor: ExecutorName = "local"
+    slurm: SlurmOptions = field(default_factory=SlurmOptions)
 
 
 class ConfigError(Exception):
@@ -127,6 +130,22 @@ def parser() -> argparse.ArgumentParser:
             "them running for the next server on this state dir, which adopts them (for "
             "upgrades). A crash always leaves them running."
         ),
+    )
+    p.add_argument(
+        "--executor",
+        choices=["local", "slurm"],
+        default="local",
+        help="what runs the jobs: local (this host, each in its own supervisor and cgroup; "
+        "the default) or slurm (each a Slurm batch job, submitted as the job's account with "
+        "sbatch; the state dir must be on a file system the nodes share)",
+    )
+    p.add_argument("--slurm-partition", help="the Slurm partition jobs go to (default: Slurm's)")
+    p.add_argument("--slurm-qos", help="the Slurm QOS jobs run under (default: Slurm's)")
+    p.add_argument(
+        "--slurm-poll",
+        type=float,
+        default=SlurmOptions().poll_interval,
+        help="seconds between asking Slurm about running jobs (default %(default)s)",
     )
     p.add_argument(
         "--cgroups",
@@ -320,7 +339,14 @@ def load(argv: list[str] | None) -> ServerConfig:
         if os.environ.get("JOGGER_STATE_DIR")
         else default_state_dir()
     )
-    defaults, maxima = job_limits(args.memory_target, args.default_limits, args.max_limits)
+    if args.executor == "slurm":
+        # The cluster's nodes, not this host, bound a job: only what the flags say.
+        cluster = JobLimits(cpu=args.default_limits.cpu, memory=args.default_limits.memory)
+        defaults, maxima = cluster, args.max_limits
+    else:
+        defaults, maxima = job_limits(args.memory_target, args.default_limits, args.max_limits)
+    if not 0.05 <= args.slurm_poll <= 60:
+        raise ConfigError("--slurm-poll must be between 0.05 and 60 seconds")
     user_limits, total_limits = budgets(args.memory_target, args.user_limits, args.total_limits)
     if total_limits.cpu is not None or total_limits.cpu_weight is not None:
         raise ConfigError("--total-limits takes memory and pids only")
@@ -368,6 +394,10 @@ def load(argv: list[str] | None) -> ServerConfig:
         ),
         transport=transport,
         on_shutdown=args.on_shutdown,
+        executor=args.executor,
+        slurm=SlurmOptions(
+            partition=args.slurm_partition, qos=args.slurm_qos, poll_interval=args.slurm_poll
+        ),
         run_as=run_as,
         isolation=isolation,
     )

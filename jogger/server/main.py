@@ -49,6 +49,8 @@ async def serve(
         total_limits=config.total_limits,
         retention=config.retention,
         on_shutdown=config.on_shutdown,
+        executor=config.executor,
+        slurm=config.slurm,
     )
     jobs_service = JobsService(jobs, config.run_as, config.isolation)
     methods = {**jobs_service.methods(), **HealthService().methods()}

@@ -51,6 +51,7 @@ DEFAULT_TERM = "dumb"
 """A terminal's TERM when the Start names none."""
 
 _STATES = {
+    JobState.QUEUED: jobs_pb2.JOB_STATE_QUEUED,
     JobState.RUNNING: jobs_pb2.JOB_STATE_RUNNING,
     JobState.COMPLETED: jobs_pb2.JOB_STATE_COMPLETED,
     JobState.FAILED: jobs_pb2.JOB_STATE_FAILED,
@@ -121,6 +122,7 @@ def status_to_proto(status: JobStatus) -> jobs_pb2.JobStatus:
         message.run_as.name = status.run_as
         message.run_as.uid = status.run_as_uid
     message.isolation.CopyFrom(isolation_to_proto(status.isolation, status.id))
+    message.external_id = status.external_id
     return message
 
 

@@ -25,6 +25,7 @@ class JobState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     JOB_STATE_FAILED: _ClassVar[JobState]
     JOB_STATE_STOPPED: _ClassVar[JobState]
     JOB_STATE_KILLED: _ClassVar[JobState]
+    JOB_STATE_QUEUED: _ClassVar[JobState]
 
 class Namespace(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -49,6 +50,7 @@ JOB_STATE_COMPLETED: JobState
 JOB_STATE_FAILED: JobState
 JOB_STATE_STOPPED: JobState
 JOB_STATE_KILLED: JobState
+JOB_STATE_QUEUED: JobState
 NAMESPACE_UNSPECIFIED: Namespace
 NAMESPACE_PID: Namespace
 NAMESPACE_MOUNT: Namespace
@@ -175,7 +177,7 @@ class ListResponse(_message.Message):
     def __init__(self, jobs: _Optional[_Iterable[_Union[JobStatus, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
 
 class JobStatus(_message.Message):
-    __slots__ = ("job_id", "owner", "argv", "state", "reason", "exit_code", "signal", "started_at", "ended_at", "output_bytes", "output_truncated", "output_error", "pid", "cgroup", "limits", "cpu_time", "memory_peak", "run_as", "input", "isolation")
+    __slots__ = ("job_id", "owner", "argv", "state", "reason", "exit_code", "signal", "started_at", "ended_at", "output_bytes", "output_truncated", "output_error", "pid", "cgroup", "limits", "cpu_time", "memory_peak", "run_as", "input", "isolation", "external_id")
     JOB_ID_FIELD_NUMBER: _ClassVar[int]
     OWNER_FIELD_NUMBER: _ClassVar[int]
     ARGV_FIELD_NUMBER: _ClassVar[int]
@@ -196,6 +198,7 @@ class JobStatus(_message.Message):
     RUN_AS_FIELD_NUMBER: _ClassVar[int]
     INPUT_FIELD_NUMBER: _ClassVar[int]
     ISOLATION_FIELD_NUMBER: _ClassVar[int]
+    EXTERNAL_ID_FIELD_NUMBER: _ClassVar[int]
     job_id: str
     owner: str
     argv: _containers.RepeatedScalarFieldContainer[str]
@@ -216,7 +219,8 @@ class JobStatus(_message.Message):
     run_as: Account
     input: Input
     isolation: Isolation
-    def __init__(self, job_id: _Optional[str] = ..., owner: _Optional[str] = ..., argv: _Optional[_Iterable[str]] = ..., state: _Optional[_Union[JobState, str]] = ..., reason: _Optional[str] = ..., exit_code: _Optional[int] = ..., signal: _Optional[int] = ..., started_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., ended_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., output_bytes: _Optional[int] = ..., output_truncated: _Optional[bool] = ..., output_error: _Optional[str] = ..., pid: _Optional[int] = ..., cgroup: _Optional[str] = ..., limits: _Optional[_Union[Limits, _Mapping]] = ..., cpu_time: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., memory_peak: _Optional[int] = ..., run_as: _Optional[_Union[Account, _Mapping]] = ..., input: _Optional[_Union[Input, str]] = ..., isolation: _Optional[_Union[Isolation, _Mapping]] = ...) -> None: ...
+    external_id: str
+    def __init__(self, job_id: _Optional[str] = ..., owner: _Optional[str] = ..., argv: _Optional[_Iterable[str]] = ..., state: _Optional[_Union[JobState, str]] = ..., reason: _Optional[str] = ..., exit_code: _Optional[int] = ..., signal: _Optional[int] = ..., started_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., ended_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., output_bytes: _Optional[int] = ..., output_truncated: _Optional[bool] = ..., output_error: _Optional[str] = ..., pid: _Optional[int] = ..., cgroup: _Optional[str] = ..., limits: _Optional[_Union[Limits, _Mapping]] = ..., cpu_time: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., memory_peak: _Optional[int] = ..., run_as: _Optional[_Union[Account, _Mapping]] = ..., input: _Optional[_Union[Input, str]] = ..., isolation: _Optional[_Union[Isolation, _Mapping]] = ..., external_id: _Optional[str] = ...) -> None: ...
 
 class WriteRequest(_message.Message):
     __slots__ = ("job_id", "data", "resize")

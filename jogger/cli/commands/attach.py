@@ -69,7 +69,7 @@ async def _attach_terminal(
 
 def _check_attachable(status: jobs_pb2.JobStatus) -> None:
     job_id = status.job_id
-    if status.state != jobs_pb2.JOB_STATE_RUNNING:
+    if status.state not in (jobs_pb2.JOB_STATE_RUNNING, jobs_pb2.JOB_STATE_QUEUED):
         raise CliError(
             f"job {job_id} has ended ({summary(status)}); jog output {job_id} shows its output"
         )

@@ -1,0 +1,1 @@
+"""The Slurm executor (executor.py) and the Slurm tools it runs (commands.py)."""
