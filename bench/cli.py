@@ -113,7 +113,7 @@ def sshd(tmp: Path) -> Iterator[list[str]]:
 
 
 @contextmanager
-def jogger_server(tmp: Path) -> Iterator[dict[str, str]]:
+def jogger_server(tmp: Path, *extra: str) -> Iterator[dict[str, str]]:
     certs = tmp / "certs"
     subprocess.run(
         [BIN / "jogger", "certs", "--out", certs, "--user", "bench"],
@@ -147,6 +147,7 @@ def jogger_server(tmp: Path) -> Iterator[dict[str, str]]:
             # benchmark's 0700 temporary directory; nobody, the default, could not.
             "--run-as",
             "server",
+            *extra,
         ],
         env=env,
         stderr=subprocess.DEVNULL,

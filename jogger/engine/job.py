@@ -448,7 +448,7 @@ class Job:
                         if self.execution.exited
                         else "does not end",
                     )
-                    self._reason = "supervisor-lost"
+                    self._reason = "slurm-lost" if self.execution.external_id else "supervisor-lost"
                 if end is None:
                     await self._kill_all()
                     await self.execution.kill_lost()

@@ -53,8 +53,10 @@ class JobStatus:
     the main process exited, ``signal`` when a signal ended it. ``reason`` is empty unless
     something beyond the state explains the end: ``oom`` (the kernel's OOM killer),
     ``server-shutdown`` (stopped because the server shut down), ``supervisor-lost`` (its
-    supervisor died before it could record the end; killed), ``host-reboot`` (found running
-    in the records of an earlier boot), ``server-crash`` (records of joggers before
+    supervisor died before it could record the end; killed), ``slurm-lost`` (Slurm forgot
+    the job before its end was seen), ``timeout``, ``node-fail``, ``preempted``,
+    ``boot-fail``, ``deadline``, ``cancelled`` (Slurm's words for its end), ``host-reboot``
+    (found running in the records of an earlier boot), ``server-crash`` (records of joggers before
     supervisors), ``disk-full`` or ``output-error`` (the output log could not be written;
     ``output_error`` says why).
     """
