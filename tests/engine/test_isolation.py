@@ -335,11 +335,19 @@ async def test_a_restarted_manager_adopts_an_isolated_job_and_stop_ends_it(
 ) -> None:
     state = tmp_path / "state"
     marker = unique_sleep()
-    script = f"setsid sleep {marker} & echo ready; sleep {marker}"
+    script = f"setsid sleep {marker} & echo ready; exec sleep {marker}"
+
+    async def both_sleep() -> bool:  # ("ready" comes before the second sleep's exec)
+        return len(marked(marker)) == 2
+
     with trio.fail_after(60):
         async with manager(state, on_shutdown="keep") as first:
             status = await start_ready(first, script)
-        assert len(marked(marker)) == 2
+        try:
+            await eventually(both_sleep)
+        except BaseException:
+            async with manager(state):  # adopts the job, and stops it on the way out
+                raise
         async with manager(state) as second:
             adopted = await second.status("alice", status.id)
             assert adopted.state is JobState.RUNNING

@@ -94,6 +94,20 @@ async def test_run_follows_the_output_live_and_passes_the_exit_code_on(server: C
     )
 
 
+async def test_argv_and_environment_reach_the_job_exactly(server: Cli) -> None:
+    weird = "a b $c \"d\" 'e' \\ `f`"
+    result = await server.jog(
+        "run", "-n", "--env", f"WEIRD={weird}", "--", "printf", "%s|%s|%s", weird, "$HOME", ""
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.decode() == f"{weird}|$HOME|"
+    env = await server.jog("run", "-n", "--env", f"WEIRD={weird}", "--", "env")
+    lines = env.stdout.decode().splitlines()
+    assert f"WEIRD={weird}" in lines
+    assert any(line.startswith("SLURM_JOB_ID=") for line in lines)
+    assert not any(line.startswith("SLURM_CONF=") for line in lines)  # nothing else leaks
+
+
 async def test_stop_ends_the_slurm_job(server: Cli) -> None:
     job = job_id_of(await server.jog("start", "--", "sleep", "300"))
     running = await until_state(server, job, "running")
