@@ -236,9 +236,12 @@ class SlurmExecutor:
         try:
             with os.fdopen(fd, "w") as out:
                 out.write(_script(spec))
-            external_id = await commands.submit(
-                self._options_for(spec, log_path), str(script), spec.argv
-            )
+            # Shielded: a submission cut short could leave a Slurm job nobody knows of.
+            # Bounded by commands.TIMEOUT.
+            with trio.CancelScope(shield=True):
+                external_id = await commands.submit(
+                    self._options_for(spec, log_path), str(script), spec.argv
+                )
         except SlurmError as exc:
             raise InvalidRequest(str(exc)) from None
         finally:
