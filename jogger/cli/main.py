@@ -31,6 +31,11 @@ connection settings (environment):
   JOGGER_CA_CERT_FILE    CA certificate that signed the server's certificate
   JOGGER_USER_CERT_FILE  your user certificate (its Common Name is your user name)
   JOGGER_USER_KEY_FILE   your private key
+  JOGGER_CONTEXT         the context to use (--context wins): each setting it names
+                         counts where the variable above is not set
+
+contexts: [contexts.NAME] tables of host, ca, cert and key, and current-context, in
+  $XDG_CONFIG_HOME/jogger/config.toml (~/.config/jogger/config.toml); see jog context
 
 exit codes:
   0    success (for `jog run`: the job's own exit code; 128+N if signal N ended it)
@@ -44,6 +49,7 @@ examples:
   jog start -- make -j4 test       jog output JOB_ID > out.bin
   jog run -- uname -a              jog stop --grace 2 JOB_ID
   jog run -t -- top                jog start -t -- bash; jog attach JOB_ID
+  jog --context prod list          jog context use prod
 """
 
 
@@ -66,6 +72,13 @@ class _Parser(argparse.ArgumentParser):
 def parser() -> argparse.ArgumentParser:
     host = argparse.ArgumentParser(add_help=False)
     host.add_argument("-D", "--host", metavar="HOST:PORT", help="server address")
+    # Also after the command; default SUPPRESS, so that it does not undo `jog --context X`.
+    host.add_argument(
+        "--context",
+        default=argparse.SUPPRESS,
+        metavar="NAME",
+        help="connect as this context says (as jog --context NAME)",
+    )
     host.add_argument("--traceback", action="store_true", help=argparse.SUPPRESS)
     job = argparse.ArgumentParser(add_help=False)
     job.add_argument("--cwd", metavar="DIR", help="absolute working directory on the server")
@@ -122,6 +135,11 @@ def parser() -> argparse.ArgumentParser:
         description="Run jobs on a remote jogger server. A job is an argv, given after --.",
         epilog=ENVIRONMENT,
         formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument(
+        "--context",
+        metavar="NAME",
+        help="connect as this context of the config file says (the JOGGER_* variables win)",
     )
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
     start = sub.add_parser(
@@ -203,7 +221,21 @@ def parser() -> argparse.ArgumentParser:
         metavar="N",
         help="show the newest N jobs (default 100; 0 for every job on record)",
     )
+    _add_context(sub)
     return p
+
+
+def _add_context(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
+    context = sub.add_parser(
+        "context",
+        help="list the contexts of the config file, or choose the current one",
+        description="Contexts are [contexts.NAME] tables (host, ca, cert, key) in "
+        "$XDG_CONFIG_HOME/jogger/config.toml; the current one is its current-context.",
+    )
+    actions = context.add_subparsers(dest="action", required=True, metavar="ACTION")
+    actions.add_parser("list", help="the contexts; * marks the one in use")
+    use = actions.add_parser("use", help="make NAME the current context (current-context)")
+    use.add_argument("name", metavar="NAME")
 
 
 def _limit(text: str) -> int:
@@ -396,6 +428,10 @@ def _unrecognized(
 
 
 def _run(args: argparse.Namespace) -> int:
+    if args.command == "context":
+        from .commands.context import run_here  # noqa: PLC0415 - no server: no trio, no TLS
+
+        return run_here(args)
     from .connect import run_command  # noqa: PLC0415 - the heavy imports, only now
 
     return run_command(args)
