@@ -1,4 +1,5 @@
-"""Connect, run one command, and turn every failure into one line and an exit code."""
+"""Connect, run one command (on one server, or with ``--hosts`` on several), and turn every
+failure into one line and an exit code."""
 
 import argparse
 import importlib
@@ -7,6 +8,8 @@ import ssl
 import sys
 from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass
+from pathlib import Path
 
 import trio
 
@@ -18,7 +21,7 @@ from ..rpc.errors import RpcError, StatusCode
 from ..rpc.tls import TlsFileError, client_context
 from . import stdout
 from .exits import CliError, Exit
-from .settings import Settings, load
+from .settings import Settings, Target, load, load_targets
 
 # Ctrl-C ends these commands where they are; `run` handles it itself (it stops the job).
 # In a terminal session (`run -t`, `attach`) it is a key for the job, not a signal.
@@ -36,13 +39,26 @@ class Dialer:
         self._port = port
         self._context = context
         self.where = where or format_address(host, port)
-        """The server as errors name it: its address, unless told otherwise."""
+        """The server as errors name it: its address (with ``--hosts``, the entry's name)."""
 
     def __call__(self) -> AbstractAsyncContextManager[JobsClient]:
         return connect(self._host, self._port, self._context)
 
 
+@dataclass(frozen=True)
+class Host:
+    """One server of ``--hosts``: its name (its lines' prefix), its settings, its dialer."""
+
+    name: str
+    settings: Settings
+    dial: Dialer
+
+
 def run_command(args: argparse.Namespace) -> int:
+    if getattr(args, "hosts", None):
+        targets = load_targets(args.hosts, args.context)
+        with single_errors():
+            return trio.run(_main_hosts, targets, args)
     settings = load(args.host, args.context)
     with single_errors():
         return trio.run(_main, settings, args)
@@ -55,6 +71,21 @@ async def _main(settings: Settings, args: argparse.Namespace) -> int:
         return await _run(lambda: command.run(dial, args), args)
     except (TransportError, RpcError) as exc:
         raise connection_error(exc, settings, dial.where) from None
+
+
+async def _main_hosts(targets: list[Target], args: argparse.Namespace) -> int:
+    """The command's ``_hosts`` variant, with a Host for each target; every TLS file is
+    read (once) before any host is dialled."""
+    command = importlib.import_module(f".commands.{args.command}_hosts", __package__)
+    contexts: dict[tuple[Path, Path, Path], ssl.SSLContext] = {}
+    hosts = []
+    for target in targets:
+        s = target.settings
+        files = (s.ca, s.cert, s.key)
+        if files not in contexts:
+            contexts[files] = tls_context(s)
+        hosts.append(Host(target.name, s, Dialer(s.host, s.port, contexts[files], target.where)))
+    return await _run(lambda: command.run(hosts, args), args)
 
 
 async def _run(command: Callable[[], Awaitable[int]], args: argparse.Namespace) -> int:

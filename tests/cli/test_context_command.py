@@ -1,5 +1,5 @@
 """``jog context list`` and ``jog context use`` as the real jog runs them, on a config file in
-a temporary XDG_CONFIG_HOME; and the ``--context`` refusals that come before
+a temporary XDG_CONFIG_HOME; and the ``--context`` and ``--hosts`` refusals that come before
 any connection."""
 
 import subprocess
@@ -98,6 +98,11 @@ def test_without_a_file_there_are_no_contexts(tmp_path: Path) -> None:
     [
         (["--context", "staging", "list"], "--context: no context 'staging' in "),
         (["list", "--context", "staging"], "--context: no context 'staging' in "),
+        (["run", "--hosts", "a,,b", "--", "true"], "'a,,b' has an empty entry"),
+        (["run", "--hosts", "a,b,a", "--", "true"], "'a' is named twice"),
+        (["list", "--hosts", "a", "--host", "b"], "--host and --hosts do not go together"),
+        (["run", "--hosts", "a,b", "-t", "--", "sh"], "-t takes one host"),
+        (["run", "--hosts", "prod,b", "--", "true"], "JOGGER_CA_CERT_FILE is not set"),
     ],
 )
 def test_refusals_before_connecting_are_one_line_usage_errors(
