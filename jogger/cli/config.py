@@ -20,7 +20,6 @@ import os
 import re
 import stat
 import sys
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -217,6 +216,8 @@ def use(config: Config, name: str) -> None:
 
 def _replace(path: Path, data: bytes, mode: int) -> None:
     """Write ``path`` anew: a temporary file beside it, synced, renamed over it."""
+    import tempfile  # noqa: PLC0415 - jog context use only; every command reads this module
+
     try:
         fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     except OSError as exc:
