@@ -78,7 +78,8 @@ def server(env: dict[str, str], state: Path) -> Iterator[str]:
 
 def timed(args: list[str | Path], env: dict[str, str]) -> float:
     start = time.perf_counter()
-    subprocess.run(args, env=env, stdout=subprocess.DEVNULL, check=True)
+    # stderr too: after a few rounds jog list says it shows the newest 100 jobs.
+    subprocess.run(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True)
     return time.perf_counter() - start
 
 
