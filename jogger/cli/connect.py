@@ -1,11 +1,15 @@
-"""Connect, run one command, and turn every failure into one line and an exit code."""
+"""Connect, run one command (on one server, or with ``--hosts`` on several), and turn every
+failure into one line and an exit code."""
 
 import argparse
 import importlib
 import signal
 import ssl
 import sys
+from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass
+from pathlib import Path
 
 import trio
 
@@ -17,13 +21,7 @@ from ..rpc.errors import RpcError, StatusCode
 from ..rpc.tls import TlsFileError, client_context
 from . import stdout
 from .exits import CliError, Exit
-from .settings import Settings, load
-
-_VARIABLES = {
-    "ca": "JOGGER_CA_CERT_FILE",
-    "cert": "JOGGER_USER_CERT_FILE",
-    "key": "JOGGER_USER_KEY_FILE",
-}
+from .settings import Settings, Target, load, load_targets
 
 # Ctrl-C ends these commands where they are; `run` handles it itself (it stops the job).
 # In a terminal session (`run -t`, `attach`) it is a key for the job, not a signal.
@@ -34,37 +32,66 @@ class Dialer:
     """Opens a connection to the server each time it is called: a command opens its own, and
     ``jog output`` and ``jog run`` open another when theirs drops (cli/follow.py)."""
 
-    def __init__(self, host: str, port: int, context: ssl.SSLContext) -> None:
+    def __init__(
+        self, host: str, port: int, context: ssl.SSLContext, where: str | None = None
+    ) -> None:
         self._host = host
         self._port = port
         self._context = context
-        self.where = format_address(host, port)
-        """The server's address as errors name it."""
+        self.where = where or format_address(host, port)
+        """The server as errors name it: its address (with ``--hosts``, the entry's name)."""
 
     def __call__(self) -> AbstractAsyncContextManager[JobsClient]:
         return connect(self._host, self._port, self._context)
 
 
+@dataclass(frozen=True)
+class Host:
+    """One server of ``--hosts``: its name (its lines' prefix), its settings, its dialer."""
+
+    name: str
+    settings: Settings
+    dial: Dialer
+
+
 def run_command(args: argparse.Namespace) -> int:
-    settings = load(args.host)
+    if getattr(args, "hosts", None):
+        targets = load_targets(args.hosts, args.context)
+        with single_errors():
+            return trio.run(_main_hosts, targets, args)
+    settings = load(args.host, args.context)
     with single_errors():
         return trio.run(_main, settings, args)
 
 
 async def _main(settings: Settings, args: argparse.Namespace) -> int:
     command = importlib.import_module(f".commands.{args.command}", __package__)
+    dial = Dialer(settings.host, settings.port, tls_context(settings))
+    try:
+        return await _run(lambda: command.run(dial, args), args)
+    except (TransportError, RpcError) as exc:
+        raise connection_error(exc, settings, dial.where) from None
+
+
+async def _main_hosts(targets: list[Target], args: argparse.Namespace) -> int:
+    """The command's ``_hosts`` variant, with a Host for each target; every TLS file is
+    read (once) before any host is dialled."""
+    command = importlib.import_module(f".commands.{args.command}_hosts", __package__)
+    contexts: dict[tuple[Path, Path, Path], ssl.SSLContext] = {}
+    hosts = []
+    for target in targets:
+        s = target.settings
+        files = (s.ca, s.cert, s.key)
+        if files not in contexts:
+            contexts[files] = tls_context(s)
+        hosts.append(Host(target.name, s, Dialer(s.host, s.port, contexts[files], target.where)))
+    return await _run(lambda: command.run(hosts, args), args)
+
+
+async def _run(command: Callable[[], Awaitable[int]], args: argparse.Namespace) -> int:
     interrupted = False
     try:
-        context = client_context(settings.ca, settings.cert, settings.key)
-    except TlsFileError as exc:
-        if exc.role is None:
-            raise CliError(str(exc), Exit.USAGE) from None
-        variable = _VARIABLES[exc.role]
-        raise CliError(f"{variable}={exc.path}: {exc.reason}", Exit.USAGE) from None
-    dial = Dialer(settings.host, settings.port, context)
-    where = dial.where
-    try:
-        # The command's errors leave the nursery as themselves, for the clauses below.
+        # The command's errors leave the nursery as themselves, for the callers' clauses.
         with single_errors():
             async with trio.open_nursery() as nursery:
                 if args.command in _DETACHING:
@@ -79,20 +106,13 @@ async def _main(settings: Settings, args: argparse.Namespace) -> int:
                                 nursery.cancel_scope.cancel()
 
                     await nursery.start(on_ctrl_c)
-                result = int(await command.run(dial, args))
+                result = int(await command())
                 stdout.flush()  # so that a failing write is reported here, not at exit
                 # The command is done; stop listening for Ctrl-C.
                 nursery.cancel_scope.cancel()
     except OSError as exc:
         # The network layer reports its failures as TransportError: this is our output.
         raise stdout.write_error(exc) from None
-    except ServerCertificateRejected as exc:
-        hint = _server_certificate_hint(exc.detail, settings)
-        raise CliError(f"{where}: {exc}; {hint}", Exit.UNREACHABLE) from None
-    except TransportError as exc:
-        raise CliError(f"{where}: {exc}", Exit.UNREACHABLE) from None
-    except RpcError as exc:
-        raise _rpc_error(exc, where) from None
     if interrupted:
         if args.command in ("output", "attach"):
             print(f"jog: detached; job {args.job_id} keeps running", file=sys.stderr)
@@ -100,12 +120,36 @@ async def _main(settings: Settings, args: argparse.Namespace) -> int:
     return result
 
 
+def tls_context(settings: Settings) -> ssl.SSLContext:
+    """The client's TLS context from the settings' files. Raises CliError (Exit.USAGE),
+    naming the file that would not do and where it was set."""
+    try:
+        return client_context(settings.ca, settings.cert, settings.key)
+    except TlsFileError as exc:
+        if exc.role is None:
+            raise CliError(str(exc), Exit.USAGE) from None
+        source = settings.sources[exc.role]
+        raise CliError(f"{source.quote(exc.path)}: {exc.reason}", Exit.USAGE) from None
+
+
+def connection_error(exc: TransportError | RpcError, settings: Settings, where: str) -> CliError:
+    """What a failure on the connection to ``where`` means for users, and the exit code."""
+    if isinstance(exc, ServerCertificateRejected):
+        hint = _server_certificate_hint(exc.detail, settings)
+        return CliError(f"{where}: {exc}; {hint}", Exit.UNREACHABLE)
+    if isinstance(exc, TransportError):
+        return CliError(f"{where}: {exc}", Exit.UNREACHABLE)
+    return _rpc_error(exc, where)
+
+
 def _server_certificate_hint(detail: str, settings: Settings) -> str:
     if "mismatch" in detail:
         return f"its certificate does not name {settings.host}: connect by a name it holds"
     if "expired" in detail:
         return "its certificate has expired: the server needs a new one"
-    return f"is JOGGER_CA_CERT_FILE ({settings.ca}) the CA that signed the server's certificate?"
+    return (
+        f"is {settings.sources['ca']} ({settings.ca}) the CA that signed the server's certificate?"
+    )
 
 
 def _rpc_error(exc: RpcError, where: str) -> CliError:

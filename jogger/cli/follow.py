@@ -29,6 +29,14 @@ from .resume import Outage, describe_drop, is_drop
 Beside = Callable[[JobsClient], Awaitable[None]]
 """A task that runs next to the stream on each connection; its drop is the stream's."""
 
+Write = Callable[[bytes], Awaitable[None]]
+"""Where the output goes: stdout, or one host's lines among others' (cli/merge.py)."""
+
+
+async def to_stdout(data: bytes) -> None:
+    """Write ``data`` to stdout untouched (cli/stdout.py)."""
+    stdout.write(data)
+
 
 class GaveUp(CliError):
     """The connection did not come back within the reconnect timeout."""
@@ -40,7 +48,8 @@ class GaveUp(CliError):
 
 
 class Follower:
-    """Copies one job's output to stdout from ``offset``, and knows how far it got."""
+    """Copies one job's output from ``offset`` to ``write`` (stdout), and knows how far it
+    got. ``name``: the host, in its lines on stderr, when there are several."""
 
     def __init__(
         self,
@@ -49,12 +58,17 @@ class Follower:
         offset: int = 0,
         reconnect_timeout: float,
         beside: Beside | None = None,
+        write: Write = to_stdout,
+        name: str | None = None,
     ) -> None:
         self.job_id = job_id
         self.offset = offset
-        """The next byte to ask for: the first offset plus every byte written to stdout."""
+        """The next byte to ask for: the first offset plus every byte written so far."""
         self._timeout = reconnect_timeout
         self._beside = beside
+        self._write = write
+        self._said = f"jog: {name}: " if name else "jog: "
+        """How our lines on stderr begin: with the host's name, when there are several."""
         self._outage: Outage | None = None
         self._why = ""
         """The last failure seen, for the error that ends the waiting (an attempt cut short
@@ -120,7 +134,7 @@ class Follower:
                     getting_back.deadline = math.inf
                     if outage.reconnected(trio.current_time()):
                         print(
-                            f"jog: the server restarted; resumed job {self.job_id} "
+                            f"{self._said}the server restarted; resumed job {self.job_id} "
                             f"at byte {self.offset}",
                             file=sys.stderr,
                         )
@@ -139,7 +153,7 @@ class Follower:
                 self._outage = None
                 if chunk.HasField("final"):
                     final = chunk.final
-                stdout.write(chunk.data)
+                await self._write(chunk.data)
                 self.offset += len(chunk.data)
         if final is None:
             raise RpcError(StatusCode.INTERNAL, "the output ended without the job's status")

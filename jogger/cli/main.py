@@ -31,6 +31,11 @@ connection settings (environment):
   JOGGER_CA_CERT_FILE    CA certificate that signed the server's certificate
   JOGGER_USER_CERT_FILE  your user certificate (its Common Name is your user name)
   JOGGER_USER_KEY_FILE   your private key
+  JOGGER_CONTEXT         the context to use (--context wins): each setting it names
+                         counts where the variable above is not set
+
+contexts: [contexts.NAME] tables of host, ca, cert and key, and current-context, in
+  $XDG_CONFIG_HOME/jogger/config.toml (~/.config/jogger/config.toml); see jog context
 
 exit codes:
   0    success (for `jog run`: the job's own exit code; 128+N if signal N ended it)
@@ -39,11 +44,13 @@ exit codes:
   3    cannot reach the server, or TLS failed (a certificate was rejected), or the
        connection dropped and did not come back within --reconnect-timeout
   130  interrupted by Ctrl-C
+  with --hosts: the highest of the hosts' codes (a host that failed counts as above)
 
 examples:
   jog start -- make -j4 test       jog output JOB_ID > out.bin
   jog run -- uname -a              jog stop --grace 2 JOB_ID
   jog run -t -- top                jog start -t -- bash; jog attach JOB_ID
+  jog --context prod list          jog run --hosts web1,web2,10.0.0.7:7654 -- uptime
 """
 
 
@@ -66,7 +73,22 @@ class _Parser(argparse.ArgumentParser):
 def parser() -> argparse.ArgumentParser:
     host = argparse.ArgumentParser(add_help=False)
     host.add_argument("-D", "--host", metavar="HOST:PORT", help="server address")
+    # Also after the command; default SUPPRESS, so that it does not undo `jog --context X`.
+    host.add_argument(
+        "--context",
+        default=argparse.SUPPRESS,
+        metavar="NAME",
+        help="connect as this context says (as jog --context NAME)",
+    )
     host.add_argument("--traceback", action="store_true", help=argparse.SUPPRESS)
+    hosts = argparse.ArgumentParser(add_help=False)
+    hosts.add_argument(
+        "--hosts",
+        type=_hosts,
+        metavar="A,B,...",
+        help="on each of these hosts at once: a context's name, or host:port (with the "
+        "certificates jog would use without --hosts)",
+    )
     job = argparse.ArgumentParser(add_help=False)
     job.add_argument("--cwd", metavar="DIR", help="absolute working directory on the server")
     job.add_argument(
@@ -123,6 +145,11 @@ def parser() -> argparse.ArgumentParser:
         epilog=ENVIRONMENT,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    p.add_argument(
+        "--context",
+        metavar="NAME",
+        help="connect as this context of the config file says (the JOGGER_* variables win)",
+    )
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
     start = sub.add_parser(
         "start", parents=[host, job], help="start a job: jog start -- cmd [args]"
@@ -139,7 +166,7 @@ def parser() -> argparse.ArgumentParser:
     )
     run = sub.add_parser(
         "run",
-        parents=[host, job, reconnect],
+        parents=[host, hosts, job, reconnect],
         help="start a job, stream its output, exit with its exit code",
     )
     run_input = run.add_mutually_exclusive_group()
@@ -193,7 +220,7 @@ def parser() -> argparse.ArgumentParser:
         metavar="BYTES",
         help="start at this byte of the output",
     )
-    jobs = sub.add_parser("list", parents=[host], help="list your jobs, newest first")
+    jobs = sub.add_parser("list", parents=[host, hosts], help="list your jobs, newest first")
     jobs.add_argument("--json", action="store_true", help="print JSON")
     jobs.add_argument("--all", action="store_true", help="every user's jobs (admins only)")
     jobs.add_argument(
@@ -203,7 +230,31 @@ def parser() -> argparse.ArgumentParser:
         metavar="N",
         help="show the newest N jobs (default 100; 0 for every job on record)",
     )
+    _add_context(sub)
     return p
+
+
+def _add_context(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
+    context = sub.add_parser(
+        "context",
+        help="list the contexts of the config file, or choose the current one",
+        description="Contexts are [contexts.NAME] tables (host, ca, cert, key) in "
+        "$XDG_CONFIG_HOME/jogger/config.toml; the current one is its current-context.",
+    )
+    actions = context.add_subparsers(dest="action", required=True, metavar="ACTION")
+    actions.add_parser("list", help="the contexts; * marks the one in use")
+    use = actions.add_parser("use", help="make NAME the current context (current-context)")
+    use.add_argument("name", metavar="NAME")
+
+
+def _hosts(text: str) -> list[str]:
+    entries = [entry.strip() for entry in text.split(",")]
+    if not all(entries):
+        raise argparse.ArgumentTypeError(f"{text!r} has an empty entry: write A,B,C")
+    twice = next((e for at, e in enumerate(entries) if e in entries[:at]), None)
+    if twice is not None:
+        raise argparse.ArgumentTypeError(f"{twice!r} is named twice")
+    return entries
 
 
 def _limit(text: str) -> int:
@@ -358,6 +409,8 @@ def parse(words: list[str], job_argv: list[str]) -> argparse.Namespace:
                 f"{args.command} needs a command after --: jog {args.command} -- cmd [args]"
             )
         args.job = job_argv
+        if args.command == "run" and args.hosts and args.tty:
+            raise UsageError("-t takes one host: a terminal cannot be shared by several")
         if args.command == "run" and args.tty and not os.isatty(0):
             raise UsageError("-t needs a terminal on stdin (use -n, or pipe without -t)")
         if args.read_only_root and args.isolate == isolate.NONE:
@@ -366,6 +419,8 @@ def parse(words: list[str], job_argv: list[str]) -> argparse.Namespace:
             )
     elif job_argv:
         raise UsageError(f"{args.command} takes no command after --")
+    if getattr(args, "hosts", None) and args.host:
+        raise UsageError("--host and --hosts do not go together: name every host in --hosts")
     return args
 
 
@@ -396,6 +451,10 @@ def _unrecognized(
 
 
 def _run(args: argparse.Namespace) -> int:
+    if args.command == "context":
+        from .commands.context import run_here  # noqa: PLC0415 - no server: no trio, no TLS
+
+        return run_here(args)
     from .connect import run_command  # noqa: PLC0415 - the heavy imports, only now
 
     return run_command(args)

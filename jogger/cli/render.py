@@ -171,12 +171,18 @@ def usage_text(status: jobs_pb2.JobStatus) -> str:
     return ", ".join(parts) or "-"
 
 
-def table(statuses: list[jobs_pb2.JobStatus], *, owners: bool) -> str:
-    header = ["JOB ID", "STATE", "ENDING", "STARTED"] + (["OWNER"] if owners else [])
+def table(
+    statuses: list[jobs_pb2.JobStatus], *, owners: bool, hosts: list[str] | None = None
+) -> str:
+    """One row per job; ``hosts``: the host of each (``jog list --hosts``), in a first
+    column."""
+    header = ["HOST"] if hosts is not None else []
+    header += ["JOB ID", "STATE", "ENDING", "STARTED"] + (["OWNER"] if owners else [])
     header += ["ISOLATE", "COMMAND"]
     rows = [header]
-    for s in statuses:
-        row = [s.job_id, state(s), ending(s) or "-", _time(s, "started_at") or "-"]
+    for at, s in enumerate(statuses):
+        row = [hosts[at]] if hosts is not None else []
+        row += [s.job_id, state(s), ending(s) or "-", _time(s, "started_at") or "-"]
         row += [s.owner] if owners else []
         row += [isolate.text(namespaces(s.isolation), s.isolation.read_only_root) or "-"]
         rows.append([escape(cell) for cell in row] + [shell_join(list(s.argv))])
