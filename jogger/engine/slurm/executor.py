@@ -247,6 +247,8 @@ class SlurmExecutor:
         finally:
             script.unlink(missing_ok=True)
         execution = SlurmExecution(self, external_id, spec.job_id, log_path)
+        # Queued until the watch says otherwise: Slurm starts nothing at submission.
+        execution.seen = commands.Seen("PENDING", "")
         self._live[external_id] = execution
         self._wake.set()
         return execution
