@@ -5,11 +5,13 @@ does the I/O. ``ProtocolMachine`` parses and frames, ``FrameGuard`` refuses an o
 frame from its header.
 """
 
+import contextlib
 import datetime
 import re
 from collections.abc import Callable, Collection
 from typing import Any
 
+import h2.errors
 import h2.events
 import h2.exceptions
 from purerpc.grpclib.buffers import MessageReadBuffer
@@ -132,9 +134,25 @@ class ProtocolMachine(GRPCConnection):  # type: ignore[misc]
 
     def respond_status(self, stream_id: int, status: Status, content_type_suffix: str = "") -> None:
         super().respond_status(stream_id, capped(status), content_type_suffix)
+        self._stop_unfinished_request(stream_id)
 
     def end_response(self, stream_id: int, status: Status) -> None:
         super().end_response(stream_id, capped(status))
+        self._stop_unfinished_request(stream_id)
+
+    def _stop_unfinished_request(self, stream_id: int) -> None:
+        """A server that has answered before the request ended (a message too large, a call
+        ended early) asks the client to stop sending it: RST_STREAM with NO_ERROR, as RFC
+        7540 section 8.1 says. Without it, the window updates for request data that was
+        still arriving follow the answer, and a client that has since closed the stream
+        and forgotten it (h2 does, and then takes a WINDOW_UPDATE on such a stream for a
+        connection error) loses its whole connection."""
+        if self.config.client_side:
+            return
+        stream = self.h2_connection.streams.get(stream_id)
+        if stream is not None and not stream.closed:
+            with contextlib.suppress(h2.exceptions.StreamClosedError):
+                self.h2_connection.reset_stream(stream_id, h2.errors.ErrorCodes.NO_ERROR)
 
     def _stream_reset(self, event: h2.events.StreamReset) -> list[Event]:
         return [StreamReset(event.stream_id)]

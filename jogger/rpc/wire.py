@@ -490,6 +490,11 @@ class Connection:
             return  # a stream we have already finished with
         stream = found
         if isinstance(event, StreamReset):
+            if self._protocol.config.client_side and stream.answered:
+                # The server has answered, and asks us to stop sending the request (RFC 7540
+                # section 8.1): the answer stands.
+                stream.reset = True
+                return
             if not self._protocol.config.client_side:
                 self._peer_reset()
             stream.reset = True
