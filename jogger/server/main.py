@@ -2,7 +2,7 @@
 
 rpc server nursery (connections)        closed last
 └── job manager nursery (jobs)          stopped second
-    └── listeners + signal watcher      cancelled first, on SIGTERM/SIGINT
+    └── listeners + SIGHUP watcher      cancelled first, on SIGTERM/SIGINT
 """
 
 import logging
@@ -19,6 +19,7 @@ from ..rpc.address import format_address
 from ..rpc.server import ListenError, open_rpc_server
 from ..rpc.tls import TlsFileError, load_issuers, server_context
 from .config import ConfigError, ServerConfig, load
+from .hangup import Reload, watch_hangups
 from .service import HealthService, JobsService
 
 log = logging.getLogger("jogger.server")
@@ -66,6 +67,8 @@ async def serve(
             jobs,
             trio.open_nursery() as nursery,
         ):
+            reloads: list[Reload] = []
+            await nursery.start(watch_hangups, reloads)
             bound = await nursery.start(server.listen, config.listen)
             addresses = " ".join(format_address(host, port) for host, port in bound)
             log.info(
