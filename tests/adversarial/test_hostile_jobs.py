@@ -8,7 +8,6 @@ daemon at engine level (tests/engine/test_cgroups.py), the state dir's disk rese
 retention (tests/engine/test_history.py, tests/e2e/test_restart.py).
 """
 
-import glob
 import logging
 import os
 import pwd
@@ -21,6 +20,7 @@ import pytest
 import trio
 
 from jogger import Account
+from jogger.engine.cgroups.tree import USER_PREFIX
 from jogger.engine.limits import JobLimits
 from jogger.rpc import certs
 from jogger.rpc.client import JobsClient
@@ -137,9 +137,32 @@ async def output_until(client: JobsClient, job_id: str, marker: bytes) -> bytes:
     raise AssertionError(f"the job ended without printing {marker!r}: {seen!r}")
 
 
+def own_cgroups() -> list[Path]:
+    """This process's cgroup in every mounted hierarchy. The server runs in-process and keeps
+    its job groups beneath it, in ``<own>/<root>/user-<owner>/<job id>``."""
+    own = {}  # controllers (or "" for the v2 hierarchy) -> path within the hierarchy
+    for line in Path("/proc/self/cgroup").read_text().splitlines():
+        _, controllers, path = line.split(":", 2)
+        own[controllers] = path.lstrip("/")
+    found = []
+    for line in Path("/proc/self/mountinfo").read_text().splitlines():
+        before, after = line.split(" - ", 1)
+        fstype, _, options = after.split()[:3]
+        mount = Path(before.split()[4])
+        if fstype == "cgroup2" and "" in own:
+            found.append(mount / own[""])
+        elif fstype == "cgroup":
+            names = set(options.split(","))
+            found += [mount / p for c, p in own.items() if c and set(c.split(",")) <= names]
+    return list(dict.fromkeys(found))
+
+
 def job_groups(job_id: str) -> list[Path]:
-    """The job's cgroup in every hierarchy (v1: one per controller; v2: one)."""
-    return [Path(p) for p in glob.glob(f"/sys/fs/cgroup/**/{job_id}", recursive=True)]
+    """The job's cgroup in every hierarchy (v1: one per controller; v2: one). Only the
+    levels where job groups are, beneath our own cgroups: a recursive glob of /sys/fs/cgroup
+    walks every cgroup on the host, and took 200 ms of the loop the server shares with the
+    test on a busy machine."""
+    return [group for own in own_cgroups() for group in own.glob(f"*/{USER_PREFIX}*/{job_id}")]
 
 
 def require_cgroups(status: jobs_pb2.JobStatus) -> None:
@@ -267,11 +290,21 @@ async def test_output_past_the_cap_is_dropped_and_the_job_runs_on(launch: Launch
         # does it finish and exec sleep.
         job = await client.start(["sh", "-c", "head -c 1000000 /dev/zero; exec sleep 300"])
 
+        seen: list[object] = []
+
         async def drained() -> bool:
             status = await client.status(job.job_id)
-            return status.output_truncated and cmdline(job.pid) == b"sleep\x00300\x00"
+            seen[:] = [status.output_bytes, status.output_truncated, cmdline(job.pid)]
+            return status.output_truncated and seen[2] == b"sleep\x00300\x00"
 
-        await eventually(drained)
+        try:
+            await eventually(drained)
+        except trio.TooSlowError:
+            wchan = await trio.Path(f"/proc/{job.pid}/wchan").read_text()
+            raise AssertionError(
+                f"not drained: output_bytes, truncated, cmdline = {seen}; the job waits in "
+                f"{wchan}; its children: {[p for p in processes() if p.ppid == job.pid]}"
+            ) from None
         status = await client.status(job.job_id)
         assert (status.state, status.output_bytes) == (RUNNING, cap)
         with trio.fail_after(30):
