@@ -189,7 +189,8 @@ def _report(
     made: x509.CertificateRevocationList,
     others: list[x509.CertificateRevocationList],
 ) -> None:
-    kept = f"; kept the CRLs of {len(others)} other CAs" if others else ""
+    plural = "" if len(others) == 1 else "s"
+    kept = f"; kept the CRL{plural} of {len(others)} other CA{plural}" if others else ""
     end = made.next_update_utc
     print(
         f"wrote {path}: {len(made)} revoked by {made.issuer.rfc4514_string()}, number "
