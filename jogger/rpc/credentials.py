@@ -78,19 +78,30 @@ def load_server_tls(
     try:
         # Before OpenSSL sees it: a certificate in a CRL file would be a CA to OpenSSL.
         crls = parse_crls(before["crl"]) if crl is not None else None
-        context = server_context(ca, cert, key, crl)
-        issuers = tuple(x509.load_pem_x509_certificates(before["ca"]))
-        revocations = None
-        if crls is not None:
-            revocations = check(crls, issuers, now or datetime.datetime.now(datetime.UTC))
     except CrlError as exc:
         raise TlsFileError("crl", crl, str(exc)) from None
+    context = server_context(ca, cert, key, crl)
+    issuers = tuple(_certificates("ca", ca, before["ca"]))
+    certificate = _certificates("cert", cert, before["cert"])[0]
+    revocations = None
+    if crls is not None:
+        try:
+            revocations = check(crls, issuers, now or datetime.datetime.now(datetime.UTC))
+        except CrlError as exc:
+            raise TlsFileError("crl", crl, str(exc)) from None
     if _read(files) != before:
         raise TlsFileError(
             None, None, "the TLS files changed while they were read; try again once written"
         )
-    certificate = x509.load_pem_x509_certificates(before["cert"])[0]
     return ServerTls(context, issuers, certificate, revocations)
+
+
+def _certificates(role: Role, path: Path, data: bytes) -> list[x509.Certificate]:
+    """What OpenSSL took, as ``cryptography`` reads it (which is stricter, rarely)."""
+    try:
+        return x509.load_pem_x509_certificates(data)
+    except ValueError as exc:
+        raise TlsFileError(role, path, f"a certificate in it is malformed: {exc}") from None
 
 
 def _read(files: list[tuple[Role, Path]]) -> dict[Role, bytes]:

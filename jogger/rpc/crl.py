@@ -15,6 +15,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 
 from .certs import Issuer
@@ -133,8 +134,8 @@ def signed_by(crl: x509.CertificateRevocationList, ca: x509.Certificate) -> bool
         return False
     try:
         return crl.is_signature_valid(ca.public_key())  # type: ignore[arg-type]
-    except TypeError:
-        return False  # a key kind that cannot sign a CRL
+    except (TypeError, ValueError, UnsupportedAlgorithm):
+        return False  # a key of a kind that cannot sign a CRL, or that we cannot read
 
 
 def sign(

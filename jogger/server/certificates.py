@@ -63,6 +63,12 @@ class CertificateReload:
             log.error("%s", line)
             self._tell(False, line)
             return
+        except Exception:
+            # A bug, or files we did not foresee: it fails this reload, not the server.
+            line = "certificates not reloaded, the old ones stay in use: an unexpected error"
+            log.exception("%s", line)
+            self._tell(False, line)
+            return
         self._holder.current = material
         line = f"certificates reloaded for new connections: {material.describe()}"
         log.info("%s", line)
