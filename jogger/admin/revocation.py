@@ -65,7 +65,7 @@ def _files(p: argparse.ArgumentParser) -> None:
         metavar="DIR",
         help="the directory of the CA (default ./certs)",
     )
-    p.add_argument("--crl", type=Path, metavar="FILE", help="the CRL file (default OUT/crl.pem)")
+    p.add_argument("--crl", type=Path, metavar="FILE", help="the CRL file (default DIR/crl.pem)")
 
 
 def _serial(text: str) -> int:
