@@ -1,5 +1,6 @@
-"""Sizes in bytes, as people write them: 512M, 1.5G, 4096."""
+"""Sizes in bytes and spans of time, as people write them: 512M, 1.5G, 4096; 90s, 8h, 1h30m."""
 
+import datetime
 import re
 
 _SIZE = re.compile(r"([0-9]+(?:\.[0-9]+)?)\s*([KMGT]?)(?:i?B)?", re.IGNORECASE)
@@ -23,3 +24,18 @@ def format_size(n: int) -> str:
         if n >= _UNITS[unit]:
             return f"{n / _UNITS[unit]:.1f}{unit}"
     return str(n)
+
+
+_DURATION = re.compile(r"(?:[0-9]+(?:\.[0-9]+)?[smhd])+")
+_DURATION_PART = re.compile(r"([0-9]+(?:\.[0-9]+)?)([smhd])")
+_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_duration(text: str) -> datetime.timedelta:
+    """``90s``, ``30m``, ``8h``, ``7d``, ``1h30m``: a unit on every number (a bare ``8``
+    could be hours or seconds). ValueError if malformed; bounds are the caller's."""
+    compact = text.strip().lower()
+    if _DURATION.fullmatch(compact) is None:
+        raise ValueError(f"{text!r} is not a duration (like 90s, 30m, 8h, 7d or 1h30m)")
+    seconds = sum(float(n) * _SECONDS[unit] for n, unit in _DURATION_PART.findall(compact))
+    return datetime.timedelta(seconds=seconds)

@@ -1,4 +1,5 @@
-"""``jogger``: administrative commands. ``jogger certs`` makes development certificates."""
+"""``jogger``: administrative commands. ``jogger certs`` makes development certificates;
+``jogger certs issue``, ``revoke`` and ``crl`` (admin/) work with the CA it made."""
 
 import argparse
 import getpass
@@ -6,8 +7,9 @@ import shlex
 import sys
 from pathlib import Path
 
+from .admin import issue, revocation
+from .admin.ca import CommandError, username
 from .rpc import certs
-from .rpc.auth import USERNAME
 
 
 def _certs(args: argparse.Namespace) -> int:
@@ -57,12 +59,6 @@ def _certs(args: argparse.Namespace) -> int:
     return 0
 
 
-def _username(text: str) -> str:
-    if not USERNAME.fullmatch(text):
-        raise argparse.ArgumentTypeError(f"{text!r} is not a username (lower case, digits, _.-)")
-    return text
-
-
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="jogger", description="Jogger administration.")
     sub = p.add_subparsers(dest="command", required=True)
@@ -79,30 +75,50 @@ def parser() -> argparse.ArgumentParser:
     c.add_argument(
         "--user",
         action="append",
-        type=_username,
+        type=username,
         default=[],
         help="make a user certificate (repeatable)",
     )
     c.add_argument(
         "--admin",
         action="append",
-        type=_username,
+        type=username,
         default=[],
         help="make an admin user certificate, OU=admin (repeatable)",
     )
     c.add_argument("--dns", action="append", default=[], help="another server DNS name")
     c.add_argument("--ip", action="append", default=[], help="another server IP address")
     c.set_defaults(run=_certs)
+    # Not required: `jogger certs` alone makes the development certificates, as before.
+    commands = c.add_subparsers(title="with the CA in --out", metavar="{issue,revoke,crl}")
+    issue.add_parser(commands)
+    revocation.add_parsers(commands)
     return p
 
 
+_DEVELOPMENT_ONLY = ("renew", "user", "admin", "dns", "ip")
+"""``jogger certs``'s own options, which mean nothing to its subcommands."""
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = parser().parse_args(argv)
-    if args.command == "certs" and not args.user and not args.admin:
-        args.user = [_username(getpass.getuser())]
+    p = parser()
+    args = p.parse_args(argv)
+    if args.command == "certs" and args.run is not _certs:
+        given = [f"--{name}" for name in _DEVELOPMENT_ONLY if getattr(args, name)]
+        if given:
+            p.error(
+                f"{', '.join(given)}: an option of jogger certs alone; issue, revoke and crl "
+                "take theirs after their name"
+            )
+    elif args.command == "certs" and not args.user and not args.admin:
+        args.user = [username(getpass.getuser())]
     try:
         return int(args.run(args))
-    except (OSError, ValueError) as exc:
+    except OSError as exc:
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"jogger: error: {where}{exc.strerror or exc}", file=sys.stderr)
+        return 1
+    except (ValueError, CommandError) as exc:
         print(f"jogger: error: {exc}", file=sys.stderr)
         return 1
 

@@ -40,6 +40,8 @@ def make_pki(directory: Path) -> Pki:
     ca = certs.make_ca()
     other_ca = certs.make_ca("some other CA")
     certs.write_cert(directory / "ca.pem", ca.cert)
+    # Beside ca.pem, as `jogger certs` leaves it: `jogger certs issue` and `revoke` sign with it.
+    certs.write_key(directory / "ca-key.pem", ca.key)
     certs.write_cert(directory / "other-ca.pem", other_ca.cert)
     server = _save(directory, "server", certs.make_server(ca, ["localhost"], ["127.0.0.1", "::1"]))
     long_ago = datetime.datetime.now(datetime.UTC) - datetime.timedelta(days=30)
@@ -53,7 +55,13 @@ def make_pki(directory: Path) -> Pki:
         "expired": _save(
             directory,
             "expired",
-            certs.make_leaf(ca, "alice", usages=CLIENT, days=1, not_before=long_ago),
+            certs.make_leaf(
+                ca,
+                "alice",
+                usages=CLIENT,
+                lifetime=datetime.timedelta(days=1),
+                not_before=long_ago,
+            ),
         ),
         "not-yet-valid": _save(
             directory,

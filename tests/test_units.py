@@ -1,8 +1,10 @@
-"""parse_size and format_size (jogger/_units.py): sizes as people write them."""
+"""jogger/_units.py: sizes (parse_size, format_size) and durations as people write them."""
+
+import datetime
 
 import pytest
 
-from jogger._units import format_size, parse_size
+from jogger._units import format_size, parse_duration, parse_size
 
 K, M, G, T = 1 << 10, 1 << 20, 1 << 30, 1 << 40
 
@@ -62,3 +64,26 @@ def test_format_size_is_the_shortest_form(size: int, text: str) -> None:
 @pytest.mark.parametrize("size", [1, K, 5 * M + 7 * K, 64 * G, 2 * T])
 def test_an_exact_size_survives_format_then_parse(size: int) -> None:
     assert parse_size(format_size(size)) == size
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [
+        ("90s", 90),
+        ("30m", 1800),
+        ("8h", 8 * 3600),
+        ("7d", 7 * 86400),
+        ("1h30m", 5400),
+        ("1.5h", 5400),
+        (" 8H\n", 8 * 3600),
+        ("0s", 0),
+    ],
+)
+def test_parse_duration_reads_seconds_minutes_hours_and_days(text: str, seconds: int) -> None:
+    assert parse_duration(text) == datetime.timedelta(seconds=seconds)
+
+
+@pytest.mark.parametrize("text", ["", "8", "h", "8x", "-1h", "+1h", "1e3s", "8 h", "1h 30m", "8hh"])
+def test_parse_duration_refuses_what_is_not_a_duration(text: str) -> None:
+    with pytest.raises(ValueError, match="is not a duration"):
+        parse_duration(text)

@@ -138,8 +138,17 @@ def connection_error(exc: TransportError | RpcError, settings: Settings, where: 
         hint = _server_certificate_hint(exc.detail, settings)
         return CliError(f"{where}: {exc}; {hint}", Exit.UNREACHABLE)
     if isinstance(exc, TransportError):
-        return CliError(f"{where}: {exc}", Exit.UNREACHABLE)
+        return CliError(
+            f"{where}: {exc}{_client_certificate_hint(str(exc), settings)}", Exit.UNREACHABLE
+        )
     return _rpc_error(exc, where)
+
+
+def _client_certificate_hint(text: str, settings: Settings) -> str:
+    if "certificate revoked" in text:
+        cert = settings.sources["cert"].quote(settings.cert)
+        return f"; {cert} has been revoked: ask the server's operator for a new certificate"
+    return ""
 
 
 def _server_certificate_hint(detail: str, settings: Settings) -> str:

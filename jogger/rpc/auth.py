@@ -7,7 +7,8 @@ pathLen 0, could mint others for any name, OU=admin included). ``identify_client
 verified DER certificate again with ``cryptography``: issued directly by one of the server's
 configured CA certificates (no intermediates the operator did not list), CA:false,
 digitalSignature, clientAuth, an EC P-256 key and exactly one Common Name that is a sane
-username. ``OU=admin`` makes the caller an administrator.
+username; and not revoked, when the server has CRLs (as OpenSSL checked during the
+handshake: the two agree). ``OU=admin`` makes the caller an administrator.
 """
 
 import re
@@ -19,6 +20,9 @@ from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from .certs import format_serial
+from .crl import Revocations
 
 _E = TypeVar("_E", bound=x509.ExtensionType)
 USERNAME = re.compile(r"[a-z_][a-z0-9_.-]{0,63}")
@@ -35,17 +39,26 @@ class Identity:
     admin: bool
 
 
-def identify_client(der: bytes | None, issuers: Sequence[x509.Certificate]) -> Identity:
+def identify_client(
+    der: bytes | None,
+    issuers: Sequence[x509.Certificate],
+    revocations: Revocations | None = None,
+) -> Identity:
     """The caller named by a verified client certificate, which one of ``issuers`` (the
-    server's CA certificates) must have signed itself; raises CertificateRejected."""
+    server's CA certificates) must have signed itself, and its CRL in ``revocations`` must
+    not list; raises CertificateRejected."""
     if der is None:
         raise CertificateRejected("no client certificate")
     cert = x509.load_der_x509_certificate(der)
-    if not any(_issued_by(cert, issuer) for issuer in issuers):
+    signers = [issuer for issuer in issuers if _issued_by(cert, issuer)]
+    if not signers:
         raise CertificateRejected(
             "client certificate was not issued by the server's CA itself (a chain through "
             "another CA is accepted only when that CA is in the server's --ca-cert file)"
         )
+    if revocations is not None and revocations.revoked(cert, signers):
+        serial = format_serial(cert.serial_number)
+        raise CertificateRejected(f"client certificate serial {serial} has been revoked")
     constraints = _extension(cert, x509.BasicConstraints, "BasicConstraints")
     key_usage = _extension(cert, x509.KeyUsage, "KeyUsage")
     usages = _extension(cert, x509.ExtendedKeyUsage, "ExtendedKeyUsage")

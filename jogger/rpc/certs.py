@@ -41,17 +41,21 @@ def _name(common_name: str, unit: str | None = None) -> x509.Name:
 
 
 def _validity(
-    days: int, not_before: datetime.datetime | None
+    lifetime: datetime.timedelta, not_before: datetime.datetime | None
 ) -> tuple[datetime.datetime, datetime.datetime]:
-    start = not_before or datetime.datetime.now(datetime.UTC) - datetime.timedelta(minutes=5)
-    return start, start + datetime.timedelta(days=days)
+    """From ``not_before`` (default: 5 minutes ago, for clocks a little behind ours) until
+    ``lifetime`` after it (default: after now, so that a short lifetime is all there)."""
+    if not_before is not None:
+        return not_before, not_before + lifetime
+    now = datetime.datetime.now(datetime.UTC)
+    return now - datetime.timedelta(minutes=5), now + lifetime
 
 
 def make_ca(common_name: str = "jogger dev CA", *, path_length: int | None = 0) -> Issuer:
     """A self-signed CA. Ours may sign only leaves (pathLen 0); tests make CAs as other
     tools do, without that constraint."""
     key = new_key()
-    start, end = _validity(CA_DAYS, None)
+    start, end = _validity(datetime.timedelta(days=CA_DAYS), None)
     cert = (
         x509.CertificateBuilder()
         .subject_name(_name(common_name))
@@ -96,14 +100,14 @@ def make_leaf(
     ips: list[str] = (),  # type: ignore[assignment]
     ca: bool = False,
     key_usage: bool = True,
-    days: int = LEAF_DAYS,
+    lifetime: datetime.timedelta = datetime.timedelta(days=LEAF_DAYS),
     not_before: datetime.datetime | None = None,
     key: ec.EllipticCurvePrivateKey | None = None,
 ) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
     """A certificate signed by ``issuer``. The odd options exist to build bad certificates
     for tests (a client cert that is a CA, that has no KeyUsage, that has expired)."""
     key = key or new_key()
-    start, end = _validity(days, not_before)
+    start, end = _validity(lifetime, not_before)
     builder = (
         x509.CertificateBuilder()
         .subject_name(_name(common_name, unit))
@@ -145,10 +149,18 @@ def make_server(
 
 
 def make_user(
-    issuer: Issuer, user: str, *, admin: bool = False
+    issuer: Issuer,
+    user: str,
+    *,
+    admin: bool = False,
+    lifetime: datetime.timedelta = datetime.timedelta(days=LEAF_DAYS),
 ) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
     return make_leaf(
-        issuer, user, usages=[ExtendedKeyUsageOID.CLIENT_AUTH], unit="admin" if admin else None
+        issuer,
+        user,
+        usages=[ExtendedKeyUsageOID.CLIENT_AUTH],
+        unit="admin" if admin else None,
+        lifetime=lifetime,
     )
 
 
@@ -163,6 +175,35 @@ def write_key(path: Path, key: ec.EllipticCurvePrivateKey) -> None:
         serialization.NoEncryption(),
     )
     _write(path, pem, 0o600)
+
+
+def write_crls(path: Path, pem: bytes) -> None:
+    _write(path, pem, 0o644)
+
+
+def format_serial(serial: int) -> str:
+    """A serial number as jogger prints it: hex, as OpenSSL shows it, with ``0x``."""
+    return f"0x{serial:x}"
+
+
+def parse_serial(text: str) -> int:
+    """A serial number as people copy it: decimal, ``0x`` hex, or OpenSSL's colon-separated
+    hex bytes (``3a:4f:...``). ValueError if it is none of those, or out of range."""
+    stripped = text.strip().lower()
+    try:
+        if stripped.startswith("0x"):
+            serial = int(stripped[2:], 16)
+        elif ":" in stripped:
+            serial = int(stripped.replace(":", ""), 16)
+        else:
+            serial = int(stripped, 10)
+    except ValueError:
+        raise ValueError(
+            f"{text!r} is not a serial number (decimal, 0x-hex, or hex bytes with colons)"
+        ) from None
+    if not 0 < serial < 1 << 160:
+        raise ValueError(f"serial number {text} is out of range (1 to 2**160-1, RFC 5280)")
+    return serial
 
 
 def load_issuer(cert_path: Path, key_path: Path) -> Issuer:

@@ -19,7 +19,7 @@ import errno
 import logging
 import ssl
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import aclosing, asynccontextmanager
 from dataclasses import dataclass
 from functools import partial
@@ -28,7 +28,6 @@ from typing import Any, NoReturn
 import h2.errors
 import h2.exceptions
 import trio
-from cryptography import x509
 from google.protobuf.message import DecodeError, Message
 from purerpc.grpclib.events import MessageReceived, RequestEnded, RequestReceived
 from purerpc.grpclib.status import Status, StatusCode
@@ -36,6 +35,7 @@ from purerpc.grpclib.status import Status, StatusCode
 from .address import format_address
 from .admission import Admission, ConnectionGrant, Grant, Peer, TransportLimits
 from .auth import CertificateRejected, Identity, identify_client
+from .credentials import ServerTls, TlsHolder
 from .errors import RpcError
 from .throttle import LogThrottle
 from .wire import Connection, ConnectionLost, Stream, set_socket_options
@@ -103,15 +103,13 @@ class RpcServer:
     def __init__(
         self,
         nursery: trio.Nursery,
-        ssl_context: Any,
-        issuers: Sequence[x509.Certificate],
+        tls: TlsHolder,
         methods: Mapping[str, Method],
         limits: TransportLimits | None = None,
     ) -> None:
         self._nursery = nursery
         self._methods = methods
-        self._ssl_context = ssl_context
-        self._issuers = issuers
+        self._tls = tls
         self._limits = limits or TransportLimits()
         self._admission = Admission(self._limits)
         self._client_streaming = frozenset(
@@ -185,7 +183,8 @@ class RpcServer:
             )
             return  # reset by the peer already (ENOTCONN)
         peer = format_address(host, port)
-        tls = trio.SSLStream(tcp, self._ssl_context, server_side=True)
+        material = self._tls.current  # this connection's for good, whatever a reload brings
+        tls = trio.SSLStream(tcp, material.context, server_side=True)
         try:
             # One deadline for the TLS handshake and the HTTP/2 preface together; admission
             # set it (shorter when its table is filling up), and may cancel the handshake to
@@ -214,7 +213,7 @@ class RpcServer:
                     else "TLS handshake timed out",
                 )
                 return
-            with self._admission.peer(host, peer, self._identify(peer, tls)) as client:
+            with self._admission.peer(host, peer, self._identify(peer, tls, material)) as client:
                 if client is None:
                     return  # told often enough already: closed at once
                 await self._serve_http2(tls, client, grant.deadline)
@@ -225,10 +224,13 @@ class RpcServer:
         finally:
             await trio.aclose_forcefully(tls)
 
-    def _identify(self, peer: str, tls: trio.SSLStream[trio.SocketStream]) -> Identity | Status:
+    def _identify(
+        self, peer: str, tls: trio.SSLStream[trio.SocketStream], material: ServerTls
+    ) -> Identity | Status:
         """Who the peer's certificate names, or the status its calls get if it is rejected."""
         try:
-            return identify_client(tls.getpeercert(binary_form=True), self._issuers)
+            der = tls.getpeercert(binary_form=True)
+            return identify_client(der, material.issuers, material.revocations)
         except CertificateRejected as exc:
             throttled.log("rejected", logging.INFO, "connection peer=%s rejected: %s", peer, exc)
             return Status(StatusCode.UNAUTHENTICATED, f"client certificate rejected: {exc}")
@@ -532,23 +534,22 @@ async def _read_one(stream: Stream, request_type: type[Message]) -> Message:
 
 @asynccontextmanager
 async def open_rpc_server(
-    ssl_context: Any,
+    tls: TlsHolder,
     methods: Mapping[str, Method],
     *,
-    client_issuers: Sequence[x509.Certificate],
     drain_timeout: float = 5.0,
     limits: TransportLimits | None = None,
 ) -> AsyncIterator[RpcServer]:
     """A server of ``methods`` (keyed by gRPC path) whose connections live as long as this
-    block. A client certificate must have been signed by one of ``client_issuers`` itself
-    (the CA certificates that ``ssl_context`` trusts).
+    block. Each connection is served with the TLS material ``tls`` holds when it arrives
+    (replace it there to reload certificates).
 
     Start listening with ``await nursery.start(server.listen, addresses)``. On leaving the
     block, calls in flight get ``drain_timeout`` seconds to finish; then every connection is
     closed.
     """
     async with trio.open_nursery() as nursery:
-        server = RpcServer(nursery, ssl_context, client_issuers, methods, limits)
+        server = RpcServer(nursery, tls, methods, limits)
         try:
             yield server
         finally:

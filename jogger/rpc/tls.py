@@ -9,12 +9,9 @@ checks them again after the handshake.
 
 import ssl
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
-if TYPE_CHECKING:
-    from cryptography import x509
-
-Role = Literal["ca", "cert", "key"]
+Role = Literal["ca", "cert", "key", "crl"]
 
 TLS12_CIPHERS = ":".join(
     [
@@ -50,10 +47,17 @@ def _base_context(purpose: ssl.Purpose, ca: Path, cert: Path, key: Path) -> ssl.
     return context
 
 
-def server_context(ca: Path, cert: Path, key: Path) -> ssl.SSLContext:
-    """Requires a client certificate signed by ``ca``."""
+def server_context(ca: Path, cert: Path, key: Path, crl: Path | None = None) -> ssl.SSLContext:
+    """Requires a client certificate signed by ``ca``, and not revoked by the ``crl`` file
+    (one CRL for each CA of ``ca``: see crl.py, which checks the file first)."""
     context = _base_context(ssl.Purpose.CLIENT_AUTH, ca, cert, key)
     context.check_hostname = False
+    if crl is not None:
+        try:
+            context.load_verify_locations(cafile=str(crl))
+        except (ssl.SSLError, OSError) as exc:
+            raise TlsFileError("crl", crl, f"OpenSSL refused it: {_reason(exc)}") from None
+        context.verify_flags |= ssl.VERIFY_CRL_CHECK_LEAF
     # OP_NO_TICKET covers TLS 1.2 only; a TLS 1.3 server sends tickets unless told 0. A
     # resumed session would skip the client certificate's check by our auth.py.
     context.num_tickets = 0
@@ -81,7 +85,7 @@ def diagnose(ca: Path, cert: Path, key: Path, error: Exception) -> TlsFileError:
         try:
             contents[role] = path.read_bytes()
         except OSError as exc:
-            return TlsFileError(role, path, f"cannot read it: {exc.strerror or exc}")
+            return unreadable(role, path, exc)
     certificates: dict[Role, x509.Certificate] = {}
     kinds: list[tuple[Role, Path, str]] = [
         ("ca", ca, "CA certificate"),
@@ -112,13 +116,12 @@ def diagnose(ca: Path, cert: Path, key: Path, error: Exception) -> TlsFileError:
     )
     if public != mine:
         return TlsFileError("key", key, f"not the private key of the certificate {cert}")
-    reason = error.reason if isinstance(error, ssl.SSLError) and error.reason else str(error)
-    return TlsFileError(None, None, f"OpenSSL refused the TLS files: {reason}")
+    return TlsFileError(None, None, f"OpenSSL refused the TLS files: {_reason(error)}")
 
 
-def load_issuers(ca: Path) -> "list[x509.Certificate]":
-    """The CA certificates in ``ca``, for the server's own check of client certificates."""
-    # Imported here: cryptography's x509 costs jog 40 ms of start-up, and only servers ask.
-    from cryptography import x509  # noqa: PLC0415
+def unreadable(role: Role, path: Path, error: OSError) -> TlsFileError:
+    return TlsFileError(role, path, f"cannot read it: {error.strerror or error}")
 
-    return x509.load_pem_x509_certificates(ca.read_bytes())
+
+def _reason(error: Exception) -> str:
+    return error.reason if isinstance(error, ssl.SSLError) and error.reason else str(error)

@@ -46,6 +46,8 @@ class ServerConfig:
     isolation: IsolationPolicy = field(default_factory=IsolationPolicy)
     executor: ExecutorName = "local"
     slurm: SlurmOptions = field(default_factory=SlurmOptions)
+    crl: Path | None = None
+    """The CRL file (``--crl``): revoked client certificates fail the handshake."""
 
 
 class ConfigError(Exception):
@@ -64,10 +66,10 @@ def parser() -> argparse.ArgumentParser:
         prog="jogger-server",
         description="Run jobs for jog clients, over gRPC with mutual TLS.",
         epilog=(
-            "environment: JOGGER_CA_CERT_FILE, JOGGER_SERVER_CERT_FILE, JOGGER_SERVER_KEY_FILE "
-            "(the TLS files), JOGGER_LISTEN, JOGGER_STATE_DIR. Flags win over the environment. "
-            "SIGTERM or SIGINT shut down gracefully: jobs are stopped and streams finished "
-            "(or, with --on-shutdown keep, left running for the next server)."
+            "environment: JOGGER_CA_CERT_FILE, JOGGER_SERVER_CERT_FILE, JOGGER_SERVER_KEY_FILE, "
+            "JOGGER_CRL_FILE (the TLS files), JOGGER_LISTEN, JOGGER_STATE_DIR. Flags win over the "
+            "environment. SIGTERM or SIGINT shut down gracefully: jobs are stopped and streams "
+            "finished (or, with --on-shutdown keep, left running for the next server)."
         ),
     )
     p.add_argument(
@@ -109,6 +111,14 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--ca-cert", type=Path, help="CA certificate that signs client certs")
     p.add_argument("--cert", type=Path, help="the server's certificate")
     p.add_argument("--key", type=Path, help="the server's private key")
+    p.add_argument(
+        "--crl",
+        type=Path,
+        metavar="FILE",
+        help="PEM CRLs, one per CA of --ca-cert (jogger certs revoke keeps one): revoked "
+        "client certificates fail the TLS handshake. SIGHUP rereads it, and the other TLS "
+        "files, for new connections (default: none)",
+    )
     p.add_argument(
         "--grace",
         type=float,
@@ -375,6 +385,9 @@ def load(argv: list[str] | None) -> ServerConfig:
         ca_cert=_file(args.ca_cert, "JOGGER_CA_CERT_FILE", "CA certificate", "--ca-cert"),
         cert=_file(args.cert, "JOGGER_SERVER_CERT_FILE", "server certificate", "--cert"),
         key=_file(args.key, "JOGGER_SERVER_KEY_FILE", "server key", "--key"),
+        crl=_file(args.crl, "JOGGER_CRL_FILE", "CRL", "--crl")
+        if args.crl or os.environ.get("JOGGER_CRL_FILE")
+        else None,
         grace=args.grace,
         drain_timeout=args.drain_timeout,
         limits=ManagerLimits(

@@ -16,8 +16,11 @@ from .._exceptiongroups import single_errors
 from .._text import escape
 from ..engine import JobError, JobManager
 from ..rpc.address import format_address
+from ..rpc.credentials import TlsHolder
 from ..rpc.server import ListenError, open_rpc_server
-from ..rpc.tls import TlsFileError, load_issuers, server_context
+from ..rpc.tls import TlsFileError
+from . import certificates
+from .certificates import CertificateReload
 from .config import ConfigError, ServerConfig, load
 from .hangup import Reload, watch_hangups
 from .service import HealthService, JobsService
@@ -34,8 +37,7 @@ async def serve(
 
     Reports the bound addresses through ``task_status`` once accepting connections.
     """
-    context = server_context(config.ca_cert, config.cert, config.key)
-    issuers = load_issuers(config.ca_cert)
+    tls = TlsHolder(certificates.load(config))
     # Entered below, inside the rpc server's block: its calls outlive the jobs, so that
     # followers get a stopped job's last bytes. The servicers need it before that.
     jobs = JobManager(
@@ -58,17 +60,17 @@ async def serve(
     with single_errors():
         async with (
             open_rpc_server(
-                context,
+                tls,
                 methods,
-                client_issuers=issuers,
                 drain_timeout=config.drain_timeout,
                 limits=config.transport,
             ) as server,
             jobs,
             trio.open_nursery() as nursery,
         ):
-            reloads: list[Reload] = []
+            reloads: list[Reload] = [("certificates", CertificateReload(config, tls))]
             await nursery.start(watch_hangups, reloads)
+            nursery.start_soon(certificates.watch_crl_expiry, tls)
             bound = await nursery.start(server.listen, config.listen)
             addresses = " ".join(format_address(host, port) for host, port in bound)
             log.info(
@@ -113,8 +115,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"jogger-server: error: {exc}", file=sys.stderr)
         return 1
     except TlsFileError as exc:
-        flag = {"ca": "--ca-cert", "cert": "--cert", "key": "--key"}.get(exc.role or "", "")
-        print(f"jogger-server: error: {flag + ' ' if flag else ''}{exc}", file=sys.stderr)
+        print(f"jogger-server: error: {certificates.describe(exc)}", file=sys.stderr)
         return 1
     except OSError as exc:
         print(f"jogger-server: error: {exc.strerror or exc}: {exc.filename or ''}", file=sys.stderr)

@@ -21,9 +21,10 @@ import trio_asyncio
 from jogger.rpc.admission import TransportLimits
 from jogger.rpc.channel import Channel, open_channel
 from jogger.rpc.client import InputClosed, InputWriter, JobsClient
+from jogger.rpc.credentials import TlsHolder, load_server_tls
 from jogger.rpc.errors import RpcError, StatusCode
 from jogger.rpc.server import Call, Method, open_rpc_server
-from jogger.rpc.tls import client_context, load_issuers, server_context
+from jogger.rpc.tls import client_context
 from jogger.rpc.wire import (
     INITIAL_WINDOW_FACTOR,
     SERVER_MAX_MESSAGE,
@@ -92,11 +93,9 @@ async def service(
         WRITE: Method(Request, client_stream=found.write),
         PING: Method(jobs_pb2.StatusRequest, unary=found.ping),
     }
-    context = server_context(pki.ca, pki.server.cert, pki.server.key)
+    tls = TlsHolder(load_server_tls(pki.ca, pki.server.cert, pki.server.key))
     limits = TransportLimits(request_timeout=0.5)
-    async with open_rpc_server(
-        context, methods, client_issuers=load_issuers(pki.ca), limits=limits, drain_timeout=0.1
-    ) as server:
+    async with open_rpc_server(tls, methods, limits=limits, drain_timeout=0.1) as server:
         bound = await nursery.start(server.listen, [("127.0.0.1", 0)])
         yield found, bound[0][1]
 
