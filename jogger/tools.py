@@ -6,6 +6,7 @@ import shlex
 import sys
 from pathlib import Path
 
+from ._version import VersionAction
 from .rpc import certs
 from .rpc.auth import USERNAME
 
@@ -65,6 +66,7 @@ def _username(text: str) -> str:
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="jogger", description="Jogger administration.")
+    p.add_argument("--version", action=VersionAction)
     sub = p.add_subparsers(dest="command", required=True)
     c = sub.add_parser(
         "certs",
