@@ -7,7 +7,7 @@ CERTS := certs
 USER ?= $(shell id -un)
 LISTEN ?= 127.0.0.1:7654
 
-.PHONY: venv test test-cgroup2 test-slurm lint demo bench bench-cgroup2 soak grpc gen-certs run-server install-cli clean
+.PHONY: venv test test-cgroup2 test-slurm lint demo bench bench-cgroup2 soak grpc gen-certs run-server install-cli dist clean
 
 venv: $(VENV)/.installed
 
@@ -94,5 +94,10 @@ install-cli: venv
 	   echo "and for every new one, add that line to ~/.bashrc (or your shell's startup file)." ;; \
 	esac
 
+# The sdist and the wheel (built from the sdist, as pip would) in dist/; see README, Packaging.
+dist: venv
+	rm -rf dist
+	$(BIN)/python -m build --outdir dist .
+
 clean:
-	rm -rf $(VENV) build *.egg-info .mypy_cache .ruff_cache .state jogger/engine/_spawn.*.so
+	rm -rf $(VENV) build dist *.egg-info .mypy_cache .ruff_cache .state jogger/engine/_spawn.*.so

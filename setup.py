@@ -3,12 +3,16 @@
 It is a program, not an extension module, but building it as one gives it the same path
 through every kind of install (a wheel, or ``pip install -e``, which builds in place): the
 build_ext below compiles and links it as an executable, named jogger/engine/jogger-supervise.
+
+The wheel holds that program and no extension module: it is tagged for any Python 3 on this
+platform (py3-none-linux_x86_64), not for the one Python that built it.
 """
 
 import os
 from typing import Any
 
 from setuptools import Extension, setup
+from setuptools.command.bdist_wheel import bdist_wheel
 from setuptools.command.build_ext import build_ext
 from setuptools.errors import LinkError
 
@@ -49,6 +53,12 @@ class BuildSupervisor(build_ext):
             )
 
 
+class PlatformWheel(bdist_wheel):
+    def get_tag(self) -> tuple[str, str, str]:
+        _, _, platform = super().get_tag()
+        return "py3", "none", platform
+
+
 setup(
     ext_modules=[
         Extension(
@@ -57,5 +67,5 @@ setup(
             depends=["jogger/engine/spawn_child.h", "jogger/engine/sandbox.h"],
         )
     ],
-    cmdclass={"build_ext": BuildSupervisor},
+    cmdclass={"build_ext": BuildSupervisor, "bdist_wheel": PlatformWheel},
 )

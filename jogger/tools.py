@@ -7,6 +7,7 @@ import shlex
 import sys
 from pathlib import Path
 
+from ._version import VersionAction
 from .admin import issue, revocation
 from .admin.ca import CommandError, username
 from .rpc import certs
@@ -61,6 +62,7 @@ def _certs(args: argparse.Namespace) -> int:
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="jogger", description="Jogger administration.")
+    p.add_argument("--version", action=VersionAction)
     sub = p.add_subparsers(dest="command", required=True)
     c = sub.add_parser(
         "certs",

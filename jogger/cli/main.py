@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     from _typeshed import SupportsWrite
 
 from .._text import escape
+from .._version import VersionAction
 from ..rpc.jobs_api import MAX_GRACE
 from . import isolate, stdout
 from .detach import DETACH_KEYS
@@ -150,6 +151,7 @@ def parser() -> argparse.ArgumentParser:
         metavar="NAME",
         help="connect as this context of the config file says (the JOGGER_* variables win)",
     )
+    p.add_argument("--version", action=VersionAction)
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
     start = sub.add_parser(
         "start", parents=[host, job], help="start a job: jog start -- cmd [args]"

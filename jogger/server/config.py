@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .._units import parse_size
+from .._version import VersionAction
 from ..engine import InvalidRequest, Isolation, IsolationUnavailable, ManagerLimits, Retention
 from ..engine.cgroups import CgroupMode
 from ..engine.isolation import check_available
@@ -72,6 +73,7 @@ def parser() -> argparse.ArgumentParser:
             "finished (or, with --on-shutdown keep, left running for the next server)."
         ),
     )
+    p.add_argument("--version", action=VersionAction)
     p.add_argument(
         "--listen",
         action="append",

@@ -2,7 +2,8 @@
 
 Each reload action is named, runs in turn on every SIGHUP, and must not raise: an action
 that fails keeps what it had and logs why (a bad new certificate must not take down a
-server whose old one still works). Connections and jobs are never touched.
+server whose old one still works). Connections and jobs are never touched. The service
+manager, if any, is told that a reload runs (RELOADING=1) and when it is over (READY=1).
 """
 
 import logging
@@ -10,6 +11,8 @@ import signal
 from collections.abc import Callable, Sequence
 
 import trio
+
+from .notify import NOT_NOTIFYING, Notifier
 
 log = logging.getLogger("jogger.server")
 
@@ -19,6 +22,7 @@ Reload = tuple[str, Callable[[], None]]
 
 async def watch_hangups(
     reloads: Sequence[Reload],
+    notify: Notifier = NOT_NOTIFYING,
     *,
     task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
 ) -> None:
@@ -31,5 +35,7 @@ async def watch_hangups(
         task_status.started()
         async for _ in signals:
             log.info("SIGHUP: reloading %s", ", ".join(name for name, _ in reloads) or "nothing")
+            notify.reloading()
             for _name, action in reloads:
                 action()
+            notify.reloaded()

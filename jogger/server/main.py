@@ -9,6 +9,7 @@ import logging
 import os
 import signal
 import sys
+from functools import partial
 
 import trio
 
@@ -23,6 +24,7 @@ from . import certificates
 from .certificates import CertificateReload
 from .config import ConfigError, ServerConfig, load
 from .hangup import Reload, watch_hangups
+from .notify import NOT_NOTIFYING, Notifier
 from .service import HealthService, JobsService
 
 log = logging.getLogger("jogger.server")
@@ -31,12 +33,15 @@ log = logging.getLogger("jogger.server")
 async def serve(
     config: ServerConfig,
     *,
+    notify: Notifier = NOT_NOTIFYING,
     task_status: trio.TaskStatus[list[tuple[str, int]]] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve until SIGTERM or SIGINT (or cancellation), then shut down gracefully.
 
-    Reports the bound addresses through ``task_status`` once accepting connections.
+    Reports the bound addresses through ``task_status`` once accepting connections, and
+    tells ``notify`` (the service manager) each change of state.
     """
+    notify.status(f"starting: recovering the jobs of {config.state_dir}")
     tls = TlsHolder(certificates.load(config))
     # Entered below, inside the rpc server's block: its calls outlive the jobs, so that
     # followers get a stopped job's last bytes. The servicers need it before that.
@@ -69,7 +74,7 @@ async def serve(
             trio.open_nursery() as nursery,
         ):
             reloads: list[Reload] = [("certificates", CertificateReload(config, tls))]
-            await nursery.start(watch_hangups, reloads)
+            await nursery.start(watch_hangups, reloads, notify)
             nursery.start_soon(certificates.watch_crl_expiry, tls)
             bound = await nursery.start(server.listen, config.listen)
             addresses = " ".join(format_address(host, port) for host, port in bound)
@@ -84,10 +89,13 @@ async def serve(
             if config.run_as.mode == "server" and os.geteuid() == 0:
                 log.warning("--run-as server as root: every caller's jobs run as root")
             task_status.started(bound)
+            notify.ready(f"listening on {addresses}")
             with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
                 async for signum in signals:
                     log.info("%s: shutting down", signal.Signals(signum).name)
                     break
+            kept = config.on_shutdown == "keep"
+            notify.stopping(f"shutting down: {'keeping' if kept else 'stopping'} the jobs")
             # Stop accepting; leaving the blocks then stops every job, lets the streams
             # finish with the jobs' last bytes, and finally closes the connections.
             nursery.cancel_scope.cancel()
@@ -108,9 +116,11 @@ def main(argv: list[str] | None = None) -> int:
         OneLineFormatter("%(asctime)s level=%(levelname)s logger=%(name)s %(message)s")
     )
     logging.basicConfig(level=logging.INFO, handlers=[handler])
+    # First: nothing the server starts may inherit the service manager's socket.
+    notify = Notifier.from_environment()
     try:
         config = load(argv)
-        trio.run(serve, config)
+        trio.run(partial(serve, config, notify=notify))
     except (ConfigError, JobError, ListenError) as exc:
         print(f"jogger-server: error: {exc}", file=sys.stderr)
         return 1

@@ -5,7 +5,7 @@ import re
 import signal
 import subprocess
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -81,13 +81,19 @@ async def mounted_tmpfs(path: Path, size: str) -> AsyncIterator[Path]:
 
 
 async def launch(
-    pki: Pki, state_dir: Path, nursery: trio.Nursery, *args: str | Path, port: int = 0
+    pki: Pki,
+    state_dir: Path,
+    nursery: trio.Nursery,
+    *args: str | Path,
+    port: int = 0,
+    prefix: Sequence[str] = (),
 ) -> Cli:
     """Start the real jogger-server on loopback, on ``port`` (0: a free one); return once it
-    listens."""
+    listens. ``prefix``: a command that runs it (setpriv ...)."""
     env = server_env(pki)
     process = await trio.lowlevel.open_process(
         [
+            *prefix,
             BIN / "jogger-server",
             "--listen",
             f"127.0.0.1:{port}",
