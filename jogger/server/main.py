@@ -20,7 +20,9 @@ from ..rpc.server import ListenError, open_rpc_server
 from ..rpc.tls import TlsFileError, load_issuers, server_context
 from .config import ConfigError, ServerConfig, load
 from .hangup import Reload, watch_hangups
-from .service import HealthService, JobsService
+from .health import HEALTH, HealthService
+from .reflection import ReflectionService
+from .service import JOBS, JobsService
 
 log = logging.getLogger("jogger.server")
 
@@ -54,7 +56,12 @@ async def serve(
         slurm=config.slurm,
     )
     jobs_service = JobsService(jobs, config.run_as, config.isolation)
-    methods = {**jobs_service.methods(), **HealthService().methods()}
+    health = HealthService([JOBS.full_name])
+    methods = {
+        **jobs_service.methods(),
+        **health.methods(),
+        **ReflectionService([JOBS, HEALTH]).methods(),
+    }
     with single_errors():
         async with (
             open_rpc_server(
@@ -86,6 +93,7 @@ async def serve(
                 async for signum in signals:
                     log.info("%s: shutting down", signal.Signals(signum).name)
                     break
+            health.shut_down()
             # Stop accepting; leaving the blocks then stops every job, lets the streams
             # finish with the jobs' last bytes, and finally closes the connections.
             nursery.cancel_scope.cancel()
