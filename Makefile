@@ -62,11 +62,19 @@ bench: venv
 soak: venv
 	$(BIN)/python bench/soak.py $(SOAK_ARGS)
 
-# Regenerate the committed protobuf and purerpc code from proto/.
+# Regenerate the committed protobuf code from proto/: ours into jogger/v1, gRPC's own (health,
+# reflection; copies of grpc-proto's) under their official names into jogger/standard. Each of
+# those gets a descriptor pool of its own instead of protobuf's default one, where
+# grpcio-health-checking and grpcio-reflection put the same names: the two would refuse to
+# load in one process ("duplicate symbol").
+STANDARD_PROTOS := proto/grpc/health/v1/health.proto proto/grpc/reflection/v1/reflection.proto \
+	proto/grpc/reflection/v1alpha/reflection.proto
 grpc: venv
-	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python -m grpc_tools.protoc -I proto \
-		--python_out=. --pyi_out=. --purerpc_out=. \
-		proto/jogger/v1/jobs.proto proto/jogger/v1/health.proto
+	$(BIN)/python -m grpc_tools.protoc -I proto --python_out=. --pyi_out=. proto/jogger/v1/jobs.proto
+	$(BIN)/python -m grpc_tools.protoc -I proto --python_out=jogger/standard \
+		--pyi_out=jogger/standard $(STANDARD_PROTOS)
+	sed -i 's/_descriptor_pool\.Default()/_descriptor_pool.DescriptorPool()/' \
+		$(patsubst proto/%.proto,jogger/standard/%_pb2.py,$(STANDARD_PROTOS))
 
 # Development certificates in ./certs (a CA, a server cert, a cert for $(USER)), made once and
 # kept while they are good, then the export lines for the server and the CLI:

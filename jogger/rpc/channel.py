@@ -17,8 +17,16 @@ from purerpc.grpclib.status import StatusCode
 
 from .._exceptiongroups import single_errors
 from .address import format_address
+from .compression import Compressed, Malformed, TooLarge, inflate
 from .errors import RpcError
-from .wire import Connection, ConnectionLost, PeerBrokeProtocol, Stream, set_socket_options
+from .wire import (
+    MAX_MESSAGE,
+    Connection,
+    ConnectionLost,
+    PeerBrokeProtocol,
+    Stream,
+    set_socket_options,
+)
 
 M = TypeVar("M", bound=Message)
 
@@ -157,12 +165,7 @@ class Channel:
                     await self._connection.flush()
                 except ConnectionLost:
                     raise self._lost() from None
-                message = response_type()
-                try:
-                    message.ParseFromString(event.data)
-                except DecodeError:
-                    raise RpcError(StatusCode.INTERNAL, "malformed response message") from None
-                yield message
+                yield _parse(response_type, event.data)
             elif isinstance(event, ResponseEnded):
                 stream.done = True
                 if event.status.int_value != StatusCode.OK.value:
@@ -175,6 +178,21 @@ class Channel:
         if failure is not None:
             return failure_error(failure)
         return TransportError("the server closed the connection")
+
+
+def _parse(response_type: type[M], data: bytes) -> M:
+    """A response message; compressed, if the server compressed it though we do not ask
+    (see compression.py), it is inflated within our message size limit."""
+    try:
+        if isinstance(data, Compressed):
+            data = inflate(data, MAX_MESSAGE)
+        message = response_type()
+        message.ParseFromString(data)
+    except TooLarge as exc:
+        raise RpcError(StatusCode.RESOURCE_EXHAUSTED, f"the server's response: {exc}") from None
+    except (Malformed, DecodeError):
+        raise RpcError(StatusCode.INTERNAL, "malformed response message") from None
+    return message
 
 
 class ClientStream(Generic[M]):

@@ -5,7 +5,8 @@ from collections.abc import AsyncGenerator, AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
-from ..v1 import health_pb2, jobs_pb2
+from ..standard.grpc.health.v1 import health_pb2
+from ..v1 import jobs_pb2
 from .channel import CONNECT_TIMEOUT, Channel, ClientStream, open_channel
 from .tls import client_context
 

@@ -8,19 +8,21 @@ frame from its header.
 import contextlib
 import datetime
 import re
+import urllib.parse
 from collections.abc import Callable, Collection
 from typing import Any
 
 import h2.errors
 import h2.events
 import h2.exceptions
-from purerpc.grpclib.buffers import MessageReadBuffer
 from purerpc.grpclib.config import GRPCConfiguration
 from purerpc.grpclib.connection import GRPCConnection
 from purerpc.grpclib.events import Event, MessageReceived, RequestReceived
 from purerpc.grpclib.exceptions import MessageTooLargeError, UnsupportedMessageEncodingError
 from purerpc.grpclib.headers import HeaderDict
 from purerpc.grpclib.status import Status, StatusCode
+
+from .compression import ACCEPT_ENCODING, ReadBuffer, supported
 
 CONNECTION_WINDOW = 16 << 20
 """How much response data a client lets the server send ahead, over all streams."""
@@ -103,10 +105,13 @@ class ProtocolMachine(GRPCConnection):  # type: ignore[misc]
 
     Flow control: a server hands the window back as data arrives for a unary call (which
     carries one small request; the inbox bound and the message size bound what a stream may
-    hold). For a client-streaming call (a path in ``client_streaming``), and at a client, it
-    hands the window back as its consumer takes each message (``acknowledge()``), which
-    pushes back on a peer that sends faster than we read. ``release()`` returns what a
-    finished stream never gave back, so that no window leaks.
+    hold). For a call whose requests stream (a path in ``client_streaming``: client-streaming
+    or bidirectional), and at a client, it hands the window back as its consumer takes each
+    message (``acknowledge()``), which pushes back on a peer that sends faster than we read.
+    ``release()`` returns what a finished stream never gave back, so that no window leaks.
+
+    Compressed messages are handed on as they came (compression.py's ``ReadBuffer``), for
+    their call to inflate within its limit.
     """
 
     # purerpc accepts 16 MiB frames; h2 3.x reassembles a frame by appending to a bytes
@@ -132,8 +137,33 @@ class ProtocolMachine(GRPCConnection):  # type: ignore[misc]
         self._deferred: set[int] = set()
         """Server streams whose window goes back as messages are taken, not on receipt."""
 
+    def start_response(
+        self, stream_id: int, content_type_suffix: str = "", *, encoding: str | None = None
+    ) -> None:
+        """A server's response headers; ``encoding``: how its messages may be compressed."""
+        headers = [
+            (":status", "200"),
+            ("content-type", "application/grpc" + content_type_suffix),
+            ("grpc-accept-encoding", ACCEPT_ENCODING),
+        ]
+        if encoding is not None:
+            headers.append(("grpc-encoding", encoding))
+        self.h2_connection.send_headers(stream_id, headers, end_stream=False)
+
     def respond_status(self, stream_id: int, status: Status, content_type_suffix: str = "") -> None:
-        super().respond_status(stream_id, capped(status), content_type_suffix)
+        """A server's answer of a status alone (a Trailers-Only response)."""
+        status = capped(status)
+        headers = [
+            (":status", "200"),
+            ("content-type", "application/grpc" + content_type_suffix),
+            ("grpc-status", str(status.int_value)),
+            # What we read: the gRPC spec asks for it with UNIMPLEMENTED for an encoding
+            # we do not, and it costs a few bytes on the others.
+            ("grpc-accept-encoding", ACCEPT_ENCODING),
+        ]
+        if status.status_message:
+            headers.append(("grpc-message", urllib.parse.quote(status.status_message, safe="")))
+        self.h2_connection.send_headers(stream_id, headers, end_stream=True)
         self._stop_unfinished_request(stream_id)
 
     def end_response(self, stream_id: int, status: Status) -> None:
@@ -170,12 +200,13 @@ class ProtocolMachine(GRPCConnection):  # type: ignore[misc]
             status = Status(StatusCode.INVALID_ARGUMENT, "malformed grpc-timeout header")
             return [StreamRefused(stream_id, status, "malformed grpc-timeout")]
         encoding = headers.get("grpc-encoding", "identity")
-        if encoding != "identity":
-            # We never advertise compression; gzip would also let a small message expand
-            # past our size limits.
-            message = f"grpc-encoding {str(encoding)[:20]!r} is not supported; use identity"
+        if not supported(encoding):  # (a repeated header is a list: not supported either)
+            message = (
+                f"grpc-encoding {str(encoding)[:20]!r} is not supported; "
+                f"supported: {ACCEPT_ENCODING}"
+            )
             status = Status(StatusCode.UNIMPLEMENTED, message)
-            return [StreamRefused(stream_id, status, "compressed request")]
+            return [StreamRefused(stream_id, status, "unsupported grpc-encoding")]
         try:
             request = RequestReceived.parse_from_stream_id_and_headers_destructive(
                 stream_id, headers
@@ -183,15 +214,24 @@ class ProtocolMachine(GRPCConnection):  # type: ignore[misc]
         except Exception as exc:  # noqa: BLE001 - purerpc raises KeyError, ValueError, ... on bad headers
             return [StreamRefused(stream_id, None, f"malformed request headers: {exc!r:.80}")]
         request.timeout = timeout
-        self.message_read_buffers[stream_id] = MessageReadBuffer(
-            None, self.config.max_message_length
+        self.message_read_buffers[stream_id] = ReadBuffer(
+            request.message_encoding, self.config.max_message_length
         )
         if f"/{request.service_name}/{request.method_name}" in self._client_streaming:
             self._deferred.add(stream_id)
         return [request]
 
     def _response_received(self, event: h2.events.ResponseReceived) -> list[Event]:
-        return _or_malformed(super()._response_received, event)
+        events = _or_malformed(super()._response_received, event)
+        if event.stream_id in self.message_read_buffers:
+            # Ours, not purerpc's, whose inflating is unbounded. A server may compress only
+            # what we accept, and we advertise nothing; one that compresses all the same
+            # is read, within the limit, if it uses gzip.
+            encoding = getattr(events[0], "message_encoding", None)
+            self.message_read_buffers[event.stream_id] = ReadBuffer(
+                encoding, self.config.max_message_length
+            )
+        return events
 
     def _trailers_received(self, event: h2.events.TrailersReceived) -> list[Event]:
         return _or_malformed(super()._trailers_received, event)
@@ -215,11 +255,9 @@ class ProtocolMachine(GRPCConnection):  # type: ignore[misc]
             if isinstance(exc, MessageTooLargeError):
                 status = Status(StatusCode.RESOURCE_EXHAUSTED, str(exc)[:200])
             elif isinstance(exc, UnsupportedMessageEncodingError):
-                # The gRPC spec says INTERNAL; we keep INTERNAL for our own failures.
-                status = Status(
-                    StatusCode.UNIMPLEMENTED,
-                    "compressed messages are not supported; send them uncompressed",
-                )
+                # A compressed message on a call that named no encoding. The gRPC spec says
+                # INTERNAL; we keep INTERNAL for our own failures.
+                status = Status(StatusCode.UNIMPLEMENTED, str(exc)[:200])
             else:
                 status = Status(StatusCode.INVALID_ARGUMENT, f"malformed message: {exc!s:.200}")
             return [StreamRefused(stream_id, status, str(exc)[:200])]

@@ -19,24 +19,26 @@ import errno
 import logging
 import ssl
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import aclosing, asynccontextmanager
-from dataclasses import dataclass
 from functools import partial
-from typing import Any, NoReturn
+from typing import NoReturn
 
 import h2.errors
 import h2.exceptions
 import trio
-from google.protobuf.message import DecodeError, Message
-from purerpc.grpclib.events import MessageReceived, RequestEnded, RequestReceived
+from google.protobuf.message import Message
+from purerpc.grpclib.events import RequestReceived
 from purerpc.grpclib.status import Status, StatusCode
 
 from .address import format_address
 from .admission import Admission, ConnectionGrant, Grant, Peer, TransportLimits
 from .auth import CertificateRejected, Identity, identify_client
+from .compression import encode, response_encoding
 from .credentials import ServerTls, TlsHolder
 from .errors import RpcError
+from .method import Call, Method
+from .requests import first_request, read_request, requests
 from .throttle import LogThrottle
 from .wire import Connection, ConnectionLost, Stream, set_socket_options
 
@@ -66,39 +68,6 @@ class ListenError(Exception):
         super().__init__(f"cannot listen on {where}: {reason}{hint}")
 
 
-@dataclass(frozen=True, slots=True)
-class Call:
-    """What a handler knows about its caller: only what the verified certificate says."""
-
-    identity: Identity
-    peer: str
-    message_size: Callable[[int], int] = int
-    """How big the next response message should be, at most the size asked for: a
-    connection carrying many busy streams gives each a share (``Connection.message_size``)."""
-
-
-UnaryHandler = Callable[[Call, Any], Awaitable[Message]]
-StreamHandler = Callable[[Call, Any], AsyncIterator[Message]]
-ClientStreamHandler = Callable[[Call, AsyncIterator[Any]], Awaitable[Message]]
-
-
-@dataclass(frozen=True, slots=True)
-class Method:
-    """A handler of one kind: ``unary`` (one request, one response), ``stream`` (one request,
-    a stream of responses) or ``client_stream`` (a stream of requests, one response).
-
-    A client-streaming handler takes its requests from an async iterator, which ends when
-    the client half-closes. A request's flow control window goes back to the client only
-    when the handler asks for the next one: a handler that stops asking makes the client
-    wait, and holds at most one stream window of its requests.
-    """
-
-    request_type: type[Message]
-    unary: UnaryHandler | None = None
-    stream: StreamHandler | None = None
-    client_stream: ClientStreamHandler | None = None
-
-
 class RpcServer:
     def __init__(
         self,
@@ -112,9 +81,11 @@ class RpcServer:
         self._tls = tls
         self._limits = limits or TransportLimits()
         self._admission = Admission(self._limits)
-        self._client_streaming = frozenset(
-            path for path, method in methods.items() if method.client_stream is not None
+        self._request_streaming = frozenset(
+            path for path, method in methods.items() if method.streams_requests
         )
+        self._draining = trio.Event()
+        """Every call's ``Call.draining``."""
 
     async def listen(
         self,
@@ -158,7 +129,9 @@ class RpcServer:
         await trio.aclose_forcefully(tcp)
 
     async def drain(self) -> None:
-        """Refuse new calls (UNAVAILABLE) and return once no call is in flight."""
+        """Refuse new calls (UNAVAILABLE), tell those in flight (``Call.draining``), and
+        return once none is left."""
+        self._draining.set()
         await self._admission.drain()
 
     async def _connection(self, tcp: trio.SocketStream, host: str, grant: ConnectionGrant) -> None:
@@ -238,7 +211,7 @@ class RpcServer:
     async def _serve_http2(
         self, tls: trio.SSLStream[trio.SocketStream], client: Peer, deadline: float
     ) -> None:
-        connection = Connection(tls, client_side=False, client_streaming=self._client_streaming)
+        connection = Connection(tls, client_side=False, client_streaming=self._request_streaming)
         limits = self._limits
         async with trio.open_nursery() as calls:
 
@@ -318,9 +291,16 @@ class RpcServer:
         if method is None:
             return Status(StatusCode.UNIMPLEMENTED, f"unknown method {event.method_name[:40]!r}")
         timeout = event.timeout.total_seconds() if event.timeout is not None else float("inf")
+        encoding = response_encoding(event.message_encoding, event.message_accept_encoding)
         with trio.move_on_after(timeout) as deadline:
             try:
-                await self._handle(connection, stream, method, client.identity, client.address)
+                call = Call(
+                    identity=client.identity,
+                    peer=client.address,
+                    message_size=partial(connection.message_size, stream),
+                    draining=self._draining,
+                )
+                await self._handle(connection, stream, method, call, encoding)
             except RpcError as exc:
                 return Status(exc.code, exc.message)
             except h2.exceptions.StreamClosedError:
@@ -341,36 +321,43 @@ class RpcServer:
         connection: Connection,
         stream: Stream,
         method: Method,
-        identity: Identity,
-        peer: str,
+        call: Call,
+        encoding: str | None,
     ) -> None:
-        """Read the request, run the handler, send what it answers."""
+        """Read the request, run the handler, send what it answers (compressed in
+        ``encoding``, if not None)."""
         patience = self._limits.request_timeout
-        if method.client_stream is not None:
-            first = await _first_request(stream, patience)
+        if method.streams_requests:
+            first = await first_request(stream, patience, required=method.bidi is None)
         else:
-            request = await _read_request(stream, method.request_type, patience)
-        call = Call(
-            identity=identity,
-            peer=peer,
-            message_size=partial(connection.message_size, stream),
-        )
-        connection.protocol.start_response(stream.id, "+proto")
+            request = await read_request(stream, method.request_type, patience)
+        connection.protocol.start_response(stream.id, "+proto", encoding=encoding)
         stream.response_started = True
+
+        async def send(response: Message) -> None:
+            payload, compressed = await encode(response.SerializeToString(), encoding)
+            await connection.send_message(stream, payload, compressed=compressed)
+            connection.sent(stream)
+
         if method.client_stream is not None:
             async with aclosing(
-                _requests(connection, stream, method.request_type, first)
-            ) as requests:
-                response = await method.client_stream(call, requests)
-            await connection.send_message(stream, response.SerializeToString())
+                requests(connection, stream, method.request_type, first)
+            ) as incoming:
+                response = await method.client_stream(call, incoming)
+            await send(response)
+        elif method.bidi is not None:
+            async with (
+                aclosing(requests(connection, stream, method.request_type, first)) as incoming,
+                aclosing(method.bidi(call, incoming)) as messages,  # type: ignore[type-var]
+            ):
+                async for message in messages:
+                    await send(message)
         elif method.unary is not None:
-            response = await method.unary(call, request)
-            await connection.send_message(stream, response.SerializeToString())
+            await send(await method.unary(call, request))
         elif method.stream is not None:
             async with aclosing(method.stream(call, request)) as messages:  # type: ignore[type-var]
                 async for message in messages:
-                    await connection.send_message(stream, message.SerializeToString())
-                    connection.sent(stream)
+                    await send(message)
 
     def _finish(self, connection: Connection, stream: Stream, status: Status) -> bool:
         """Queue the end of the call; False if the stream had ended already."""
@@ -445,91 +432,6 @@ async def _send_alert(tls: trio.SSLStream[trio.SocketStream], tcp: trio.SocketSt
     if alert:
         with trio.move_on_after(1), contextlib.suppress(trio.BrokenResourceError):
             await tcp.send_all(alert)
-
-
-async def _read_request(stream: Stream, request_type: type[Message], patience: float) -> Message:
-    """The call's single request message; INVALID_ARGUMENT for anything else.
-
-    DEADLINE_EXCEEDED if it does not arrive within ``patience`` seconds: a stalled client
-    holds a call slot only that long.
-    """
-    with trio.move_on_after(patience):
-        return await _read_one(stream, request_type)
-    raise RpcError(
-        StatusCode.DEADLINE_EXCEEDED, f"the request message did not arrive within {patience:g} s"
-    )
-
-
-async def _first_request(stream: Stream, patience: float) -> MessageReceived:
-    """A client stream's first request message, as received; as ``_read_request`` for the
-    deadline. Later ones have none: a person typing into a terminal may pause for hours."""
-    with trio.move_on_after(patience):
-        async for event in stream.inbox:
-            if isinstance(event, MessageReceived):
-                return event
-            if isinstance(event, RequestEnded):
-                break
-        raise RpcError(StatusCode.INVALID_ARGUMENT, "expected at least one request message")
-    raise RpcError(
-        StatusCode.DEADLINE_EXCEEDED,
-        f"the first request message did not arrive within {patience:g} s",
-    )
-
-
-async def _requests(
-    connection: Connection,
-    stream: Stream,
-    request_type: type[Message],
-    first: MessageReceived,
-) -> AsyncGenerator[Message, None]:
-    """A client stream's requests, from ``first`` on, until the client half-closes.
-
-    Each request's window goes back to the client when the handler asks for the next one,
-    not before: until then the message is still the handler's to deal with (a job's input
-    it has not yet taken), and the client must not send more in its place.
-    """
-    event: MessageReceived | RequestEnded = first
-    while isinstance(event, MessageReceived):
-        yield _parse(request_type, event)
-        connection.acknowledge(event)
-        # (A write only when h2 has queued a window update: it does so once half a
-        # window has been taken, not for every message.)
-        await connection.flush()
-        event = await _next_request(stream)
-
-
-async def _next_request(stream: Stream) -> MessageReceived | RequestEnded:
-    """The stream's next message, or its end."""
-    async for event in stream.inbox:
-        if isinstance(event, MessageReceived | RequestEnded):
-            return event
-    # The inbox closes early only with the stream's scope cancelled (a reset, the end of the
-    # connection), which the receive above would have raised; should it not have, the call
-    # is over all the same.
-    raise ConnectionLost
-
-
-def _parse(request_type: type[Message], event: MessageReceived) -> Message:
-    message = request_type()
-    try:
-        message.ParseFromString(event.data)
-    except DecodeError:
-        raise RpcError(StatusCode.INVALID_ARGUMENT, "malformed request message") from None
-    return message
-
-
-async def _read_one(stream: Stream, request_type: type[Message]) -> Message:
-    message: Message | None = None
-    async for event in stream.inbox:
-        if isinstance(event, MessageReceived):
-            if message is not None:
-                raise RpcError(StatusCode.INVALID_ARGUMENT, "expected one request message")
-            message = _parse(request_type, event)
-        elif isinstance(event, RequestEnded):
-            break
-    if message is None:
-        raise RpcError(StatusCode.INVALID_ARGUMENT, "expected one request message")
-    return message
 
 
 @asynccontextmanager

@@ -132,7 +132,8 @@ class Connection:
         client_side: bool,
         client_streaming: Collection[str] = frozenset(),
     ) -> None:
-        """``client_streaming``: the paths of a server's client-streaming methods."""
+        """``client_streaming``: the paths of a server's methods whose requests come as a
+        stream (client-streaming and bidirectional)."""
         self._transport = stream
         max_message = MAX_MESSAGE if client_side else SERVER_MAX_MESSAGE
         self._protocol = ProtocolMachine(
@@ -263,14 +264,17 @@ class Connection:
             if self.closed.is_set():
                 raise ConnectionLost
 
-    async def send_message(self, stream: Stream, payload: bytes) -> bool:
-        """Send one length-prefixed gRPC message, as fast as flow control lets us.
+    async def send_message(
+        self, stream: Stream, payload: bytes, *, compressed: bool = False
+    ) -> bool:
+        """Send one length-prefixed gRPC message, as fast as flow control lets us;
+        ``compressed``: ``payload`` is compressed in the call's grpc-encoding.
 
         False if the server answered the call (client side) before all of it was sent: a
         server that ended a client stream early never gives its window back, and the rest
         has nobody to read it.
         """
-        data = memoryview(b"\x00" + len(payload).to_bytes(4, "big") + payload)
+        data = memoryview(bytes([compressed]) + len(payload).to_bytes(4, "big") + payload)
         try:
             return await self._send_data(stream, data)
         except h2.exceptions.StreamClosedError:

@@ -24,8 +24,10 @@ from . import certificates
 from .certificates import CertificateReload
 from .config import ConfigError, ServerConfig, load
 from .hangup import Reload, watch_hangups
+from .health import HEALTH, HealthService
 from .notify import NOT_NOTIFYING, Notifier
-from .service import HealthService, JobsService
+from .reflection import ReflectionService
+from .service import JOBS, JobsService
 
 log = logging.getLogger("jogger.server")
 
@@ -61,7 +63,12 @@ async def serve(
         slurm=config.slurm,
     )
     jobs_service = JobsService(jobs, config.run_as, config.isolation)
-    methods = {**jobs_service.methods(), **HealthService().methods()}
+    health = HealthService([JOBS.full_name])
+    methods = {
+        **jobs_service.methods(),
+        **health.methods(),
+        **ReflectionService([JOBS, HEALTH]).methods(),
+    }
     with single_errors():
         async with (
             open_rpc_server(
@@ -96,6 +103,7 @@ async def serve(
                     break
             kept = config.on_shutdown == "keep"
             notify.stopping(f"shutting down: {'keeping' if kept else 'stopping'} the jobs")
+            health.shut_down()
             # Stop accepting; leaving the blocks then stops every job, lets the streams
             # finish with the jobs' last bytes, and finally closes the connections.
             nursery.cancel_scope.cancel()

@@ -1,4 +1,4 @@
-"""The Jobs and Health services: authorization, conversion and error mapping, nothing else.
+"""The Jobs service: authorization, conversion and error mapping, nothing else.
 
 Handlers act as the user named by the caller's certificate. An administrator (OU=admin) may
 also list and read (status, output) every user's jobs; stopping and writing to a job's input
@@ -37,11 +37,13 @@ from ..engine.isolation import hostname
 from ..engine.limits import JobLimits
 from ..rpc.errors import RpcError, StatusCode
 from ..rpc.jobs_api import MAX_GRACE, limits_message
-from ..rpc.server import Call, Method
-from ..v1 import health_grpc, health_pb2, jobs_grpc, jobs_pb2
+from ..rpc.method import Call, Method, service_methods
+from ..v1 import jobs_pb2
 from .accounts import AccountRefused, RunAs
 from .isolation import IsolationPolicy, IsolationRefused, Network
 
+JOBS = jobs_pb2.DESCRIPTOR.services_by_name["Jobs"]
+"""The service, as its proto declares it."""
 OUTPUT_CHUNK = 1024 * 1024
 """Bytes per OutputChunk: big enough that per-message cost does not dominate."""
 DEFAULT_PAGE = 100
@@ -237,7 +239,7 @@ class JobsService:
             "Output": Method(jobs_pb2.OutputRequest, stream=self.output),
             "Write": Method(jobs_pb2.WriteRequest, client_stream=self.write),
         }
-        return _check_against_generated(jobs_grpc.JobsServicer(), handlers)
+        return service_methods(JOBS, handlers)
 
     async def start(self, call: Call, request: jobs_pb2.StartRequest) -> jobs_pb2.JobStatus:
         with _engine_errors():
@@ -366,45 +368,3 @@ class JobsService:
         if call.identity.admin:
             return await self._jobs.owner_of(job_id)
         return call.identity.user
-
-
-class HealthService:
-    """grpc.health.v1.Health: SERVING to every check that reaches it.
-
-    It does not ask the job manager (which has no public flag for it). The server passes
-    checks on until it drains at shutdown, after its jobs have been stopped, and from then on
-    refuses them with UNAVAILABLE, as every call.
-    """
-
-    async def check(
-        self, call: Call, request: health_pb2.HealthCheckRequest
-    ) -> health_pb2.HealthCheckResponse:
-        if request.service not in ("", "jogger.v1.Jobs"):
-            raise RpcError(StatusCode.NOT_FOUND, f"unknown service {request.service!r}")
-        return health_pb2.HealthCheckResponse(status=health_pb2.HealthCheckResponse.SERVING)
-
-    def methods(self) -> dict[str, Method]:
-        handlers = {"Check": Method(health_pb2.HealthCheckRequest, unary=self.check)}
-        return _check_against_generated(health_grpc.HealthServicer(), handlers)
-
-
-def _check_against_generated(servicer: object, handlers: dict[str, Method]) -> dict[str, Method]:
-    """Key our handlers by path, checking names, types and streaming against the generated code."""
-    service = servicer.service  # type: ignore[attr-defined]
-    if set(service.methods) != set(handlers):
-        raise RuntimeError(f"{service.name}: handlers do not match the proto")
-    for name, method in handlers.items():
-        signature = service.methods[name].signature
-        kind = {
-            "UNARY_UNARY": method.unary,
-            "UNARY_STREAM": method.stream,
-            "STREAM_UNARY": method.client_stream,
-        }.get(signature.cardinality.name)
-        kinds = [method.unary, method.stream, method.client_stream]
-        if (
-            signature.request_type is not method.request_type
-            or kind is None
-            or kinds.count(None) != 2
-        ):
-            raise RuntimeError(f"{service.name}.{name}: handler does not match the proto")
-    return {f"/{service.name}/{name}": method for name, method in handlers.items()}

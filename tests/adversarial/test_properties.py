@@ -31,7 +31,8 @@ from jogger.rpc.channel import Channel, TransportError, open_channel
 from jogger.rpc.client import JobsClient
 from jogger.rpc.errors import RpcError, StatusCode
 from jogger.rpc.tls import client_context
-from jogger.v1 import health_pb2, jobs_pb2
+from jogger.standard.grpc.health.v1 import health_pb2
+from jogger.v1 import jobs_pb2
 from tests.procs import eventually, my_children, processes
 from tests.rpc.raw_h2 import Outcome, message, raw_connection
 from tests.servers import Server

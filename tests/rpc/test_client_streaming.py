@@ -23,7 +23,8 @@ from jogger.rpc.channel import Channel, open_channel
 from jogger.rpc.client import InputClosed, InputWriter, JobsClient
 from jogger.rpc.credentials import TlsHolder, load_server_tls
 from jogger.rpc.errors import RpcError, StatusCode
-from jogger.rpc.server import Call, Method, open_rpc_server
+from jogger.rpc.method import Call, Method
+from jogger.rpc.server import open_rpc_server
 from jogger.rpc.tls import client_context
 from jogger.rpc.wire import (
     INITIAL_WINDOW_FACTOR,

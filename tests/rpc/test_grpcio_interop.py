@@ -11,7 +11,8 @@ import trio_asyncio
 from google.protobuf.duration_pb2 import Duration
 
 from jogger.engine import JobManager
-from jogger.v1 import health_pb2, jobs_pb2
+from jogger.standard.grpc.health.v1 import health_pb2
+from jogger.v1 import jobs_pb2
 from tests.servers import Server
 
 

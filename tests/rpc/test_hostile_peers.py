@@ -1,5 +1,6 @@
 """What a peer sends can end its own call, at worst its own connection; never the server."""
 
+import gzip
 import logging
 import socket
 import struct
@@ -44,8 +45,8 @@ async def test_a_malformed_grpc_timeout_fails_only_its_call(server: Server, valu
             await still_serves(server, conn)
 
 
-@pytest.mark.parametrize("encoding", ["gzip", "snappy", "deflate"])
-async def test_compressed_requests_are_refused_as_unimplemented(
+@pytest.mark.parametrize("encoding", ["snappy", "deflate", "br", "gzip, identity"])
+async def test_an_encoding_we_do_not_read_is_unimplemented_and_we_say_which_we_do(
     server: Server, encoding: str
 ) -> None:
     body = message(b"\x00garbage that is not " + encoding.encode(), compressed=True)
@@ -53,19 +54,70 @@ async def test_compressed_requests_are_refused_as_unimplemented(
         async with raw_connection(server) as conn:
             bad = await conn.call(LIST, body, extra=[("grpc-encoding", encoding)])
             assert bad.grpc_status == StatusCode.UNIMPLEMENTED.value
+            assert bad.message.endswith("is not supported; supported: identity,gzip")
+            assert bad.headers["grpc-accept-encoding"] == "identity,gzip"
             await still_serves(server, conn)
 
 
 async def test_a_compressed_message_without_an_encoding_fails_only_its_call(
     server: Server,
 ) -> None:
-    body = message(zlib.compress(b""), compressed=True)
+    body = message(gzip.compress(b""), compressed=True)
     with trio.fail_after(10):
         async with raw_connection(server) as conn:
             bad = await conn.call(LIST, body)
             assert bad.grpc_status == StatusCode.UNIMPLEMENTED.value
-            assert "compressed messages are not supported" in bad.message
+            assert "a compressed message on a call whose grpc-encoding is 'identity'" in (
+                bad.message
+            )
             await still_serves(server, conn)
+
+
+@pytest.mark.parametrize(
+    "payload", [b"\x00garbage that is not gzip", zlib.compress(b"zlib, not gzip")]
+)
+async def test_a_gzip_message_that_is_not_gzip_fails_only_its_call(
+    server: Server, payload: bytes
+) -> None:
+    with trio.fail_after(10):
+        async with raw_connection(server) as conn:
+            bad = await conn.call(
+                LIST, message(payload, compressed=True), extra=[("grpc-encoding", "gzip")]
+            )
+            assert bad.grpc_status == StatusCode.INVALID_ARGUMENT.value
+            assert bad.message.startswith("malformed compressed message:")
+            await still_serves(server, conn)
+
+
+async def test_a_gzip_bomb_fails_only_its_call_with_resource_exhausted(
+    server: Server,
+) -> None:
+    # 8 KiB on the wire (one DATA frame), 8 MiB inflated: eight times the largest request.
+    bomb = gzip.compress(bytes(8 << 20), compresslevel=9)
+    assert len(bomb) < 10_000
+    with trio.fail_after(10):
+        async with raw_connection(server) as conn:
+            bad = await conn.call(
+                START, message(bomb, compressed=True), extra=[("grpc-encoding", "gzip")]
+            )
+            assert bad.grpc_status == StatusCode.RESOURCE_EXHAUSTED.value
+            assert bad.message == "a compressed message inflates past the limit of 1048576 bytes"
+            await still_serves(server, conn)
+
+
+async def test_a_gzip_request_is_served(server: Server) -> None:
+    request = jobs_pb2.ListRequest(page_size=5).SerializeToString()
+    with trio.fail_after(10):
+        async with raw_connection(server) as conn:
+            done = await conn.call(
+                LIST,
+                message(gzip.compress(request), compressed=True),
+                extra=[("grpc-encoding", "gzip"), ("grpc-accept-encoding", "gzip")],
+            )
+            assert done.grpc_status == StatusCode.OK.value
+            assert done.headers["grpc-encoding"] == "gzip"
+            # An empty ListResponse is not worth compressing: its flag says it is not.
+            assert done.data == message(jobs_pb2.ListResponse().SerializeToString())
 
 
 async def test_a_request_with_no_message_fails_only_its_call(server: Server) -> None:

@@ -14,6 +14,7 @@ import trio
 from purerpc.grpclib.config import GRPCConfiguration
 from purerpc.grpclib.connection import GRPCConnection
 
+from jogger.rpc.compression import Compressed, ReadBuffer
 from jogger.rpc.protocol import ProtocolMachine
 
 
@@ -83,3 +84,13 @@ def test_purerpc_keeps_message_read_buffers() -> None:
         "purerpc",
         "protocol.ProtocolMachine (a stream's message buffer)",
     )
+
+
+def test_purerpc_hands_a_compressed_message_to_decompress() -> None:
+    # compression.ReadBuffer overrides it to keep the message as it came: were purerpc to
+    # inflate elsewhere, it would do so without a bound.
+    buffer = ReadBuffer("gzip", 100)
+    buffer.data_received(b"\x01\x00\x00\x00\x03abc")
+    [(data, _)] = buffer.read_all_complete_messages_flowcontrol()
+    where = f"purerpc {version('purerpc')}: MessageReadBuffer"
+    assert isinstance(data, Compressed), f"{where} no longer calls decompress(); ReadBuffer does"

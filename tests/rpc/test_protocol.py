@@ -140,7 +140,12 @@ def test_a_well_formed_request_is_received_with_its_timeout() -> None:
     ("headers", "end_stream", "code", "message"),
     [
         ([("grpc-timeout", "soon")], False, StatusCode.INVALID_ARGUMENT, "malformed grpc-timeout"),
-        ([("grpc-encoding", "gzip")], False, StatusCode.UNIMPLEMENTED, "'gzip' is not supported"),
+        (
+            [("grpc-encoding", "snappy")],
+            False,
+            StatusCode.UNIMPLEMENTED,
+            "'snappy' is not supported; supported: identity,gzip",
+        ),
         ([], True, StatusCode.INVALID_ARGUMENT, "the request carries no message"),
     ],
 )
