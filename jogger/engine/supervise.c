@@ -1166,6 +1166,11 @@ int main(int argc, char **argv) {
             S.committed = got == 1;
             if (!S.committed)
                 start_kill(1);
+            else if (S.truncated || S.error[0])
+                /* The server records the start once it knows the job, so this note finds it;
+                 * those before may not have, and it reads the size from the file, but the
+                 * flags only from a note. */
+                notify();
         }
         if (r > 0 && S.pipe_fd >= 0 && fds[1].revents) {
             /* A few batches per pass, then the signals again. */
