@@ -35,7 +35,14 @@ from purerpc.grpclib.status import Status, StatusCode
 
 from .address import format_address
 from .admission import Admission, ConnectionGrant, Grant, Peer, TransportLimits
-from .auth import CertificateRejected, Identity, identify_client
+from .auth import (
+    CertificateRejected,
+    Identity,
+    OnAuthenticationFailure,
+    identify_client,
+    refused_in_handshake,
+    rejected,
+)
 from .errors import RpcError
 from .throttle import LogThrottle
 from .wire import Connection, ConnectionLost, Stream, set_socket_options
@@ -72,6 +79,8 @@ class Call:
 
     identity: Identity
     peer: str
+    method: str = ""
+    """The gRPC path called, ``/jogger.v1.Jobs/Start``."""
     message_size: Callable[[int], int] = int
     """How big the next response message should be, at most the size asked for: a
     connection carrying many busy streams gives each a share (``Connection.message_size``)."""
@@ -107,8 +116,11 @@ class RpcServer:
         issuers: Sequence[x509.Certificate],
         methods: Mapping[str, Method],
         limits: TransportLimits | None = None,
+        *,
+        on_authentication_failure: OnAuthenticationFailure | None = None,
     ) -> None:
         self._nursery = nursery
+        self._authentication_failed = on_authentication_failure or (lambda failure: None)
         self._methods = methods
         self._ssl_context = ssl_context
         self._issuers = issuers
@@ -201,6 +213,8 @@ class RpcServer:
                         peer,
                         exc.__cause__ or exc,
                     )
+                    if failure := refused_in_handshake(peer, exc.__cause__):
+                        self._authentication_failed(failure)
                     await _send_alert(tls, tcp)
                     return
             if timer.cancelled_caught:
@@ -227,11 +241,14 @@ class RpcServer:
 
     def _identify(self, peer: str, tls: trio.SSLStream[trio.SocketStream]) -> Identity | Status:
         """Who the peer's certificate names, or the status its calls get if it is rejected."""
+        der = tls.getpeercert(binary_form=True)
         try:
-            return identify_client(tls.getpeercert(binary_form=True), self._issuers)
+            return identify_client(der, self._issuers)
         except CertificateRejected as exc:
             throttled.log("rejected", logging.INFO, "connection peer=%s rejected: %s", peer, exc)
-            return Status(StatusCode.UNAUTHENTICATED, f"client certificate rejected: {exc}")
+            reason = f"client certificate rejected: {exc}"
+            self._authentication_failed(rejected(peer, der, reason))
+            return Status(StatusCode.UNAUTHENTICATED, reason)
 
     async def _serve_http2(
         self, tls: trio.SSLStream[trio.SocketStream], client: Peer, deadline: float
@@ -312,13 +329,16 @@ class RpcServer:
     ) -> Status:
         if client.refusal is not None or client.identity is None:
             return client.refusal or Status(StatusCode.UNAUTHENTICATED, "no identity")
-        method = self._methods.get(f"/{event.service_name}/{event.method_name}")
+        path = f"/{event.service_name}/{event.method_name}"
+        method = self._methods.get(path)
         if method is None:
             return Status(StatusCode.UNIMPLEMENTED, f"unknown method {event.method_name[:40]!r}")
         timeout = event.timeout.total_seconds() if event.timeout is not None else float("inf")
         with trio.move_on_after(timeout) as deadline:
             try:
-                await self._handle(connection, stream, method, client.identity, client.address)
+                await self._handle(
+                    connection, stream, method, client.identity, client.address, path=path
+                )
             except RpcError as exc:
                 return Status(exc.code, exc.message)
             except h2.exceptions.StreamClosedError:
@@ -341,6 +361,8 @@ class RpcServer:
         method: Method,
         identity: Identity,
         peer: str,
+        *,
+        path: str,
     ) -> None:
         """Read the request, run the handler, send what it answers."""
         patience = self._limits.request_timeout
@@ -351,6 +373,7 @@ class RpcServer:
         call = Call(
             identity=identity,
             peer=peer,
+            method=path,
             message_size=partial(connection.message_size, stream),
         )
         connection.protocol.start_response(stream.id, "+proto")
@@ -538,17 +561,26 @@ async def open_rpc_server(
     client_issuers: Sequence[x509.Certificate],
     drain_timeout: float = 5.0,
     limits: TransportLimits | None = None,
+    on_authentication_failure: OnAuthenticationFailure | None = None,
 ) -> AsyncIterator[RpcServer]:
     """A server of ``methods`` (keyed by gRPC path) whose connections live as long as this
     block. A client certificate must have been signed by one of ``client_issuers`` itself
-    (the CA certificates that ``ssl_context`` trusts).
+    (the CA certificates that ``ssl_context`` trusts). ``on_authentication_failure`` hears of
+    every client whose certificate is refused, or missing (not throttled: the log is).
 
     Start listening with ``await nursery.start(server.listen, addresses)``. On leaving the
     block, calls in flight get ``drain_timeout`` seconds to finish; then every connection is
     closed.
     """
     async with trio.open_nursery() as nursery:
-        server = RpcServer(nursery, ssl_context, client_issuers, methods, limits)
+        server = RpcServer(
+            nursery,
+            ssl_context,
+            client_issuers,
+            methods,
+            limits,
+            on_authentication_failure=on_authentication_failure,
+        )
         try:
             yield server
         finally:
