@@ -13,13 +13,15 @@ import sys
 import trio
 
 from .._exceptiongroups import single_errors
-from .._text import escape
 from ..engine import JobError, JobManager
 from ..rpc.address import format_address
 from ..rpc.server import ListenError, open_rpc_server
 from ..rpc.tls import TlsFileError, load_issuers, server_context
+from .audit import AuditLog
+from .auditfile import AuditFileError
 from .config import ConfigError, ServerConfig, load
 from .hangup import Reload, watch_hangups
+from .logs import formatter
 from .service import HealthService, JobsService
 
 log = logging.getLogger("jogger.server")
@@ -53,9 +55,10 @@ async def serve(
         executor=config.executor,
         slurm=config.slurm,
     )
-    jobs_service = JobsService(jobs, config.run_as, config.isolation)
+    audit = AuditLog(config.audit_log)  # opened first below, closed once every call has ended
+    jobs_service = JobsService(jobs, config.run_as, config.isolation, audit)
     methods = {**jobs_service.methods(), **HealthService().methods()}
-    with single_errors():
+    with single_errors(), audit:
         async with (
             open_rpc_server(
                 context,
@@ -63,11 +66,12 @@ async def serve(
                 client_issuers=issuers,
                 drain_timeout=config.drain_timeout,
                 limits=config.transport,
+                on_authentication_failure=audit.authentication_failure,
             ) as server,
             jobs,
             trio.open_nursery() as nursery,
         ):
-            reloads: list[Reload] = []
+            reloads: list[Reload] = [*audit.reloads()]
             await nursery.start(watch_hangups, reloads)
             bound = await nursery.start(server.listen, config.listen)
             addresses = " ".join(format_address(host, port) for host, port in bound)
@@ -92,24 +96,15 @@ async def serve(
     log.info("shut down")
 
 
-class OneLineFormatter(logging.Formatter):
-    """Log lines that stay one line each: what a peer or a job put into a message (a
-    :path, an argv) has its control characters escaped, so it cannot forge a line."""
-
-    def formatMessage(self, record: logging.LogRecord) -> str:
-        return escape(super().formatMessage(record))
-
-
 def main(argv: list[str] | None = None) -> int:
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(
-        OneLineFormatter("%(asctime)s level=%(levelname)s logger=%(name)s %(message)s")
-    )
+    handler.setFormatter(formatter("text"))
     logging.basicConfig(level=logging.INFO, handlers=[handler])
     try:
         config = load(argv)
+        handler.setFormatter(formatter(config.log_format))
         trio.run(serve, config)
-    except (ConfigError, JobError, ListenError) as exc:
+    except (ConfigError, JobError, ListenError, AuditFileError) as exc:
         print(f"jogger-server: error: {exc}", file=sys.stderr)
         return 1
     except TlsFileError as exc:
