@@ -1,4 +1,4 @@
-"""How a certificate is named in the audit log: its serial and fingerprint as openssl prints them."""
+"""How the audit log names a certificate: serial and fingerprint, as openssl prints them."""
 
 import hashlib
 
