@@ -239,15 +239,40 @@ async def test_many_authentication_failures_write_a_bounded_number_of_lines_and_
         await refused_as(audited.server, "other-ca")
     written = len(audited.lines())
     assert written < attempts
-    # The bucket refills (a line a second): the next failure written says how many were not.
+    # The bucket refills (a line a second): the next failure written says how many before it
+    # were not, so that every failure is a line or counted in one.
     with trio.fail_after(60):
-        while not any("suppressed" in line for line in audited.lines()):
+        while True:
+            before = len(audited.lines())
             await trio.sleep(0.2)
             await refused_as(audited.server, "other-ca")
             attempts += 1
+            if len(audited.lines()) > before:
+                break
     lines = audited.lines()
     assert {line["event"] for line in lines} == {"authentication-failure"}
+    assert any("suppressed" in line for line in lines)
     assert len(lines) + sum(line.get("suppressed", 0) for line in lines) == attempts
+
+
+async def test_failures_left_out_when_the_server_stops_are_counted_in_its_last_line(
+    pki: Pki, tmp_path: Path
+) -> None:
+    attempts = 0
+    async with trio.open_nursery() as nursery:
+        audited = await audited_server(pki, tmp_path, nursery)
+        with trio.fail_after(60):
+            while True:  # until one is left out
+                before = len(audited.lines())
+                await refused_as(audited.server, "other-ca")
+                attempts += 1
+                if len(audited.lines()) == before:
+                    break
+        nursery.cancel_scope.cancel()  # the server stops, as on SIGTERM
+    *failures, last = audited.lines()
+    assert {line["event"] for line in failures} == {"authentication-failure"}
+    assert last["event"] == "authentication-failures-suppressed"
+    assert len(failures) + sum(line.get("suppressed", 0) for line in [*failures, last]) == attempts
 
 
 async def test_nothing_a_client_sends_can_add_a_line_or_a_field(audited: Audited) -> None:
