@@ -104,38 +104,25 @@ class AuditLog:
             return handler
 
         async def audited(call: Call, request: _Request) -> jobs_pb2.JobStatus:
-            job_id = getattr(request, "job_id", None)
+            asked = getattr(request, "job_id", None)
             argv = list(request.argv) if isinstance(request, jobs_pb2.StartRequest) else None
             extra: dict[str, Any] = {} if argv is None else {"argv": argv}
+
+            def ended(result: str, reason: str | None, job_id: str | None = asked) -> None:
+                self.record(event, call=call, job_id=job_id, result=result, reason=reason, **extra)
+
             try:
                 response = await handler(call, request)
             except RpcError as exc:
-                self.record(
-                    event,
-                    call=call,
-                    job_id=job_id,
-                    result=exc.code.name,
-                    reason=exc.message,
-                    **extra,
-                )
+                ended(exc.code.name, exc.message)
                 raise
             except trio.Cancelled:
-                reason = "the client went away, or the deadline passed"
-                self.record(
-                    event, call=call, job_id=job_id, result="CANCELLED", reason=reason, **extra
-                )
+                ended("CANCELLED", "the client went away, or the deadline passed")
                 raise
             except Exception:
-                self.record(
-                    event,
-                    call=call,
-                    job_id=job_id,
-                    result="INTERNAL",
-                    reason="internal error",
-                    **extra,
-                )
+                ended("INTERNAL", "internal error")
                 raise
-            self.record(event, call=call, job_id=response.job_id, **extra)
+            ended("ok", None, response.job_id)
             return response
 
         return audited
@@ -192,35 +179,15 @@ class AuditLog:
         """Write one line: ``event``, and who (``call``'s caller and certificate, its peer and
         method), which job, the result (``ok``, a gRPC status code's name, ``failed``) and
         why. ``fields`` add to the line or replace its fields (``user=``, ``peer=``...)."""
-        if self._file is None:
-            return
-        identity = call.identity if call is not None else None
-        line: dict[str, Any] = {
-            "time": _now(),
-            "event": event,
-            "result": result,
-            "user": identity.user if identity else None,
-            "serial": identity.serial if identity else None,
-            "fingerprint": identity.fingerprint if identity else None,
-            "peer": call.peer if call else None,
-            "method": call.method if call else None,
-            "job_id": job_id or None,
-            "reason": reason or None,
-            **fields,
-        }
-        self._write(_bounded(line))
+        if self._file is not None:
+            self._write(_line(event, call, job_id, result, reason, **fields))
 
     def _write(self, line: dict[str, Any]) -> None:
         assert self._file is not None
         text = _dumps(line)
         if self._lost:
-            gap = {
-                "time": line["time"],
-                "event": "audit-gap",
-                "result": "failed",
-                "reason": f"lines that could not be written before this one: {self._lost_why}",
-                "lost": self._lost,
-            }
+            why = f"lines that could not be written before this one: {self._lost_why}"
+            gap = _line("audit-gap", None, None, "failed", why, lost=self._lost)
             text = _dumps(gap) + text
         try:
             self._file.append(text)
@@ -237,6 +204,33 @@ class AuditLog:
             )
             return
         self._lost = 0
+
+
+def _line(
+    event: str,
+    call: Call | None,
+    job_id: str | None,
+    result: str,
+    reason: str | None,
+    **fields: Any,
+) -> dict[str, Any]:
+    """The line of an event: the common fields in a fixed order, then ``fields``, which
+    may also replace common ones (an authentication failure's ``user``, ``peer``...)."""
+    identity = call.identity if call is not None else None
+    line: dict[str, Any] = {
+        "time": _now(),
+        "event": event,
+        "result": result,
+        "user": identity.user if identity else None,
+        "serial": identity.serial or None if identity else None,
+        "fingerprint": identity.fingerprint or None if identity else None,
+        "peer": call.peer if call else None,
+        "method": call.method if call else None,
+        "job_id": job_id or None,
+        "reason": reason or None,
+        **fields,
+    }
+    return _bounded(line)
 
 
 def _now() -> str:

@@ -111,7 +111,10 @@ class AuditFile:
             return
         old, self._fd, self._torn = self._fd, fd, False
         if old is not None:
-            os.close(old)
+            try:
+                os.close(old)
+            except OSError as exc:  # EIO: what was written is written; nothing to redo
+                log.warning("closing the old audit log failed: %s", exc.strerror or exc)
 
     def close(self) -> None:
         fd, self._fd = self._fd, None

@@ -111,6 +111,8 @@ async def test_a_full_disk_fails_open_logs_the_line_and_writes_the_gap_later(
             job = await started(cli)
             gap, start = events(path)
             assert (gap["event"], gap["lost"], gap["result"]) == ("audit-gap", 1, "failed")
+            assert list(gap)[:3] == ["time", "event", "result"]
+            assert (gap["user"], gap["peer"], gap["job_id"]) == (None, None, None)
             assert "No space left on device" in gap["reason"]
             assert (start["event"], start["job_id"]) == ("start", job)
         finally:

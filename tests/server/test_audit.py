@@ -17,6 +17,7 @@ from jogger.rpc.client import connect
 from jogger.rpc.errors import RpcError, StatusCode
 from jogger.rpc.tls import client_context
 from jogger.server.audit import MAX_ARGV, MAX_TEXT
+from jogger.server.config import load
 from jogger.v1 import jobs_pb2
 from tests.pki import Pki
 from tests.server.test_service import UNKNOWN, write_to
@@ -300,6 +301,17 @@ async def test_nothing_a_client_sends_can_add_a_line_or_a_field(audited: Audited
     assert long_stop["job_id"] == "y" * MAX_TEXT
     assert long_stop["truncated"] == ["job_id"]
     assert long_stop["reason"].startswith("job id ")
+
+
+def test_the_audit_log_flag_is_made_absolute_so_that_a_reopen_finds_the_same_path(
+    pki: Pki,
+) -> None:
+    tls = ["--ca-cert", str(pki.ca), "--cert", str(pki.server.cert), "--key", str(pki.server.key)]
+    config = load([*tls, "--audit-log", "audit.log", "--log-format", "json"])
+    assert config.audit_log == Path.cwd() / "audit.log"
+    assert config.log_format == "json"
+    config = load(tls)
+    assert (config.audit_log, config.log_format) == (None, "text")
 
 
 async def test_the_file_is_created_mode_0600_and_a_wider_one_is_narrowed(
