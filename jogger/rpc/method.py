@@ -18,6 +18,8 @@ class Call:
 
     identity: Identity
     peer: str
+    method: str = ""
+    """The gRPC path called, ``/jogger.v1.Jobs/Start``."""
     message_size: Callable[[int], int] = int
     """How big the next response message should be, at most the size asked for: a
     connection carrying many busy streams gives each a share (``Connection.message_size``)."""

@@ -33,7 +33,14 @@ from purerpc.grpclib.status import Status, StatusCode
 
 from .address import format_address
 from .admission import Admission, ConnectionGrant, Grant, Peer, TransportLimits
-from .auth import CertificateRejected, Identity, identify_client
+from .auth import (
+    CertificateRejected,
+    Identity,
+    OnAuthenticationFailure,
+    identify_client,
+    refused_in_handshake,
+    rejected,
+)
 from .compression import encode, response_encoding
 from .credentials import ServerTls, TlsHolder
 from .errors import RpcError
@@ -75,8 +82,11 @@ class RpcServer:
         tls: TlsHolder,
         methods: Mapping[str, Method],
         limits: TransportLimits | None = None,
+        *,
+        on_authentication_failure: OnAuthenticationFailure | None = None,
     ) -> None:
         self._nursery = nursery
+        self._authentication_failed = on_authentication_failure or (lambda failure: None)
         self._methods = methods
         self._tls = tls
         self._limits = limits or TransportLimits()
@@ -173,6 +183,8 @@ class RpcServer:
                         peer,
                         exc.__cause__ or exc,
                     )
+                    if failure := refused_in_handshake(peer, exc.__cause__):
+                        self._authentication_failed(failure)
                     await _send_alert(tls, tcp)
                     return
             if timer.cancelled_caught:
@@ -201,12 +213,14 @@ class RpcServer:
         self, peer: str, tls: trio.SSLStream[trio.SocketStream], material: ServerTls
     ) -> Identity | Status:
         """Who the peer's certificate names, or the status its calls get if it is rejected."""
+        der = tls.getpeercert(binary_form=True)
         try:
-            der = tls.getpeercert(binary_form=True)
             return identify_client(der, material.issuers, material.revocations)
         except CertificateRejected as exc:
             throttled.log("rejected", logging.INFO, "connection peer=%s rejected: %s", peer, exc)
-            return Status(StatusCode.UNAUTHENTICATED, f"client certificate rejected: {exc}")
+            reason = f"client certificate rejected: {exc}"
+            self._authentication_failed(rejected(peer, der, reason))
+            return Status(StatusCode.UNAUTHENTICATED, reason)
 
     async def _serve_http2(
         self, tls: trio.SSLStream[trio.SocketStream], client: Peer, deadline: float
@@ -287,7 +301,8 @@ class RpcServer:
     ) -> Status:
         if client.refusal is not None or client.identity is None:
             return client.refusal or Status(StatusCode.UNAUTHENTICATED, "no identity")
-        method = self._methods.get(f"/{event.service_name}/{event.method_name}")
+        path = f"/{event.service_name}/{event.method_name}"
+        method = self._methods.get(path)
         if method is None:
             return Status(StatusCode.UNIMPLEMENTED, f"unknown method {event.method_name[:40]!r}")
         timeout = event.timeout.total_seconds() if event.timeout is not None else float("inf")
@@ -297,6 +312,7 @@ class RpcServer:
                 call = Call(
                     identity=client.identity,
                     peer=client.address,
+                    method=path,
                     message_size=partial(connection.message_size, stream),
                     draining=self._draining,
                 )
@@ -441,17 +457,21 @@ async def open_rpc_server(
     *,
     drain_timeout: float = 5.0,
     limits: TransportLimits | None = None,
+    on_authentication_failure: OnAuthenticationFailure | None = None,
 ) -> AsyncIterator[RpcServer]:
     """A server of ``methods`` (keyed by gRPC path) whose connections live as long as this
     block. Each connection is served with the TLS material ``tls`` holds when it arrives
-    (replace it there to reload certificates).
+    (replace it there to reload certificates). ``on_authentication_failure`` hears of every
+    client whose certificate is refused, or missing (not throttled: the log is).
 
     Start listening with ``await nursery.start(server.listen, addresses)``. On leaving the
     block, calls in flight get ``drain_timeout`` seconds to finish; then every connection is
     closed.
     """
     async with trio.open_nursery() as nursery:
-        server = RpcServer(nursery, tls, methods, limits)
+        server = RpcServer(
+            nursery, tls, methods, limits, on_authentication_failure=on_authentication_failure
+        )
         try:
             yield server
         finally:

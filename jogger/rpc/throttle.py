@@ -10,6 +10,12 @@ import logging
 import time
 from collections.abc import Callable
 
+LOG_BURST = 20
+"""Lines of one kind a peer may make the server log at once; the audit log's authentication
+failures are held to the same rates."""
+LOG_PER_SECOND = 1.0
+"""Lines of one kind after the burst."""
+
 
 class Allowance:
     """A token bucket: ``burst`` events at once, ``per_second`` after that."""
@@ -40,7 +46,9 @@ class LogThrottle:
     The next line of a kind that had lines dropped says how many.
     """
 
-    def __init__(self, logger: logging.Logger, burst: int = 20, per_second: float = 1.0) -> None:
+    def __init__(
+        self, logger: logging.Logger, burst: int = LOG_BURST, per_second: float = LOG_PER_SECOND
+    ) -> None:
         self._logger = logger
         self._burst = burst
         self._rate = per_second

@@ -17,6 +17,7 @@ from ..rpc.address import parse_address
 from ..rpc.admission import TransportLimits
 from .accounts import DEFAULT_JOB_USER, MODES, BadPolicy, RunAs, default_mode
 from .isolation import IsolationPolicy
+from .logs import LOG_FORMATS, LogFormat
 
 DEFAULT_LISTEN = "127.0.0.1:7654"
 DEFAULT_RETAIN_JOBS = 100_000
@@ -41,6 +42,8 @@ class ServerConfig:
     retention: Retention = field(default_factory=Retention)
     transport: TransportLimits = field(default_factory=TransportLimits)
     on_shutdown: OnShutdown = "stop"
+    audit_log: Path | None = None
+    log_format: LogFormat = "text"
     run_as: RunAs = field(default_factory=RunAs)
     """Who runs the jobs. The default here is the engine's own (the server's user); the
     command line's depends on whether the server is root (see load)."""
@@ -142,6 +145,19 @@ def parser() -> argparse.ArgumentParser:
             "them running for the next server on this state dir, which adopts them (for "
             "upgrades). A crash always leaves them running."
         ),
+    )
+    p.add_argument(
+        "--audit-log",
+        type=Path,
+        metavar="FILE",
+        help="append one JSON line per security-relevant event to FILE (created 0600; "
+        "reopened on SIGHUP, for logrotate)",
+    )
+    p.add_argument(
+        "--log-format",
+        choices=LOG_FORMATS,
+        default="text",
+        help="the server's log on stderr: text lines (default) or one JSON object per line",
     )
     p.add_argument(
         "--executor",
@@ -409,6 +425,8 @@ def load(argv: list[str] | None) -> ServerConfig:
         ),
         transport=transport,
         on_shutdown=args.on_shutdown,
+        audit_log=args.audit_log.absolute() if args.audit_log else None,
+        log_format=args.log_format,
         executor=args.executor,
         slurm=SlurmOptions(
             partition=args.slurm_partition, qos=args.slurm_qos, poll_interval=args.slurm_poll

@@ -14,17 +14,19 @@ from functools import partial
 import trio
 
 from .._exceptiongroups import single_errors
-from .._text import escape
 from ..engine import JobError, JobManager
 from ..rpc.address import format_address
 from ..rpc.credentials import TlsHolder
 from ..rpc.server import ListenError, open_rpc_server
 from ..rpc.tls import TlsFileError
 from . import certificates
+from .audit import AuditLog
+from .auditfile import AuditFileError
 from .certificates import CertificateReload
 from .config import ConfigError, ServerConfig, load
 from .hangup import Reload, watch_hangups
 from .health import HEALTH, HealthService
+from .logs import formatter
 from .notify import NOT_NOTIFYING, Notifier
 from .reflection import ReflectionService
 from .service import JOBS, JobsService
@@ -62,25 +64,28 @@ async def serve(
         executor=config.executor,
         slurm=config.slurm,
     )
-    jobs_service = JobsService(jobs, config.run_as, config.isolation)
+    audit = AuditLog(config.audit_log)  # opened first below, closed once every call has ended
+    jobs_service = JobsService(jobs, config.run_as, config.isolation, audit)
     health = HealthService([JOBS.full_name])
     methods = {
         **jobs_service.methods(),
         **health.methods(),
         **ReflectionService([JOBS, HEALTH]).methods(),
     }
-    with single_errors():
+    with single_errors(), audit:
         async with (
             open_rpc_server(
                 tls,
                 methods,
                 drain_timeout=config.drain_timeout,
                 limits=config.transport,
+                on_authentication_failure=audit.authentication_failure,
             ) as server,
             jobs,
             trio.open_nursery() as nursery,
         ):
-            reloads: list[Reload] = [("certificates", CertificateReload(config, tls))]
+            certificates_reload = CertificateReload(config, tls, on_reload=audit.certificate_reload)
+            reloads: list[Reload] = [("certificates", certificates_reload), *audit.reloads()]
             await nursery.start(watch_hangups, reloads, notify)
             nursery.start_soon(certificates.watch_crl_expiry, tls)
             bound = await nursery.start(server.listen, config.listen)
@@ -110,26 +115,17 @@ async def serve(
     log.info("shut down")
 
 
-class OneLineFormatter(logging.Formatter):
-    """Log lines that stay one line each: what a peer or a job put into a message (a
-    :path, an argv) has its control characters escaped, so it cannot forge a line."""
-
-    def formatMessage(self, record: logging.LogRecord) -> str:
-        return escape(super().formatMessage(record))
-
-
 def main(argv: list[str] | None = None) -> int:
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(
-        OneLineFormatter("%(asctime)s level=%(levelname)s logger=%(name)s %(message)s")
-    )
+    handler.setFormatter(formatter("text"))
     logging.basicConfig(level=logging.INFO, handlers=[handler])
     # First: nothing the server starts may inherit the service manager's socket.
     notify = Notifier.from_environment()
     try:
         config = load(argv)
+        handler.setFormatter(formatter(config.log_format))
         trio.run(partial(serve, config, notify=notify))
-    except (ConfigError, JobError, ListenError) as exc:
+    except (ConfigError, JobError, ListenError, AuditFileError) as exc:
         print(f"jogger-server: error: {exc}", file=sys.stderr)
         return 1
     except TlsFileError as exc:

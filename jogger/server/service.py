@@ -4,7 +4,8 @@ Handlers act as the user named by the caller's certificate. An administrator (OU
 also list and read (status, output) every user's jobs; stopping and writing to a job's input
 stay with the owner. Which
 local account runs a caller's job is the ``--run-as`` policy's answer (accounts.py), and
-which namespaces it runs in the isolation policy's (isolation.py).
+which namespaces it runs in the isolation policy's (isolation.py). What the audit log is told
+(audit.py): every Start and Stop, an administrator's reads of others' jobs, and refusals.
 """
 
 from collections.abc import AsyncIterator, Iterator
@@ -40,6 +41,7 @@ from ..rpc.jobs_api import MAX_GRACE, limits_message
 from ..rpc.method import Call, Method, service_methods
 from ..v1 import jobs_pb2
 from .accounts import AccountRefused, RunAs
+from .audit import AuditLog
 from .isolation import IsolationPolicy, IsolationRefused, Network
 
 JOBS = jobs_pb2.DESCRIPTOR.services_by_name["Jobs"]
@@ -224,16 +226,18 @@ class JobsService:
         jobs: JobManager,
         run_as: RunAs | None = None,
         isolation: IsolationPolicy | None = None,
+        audit: AuditLog | None = None,
     ) -> None:
         self._jobs = jobs
         self._run_as = run_as or RunAs()
         self._isolation = isolation or IsolationPolicy()
+        self._audit = audit or AuditLog(None)
 
     def methods(self) -> dict[str, Method]:
         """Our handlers, keyed by gRPC path, with the message types the generated code names."""
         handlers = {
-            "Start": Method(jobs_pb2.StartRequest, unary=self.start),
-            "Stop": Method(jobs_pb2.StopRequest, unary=self.stop),
+            "Start": Method(jobs_pb2.StartRequest, unary=self._audit.recorded("start", self.start)),
+            "Stop": Method(jobs_pb2.StopRequest, unary=self._audit.recorded("stop", self.stop)),
             "Status": Method(jobs_pb2.StatusRequest, unary=self.status),
             "List": Method(jobs_pb2.ListRequest, unary=self.list),
             "Output": Method(jobs_pb2.OutputRequest, stream=self.output),
@@ -288,7 +292,12 @@ class JobsService:
 
     async def list(self, call: Call, request: jobs_pb2.ListRequest) -> jobs_pb2.ListResponse:
         if request.all_users and not call.identity.admin:
-            raise RpcError(StatusCode.PERMISSION_DENIED, "listing every user's jobs is for admins")
+            denied = RpcError(
+                StatusCode.PERMISSION_DENIED, "listing every user's jobs is for admins"
+            )
+            raise self._audit.refused(call, None, denied)
+        if request.all_users:
+            self._audit.admin_read(call, None, None)
         owner = None if request.all_users else call.identity.user
         with _engine_errors():
             page = await self._jobs.list(
@@ -314,8 +323,9 @@ class JobsService:
         offset = request.offset
         # Opening the output, and reading it (OutputUnavailable mid-stream), both map.
         with _engine_errors():
+            owner = await self._reader(call, request.job_id)
             async with self._jobs.output(
-                await self._reader(call, request.job_id),
+                owner,
                 request.job_id,
                 offset=request.offset,
                 follow=request.follow,
@@ -327,7 +337,6 @@ class JobsService:
         if request.follow:
             # A followed stream ends only once the job has, so this status is final.
             with _engine_errors():
-                owner = await self._reader(call, request.job_id)
                 final = await self._jobs.status(owner, request.job_id)
             yield jobs_pb2.OutputChunk(offset=offset, final=status_to_proto(final))
 
@@ -358,13 +367,16 @@ class JobsService:
         """Whose job to write to: the caller's own, and only that. Another user's job does
         not exist for a user; an administrator, who may see it, is told it is not theirs."""
         if call.identity.admin and await self._jobs.owner_of(job_id) != call.identity.user:
-            raise RpcError(
+            denied = RpcError(
                 StatusCode.PERMISSION_DENIED, "only the job's owner may write to its input"
             )
+            raise self._audit.refused(call, job_id, denied)
         return call.identity.user
 
     async def _reader(self, call: Call, job_id: str) -> str:
         """Whose job to read: the caller's own, or for an admin, the job's owner."""
         if call.identity.admin:
-            return await self._jobs.owner_of(job_id)
+            owner = await self._jobs.owner_of(job_id)
+            self._audit.admin_read(call, job_id, owner)
+            return owner
         return call.identity.user
