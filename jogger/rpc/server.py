@@ -37,6 +37,7 @@ from .address import format_address
 from .admission import Admission, ConnectionGrant, Grant, Peer, TransportLimits
 from .auth import CertificateRejected, Identity, identify_client
 from .errors import RpcError
+from .observer import NOBODY, UNKNOWN_METHOD, Cause, RpcObserver, TransportLoad, handshake_cause
 from .throttle import LogThrottle
 from .wire import Connection, ConnectionLost, Stream, set_socket_options
 
@@ -107,13 +108,16 @@ class RpcServer:
         issuers: Sequence[x509.Certificate],
         methods: Mapping[str, Method],
         limits: TransportLimits | None = None,
+        *,
+        observer: RpcObserver = NOBODY,
     ) -> None:
         self._nursery = nursery
         self._methods = methods
         self._ssl_context = ssl_context
         self._issuers = issuers
         self._limits = limits or TransportLimits()
-        self._admission = Admission(self._limits)
+        self._observer = observer
+        self._admission = Admission(self._limits, observer)
         self._client_streaming = frozenset(
             path for path, method in methods.items() if method.client_stream is not None
         )
@@ -159,6 +163,16 @@ class RpcServer:
         throttled.log("accept-refused", logging.WARNING, "connection refused: %s", admitted)
         await trio.aclose_forcefully(tcp)
 
+    def load(self) -> TransportLoad:
+        """The connections, handshakes and calls held now."""
+        admission = self._admission
+        return TransportLoad(admission.connections, len(admission.handshakes), admission.calls)
+
+    def _method(self, event: RequestReceived) -> str:
+        """The call's path as an observer sees it: a peer's own must not become a label."""
+        path = f"/{event.service_name}/{event.method_name}"
+        return path if path in self._methods else UNKNOWN_METHOD
+
     async def drain(self) -> None:
         """Refuse new calls (UNAVAILABLE) and return once no call is in flight."""
         await self._admission.drain()
@@ -201,6 +215,7 @@ class RpcServer:
                         peer,
                         exc.__cause__ or exc,
                     )
+                    self._observer.handshake_refused(handshake_cause(exc))
                     await _send_alert(tls, tcp)
                     return
             if timer.cancelled_caught:
@@ -213,6 +228,7 @@ class RpcServer:
                     if grant.evicted
                     else "TLS handshake timed out",
                 )
+                self._observer.handshake_refused(Cause.EVICTED if grant.evicted else Cause.TIMEOUT)
                 return
             with self._admission.peer(host, peer, self._identify(peer, tls)) as client:
                 if client is None:
@@ -231,6 +247,7 @@ class RpcServer:
             return identify_client(tls.getpeercert(binary_form=True), self._issuers)
         except CertificateRejected as exc:
             throttled.log("rejected", logging.INFO, "connection peer=%s rejected: %s", peer, exc)
+            self._observer.handshake_refused(Cause.CERTIFICATE)
             return Status(StatusCode.UNAUTHENTICATED, f"client certificate rejected: {exc}")
 
     async def _serve_http2(
@@ -243,6 +260,9 @@ class RpcServer:
             def on_request(event: RequestReceived, stream: Stream) -> None:
                 admitted = self._admission.call(client)
                 if isinstance(admitted, Status):
+                    self._observer.call_refused(
+                        self._method(event), admitted.status_code.name, client.identity
+                    )
                     connection.forget(stream)
                     connection.refuse(stream.id, admitted)
                     return
@@ -252,7 +272,7 @@ class RpcServer:
                 # Long enough to tell the client why, not long enough to hold a slot.
                 life = min(limits.refused_life, limits.handshake_timeout)
                 calls.start_soon(_close_after, life, calls.cancel_scope)
-            calls.start_soon(_expect_preface, connection, deadline, calls)
+            calls.start_soon(_expect_preface, connection, deadline, calls, self._observer)
             try:
                 with contextlib.suppress(ConnectionLost):
                     await connection.start()
@@ -301,6 +321,10 @@ class RpcServer:
                     StatusCode(status.int_value).name,
                     (time.perf_counter() - started) * 1e3,
                     f" message={status.status_message!r}" if status.int_value else "",
+                )
+                elapsed = time.perf_counter() - started
+                self._observer.call_ended(
+                    self._method(event), status.status_code.name, elapsed, client.identity
                 )
 
     async def _serve(
@@ -421,11 +445,14 @@ async def _close_after(seconds: float, scope: trio.CancelScope) -> None:
     scope.cancel()
 
 
-async def _expect_preface(connection: Connection, deadline: float, calls: trio.Nursery) -> None:
+async def _expect_preface(
+    connection: Connection, deadline: float, calls: trio.Nursery, observer: RpcObserver
+) -> None:
     with trio.move_on_at(deadline):
         await connection.peer_ready.wait()
         return
     throttled.log("preface", logging.INFO, "closing connection: no HTTP/2 preface in time")
+    observer.handshake_refused(Cause.TIMEOUT)
     # A peer that completed TLS and then said nothing: it gets no more of our time.
     calls.cancel_scope.cancel()
 
@@ -538,6 +565,7 @@ async def open_rpc_server(
     client_issuers: Sequence[x509.Certificate],
     drain_timeout: float = 5.0,
     limits: TransportLimits | None = None,
+    observer: RpcObserver | None = None,
 ) -> AsyncIterator[RpcServer]:
     """A server of ``methods`` (keyed by gRPC path) whose connections live as long as this
     block. A client certificate must have been signed by one of ``client_issuers`` itself
@@ -545,10 +573,11 @@ async def open_rpc_server(
 
     Start listening with ``await nursery.start(server.listen, addresses)``. On leaving the
     block, calls in flight get ``drain_timeout`` seconds to finish; then every connection is
-    closed.
+    closed. ``observer`` hears of calls, refused handshakes and admission's refusals.
     """
     async with trio.open_nursery() as nursery:
-        server = RpcServer(nursery, ssl_context, client_issuers, methods, limits)
+        observer = observer or NOBODY
+        server = RpcServer(nursery, ssl_context, client_issuers, methods, limits, observer=observer)
         try:
             yield server
         finally:
