@@ -9,6 +9,7 @@ import logging
 import os
 import signal
 import sys
+from typing import TYPE_CHECKING
 
 import trio
 
@@ -20,7 +21,11 @@ from ..rpc.server import ListenError, open_rpc_server
 from ..rpc.tls import TlsFileError, load_issuers, server_context
 from .config import ConfigError, ServerConfig, load
 from .hangup import Reload, watch_hangups
+from .scrape import MetricsListenError, MetricsSettings, serve_scrapes
 from .service import HealthService, JobsService
+
+if TYPE_CHECKING:
+    from .metrics import ServerMetrics
 
 log = logging.getLogger("jogger.server")
 
@@ -36,6 +41,7 @@ async def serve(
     """
     context = server_context(config.ca_cert, config.cert, config.key)
     issuers = load_issuers(config.ca_cert)
+    metrics = open_metrics(config.metrics)
     # Entered below, inside the rpc server's block: its calls outlive the jobs, so that
     # followers get a stopped job's last bytes. The servicers need it before that.
     jobs = JobManager(
@@ -52,8 +58,10 @@ async def serve(
         on_shutdown=config.on_shutdown,
         executor=config.executor,
         slurm=config.slurm,
+        observer=metrics,
     )
-    jobs_service = JobsService(jobs, config.run_as, config.isolation)
+    streamed = metrics.output_streamed if metrics else None
+    jobs_service = JobsService(jobs, config.run_as, config.isolation, streamed=streamed)
     methods = {**jobs_service.methods(), **HealthService().methods()}
     with single_errors():
         async with (
@@ -63,12 +71,18 @@ async def serve(
                 client_issuers=issuers,
                 drain_timeout=config.drain_timeout,
                 limits=config.transport,
+                observer=metrics,
             ) as server,
             jobs,
             trio.open_nursery() as nursery,
         ):
             reloads: list[Reload] = []
             await nursery.start(watch_hangups, reloads)
+            if metrics is not None and config.metrics is not None:
+                metrics.watch(jobs, server)
+                await nursery.start(
+                    serve_scrapes, config.metrics.listen, metrics.render, metrics.content_type
+                )
             bound = await nursery.start(server.listen, config.listen)
             addresses = " ".join(format_address(host, port) for host, port in bound)
             log.info(
@@ -92,6 +106,16 @@ async def serve(
     log.info("shut down")
 
 
+def open_metrics(settings: MetricsSettings | None) -> "ServerMetrics | None":
+    """The server's metrics, with --metrics-listen; None without."""
+    if settings is None:
+        return None
+    # Imported here: prometheus_client costs a server without metrics some 70 ms at start-up.
+    from .metrics import ServerMetrics  # noqa: PLC0415
+
+    return ServerMetrics(per_user=settings.per_user)
+
+
 class OneLineFormatter(logging.Formatter):
     """Log lines that stay one line each: what a peer or a job put into a message (a
     :path, an argv) has its control characters escaped, so it cannot forge a line."""
@@ -109,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         config = load(argv)
         trio.run(serve, config)
-    except (ConfigError, JobError, ListenError) as exc:
+    except (ConfigError, JobError, ListenError, MetricsListenError) as exc:
         print(f"jogger-server: error: {exc}", file=sys.stderr)
         return 1
     except TlsFileError as exc:
