@@ -42,8 +42,9 @@ READ_TIMEOUT = 5.0
 """Seconds a connection has to send its whole request head."""
 WRITE_TIMEOUT = 10.0
 """Seconds a connection has to take the answer."""
-RENDER_INTERVAL = 0.1
-"""Seconds a rendering of the metrics serves scrapes for."""
+RENDER_INTERVAL = 1.0
+"""Seconds a rendering of the metrics serves scrapes for. Prometheus scrapes every 15 s or
+so; a rendering walks every job in memory (a few ms for thousands)."""
 _REQUEST_LINE = re.compile(rb"([A-Z]{1,16}) (\S{1,4096}) HTTP/1\.[01]")
 _END_OF_HEAD = re.compile(rb"\r?\n\r?\n")
 
