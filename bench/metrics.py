@@ -147,14 +147,17 @@ async def scrape(port: int) -> tuple[float, int]:
     return time.perf_counter() - began, len(answer)
 
 
-async def scraper(port: int, samples: Samples, *, task_status: trio.TaskStatus[None]) -> None:
-    """GET /metrics every SCRAPE_EVERY seconds, until cancelled."""
-    task_status.started()
-    while True:
-        seconds, size = await scrape(port)
-        samples.scrapes.append(seconds)
-        samples.scrape_bytes.append(size)
-        await trio.sleep(SCRAPE_EVERY)
+async def scraper(
+    port: int, samples: Samples, *, task_status: trio.TaskStatus[trio.CancelScope]
+) -> None:
+    """GET /metrics every SCRAPE_EVERY seconds, until the scope it reports is cancelled."""
+    with trio.CancelScope() as scope:
+        task_status.started(scope)
+        while True:
+            seconds, size = await scrape(port)
+            samples.scrapes.append(seconds)
+            samples.scrape_bytes.append(size)
+            await trio.sleep(SCRAPE_EVERY)
 
 
 async def until_ended(client: JobsClient, job_id: str) -> None:
@@ -179,6 +182,7 @@ async def measure(
         clients = {}
         scraping = await stack.enter_async_context(trio.open_nursery())
         scraped = 0
+        scraper_scope = trio.CancelScope()
         for name in order:
             state = tmp / f"{name}-{round_}"
             port, metrics_port = await stack.enter_async_context(
@@ -194,7 +198,7 @@ async def measure(
             for _ in range(3):  # warm-up: every code path once
                 await until_ended(clients[name], (await clients[name].start(["/bin/true"])).job_id)
             if metrics_port:
-                await scraping.start(scraper, metrics_port, samples)
+                scraper_scope = await scraping.start(scraper, metrics_port, samples)
                 scraped = metrics_port
         for _ in range(starts):
             for name in order:
@@ -204,7 +208,7 @@ async def measure(
                 await until_ended(clients[name], job.job_id)
         # The Starts are done: the scraper stops, and a scrape once each rendering has
         # expired times a rendering of its own.
-        scraping.cancel_scope.cancel()
+        scraper_scope.cancel()
         for _ in range(2):
             await trio.sleep(RENDER_INTERVAL + 0.2)
             samples.fresh.append((await scrape(scraped))[0])
