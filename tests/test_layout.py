@@ -62,6 +62,28 @@ def test_the_engine_knows_nothing_of_the_network_or_the_programs() -> None:
     assert loaded_by("jogger.engine", "jogger.rpc", "jogger.server", "jogger.cli") == "[]"
 
 
+@pytest.mark.parametrize("package", ["jogger.engine", "jogger.rpc", "jogger.cli"])
+def test_only_the_server_imports_prometheus_client(package: str) -> None:
+    # The engine is embeddable and the transport a library; jog's start-up must not pay.
+    assert loaded_by(package, "prometheus_client") == "[]"
+
+
+def test_jogger_server_imports_prometheus_client_only_when_asked_for_metrics() -> None:
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import sys, jogger.server.main; print('prometheus_client' in sys.modules)",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "False"
+
+
 @pytest.mark.parametrize(
     ("package", "module"),
     [("jogger.rpc", "jogger.rpc.server"), ("jogger.engine", "jogger.engine.cgroups.v2")],

@@ -38,6 +38,7 @@ from .job import Job
 from .limits import JobLimits, ManagerLimits, check_limits
 from .local import LocalExecutor
 from .notes import NoteListener
+from .observer import NOBODY, EngineGauges, EngineObserver
 from .output import ChunkSize, OutputLog
 from .recovery import Adoptable, recover
 from .retention import Retainer, Retention
@@ -45,7 +46,7 @@ from .slurm.executor import SlurmExecutor, SlurmOptions
 from .statedir import lock, prepare_dir
 from .status import Input, JobStatus, WindowSize
 from .store import JobStore, Page
-from .supervisor import PROGRAM, forget_end
+from .supervisor import PROGRAM, Supervisor, forget_end
 
 log = logging.getLogger("jogger.engine")
 
@@ -111,6 +112,9 @@ class JobManager:
     ``max_limits`` bound what it may ask for. ``user_limits`` is each owner's budget for all
     their jobs together, ``total_limits`` that of all jobs (memory and pids); each owner's
     jobs also share one CPU weight. Without a cgroup backend, none of them is enforced.
+
+    ``observer`` hears of each job's start and end and of each store call (observer.py);
+    ``gauges()`` tells the levels: jobs running, supervisors alive, bytes written.
     """
 
     def __init__(
@@ -133,6 +137,7 @@ class JobManager:
         supervisor: str | os.PathLike[str] | None = None,
         executor: ExecutorName = "local",
         slurm: SlurmOptions | None = None,
+        observer: EngineObserver | None = None,
     ) -> None:
         validate.check_grace(grace)
         validate.check_grace(drain_timeout)
@@ -169,7 +174,10 @@ class JobManager:
         self._base_env = dict(base_env) if base_env is not None else {"PATH": DEFAULT_PATH}
         self._jobs: dict[str, Job] = {}
         """Jobs in memory: running, or ended and not yet (or never) recorded."""
-        self._store = JobStore(self._state_dir / "jobs.db" if durable else None)
+        self._observer = observer or NOBODY
+        self._store = JobStore(self._state_dir / "jobs.db" if durable else None, self._observer)
+        self._output_done = 0
+        """Bytes written by jobs no longer in memory, while this manager ran (gauges)."""
         self._retention = retention or Retention()
         self._retainer: Retainer | None = None
         self._live: set[Job] = set()
@@ -309,6 +317,7 @@ class JobManager:
             self._run_dir,
             crashed=not clean,
             adopt_external=self._adopt_external,
+            observer=self._observer,
         )
         if adoptable:
             log.info(
@@ -402,6 +411,19 @@ class JobManager:
         """The backend in use: "cgroup2", "cgroup1" or "none" (once entered); "slurm" for
         the Slurm executor."""
         return self._executor.containment if self._executor is not None else "none"
+
+    def gauges(self) -> EngineGauges:
+        """The jobs running, per owner; supervisors alive; bytes written by jobs so far; the
+        containment. Cheap enough for each scrape: one pass over the jobs in memory."""
+        running: dict[str, int] = {}
+        supervisors = 0
+        written = self._output_done
+        for job in self._jobs.values():
+            written += job.log.size - job.log.base
+            if not job.ended.is_set():
+                running[job.owner] = running.get(job.owner, 0) + 1
+                supervisors += isinstance(job.execution, Supervisor) and job.execution.alive
+        return EngineGauges(running, supervisors, written, self.containment)
 
     def describe_containment(self) -> str:
         """The backend in use and where its groups are, in words (once entered)."""
@@ -523,6 +545,7 @@ class JobManager:
                         status, job.execution.job_identity, job.execution.identity
                     )
                 job.execution.committed()
+                self._observer.job_started(owner)
             except BaseException as exc:
                 # A start that is not on record must not run (and its supervisor waits to
                 # hear that it is): kill the job, then refuse. (Not a cancellation: shielded.)
@@ -696,6 +719,7 @@ class JobManager:
         self._capacity.ended(job.owner)
         if job.refused:
             return
+        self._observer.job_ended(s.state.value, s.reason)
         await self._record_end(job)
 
     async def _record_end(self, job: Job) -> None:
@@ -718,6 +742,7 @@ class JobManager:
         finally:
             self._live.discard(job)
             if job.recorded or job.refused:
+                self._output_done += job.log.size - job.log.base
                 del self._jobs[job.id]
             if job.refused:
                 job.log.path.unlink(missing_ok=True)

@@ -33,6 +33,8 @@ class OutputLog:
         self.path = path
         self._limit = limit
         self._size = 0
+        self.base = 0
+        """The size the log had when this process began to watch it (an adopted job's)."""
         self._closed = False
         self._truncated = False
         self._error = ""
@@ -54,6 +56,7 @@ class OutputLog:
         """The log of a job whose supervisor a server before us started (it still writes)."""
         log = cls(path, limit)
         log.grew(truncated=False, error="")
+        log.base = log.size
         return log
 
     @classmethod

@@ -28,10 +28,11 @@ from pathlib import Path
 from .cgroups import Backend
 from .errors import StoreError
 from .executor import Execution
+from .observer import NOBODY, EngineObserver
 from .procfs import boot_id
 from .retention import Retainer
 from .sessions import kill_session
-from .status import JobStatus
+from .status import JobState, JobStatus
 from .store import JobStore, Unfinished
 from .supervisor import End, adopt, forget_end, read_end, reap_exited
 
@@ -56,11 +57,13 @@ async def recover(
     *,
     crashed: bool,
     adopt_external: Callable[[JobStatus], Execution | None] = lambda record: None,
+    observer: EngineObserver = NOBODY,
 ) -> list[Adoptable]:
     """Sort out what the manager that used the state dir last left; ``crashed``: whether it
     ended without saying that it ended cleanly. Returns the jobs to adopt. A job an
     executor elsewhere runs (its record has an external id: Slurm's) is
-    ``adopt_external``'s: its execution, or None if this manager cannot reach it (lost)."""
+    ``adopt_external``'s: its execution, or None if this manager cannot reach it (lost).
+    ``observer`` hears of each end recorded here."""
     adoptable: list[Adoptable] = []
     lost: list[Unfinished] = []
     unfinished = await store.unfinished()
@@ -80,7 +83,7 @@ async def recover(
         end = read_end(run_dir, record.job_id)
         if end is not None:
             reap_exited(record.supervisor)
-            await _record_away(store, backend, status, end, run_dir)
+            await _record_away(store, backend, status, end, run_dir, observer=observer)
             continue
         supervisor = adopt(record.supervisor, record.process, record.job_id, run_dir)
         if supervisor is not None:
@@ -90,12 +93,12 @@ async def recover(
         end = read_end(run_dir, record.job_id)
         reap_exited(record.supervisor)
         if end is not None:
-            await _record_away(store, backend, status, end, run_dir)
+            await _record_away(store, backend, status, end, run_dir, observer=observer)
         else:
             lost.append(record)
     keep = frozenset(backend.group_name(a.record.owner, a.record.id) for a in adoptable)
     await backend.cleanup_leftovers(keep)
-    await _resolve_lost(store, lost, logs_dir, run_dir)
+    await _resolve_lost(store, lost, logs_dir, run_dir, observer)
     if crashed:  # orphaned logs come only from a crash
         try:
             await retainer.sweep_orphans()
@@ -116,7 +119,13 @@ def _forget_unknown_ends(run_dir: Path, running: set[str]) -> None:
 
 
 async def _record_away(
-    store: JobStore, backend: Backend, status: JobStatus, end: End, run_dir: Path
+    store: JobStore,
+    backend: Backend,
+    status: JobStatus,
+    end: End,
+    run_dir: Path,
+    *,
+    observer: EngineObserver,
 ) -> None:
     """Record a job that ended while no server ran, from its supervisor's end record."""
     usage = backend.adopt(status.owner, status.id, status.limits).usage()
@@ -135,6 +144,7 @@ async def _record_away(
         memory_peak=usage.memory_peak if usage.memory_peak is not None else end.memory_peak,
     )
     await store.record_end(final)
+    observer.job_ended(final.state.value, reason)
     forget_end(run_dir, status.id)
     log.warning(
         "job %s ended while no server ran: recorded as %s (exit_code=%s signal=%s)",
@@ -146,7 +156,7 @@ async def _record_away(
 
 
 async def _resolve_lost(
-    store: JobStore, lost: list[Unfinished], logs_dir: Path, run_dir: Path
+    store: JobStore, lost: list[Unfinished], logs_dir: Path, run_dir: Path, observer: EngineObserver
 ) -> None:
     """Kill what is left of jobs nothing can record, and record them killed."""
     if not lost:
@@ -179,3 +189,5 @@ async def _resolve_lost(
             killed,
         )
     await store.resolve_unfinished(resolved, datetime.now(UTC))
+    for *_, reason in resolved:
+        observer.job_ended(JobState.KILLED.value, reason)

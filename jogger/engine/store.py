@@ -21,6 +21,7 @@ import math
 import os
 import sqlite3
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -31,6 +32,7 @@ from typing import Generic, TypeVar
 import trio
 
 from .errors import InvalidRequest, StoreError
+from .observer import NOBODY, EngineObserver
 from .rows import COLUMNS, ProcessIdentity, status_from_row, time_or_none, values
 from .status import JobStatus
 
@@ -157,8 +159,9 @@ class Expired:
 class JobStore:
     """The job records. ``path`` None keeps them in memory (for embedding and benchmarks)."""
 
-    def __init__(self, path: Path | None) -> None:
+    def __init__(self, path: Path | None, observer: EngineObserver = NOBODY) -> None:
         self.path = path
+        self._observer = observer
         self._db: sqlite3.Connection | None = None
         self._queue: list[_Call[object]] = []
         self._running = False
@@ -437,6 +440,7 @@ class JobStore:
         the queue is withdrawn; one handed to the thread completes (bounded by BUSY_TIMEOUT
         and the disk), and its caller sees the cancellation afterwards.
         """
+        began = time.perf_counter()
         call = _Call(fn)
         self._queue.append(call)  # type: ignore[arg-type]
         if not self._running:
@@ -466,6 +470,7 @@ class JobStore:
                 with trio.CancelScope(shield=True):
                     await call.done.wait()
                 raise
+        self._observer.store_call(_operation(fn), time.perf_counter() - began)
         try:
             return call.result()
         except (sqlite3.Error, OverflowError) as exc:
@@ -506,6 +511,12 @@ class _Call(Generic[T]):
         if self._error is not None:
             raise self._error
         return self._value  # type: ignore[return-value]
+
+
+def _operation(fn: Callable[[], object]) -> str:
+    """The JobStore method that made ``fn``: "record_start" for its ``insert``, "open" for
+    ``_open``."""
+    return fn.__qualname__.split(".<locals>", 1)[0].rpartition(".")[2].lstrip("_")
 
 
 def _run_batch(batch: list[_Call[object]]) -> None:

@@ -147,6 +147,11 @@ class Supervisor:
         poller.register(self._pidfd, select.POLLIN)
         return bool(poller.poll(0))
 
+    @property
+    def alive(self) -> bool:
+        """Whether it is still there, and still held by us (a closed one is not asked)."""
+        return self._pidfd >= 0 and not self.exited
+
     def waiting(self) -> str | None:
         """A local job never waits for a place: it runs once started."""
         return None

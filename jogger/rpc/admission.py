@@ -37,6 +37,7 @@ import trio
 from purerpc.grpclib.status import Status, StatusCode
 
 from .auth import Identity
+from .observer import NOBODY, RpcObserver
 from .throttle import LogThrottle
 
 log = logging.getLogger("jogger.rpc")
@@ -106,7 +107,15 @@ def network_of(host: str) -> str:
 
 
 class HandshakeTable:
-    def __init__(self, limit: int, *, per_host: int, per_network: int, timeout: float) -> None:
+    def __init__(
+        self,
+        limit: int,
+        *,
+        per_host: int,
+        per_network: int,
+        timeout: float,
+        observer: RpcObserver = NOBODY,
+    ) -> None:
         self.limit = limit
         self.per_host = per_host
         self.per_network = per_network
@@ -116,6 +125,7 @@ class HandshakeTable:
         self._by_host: Counter[str] = Counter()
         self._count = 0
         self.evictions = 0
+        self._observer = observer
 
     def __len__(self) -> int:
         return self._count
@@ -123,10 +133,12 @@ class HandshakeTable:
     def admit(self, host: str) -> Pending | str:
         """A slot for a new connection from ``host``, or why it is closed at once."""
         if self._by_host[host] >= self.per_host:
+            self._observer.admission_refused("max_handshakes_per_host")
             return f"{self._by_host[host]} TLS handshakes in progress from {host}, the limit"
         network = network_of(host)
         mine = self._by_network.setdefault(network, {})
         if len(mine) >= self.per_network:
+            self._observer.admission_refused("max_handshakes_per_network")
             return f"{len(mine)} TLS handshakes in progress from {network}, the limit"
         if self._count >= self.limit:
             self._evict_one()
@@ -159,6 +171,7 @@ class HandshakeTable:
         oldest.scope.cancel()
         self.done(oldest)
         self.evictions += 1
+        self._observer.admission_refused("max_handshakes")
 
     def _deadline(self) -> float:
         fill = self._count / self.limit
@@ -237,13 +250,15 @@ class ConnectionGrant(Grant):
 class Admission:
     """What every peer holds, against ``limits``; see the module's docstring."""
 
-    def __init__(self, limits: TransportLimits) -> None:
+    def __init__(self, limits: TransportLimits, observer: RpcObserver = NOBODY) -> None:
         self.limits = limits
+        self._observer = observer
         self.handshakes = HandshakeTable(
             limits.max_handshakes,
             per_host=limits.max_handshakes_per_host,
             per_network=limits.max_handshakes_per_network,
             timeout=limits.handshake_timeout,
+            observer=observer,
         )
         self.connections = 0
         self.calls = 0
@@ -258,6 +273,7 @@ class Admission:
         """A new connection from ``host`` and a handshake slot for it, or why it is closed
         at once."""
         if self.connections >= self.limits.max_connections:
+            self._observer.admission_refused("max_connections")
             return f"{self.connections} connections open, the limit"
         pending = self.handshakes.admit(host)
         if not isinstance(pending, Pending):
@@ -287,6 +303,7 @@ class Admission:
         if refusal is None and identity is not None:
             counts, key = self._user_connections, identity.user
         elif self._host_refused.get(host, 0) >= self.limits.max_refused_per_host:
+            self._observer.admission_refused("max_refused_per_host")
             yield None
             return
         else:
@@ -302,6 +319,7 @@ class Admission:
         limit = self.limits.max_connections_per_user
         if open_now < limit:
             return None
+        self._observer.admission_refused("max_connections_per_user")
         throttled.log(
             "user-connections",
             logging.WARNING,
@@ -317,11 +335,13 @@ class Admission:
         """A new call on ``peer``'s connection, or the status it is refused with: the
         server is draining, or the user has too many calls in flight."""
         if self._draining:
+            self._observer.admission_refused("draining")
             return Status(StatusCode.UNAVAILABLE, "the server is shutting down")
         user = peer.identity.user if peer.identity is not None else None
         if user is not None and peer.refusal is None:
             in_flight = self._user_calls.get(user, 0)
             if in_flight >= self.limits.max_calls_per_user:
+                self._observer.admission_refused("max_calls_per_user")
                 throttled.log(
                     "user-calls",
                     logging.WARNING,

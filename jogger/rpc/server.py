@@ -45,6 +45,7 @@ from .compression import encode, response_encoding
 from .credentials import ServerTls, TlsHolder
 from .errors import RpcError
 from .method import Call, Method
+from .observer import NOBODY, UNKNOWN_METHOD, Cause, RpcObserver, TransportLoad, handshake_cause
 from .requests import first_request, read_request, requests
 from .throttle import LogThrottle
 from .wire import Connection, ConnectionLost, Stream, set_socket_options
@@ -84,13 +85,15 @@ class RpcServer:
         limits: TransportLimits | None = None,
         *,
         on_authentication_failure: OnAuthenticationFailure | None = None,
+        observer: RpcObserver = NOBODY,
     ) -> None:
         self._nursery = nursery
         self._authentication_failed = on_authentication_failure or (lambda failure: None)
         self._methods = methods
         self._tls = tls
         self._limits = limits or TransportLimits()
-        self._admission = Admission(self._limits)
+        self._observer = observer
+        self._admission = Admission(self._limits, observer)
         self._request_streaming = frozenset(
             path for path, method in methods.items() if method.streams_requests
         )
@@ -138,6 +141,16 @@ class RpcServer:
         throttled.log("accept-refused", logging.WARNING, "connection refused: %s", admitted)
         await trio.aclose_forcefully(tcp)
 
+    def load(self) -> TransportLoad:
+        """The connections, handshakes and calls held now."""
+        admission = self._admission
+        return TransportLoad(admission.connections, len(admission.handshakes), admission.calls)
+
+    def _method(self, event: RequestReceived) -> str:
+        """The call's path as an observer sees it: a peer's own must not become a label."""
+        path = f"/{event.service_name}/{event.method_name}"
+        return path if path in self._methods else UNKNOWN_METHOD
+
     async def drain(self) -> None:
         """Refuse new calls (UNAVAILABLE), tell those in flight (``Call.draining``), and
         return once none is left."""
@@ -183,6 +196,7 @@ class RpcServer:
                         peer,
                         exc.__cause__ or exc,
                     )
+                    self._observer.handshake_refused(handshake_cause(exc))
                     if failure := refused_in_handshake(peer, exc.__cause__):
                         self._authentication_failed(failure)
                     await _send_alert(tls, tcp)
@@ -197,6 +211,7 @@ class RpcServer:
                     if grant.evicted
                     else "TLS handshake timed out",
                 )
+                self._observer.handshake_refused(Cause.EVICTED if grant.evicted else Cause.TIMEOUT)
                 return
             with self._admission.peer(host, peer, self._identify(peer, tls, material)) as client:
                 if client is None:
@@ -218,6 +233,7 @@ class RpcServer:
             return identify_client(der, material.issuers, material.revocations)
         except CertificateRejected as exc:
             throttled.log("rejected", logging.INFO, "connection peer=%s rejected: %s", peer, exc)
+            self._observer.handshake_refused(Cause.CERTIFICATE)
             reason = f"client certificate rejected: {exc}"
             self._authentication_failed(rejected(peer, der, reason))
             return Status(StatusCode.UNAUTHENTICATED, reason)
@@ -232,6 +248,9 @@ class RpcServer:
             def on_request(event: RequestReceived, stream: Stream) -> None:
                 admitted = self._admission.call(client)
                 if isinstance(admitted, Status):
+                    self._observer.call_refused(
+                        self._method(event), admitted.status_code.name, client.identity
+                    )
                     connection.forget(stream)
                     connection.refuse(stream.id, admitted)
                     return
@@ -241,7 +260,7 @@ class RpcServer:
                 # Long enough to tell the client why, not long enough to hold a slot.
                 life = min(limits.refused_life, limits.handshake_timeout)
                 calls.start_soon(_close_after, life, calls.cancel_scope)
-            calls.start_soon(_expect_preface, connection, deadline, calls)
+            calls.start_soon(_expect_preface, connection, deadline, calls, self._observer)
             try:
                 with contextlib.suppress(ConnectionLost):
                     await connection.start()
@@ -290,6 +309,10 @@ class RpcServer:
                     StatusCode(status.int_value).name,
                     (time.perf_counter() - started) * 1e3,
                     f" message={status.status_message!r}" if status.int_value else "",
+                )
+                elapsed = time.perf_counter() - started
+                self._observer.call_ended(
+                    self._method(event), status.status_code.name, elapsed, client.identity
                 )
 
     async def _serve(
@@ -426,11 +449,14 @@ async def _close_after(seconds: float, scope: trio.CancelScope) -> None:
     scope.cancel()
 
 
-async def _expect_preface(connection: Connection, deadline: float, calls: trio.Nursery) -> None:
+async def _expect_preface(
+    connection: Connection, deadline: float, calls: trio.Nursery, observer: RpcObserver
+) -> None:
     with trio.move_on_at(deadline):
         await connection.peer_ready.wait()
         return
     throttled.log("preface", logging.INFO, "closing connection: no HTTP/2 preface in time")
+    observer.handshake_refused(Cause.TIMEOUT)
     # A peer that completed TLS and then said nothing: it gets no more of our time.
     calls.cancel_scope.cancel()
 
@@ -458,6 +484,7 @@ async def open_rpc_server(
     drain_timeout: float = 5.0,
     limits: TransportLimits | None = None,
     on_authentication_failure: OnAuthenticationFailure | None = None,
+    observer: RpcObserver | None = None,
 ) -> AsyncIterator[RpcServer]:
     """A server of ``methods`` (keyed by gRPC path) whose connections live as long as this
     block. Each connection is served with the TLS material ``tls`` holds when it arrives
@@ -466,11 +493,16 @@ async def open_rpc_server(
 
     Start listening with ``await nursery.start(server.listen, addresses)``. On leaving the
     block, calls in flight get ``drain_timeout`` seconds to finish; then every connection is
-    closed.
+    closed. ``observer`` hears of calls, refused handshakes and admission's refusals.
     """
     async with trio.open_nursery() as nursery:
         server = RpcServer(
-            nursery, tls, methods, limits, on_authentication_failure=on_authentication_failure
+            nursery,
+            tls,
+            methods,
+            limits,
+            on_authentication_failure=on_authentication_failure,
+            observer=observer or NOBODY,
         )
         try:
             yield server

@@ -18,6 +18,7 @@ from ..rpc.admission import TransportLimits
 from .accounts import DEFAULT_JOB_USER, MODES, BadPolicy, RunAs, default_mode
 from .isolation import IsolationPolicy
 from .logs import LOG_FORMATS, LogFormat
+from .scrape import MetricsSettings, metrics_settings
 
 DEFAULT_LISTEN = "127.0.0.1:7654"
 DEFAULT_RETAIN_JOBS = 100_000
@@ -52,6 +53,8 @@ class ServerConfig:
     slurm: SlurmOptions = field(default_factory=SlurmOptions)
     crl: Path | None = None
     """The CRL file (``--crl``): revoked client certificates fail the handshake."""
+    metrics: MetricsSettings | None = None
+    """--metrics-listen and --metrics-per-user; None: no metrics served."""
 
 
 class ConfigError(Exception):
@@ -249,6 +252,18 @@ def parser() -> argparse.ArgumentParser:
         help="isolation added to every job, whatever it asks for; a job that asks for the "
         "host's network when net is required is refused (default: none). Needs root",
     )
+    p.add_argument(
+        "--metrics-listen",
+        action="append",
+        metavar="HOST:PORT",
+        help="serve Prometheus metrics over plain HTTP (GET /metrics) on this address; repeat "
+        "for more (default: none). No TLS, no authentication: use loopback",
+    )
+    p.add_argument(
+        "--metrics-per-user",
+        action="store_true",
+        help="give the metrics of jobs, calls and output a user label (a series per user)",
+    )
     p.add_argument("--max-jobs", type=int, default=ManagerLimits().max_jobs)
     p.add_argument("--max-jobs-per-user", type=int, default=ManagerLimits().max_jobs_per_owner)
     p.add_argument("--max-output-bytes", type=int, default=ManagerLimits().max_output_bytes)
@@ -393,6 +408,10 @@ def load(argv: list[str] | None) -> ServerConfig:
         run_as = RunAs.create(args.run_as or default_mode(), args.job_user)
     except BadPolicy as exc:
         raise ConfigError(str(exc)) from None
+    try:
+        metrics = metrics_settings(args.metrics_listen, args.metrics_per_user)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
     isolation = IsolationPolicy(
         default=_isolation("--isolate-default", args.isolate_default),
         required=_isolation("--require-isolation", args.require_isolation),
@@ -433,6 +452,7 @@ def load(argv: list[str] | None) -> ServerConfig:
         ),
         run_as=run_as,
         isolation=isolation,
+        metrics=metrics,
     )
 
 

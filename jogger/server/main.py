@@ -10,6 +10,7 @@ import os
 import signal
 import sys
 from functools import partial
+from typing import TYPE_CHECKING
 
 import trio
 
@@ -29,7 +30,11 @@ from .health import HEALTH, HealthService
 from .logs import formatter
 from .notify import NOT_NOTIFYING, Notifier
 from .reflection import ReflectionService
+from .scrape import MetricsListenError, MetricsSettings, serve_scrapes
 from .service import JOBS, JobsService
+
+if TYPE_CHECKING:
+    from .metrics import ServerMetrics
 
 log = logging.getLogger("jogger.server")
 
@@ -47,6 +52,7 @@ async def serve(
     """
     notify.status(f"starting: recovering the jobs of {config.state_dir}")
     tls = TlsHolder(certificates.load(config))
+    metrics = open_metrics(config.metrics)
     # Entered below, inside the rpc server's block: its calls outlive the jobs, so that
     # followers get a stopped job's last bytes. The servicers need it before that.
     jobs = JobManager(
@@ -63,9 +69,11 @@ async def serve(
         on_shutdown=config.on_shutdown,
         executor=config.executor,
         slurm=config.slurm,
+        observer=metrics,
     )
     audit = AuditLog(config.audit_log)  # opened first below, closed once every call has ended
-    jobs_service = JobsService(jobs, config.run_as, config.isolation, audit)
+    streamed = metrics.output_streamed if metrics else None
+    jobs_service = JobsService(jobs, config.run_as, config.isolation, audit, streamed=streamed)
     health = HealthService([JOBS.full_name])
     methods = {
         **jobs_service.methods(),
@@ -80,6 +88,7 @@ async def serve(
                 drain_timeout=config.drain_timeout,
                 limits=config.transport,
                 on_authentication_failure=audit.authentication_failure,
+                observer=metrics,
             ) as server,
             jobs,
             trio.open_nursery() as nursery,
@@ -88,6 +97,11 @@ async def serve(
             reloads: list[Reload] = [("certificates", certificates_reload), *audit.reloads()]
             await nursery.start(watch_hangups, reloads, notify)
             nursery.start_soon(certificates.watch_crl_expiry, tls)
+            if metrics is not None and config.metrics is not None:
+                metrics.watch(jobs, server)
+                await nursery.start(
+                    serve_scrapes, config.metrics.listen, metrics.render, metrics.content_type
+                )
             bound = await nursery.start(server.listen, config.listen)
             addresses = " ".join(format_address(host, port) for host, port in bound)
             log.info(
@@ -115,6 +129,16 @@ async def serve(
     log.info("shut down")
 
 
+def open_metrics(settings: MetricsSettings | None) -> "ServerMetrics | None":
+    """The server's metrics, with --metrics-listen; None without."""
+    if settings is None:
+        return None
+    # Imported here: prometheus_client costs a server without metrics some 70 ms at start-up.
+    from .metrics import ServerMetrics  # noqa: PLC0415
+
+    return ServerMetrics(per_user=settings.per_user)
+
+
 def main(argv: list[str] | None = None) -> int:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(formatter("text"))
@@ -125,7 +149,7 @@ def main(argv: list[str] | None = None) -> int:
         config = load(argv)
         handler.setFormatter(formatter(config.log_format))
         trio.run(partial(serve, config, notify=notify))
-    except (ConfigError, JobError, ListenError, AuditFileError) as exc:
+    except (ConfigError, JobError, ListenError, AuditFileError, MetricsListenError) as exc:
         print(f"jogger-server: error: {exc}", file=sys.stderr)
         return 1
     except TlsFileError as exc:

@@ -8,7 +8,7 @@ which namespaces it runs in the isolation policy's (isolation.py). What the audi
 (audit.py): every Start and Stop, an administrator's reads of others' jobs, and refusals.
 """
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import contextmanager
 from functools import partial
 from typing import Any
@@ -227,11 +227,14 @@ class JobsService:
         run_as: RunAs | None = None,
         isolation: IsolationPolicy | None = None,
         audit: AuditLog | None = None,
+        streamed: Callable[[str, int], None] | None = None,
     ) -> None:
         self._jobs = jobs
         self._run_as = run_as or RunAs()
         self._isolation = isolation or IsolationPolicy()
         self._audit = audit or AuditLog(None)
+        self._streamed = streamed or (lambda user, size: None)
+        """Told the size of each chunk of output sent, and to whom (metrics.py)."""
 
     def methods(self) -> dict[str, Method]:
         """Our handlers, keyed by gRPC path, with the message types the generated code names."""
@@ -334,6 +337,7 @@ class JobsService:
                 async for data in chunks:
                     yield jobs_pb2.OutputChunk(offset=offset, data=data)
                     offset += len(data)
+                    self._streamed(call.identity.user, len(data))
         if request.follow:
             # A followed stream ends only once the job has, so this status is final.
             with _engine_errors():
