@@ -19,7 +19,7 @@ import errno
 import logging
 import ssl
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import aclosing, asynccontextmanager
 from functools import partial
 from typing import NoReturn
@@ -110,17 +110,7 @@ class RpcServer:
 
         Reports the bound (host, port) pairs through ``task_status`` once listening.
         """
-        listeners: list[trio.SocketListener] = []
-        try:
-            for host, port in addresses:
-                try:
-                    listeners += await trio.open_tcp_listeners(port, host=host)
-                except OSError as exc:
-                    raise ListenError(host, port, exc) from None
-        except BaseException:
-            for listener in listeners:
-                await listener.aclose()
-            raise
+        listeners = await open_listeners(addresses, ListenError)
         bound = [listener.socket.getsockname()[:2] for listener in listeners]
         async with trio.open_nursery() as nursery:
             for listener in listeners:
@@ -418,6 +408,25 @@ class RpcServer:
         except h2.exceptions.ProtocolError:
             return False  # the stream is closed already (reset, or refused and answered)
         return True
+
+
+async def open_listeners(
+    addresses: Sequence[tuple[str, int]], failed: Callable[[str, int, OSError], Exception]
+) -> list[trio.SocketListener]:
+    """A listener on every address, or none: for the first address that cannot be had, the
+    listeners opened before it are closed and ``failed(host, port, error)`` is raised."""
+    listeners: list[trio.SocketListener] = []
+    try:
+        for host, port in addresses:
+            try:
+                listeners += await trio.open_tcp_listeners(port, host=host)
+            except OSError as exc:
+                raise failed(host, port, exc) from None
+    except BaseException:
+        for listener in listeners:
+            await listener.aclose()
+        raise
+    return listeners
 
 
 async def serve_listener(

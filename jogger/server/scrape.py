@@ -27,7 +27,7 @@ from http import HTTPStatus
 import trio
 
 from ..rpc.address import format_address, parse_address
-from ..rpc.server import serve_listener
+from ..rpc.server import open_listeners, serve_listener
 from ..rpc.throttle import LogThrottle
 
 log = logging.getLogger("jogger.server")
@@ -97,17 +97,7 @@ async def serve_scrapes(
     Reports the bound (host, port) pairs once listening. Raises MetricsListenError if an
     address cannot be had.
     """
-    listeners: list[trio.SocketListener] = []
-    try:
-        for host, port in addresses:
-            try:
-                listeners += await trio.open_tcp_listeners(port, host=host)
-            except OSError as exc:
-                raise MetricsListenError(host, port, exc) from None
-    except BaseException:
-        for listener in listeners:
-            await listener.aclose()
-        raise
+    listeners = await open_listeners(addresses, MetricsListenError)
     bound = [listener.socket.getsockname()[:2] for listener in listeners]
     shown = " ".join(format_address(host, port) for host, port in bound)
     log.info("metrics on %s (plain HTTP, GET %s)", shown, PATH)
