@@ -94,7 +94,8 @@ async def serve(
             trio.open_nursery() as nursery,
         ):
             certificates_reload = CertificateReload(config, tls, on_reload=audit.certificate_reload)
-            reloads: list[Reload] = [("certificates", certificates_reload), *audit.reloads()]
+            # The audit log first: a reload's own line then goes to the file a rotation made.
+            reloads: list[Reload] = [*audit.reloads(), ("certificates", certificates_reload)]
             await nursery.start(watch_hangups, reloads, notify)
             nursery.start_soon(certificates.watch_crl_expiry, tls)
             if metrics is not None and config.metrics is not None:
