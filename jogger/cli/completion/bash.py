@@ -15,8 +15,9 @@ _jog_in() {
 }
 
 _jog_ids() {
-    # The ids of your newest jobs, from the server the words typed name; for 2 s at most, so
-    # that a server that does not answer never holds up the shell.
+    # The ids of your newest jobs, from the server the words typed name; for 2 s at most
+    # (JOGGER_COMPLETION_TIMEOUT), so that a server that does not answer never holds up the
+    # shell.
     local -a connect=()
     local i
     for ((i = 1; i < ${#_jog_words[@]} - 1; i++)); do
@@ -25,7 +26,7 @@ _jog_ids() {
             --host=* | --context=*) connect+=("${_jog_words[i]}") ;;
         esac
     done
-    timeout 2 "${_jog_words[0]}" list --ids --limit 100 "${connect[@]}" 2>/dev/null
+    timeout "${JOGGER_COMPLETION_TIMEOUT:-2}" "${_jog_words[0]}" list --ids --limit 100 "${connect[@]}" 2>/dev/null
 }
 
 _jog() {

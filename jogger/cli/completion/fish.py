@@ -38,6 +38,10 @@ function __jog_at --description 'jog: whether the words typed name this command'
 end
 
 function __jog_ids --description 'jog: the ids of your newest jobs, for 2 s at most'
+    # At most 2 s (JOGGER_COMPLETION_TIMEOUT): a server that does not answer never holds up
+    # the shell.
+    set -l limit 2
+    set -q JOGGER_COMPLETION_TIMEOUT; and set limit $JOGGER_COMPLETION_TIMEOUT
     set -l tokens (commandline -opc)
     set -l connect
     for i in (seq 2 (count $tokens))
@@ -48,7 +52,7 @@ function __jog_ids --description 'jog: the ids of your newest jobs, for 2 s at m
                 set -a connect $tokens[$i]
         end
     end
-    timeout 2 $tokens[1] list --ids --limit 100 $connect 2>/dev/null
+    timeout $limit $tokens[1] list --ids --limit 100 $connect 2>/dev/null
 end
 
 complete -c jog -f

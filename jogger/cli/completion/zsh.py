@@ -5,8 +5,9 @@ from .model import JOB_ID, Command, Option, Positional
 
 _IDS = r"""
 _jog_ids() {
-  # The ids of your newest jobs, from the server the words typed name; for 2 s at most, so
-  # that a server that does not answer never holds up the shell.
+  # The ids of your newest jobs, from the server the words typed name; for 2 s at most
+  # (JOGGER_COMPLETION_TIMEOUT), so that a server that does not answer never holds up the
+  # shell.
   local -a ids connect
   local i
   for ((i = 2; i < CURRENT; i++)); do
@@ -15,7 +16,7 @@ _jog_ids() {
       (--host=*|--context=*) connect+=($words[i]) ;;
     esac
   done
-  ids=(${(f)"$(timeout 2 $_jog_command list --ids --limit 100 $connect 2>/dev/null)"})
+  ids=(${(f)"$(timeout ${JOGGER_COMPLETION_TIMEOUT:-2} $_jog_command list --ids --limit 100 $connect 2>/dev/null)"})
   _describe -t jobs 'job id' ids
 }
 """
@@ -35,7 +36,7 @@ def script(commands: list[Command], version: str) -> str:
     lines += [
         "_jog() {",
         "  local _jog_command=$words[1]",
-        "  _jog_",
+        "  _jog_cmd",
         "}",
         "",
         # Autoloaded from $fpath: complete now; sourced: register.
@@ -45,7 +46,8 @@ def script(commands: list[Command], version: str) -> str:
 
 
 def _name(path: tuple[str, ...]) -> str:
-    return "_jog_" + "_".join(path)
+    """The function that completes the command at ``path``: ``_jog_cmd``, ``_jog_cmd_run``."""
+    return "_jog_cmd" + "".join(f"_{word}" for word in path)
 
 
 def _function(command: Command, helps: dict[tuple[str, ...], str]) -> list[str]:
