@@ -26,7 +26,8 @@ _jog_ids() {
             --host=* | --context=*) connect+=("${_jog_words[i]}") ;;
         esac
     done
-    timeout "${JOGGER_COMPLETION_TIMEOUT:-2}" "${_jog_words[0]}" list --ids --limit 100 "${connect[@]}" 2>/dev/null
+    timeout "${JOGGER_COMPLETION_TIMEOUT:-2}" \
+        "${_jog_words[0]}" list --ids --limit 100 "${connect[@]}" 2>/dev/null
 }
 
 _jog() {

@@ -16,7 +16,8 @@ _jog_ids() {
       (--host=*|--context=*) connect+=($words[i]) ;;
     esac
   done
-  ids=(${(f)"$(timeout ${JOGGER_COMPLETION_TIMEOUT:-2} $_jog_command list --ids --limit 100 $connect 2>/dev/null)"})
+  ids=(${(f)"$(timeout ${JOGGER_COMPLETION_TIMEOUT:-2} \
+    $_jog_command list --ids --limit 100 $connect 2>/dev/null)"})
   _describe -t jobs 'job id' ids
 }
 """
