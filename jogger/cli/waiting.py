@@ -2,15 +2,17 @@
 
 A job's end comes from the server, not from polling: each job has a followed Output stream
 asked for from past the end of any log (``PAST_THE_END``), which carries no byte of output,
-only the job's final status once it has ended (proto/jogger/v1/jobs.proto, OutputRequest).
+only the job's final status once it has ended (proto/jogger/v1/jobs.proto, rpc Output).
 Every call shares one connection, at most MAX_CALLS at a time.
 
 Each round on a connection asks for the status of every job still waited on (a job that
 ended meanwhile is reported from there), then follows the rest. When the connection drops
 (cli/resume.is_drop) jog connects again, with the backoff and the reconnect timeout of
-``jog output`` (cli/follow.py). The first round's statuses are not retried: an unknown job,
-or a server that cannot be reached, is the usual error at once, before anything is waited
-on.
+``jog output`` (cli/follow.py). An outage is over once the server has answered every
+job's status: these streams deliver nothing until the end, and a wait may outlast many
+restarts, each with the whole reconnect timeout to come back in. The first round's
+statuses are not retried: an unknown job, or a server that cannot be reached, is the usual
+error at once, before anything is waited on.
 """
 
 import math
@@ -119,9 +121,7 @@ class Waiter:
                 if outage is not None:
                     if outage.reconnected(trio.current_time()):
                         print(f"jog: the server restarted; {self._still()}", file=sys.stderr)
-                    # Over: a wait may outlast many restarts, and each has the whole
-                    # reconnect timeout to come back in.
-                    self._outage = None
+                    self._outage = None  # over (see the module's docstring)
                 if not self._started:
                     self._started = True
                     self._scope.deadline = self._deadline
