@@ -10,8 +10,9 @@ def add(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
         "completion",
         help="print a completion script for this shell",
         description="Print a script that completes jog's commands, their options, and the ids "
-        "of your newest jobs (asked of the server, for at most 2 s). Install: jog completion "
+        "of your newest jobs (asked of the server, for at most 2 s, or "
+        "$JOGGER_COMPLETION_TIMEOUT). Install: jog completion "
         "bash > /etc/bash_completion.d/jog; jog completion zsh > DIR/_jog, DIR in your $fpath; "
         "jog completion fish > ~/.config/fish/completions/jog.fish.",
     )
-    completion.add_argument("shell", choices=SHELLS, metavar="SHELL")
+    completion.add_argument("shell", choices=SHELLS, metavar="SHELL", help=", ".join(SHELLS))

@@ -20,7 +20,7 @@ def add(
         "job's own, 128+N for signal N, 1 for a job that ended without either. 124 if one "
         "had not ended by --timeout.",
     )
-    wait.add_argument("job_ids", metavar="ID", nargs="+")
+    wait.add_argument("job_ids", metavar="ID", nargs="+", help="the jobs to wait for")
     wait.add_argument(
         "--any", action="store_true", help="only until the first of them ends: its code"
     )
