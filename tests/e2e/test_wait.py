@@ -11,6 +11,7 @@ from tests.e2e.conftest import Cli, launch, stop_server
 from tests.e2e.test_cli import job_id_of
 from tests.e2e.test_reconnect import Jog, crash, jog, resolve
 from tests.pki import Pki
+from tests.server.test_metrics import metrics_server, value
 
 UNKNOWN = "5b4c1f5e-2f0c-4c38-9d8e-7f5b8a1d2c3e"
 
@@ -247,3 +248,25 @@ async def test_ctrl_c_ends_wait_with_130(cli: Cli, nursery: trio.Nursery) -> Non
     assert await waiting.finish(seconds=20) == 130
     assert "Traceback" not in waiting.err.decode()
     await cli.jog("stop", "--grace", "0", sleeper)
+
+
+async def test_wait_is_told_of_the_end_without_a_byte_of_output(
+    pki: Pki, tmp_path: Path, nursery: trio.Nursery
+) -> None:
+    flag = tmp_path / "go"
+    megabyte = "head -c 1048576 /dev/zero"
+    async with metrics_server(pki, tmp_path / "state", nursery) as server:
+        done = await start(server.cli, "true")
+        await ended(server.cli, done)
+        job = await start(server.cli, "sh", "-c", f"{megabyte}; " + until(flag, megabyte)[2])
+        waiting = await jog(nursery, server.cli, "wait", done, job)
+        await waiting.wait_for(b"completed (exit code 0)")
+        flag.touch()
+        assert await waiting.finish() == 0, waiting.errors()
+        assert (await ended(server.cli, job))["output_bytes"] == 2 << 20
+        # The server streamed none of the job's 2 MiB: only its end.
+        samples = await server.scrape()
+        assert value(samples, "jogger_output_streamed_bytes_total") == 0
+        # Where jog output, reading it, is counted.
+        assert len((await server.cli.jog("output", job)).stdout) == 2 << 20
+        await server.until(lambda s: value(s, "jogger_output_streamed_bytes_total") == 2 << 20)
