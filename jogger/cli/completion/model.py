@@ -4,6 +4,10 @@ script never lists an option jog no longer has.
 A command is a path of words (``()`` for jog itself, ``("context", "use")``), with its
 options, its subcommands and its positional arguments. A positional whose metavar is
 ``ID`` takes job ids: the scripts ask the server for them (``jog list --ids``).
+
+argparse has no public API to walk a parser: this reads ``_actions``, ``_SubParsersAction``
+and its ``_name_parser_map`` and ``_choices_actions``, unchanged since Python 3.2;
+tests/cli/test_completion_model.py says so loudly if they change.
 """
 
 import argparse
