@@ -25,7 +25,7 @@ from .settings import Settings, Target, load, load_targets
 
 # Ctrl-C ends these commands where they are; `run` handles it itself (it stops the job).
 # In a terminal session (`run -t`, `attach`) it is a key for the job, not a signal.
-_DETACHING = {"start", "stop", "status", "output", "list", "attach"}
+_DETACHING = {"start", "stop", "status", "output", "list", "attach", "wait"}
 
 
 class Dialer:

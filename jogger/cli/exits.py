@@ -12,6 +12,8 @@ class Exit(enum.IntEnum):
     UNREACHABLE = 3
     """No connection: the host is down, or TLS failed (a certificate was rejected), or it
     dropped and did not come back within the reconnect timeout."""
+    TIMED_OUT = 124
+    """``jog wait --timeout``: a job had not ended in time (as timeout(1) exits)."""
     INTERRUPTED = 130
     """Ctrl-C."""
 

@@ -17,7 +17,7 @@ if TYPE_CHECKING:
 from .._text import escape
 from .._version import VersionAction
 from ..rpc.jobs_api import MAX_GRACE
-from . import isolate, stdout
+from . import completion_args, isolate, stdout, wait_args
 from .detach import DETACH_KEYS
 from .exits import CliError, Exit
 
@@ -44,14 +44,18 @@ exit codes:
   2    usage error, or missing settings
   3    cannot reach the server, or TLS failed (a certificate was rejected), or the
        connection dropped and did not come back within --reconnect-timeout
+  124  jog wait --timeout: a job had not ended in time
   130  interrupted by Ctrl-C
   with --hosts: the highest of the hosts' codes (a host that failed counts as above)
+  jog wait: the highest of the jobs' codes (as jog run gives them; 1 for a job that
+       ended without an exit code or a signal); with --any, that of the job that ended
 
 examples:
   jog start -- make -j4 test       jog output JOB_ID > out.bin
   jog run -- uname -a              jog stop --grace 2 JOB_ID
   jog run -t -- top                jog start -t -- bash; jog attach JOB_ID
   jog --context prod list          jog run --hosts web1,web2,10.0.0.7:7654 -- uptime
+  jog wait --timeout 1h ID1 ID2    jog completion bash > /etc/bash_completion.d/jog
 """
 
 
@@ -232,8 +236,18 @@ def parser() -> argparse.ArgumentParser:
         metavar="N",
         help="show the newest N jobs (default 100; 0 for every job on record)",
     )
-    _add_context(sub)
+    jobs.add_argument(
+        "--ids", action="store_true", help="print the jobs' ids alone, one a line (for scripts)"
+    )
+    wait_args.add(sub, parents=[host, reconnect])
+    _add_local(sub)
     return p
+
+
+def _add_local(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
+    """The commands that need no server."""
+    _add_context(sub)
+    completion_args.add(sub)
 
 
 def _add_context(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
@@ -421,6 +435,10 @@ def parse(words: list[str], job_argv: list[str]) -> argparse.Namespace:
             )
     elif job_argv:
         raise UsageError(f"{args.command} takes no command after --")
+    if args.command == "list" and args.ids and (args.json or args.hosts):
+        raise UsageError(
+            "--ids goes alone: without --json, and with one host (an id names a job on one)"
+        )
     if getattr(args, "hosts", None) and args.host:
         raise UsageError("--host and --hosts do not go together: name every host in --hosts")
     return args
@@ -457,6 +475,11 @@ def _run(args: argparse.Namespace) -> int:
         from .commands.context import run_here  # noqa: PLC0415 - no server: no trio, no TLS
 
         return run_here(args)
+    if args.command == "completion":
+        from .completion import script  # noqa: PLC0415 - no server: no trio, no TLS
+
+        stdout.write(script(args.shell, parser()).encode())
+        return Exit.OK
     from .connect import run_command  # noqa: PLC0415 - the heavy imports, only now
 
     return run_command(args)
