@@ -5,6 +5,7 @@ once a command is known to need them: start-up time is what users feel.
 """
 
 import argparse
+import math
 import os
 import shlex
 import sys
@@ -16,7 +17,7 @@ if TYPE_CHECKING:
 
 from .._text import escape
 from .._version import VersionAction
-from ..rpc.jobs_api import MAX_GRACE
+from ..rpc.jobs_api import MAX_GRACE, timeout_problem
 from . import isolate, stdout
 from .detach import DETACH_KEYS
 from .exits import CliError, Exit
@@ -109,6 +110,13 @@ def parser() -> argparse.ArgumentParser:
         "--io-weight", type=_weight, metavar="W", help="I/O weight, 1-10000 (default 100)"
     )
     job.add_argument("--pids", type=_count, metavar="N", help="at most N processes/threads")
+    job.add_argument(
+        "--timeout",
+        type=_duration,
+        metavar="DURATION",
+        help="stop the job once it has run this long (90s, 15m, 2h, 1h30m): SIGTERM, the "
+        "server's grace, SIGKILL; it ends failed, reason timeout (default: the server's)",
+    )
     job.add_argument(
         "--isolate",
         nargs="?",
@@ -338,6 +346,21 @@ def _count(text: str) -> int:
     if not text.isdigit() or not 1 <= int(text) < 1 << 32:
         raise argparse.ArgumentTypeError(f"{text!r} is not a positive whole number")
     return int(text)
+
+
+def _duration(text: str) -> float:
+    from .._units import parse_duration  # noqa: PLC0415 - small, but only when asked for
+
+    try:
+        seconds = parse_duration(text).total_seconds()
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    except OverflowError:  # past what a timedelta holds
+        seconds = math.inf
+    problem = timeout_problem(seconds)
+    if problem is not None:
+        raise argparse.ArgumentTypeError(f"{text!r}: {problem}")
+    return seconds
 
 
 def _size(text: str) -> int:
