@@ -43,6 +43,36 @@ async def test_a_job_that_ignores_sigterm_is_killed_after_the_grace_when_it_time
     assert alive_in_groups({started.pid}) == []
 
 
+async def test_a_job_that_catches_sigterm_keeps_its_exit_code_and_still_timed_out(
+    jobs: JobManager,
+) -> None:
+    catches = "trap 'exit 3' TERM; echo ready; while :; do sleep 0.1; done"
+    started = await jobs.start("alice", ["sh", "-c", catches], timeout=3.0)
+    with trio.fail_after(20):
+        final = await jobs.wait("alice", started.id)
+    assert (final.state, final.reason, final.exit_code) == (JobState.FAILED, "timeout", 3)
+
+
+async def test_a_stop_during_the_timeouts_grace_leaves_the_reason_timeout(
+    jobs: JobManager,
+) -> None:
+    says = "trap 'echo got-term' TERM; echo ready; while :; do sleep 0.1; done"
+    started = await jobs.start("alice", ["sh", "-c", says], timeout=3.0)
+    with trio.fail_after(20):
+        async with jobs.output("alice", started.id) as chunks:
+            seen = b""
+            async for chunk in chunks:
+                seen += chunk
+                if b"got-term" in seen:
+                    break
+        final = await jobs.stop("alice", started.id, grace=0)
+    assert (final.state, final.reason, final.signal) == (
+        JobState.FAILED,
+        "timeout",
+        signal.SIGKILL,
+    )
+
+
 async def test_a_job_that_ends_before_its_timeout_is_unaffected(jobs: JobManager) -> None:
     started = await jobs.start("alice", ["echo", "hi"], timeout=300.0)
     with trio.fail_after(20):
