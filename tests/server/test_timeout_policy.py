@@ -1,11 +1,16 @@
-"""--default-timeout and --max-timeout: the timeout in force for each request (pure), and the
-flags, refused at start-up with one line naming the flag."""
+"""--default-timeout and --max-timeout: the timeout in force for each request (pure), the
+flags, refused at start-up with one line naming the flag, and the Start's timeout on the wire
+(the server in-process)."""
+
+from datetime import timedelta
 
 import pytest
 
+from jogger.rpc.errors import RpcError, StatusCode
 from jogger.server.config import ConfigError, load
 from jogger.server.timeouts import TimeoutOverMaximum, TimeoutPolicy
 from tests.pki import Pki
+from tests.servers import Server
 
 
 def tls(pki: Pki) -> list[str]:
@@ -66,3 +71,23 @@ def test_a_bad_timeout_flag_is_refused_by_name(pki: Pki, flags: list[str], told:
     with pytest.raises(ConfigError) as refused:
         load([*tls(pki), *flags])
     assert told in str(refused.value)
+
+
+@pytest.mark.parametrize("seconds", [-1.0, 0.0, 1e-10, 400 * 86400.0])
+async def test_a_start_whose_timeout_is_not_above_0_or_over_a_year_is_invalid_argument(
+    server: Server, seconds: float
+) -> None:
+    async with server.connect() as client:
+        with pytest.raises(RpcError) as info:
+            await client.start(["true"], timeout=seconds)
+        assert info.value.code == StatusCode.INVALID_ARGUMENT
+        assert info.value.message.startswith("a timeout must be more than 0s")
+        assert await client.list() == ([], False)
+
+
+async def test_a_started_job_says_its_timeout_and_deadline_on_the_wire(server: Server) -> None:
+    async with server.connect() as client:
+        status = await client.start(["true"], timeout=90.5)
+        assert status.timeout.ToTimedelta() == timedelta(seconds=90.5)
+        deadline = status.started_at.ToDatetime() + timedelta(seconds=90.5)
+        assert abs(status.deadline.ToDatetime() - deadline) < timedelta(microseconds=2)
