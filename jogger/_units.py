@@ -39,3 +39,16 @@ def parse_duration(text: str) -> datetime.timedelta:
         raise ValueError(f"{text!r} is not a duration (like 90s, 30m, 8h, 7d or 1h30m)")
     seconds = sum(float(n) * _SECONDS[unit] for n, unit in _DURATION_PART.findall(compact))
     return datetime.timedelta(seconds=seconds)
+
+
+def format_duration(seconds: float) -> str:
+    """``90s``, ``15m``, ``2h``, ``1h30m``, ``1.5s``: as parse_duration reads it back."""
+    whole = int(seconds)
+    if whole != seconds or whole < 60:
+        return f"{seconds:g}s"
+    parts = []
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
+        if whole >= size:
+            parts.append(f"{whole // size}{unit}")
+            whole %= size
+    return "".join(parts)

@@ -4,7 +4,7 @@ import datetime
 
 import pytest
 
-from jogger._units import format_size, parse_duration, parse_size
+from jogger._units import format_duration, format_size, parse_duration, parse_size
 
 K, M, G, T = 1 << 10, 1 << 20, 1 << 30, 1 << 40
 
@@ -87,3 +87,17 @@ def test_parse_duration_reads_seconds_minutes_hours_and_days(text: str, seconds:
 def test_parse_duration_refuses_what_is_not_a_duration(text: str) -> None:
     with pytest.raises(ValueError, match="is not a duration"):
         parse_duration(text)
+
+
+@pytest.mark.parametrize(
+    ("seconds", "text"),
+    [(90, "1m30s"), (900, "15m"), (7200, "2h"), (5400, "1h30m"), (86400, "1d"), (2, "2s")],
+)
+def test_format_duration_writes_what_parse_duration_reads(seconds: float, text: str) -> None:
+    assert format_duration(seconds) == text
+    assert parse_duration(text) == datetime.timedelta(seconds=seconds)
+
+
+def test_format_duration_keeps_a_fraction_in_seconds() -> None:
+    assert format_duration(1.5) == "1.5s"
+    assert format_duration(90.5) == "90.5s"

@@ -26,11 +26,14 @@ def exit_code(
             f"{said}job {final.job_id} {summary(final)}; output incomplete: {why}", file=sys.stderr
         )
     which = final.WhichOneof("end")
-    if which == "exit_code":
+    if which == "exit_code" and final.reason != "timeout":
         return final.exit_code
     if not closed:
-        # Ended by a signal, or without an end of its own (killed after a server crash).
+        # Ended by a signal, or without an end of its own (killed after a server crash), or
+        # by its timeout (whatever code it exited with as it went).
         print(f"{said}job {final.job_id} {summary(final)}", file=sys.stderr)
+    if which == "exit_code":
+        return final.exit_code
     if which == "signal":
         return 128 + final.signal
     return Exit.ERROR

@@ -5,6 +5,7 @@ once a command is known to need them: start-up time is what users feel.
 """
 
 import argparse
+import math
 import os
 import shlex
 import sys
@@ -16,7 +17,7 @@ if TYPE_CHECKING:
 
 from .._text import escape
 from .._version import VersionAction
-from ..rpc.jobs_api import MAX_GRACE
+from ..rpc.jobs_api import MAX_GRACE, timeout_problem
 from . import completion_args, isolate, stdout, wait_args
 from .detach import DETACH_KEYS
 from .exits import CliError, Exit
@@ -75,25 +76,9 @@ class _Parser(argparse.ArgumentParser):
         (file or sys.stdout).write(self.format_help())
 
 
-def parser() -> argparse.ArgumentParser:
-    host = argparse.ArgumentParser(add_help=False)
-    host.add_argument("-D", "--host", metavar="HOST:PORT", help="server address")
-    # Also after the command; default SUPPRESS, so that it does not undo `jog --context X`.
-    host.add_argument(
-        "--context",
-        default=argparse.SUPPRESS,
-        metavar="NAME",
-        help="connect as this context says (as jog --context NAME)",
-    )
-    host.add_argument("--traceback", action="store_true", help=argparse.SUPPRESS)
-    hosts = argparse.ArgumentParser(add_help=False)
-    hosts.add_argument(
-        "--hosts",
-        type=_hosts,
-        metavar="A,B,...",
-        help="on each of these hosts at once: a context's name, or host:port (with the "
-        "certificates jog would use without --hosts)",
-    )
+def _job_options() -> argparse.ArgumentParser:
+    """What start and run share: the job's working directory, environment, limits, timeout
+    and isolation."""
     job = argparse.ArgumentParser(add_help=False)
     job.add_argument("--cwd", metavar="DIR", help="absolute working directory on the server")
     job.add_argument(
@@ -113,6 +98,13 @@ def parser() -> argparse.ArgumentParser:
         "--io-weight", type=_weight, metavar="W", help="I/O weight, 1-10000 (default 100)"
     )
     job.add_argument("--pids", type=_count, metavar="N", help="at most N processes/threads")
+    job.add_argument(
+        "--timeout",
+        type=_duration,
+        metavar="DURATION",
+        help="stop the job once it has run this long (90s, 15m, 2h, 1h30m): SIGTERM, the "
+        "server's grace, SIGKILL; it ends failed, reason timeout (default: the server's)",
+    )
     job.add_argument(
         "--isolate",
         nargs="?",
@@ -135,6 +127,29 @@ def parser() -> argparse.ArgumentParser:
         help="every mount read-only but /dev, /proc, the working directory and the job's "
         "private /tmp (a mount namespace), over the isolation the job gets",
     )
+    return job
+
+
+def parser() -> argparse.ArgumentParser:
+    host = argparse.ArgumentParser(add_help=False)
+    host.add_argument("-D", "--host", metavar="HOST:PORT", help="server address")
+    # Also after the command; default SUPPRESS, so that it does not undo `jog --context X`.
+    host.add_argument(
+        "--context",
+        default=argparse.SUPPRESS,
+        metavar="NAME",
+        help="connect as this context says (as jog --context NAME)",
+    )
+    host.add_argument("--traceback", action="store_true", help=argparse.SUPPRESS)
+    hosts = argparse.ArgumentParser(add_help=False)
+    hosts.add_argument(
+        "--hosts",
+        type=_hosts,
+        metavar="A,B,...",
+        help="on each of these hosts at once: a context's name, or host:port (with the "
+        "certificates jog would use without --hosts)",
+    )
+    job = _job_options()
     reconnect = argparse.ArgumentParser(add_help=False)
     reconnect.add_argument(
         "--reconnect-timeout",
@@ -352,6 +367,21 @@ def _count(text: str) -> int:
     if not text.isdigit() or not 1 <= int(text) < 1 << 32:
         raise argparse.ArgumentTypeError(f"{text!r} is not a positive whole number")
     return int(text)
+
+
+def _duration(text: str) -> float:
+    from .._units import parse_duration  # noqa: PLC0415 - small, but only when asked for
+
+    try:
+        seconds = parse_duration(text).total_seconds()
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    except OverflowError:  # past what a timedelta holds
+        seconds = math.inf
+    problem = timeout_problem(seconds)
+    if problem is not None:
+        raise argparse.ArgumentTypeError(f"{text!r}: {problem}")
+    return seconds
 
 
 def _size(text: str) -> int:

@@ -1,11 +1,12 @@
 """How jog shows jobs: one line, a block, or JSON."""
 
 import json
+import math
 import signal
-from datetime import UTC
+from datetime import UTC, datetime
 
 from .._text import escape, shell_join
-from .._units import format_size
+from .._units import format_duration, format_size
 from ..v1 import jobs_pb2
 from . import isolate
 
@@ -96,6 +97,10 @@ def as_dict(status: jobs_pb2.JobStatus) -> dict[str, object]:
             "hostname": status.isolation.hostname or None,
         },
         "external_id": status.external_id or None,
+        "timeout_seconds": status.timeout.ToTimedelta().total_seconds()
+        if status.HasField("timeout")
+        else None,
+        "deadline": _time(status, "deadline"),
     }
 
 
@@ -123,6 +128,7 @@ def block(status: jobs_pb2.JobStatus) -> str:
         ("cgroup", status.cgroup or "none"),
         *([("slurm", f"job {status.external_id}")] if status.external_id else []),
         ("limits", limits_text(status.limits)),
+        ("timeout", timeout_text(status)),
         ("isolate", isolation_text(status.isolation)),
         ("usage", usage_text(status)),
     ]
@@ -142,6 +148,22 @@ def limits_text(limits: jobs_pb2.Limits) -> str:
     if limits.pids:
         parts.append(f"pids {limits.pids}")
     return ", ".join(parts) or "none"
+
+
+def timeout_text(status: jobs_pb2.JobStatus, now: datetime | None = None) -> str:
+    """``15m, deadline 2026-12-07T03:15:00.000Z (14m59s left)``; ``none``. The time left is
+    by our clock, and only while the job has not ended."""
+    if not status.HasField("timeout"):
+        return "none"
+    text = format_duration(status.timeout.ToTimedelta().total_seconds())
+    if not status.HasField("deadline"):
+        return text
+    text += f", deadline {_time(status, 'deadline')}"
+    if status.state in (jobs_pb2.JOB_STATE_RUNNING, jobs_pb2.JOB_STATE_QUEUED):
+        deadline = status.deadline.ToDatetime(tzinfo=UTC)
+        left = (deadline - (now or datetime.now(UTC))).total_seconds()
+        text += f" ({format_duration(math.ceil(left))} left)" if left > 0 else " (passed)"
+    return text
 
 
 def namespaces(isolation: jobs_pb2.Isolation) -> list[str]:

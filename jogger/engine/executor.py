@@ -41,6 +41,9 @@ class Spec:
     input: Input = Input.NONE
     window: WindowSize | None = None
     isolation: Isolation = NONE
+    timeout: float | None = None
+    """Seconds the job may run before it is stopped (its executor keeps the time); None:
+    no limit."""
 
 
 class Execution(Protocol):

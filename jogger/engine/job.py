@@ -61,10 +61,14 @@ class Job:
         run_as: tuple[str, int | None] | None = None,
         input: Input = Input.NONE,
         isolation: Isolation = NONE,
+        timeout: float | None = None,
     ) -> None:
         self.id = job_id
         self.input = input
         self.isolation = isolation
+        self.timeout = timeout
+        """Kept by the executor (the supervisor stops the job, Slurm ends it); here for
+        the status."""
         self._sink: InputSink | None = None
         """The writer of the job's input, while there is one (open_input): one at a time."""
         self.owner = owner
@@ -150,6 +154,7 @@ class Job:
             on_end=on_end,
             input=spec.input,
             isolation=spec.isolation,
+            timeout=spec.timeout,
         )
 
     @classmethod
@@ -182,6 +187,7 @@ class Job:
             run_as=(record.run_as, record.run_as_uid),
             input=record.input,
             isolation=record.isolation,
+            timeout=record.timeout,
         )
 
     def status(self) -> JobStatus:
@@ -214,6 +220,7 @@ class Job:
             input=self.input,
             isolation=self.isolation,
             external_id=self.execution.external_id,
+            timeout=self.timeout,
         )
 
     async def run(self) -> None:
@@ -492,10 +499,13 @@ class Job:
         self._exit_code, self._signal = end.exit_code, end.signal
         self._state = end.state()
         self._sent_kill = self._sent_kill or end.sent_kill
-        if self._sent_kill:
+        timed_out = end.cause == "timeout"
+        if self._sent_kill and not timed_out:
             self._state = JobState.KILLED
         if usage.oom_killed:
             self._reason = "oom"
-        elif not self._reason:
+        elif timed_out or not self._reason:
+            # The timeout's stop came first: a stop or a shutdown during its grace is not
+            # why the job ended.
             self._reason = end.reason(oom=False)
         self.log.finish(end.output_bytes, end.output_truncated, end.output_error)

@@ -68,4 +68,5 @@ class LocalExecutor:
             input=spec.input,
             window=spec.window,
             isolation=spec.isolation,
+            timeout=spec.timeout,
         )

@@ -454,6 +454,7 @@ class JobManager:
         input: Input = Input.NONE,
         window: WindowSize | None = None,
         isolation: Isolation = NONE,
+        timeout: float | None = None,  # noqa: ASYNC109 - the job's run time, not this call's
     ) -> JobStatus:
         """Start ``argv`` for ``owner`` and return its status once the command is running.
 
@@ -468,6 +469,9 @@ class JobManager:
         ``env`` sets them, and with no ``cwd`` the job starts in its home (or /). None: the
         job runs as this process's user, with neither. ``isolation``: the namespaces it runs
         in (isolation.py); they need root, else IsolationUnavailable and no job.
+        ``timeout``: seconds after which the job is stopped as stop() would (reason
+        ``timeout``, state FAILED), kept by its supervisor (or Slurm), so it holds across
+        managers; its deadline (JobStatus.deadline) is fixed now.
         Raises InvalidRequest, SpawnError (the
         command could not be executed, its user not taken on, or its cgroup not set up, or
         it did not reach exec within process.SPAWN_TIMEOUT), LimitExceeded or ManagerClosed;
@@ -483,6 +487,7 @@ class JobManager:
             argv, env, cwd, account, max_bytes=self._limits.max_argv_bytes
         )
         job_limits = self._resolve_limits(limits)
+        validate.check_timeout(timeout)
         if window is not None:
             if input is not Input.TERMINAL:
                 raise InvalidRequest("a window size is for a job with a terminal")
@@ -502,6 +507,7 @@ class JobManager:
             input=input,
             window=window,
             isolation=isolation,
+            timeout=timeout,
         )
         assert self._executor is not None
         self._executor.check(spec)

@@ -17,7 +17,7 @@ from .status import Input, JobState, JobStatus
 COLUMNS = (
     "id, owner, state, argv, reason, exit_code, signal, pid, started_at, ended_at, "
     "output_bytes, output_truncated, output_error, cgroup, limits, cpu_seconds, memory_peak, "
-    "run_as, run_as_uid, input, isolation, external_id"
+    "run_as, run_as_uid, input, isolation, external_id, timeout"
 )
 """The columns of a JobStatus, in the order of ``values`` and ``status_from_row``."""
 
@@ -59,6 +59,7 @@ def values(status: JobStatus, process: ProcessIdentity | None) -> tuple[object, 
         status.input.value,
         status.isolation.text(),
         status.external_id,
+        status.timeout,
         process.start_ticks if process is not None else 0,
         process.boot_id if process is not None else "",
     )
@@ -88,6 +89,7 @@ def status_from_row(row: tuple[object, ...]) -> JobStatus:
         stdin,
         isolation,
         external_id,
+        timeout,
     ) = row
     args = json.loads(_text(argv))
     if not isinstance(args, list) or not args or not all(isinstance(a, str) for a in args):
@@ -123,6 +125,7 @@ def status_from_row(row: tuple[object, ...]) -> JobStatus:
         input=Input(_text(stdin)),
         isolation=_isolation(isolation),
         external_id=_text(external_id),
+        timeout=None if timeout is None else _timeout(timeout),
     )
 
 
@@ -131,6 +134,13 @@ def _isolation(value: object) -> Isolation:
         return Isolation.parse(_text(value))
     except InvalidRequest as exc:
         raise ValueError(str(exc)) from None
+
+
+def _timeout(value: object) -> float:
+    seconds = _number(value)
+    if not 0 < seconds < float("inf"):
+        raise ValueError(f"timeout {seconds!r} is not a positive number of seconds")
+    return seconds
 
 
 def _text(value: object) -> str:

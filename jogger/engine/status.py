@@ -2,7 +2,7 @@
 
 import enum
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from .isolation import NONE, Isolation
 from .limits import JobLimits
@@ -55,7 +55,8 @@ class JobStatus:
     ``server-shutdown`` (stopped because the server shut down), ``supervisor-lost`` (its
     supervisor died before it could record the end; killed), ``slurm-lost`` (Slurm forgot
     the job before its end was seen), ``timeout``, ``node-fail``, ``preempted``,
-    ``boot-fail``, ``deadline``, ``cancelled`` (Slurm's words for its end), ``host-reboot``
+    ``boot-fail``, ``deadline``, ``cancelled`` (Slurm's words for its end; ``timeout`` is
+    also a local job's that ran past its ``timeout``: then it is FAILED), ``host-reboot``
     (found running in the records of an earlier boot), ``server-crash`` (records of joggers before
     supervisors), ``disk-full`` or ``output-error`` (the output log could not be written;
     ``output_error`` says why).
@@ -95,3 +96,13 @@ class JobStatus:
     """The namespaces the job runs in, and whether its root is read-only."""
     external_id: str = ""
     """The job's id in the executor that runs it: Slurm's job id; "" for local jobs."""
+    timeout: float | None = None
+    """Seconds the job may run, from ``started_at``; None: as long as it likes."""
+
+    @property
+    def deadline(self) -> datetime | None:
+        """When the job's timeout ends it: ``started_at`` plus ``timeout``; fixed at the
+        start, so a restarted server keeps it."""
+        if self.timeout is None:
+            return None
+        return self.started_at + timedelta(seconds=self.timeout)

@@ -38,7 +38,7 @@ from .status import JobStatus
 
 log = logging.getLogger("jogger.engine")
 
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 BUSY_TIMEOUT = 5.0
 """Seconds a statement waits for a lock (only our own connection writes, so rarely)."""
 
@@ -70,7 +70,8 @@ CREATE TABLE IF NOT EXISTS jobs (
     supervisor_start INTEGER NOT NULL DEFAULT 0,
     input            TEXT NOT NULL DEFAULT 'none',
     isolation        TEXT NOT NULL DEFAULT '',
-    external_id      TEXT NOT NULL DEFAULT ''
+    external_id      TEXT NOT NULL DEFAULT '',
+    timeout          REAL
 );
 CREATE INDEX IF NOT EXISTS jobs_by_owner ON jobs (owner, seq);
 CREATE INDEX IF NOT EXISTS jobs_running ON jobs (seq) WHERE state = 'running';
@@ -104,10 +105,14 @@ ALTER TABLE jobs ADD COLUMN isolation TEXT NOT NULL DEFAULT ''
     6: """
 ALTER TABLE jobs ADD COLUMN external_id TEXT NOT NULL DEFAULT ''
 """,
+    # 7: the job's timeout in seconds (its deadline is started_at plus it); old jobs had none.
+    7: """
+ALTER TABLE jobs ADD COLUMN timeout REAL
+""",
 }
 _INSERT = f"""
 INSERT INTO jobs ({COLUMNS}, pid_start, boot_id, supervisor_pid, supervisor_start)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 """
 # Only a record still marked running is ended: never one whose start failed to be written,
 # and never a final record twice.

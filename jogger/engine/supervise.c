@@ -29,6 +29,13 @@
  *            kill). The server normally says when, with SIGUSR1; the deadline here covers a
  *            server that died mid-stop;
  *   SIGUSR1  SIGKILL to every process of the job, now.
+ * A job with a timeout (timeout_ms) is stopped by us once that long has passed since its
+ * exec, as if the server had sent SIGTERM: SIGTERM, stop_timeout_ms (the server's grace),
+ * SIGKILL; and its end record says timed_out 1. We keep the time, not the server, so that
+ * the deadline holds across a restart of the server, and with none running at all. It is
+ * counted on CLOCK_BOOTTIME: a step of the wall clock (NTP, an admin) moves neither it nor
+ * the job's end, and a suspended machine's sleep counts, as it does for the wall-clock
+ * deadline the server records and shows (started_at plus the timeout).
  * Everything else is blocked or ignored: a signal meant for the server's process group, or
  * a SIGHUP when a terminal goes, must not end the supervisor. SIGKILL does, of course: the
  * server sees that on its pidfd, and kills the job's cgroup (SECURITY.md).
@@ -46,7 +53,7 @@
  *   the fds the spec names for the job's cgroup (procs_fd, cgroup_fd).
  * Spec keys: exe, arg, env, group, procs_fd (repeatable); search, cwd, home, uid, gid,
  * cgroup_fd, limit, run_dir, spawn_timeout_ms, stop_timeout_ms, kill_timeout_ms,
- * eof_grace_ms, input ("pipe" or "terminal"; without it, /dev/null), rows, cols, isolate
+ * eof_grace_ms, timeout_ms, input ("pipe" or "terminal"; without it, /dev/null), rows, cols, isolate
  * (namespace kinds: "pid,mount,net,ipc,uts" or some), read_only_root, hostname. `exe`
  * names the file to run; without it, `search` is the PATH to look for
  * argv[0] in, as execvp does (the search is ours, not the server's: a PATH of many
@@ -139,6 +146,8 @@ static struct {
     int main_exited;
     int status; /* main's wait status, once exited */
     int stopping, sent_term, sent_kill, killing;
+    int timed_out;            /* the stop was the timeout's */
+    int64_t timeout_deadline; /* on CLOCK_BOOTTIME (boot_ms); 0: no timeout */
     int gave_up; /* processes outlived SIGKILL for kill_timeout_ms */
     int64_t stop_deadline, kill_deadline, eof_deadline;
     int pipe_fd;
@@ -155,6 +164,7 @@ static struct {
     char input_name[64];
     int committed;
     long stop_timeout_ms, kill_timeout_ms, eof_grace_ms, spawn_timeout_ms;
+    long long timeout_ms;
 } S = {.pipe_fd = -1,
      .status_fd = -1,
      .input_fd = -1,
@@ -168,6 +178,13 @@ static struct {
 static int64_t now_ms(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Time that counts for a timeout: CLOCK_BOOTTIME goes on while the machine is suspended. */
+static int64_t boot_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_BOOTTIME, &ts);
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
@@ -400,6 +417,10 @@ static void parse_spec(char *buf, size_t len, struct spec *sp) {
                 S.kill_timeout_ms = number(value);
             } else if (strcmp(key, "eof_grace_ms") == 0) {
                 S.eof_grace_ms = number(value);
+            } else if (strcmp(key, "timeout_ms") == 0) {
+                S.timeout_ms = number(value);
+                if (S.timeout_ms <= 0)
+                    fail_start(STEP_SUPERVISOR, EINVAL);
             } else {
                 fail_start(STEP_SUPERVISOR, EINVAL); /* a newer server: refuse, loudly */
             }
@@ -770,10 +791,10 @@ static int write_end(void) {
     len += snprintf(text + len, sizeof text - (size_t)len,
                     "ended_at %lld.%09ld\ncpu_seconds %.6f\nmemory_peak %lld\n"
                     "output_bytes %llu\noutput_truncated %d\ndisk_full %d\nsent_term %d\n"
-                    "sent_kill %d\noutput_error %s\nnote %s\n",
+                    "sent_kill %d\ntimed_out %d\noutput_error %s\nnote %s\n",
                     (long long)ended.tv_sec, ended.tv_nsec, cpu, (long long)ru.ru_maxrss * 1024,
                     (unsigned long long)S.size, S.truncated, S.disk_full, S.sent_term,
-                    S.sent_kill, S.error, S.note);
+                    S.sent_kill, S.timed_out, S.error, S.note);
     if (len <= 0 || (size_t)len >= sizeof text)
         return -1;
     char name[128], tmp[140];
@@ -1010,18 +1031,23 @@ static void await_exec(int error_read) {
     }
 }
 
+/* A stop's first step: SIGTERM to the whole job, and SIGKILL once `grace` ms have passed. */
+static void begin_stop(long grace) {
+    S.stopping = 1;
+    S.sent_term = 1;
+    S.stop_deadline = now_ms() + grace;
+    kill(-S.main, SIGTERM);              /* main is not reaped before the end: the id is ours */
+    signal_descendants(SIGTERM, S.main); /* and those that left its process group */
+}
+
 static void handle_signals(int sigfd) {
     struct signalfd_siginfo si;
     while (read(sigfd, &si, sizeof si) == (ssize_t)sizeof si) {
         if (si.ssi_signo == SIGTERM && !S.stopping && !S.killing) {
-            S.stopping = 1;
-            S.sent_term = 1;
             long grace = S.stop_timeout_ms;
             if (si.ssi_code == SI_QUEUE && si.ssi_int >= 0)
                 grace = si.ssi_int;
-            S.stop_deadline = now_ms() + grace;
-            kill(-S.main, SIGTERM); /* main is not reaped before the end: the id is ours */
-            signal_descendants(SIGTERM, S.main); /* and those that left its process group */
+            begin_stop(grace);
         } else if (si.ssi_signo == SIGUSR1) {
             start_kill(!(S.main_exited && reap_others() == 0));
         }
@@ -1093,6 +1119,8 @@ int main(int argc, char **argv) {
     malloc_trim(0);
     send_report(0, 0, S.main);
     S.commit_fd = REPORT_FD;
+    if (S.timeout_ms > 0)
+        S.timeout_deadline = boot_ms() + S.timeout_ms;
 
     int others = 0;
     for (;;) {
@@ -1100,6 +1128,13 @@ int main(int argc, char **argv) {
         others = reap_others();
         if (S.main_exited && !S.killing && !S.stopping)
             start_kill(0); /* what the main process left behind dies with it */
+        /* A stop under way (the server's) is not the timeout's: it keeps its own grace. */
+        int timing = S.timeout_deadline && !S.main_exited && !S.stopping && !S.killing;
+        if (timing && boot_ms() >= S.timeout_deadline) {
+            S.timed_out = 1;
+            begin_stop(S.stop_timeout_ms);
+            timing = 0;
+        }
         if (S.stopping && !S.killing && now_ms() >= S.stop_deadline)
             start_kill(!(S.main_exited && others == 0));
         if (S.killing && others > 0)
@@ -1131,6 +1166,13 @@ int main(int argc, char **argv) {
         int64_t wake = -1, t = now_ms();
         if (S.stopping && !S.killing)
             wake = S.stop_deadline;
+        if (timing) {
+            /* (From the boot clock to ours; the 60 s cap on poll's wait below bounds the
+             * drift a suspend brings: poll's clock stands still meanwhile.) */
+            int64_t left = S.timeout_deadline - boot_ms();
+            int64_t at = t + (left > 0 ? left : 0);
+            wake = wake < 0 || at < wake ? at : wake;
+        }
         if (S.killing && !empty)
             wake = wake < 0 || S.kill_deadline < wake ? S.kill_deadline : wake;
         if (S.eof_deadline)

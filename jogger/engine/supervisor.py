@@ -8,6 +8,8 @@ the server. The server
   every user can read), and the start is reported back on another;
 - watches it through a pidfd (``wait_exited``), which a reused pid cannot fool;
 - stops the job through it (``signal``: SIGTERM begins a stop, SIGUSR1 kills the job);
+  a job with a timeout it stops by itself once its time is up (the same stop, with the
+  server's grace), server or no server, and says so in its end record;
 - reads the job's end from ``run/<id>.end`` once it has exited (``read_end``);
 - after a restart, adopts the supervisors still running (``adopt``), by pid, start time and
   boot id, never by pid alone (hashicorp/nomad#23969 signalled a stranger).
@@ -21,6 +23,7 @@ import ctypes
 import errno
 import fcntl
 import logging
+import math
 import os
 import select
 import signal
@@ -89,9 +92,13 @@ class End:
     note: str
     cause: str = ""
     """What ended it, as a JobStatus.reason, where the executor knows (Slurm: oom, timeout,
-    node-fail, preempted...)."""
+    node-fail, preempted...; a supervisor: timeout)."""
 
     def state(self) -> JobState:
+        if self.cause == "timeout":
+            # It did not finish in its time: a failure (as Slurm's TIMEOUT, systemd's
+            # RuntimeMaxSec=), however it took the stop; not a stop someone asked for.
+            return JobState.FAILED
         if self.sent_kill:
             return JobState.KILLED
         if self.sent_term:
@@ -247,6 +254,7 @@ async def launch(
     input: Input = Input.NONE,
     window: WindowSize | None = None,
     isolation: Isolation = NONE,
+    timeout: float | None = None,  # noqa: ASYNC109 - the job's run time, not this call's
 ) -> Supervisor:
     """Start a supervisor that starts ``argv``; return once the command has been exec'd.
 
@@ -261,7 +269,9 @@ async def launch(
     after the placement, before the chdir and the exec; nothing is switched if we run as
     that account already); with no ``cwd`` it starts in the account's home, or in / if it
     cannot enter it. ``stop_timeout``: how long a stop's SIGTERM may take should the server
-    not follow it up (it died mid-stop).
+    not follow it up (it died mid-stop). ``timeout``: seconds from the exec after which the
+    supervisor stops the job itself (SIGTERM, ``stop_timeout``, SIGKILL) and records it
+    timed out; None: never.
 
     Raises SpawnError if the command could not be exec'd, or did not get there within
     SPAWN_TIMEOUT (it is then killed); no process is left. Cancellation: deferred until the
@@ -281,6 +291,7 @@ async def launch(
         window=window,
         isolation=isolation,
         hostname=hostname(job_id),
+        timeout=timeout,
     )
     try:
         link, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
@@ -473,6 +484,7 @@ def read_end(run_dir: Path, job_id: str) -> End | None:
             sent_term=fields["sent_term"] == "1",
             sent_kill=fields["sent_kill"] == "1",
             note=fields.get("note", ""),
+            cause="timeout" if fields.get("timed_out") == "1" else "",
         )
     except (KeyError, ValueError, OverflowError) as exc:
         logger.error("job %s: its end record is damaged (%s)", job_id, exc)
@@ -538,6 +550,7 @@ def _spec(
     window: WindowSize | None,
     isolation: Isolation,
     hostname: str,
+    timeout: float | None = None,
 ) -> int:
     """The spec in a memfd (see supervise.c), for the supervisor's fd 3."""
     items: list[tuple[str, bytes]] = []
@@ -562,6 +575,8 @@ def _spec(
     if window is not None:
         items += [("rows", b"%d" % window.rows), ("cols", b"%d" % window.cols)]
     items += _isolation_items(isolation, hostname)
+    if timeout is not None:
+        items.append(("timeout_ms", b"%d" % max(1, math.ceil(timeout * 1000))))
     items += [
         ("limit", b"%d" % limit),
         ("run_dir", os.fsencode(run_dir)),

@@ -16,6 +16,9 @@ from .limits import JobLimits, ManagerLimits, check_limits
 from .output import ChunkSize
 
 MAX_PAGE = 1000
+MAX_TIMEOUT = 366 * 86400.0
+"""The longest timeout a job may have, a year: longer is as good as none, and its deadline
+stays a time every clock and the wire can hold."""
 _CGROUP_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 
 
@@ -44,6 +47,17 @@ def check_cgroup_name(name: str) -> None:
 def check_grace(seconds: float) -> None:
     if not isinstance(seconds, int | float) or math.isnan(seconds) or seconds < 0:
         raise InvalidRequest("a grace period must be a non-negative number of seconds")
+
+
+def check_timeout(seconds: float | None) -> None:
+    """None (no timeout), or a number of seconds above 0 and at most MAX_TIMEOUT."""
+    if seconds is None:
+        return
+    if not isinstance(seconds, int | float) or not 0 < seconds <= MAX_TIMEOUT:
+        raise InvalidRequest(
+            f"a timeout must be more than 0 and at most {MAX_TIMEOUT / 86400:g} days, "
+            f"not {seconds!r} seconds"
+        )
 
 
 def check_owner(owner: str) -> None:

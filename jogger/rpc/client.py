@@ -82,11 +82,13 @@ class JobsClient:
         isolation: jobs_pb2.Isolation | None = None,
         network: int = jobs_pb2.NETWORK_UNSPECIFIED,
         read_only_root: bool = False,
+        timeout: float | None = None,  # noqa: ASYNC109 - the job's run time, not this call's
     ) -> jobs_pb2.JobStatus:
         """Start a job. ``input``: a jobs_pb2.Input; with INPUT_TERMINAL, ``term`` is its
         TERM (empty: the server's "dumb") and ``window`` its first (rows, cols).
         ``isolation``: its namespaces (None: the server's default; an empty message: none);
-        ``network``: a jobs_pb2.Network over them; ``read_only_root``: over either."""
+        ``network``: a jobs_pb2.Network over them; ``read_only_root``: over either.
+        ``timeout``: seconds it may run (None: the server's default)."""
         request = jobs_pb2.StartRequest(
             argv=argv,
             cwd=cwd,
@@ -100,6 +102,8 @@ class JobsClient:
         )
         if window is not None:
             request.window.rows, request.window.cols = window
+        if timeout is not None:
+            request.timeout.FromNanoseconds(round(timeout * 1e9))
         return await self._channel.unary(_JOBS + "Start", request, jobs_pb2.JobStatus)
 
     async def stop(self, job_id: str, *, grace: float | None = None) -> jobs_pb2.JobStatus:

@@ -19,6 +19,7 @@ from .accounts import DEFAULT_JOB_USER, MODES, BadPolicy, RunAs, default_mode
 from .isolation import IsolationPolicy
 from .logs import LOG_FORMATS, LogFormat
 from .scrape import MetricsSettings, metrics_settings
+from .timeouts import TimeoutPolicy
 
 DEFAULT_LISTEN = "127.0.0.1:7654"
 DEFAULT_RETAIN_JOBS = 100_000
@@ -55,6 +56,8 @@ class ServerConfig:
     """The CRL file (``--crl``): revoked client certificates fail the handshake."""
     metrics: MetricsSettings | None = None
     """--metrics-listen and --metrics-per-user; None: no metrics served."""
+    timeouts: TimeoutPolicy = field(default_factory=TimeoutPolicy)
+    """--default-timeout and --max-timeout."""
 
 
 class ConfigError(Exception):
@@ -253,6 +256,17 @@ def parser() -> argparse.ArgumentParser:
         "host's network when net is required is refused (default: none). Needs root",
     )
     p.add_argument(
+        "--default-timeout",
+        metavar="DURATION",
+        help="the timeout of jobs that do not ask for one: 90s, 15m, 2h, 1h30m (default: "
+        "none; --max-timeout's, if that is set)",
+    )
+    p.add_argument(
+        "--max-timeout",
+        metavar="DURATION",
+        help="the longest timeout a job may ask for; longer is refused (default: none)",
+    )
+    p.add_argument(
         "--metrics-listen",
         action="append",
         metavar="HOST:PORT",
@@ -412,6 +426,10 @@ def load(argv: list[str] | None) -> ServerConfig:
         metrics = metrics_settings(args.metrics_listen, args.metrics_per_user)
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
+    try:
+        timeouts = TimeoutPolicy.create(args.default_timeout, args.max_timeout)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
     isolation = IsolationPolicy(
         default=_isolation("--isolate-default", args.isolate_default),
         required=_isolation("--require-isolation", args.require_isolation),
@@ -453,6 +471,7 @@ def load(argv: list[str] | None) -> ServerConfig:
         run_as=run_as,
         isolation=isolation,
         metrics=metrics,
+        timeouts=timeouts,
     )
 
 

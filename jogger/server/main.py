@@ -73,7 +73,14 @@ async def serve(
     )
     audit = AuditLog(config.audit_log)  # opened first below, closed once every call has ended
     streamed = metrics.output_streamed if metrics else None
-    jobs_service = JobsService(jobs, config.run_as, config.isolation, audit, streamed=streamed)
+    jobs_service = JobsService(
+        jobs,
+        config.run_as,
+        config.isolation,
+        audit,
+        streamed=streamed,
+        timeouts=config.timeouts,
+    )
     health = HealthService([JOBS.full_name])
     methods = {
         **jobs_service.methods(),
@@ -106,12 +113,13 @@ async def serve(
             bound = await nursery.start(server.listen, config.listen)
             addresses = " ".join(format_address(host, port) for host, port in bound)
             log.info(
-                "listening on %s state_dir=%s cgroups=%s run_as=%s %s",
+                "listening on %s state_dir=%s cgroups=%s run_as=%s %s %s",
                 addresses,
                 config.state_dir,
                 jobs.describe_containment(),
                 config.run_as.describe(),
                 config.isolation.describe(),
+                config.timeouts.describe(),
             )
             if config.run_as.mode == "server" and os.geteuid() == 0:
                 log.warning("--run-as server as root: every caller's jobs run as root")

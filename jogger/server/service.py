@@ -3,8 +3,9 @@
 Handlers act as the user named by the caller's certificate. An administrator (OU=admin) may
 also list and read (status, output) every user's jobs; stopping and writing to a job's input
 stay with the owner. Which
-local account runs a caller's job is the ``--run-as`` policy's answer (accounts.py), and
-which namespaces it runs in the isolation policy's (isolation.py). What the audit log is told
+local account runs a caller's job is the ``--run-as`` policy's answer (accounts.py),
+which namespaces it runs in the isolation policy's (isolation.py), and how long it may run
+the timeout policy's (timeouts.py). What the audit log is told
 (audit.py): every Start and Stop, an administrator's reads of others' jobs, and refusals.
 """
 
@@ -37,12 +38,13 @@ from ..engine import (
 from ..engine.isolation import hostname
 from ..engine.limits import JobLimits
 from ..rpc.errors import RpcError, StatusCode
-from ..rpc.jobs_api import MAX_GRACE, limits_message
+from ..rpc.jobs_api import MAX_GRACE, limits_message, timeout_problem
 from ..rpc.method import Call, Method, service_methods
 from ..v1 import jobs_pb2
 from .accounts import AccountRefused, RunAs
 from .audit import AuditLog
 from .isolation import IsolationPolicy, IsolationRefused, Network
+from .timeouts import TimeoutOverMaximum, TimeoutPolicy
 
 JOBS = jobs_pb2.DESCRIPTOR.services_by_name["Jobs"]
 """The service, as its proto declares it."""
@@ -127,7 +129,23 @@ def status_to_proto(status: JobStatus) -> jobs_pb2.JobStatus:
         message.run_as.uid = status.run_as_uid
     message.isolation.CopyFrom(isolation_to_proto(status.isolation, status.id))
     message.external_id = status.external_id
+    if status.timeout is not None and status.deadline is not None:
+        message.timeout.FromNanoseconds(round(status.timeout * 1e9))
+        message.deadline.FromDatetime(status.deadline)
     return message
+
+
+def timeout_from_proto(request: jobs_pb2.StartRequest) -> float | None:
+    """The timeout ``request`` asks for, in seconds; None when unset (the server's default).
+    INVALID_ARGUMENT for one that is not above 0, or over a year (MAX_TIMEOUT)."""
+    if not request.HasField("timeout"):
+        return None
+    # Not ToTimedelta(): it overflows on a Duration of 2**63 seconds.
+    seconds = request.timeout.seconds + request.timeout.nanos / 1e9
+    problem = timeout_problem(seconds)
+    if problem is not None:
+        raise RpcError(StatusCode.INVALID_ARGUMENT, problem)
+    return seconds
 
 
 def isolation_to_proto(isolation: Isolation, job_id: str) -> jobs_pb2.Isolation:
@@ -227,7 +245,9 @@ class JobsService:
         run_as: RunAs | None = None,
         isolation: IsolationPolicy | None = None,
         audit: AuditLog | None = None,
+        *,
         streamed: Callable[[str, int], None] | None = None,
+        timeouts: TimeoutPolicy | None = None,
     ) -> None:
         self._jobs = jobs
         self._run_as = run_as or RunAs()
@@ -235,6 +255,7 @@ class JobsService:
         self._audit = audit or AuditLog(None)
         self._streamed = streamed or (lambda user, size: None)
         """Told the size of each chunk of output sent, and to whom (metrics.py)."""
+        self._timeouts = timeouts or TimeoutPolicy()
 
     def methods(self) -> dict[str, Method]:
         """Our handlers, keyed by gRPC path, with the message types the generated code names."""
@@ -259,6 +280,11 @@ class JobsService:
                 isolation = self._isolation.resolve(*isolation_from_proto(request))
             except IsolationRefused as exc:
                 raise RpcError(StatusCode.PERMISSION_DENIED, str(exc)) from None
+            try:
+                timeout = self._timeouts.resolve(timeout_from_proto(request))
+            except TimeoutOverMaximum as exc:
+                # As a limit over --max-limits: the request is wrong, not the caller's rights.
+                raise RpcError(StatusCode.INVALID_ARGUMENT, str(exc)) from None
             env = dict(request.env)
             if inputs.get("input") is Input.TERMINAL:
                 env.setdefault("TERM", request.term or DEFAULT_TERM)
@@ -270,6 +296,7 @@ class JobsService:
                 limits=limits_from_proto(request.limits),
                 account=account,
                 isolation=isolation,
+                timeout=timeout,
                 **inputs,
             )
         return status_to_proto(status)

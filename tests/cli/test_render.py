@@ -1,6 +1,8 @@
 """How jog shows a status: the block of `jog status`, the table of `jog list` and the records
 of `--json`."""
 
+from datetime import UTC, datetime
+
 from jogger.cli import render
 from jogger.v1 import jobs_pb2
 from tests.cli.test_isolation_options import ALL
@@ -50,6 +52,7 @@ def test_without_an_account_there_is_no_run_as_line() -> None:
         "output",
         "cgroup",
         "limits",
+        "timeout",
         "isolate",
         "usage",
     ]
@@ -120,3 +123,27 @@ def test_the_list_has_a_column_of_kinds() -> None:
     with_owners = render.table([status(isolation=ISOLATED)], owners=True).splitlines()
     assert with_owners[0].split()[-3:] == ["OWNER", "ISOLATE", "COMMAND"]
     assert with_owners[1].split()[-3:] == ["alice", "all,read-only-root", "true"]
+
+
+def test_the_timeout_shows_its_deadline_and_while_running_the_time_left() -> None:
+    message = status()
+    message.timeout.FromSeconds(900)
+    message.deadline.FromSeconds(1_700_000_900)
+    assert render.timeout_text(message) == "15m, deadline 2023-11-14T22:28:20.000Z"
+    message.state = jobs_pb2.JOB_STATE_RUNNING
+    now = datetime.fromtimestamp(1_700_000_001, UTC)
+    assert render.timeout_text(message, now) == (
+        "15m, deadline 2023-11-14T22:28:20.000Z (14m59s left)"
+    )
+    later = datetime.fromtimestamp(1_700_001_000, UTC)
+    assert render.timeout_text(message, later).endswith(" (passed)")
+    record = render.as_dict(message)
+    assert (record["timeout_seconds"], record["deadline"]) == (900.0, "2023-11-14T22:28:20.000Z")
+
+
+def test_a_job_without_a_timeout_shows_none() -> None:
+    assert render.timeout_text(status()) == "none"
+    assert (render.as_dict(status())["timeout_seconds"], render.as_dict(status())["deadline"]) == (
+        None,
+        None,
+    )

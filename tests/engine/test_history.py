@@ -181,6 +181,8 @@ def damage(db: Path, job_id: str, column: str, value: object) -> None:
         ("owner", None),
         ("run_as_uid", 65534),  # a uid with no account name
         ("run_as", "nobody"),  # a name with no uid
+        ("timeout", -5.0),
+        ("timeout", "soon"),
     ],
 )
 async def test_a_damaged_record_is_reported_and_skipped(

@@ -98,3 +98,16 @@ def test_the_script_runs_the_argv_with_exactly_the_jobs_environment(tmp_path: Pa
     assert names <= {"PATH", "WEIRD", "SLURM_JOB_ID", "PWD", "SHLVL", "_"}  # sh adds PWD
     assert "LEAK" not in names
     assert "SLURM_JOB_ID=42" in env.splitlines()
+
+
+@pytest.mark.parametrize(("timeout", "minutes"), [(1.0, 1), (60.0, 1), (90.0, 2), (7200.0, 120)])
+def test_a_timeout_is_slurms_time_in_whole_minutes_rounded_up(
+    tmp_path: Path, timeout: float, minutes: int
+) -> None:
+    options = executor(tmp_path)._options_for(spec(timeout=timeout), Path("/s/l.log"))
+    assert f"--time={minutes}" in options
+
+
+def test_a_job_without_a_timeout_gets_the_partitions_time_limit(tmp_path: Path) -> None:
+    options = executor(tmp_path)._options_for(spec(), Path("/s/l.log"))
+    assert not any(option.startswith("--time") for option in options)

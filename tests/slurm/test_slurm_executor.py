@@ -199,3 +199,18 @@ async def test_a_job_that_waits_in_the_queue_shows_queued_and_why(server: Cli) -
     final = await until_state(server, job, "completed")
     assert final["exit_code"] == 0
     assert (await server.jog("output", job)).stdout == b"ran\n"
+
+
+async def test_a_timeout_is_slurms_time_limit_and_its_end_is_reason_timeout(server: Cli) -> None:
+    # Slurm's limit is in minutes (1m is its least), checked by slurmctld every 30 s or so,
+    # and then SIGTERM, KillWait (5 s here), SIGKILL.
+    job = job_id_of(await server.jog("start", "--timeout", "1m", "--", "sleep", "600"))
+    running = await until_state(server, job, "running")
+    assert running["timeout_seconds"] == 60.0
+    with trio.fail_after(300):
+        while True:
+            final = await status(server, job)
+            if final["state"] not in ("queued", "running"):
+                break
+            await trio.sleep(1)
+    assert (final["state"], final["reason"]) == ("failed", "timeout")

@@ -43,6 +43,7 @@ async def start_job(
         isolation=isolation_message(args),
         network=_NETWORKS[args.network],
         read_only_root=args.read_only_root,
+        timeout=args.timeout,
     )
 
 

@@ -3,8 +3,9 @@
 - **start:** ``sbatch`` of a two-line script that runs the job's argv with exactly its
   environment (``env -i``), in its working directory, with ``--output`` the job's log in the
   state dir (on a file system the nodes share, in a real cluster), created beforehand for the
-  job's account. Limits map to ``--cpus-per-task`` and ``--mem``; the server's partition and
-  QOS are added. The start returns once Slurm has the job: it may wait in the queue.
+  job's account. Limits map to ``--cpus-per-task`` and ``--mem``, a timeout to ``--time``
+  (whole minutes, rounded up: Slurm's TIMEOUT is then reason ``timeout``); the server's
+  partition and QOS are added. The start returns once Slurm has the job: it may wait in the queue.
 - **watch:** one task polls ``squeue`` for every live job (``poll_interval``), and each
   running job's log for growth, which wakes its followers; a job in a final state gets its
   exit code, signal and reason from ``scontrol show job``.
@@ -335,6 +336,9 @@ class SlurmExecutor:
             options.append(f"--cpus-per-task={max(1, math.ceil(spec.limits.cpu))}")
         if spec.limits.memory is not None:
             options.append(f"--mem={max(1, math.ceil(spec.limits.memory / (1 << 20)))}M")
+        if spec.timeout is not None:
+            # Slurm's resolution is the minute; a job never gets less than it asked for.
+            options.append(f"--time={max(1, math.ceil(spec.timeout / 60))}")
         if self._options.partition:
             options.append(f"--partition={self._options.partition}")
         if self._options.qos:
