@@ -32,6 +32,13 @@ def exit_code(
         # Ended by a signal, or without an end of its own (killed after a server crash), or
         # by its timeout (whatever code it exited with as it went).
         print(f"{said}job {final.job_id} {summary(final)}", file=sys.stderr)
+    return shell_code(final)
+
+
+def shell_code(final: jobs_pb2.JobStatus) -> int:
+    """A job's exit code as a shell gives it: its own, 128+N for signal N, and 1 for one
+    that ended without either (killed while no server ran, its supervisor lost)."""
+    which = final.WhichOneof("end")
     if which == "exit_code":
         return final.exit_code
     if which == "signal":

@@ -7,19 +7,9 @@ from ...v1 import jobs_pb2
 from .. import stdout
 from ..connect import Dialer
 from ..exits import CliError, Exit
+from ..final import shell_code
 from ..render import as_dict, as_json, block
 from ..waiting import MAX_CALLS, Waiter
-
-
-def job_code(status: jobs_pb2.JobStatus) -> int:
-    """A job's exit code as a shell gives it: its own, 128+N for signal N, and 1 for one
-    that ended without either (killed while no server ran, its supervisor lost)."""
-    which = status.WhichOneof("end")
-    if which == "exit_code":
-        return status.exit_code
-    if which == "signal":
-        return 128 + status.signal
-    return Exit.ERROR
 
 
 async def run(dial: Dialer, args: argparse.Namespace) -> int:
@@ -34,7 +24,7 @@ async def run(dial: Dialer, args: argparse.Namespace) -> int:
         print(as_json(as_dict(status)) if args.json else block(status))
         # Now, not at exit: whoever reads is waiting for each job as it ends.
         stdout.flush()
-        codes.append(job_code(status))
+        codes.append(shell_code(status))
 
     waiter = Waiter(
         job_ids, ended=ended, reconnect_timeout=args.reconnect_timeout, first_only=args.any
