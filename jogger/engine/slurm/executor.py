@@ -179,7 +179,10 @@ class SlurmExecution:
             disk_full=False,
             output_error="",
             sent_term=self._sent_term,
-            sent_kill=self._sent_kill,
+            # A KILL asked for once the stop's grace ran out can reach a job that the TERM
+            # had already ended: Slurm's word of an end comes a poll or more after it (once
+            # more than 10 s after, in CI). Only a job that SIGKILL ended was killed.
+            sent_kill=self._sent_kill and sig == signal.SIGKILL,
             note="",
             cause=cause,
         )
