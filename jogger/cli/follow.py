@@ -24,7 +24,7 @@ from ..v1 import jobs_pb2
 from . import stdout
 from .connect import Dialer
 from .exits import CliError, Exit
-from .resume import Outage, describe_drop, is_drop
+from .resume import Outage, after_drop, describe_drop, is_drop
 
 Beside = Callable[[JobsClient], Awaitable[None]]
 """A task that runs next to the stream on each connection; its drop is the stream's."""
@@ -98,11 +98,7 @@ class Follower:
             if self._timeout <= 0 or not is_drop(exc):
                 raise
             self._why = describe_drop(exc)
-            now = trio.current_time()
-            if self._outage is None:
-                self._outage = Outage(self._timeout, now)
-            else:
-                self._outage.dropped(now)
+            self._outage = after_drop(self._outage, self._timeout, trio.current_time())
             return None
         return final
 

@@ -63,6 +63,14 @@ def backoff(
         delay = min(delay * 2, cap)
 
 
+def after_drop(outage: "Outage | None", timeout: float, now: float) -> "Outage":
+    """The outage a drop at ``now`` is part of: a new one, or ``outage`` going on."""
+    if outage is None:
+        return Outage(timeout, now)
+    outage.dropped(now)
+    return outage
+
+
 class Outage:
     """From a drop until the resumed stream delivers again.
 

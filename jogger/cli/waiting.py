@@ -28,7 +28,7 @@ from ..rpc.errors import RpcError, StatusCode
 from ..v1 import jobs_pb2
 from .connect import Dialer
 from .follow import GaveUp
-from .resume import Outage, describe_drop, is_drop
+from .resume import Outage, after_drop, describe_drop, is_drop
 
 PAST_THE_END = (1 << 64) - 1
 """The largest offset there is: past the end of any job's output."""
@@ -99,11 +99,7 @@ class Waiter:
                     if not self._started or self._timeout <= 0 or not is_drop(exc):
                         raise
                     self._why = describe_drop(exc)
-                    now = trio.current_time()
-                    if self._outage is None:
-                        self._outage = Outage(self._timeout, now)
-                    else:
-                        self._outage.dropped(now)
+                    self._outage = after_drop(self._outage, self._timeout, trio.current_time())
                 if self._finished:
                     break
         return self._finished
