@@ -138,10 +138,12 @@ def page_query(
         return f"{sql}{where} ORDER BY l0.seq DESC LIMIT ?", [*front, *args, limit]
     if states:
         branch = (
-            f"SELECT * FROM (SELECT {select} FROM jobs WHERE jobs.state = ? AND jobs.seq < ?"
-            f"{where} ORDER BY jobs.seq DESC LIMIT ?)"
+            f"SELECT {select} FROM jobs WHERE jobs.state = ? AND jobs.seq < ?{where} "
+            "ORDER BY jobs.seq DESC LIMIT ?"
         )
-        sql = " UNION ALL ".join(branch for _ in states)
+        if len(states) == 1:
+            return branch, [states[0], before, *args, limit]
+        sql = " UNION ALL ".join(f"SELECT * FROM ({branch})" for _ in states)
         every: list[object] = []
         for state in states:
             every += [state, before, *args, limit]
