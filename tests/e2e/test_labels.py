@@ -338,7 +338,9 @@ async def test_filters_page_exactly_over_1000_jobs(
         )
         assert ids.stdout.decode().split() == expected(
             "alice",
-            lambda j: j.labels.get("batch") == "1" and j.state in (JobState.FAILED, JobState.RUNNING),
+            lambda j: (
+                j.labels.get("batch") == "1" and j.state in (JobState.FAILED, JobState.RUNNING)
+            ),
         )
         named = await cli.jog(
             "list", "--json", "--limit", "7", "--name", "job-*", "--state", "completed"
