@@ -141,7 +141,7 @@ def _labels(value: object) -> dict[str, str]:
     found = json.loads(_text(value))
     if not isinstance(found, dict) or not all(isinstance(v, str) for v in found.values()):
         raise ValueError("labels is not an object of strings")
-    return found
+    return dict(sorted(found.items()))
 
 
 def _isolation(value: object) -> Isolation:

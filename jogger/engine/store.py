@@ -133,7 +133,7 @@ VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 
 """
 # A label's row keeps its job's owner, so that an owner's list walks only their own jobs'.
 _INSERT_LABEL = "INSERT INTO labels (seq, key, value, owner) VALUES (?, ?, ?, ?)"
-# What a status is read from: the row, then its labels as one JSON object (in key order).
+# What a status is read from: the row, then its labels as one JSON object.
 _LABELS_OF = "(SELECT json_group_object(key, value) FROM labels WHERE labels.seq = jobs.seq)"
 _SELECT = ", ".join(["jobs.seq", *(f"jobs.{column}" for column in COLUMNS.split(", ")), _LABELS_OF])
 # Only a record still marked running is ended: never one whose start failed to be written,
