@@ -19,6 +19,7 @@ from jogger import JobState, JobStatus
 from jogger.engine.rows import ProcessIdentity
 from jogger.engine.store import JobStore
 from jogger.rpc.client import JobsClient, open_client
+from jogger.rpc.errors import RpcError, StatusCode
 from jogger.v1 import jobs_pb2
 from tests.e2e.conftest import Cli, launch, stop_server
 from tests.e2e.test_cli import job_id_of
@@ -363,3 +364,27 @@ async def test_filters_page_exactly_over_1000_jobs(
         assert ended.stdout.decode().split() == [live]
     finally:
         await stop_server(cli.process)
+
+
+async def test_huge_label_maps_and_patterns_are_refused_at_once(cli: Cli) -> None:
+    many = {f"k{i}": "v" for i in range(50_000)}
+    async with client_of(cli, "alice") as alice:
+        with trio.fail_after(10):
+            with pytest.raises(RpcError) as start:
+                await alice.start(["true"], labels=many)
+            with pytest.raises(RpcError) as listing:
+                await alice.list_page(labels=many)
+            with pytest.raises(RpcError) as pattern:
+                await alice.list_page(name="*" * 300_000)
+            with pytest.raises(RpcError) as state:
+                await alice.list_page(states=[jobs_pb2.JOB_STATE_UNSPECIFIED])
+        assert start.value.code == StatusCode.INVALID_ARGUMENT
+        assert start.value.message == "a job may have at most 32 labels, not 50000"
+        assert listing.value.code == StatusCode.INVALID_ARGUMENT
+        assert pattern.value.code == StatusCode.INVALID_ARGUMENT
+        assert len(pattern.value.message) < 200
+        assert (state.value.code, state.value.message) == (
+            StatusCode.INVALID_ARGUMENT,
+            "unknown job state 0 in a list's filter",
+        )
+        assert (await alice.list_page()).jobs == []
