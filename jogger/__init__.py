@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from .engine import Isolation as Isolation
     from .engine import IsolationUnavailable as IsolationUnavailable
     from .engine import JobError as JobError
+    from .engine import JobFilter as JobFilter
     from .engine import JobLimits as JobLimits
     from .engine import JobManager as JobManager
     from .engine import JobNotFound as JobNotFound
@@ -43,6 +44,7 @@ __all__ = [
     "Isolation",
     "IsolationUnavailable",
     "JobError",
+    "JobFilter",
     "JobLimits",
     "JobManager",
     "JobNotFound",

@@ -18,7 +18,7 @@ if TYPE_CHECKING:
 from .._text import escape
 from .._version import VersionAction
 from ..rpc.jobs_api import MAX_GRACE, timeout_problem
-from . import completion_args, isolate, stdout, wait_args
+from . import completion_args, isolate, label_args, stdout, wait_args
 from .detach import DETACH_KEYS
 from .exits import CliError, Exit
 
@@ -77,8 +77,8 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _job_options() -> argparse.ArgumentParser:
-    """What start and run share: the job's working directory, environment, limits, timeout
-    and isolation."""
+    """What start and run share: the job's working directory, environment, limits, timeout,
+    isolation, name and labels."""
     job = argparse.ArgumentParser(add_help=False)
     job.add_argument("--cwd", metavar="DIR", help="absolute working directory on the server")
     job.add_argument(
@@ -127,6 +127,7 @@ def _job_options() -> argparse.ArgumentParser:
         help="every mount read-only but /dev, /proc, the working directory and the job's "
         "private /tmp (a mount namespace), over the isolation the job gets",
     )
+    label_args.add_job_options(job)
     return job
 
 
@@ -254,6 +255,7 @@ def parser() -> argparse.ArgumentParser:
     jobs.add_argument(
         "--ids", action="store_true", help="print the jobs' ids alone, one a line (for scripts)"
     )
+    label_args.add_list_filters(jobs)
     wait_args.add(sub, parents=[host, reconnect])
     _add_local(sub)
     return p

@@ -3,6 +3,7 @@
 import json
 import math
 import signal
+from collections.abc import Mapping
 from datetime import UTC, datetime
 
 from .._text import escape, shell_join
@@ -27,6 +28,13 @@ NAMESPACE_NAMES = {
     jobs_pb2.NAMESPACE_UTS: "uts",
 }
 """As --isolate names them."""
+NAME_WIDTH = 32
+"""The widest a name is shown in a table; longer ones are cut, with "..." (status shows
+them whole)."""
+
+
+STATE_VALUES = {name: value for value, name in _STATE_NAMES.items()}
+"""jobs_pb2.JobState by the name jog shows (and --state takes)."""
 
 
 def state(status: jobs_pb2.JobStatus) -> str:
@@ -101,6 +109,8 @@ def as_dict(status: jobs_pb2.JobStatus) -> dict[str, object]:
         if status.HasField("timeout")
         else None,
         "deadline": _time(status, "deadline"),
+        "name": status.name or None,
+        "labels": dict(sorted(status.labels.items())),
     }
 
 
@@ -109,13 +119,18 @@ def as_json(value: object) -> str:
 
 
 def block(status: jobs_pb2.JobStatus) -> str:
-    lines = [("job", status.job_id), ("owner", status.owner)]
+    lines = [("job", status.job_id)]
+    if status.name:
+        lines.append(("name", status.name))
+    lines.append(("owner", status.owner))
     if status.HasField("run_as"):
         # Only when the server says: without it the job ran as the server's own user, or was
         # recorded before servers kept the account, and jog cannot tell which.
         lines.append(("run as", f"{status.run_as.name} (uid {status.run_as.uid})"))
+    lines.append(("command", shell_join(list(status.argv))))
+    if status.labels:
+        lines.append(("labels", labels_text(status.labels)))
     lines += [
-        ("command", shell_join(list(status.argv))),
         ("state", summary(status)),
         ("started", _time(status, "started_at") or "-"),
         ("ended", _time(status, "ended_at") or "-"),
@@ -133,6 +148,19 @@ def block(status: jobs_pb2.JobStatus) -> str:
         ("usage", usage_text(status)),
     ]
     return "\n".join(f"{name + ':':9}{escape(value)}" for name, value in lines)
+
+
+def labels_text(labels: Mapping[str, str]) -> str:
+    """``env=prod team='data eng'``: in key order, each as a shell reads back a --label
+    (non-printable characters as escapes; a label's text cannot forge another)."""
+    return shell_join([f"{key}={value}" for key, value in sorted(labels.items())])
+
+
+def name_cell(name: str) -> str:
+    """A name in a table: "-" for none, and cut to NAME_WIDTH characters."""
+    if not name:
+        return "-"
+    return name if len(name) <= NAME_WIDTH else name[: NAME_WIDTH - 3] + "..."
 
 
 def limits_text(limits: jobs_pb2.Limits) -> str:
@@ -198,13 +226,16 @@ def table(
 ) -> str:
     """One row per job; ``hosts``: the host of each (``jog list --hosts``), in a first
     column."""
+    # A NAME column only when a job has a name: lists without names look as they did.
+    names = any(s.name for s in statuses)
     header = ["HOST"] if hosts is not None else []
-    header += ["JOB ID", "STATE", "ENDING", "STARTED"] + (["OWNER"] if owners else [])
-    header += ["ISOLATE", "COMMAND"]
+    header += ["JOB ID"] + (["NAME"] if names else []) + ["STATE", "ENDING", "STARTED"]
+    header += (["OWNER"] if owners else []) + ["ISOLATE", "COMMAND"]
     rows = [header]
     for at, s in enumerate(statuses):
         row = [hosts[at]] if hosts is not None else []
-        row += [s.job_id, state(s), ending(s) or "-", _time(s, "started_at") or "-"]
+        row += [s.job_id] + ([name_cell(s.name)] if names else [])
+        row += [state(s), ending(s) or "-", _time(s, "started_at") or "-"]
         row += [s.owner] if owners else []
         row += [isolate.text(namespaces(s.isolation), s.isolation.read_only_root) or "-"]
         rows.append([escape(cell) for cell in row] + [shell_join(list(s.argv))])

@@ -17,6 +17,7 @@ from .isolation import Isolation as Isolation
 from .isolation import Namespace as Namespace
 from .limits import JobLimits as JobLimits
 from .limits import ManagerLimits as ManagerLimits
+from .listing import JobFilter as JobFilter
 from .manager import JobManager as JobManager
 from .manager import open_job_manager as open_job_manager
 from .retention import Retention as Retention

@@ -14,7 +14,7 @@ the store and retention do not change with the executor.
 """
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
@@ -44,6 +44,10 @@ class Spec:
     timeout: float | None = None
     """Seconds the job may run before it is stopped (its executor keeps the time); None:
     no limit."""
+    name: str = ""
+    """What its owner calls it (labels.py): for the record, not for the executor."""
+    labels: Mapping[str, str] = field(default_factory=dict)
+    """Its labels (labels.py): for the record, not for the executor."""
 
 
 class Execution(Protocol):

@@ -23,7 +23,7 @@ writes; deadlines, not flags, bound how long they may take.
 import logging
 import math
 import signal
-from collections.abc import AsyncGenerator, Awaitable, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
 from contextlib import aclosing, asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -62,8 +62,12 @@ class Job:
         input: Input = Input.NONE,
         isolation: Isolation = NONE,
         timeout: float | None = None,
+        name: str = "",
+        labels: Mapping[str, str] | None = None,
     ) -> None:
         self.id = job_id
+        self.name = name
+        self.labels = labels or {}
         self.input = input
         self.isolation = isolation
         self.timeout = timeout
@@ -155,6 +159,8 @@ class Job:
             input=spec.input,
             isolation=spec.isolation,
             timeout=spec.timeout,
+            name=spec.name,
+            labels=spec.labels,
         )
 
     @classmethod
@@ -188,6 +194,8 @@ class Job:
             input=record.input,
             isolation=record.isolation,
             timeout=record.timeout,
+            name=record.name,
+            labels=record.labels,
         )
 
     def status(self) -> JobStatus:
@@ -221,6 +229,8 @@ class Job:
             isolation=self.isolation,
             external_id=self.execution.external_id,
             timeout=self.timeout,
+            name=self.name,
+            labels=self.labels,
         )
 
     async def run(self) -> None:

@@ -35,7 +35,9 @@ from .executor import Execution, Executor, Spec
 from .input import WITHOUT_INPUT, InputSink, check_window
 from .isolation import NONE, Isolation
 from .job import Job
+from .labels import check_labels, check_name
 from .limits import JobLimits, ManagerLimits, check_limits
+from .listing import JobFilter
 from .local import LocalExecutor
 from .notes import NoteListener
 from .observer import NOBODY, EngineGauges, EngineObserver
@@ -455,6 +457,8 @@ class JobManager:
         window: WindowSize | None = None,
         isolation: Isolation = NONE,
         timeout: float | None = None,  # noqa: ASYNC109 - the job's run time, not this call's
+        name: str = "",
+        labels: Mapping[str, str] | None = None,
     ) -> JobStatus:
         """Start ``argv`` for ``owner`` and return its status once the command is running.
 
@@ -471,8 +475,9 @@ class JobManager:
         in (isolation.py); they need root, else IsolationUnavailable and no job.
         ``timeout``: seconds after which the job is stopped as stop() would (reason
         ``timeout``, state FAILED), kept by its supervisor (or Slurm), so it holds across
-        managers; its deadline (JobStatus.deadline) is fixed now.
-        Raises InvalidRequest, SpawnError (the
+        managers; its deadline (JobStatus.deadline) is fixed now. ``name`` and ``labels``:
+        what its owner calls it, and key=value pairs to find it by (``list``); their
+        bounds are in labels.py. Raises InvalidRequest, SpawnError (the
         command could not be executed, its user not taken on, or its cgroup not set up, or
         it did not reach exec within process.SPAWN_TIMEOUT), LimitExceeded or ManagerClosed;
         on any error no job exists and nothing is left behind.
@@ -488,6 +493,8 @@ class JobManager:
         )
         job_limits = self._resolve_limits(limits)
         validate.check_timeout(timeout)
+        name = check_name(name)
+        labels = check_labels(labels)
         if window is not None:
             if input is not Input.TERMINAL:
                 raise InvalidRequest("a window size is for a job with a terminal")
@@ -508,6 +515,8 @@ class JobManager:
             window=window,
             isolation=isolation,
             timeout=timeout,
+            name=name,
+            labels=dict(sorted(labels.items())),
         )
         assert self._executor is not None
         self._executor.check(spec)
@@ -599,21 +608,34 @@ class JobManager:
         job = await self._lookup(owner, job_id)
         return job if isinstance(job, JobStatus) else job.status()
 
-    async def list(self, owner: str | None, *, page_size: int = 100, page_token: str = "") -> Page:
+    async def list(
+        self,
+        owner: str | None,
+        *,
+        page_size: int = 100,
+        page_token: str = "",
+        wanted: JobFilter | None = None,
+    ) -> Page:
         """The owner's jobs, newest first, a page at a time; every owner's with ``None`` (for
-        administrators). ``page_token`` is the previous page's ``next_token``."""
+        administrators). ``page_token`` is the previous page's ``next_token``. ``wanted``:
+        only the jobs that pass it (listing.py); a page may then hold fewer than
+        ``page_size`` jobs, none even, with more to follow (``next_token`` says)."""
         if owner is not None:
             validate.check_owner(owner)
         validate.check_page(page_size, page_token)
+        wanted = wanted or JobFilter()
+        wanted.check()
         await trio.lowlevel.checkpoint()
         self._check_records()
-        page = await self._store.page(owner, size=page_size, token=page_token)
-        # The records of running jobs were written at start: their live status is newer.
-        jobs = [
-            self._jobs[s.id].status() if not s.state.is_final and s.id in self._jobs else s
-            for s in page.jobs
+        page = await self._store.page(owner, size=page_size, token=page_token, wanted=wanted)
+        # The records of running jobs were written at start: their live status is newer,
+        # and it is the live state that a filter's states are about.
+        found = [
+            (self._jobs[s.id].status() if not s.state.is_final and s.id in self._jobs else s, c)
+            for s, c in zip(page.jobs, page.cursors, strict=True)
         ]
-        return Page(jobs, page.next_token, page.cursors)
+        kept = [(s, c) for s, c in found if wanted.admits(s)]
+        return Page([s for s, _ in kept], page.next_token, [c for _, c in kept])
 
     async def owner_of(self, job_id: str) -> str:
         """Who owns the job, for callers entitled to every job (administrators)."""

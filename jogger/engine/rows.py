@@ -2,7 +2,8 @@
 
 A row that cannot be read back (damaged by hand, by a bug or by the disk) raises ValueError,
 TypeError, KeyError or OverflowError; the store logs it once and skips it. The column
-``cgroup`` holds JobStatus.containment.
+``cgroup`` holds JobStatus.containment. A job's labels have a table of their own (one row
+each, see store.py); a row read back comes with them as a JSON object.
 """
 
 import json
@@ -17,9 +18,10 @@ from .status import Input, JobState, JobStatus
 COLUMNS = (
     "id, owner, state, argv, reason, exit_code, signal, pid, started_at, ended_at, "
     "output_bytes, output_truncated, output_error, cgroup, limits, cpu_seconds, memory_peak, "
-    "run_as, run_as_uid, input, isolation, external_id, timeout"
+    "run_as, run_as_uid, input, isolation, external_id, timeout, name"
 )
-"""The columns of a JobStatus, in the order of ``values`` and ``status_from_row``."""
+"""The columns of a JobStatus, in the order of ``values`` and ``status_from_row`` (which
+takes its labels after them)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,8 +35,8 @@ class ProcessIdentity:
 
 
 def values(status: JobStatus, process: ProcessIdentity | None) -> tuple[object, ...]:
-    """The row of ``status``: COLUMNS, then pid_start and boot_id (0 and "" without a
-    ``process``)."""
+    """The row of ``status``, its labels aside: COLUMNS, then pid_start and boot_id (0 and
+    "" without a ``process``)."""
     return (
         status.id,
         status.owner,
@@ -60,12 +62,14 @@ def values(status: JobStatus, process: ProcessIdentity | None) -> tuple[object, 
         status.isolation.text(),
         status.external_id,
         status.timeout,
+        status.name,
         process.start_ticks if process is not None else 0,
         process.boot_id if process is not None else "",
     )
 
 
 def status_from_row(row: tuple[object, ...]) -> JobStatus:
+    """The status of COLUMNS, then its labels as a JSON object."""
     (
         job_id,
         owner,
@@ -90,6 +94,8 @@ def status_from_row(row: tuple[object, ...]) -> JobStatus:
         isolation,
         external_id,
         timeout,
+        name,
+        labels,
     ) = row
     args = json.loads(_text(argv))
     if not isinstance(args, list) or not args or not all(isinstance(a, str) for a in args):
@@ -126,7 +132,16 @@ def status_from_row(row: tuple[object, ...]) -> JobStatus:
         isolation=_isolation(isolation),
         external_id=_text(external_id),
         timeout=None if timeout is None else _timeout(timeout),
+        name=_text(name),
+        labels=_labels(labels),
     )
+
+
+def _labels(value: object) -> dict[str, str]:
+    found = json.loads(_text(value))
+    if not isinstance(found, dict) or not all(isinstance(v, str) for v in found.values()):
+        raise ValueError("labels is not an object of strings")
+    return dict(sorted(found.items()))
 
 
 def _isolation(value: object) -> Isolation:

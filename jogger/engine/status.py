@@ -1,6 +1,7 @@
 """What a caller can know about a job: its state and an immutable status snapshot."""
 
 import enum
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -98,6 +99,11 @@ class JobStatus:
     """The job's id in the executor that runs it: Slurm's job id; "" for local jobs."""
     timeout: float | None = None
     """Seconds the job may run, from ``started_at``; None: as long as it likes."""
+    name: str = ""
+    """What its owner calls the job (labels.py); "" for none, and on older records."""
+    labels: Mapping[str, str] = field(default_factory=dict)
+    """Its labels, key to value, in key order (labels.py); none on older records. Not to
+    be changed: a status is a snapshot."""
 
     @property
     def deadline(self) -> datetime | None:

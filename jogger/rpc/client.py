@@ -1,7 +1,7 @@
 """A typed client of the Jobs service, for trio programs and the ``jog`` CLI."""
 
 import ssl
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -83,12 +83,15 @@ class JobsClient:
         network: int = jobs_pb2.NETWORK_UNSPECIFIED,
         read_only_root: bool = False,
         timeout: float | None = None,  # noqa: ASYNC109 - the job's run time, not this call's
+        name: str = "",
+        labels: Mapping[str, str] | None = None,
     ) -> jobs_pb2.JobStatus:
         """Start a job. ``input``: a jobs_pb2.Input; with INPUT_TERMINAL, ``term`` is its
         TERM (empty: the server's "dumb") and ``window`` its first (rows, cols).
         ``isolation``: its namespaces (None: the server's default; an empty message: none);
         ``network``: a jobs_pb2.Network over them; ``read_only_root``: over either.
-        ``timeout``: seconds it may run (None: the server's default)."""
+        ``timeout``: seconds it may run (None: the server's default). ``name`` and
+        ``labels``: what to call it, and key=value pairs to find it by."""
         request = jobs_pb2.StartRequest(
             argv=argv,
             cwd=cwd,
@@ -99,6 +102,8 @@ class JobsClient:
             isolation=isolation,
             network=network,  # type: ignore[arg-type]
             read_only_root=read_only_root,
+            name=name,
+            labels=labels or {},
         )
         if window is not None:
             request.window.rows, request.window.cols = window
@@ -117,14 +122,28 @@ class JobsClient:
         return await self._channel.unary(_JOBS + "Status", request, jobs_pb2.JobStatus)
 
     async def list(
-        self, *, all_users: bool = False, limit: int | None = None
+        self,
+        *,
+        all_users: bool = False,
+        limit: int | None = None,
+        labels: Mapping[str, str] | None = None,
+        states: Sequence[int] = (),
+        name: str = "",
     ) -> tuple[list[jobs_pb2.JobStatus], bool]:
-        """Jobs newest first, up to ``limit`` (all with None), and whether there are more."""
+        """Jobs newest first, up to ``limit`` (all with None), and whether there are more;
+        only those that pass the filters (as list_page)."""
         jobs: list[jobs_pb2.JobStatus] = []
         token = ""
         while limit is None or len(jobs) < limit:
             want = PAGE if limit is None else min(PAGE, limit - len(jobs))
-            page = await self.list_page(all_users=all_users, page_size=want, page_token=token)
+            page = await self.list_page(
+                all_users=all_users,
+                page_size=want,
+                page_token=token,
+                labels=labels,
+                states=states,
+                name=name,
+            )
             jobs.extend(page.jobs)
             token = page.next_page_token
             if not token:
@@ -132,11 +151,26 @@ class JobsClient:
         return jobs, True
 
     async def list_page(
-        self, *, all_users: bool = False, page_size: int = 0, page_token: str = ""
+        self,
+        *,
+        all_users: bool = False,
+        page_size: int = 0,
+        page_token: str = "",
+        labels: Mapping[str, str] | None = None,
+        states: Sequence[int] = (),
+        name: str = "",
     ) -> jobs_pb2.ListResponse:
-        """One page of jobs, newest first; pass ``next_page_token`` on for the next."""
+        """One page of jobs, newest first; pass ``next_page_token`` on for the next (a page
+        may be short, or empty, and still have one). Filters, applied by the server: every
+        one of ``labels``, one of ``states`` (jobs_pb2.JobState values; any when empty),
+        and ``name``, a pattern of the whole name (``*``, ``?``, ``\\``; see the proto)."""
         request = jobs_pb2.ListRequest(
-            all_users=all_users, page_size=page_size, page_token=page_token
+            all_users=all_users,
+            page_size=page_size,
+            page_token=page_token,
+            labels=labels or {},
+            states=states,  # type: ignore[arg-type]
+            name=name,
         )
         return await self._channel.unary(_JOBS + "List", request, jobs_pb2.ListResponse)
 

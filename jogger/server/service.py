@@ -43,6 +43,7 @@ from ..rpc.method import Call, Method, service_methods
 from ..v1 import jobs_pb2
 from .accounts import AccountRefused, RunAs
 from .audit import AuditLog
+from .filters import filter_from_proto
 from .isolation import IsolationPolicy, IsolationRefused, Network
 from .timeouts import TimeoutOverMaximum, TimeoutPolicy
 
@@ -132,6 +133,8 @@ def status_to_proto(status: JobStatus) -> jobs_pb2.JobStatus:
     if status.timeout is not None and status.deadline is not None:
         message.timeout.FromNanoseconds(round(status.timeout * 1e9))
         message.deadline.FromDatetime(status.deadline)
+    message.name = status.name
+    message.labels.update(status.labels)
     return message
 
 
@@ -297,6 +300,8 @@ class JobsService:
                 account=account,
                 isolation=isolation,
                 timeout=timeout,
+                name=request.name,
+                labels=dict(request.labels),
                 **inputs,
             )
         return status_to_proto(status)
@@ -331,7 +336,10 @@ class JobsService:
         owner = None if request.all_users else call.identity.user
         with _engine_errors():
             page = await self._jobs.list(
-                owner, page_size=request.page_size or DEFAULT_PAGE, page_token=request.page_token
+                owner,
+                page_size=request.page_size or DEFAULT_PAGE,
+                page_token=request.page_token,
+                wanted=filter_from_proto(request),
             )
         # A page ends early once it holds MAX_LIST_BYTES: argv may take 128 KiB a job, and a
         # thousand of those would pass any client's message size limit (grpcio's: 4 MiB).

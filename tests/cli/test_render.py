@@ -147,3 +147,30 @@ def test_a_job_without_a_timeout_shows_none() -> None:
         None,
         None,
     )
+
+
+def test_names_and_labels_from_a_hostile_server_are_shown_escaped() -> None:
+    # A server that keeps no bounds (ours refuses control characters) cannot redraw the
+    # terminal or forge lines through a name or a label.
+    message = status()
+    message.name = "evil\x1b]0;pwned\x07\nstate:   completed"
+    message.labels["k"] = "v\nlabels:  forged=1"
+    message.labels["\u202etxt"] = "x y"
+    shown = render.block(message).splitlines()
+    assert shown[1] == "name:    evil\\x1b]0;pwned\\x07\\nstate:   completed"
+    assert shown[4] == "labels:  $'k=v\\nlabels:  forged=1' $'\\u202etxt=x y'"
+    assert len(shown) == len(render.block(status()).splitlines()) + 2
+    table = render.table([message], owners=False).splitlines()
+    assert len(table) == 2
+    # Cut to 32 characters, then escaped.
+    assert "  evil\\x1b]0;pwned\\x07\\nstate:   compl...  completed  " in table[1]
+    assert render.as_dict(message)["name"] == message.name
+    assert render.as_dict(message)["labels"] == {
+        "k": "v\nlabels:  forged=1",
+        "\u202etxt": "x y",
+    }
+
+
+def test_a_table_without_names_has_no_name_column() -> None:
+    header = render.table([status()], owners=False).splitlines()[0]
+    assert "NAME" not in header

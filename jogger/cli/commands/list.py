@@ -1,14 +1,26 @@
 import argparse
 import sys
+from typing import Any
 
 from ..connect import Dialer
 from ..exits import Exit
-from ..render import as_dict, as_json, table
+from ..render import STATE_VALUES, as_dict, as_json, table
+
+
+def filters(args: argparse.Namespace) -> dict[str, Any]:
+    """JobsClient.list's filters, as --label, --state and --name ask."""
+    return {
+        "labels": args.labels,
+        "states": sorted({STATE_VALUES[name] for name in args.states}),
+        "name": args.name,
+    }
 
 
 async def run(dial: Dialer, args: argparse.Namespace) -> int:
     async with dial() as client:
-        statuses, more = await client.list(all_users=args.all, limit=args.limit or None)
+        statuses, more = await client.list(
+            all_users=args.all, limit=args.limit or None, **filters(args)
+        )
     if args.ids:
         for status in statuses:
             print(status.job_id)

@@ -10,6 +10,7 @@ from ..connect import Host
 from ..exits import Exit
 from ..fanout import each_host, guarded, worst
 from ..render import as_dict, as_json, table
+from .list import filters
 
 
 async def run(hosts: list[Host], args: argparse.Namespace) -> int:
@@ -19,7 +20,9 @@ async def run(hosts: list[Host], args: argparse.Namespace) -> int:
     async def list_on(host: Host) -> int:
         nonlocal more
         async with host.dial() as client:
-            statuses, more_here = await client.list(all_users=args.all, limit=args.limit or None)
+            statuses, more_here = await client.list(
+                all_users=args.all, limit=args.limit or None, **filters(args)
+            )
         found.extend((host.name, status) for status in statuses)
         more |= more_here
         return Exit.OK

@@ -44,6 +44,8 @@ async def start_job(
         network=_NETWORKS[args.network],
         read_only_root=args.read_only_root,
         timeout=args.timeout,
+        name=args.name,
+        labels=args.labels,
     )
 
 
