@@ -37,18 +37,33 @@ class Capacity:
                 f"{mine} of your jobs are running; the limit is {self._limits.max_jobs_per_owner}"
             )
 
+    def allows(self, owner: str) -> bool:
+        """Whether ``owner`` may start one more job now."""
+        return (
+            self._running.total() < self._limits.max_jobs
+            and self._running[owner] < self._limits.max_jobs_per_owner
+        )
+
     @contextmanager
     def starting(self, owner: str) -> Iterator[None]:
         """Count a job of ``owner``'s from now on, and the block as a start under way. Its
         end, or the failure of its start, must call ``ended``."""
-        self._running[owner] += 1
-        self._starting += 1
+        self.reserve(owner)
         try:
             yield
         finally:
-            self._starting -= 1
-            if not self._starting:
-                self._started.unpark_all()
+            self.start_done()
+
+    def reserve(self, owner: str) -> None:
+        """As ``starting``, for a start that goes on in another task (the queue's): it
+        calls ``start_done`` once on record or failed."""
+        self._running[owner] += 1
+        self._starting += 1
+
+    def start_done(self) -> None:
+        self._starting -= 1
+        if not self._starting:
+            self._started.unpark_all()
 
     def adopted(self, owner: str) -> None:
         """Count a running job of ``owner``'s that a server before us started."""

@@ -22,8 +22,7 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -33,12 +32,13 @@ import trio
 
 from .errors import InvalidRequest, StoreError
 from .observer import NOBODY, EngineObserver
+from .queue_rows import QueueRows, transaction
 from .rows import COLUMNS, ProcessIdentity, status_from_row, time_or_none, values
 from .status import JobStatus
 
 log = logging.getLogger("jogger.engine")
 
-SCHEMA_VERSION = 7
+SCHEMA_VERSION = 9
 BUSY_TIMEOUT = 5.0
 """Seconds a statement waits for a lock (only our own connection writes, so rarely)."""
 
@@ -71,12 +71,14 @@ CREATE TABLE IF NOT EXISTS jobs (
     input            TEXT NOT NULL DEFAULT 'none',
     isolation        TEXT NOT NULL DEFAULT '',
     external_id      TEXT NOT NULL DEFAULT '',
-    timeout          REAL
+    timeout          REAL,
+    request          TEXT
 );
 CREATE INDEX IF NOT EXISTS jobs_by_owner ON jobs (owner, seq);
 CREATE INDEX IF NOT EXISTS jobs_running ON jobs (seq) WHERE state = 'running';
 CREATE INDEX IF NOT EXISTS jobs_by_end ON jobs (ended_at) WHERE state != 'running';
 CREATE INDEX IF NOT EXISTS jobs_untimed ON jobs (seq) WHERE {untimed};
+CREATE INDEX IF NOT EXISTS jobs_queued ON jobs (seq) WHERE state = 'queued';
 """
 # What brings a database of schema N - 1 to schema N, keyed by N. A new database gets _SCHEMA
 # whole; an older one gets each step in turn, in one transaction with the version bump, so it
@@ -109,10 +111,17 @@ ALTER TABLE jobs ADD COLUMN external_id TEXT NOT NULL DEFAULT ''
     7: """
 ALTER TABLE jobs ADD COLUMN timeout REAL
 """,
+    # 8: another part's step (names and labels), numbered apart so that merges meet.
+    8: "",
+    # 9: the job's start request (request.py), for restart and the queue; old rows have
+    # none, and cannot be restarted.
+    9: """
+ALTER TABLE jobs ADD COLUMN request TEXT
+""",
 }
 _INSERT = f"""
-INSERT INTO jobs ({COLUMNS}, pid_start, boot_id, supervisor_pid, supervisor_start)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+INSERT INTO jobs ({COLUMNS}, pid_start, boot_id, supervisor_pid, supervisor_start, request)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 """
 # Only a record still marked running is ended: never one whose start failed to be written,
 # and never a final record twice.
@@ -125,6 +134,8 @@ WHERE id = ? AND state = 'running'
 _TIMED = "typeof(ended_at) IN ('integer', 'real') AND ended_at > 0"
 _ENDED = f"state != 'running' AND {_TIMED}"
 _UNTIMED = f"state != 'running' AND NOT ({_TIMED})"
+# Queued rows (queue.py) have not run, so have no end: never "damaged", never expired.
+_NOT_QUEUED = "state != 'queued'"
 _NUMBER_BYTES = "CASE typeof(output_bytes) WHEN 'integer' THEN output_bytes ELSE 0 END"
 
 T = TypeVar("T")
@@ -161,7 +172,7 @@ class Expired:
     """When the oldest finished job left ended."""
 
 
-class JobStore:
+class JobStore(QueueRows):
     """The job records. ``path`` None keeps them in memory (for embedding and benchmarks)."""
 
     def __init__(self, path: Path | None, observer: EngineObserver = NOBODY) -> None:
@@ -204,7 +215,7 @@ class JobStore:
                     raise StoreError(f"{target}: cannot use WAL mode (got {mode})")
             db.execute("PRAGMA synchronous = FULL")
             db.execute("PRAGMA foreign_keys = ON")
-            with _transaction(db):
+            with transaction(db):
                 # Read again under the write lock: the first read was outside it.
                 version = _schema_version(db, target)
                 if version != 0:  # 0: a new database, made whole by _SCHEMA
@@ -225,15 +236,20 @@ class JobStore:
     # --- writes ------------------------------------------------------------------------------
 
     async def record_start(
-        self, status: JobStatus, process: ProcessIdentity, supervisor: ProcessIdentity
+        self,
+        status: JobStatus,
+        process: ProcessIdentity,
+        supervisor: ProcessIdentity,
+        request: str | None = None,
     ) -> None:
         """Insert the row of a job that has just started, with its main process's identity
-        and its supervisor's (the boot id is the same)."""
-        row = (*values(status, process), supervisor.pid, supervisor.start_ticks)
+        and its supervisor's (the boot id is the same), and its start request's JSON
+        (request.py)."""
+        row = (*values(status, process), supervisor.pid, supervisor.start_ticks, request)
 
         def insert() -> None:
             db = self._connection()
-            with _transaction(db):
+            with transaction(db):
                 db.execute(_INSERT, row)
 
         await self._call(insert)
@@ -246,7 +262,7 @@ class JobStore:
 
         def update() -> bool:
             db = self._connection()
-            with _transaction(db):
+            with transaction(db):
                 return db.execute(_END, changes).rowcount == 1
 
         return await self._call(update)
@@ -257,7 +273,7 @@ class JobStore:
 
         def resolve() -> None:
             db = self._connection()
-            with _transaction(db):
+            with transaction(db):
                 db.executemany(
                     "UPDATE jobs SET state = 'killed', reason = ?, ended_at = ?, "
                     "output_bytes = ? WHERE seq = ? AND state = 'running'",
@@ -288,7 +304,7 @@ class JobStore:
         def expire() -> Expired:
             nonlocal count
             db = self._connection()
-            with _transaction(db):
+            with transaction(db):
                 doomed: list[str] = []
                 freed = 0
                 # Damaged rows (no plausible end time) first, as the oldest; then by end,
@@ -296,7 +312,7 @@ class JobStore:
                 limit = batch + len(keep)
                 rows = db.execute(
                     f"SELECT seq, id, ended_at, {_NUMBER_BYTES}, 0 FROM jobs "
-                    f"WHERE {_UNTIMED} LIMIT ?",
+                    f"WHERE {_UNTIMED} AND {_NOT_QUEUED} LIMIT ?",
                     (limit,),
                 ).fetchall()
                 rows += db.execute(
@@ -406,7 +422,8 @@ class JobStore:
             count, total = (
                 self._connection()
                 .execute(
-                    f"SELECT count(*), total({_NUMBER_BYTES}) FROM jobs WHERE state != 'running'"
+                    f"SELECT count(*), total({_NUMBER_BYTES}) FROM jobs "
+                    f"WHERE state != 'running' AND {_NOT_QUEUED}"
                 )
                 .fetchone()
             )
@@ -528,17 +545,6 @@ def _run_batch(batch: list[_Call[object]]) -> None:
     """In the worker thread: each call in turn (each its own transaction)."""
     for call in batch:
         call.run()
-
-
-@contextmanager
-def _transaction(db: sqlite3.Connection) -> Iterator[None]:
-    db.execute("BEGIN IMMEDIATE")
-    try:
-        yield
-    except BaseException:
-        db.execute("ROLLBACK")
-        raise
-    db.execute("COMMIT")
 
 
 def _schema_version(db: sqlite3.Connection, target: str) -> int:
