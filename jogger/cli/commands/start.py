@@ -1,6 +1,7 @@
 """``jog start -- cmd``: start a job and print its id. Its stdin is /dev/null, a pipe (``-i``)
 or a terminal (``-t``), which ``jog attach`` writes to. Its isolation is the server's
-default unless ``--isolate``, ``--network`` or ``--read-only-root`` say otherwise."""
+default unless ``--isolate``, ``--network`` or ``--read-only-root`` say otherwise. With
+``--queue``, a job a job limit refuses waits in the server's queue instead."""
 
 import argparse
 import os
@@ -44,6 +45,7 @@ async def start_job(
         network=_NETWORKS[args.network],
         read_only_root=args.read_only_root,
         timeout=args.timeout,
+        queue=args.queue,
     )
 
 
@@ -70,5 +72,13 @@ async def run(dial: Dialer, args: argparse.Namespace) -> int:
         stdin = jobs_pb2.INPUT_PIPE
     async with dial() as client:
         status = await start_job(client, args, input=stdin, window=window)
-    print(f"started: {status.job_id}", file=sys.stdout)
+    print(started(status), file=sys.stdout)
     return Exit.OK
+
+
+def started(status: jobs_pb2.JobStatus) -> str:
+    """``started: ID``, or for a job the server queued, ``queued: ID (position N)``: the id
+    is the second word either way, for scripts."""
+    if status.queue_position:
+        return f"queued: {status.job_id} (position {status.queue_position} among your queued jobs)"
+    return f"started: {status.job_id}"
