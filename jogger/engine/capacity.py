@@ -7,8 +7,6 @@ finish (a spawn is never abandoned) before it stops every job.
 """
 
 from collections import Counter
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 import trio
 
@@ -44,19 +42,10 @@ class Capacity:
             and self._running[owner] < self._limits.max_jobs_per_owner
         )
 
-    @contextmanager
-    def starting(self, owner: str) -> Iterator[None]:
-        """Count a job of ``owner``'s from now on, and the block as a start under way. Its
-        end, or the failure of its start, must call ``ended``."""
-        self.reserve(owner)
-        try:
-            yield
-        finally:
-            self.start_done()
-
     def reserve(self, owner: str) -> None:
-        """As ``starting``, for a start that goes on in another task (the queue's): it
-        calls ``start_done`` once on record or failed."""
+        """Count a job of ``owner``'s from now on, and a start under way: ``start_done``
+        once it is on record or has failed. Its end, or the failure of its start, must
+        call ``ended``."""
         self._running[owner] += 1
         self._starting += 1
 
