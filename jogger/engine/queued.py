@@ -172,18 +172,21 @@ class QueuedJobs:
     async def _start(self, entry: Queued, launch: Launch) -> None:
         try:
             await launch(entry)
-        except StoreError as exc:
-            # Nothing could be recorded: it stays queued, on record and here, and is tried
-            # again once room frees next (or by the next manager).
+        except (StoreError, OSError) as exc:
+            # Nothing could be recorded (a full disk), or the host is short of something
+            # (fds): it stays queued, on record and here, and is tried again once room
+            # frees next, or by the next manager. Not at once: that could loop.
             log.error("queued job %s could not start, and stays queued: %s", entry.id, exc)
             self.order.push(entry)
             return
         except JobError as exc:
+            # The job itself cannot start (its cwd is gone, say): it fails, saying why.
             log.warning("queued job %s could not start: %s", entry.id, exc)
             try:
                 await self._fail(entry.id, str(exc))
             except StoreError as error:
                 log.error("queued job %s: its failure could not be recorded: %s", entry.id, error)
+            self.pump()  # its room is free again
         # Left: started, or failed on record.
         del self._pending[entry.id]
         entry.left.set()

@@ -205,5 +205,6 @@ async def test_wait_and_run_on_a_queued_job_go_through_its_run(
         assert results["wait"].returncode == 3, results["wait"].stderr
         assert results["output"].stdout == b"hi\n"
         assert (results["run"].returncode, results["run"].stdout) == (0, b"from run\n")
+        assert b"waiting for room" in results["run"].stderr
     finally:
         await stop_server(cli.process)

@@ -29,11 +29,13 @@ async def start_job(
     *,
     input: int = jobs_pb2.INPUT_NONE,
     window: tuple[int, int] | None = None,
+    tell_queued: bool = False,
 ) -> jobs_pb2.JobStatus:
     """Start the job the command line describes, with that input (a terminal gets our
-    TERM, or "dumb")."""
+    TERM, or "dumb"). ``tell_queued``: say on stderr when the server queued it (jog run,
+    which then waits)."""
     terminal = input == jobs_pb2.INPUT_TERMINAL
-    return await client.start(
+    status = await client.start(
         args.job,
         cwd=args.cwd or "",
         env=dict(args.env),
@@ -47,6 +49,9 @@ async def start_job(
         timeout=args.timeout,
         queue=args.queue,
     )
+    if tell_queued and status.queue_position:
+        print(f"jog: {started(status)}; waiting for room", file=sys.stderr)
+    return status
 
 
 def isolation_message(args: argparse.Namespace) -> jobs_pb2.Isolation | None:
