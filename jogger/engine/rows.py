@@ -38,7 +38,8 @@ def values(status: JobStatus, process: ProcessIdentity | None) -> tuple[object, 
     return (
         status.id,
         status.owner,
-        # A queued job is on record as running: the store's unfinished jobs are those.
+        # A job waiting in Slurm's queue is on record as running: the store's unfinished
+        # jobs are those. (The manager's own queue writes "queued", see queue_rows.py.)
         JobState.RUNNING.value if status.state is JobState.QUEUED else status.state.value,
         json.dumps(list(status.argv)),
         status.reason,
