@@ -13,6 +13,7 @@ import trio
 from tests.e2e.conftest import Cli, launch, stop_server
 from tests.e2e.test_cli import job_id_of
 from tests.pki import Pki
+from tests.procs import eventually
 
 
 def queued_id(result: subprocess.CompletedProcess[bytes]) -> tuple[str, int]:
@@ -208,3 +209,36 @@ async def test_wait_and_run_on_a_queued_job_go_through_its_run(
         assert b"waiting for room" in results["run"].stderr
     finally:
         await stop_server(cli.process)
+
+
+async def test_a_job_started_from_the_queue_is_adopted_after_a_crash(
+    pki: Pki, tmp_path: Path, nursery: trio.Nursery
+) -> None:
+    state = tmp_path / "state"
+    first = await launch(pki, state, nursery, "--max-jobs", "1")
+    try:
+        blocker = job_id_of(await first.jog("start", "--", "sleep", "300"))
+        job, _ = queued_id(await first.jog("start", "--queue", "--", "sleep", "300"))
+        await first.jog("stop", "--grace", "0", blocker)
+
+        async def runs() -> bool:
+            return (await status_of(first, job))["state"] == "running"
+
+        await eventually(runs)
+        running = await status_of(first, job)
+    finally:
+        first.process.send_signal(signal.SIGKILL)
+        await first.process.wait()
+    second = await launch(pki, state, nursery, "--max-jobs", "1")
+    try:
+        adopted = await status_of(second, job)
+        assert (adopted["state"], adopted["pid"]) == ("running", running["pid"])
+        assert adopted["started_at"] == running["started_at"]
+        # It holds the one place: another queued job waits for it.
+        behind, position = queued_id(await second.jog("start", "--queue", "--", "true"))
+        assert position == 1
+        stopped = await second.jog("stop", "--grace", "0", job)
+        assert b"stopped" in stopped.stdout or b"killed" in stopped.stdout
+        assert (await second.jog("wait", behind)).returncode == 0
+    finally:
+        await stop_server(second.process)
