@@ -1,6 +1,7 @@
 """A job's start, from a checked Spec to a running job on record: spawn, hand over, record,
 commit. The same for a start asked for now and for a queued job whose turn has come; only
-how the start is recorded differs (a new row, or the queued row turned running).
+how the start is recorded differs (a new row, or the queued row turned running). And the
+same Job for one a manager before us started (``adopt``).
 
 The order is what makes a start safe across crashes: the job is spawned first, and its
 supervisor (or Slurm) lets it run on without us only once the start is on record
@@ -24,7 +25,9 @@ from .input import check_window
 from .job import Job
 from .limits import JobLimits, ManagerLimits, check_limits
 from .observer import EngineObserver
+from .output import OutputLog
 from .queue import Queued
+from .recovery import Adoptable
 from .request import StartRequest, encode
 from .status import Input, JobStatus
 from .store import JobStore
@@ -155,6 +158,20 @@ class Launcher:
                 raise StoreError(f"job {job.id} is no longer queued on record")
 
         await self.launch(spec, record)
+
+    def adopt(self, found: Adoptable, executor: Executor) -> Job:
+        """The job of ``found``, which a manager before us started and ``executor`` runs
+        (recovery.py): as if we had started it."""
+        record = found.record
+        return Job.adopt(
+            record,
+            found.execution,
+            executor.group_of(record),
+            OutputLog.running(self.logs_dir / f"{record.id}.log", self.limits.max_output_bytes),
+            grace=self.grace,
+            run_dir=self.run_dir,
+            on_end=self.on_end,
+        )
 
     @property
     def logs_dir(self) -> Path:

@@ -302,7 +302,7 @@ class JobManager:
                     self._nursery = self._holder = nursery
                     nursery.start_soon(retainer.run)
                     for found in adoptable:
-                        self._adopt(nursery, found)
+                        self._adopt(found)
                     assert self._launcher is not None
                     self._queued.open(nursery, self._launcher.start_queued)
                     try:
@@ -355,25 +355,13 @@ class JobManager:
         self._serving = True
         return retainer, adoptable
 
-    def _adopt(self, nursery: trio.Nursery, found: Adoptable) -> None:
+    def _adopt(self, found: Adoptable) -> None:
         """Run a job a manager before us started, as if we had."""
-        assert self._executor is not None
+        assert self._launcher is not None
         assert self._local is not None
-        record = found.record
-        executor = self._executor if record.external_id else self._local
-        job = Job.adopt(
-            record,
-            found.execution,
-            executor.group_of(record),
-            OutputLog.running(self._logs_dir / f"{record.id}.log", self._limits.max_output_bytes),
-            grace=self._grace,
-            run_dir=self._run_dir,
-            on_end=self._job_ended,
-        )
-        self._capacity.adopted(record.owner)
-        self._jobs[job.id] = job
-        self._live.add(job)
-        nursery.start_soon(self._run_job, job)
+        executor = self._launcher.executor if found.record.external_id else self._local
+        self._capacity.adopted(found.record.owner)
+        self._hold(self._launcher.adopt(found, executor))
 
     def _open_executors(self, backend: Backend) -> None:
         """The local executor (for this manager's jobs, or those a local one before it
@@ -585,13 +573,12 @@ class JobManager:
         await trio.lowlevel.checkpoint()
         self._check_records()
         page = await self._store.page(owner, size=page_size, token=page_token)
-        # The records of running jobs were written at start: their live status is newer.
+        # The records of running jobs were written at start, and of queued ones when they
+        # were queued: their live status (a position) is newer.
         jobs = [
             self._jobs[s.id].status()
             if not s.state.is_final and s.id in self._jobs
             else self._queued.live(s)
-            if s.state is JobState.QUEUED
-            else s
             for s in page.jobs
         ]
         return Page(jobs, page.next_token, page.cursors)
@@ -698,8 +685,7 @@ class JobManager:
         return status
 
     async def _started(self, owner: str, job_id: str) -> Job | JobStatus:
-        """As _lookup, once the job has left the queue, if it is queued: ManagerClosed if it
-        stays queued because the manager is shutting down."""
+        """As _lookup, once a queued job has left the queue (ManagerClosed at shutdown)."""
         job = await self._lookup(owner, job_id)
         while isinstance(job, JobStatus) and job.state is JobState.QUEUED:
             await self._queued.left(job_id)

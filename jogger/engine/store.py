@@ -111,10 +111,8 @@ ALTER TABLE jobs ADD COLUMN external_id TEXT NOT NULL DEFAULT ''
     7: """
 ALTER TABLE jobs ADD COLUMN timeout REAL
 """,
-    # 8: another part's step (names and labels), numbered apart so that merges meet.
-    8: "",
-    # 9: the job's start request (request.py), for restart and the queue; old rows have
-    # none, and cannot be restarted.
+    8: "",  # another part's step (names and labels), numbered apart so that merges meet
+    # 9: the job's start request (request.py); old rows have none, and cannot be restarted.
     9: """
 ALTER TABLE jobs ADD COLUMN request TEXT
 """,
@@ -236,11 +234,7 @@ class JobStore(QueueRows):
     # --- writes ------------------------------------------------------------------------------
 
     async def record_start(
-        self,
-        status: JobStatus,
-        process: ProcessIdentity,
-        supervisor: ProcessIdentity,
-        request: str | None = None,
+        self, status: JobStatus, process: ProcessIdentity, supervisor: ProcessIdentity, request: str
     ) -> None:
         """Insert the row of a job that has just started, with its main process's identity
         and its supervisor's (the boot id is the same), and its start request's JSON
