@@ -102,14 +102,25 @@ async def test_queued_jobs_survive_a_server_crash_and_then_run(
         await stop_server(second.process)
     # Graceful shutdown with jobs queued: they stay queued on record, and run on the next.
     third = await launch(pki, state, nursery, "--max-jobs", "1")
+    waited: list[subprocess.CompletedProcess[bytes]] = []
+
+    async def wait_for(job: str) -> None:
+        waited.append(await third.jog("wait", job))
+
+    async with trio.open_nursery() as waiting:
+        try:
+            blocker = job_id_of(await third.jog("start", "--", "sleep", "300"))
+            later = queued_id(await third.jog("start", "--queue", "--", "echo", "later"))[0]
+            # A jog wait on it rides the restart through, as for a running job.
+            waiting.start_soon(wait_for, later)
+            await trio.sleep(1)  # generous: for jog to be waiting before the shutdown
+        finally:
+            await stop_server(third.process)
+        fourth = await launch(pki, state, nursery, "--max-jobs", "1", port=third.port)
     try:
-        blocker = job_id_of(await third.jog("start", "--", "sleep", "300"))
-        later = queued_id(await third.jog("start", "--queue", "--", "echo", "later"))[0]
-    finally:
-        await stop_server(third.process)
-    fourth = await launch(pki, state, nursery, "--max-jobs", "1")
-    try:
-        assert (await fourth.jog("wait", later)).returncode == 0
+        assert [w.returncode for w in waited] == [0], waited
+        assert b"the server restarted" in waited[0].stderr, waited[0].stderr
+        assert later.encode() in waited[0].stdout
         assert (await fourth.jog("output", later)).stdout == b"later\n"
         assert (await status_of(fourth, blocker))["reason"] == "server-shutdown"
     finally:
