@@ -95,8 +95,8 @@ async def test_queued_jobs_survive_a_server_crash_and_then_run(
         assert (await status_of(second, queued[0]))["state"] == "queued"
         await second.jog("stop", "--grace", "0", blocker)
         for n, job in enumerate(queued):
-            waited = await second.jog("wait", job)
-            assert waited.returncode == 0, waited.stderr
+            ran = await second.jog("wait", job)
+            assert ran.returncode == 0, ran.stderr
             assert (await second.jog("output", job)).stdout == f"{n}\n".encode()
     finally:
         await stop_server(second.process)
