@@ -58,6 +58,8 @@ class ServerConfig:
     """--metrics-listen and --metrics-per-user; None: no metrics served."""
     timeouts: TimeoutPolicy = field(default_factory=TimeoutPolicy)
     """--default-timeout and --max-timeout."""
+    queue_by_default: bool = False
+    """--queue-by-default: every Start and Restart queues, asked or not."""
 
 
 class ConfigError(Exception):
@@ -298,6 +300,11 @@ def parser() -> argparse.ArgumentParser:
         help="jobs of one user that may wait in the queue "
         f"(default {ManagerLimits().max_queued_per_owner})",
     )
+    p.add_argument(
+        "--queue-by-default",
+        action="store_true",
+        help="a job the job limits refuse is queued whether or not it asks (jog --queue)",
+    )
     transport = TransportLimits()
     for name, kind, metavar, what in _TRANSPORT_FLAGS:
         default = getattr(transport, name)
@@ -491,6 +498,7 @@ def load(argv: list[str] | None) -> ServerConfig:
         isolation=isolation,
         metrics=metrics,
         timeouts=timeouts,
+        queue_by_default=args.queue_by_default,
     )
 
 

@@ -254,6 +254,7 @@ class JobsService:
         *,
         streamed: Callable[[str, int], None] | None = None,
         timeouts: TimeoutPolicy | None = None,
+        queue_by_default: bool = False,
     ) -> None:
         self._jobs = jobs
         self._run_as = run_as or RunAs()
@@ -262,6 +263,8 @@ class JobsService:
         self._streamed = streamed or (lambda user, size: None)
         """Told the size of each chunk of output sent, and to whom (metrics.py)."""
         self._timeouts = timeouts or TimeoutPolicy()
+        self._queue_by_default = queue_by_default
+        """--queue-by-default: Start and Restart queue whether they ask or not."""
 
     def methods(self) -> dict[str, Method]:
         """Our handlers, keyed by gRPC path, with the message types the generated code names."""
@@ -303,7 +306,7 @@ class JobsService:
                 account=account,
                 isolation=isolation,
                 timeout=timeout,
-                queue=request.queue,
+                queue=request.queue or self._queue_by_default,
                 **inputs,
             )
         return status_to_proto(status)
@@ -315,7 +318,8 @@ class JobsService:
             arguments = restart_arguments(
                 asked, await self._account(call), self._isolation, self._timeouts
             )
-            status = await self._jobs.start(user, old.argv, queue=request.queue, **arguments)
+            queue = request.queue or self._queue_by_default
+            status = await self._jobs.start(user, old.argv, queue=queue, **arguments)
         return status_to_proto(status)
 
     async def _account(self, call: Call) -> Account | None:

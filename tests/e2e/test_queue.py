@@ -253,3 +253,19 @@ async def test_a_job_started_from_the_queue_is_adopted_after_a_crash(
         assert (await second.jog("wait", behind)).returncode == 0
     finally:
         await stop_server(second.process)
+
+
+async def test_queue_by_default_queues_starts_that_do_not_ask(
+    pki: Pki, tmp_path: Path, nursery: trio.Nursery
+) -> None:
+    cli = await launch(pki, tmp_path / "state", nursery, "--max-jobs", "1", "--queue-by-default")
+    try:
+        assert any("queue_by_default=yes" in line for line in cli.log)
+        blocker = job_id_of(await cli.jog("start", "--", "sleep", "300"))
+        job, position = queued_id(await cli.jog("start", "--", "echo", "queued anyway"))
+        assert position == 1
+        await cli.jog("stop", "--grace", "0", blocker)
+        assert (await cli.jog("wait", job)).returncode == 0
+        assert (await cli.jog("output", job)).stdout == b"queued anyway\n"
+    finally:
+        await stop_server(cli.process)
