@@ -447,7 +447,7 @@ class JobManager:
             if not job.ended.is_set():
                 running[job.owner] = running.get(job.owner, 0) + 1
                 supervisors += isinstance(job.execution, Supervisor) and job.execution.alive
-        return EngineGauges(running, supervisors, written, self.containment)
+        return EngineGauges(running, supervisors, written, self.containment, self._queued.counts())
 
     def describe_containment(self) -> str:
         """The backend in use and where its groups are, in words (once entered)."""

@@ -118,6 +118,10 @@ class QueuedJobs:
         for entry in self.order:
             entry.left.set()
 
+    def counts(self) -> dict[str, int]:
+        """Jobs waiting in the queue, per owner (the metrics' gauge)."""
+        return dict(Counter(entry.owner for entry in self.order))
+
     def find(self, job_id: str, owner: str) -> JobStatus | None:
         """The status of ``owner``'s pending job, with its position; None if there is none."""
         entry = self._pending.get(job_id)
