@@ -34,7 +34,8 @@ def check_manager_limits(limits: ManagerLimits) -> None:
     ):
         value = getattr(limits, name)
         if not isinstance(value, int) or value < (0 if name in _MAY_BE_0 else 1):
-            raise InvalidRequest(f"ManagerLimits.{name} must be a positive integer, not {value!r}")
+            kind = "a non-negative" if name in _MAY_BE_0 else "a positive"
+            raise InvalidRequest(f"ManagerLimits.{name} must be {kind} integer, not {value!r}")
 
 
 def check_limit_sets(
