@@ -9,9 +9,21 @@ import pytest
 import trio
 import trio.testing
 
-from jogger import JobManager, JobState, LimitExceeded, ManagerClosed, ManagerLimits
+from jogger import (
+    Account,
+    Input,
+    Isolation,
+    JobLimits,
+    JobManager,
+    JobState,
+    LimitExceeded,
+    ManagerClosed,
+    ManagerLimits,
+    NotRestartable,
+    WindowSize,
+)
 from jogger.engine.queue import JobQueue, Queued
-from jogger.engine.request import StartRequest
+from jogger.engine.request import StartRequest, decode, encode, restartable
 from jogger.engine.status import JobStatus
 from tests.procs import collect
 
@@ -190,3 +202,25 @@ async def test_shutdown_leaves_queued_jobs_queued_and_tells_their_waiters(tmp_pa
     async with JobManager(state, limits=ManagerLimits(max_jobs=1)) as jobs:
         with trio.fail_after(20):
             assert (await jobs.wait("alice", queued.id)).state is JobState.COMPLETED
+
+
+def test_a_start_request_reads_back_as_written_and_a_damaged_one_is_refused() -> None:
+    request = StartRequest(
+        cwd="/srv/work",
+        env={"A": "1", "SECRET": "x y"},
+        limits=JobLimits(cpu=0.5, pids=32),
+        input=Input.TERMINAL,
+        window=WindowSize(40, 120),
+        isolation=Isolation.parse("pid,net,read-only-root"),
+        timeout=90.0,
+        account=Account("nobody", 65534, 65534, (65534,), "/nonexistent"),
+    )
+    assert decode(encode(request)) == request
+    assert decode(encode(StartRequest())) == StartRequest()
+    # Keys a later server adds are ignored; keys an older one left out take their defaults.
+    assert decode('{"names": ["x"], "env": {"A": "1"}}') == StartRequest(env={"A": "1"})
+    for damaged in ('"text"', '{"env": {"A": 1}}', '{"limits": {"cpu": true}}', "{"):
+        with pytest.raises(ValueError):  # noqa: PT011 - each has its own message
+            decode(damaged)
+    with pytest.raises(NotRestartable, match="before servers kept start requests"):
+        restartable("some-id", None)
