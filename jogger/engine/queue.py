@@ -10,8 +10,8 @@ with queued jobs take turns, whoever queued more; and an owner held back by thei
 limit holds nobody else back.
 
 A job's position (``position``) is its place in its owner's line, from 1: the number of
-that owner's jobs that start before it, plus one. It only ever shrinks. Where it stands
-among every owner's jobs depends on who else queues later, so it is not told.
+that owner's jobs that start before it, plus one. It shrinks as the line moves. Where it
+stands among every owner's jobs depends on who else queues later, so it is not told.
 
 The queue is bounded: ``max_queued`` jobs in all, ``max_per_owner`` for one owner; past
 either, LimitExceeded. This module is only the order, in memory; queued.py keeps it on
