@@ -97,7 +97,7 @@ def populate(state: Path, n: int, *, owners: int = 1, logs: bool = False) -> Non
             output_bytes=len(str(i)) + 1,
             containment="none",
         )
-        rows.append((*values(status, None), 0, 0))  # no supervisor
+        rows.append((*values(status, None), 0, 0, None))  # no supervisor, no request
         if logs:
             os.close(os.open(state / "logs" / f"{job_id}.log", os.O_CREAT | os.O_WRONLY, 0o600))
     with db:

@@ -48,8 +48,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from engine import machine, percentile
 
 from jogger import JobFilter, JobManager, JobState, JobStatus
-from jogger.engine.rows import values
-from jogger.engine.store import _INSERT, _INSERT_LABEL, JobStore
+from jogger.engine.rows import INSERT_LABEL, values
+from jogger.engine.store import _INSERT, JobStore
 from jogger.rpc.client import JobsClient, open_client
 from jogger.server.service import status_to_proto
 from jogger.v1 import jobs_pb2
@@ -120,12 +120,12 @@ def fill(state: Path, n: int) -> None:
             name=f"job-{i}",
             labels=job_labels,
         )
-        jobs.append((*values(status, None), 0, 0))
+        jobs.append((*values(status, None), 0, 0, None))  # no supervisor, no request
         labels += [(i + 1, k, v, status.owner) for k, v in job_labels.items()]
     db = sqlite3.connect(state / "jobs.db")
     with db:
         db.executemany(_INSERT, jobs)
-        db.executemany(_INSERT_LABEL, labels)
+        db.executemany(INSERT_LABEL, labels)
     db.close()
 
 

@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from .engine import ManagerClosed as ManagerClosed
     from .engine import ManagerLimits as ManagerLimits
     from .engine import Namespace as Namespace
+    from .engine import NotRestartable as NotRestartable
     from .engine import OutputUnavailable as OutputUnavailable
     from .engine import Page as Page
     from .engine import Retention as Retention
@@ -54,6 +55,7 @@ __all__ = [
     "ManagerClosed",
     "ManagerLimits",
     "Namespace",
+    "NotRestartable",
     "OutputUnavailable",
     "Page",
     "Retention",

@@ -60,6 +60,12 @@ examples:
 """
 
 
+QUEUE_HELP = (
+    "if the server's job limit is reached, wait in its queue (fair between users, first "
+    "come first served for each) rather than fail; the job is queued, with its position"
+)
+
+
 class UsageError(CliError):
     def __init__(self, message: str) -> None:
         super().__init__(message, Exit.USAGE)
@@ -128,6 +134,7 @@ def _job_options() -> argparse.ArgumentParser:
         "private /tmp (a mount namespace), over the isolation the job gets",
     )
     label_args.add_job_options(job)
+    job.add_argument("--queue", action="store_true", help=QUEUE_HELP)
     return job
 
 
@@ -212,7 +219,19 @@ def parser() -> argparse.ArgumentParser:
         "detaches from a terminal)",
     )
     attach.add_argument("job_id", metavar="ID")
-    stop = sub.add_parser("stop", parents=[host], help="stop a job (SIGTERM, then SIGKILL)")
+    restart = sub.add_parser(
+        "restart",
+        parents=[host],
+        help="start an ended job again (same command, cwd, env, limits, timeout); prints "
+        "the new id",
+    )
+    restart.add_argument("job_id", metavar="ID")
+    restart.add_argument("--queue", action="store_true", help=QUEUE_HELP)
+    stop = sub.add_parser(
+        "stop",
+        parents=[host],
+        help="stop a job (SIGTERM, then SIGKILL); a queued one leaves the queue",
+    )
     stop.add_argument("job_id", metavar="ID")
     stop.add_argument(
         "--grace",

@@ -55,9 +55,11 @@ def ending(status: jobs_pb2.JobStatus) -> str:
 
 
 def summary(status: jobs_pb2.JobStatus) -> str:
-    """``completed (exit code 0)``, ``running``, ``killed (signal SIGKILL, reason: shutdown)``."""
+    """``completed (exit code 0)``, ``running``, ``killed (signal SIGKILL, reason: shutdown)``,
+    ``queued (position 2, reason: capacity)``."""
     reason = status.reason and f"reason: {escape(status.reason)}"
-    details = [d for d in (ending(status), reason) if d]
+    position = status.queue_position and f"position {status.queue_position}"
+    details = [d for d in (ending(status), position, reason) if d]
     return state(status) + (f" ({', '.join(details)})" if details else "")
 
 
@@ -111,6 +113,7 @@ def as_dict(status: jobs_pb2.JobStatus) -> dict[str, object]:
         "deadline": _time(status, "deadline"),
         "name": status.name or None,
         "labels": dict(sorted(status.labels.items())),
+        "queue_position": status.queue_position or None,
     }
 
 
@@ -132,7 +135,7 @@ def block(status: jobs_pb2.JobStatus) -> str:
         lines.append(("labels", labels_text(status.labels)))
     lines += [
         ("state", summary(status)),
-        ("started", _time(status, "started_at") or "-"),
+        ("queued" if status.queue_position else "started", _time(status, "started_at") or "-"),
         ("ended", _time(status, "ended_at") or "-"),
         (
             "output",
@@ -234,8 +237,9 @@ def table(
     rows = [header]
     for at, s in enumerate(statuses):
         row = [hosts[at]] if hosts is not None else []
+        shown = state(s) + (f" #{s.queue_position}" if s.queue_position else "")
         row += [s.job_id] + ([name_cell(s.name)] if names else [])
-        row += [state(s), ending(s) or "-", _time(s, "started_at") or "-"]
+        row += [shown, ending(s) or "-", _time(s, "started_at") or "-"]
         row += [s.owner] if owners else []
         row += [isolate.text(namespaces(s.isolation), s.isolation.read_only_root) or "-"]
         rows.append([escape(cell) for cell in row] + [shell_join(list(s.argv))])

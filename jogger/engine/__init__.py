@@ -9,6 +9,7 @@ from .errors import JobError as JobError
 from .errors import JobNotFound as JobNotFound
 from .errors import LimitExceeded as LimitExceeded
 from .errors import ManagerClosed as ManagerClosed
+from .errors import NotRestartable as NotRestartable
 from .errors import OutputUnavailable as OutputUnavailable
 from .errors import SpawnError as SpawnError
 from .errors import StoreError as StoreError

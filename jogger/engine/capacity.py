@@ -7,8 +7,6 @@ finish (a spawn is never abandoned) before it stops every job.
 """
 
 from collections import Counter
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 import trio
 
@@ -37,18 +35,24 @@ class Capacity:
                 f"{mine} of your jobs are running; the limit is {self._limits.max_jobs_per_owner}"
             )
 
-    @contextmanager
-    def starting(self, owner: str) -> Iterator[None]:
-        """Count a job of ``owner``'s from now on, and the block as a start under way. Its
-        end, or the failure of its start, must call ``ended``."""
+    def allows(self, owner: str) -> bool:
+        """Whether ``owner`` may start one more job now."""
+        return (
+            self._running.total() < self._limits.max_jobs
+            and self._running[owner] < self._limits.max_jobs_per_owner
+        )
+
+    def reserve(self, owner: str) -> None:
+        """Count a job of ``owner``'s from now on, and a start under way: ``start_done``
+        once it is on record or has failed. Its end, or the failure of its start, must
+        call ``ended``."""
         self._running[owner] += 1
         self._starting += 1
-        try:
-            yield
-        finally:
-            self._starting -= 1
-            if not self._starting:
-                self._started.unpark_all()
+
+    def start_done(self) -> None:
+        self._starting -= 1
+        if not self._starting:
+            self._started.unpark_all()
 
     def adopted(self, owner: str) -> None:
         """Count a running job of ``owner``'s that a server before us started."""

@@ -37,6 +37,11 @@ class LimitExceeded(JobError):
     """Starting the job would exceed a concurrency limit; retrying later may succeed."""
 
 
+class NotRestartable(JobError):
+    """The job cannot be started again: it has not ended, or its record holds no start
+    request (written before servers kept them)."""
+
+
 class ManagerClosed(JobError):
     """The manager is not running: it was never entered, or it is shutting down."""
 

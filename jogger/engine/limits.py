@@ -54,6 +54,11 @@ class ManagerLimits:
     """The encoded argv and env overrides together, with a NUL after each string."""
     max_output_bytes: int = 1 << 30
     """Bytes kept in each job's output log."""
+    max_queued: int = 1000
+    """Jobs waiting in the queue for room under the limits above, all owners together
+    (queue.py); 0: no queue."""
+    max_queued_per_owner: int = 100
+    """Jobs waiting in the queue for one owner."""
 
 
 MIN_MEMORY = 4 << 20

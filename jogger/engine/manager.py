@@ -16,7 +16,6 @@ import hashlib
 import inspect
 import logging
 import os
-import uuid
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, aclosing, asynccontextmanager
 from pathlib import Path
@@ -30,23 +29,33 @@ from . import reserve, validate
 from .account import Account
 from .capacity import Capacity
 from .cgroups import Backend, CgroupMode, open_backend
-from .errors import InputUnavailable, InvalidRequest, JobNotFound, ManagerClosed, StoreError
-from .executor import Execution, Executor, Spec
-from .input import WITHOUT_INPUT, InputSink, check_window
+from .errors import (
+    InputUnavailable,
+    InvalidRequest,
+    JobNotFound,
+    ManagerClosed,
+    NotRestartable,
+    StoreError,
+)
+from .executor import Execution, Executor
+from .input import WITHOUT_INPUT, InputSink
 from .isolation import NONE, Isolation
 from .job import Job
-from .labels import check_labels, check_name
-from .limits import JobLimits, ManagerLimits, check_limits
+from .launch import Launcher
+from .limits import JobLimits, ManagerLimits
 from .listing import JobFilter
 from .local import LocalExecutor
 from .notes import NoteListener
 from .observer import NOBODY, EngineGauges, EngineObserver
 from .output import ChunkSize, OutputLog
+from .queue import JobQueue
+from .queued import QueuedJobs, queued_status
 from .recovery import Adoptable, recover
+from .request import StartRequest, restartable
 from .retention import Retainer, Retention
 from .slurm.executor import SlurmExecutor, SlurmOptions
 from .statedir import lock, prepare_dir
-from .status import Input, JobStatus, WindowSize
+from .status import Input, JobState, JobStatus, WindowSize
 from .store import JobStore, Page
 from .supervisor import PROGRAM, Supervisor, forget_end
 
@@ -184,10 +193,18 @@ class JobManager:
         self._retainer: Retainer | None = None
         self._live: set[Job] = set()
         self._capacity = Capacity(self._limits)
+        self._queued = QueuedJobs(
+            self._store,
+            self._capacity,
+            JobQueue(self._limits.max_queued, self._limits.max_queued_per_owner),
+            logs_dir=self._logs_dir,
+        )
+        self._launcher: Launcher | None = None
         self._entered = False
         self._serving = False
         """Set once entered: from then until the store closes, the records are readable."""
         self._nursery: trio.Nursery | None = None  # the manager's, while it takes new jobs
+        self._holder: trio.Nursery | None = None  # the same, until it exits: jobs run in it
         self._context: AbstractAsyncContextManager[JobManager] | None = None  # async with
 
     async def __aenter__(self) -> "JobManager":
@@ -283,10 +300,12 @@ class JobManager:
             outer.start_soon(self._executor.run)
             try:
                 async with trio.open_nursery() as nursery:
-                    self._nursery = nursery
+                    self._nursery = self._holder = nursery
                     nursery.start_soon(retainer.run)
                     for found in adoptable:
-                        self._adopt(nursery, found)
+                        self._adopt(found)
+                    assert self._launcher is not None
+                    self._queued.open(nursery, self._launcher.start_queued)
                     try:
                         yield
                     finally:
@@ -321,6 +340,7 @@ class JobManager:
             adopt_external=self._adopt_external,
             observer=self._observer,
         )
+        await self._queued.load()
         if adoptable:
             log.info(
                 "adopted %d running jobs in %.3f s",
@@ -336,25 +356,13 @@ class JobManager:
         self._serving = True
         return retainer, adoptable
 
-    def _adopt(self, nursery: trio.Nursery, found: Adoptable) -> None:
+    def _adopt(self, found: Adoptable) -> None:
         """Run a job a manager before us started, as if we had."""
-        assert self._executor is not None
+        assert self._launcher is not None
         assert self._local is not None
-        record = found.record
-        executor = self._executor if record.external_id else self._local
-        job = Job.adopt(
-            record,
-            found.execution,
-            executor.group_of(record),
-            OutputLog.running(self._logs_dir / f"{record.id}.log", self._limits.max_output_bytes),
-            grace=self._grace,
-            run_dir=self._run_dir,
-            on_end=self._job_ended,
-        )
-        self._capacity.adopted(record.owner)
-        self._jobs[job.id] = job
-        self._live.add(job)
-        nursery.start_soon(self._run_job, job)
+        executor = self._launcher.executor if found.record.external_id else self._local
+        self._capacity.adopted(found.record.owner)
+        self._hold(self._launcher.adopt(found, executor))
 
     def _open_executors(self, backend: Backend) -> None:
         """The local executor (for this manager's jobs, or those a local one before it
@@ -371,6 +379,20 @@ class JobManager:
             self._executor = SlurmExecutor(
                 self._slurm, run_dir=self._run_dir, grew=self._slurm_log_grew
             )
+        self._launcher = Launcher(
+            self._executor,
+            self._capacity,
+            self._store,
+            self._observer,
+            self._state_dir,
+            self._base_env,
+            self._limits,
+            self._default_limits,
+            self._max_limits,
+            self._grace,
+            on_end=self._job_ended,
+            hold=self._hold,
+        )
 
     def _adopt_external(self, record: JobStatus) -> Execution | None:
         """The execution of a job on record that an executor elsewhere runs (Slurm), if
@@ -391,6 +413,7 @@ class JobManager:
     async def _shut_down(self, nursery: trio.Nursery) -> None:
         """Stop (or leave) every job: leaving the block, or the scope around it cancelled."""
         self._nursery = None  # from here on start() refuses
+        self._queued.close()  # and the queue starts no more
         # Starts under way are let finish (a spawn is never abandoned), so that their jobs
         # are in the nursery and on record before it shuts down, and are stopped with the
         # rest.
@@ -425,24 +448,13 @@ class JobManager:
             if not job.ended.is_set():
                 running[job.owner] = running.get(job.owner, 0) + 1
                 supervisors += isinstance(job.execution, Supervisor) and job.execution.alive
-        return EngineGauges(running, supervisors, written, self.containment)
+        return EngineGauges(running, supervisors, written, self.containment, self._queued.counts())
 
     def describe_containment(self) -> str:
         """The backend in use and where its groups are, in words (once entered)."""
         if self._executor_name == "slurm":
             return "slurm (the cluster's cgroups, on its nodes)"
         return self._backend.describe() if self._backend is not None else "not entered"
-
-    def _resolve_limits(self, requested: JobLimits | None) -> JobLimits:
-        if requested is None or requested.empty:
-            requested = JobLimits()
-        elif self.containment == "none":
-            raise InvalidRequest("this server has no cgroups, so it cannot enforce limits")
-        check_limits(requested, self._max_limits)
-        if self.containment == "none":
-            return JobLimits()
-        assert self._executor is not None
-        return self._executor.limits(requested, self._default_limits)
 
     async def start(
         self,
@@ -459,6 +471,7 @@ class JobManager:
         timeout: float | None = None,  # noqa: ASYNC109 - the job's run time, not this call's
         name: str = "",
         labels: Mapping[str, str] | None = None,
+        queue: bool = False,
     ) -> JobStatus:
         """Start ``argv`` for ``owner`` and return its status once the command is running.
 
@@ -477,105 +490,48 @@ class JobManager:
         ``timeout``, state FAILED), kept by its supervisor (or Slurm), so it holds across
         managers; its deadline (JobStatus.deadline) is fixed now. ``name`` and ``labels``:
         what its owner calls it, and key=value pairs to find it by (``list``); their
-        bounds are in labels.py. Raises InvalidRequest, SpawnError (the
+        bounds are in labels.py.
+        ``queue``: if a job limit (ManagerLimits.max_jobs, max_jobs_per_owner) refuses the
+        job now, or the owner has jobs queued already, queue it (queue.py) and return its
+        status, QUEUED, with its position; it starts once there is room, and follows the
+        owner's jobs queued before it. Raises InvalidRequest, SpawnError (the
         command could not be executed, its user not taken on, or its cgroup not set up, or
-        it did not reach exec within process.SPAWN_TIMEOUT), LimitExceeded or ManagerClosed;
+        it did not reach exec within process.SPAWN_TIMEOUT), LimitExceeded (with ``queue``:
+        the queue is full), StoreError or ManagerClosed;
         on any error no job exists and nothing is left behind.
 
         Cancellation: deferred while the process is being spawned (at most SPAWN_TIMEOUT) and
         recorded; a caller cancelled by then leaves a running, recorded job.
         """
         await trio.lowlevel.checkpoint()
-        nursery = self._open_nursery()
-        validate.check_owner(owner)
-        args, overrides = validate.check_start(
-            argv, env, cwd, account, max_bytes=self._limits.max_argv_bytes
+        self._open_nursery()
+        assert self._launcher is not None
+        asked = StartRequest(
+            cwd, env or {}, limits, input, window, isolation, timeout, account, name, labels or {}
         )
-        job_limits = self._resolve_limits(limits)
-        validate.check_timeout(timeout)
-        name = check_name(name)
-        labels = check_labels(labels)
-        if window is not None:
-            if input is not Input.TERMINAL:
-                raise InvalidRequest("a window size is for a job with a terminal")
-            check_window(window)
-        job_id = str(uuid.uuid4())
-        # The account's HOME, USER and LOGNAME replace the base environment's (which may
-        # describe the server's own user), and give way to what the request sets.
-        login = account.environment() if account is not None else {}
-        spec = Spec(
-            job_id=job_id,
-            owner=owner,
-            argv=args,
-            cwd=cwd,
-            env={**self._base_env, **login, **overrides, "JOGGER_JOB_ID": job_id},
-            account=account,
-            limits=job_limits,
-            input=input,
-            window=window,
-            isolation=isolation,
-            timeout=timeout,
-            name=name,
-            labels=dict(sorted(labels.items())),
-        )
-        assert self._executor is not None
-        self._executor.check(spec)
+        spec, request = self._launcher.prepare(owner, argv, asked)
+        if queue and (self._queued.order.waiting(owner) or not self._capacity.allows(owner)):
+            return await self._queued.enqueue(queued_status(spec, self.containment), request)
         self._capacity.check(owner)
-        if not reserve.held(self._state_dir):
-            raise StoreError(
-                f"the state dir's file system ({self._state_dir}) is full: no room to record "
-                "a new job; jobs on record can still be read"
-            )
         # Counted from now (see capacity.py): until the job exists, a failure takes it back
         # off; once it does, its end does.
-        with self._capacity.starting(owner):
-            try:
-                job = await Job.launch(
-                    self._executor,
-                    spec,
-                    self._logs_dir / f"{job_id}.log",
-                    max_output_bytes=self._limits.max_output_bytes,
-                    run_dir=self._run_dir,
-                    grace=self._grace,
-                    on_end=self._job_ended,
-                )
-            except BaseException:
-                self._capacity.ended(owner)
-                raise
-            self._jobs[job_id] = job
-            # The bytes written before it was found here, whose notes may have come too soon:
-            # from now on each note finds it.
-            job.log.grew(truncated=False, error="")
-            self._live.add(job)
-            # No checkpoint since the spawn: the job's supervisor is guaranteed to run, so even
-            # a cancellation arriving now ends in the kill sequence, never in an orphan.
-            nursery.start_soon(self._run_job, job)
-            status = job.status()
-            try:
-                # Shielded: the job runs, so it must be on record (or killed) whatever happens
-                # to the caller; a caller that leaves now leaves a recorded job. Bounded by the
-                # store's busy timeout and the disk.
-                with trio.CancelScope(shield=True):
-                    await self._store.record_start(
-                        status, job.execution.job_identity, job.execution.identity
-                    )
-                job.execution.committed()
-                self._observer.job_started(owner)
-            except BaseException as exc:
-                # A start that is not on record must not run (and its supervisor waits to
-                # hear that it is): kill the job, then refuse. (Not a cancellation: shielded.)
-                log.error("job %s could not be recorded, so it is killed: %s", job_id, exc)
-                await job.refuse()
-                raise
-            log.info(
-                "job started id=%s owner=%s user=%s pid=%d argv=%r",
-                job_id,
-                owner,
-                account.name if account is not None else "-",
-                job.pid,
-                args,
-            )
-            return status
+        self._capacity.reserve(owner)
+        try:
+            return await self._launcher.start_new(spec, request)
+        except BaseException:
+            self._queued.pump()  # its room is free again
+            raise
+
+    def _hold(self, job: Job) -> None:
+        """A job that has just started is ours: in memory, and running in our nursery."""
+        assert self._holder is not None
+        self._jobs[job.id] = job
+        # The bytes written before it was found here, whose notes may have come too soon:
+        # from now on each note finds it.
+        job.log.grew(truncated=False, error="")
+        self._live.add(job)
+        self._queued.order.started(job.owner)
+        self._holder.start_soon(self._run_job, job)
 
     async def stop(self, owner: str, job_id: str, *, grace: float | None = None) -> JobStatus:
         """Stop a job and return its final status once its processes are all gone.
@@ -583,12 +539,18 @@ class JobManager:
         SIGTERM goes to the job's process group and to every other process of the job (its
         supervisor's descendants);
         after ``grace`` seconds (the manager's by default) SIGKILL follows, to all of them.
-        Stopping a job that has ended is not an error: it returns the final status.
+        Stopping a job that has ended is not an error: it returns the final status. A job
+        in the queue leaves it, never run: STOPPED, reason ``dequeued``.
         Cancellation: the stop goes on without the caller.
         """
         if grace is not None:
             validate.check_grace(grace)
         job = await self._lookup(owner, job_id)
+        while isinstance(job, JobStatus) and job.state is JobState.QUEUED:
+            dequeued = await self._queued.stop(job_id)
+            if dequeued is not None:
+                return dequeued
+            job = await self._lookup(owner, job_id)  # it started meanwhile
         if isinstance(job, JobStatus):
             return job  # ended and on record
         job.request_stop(self._grace if grace is None else grace)
@@ -596,8 +558,9 @@ class JobManager:
         return job.status()
 
     async def wait(self, owner: str, job_id: str) -> JobStatus:
-        """Wait until the job has ended and all its processes are gone; return its status."""
-        job = await self._lookup(owner, job_id)
+        """Wait until the job has ended and all its processes are gone; return its status.
+        A queued job is waited for through its run."""
+        job = await self._started(owner, job_id)
         if isinstance(job, JobStatus):
             return job
         await job.ended.wait()
@@ -628,10 +591,16 @@ class JobManager:
         await trio.lowlevel.checkpoint()
         self._check_records()
         page = await self._store.page(owner, size=page_size, token=page_token, wanted=wanted)
-        # The records of running jobs were written at start: their live status is newer,
-        # and it is the live state that a filter's states are about.
+        # The records of running jobs were written at start, and of queued ones when they
+        # were queued: their live status (a position) is newer, and it is the live state
+        # that a filter's states are about.
         found = [
-            (self._jobs[s.id].status() if not s.state.is_final and s.id in self._jobs else s, c)
+            (
+                self._jobs[s.id].status()
+                if not s.state.is_final and s.id in self._jobs
+                else self._queued.live(s),
+                c,
+            )
             for s, c in zip(page.jobs, page.cursors, strict=True)
         ]
         kept = [(s, c) for s, c in found if wanted.admits(s)]
@@ -665,7 +634,7 @@ class JobManager:
         leaving the block.
         """
         validate.check_owner(owner)
-        job = await self._lookup(owner, job_id)
+        job = await self._started(owner, job_id)
         if not isinstance(job, Job):
             if job.input is Input.NONE:
                 raise InputUnavailable(WITHOUT_INPUT)
@@ -689,14 +658,17 @@ class JobManager:
         ``async with jobs.output(owner, job_id) as chunks: async for chunk in chunks: ...``.
 
         With ``follow``, new output is yielded as it is written, until the job has ended and
-        everything has been read; without it, the output there is now. Raises JobNotFound or
+        everything has been read (a queued job's once it has started); without it, the
+        output there is now. Raises JobNotFound or
         InvalidRequest on entering the block; OutputUnavailable from the iteration. Leaving
         the block closes the reader (its file, and the stream task of a follower of a live
         job). Cancellation: a reader may leave at any time; it costs the job nothing.
         """
         validate.check_read(offset, chunk_size)
-        job = await self._lookup(owner, job_id)
-        if isinstance(job, Job):
+        job = await (self._started if follow else self._lookup)(owner, job_id)
+        if isinstance(job, JobStatus) and job.state is JobState.QUEUED:
+            chunks = OutputLog.nothing()  # not started: no output yet
+        elif isinstance(job, Job):
             chunks = job.output(offset, follow=follow, chunk_size=chunk_size)
         else:
             log_file = OutputLog.finished(self._logs_dir / f"{job.id}.log", job.output_bytes)
@@ -723,6 +695,10 @@ class JobManager:
         if job is not None and job.owner == owner:
             await trio.lowlevel.checkpoint()
             return job
+        queued = self._queued.find(job_id, owner)
+        if queued is not None:
+            await trio.lowlevel.checkpoint()
+            return queued
         # Another owner's job, running or not, takes the path of one that does not exist: the
         # same query, with the same answer (timing would otherwise tell them apart).
         self._check_records()
@@ -730,6 +706,30 @@ class JobManager:
         if status is None:
             raise JobNotFound(job_id)
         return status
+
+    async def _started(self, owner: str, job_id: str) -> Job | JobStatus:
+        """As _lookup, once a queued job has left the queue (ManagerClosed at shutdown)."""
+        job = await self._lookup(owner, job_id)
+        while isinstance(job, JobStatus) and job.state is JobState.QUEUED:
+            await self._queued.left(job_id)
+            job = await self._lookup(owner, job_id)
+        return job
+
+    async def request_of(self, owner: str, job_id: str) -> tuple[JobStatus, StartRequest]:
+        """The record of the owner's job that has ended, and the request it was started
+        with, to start it again. Raises JobNotFound, or NotRestartable: the job has not
+        ended, or was recorded before servers kept start requests."""
+        job = await self._lookup(owner, job_id)
+        status = job.status() if isinstance(job, Job) else job
+        if not status.state.is_final:
+            raise NotRestartable(
+                f"job {job_id} is still {status.state.value}: stop it first (jog stop), or "
+                "wait for its end"
+            )
+        found = await self._store.request_of(job_id, owner)
+        if found is None:
+            raise JobNotFound(job_id)
+        return found[0], restartable(job_id, found[1])
 
     async def _job_ended(self, job: Job) -> None:
         """Called by the job once it has ended, before anyone can see that: record it."""
@@ -745,6 +745,7 @@ class JobManager:
             s.output_bytes,
         )
         self._capacity.ended(job.owner)
+        self._queued.pump()  # its room is free
         if job.refused:
             return
         self._observer.job_ended(s.state.value, s.reason)

@@ -9,7 +9,7 @@ when it is wanted, with ``JobManager.gauges()``.
 """
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 
 class EngineObserver:
@@ -44,3 +44,5 @@ class EngineGauges:
     jobs from before): a counter."""
     containment: str
     """What contains new jobs: "cgroup2", "cgroup1", "none", or "slurm"."""
+    queued: Mapping[str, int] = field(default_factory=dict)
+    """Jobs waiting in the manager's queue, per owner (queue.py)."""

@@ -59,6 +59,13 @@ class OutputLog:
         log.base = log.size
         return log
 
+    @staticmethod
+    async def nothing() -> AsyncGenerator[bytes, None]:
+        """The output of a job that has not started (queued): none."""
+        await trio.lowlevel.checkpoint()
+        return
+        yield  # an async generator, that yields nothing
+
     @classmethod
     def finished(cls, path: Path, size: int) -> "OutputLog":
         """The complete log of a job that has ended, for reading only."""

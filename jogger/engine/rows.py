@@ -22,6 +22,12 @@ COLUMNS = (
 )
 """The columns of a JobStatus, in the order of ``values`` and ``status_from_row`` (which
 takes its labels after them)."""
+# A label's row keeps its job's owner, so that an owner's list walks only their own jobs'.
+INSERT_LABEL = "INSERT INTO labels (seq, key, value, owner) VALUES (?, ?, ?, ?)"
+# What a status is read from (status_from_row, after the seq): the row, then its labels as
+# one JSON object.
+_LABELS_OF = "(SELECT json_group_object(key, value) FROM labels WHERE labels.seq = jobs.seq)"
+SELECT = ", ".join(["jobs.seq", *(f"jobs.{column}" for column in COLUMNS.split(", ")), _LABELS_OF])
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,7 +46,8 @@ def values(status: JobStatus, process: ProcessIdentity | None) -> tuple[object, 
     return (
         status.id,
         status.owner,
-        # A queued job is on record as running: the store's unfinished jobs are those.
+        # A job waiting in Slurm's queue is on record as running: the store's unfinished
+        # jobs are those. (The manager's own queue writes "queued", see queue_rows.py.)
         JobState.RUNNING.value if status.state is JobState.QUEUED else status.state.value,
         json.dumps(list(status.argv)),
         status.reason,

@@ -11,7 +11,9 @@ from .limits import JobLimits
 
 class JobState(enum.Enum):
     QUEUED = "queued"
-    """Started, and waiting for a place in a cluster (Slurm's PENDING): reason says why."""
+    """Waiting to run: in the manager's queue for room under its job limits (reason
+    ``capacity``, see queue.py), or started and waiting for a place in a cluster (Slurm's
+    PENDING: reason says why)."""
     RUNNING = "running"
     COMPLETED = "completed"
     """Exited on its own with status 0."""
@@ -53,7 +55,10 @@ class JobStatus:
     Exactly one of ``exit_code`` and ``signal`` is set once the job has ended: ``exit_code`` when
     the main process exited, ``signal`` when a signal ended it. ``reason`` is empty unless
     something beyond the state explains the end: ``oom`` (the kernel's OOM killer),
-    ``server-shutdown`` (stopped because the server shut down), ``supervisor-lost`` (its
+    ``server-shutdown`` (stopped because the server shut down), ``capacity`` (queued:
+    waiting for room under the job limits), ``dequeued`` (stopped while queued, never run),
+    ``start-failed`` (queued, and could not start once there was room; its output says
+    why), ``supervisor-lost`` (its
     supervisor died before it could record the end; killed), ``slurm-lost`` (Slurm forgot
     the job before its end was seen), ``timeout``, ``node-fail``, ``preempted``,
     ``boot-fail``, ``deadline``, ``cancelled`` (Slurm's words for its end; ``timeout`` is
@@ -104,11 +109,14 @@ class JobStatus:
     labels: Mapping[str, str] = field(default_factory=dict)
     """Its labels, key to value, in key order (labels.py); none on older records. Not to
     be changed: a status is a snapshot."""
+    queue_position: int = 0
+    """While in the manager's queue: its place in its owner's line, from 1 (queue.py); 0
+    otherwise."""
 
     @property
     def deadline(self) -> datetime | None:
         """When the job's timeout ends it: ``started_at`` plus ``timeout``; fixed at the
-        start, so a restarted server keeps it."""
-        if self.timeout is None:
+        start, so a restarted server keeps it. None while it waits in the queue."""
+        if self.timeout is None or self.queue_position:
             return None
         return self.started_at + timedelta(seconds=self.timeout)

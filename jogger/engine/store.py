@@ -22,8 +22,7 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -34,12 +33,21 @@ import trio
 from .errors import InvalidRequest, StoreError
 from .listing import LIST_INDEXES, JobFilter, page_query
 from .observer import NOBODY, EngineObserver
-from .rows import COLUMNS, ProcessIdentity, status_from_row, time_or_none, values
+from .queue_rows import QueueRows, transaction
+from .rows import (
+    COLUMNS,
+    INSERT_LABEL,
+    SELECT,
+    ProcessIdentity,
+    status_from_row,
+    time_or_none,
+    values,
+)
 from .status import JobStatus
 
 log = logging.getLogger("jogger.engine")
 
-SCHEMA_VERSION = 8
+SCHEMA_VERSION = 9
 BUSY_TIMEOUT = 5.0
 """Seconds a statement waits for a lock (only our own connection writes, so rarely)."""
 
@@ -74,7 +82,8 @@ CREATE TABLE IF NOT EXISTS jobs (
     isolation        TEXT NOT NULL DEFAULT '',
     external_id      TEXT NOT NULL DEFAULT '',
     timeout          REAL,
-    name             TEXT NOT NULL DEFAULT ''
+    name             TEXT NOT NULL DEFAULT '',
+    request          TEXT
 );
 CREATE INDEX IF NOT EXISTS jobs_by_owner ON jobs (owner, seq);
 CREATE INDEX IF NOT EXISTS jobs_running ON jobs (seq) WHERE state = 'running';
@@ -87,6 +96,7 @@ CREATE TABLE IF NOT EXISTS labels (
     owner TEXT NOT NULL,
     PRIMARY KEY (seq, key)
 ) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS jobs_queued ON jobs (seq) WHERE state = 'queued';
 """
     + LIST_INDEXES
 )
@@ -126,16 +136,15 @@ ALTER TABLE jobs ADD COLUMN timeout REAL
     8: """
 ALTER TABLE jobs ADD COLUMN name TEXT NOT NULL DEFAULT ''
 """,
+    # 9: the job's start request (request.py); old rows have none, and cannot be restarted.
+    9: """
+ALTER TABLE jobs ADD COLUMN request TEXT
+""",
 }
 _INSERT = f"""
-INSERT INTO jobs ({COLUMNS}, pid_start, boot_id, supervisor_pid, supervisor_start)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+INSERT INTO jobs ({COLUMNS}, pid_start, boot_id, supervisor_pid, supervisor_start, request)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 """
-# A label's row keeps its job's owner, so that an owner's list walks only their own jobs'.
-_INSERT_LABEL = "INSERT INTO labels (seq, key, value, owner) VALUES (?, ?, ?, ?)"
-# What a status is read from: the row, then its labels as one JSON object.
-_LABELS_OF = "(SELECT json_group_object(key, value) FROM labels WHERE labels.seq = jobs.seq)"
-_SELECT = ", ".join(["jobs.seq", *(f"jobs.{column}" for column in COLUMNS.split(", ")), _LABELS_OF])
 # Only a record still marked running is ended: never one whose start failed to be written,
 # and never a final record twice.
 _END = """
@@ -147,6 +156,8 @@ WHERE id = ? AND state = 'running'
 _TIMED = "typeof(ended_at) IN ('integer', 'real') AND ended_at > 0"
 _ENDED = f"state != 'running' AND {_TIMED}"
 _UNTIMED = f"state != 'running' AND NOT ({_TIMED})"
+# Queued rows (queue.py) have not run, so have no end: never "damaged", never expired.
+_NOT_QUEUED = "state != 'queued'"
 _NUMBER_BYTES = "CASE typeof(output_bytes) WHEN 'integer' THEN output_bytes ELSE 0 END"
 
 T = TypeVar("T")
@@ -183,7 +194,7 @@ class Expired:
     """When the oldest finished job left ended."""
 
 
-class JobStore:
+class JobStore(QueueRows):
     """The job records. ``path`` None keeps them in memory (for embedding and benchmarks)."""
 
     def __init__(self, path: Path | None, observer: EngineObserver = NOBODY) -> None:
@@ -226,7 +237,7 @@ class JobStore:
                     raise StoreError(f"{target}: cannot use WAL mode (got {mode})")
             db.execute("PRAGMA synchronous = FULL")
             db.execute("PRAGMA foreign_keys = ON")
-            with _transaction(db):
+            with transaction(db):
                 # Read again under the write lock: the first read was outside it.
                 version = _schema_version(db, target)
                 if version != 0:  # 0: a new database, made whole by _SCHEMA
@@ -247,19 +258,20 @@ class JobStore:
     # --- writes ------------------------------------------------------------------------------
 
     async def record_start(
-        self, status: JobStatus, process: ProcessIdentity, supervisor: ProcessIdentity
+        self, status: JobStatus, process: ProcessIdentity, supervisor: ProcessIdentity, request: str
     ) -> None:
         """Insert the row of a job that has just started, with its main process's identity
-        and its supervisor's (the boot id is the same), and its labels' rows."""
-        row = (*values(status, process), supervisor.pid, supervisor.start_ticks)
+        and its supervisor's (the boot id is the same), its start request's JSON
+        (request.py), and its labels' rows."""
+        row = (*values(status, process), supervisor.pid, supervisor.start_ticks, request)
 
         def insert() -> None:
             db = self._connection()
-            with _transaction(db):
+            with transaction(db):
                 seq = db.execute(_INSERT, row).lastrowid
                 if status.labels:
                     db.executemany(
-                        _INSERT_LABEL,
+                        INSERT_LABEL,
                         [(seq, key, value, status.owner) for key, value in status.labels.items()],
                     )
 
@@ -273,7 +285,7 @@ class JobStore:
 
         def update() -> bool:
             db = self._connection()
-            with _transaction(db):
+            with transaction(db):
                 return db.execute(_END, changes).rowcount == 1
 
         return await self._call(update)
@@ -284,7 +296,7 @@ class JobStore:
 
         def resolve() -> None:
             db = self._connection()
-            with _transaction(db):
+            with transaction(db):
                 db.executemany(
                     "UPDATE jobs SET state = 'killed', reason = ?, ended_at = ?, "
                     "output_bytes = ? WHERE seq = ? AND state = 'running'",
@@ -315,7 +327,7 @@ class JobStore:
         def expire() -> Expired:
             nonlocal count
             db = self._connection()
-            with _transaction(db):
+            with transaction(db):
                 doomed: list[str] = []
                 seqs: list[int] = []
                 freed = 0
@@ -324,7 +336,7 @@ class JobStore:
                 limit = batch + len(keep)
                 rows = db.execute(
                     f"SELECT seq, id, ended_at, {_NUMBER_BYTES}, 0 FROM jobs "
-                    f"WHERE {_UNTIMED} LIMIT ?",
+                    f"WHERE {_UNTIMED} AND {_NOT_QUEUED} LIMIT ?",
                     (limit,),
                 ).fetchall()
                 rows += db.execute(
@@ -387,7 +399,7 @@ class JobStore:
         that another owner's job takes exactly the path of a job that does not exist)."""
 
         def query() -> JobStatus | None:
-            sql = f"SELECT {_SELECT} FROM jobs WHERE jobs.id = ?"
+            sql = f"SELECT {SELECT} FROM jobs WHERE jobs.id = ?"
             args: tuple[str, ...] = (job_id,)
             if owner is not None:
                 sql += " AND jobs.owner = ?"
@@ -403,7 +415,7 @@ class JobStore:
         """Up to ``size`` jobs, newest first, older than ``token`` (from the previous page),
         that pass ``wanted`` by their stored state (listing.py)."""
         before = _parse_token(token)
-        sql, args = page_query(_SELECT, owner, wanted or JobFilter(), before=before, limit=size + 1)
+        sql, args = page_query(SELECT, owner, wanted or JobFilter(), before=before, limit=size + 1)
 
         def query() -> Page:
             rows = self._connection().execute(sql, args).fetchall()
@@ -436,7 +448,8 @@ class JobStore:
             count, total = (
                 self._connection()
                 .execute(
-                    f"SELECT count(*), total({_NUMBER_BYTES}) FROM jobs WHERE state != 'running'"
+                    f"SELECT count(*), total({_NUMBER_BYTES}) FROM jobs "
+                    f"WHERE state != 'running' AND {_NOT_QUEUED}"
                 )
                 .fetchone()
             )
@@ -558,17 +571,6 @@ def _run_batch(batch: list[_Call[object]]) -> None:
     """In the worker thread: each call in turn (each its own transaction)."""
     for call in batch:
         call.run()
-
-
-@contextmanager
-def _transaction(db: sqlite3.Connection) -> Iterator[None]:
-    db.execute("BEGIN IMMEDIATE")
-    try:
-        yield
-    except BaseException:
-        db.execute("ROLLBACK")
-        raise
-    db.execute("COMMIT")
 
 
 def _schema_version(db: sqlite3.Connection, target: str) -> int:

@@ -19,14 +19,23 @@ MAX_PAGE = 1000
 MAX_TIMEOUT = 366 * 86400.0
 """The longest timeout a job may have, a year: longer is as good as none, and its deadline
 stays a time every clock and the wire can hold."""
+_MAY_BE_0 = ("max_output_bytes", "max_queued", "max_queued_per_owner")
 _CGROUP_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 
 
 def check_manager_limits(limits: ManagerLimits) -> None:
-    for name in ("max_jobs", "max_jobs_per_owner", "max_argv_bytes", "max_output_bytes"):
+    for name in (
+        "max_jobs",
+        "max_jobs_per_owner",
+        "max_argv_bytes",
+        "max_output_bytes",
+        "max_queued",
+        "max_queued_per_owner",
+    ):
         value = getattr(limits, name)
-        if not isinstance(value, int) or value < (0 if name == "max_output_bytes" else 1):
-            raise InvalidRequest(f"ManagerLimits.{name} must be a positive integer, not {value!r}")
+        if not isinstance(value, int) or value < (0 if name in _MAY_BE_0 else 1):
+            kind = "a non-negative" if name in _MAY_BE_0 else "a positive"
+            raise InvalidRequest(f"ManagerLimits.{name} must be {kind} integer, not {value!r}")
 
 
 def check_limit_sets(

@@ -85,13 +85,15 @@ class JobsClient:
         timeout: float | None = None,  # noqa: ASYNC109 - the job's run time, not this call's
         name: str = "",
         labels: Mapping[str, str] | None = None,
+        queue: bool = False,
     ) -> jobs_pb2.JobStatus:
         """Start a job. ``input``: a jobs_pb2.Input; with INPUT_TERMINAL, ``term`` is its
         TERM (empty: the server's "dumb") and ``window`` its first (rows, cols).
         ``isolation``: its namespaces (None: the server's default; an empty message: none);
         ``network``: a jobs_pb2.Network over them; ``read_only_root``: over either.
         ``timeout``: seconds it may run (None: the server's default). ``name`` and
-        ``labels``: what to call it, and key=value pairs to find it by."""
+        ``labels``: what to call it, and key=value pairs to find it by. ``queue``: wait in
+        the server's queue if a job limit is reached (the answer is then QUEUED)."""
         request = jobs_pb2.StartRequest(
             argv=argv,
             cwd=cwd,
@@ -104,12 +106,18 @@ class JobsClient:
             read_only_root=read_only_root,
             name=name,
             labels=labels or {},
+            queue=queue,
         )
         if window is not None:
             request.window.rows, request.window.cols = window
         if timeout is not None:
             request.timeout.FromNanoseconds(round(timeout * 1e9))
         return await self._channel.unary(_JOBS + "Start", request, jobs_pb2.JobStatus)
+
+    async def restart(self, job_id: str, *, queue: bool = False) -> jobs_pb2.JobStatus:
+        """Start a new job as ``job_id`` (ended) was started; the new job's status."""
+        request = jobs_pb2.RestartRequest(job_id=job_id, queue=queue)
+        return await self._channel.unary(_JOBS + "Restart", request, jobs_pb2.JobStatus)
 
     async def stop(self, job_id: str, *, grace: float | None = None) -> jobs_pb2.JobStatus:
         request = jobs_pb2.StopRequest(job_id=job_id)

@@ -1,6 +1,7 @@
 """The audit log (``--audit-log FILE``): one JSON object per line per security-relevant event.
 
-Events: ``start`` and ``stop`` (every Start and Stop call, whatever its result),
+Events: ``start``, ``restart`` and ``stop`` (every Start, Restart and Stop call, whatever
+its result; a restart's ``restart_of`` names the old job, its ``job_id`` the new one),
 ``admin-read`` (an administrator reading another user's job: its status, its output, or
 every user's list), ``refused`` (any other call refused by policy: PERMISSION_DENIED or
 RESOURCE_EXHAUSTED), ``authentication-failure`` (a client certificate refused or missing;
@@ -98,8 +99,8 @@ class AuditLog:
             self._file.reopen()
 
     def recorded(self, event: str, handler: JobCall[_Request]) -> JobCall[_Request]:
-        """``handler`` (Start's or Stop's), writing an ``event`` line for each call when it
-        ends: ``ok`` and the job's id, or the status code and message it ended with."""
+        """``handler`` (Start's, Restart's or Stop's), writing an ``event`` line for each
+        call when it ends: ``ok`` and the job's id, or the status code and message it ended with."""
         if self.path is None:
             return handler
 
@@ -107,6 +108,8 @@ class AuditLog:
             asked = getattr(request, "job_id", None)
             argv = list(request.argv) if isinstance(request, jobs_pb2.StartRequest) else None
             extra: dict[str, Any] = {} if argv is None else {"argv": argv}
+            if isinstance(request, jobs_pb2.RestartRequest):
+                extra["restart_of"] = request.job_id  # job_id is the new job's once it runs
 
             def ended(result: str, reason: str | None, job_id: str | None = asked) -> None:
                 self.record(event, call=call, job_id=job_id, result=result, reason=reason, **extra)

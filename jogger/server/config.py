@@ -58,6 +58,8 @@ class ServerConfig:
     """--metrics-listen and --metrics-per-user; None: no metrics served."""
     timeouts: TimeoutPolicy = field(default_factory=TimeoutPolicy)
     """--default-timeout and --max-timeout."""
+    queue_by_default: bool = False
+    """--queue-by-default: every Start and Restart queues, asked or not."""
 
 
 class ConfigError(Exception):
@@ -281,6 +283,28 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--max-jobs", type=int, default=ManagerLimits().max_jobs)
     p.add_argument("--max-jobs-per-user", type=int, default=ManagerLimits().max_jobs_per_owner)
     p.add_argument("--max-output-bytes", type=int, default=ManagerLimits().max_output_bytes)
+    p.add_argument(
+        "--max-queued",
+        type=int,
+        default=ManagerLimits().max_queued,
+        metavar="N",
+        help="jobs that may wait in the queue (jog start --queue) for room under --max-jobs "
+        f"and --max-jobs-per-user, all users together (default {ManagerLimits().max_queued}; "
+        "0: no queue)",
+    )
+    p.add_argument(
+        "--max-queued-per-user",
+        type=int,
+        default=ManagerLimits().max_queued_per_owner,
+        metavar="N",
+        help="jobs of one user that may wait in the queue "
+        f"(default {ManagerLimits().max_queued_per_owner})",
+    )
+    p.add_argument(
+        "--queue-by-default",
+        action="store_true",
+        help="a job the job limits refuse is queued whether or not it asks (jog --queue)",
+    )
     transport = TransportLimits()
     for name, kind, metavar, what in _TRANSPORT_FLAGS:
         default = getattr(transport, name)
@@ -449,6 +473,8 @@ def load(argv: list[str] | None) -> ServerConfig:
             max_jobs=args.max_jobs,
             max_jobs_per_owner=args.max_jobs_per_user,
             max_output_bytes=args.max_output_bytes,
+            max_queued=args.max_queued,
+            max_queued_per_owner=args.max_queued_per_user,
         ),
         cgroups=args.cgroups,
         default_limits=defaults,
@@ -472,6 +498,7 @@ def load(argv: list[str] | None) -> ServerConfig:
         isolation=isolation,
         metrics=metrics,
         timeouts=timeouts,
+        queue_by_default=args.queue_by_default,
     )
 
 

@@ -80,6 +80,7 @@ async def serve(
         audit,
         streamed=streamed,
         timeouts=config.timeouts,
+        queue_by_default=config.queue_by_default,
     )
     health = HealthService([JOBS.full_name])
     methods = {
@@ -113,13 +114,14 @@ async def serve(
             bound = await nursery.start(server.listen, config.listen)
             addresses = " ".join(format_address(host, port) for host, port in bound)
             log.info(
-                "listening on %s state_dir=%s cgroups=%s run_as=%s %s %s",
+                "listening on %s state_dir=%s cgroups=%s run_as=%s %s %s queue_by_default=%s",
                 addresses,
                 config.state_dir,
                 jobs.describe_containment(),
                 config.run_as.describe(),
                 config.isolation.describe(),
                 config.timeouts.describe(),
+                "yes" if config.queue_by_default else "no",
             )
             if config.run_as.mode == "server" and os.geteuid() == 0:
                 log.warning("--run-as server as root: every caller's jobs run as root")

@@ -174,6 +174,16 @@ class _Levels:
                 for owner, count in sorted(gauges.running.items()):
                     running.add_metric([owner], count)
             yield running
+            queued = GaugeMetricFamily(
+                "jogger_jobs_queued",
+                "Jobs waiting in the queue for room under the job limits (jog start --queue).",
+                labels=["user"] if self.per_user else None,
+                value=None if self.per_user else sum(gauges.queued.values()),
+            )
+            if self.per_user:
+                for owner, count in sorted(gauges.queued.items()):
+                    queued.add_metric([owner], count)
+            yield queued
             yield GaugeMetricFamily(
                 "jogger_supervisors_alive",
                 "Jobs whose supervisor process is alive (jobs of the local executor).",

@@ -5,8 +5,9 @@ also list and read (status, output) every user's jobs; stopping and writing to a
 stay with the owner. Which
 local account runs a caller's job is the ``--run-as`` policy's answer (accounts.py),
 which namespaces it runs in the isolation policy's (isolation.py), and how long it may run
-the timeout policy's (timeouts.py). What the audit log is told
-(audit.py): every Start and Stop, an administrator's reads of others' jobs, and refusals.
+the timeout policy's (timeouts.py); a Restart applies them as they are now (restart.py).
+What the audit log is told (audit.py): every Start, Restart and Stop, an administrator's
+reads of others' jobs, and refusals.
 """
 
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -15,6 +16,7 @@ from functools import partial
 from typing import Any
 
 from ..engine import (
+    Account,
     Input,
     InputBusy,
     InputUnavailable,
@@ -29,6 +31,7 @@ from ..engine import (
     LimitExceeded,
     ManagerClosed,
     Namespace,
+    NotRestartable,
     OutputUnavailable,
     SpawnError,
     StoreError,
@@ -45,6 +48,7 @@ from .accounts import AccountRefused, RunAs
 from .audit import AuditLog
 from .filters import filter_from_proto
 from .isolation import IsolationPolicy, IsolationRefused, Network
+from .restart import restart_arguments
 from .timeouts import TimeoutOverMaximum, TimeoutPolicy
 
 JOBS = jobs_pb2.DESCRIPTOR.services_by_name["Jobs"]
@@ -95,6 +99,7 @@ _CODES: dict[type[JobError], StatusCode] = {
     JobNotFound: StatusCode.NOT_FOUND,
     LimitExceeded: StatusCode.RESOURCE_EXHAUSTED,
     ManagerClosed: StatusCode.UNAVAILABLE,
+    NotRestartable: StatusCode.FAILED_PRECONDITION,
     OutputUnavailable: StatusCode.UNAVAILABLE,
     StoreError: StatusCode.UNAVAILABLE,
 }
@@ -135,6 +140,7 @@ def status_to_proto(status: JobStatus) -> jobs_pb2.JobStatus:
         message.deadline.FromDatetime(status.deadline)
     message.name = status.name
     message.labels.update(status.labels)
+    message.queue_position = status.queue_position
     return message
 
 
@@ -251,6 +257,7 @@ class JobsService:
         *,
         streamed: Callable[[str, int], None] | None = None,
         timeouts: TimeoutPolicy | None = None,
+        queue_by_default: bool = False,
     ) -> None:
         self._jobs = jobs
         self._run_as = run_as or RunAs()
@@ -259,11 +266,16 @@ class JobsService:
         self._streamed = streamed or (lambda user, size: None)
         """Told the size of each chunk of output sent, and to whom (metrics.py)."""
         self._timeouts = timeouts or TimeoutPolicy()
+        self._queue_by_default = queue_by_default
+        """--queue-by-default: Start and Restart queue whether they ask or not."""
 
     def methods(self) -> dict[str, Method]:
         """Our handlers, keyed by gRPC path, with the message types the generated code names."""
         handlers = {
             "Start": Method(jobs_pb2.StartRequest, unary=self._audit.recorded("start", self.start)),
+            "Restart": Method(
+                jobs_pb2.RestartRequest, unary=self._audit.recorded("restart", self.restart)
+            ),
             "Stop": Method(jobs_pb2.StopRequest, unary=self._audit.recorded("stop", self.stop)),
             "Status": Method(jobs_pb2.StatusRequest, unary=self.status),
             "List": Method(jobs_pb2.ListRequest, unary=self.list),
@@ -274,10 +286,7 @@ class JobsService:
 
     async def start(self, call: Call, request: jobs_pb2.StartRequest) -> jobs_pb2.JobStatus:
         with _engine_errors():
-            try:
-                account = await self._run_as.account_for(call.identity)
-            except AccountRefused as exc:
-                raise RpcError(StatusCode.PERMISSION_DENIED, str(exc)) from None
+            account = await self._account(call)
             inputs = input_arguments(request)
             try:
                 isolation = self._isolation.resolve(*isolation_from_proto(request))
@@ -302,9 +311,28 @@ class JobsService:
                 timeout=timeout,
                 name=request.name,
                 labels=dict(request.labels),
+                queue=request.queue or self._queue_by_default,
                 **inputs,
             )
         return status_to_proto(status)
+
+    async def restart(self, call: Call, request: jobs_pb2.RestartRequest) -> jobs_pb2.JobStatus:
+        user = call.identity.user
+        with _engine_errors():
+            old, asked = await self._jobs.request_of(user, request.job_id)
+            arguments = restart_arguments(
+                asked, await self._account(call), self._isolation, self._timeouts
+            )
+            queue = request.queue or self._queue_by_default
+            status = await self._jobs.start(user, old.argv, queue=queue, **arguments)
+        return status_to_proto(status)
+
+    async def _account(self, call: Call) -> Account | None:
+        """The account the caller's jobs run as now; PERMISSION_DENIED if none may."""
+        try:
+            return await self._run_as.account_for(call.identity)
+        except AccountRefused as exc:
+            raise RpcError(StatusCode.PERMISSION_DENIED, str(exc)) from None
 
     async def stop(self, call: Call, request: jobs_pb2.StopRequest) -> jobs_pb2.JobStatus:
         grace = None

@@ -80,7 +80,7 @@ class Isolation(_message.Message):
     def __init__(self, namespaces: _Optional[_Iterable[_Union[Namespace, str]]] = ..., read_only_root: _Optional[bool] = ..., hostname: _Optional[str] = ...) -> None: ...
 
 class StartRequest(_message.Message):
-    __slots__ = ("argv", "cwd", "env", "limits", "input", "term", "window", "isolation", "network", "read_only_root", "timeout", "name", "labels")
+    __slots__ = ("argv", "cwd", "env", "limits", "input", "term", "window", "isolation", "network", "read_only_root", "timeout", "name", "labels", "queue")
     class EnvEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -108,6 +108,7 @@ class StartRequest(_message.Message):
     TIMEOUT_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     LABELS_FIELD_NUMBER: _ClassVar[int]
+    QUEUE_FIELD_NUMBER: _ClassVar[int]
     argv: _containers.RepeatedScalarFieldContainer[str]
     cwd: str
     env: _containers.ScalarMap[str, str]
@@ -121,7 +122,16 @@ class StartRequest(_message.Message):
     timeout: _duration_pb2.Duration
     name: str
     labels: _containers.ScalarMap[str, str]
-    def __init__(self, argv: _Optional[_Iterable[str]] = ..., cwd: _Optional[str] = ..., env: _Optional[_Mapping[str, str]] = ..., limits: _Optional[_Union[Limits, _Mapping]] = ..., input: _Optional[_Union[Input, str]] = ..., term: _Optional[str] = ..., window: _Optional[_Union[WindowSize, _Mapping]] = ..., isolation: _Optional[_Union[Isolation, _Mapping]] = ..., network: _Optional[_Union[Network, str]] = ..., read_only_root: _Optional[bool] = ..., timeout: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., name: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ...) -> None: ...
+    queue: bool
+    def __init__(self, argv: _Optional[_Iterable[str]] = ..., cwd: _Optional[str] = ..., env: _Optional[_Mapping[str, str]] = ..., limits: _Optional[_Union[Limits, _Mapping]] = ..., input: _Optional[_Union[Input, str]] = ..., term: _Optional[str] = ..., window: _Optional[_Union[WindowSize, _Mapping]] = ..., isolation: _Optional[_Union[Isolation, _Mapping]] = ..., network: _Optional[_Union[Network, str]] = ..., read_only_root: _Optional[bool] = ..., timeout: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., name: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., queue: _Optional[bool] = ...) -> None: ...
+
+class RestartRequest(_message.Message):
+    __slots__ = ("job_id", "queue")
+    JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    QUEUE_FIELD_NUMBER: _ClassVar[int]
+    job_id: str
+    queue: bool
+    def __init__(self, job_id: _Optional[str] = ..., queue: _Optional[bool] = ...) -> None: ...
 
 class Limits(_message.Message):
     __slots__ = ("cpu", "cpu_weight", "memory", "io_weight", "pids")
@@ -203,7 +213,7 @@ class ListResponse(_message.Message):
     def __init__(self, jobs: _Optional[_Iterable[_Union[JobStatus, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
 
 class JobStatus(_message.Message):
-    __slots__ = ("job_id", "owner", "argv", "state", "reason", "exit_code", "signal", "started_at", "ended_at", "output_bytes", "output_truncated", "output_error", "pid", "cgroup", "limits", "cpu_time", "memory_peak", "run_as", "input", "isolation", "external_id", "timeout", "deadline", "name", "labels")
+    __slots__ = ("job_id", "owner", "argv", "state", "reason", "exit_code", "signal", "started_at", "ended_at", "output_bytes", "output_truncated", "output_error", "pid", "cgroup", "limits", "cpu_time", "memory_peak", "run_as", "input", "isolation", "external_id", "timeout", "deadline", "name", "labels", "queue_position")
     class LabelsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -236,6 +246,7 @@ class JobStatus(_message.Message):
     DEADLINE_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     LABELS_FIELD_NUMBER: _ClassVar[int]
+    QUEUE_POSITION_FIELD_NUMBER: _ClassVar[int]
     job_id: str
     owner: str
     argv: _containers.RepeatedScalarFieldContainer[str]
@@ -261,7 +272,8 @@ class JobStatus(_message.Message):
     deadline: _timestamp_pb2.Timestamp
     name: str
     labels: _containers.ScalarMap[str, str]
-    def __init__(self, job_id: _Optional[str] = ..., owner: _Optional[str] = ..., argv: _Optional[_Iterable[str]] = ..., state: _Optional[_Union[JobState, str]] = ..., reason: _Optional[str] = ..., exit_code: _Optional[int] = ..., signal: _Optional[int] = ..., started_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., ended_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., output_bytes: _Optional[int] = ..., output_truncated: _Optional[bool] = ..., output_error: _Optional[str] = ..., pid: _Optional[int] = ..., cgroup: _Optional[str] = ..., limits: _Optional[_Union[Limits, _Mapping]] = ..., cpu_time: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., memory_peak: _Optional[int] = ..., run_as: _Optional[_Union[Account, _Mapping]] = ..., input: _Optional[_Union[Input, str]] = ..., isolation: _Optional[_Union[Isolation, _Mapping]] = ..., external_id: _Optional[str] = ..., timeout: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., deadline: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., name: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ...) -> None: ...
+    queue_position: int
+    def __init__(self, job_id: _Optional[str] = ..., owner: _Optional[str] = ..., argv: _Optional[_Iterable[str]] = ..., state: _Optional[_Union[JobState, str]] = ..., reason: _Optional[str] = ..., exit_code: _Optional[int] = ..., signal: _Optional[int] = ..., started_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., ended_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., output_bytes: _Optional[int] = ..., output_truncated: _Optional[bool] = ..., output_error: _Optional[str] = ..., pid: _Optional[int] = ..., cgroup: _Optional[str] = ..., limits: _Optional[_Union[Limits, _Mapping]] = ..., cpu_time: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., memory_peak: _Optional[int] = ..., run_as: _Optional[_Union[Account, _Mapping]] = ..., input: _Optional[_Union[Input, str]] = ..., isolation: _Optional[_Union[Isolation, _Mapping]] = ..., external_id: _Optional[str] = ..., timeout: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., deadline: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., name: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., queue_position: _Optional[int] = ...) -> None: ...
 
 class WriteRequest(_message.Message):
     __slots__ = ("job_id", "data", "resize")

@@ -70,6 +70,14 @@ NOT_FOUND = StatusCode.NOT_FOUND
 ALLOWED: dict[str, set[StatusCode]] = {
     "Start": {OK, INVALID, StatusCode.RESOURCE_EXHAUSTED},
     "Stop": {OK, INVALID, NOT_FOUND, StatusCode.RESOURCE_EXHAUSTED},
+    # FAILED_PRECONDITION: the job has not ended yet.
+    "Restart": {
+        OK,
+        INVALID,
+        NOT_FOUND,
+        StatusCode.FAILED_PRECONDITION,
+        StatusCode.RESOURCE_EXHAUSTED,
+    },
     "Status": {OK, INVALID, NOT_FOUND, StatusCode.RESOURCE_EXHAUSTED},
     "List": {OK, INVALID, StatusCode.PERMISSION_DENIED},
     "Output": {OK, INVALID, NOT_FOUND, StatusCode.RESOURCE_EXHAUSTED},
@@ -80,7 +88,7 @@ RAW_ALLOWED = set().union(*ALLOWED.values()) | {
     StatusCode.UNIMPLEMENTED,
     StatusCode.DEADLINE_EXCEEDED,
 }
-PATHS = {name: JOBS + name for name in ("Start", "Stop", "Status", "List", "Output")} | {
+PATHS = {name: JOBS + name for name in ("Start", "Restart", "Stop", "Status", "List", "Output")} | {
     "Health": HEALTH
 }
 
@@ -167,6 +175,7 @@ graces = st.one_of(
 )
 stops = st.builds(_stop, job_ids, graces)
 statuses = st.builds(jobs_pb2.StatusRequest, job_id=job_ids)
+restarts = st.builds(jobs_pb2.RestartRequest, job_id=job_ids, queue=st.booleans())
 lists = st.builds(
     jobs_pb2.ListRequest,
     all_users=st.booleans(),
@@ -184,6 +193,7 @@ healths = st.builds(
 )
 REQUESTS: dict[str, st.SearchStrategy[Message]] = {
     "Start": starts,
+    "Restart": restarts,
     "Stop": stops,
     "Status": statuses,
     "List": lists,
@@ -192,7 +202,9 @@ REQUESTS: dict[str, st.SearchStrategy[Message]] = {
 }
 
 
-HAS_JOB_ID = jobs_pb2.StopRequest | jobs_pb2.StatusRequest | jobs_pb2.OutputRequest
+HAS_JOB_ID = (
+    jobs_pb2.RestartRequest | jobs_pb2.StopRequest | jobs_pb2.StatusRequest | jobs_pb2.OutputRequest
+)
 
 
 @dataclass(frozen=True)
@@ -370,6 +382,7 @@ def raw_calls(draw: st.DrawFn) -> RawCall:
 
 RESPONSES: dict[str, type[Message]] = {
     "Start": jobs_pb2.JobStatus,
+    "Restart": jobs_pb2.JobStatus,
     "Stop": jobs_pb2.JobStatus,
     "Status": jobs_pb2.JobStatus,
     "List": jobs_pb2.ListResponse,
@@ -402,7 +415,7 @@ class World:
             return exc.code
         except TransportError as exc:
             raise AssertionError(f"{call!r} cost the client its connection: {exc}") from None
-        if isinstance(response, jobs_pb2.JobStatus) and call.method == "Start":
+        if isinstance(response, jobs_pb2.JobStatus) and call.method in ("Start", "Restart"):
             started.append(response.job_id)
             self.job_pids.add(response.pid)
         return OK
@@ -413,7 +426,7 @@ class World:
             jobs, _ = await self.client("root").list(all_users=True)
             for job in jobs:
                 self.job_pids.add(job.pid)
-                if job.state == jobs_pb2.JOB_STATE_RUNNING:
+                if job.state in (jobs_pb2.JOB_STATE_RUNNING, jobs_pb2.JOB_STATE_QUEUED):
                     await self.client(job.owner).stop(job.job_id, grace=0)
 
     async def assert_serving(self) -> None:

@@ -82,8 +82,8 @@ async def test_the_bash_script_is_valid_and_completes_commands_options_and_ids(
     path = await script(cli, "bash", tmp_path)
     await trio.run_process(["bash", "-n", path])
     assert await complete(cli, path, "") == [
-        "start", "run", "attach", "stop", "status", "output", "list", "wait", "context",
-        "completion",
+        "start", "run", "attach", "restart", "stop", "status", "output", "list", "wait",
+        "context", "completion",
     ]  # fmt: skip
     assert await complete(cli, path, "st") == ["start", "stop", "status"]
     assert await complete(cli, path, "wait", "--t") == ["--timeout"]

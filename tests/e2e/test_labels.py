@@ -16,6 +16,7 @@ import pytest
 import trio
 
 from jogger import JobState, JobStatus
+from jogger.engine.request import StartRequest, encode
 from jogger.engine.rows import ProcessIdentity
 from jogger.engine.store import JobStore
 from jogger.rpc.client import JobsClient, open_client
@@ -213,7 +214,7 @@ async def record_history(state_dir: Path, n: int) -> list[Made]:
                 name=job.name,
                 labels=job.labels,
             )
-            await store.record_start(start, NOBODY, NOBODY)
+            await store.record_start(start, NOBODY, NOBODY, encode(StartRequest()))
         async with trio.open_nursery() as nursery:
             for i, job in enumerate(history):
                 end = JobStatus(

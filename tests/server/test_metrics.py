@@ -410,3 +410,39 @@ async def test_a_metrics_address_in_use_is_one_line_and_leaves_nothing(
     )
     # Nothing held: the next server has the state dir.
     await stop_server((await launch(pki, state, nursery)).process)
+
+
+async def test_queued_jobs_are_a_gauge_and_restart_is_counted_as_a_method(
+    pki: Pki, tmp_path: Path, nursery: trio.Nursery
+) -> None:
+    async with metrics_server(
+        pki, tmp_path / "state", nursery, "--max-jobs", "1", "--metrics-per-user"
+    ) as server:
+        async with server.client() as alice:
+            blocker = await alice.start(["sleep", "300"])
+            queued = [await alice.start(["true"], queue=True) for _ in range(2)]
+            samples = await server.scrape()
+            assert value(samples, "jogger_jobs_queued", user="alice") == 2
+            with pytest.raises(RpcError) as refused:
+                await alice.restart(blocker.job_id)
+            assert refused.value.code is StatusCode.FAILED_PRECONDITION
+            await alice.stop(blocker.job_id, grace=0)
+            for job in queued:
+                with trio.fail_after(30):
+                    async with alice.output(job.job_id) as chunks:
+                        async for _ in chunks:
+                            pass
+        # A rendering serves scrapes for a while: until the one after the jobs ran.
+        samples = await server.until(lambda s: value(s, "jogger_jobs_ended_total") == 3)
+        assert value(samples, "jogger_jobs_queued", user="alice") == 0
+        calls = "jogger_rpc_calls_total"
+        assert (
+            value(
+                samples,
+                calls,
+                method="/jogger.v1.Jobs/Restart",
+                code="FAILED_PRECONDITION",
+                user="alice",
+            )
+            == 1
+        )

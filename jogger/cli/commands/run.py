@@ -81,6 +81,7 @@ async def _run(dial: Dialer, args: argparse.Namespace) -> int:
                     client,
                     args,
                     input=jobs_pb2.INPUT_PIPE if feeding else jobs_pb2.INPUT_NONE,
+                    tell_queued=True,
                 )
                 job_id = status.job_id
                 if interrupted:

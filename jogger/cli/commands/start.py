@@ -1,6 +1,7 @@
 """``jog start -- cmd``: start a job and print its id. Its stdin is /dev/null, a pipe (``-i``)
 or a terminal (``-t``), which ``jog attach`` writes to. Its isolation is the server's
-default unless ``--isolate``, ``--network`` or ``--read-only-root`` say otherwise."""
+default unless ``--isolate``, ``--network`` or ``--read-only-root`` say otherwise. With
+``--queue``, a job a job limit refuses waits in the server's queue instead."""
 
 import argparse
 import os
@@ -28,11 +29,13 @@ async def start_job(
     *,
     input: int = jobs_pb2.INPUT_NONE,
     window: tuple[int, int] | None = None,
+    tell_queued: bool = False,
 ) -> jobs_pb2.JobStatus:
     """Start the job the command line describes, with that input (a terminal gets our
-    TERM, or "dumb")."""
+    TERM, or "dumb"). ``tell_queued``: say on stderr when the server queued it (jog run,
+    which then waits)."""
     terminal = input == jobs_pb2.INPUT_TERMINAL
-    return await client.start(
+    status = await client.start(
         args.job,
         cwd=args.cwd or "",
         env=dict(args.env),
@@ -46,7 +49,11 @@ async def start_job(
         timeout=args.timeout,
         name=args.name,
         labels=args.labels,
+        queue=args.queue,
     )
+    if tell_queued and status.queue_position:
+        print(f"jog: {started(status)}; waiting for room", file=sys.stderr)
+    return status
 
 
 def isolation_message(args: argparse.Namespace) -> jobs_pb2.Isolation | None:
@@ -72,5 +79,13 @@ async def run(dial: Dialer, args: argparse.Namespace) -> int:
         stdin = jobs_pb2.INPUT_PIPE
     async with dial() as client:
         status = await start_job(client, args, input=stdin, window=window)
-    print(f"started: {status.job_id}", file=sys.stdout)
+    print(started(status), file=sys.stdout)
     return Exit.OK
+
+
+def started(status: jobs_pb2.JobStatus) -> str:
+    """``started: ID``, or for a job the server queued, ``queued: ID (position N)``: the id
+    is the second word either way, for scripts."""
+    if status.queue_position:
+        return f"queued: {status.job_id} (position {status.queue_position} among your queued jobs)"
+    return f"started: {status.job_id}"

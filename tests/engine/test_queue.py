@@ -1,0 +1,226 @@
+"""The job queue: its order (queue.py), and the manager's queue on record (queued.py)."""
+
+import sqlite3
+from collections import Counter
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+import trio
+import trio.testing
+
+from jogger import (
+    Account,
+    Input,
+    Isolation,
+    JobLimits,
+    JobManager,
+    JobState,
+    LimitExceeded,
+    ManagerClosed,
+    ManagerLimits,
+    NotRestartable,
+    WindowSize,
+)
+from jogger.engine.queue import JobQueue, Queued
+from jogger.engine.request import StartRequest, decode, encode, restartable
+from jogger.engine.status import JobStatus
+from tests.procs import collect
+
+NOBODY_ARRIVING: Counter[str] = Counter()
+
+
+def entry(owner: str, order: int) -> Queued:
+    status = JobStatus(
+        id=f"{owner}-{order}",
+        owner=owner,
+        argv=("true",),
+        state=JobState.QUEUED,
+        pid=0,
+        started_at=datetime.now(UTC),
+    )
+    return Queued(status, StartRequest(), order)
+
+
+def drain(queue: JobQueue, may_start: dict[str, bool] | None = None) -> list[str]:
+    """The ids in the order the queue hands them out, each started as it is taken."""
+    taken = []
+    while (next_one := queue.pop_next(lambda o: (may_start or {}).get(o, True))) is not None:
+        queue.started(next_one.owner)
+        taken.append(next_one.id)
+    return taken
+
+
+def test_each_owners_jobs_leave_in_the_order_they_came() -> None:
+    queue = JobQueue(100, 100)
+    for order in (1, 2, 3):
+        queue.push(entry("alice", order))
+    assert drain(queue) == ["alice-1", "alice-2", "alice-3"]
+
+
+def test_owners_take_turns_whoever_queued_more() -> None:
+    queue = JobQueue(100, 100)
+    for order in (1, 2, 3):
+        queue.push(entry("alice", order))
+    queue.push(entry("bob", 4))
+    queue.push(entry("bob", 5))
+    assert drain(queue) == ["alice-1", "bob-4", "alice-2", "bob-5", "alice-3"]
+
+
+def test_the_owner_whose_last_start_is_longest_ago_goes_first() -> None:
+    queue = JobQueue(100, 100)
+    queue.started("bob")
+    queue.started("alice")  # alice started last: bob's turn, though alice queued first
+    queue.push(entry("alice", 1))
+    queue.push(entry("bob", 2))
+    assert drain(queue) == ["bob-2", "alice-1"]
+
+
+def test_an_owner_held_back_by_their_own_limit_holds_nobody_else_back() -> None:
+    queue = JobQueue(100, 100)
+    queue.push(entry("alice", 1))
+    queue.push(entry("bob", 2))
+    assert drain(queue, {"alice": False}) == ["bob-2"]
+    assert queue.position(queue.get("alice-1")) == 1  # type: ignore[arg-type]
+
+
+def test_positions_count_within_the_owners_line_and_shift_on_removal() -> None:
+    queue = JobQueue(100, 100)
+    entries = [entry("alice", n) for n in (1, 2, 3)]
+    for e in entries:
+        queue.push(e)
+    queue.push(entry("bob", 4))
+    assert [queue.position(e) for e in entries] == [1, 2, 3]
+    queue.remove(entries[1])
+    assert [queue.position(e) for e in entries] == [1, 0, 2]
+    # Put back (a start that could not be recorded): in its place, by order.
+    queue.push(entries[1])
+    assert [queue.position(e) for e in entries] == [1, 2, 3]
+
+
+def test_the_queue_is_bounded_in_all_and_per_owner() -> None:
+    queue = JobQueue(3, 2)
+    queue.push(entry("alice", 1))
+    queue.push(entry("alice", 2))
+    with pytest.raises(LimitExceeded, match="2 of your jobs are queued; the limit is 2"):
+        queue.check_room("alice", NOBODY_ARRIVING)
+    queue.check_room("bob", NOBODY_ARRIVING)
+    with pytest.raises(LimitExceeded, match="3 jobs are queued; the limit is 3"):
+        queue.check_room("bob", Counter(bob=1))  # one of bob's being recorded counts too
+    with pytest.raises(LimitExceeded, match="queues no jobs"):
+        JobQueue(0, 10).check_room("alice", NOBODY_ARRIVING)
+
+
+async def test_a_queued_job_starts_when_room_frees_and_its_status_says_where_it_stands(
+    tmp_path: Path,
+) -> None:
+    async with JobManager(tmp_path / "state", limits=ManagerLimits(max_jobs=1)) as jobs:
+        blocker = await jobs.start("alice", ["sleep", "300"])
+        with pytest.raises(LimitExceeded):
+            await jobs.start("alice", ["true"])
+        queued = await jobs.start("alice", ["echo", "hi"], queue=True, env={"A": "1"})
+        assert (queued.state, queued.reason, queued.queue_position) == (
+            JobState.QUEUED,
+            "capacity",
+            1,
+        )
+        assert queued.deadline is None
+        await jobs.stop("alice", blocker.id, grace=0)
+        with trio.fail_after(20):
+            final = await jobs.wait("alice", queued.id)
+            assert await collect(jobs.output("alice", queued.id)) == b"hi\n"
+        assert (final.state, final.queue_position) == (JobState.COMPLETED, 0)
+        assert final.started_at > queued.started_at
+        _, request = await jobs.request_of("alice", queued.id)
+        assert request.env == {"A": "1"}
+
+
+async def test_a_start_a_crash_cut_short_is_started_again_from_the_queue(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    async with JobManager(state, limits=ManagerLimits(max_jobs=1)) as jobs:
+        blocker = await jobs.start("alice", ["sleep", "300"])
+        queued = await jobs.start("alice", ["echo", "again"], queue=True)
+        await jobs.stop("alice", blocker.id, grace=0)
+        await jobs.wait("alice", queued.id)
+    # As a crash between the spawn and the record leaves it: the row still queued, and the
+    # log the killed attempt had begun.
+    with sqlite3.connect(state / "jobs.db") as db:
+        db.execute(
+            "UPDATE jobs SET state = 'queued', reason = 'capacity', ended_at = NULL, "
+            "exit_code = NULL WHERE id = ?",
+            (queued.id,),
+        )
+    db.close()
+    (state / "logs" / f"{queued.id}.log").write_bytes(b"half a start")
+    async with JobManager(state, limits=ManagerLimits(max_jobs=1)) as jobs:
+        with trio.fail_after(20):
+            final = await jobs.wait("alice", queued.id)
+            assert await collect(jobs.output("alice", queued.id)) == b"again\n"
+        assert final.state is JobState.COMPLETED
+
+
+async def test_a_queued_job_that_cannot_start_fails_and_says_why(tmp_path: Path) -> None:
+    gone = tmp_path / "gone"
+    gone.mkdir()
+    async with JobManager(tmp_path / "state", limits=ManagerLimits(max_jobs=1)) as jobs:
+        blocker = await jobs.start("alice", ["sleep", "300"])
+        queued = await jobs.start("alice", ["true"], cwd=str(gone), queue=True)
+        behind = await jobs.start("alice", ["true"], queue=True)
+        gone.rmdir()
+        await jobs.stop("alice", blocker.id, grace=0)
+        with trio.fail_after(20):
+            final = await jobs.wait("alice", queued.id)
+            output = await collect(jobs.output("alice", queued.id))
+            # Its room was given back: the job behind it starts, with nothing else ending.
+            assert (await jobs.wait("alice", behind.id)).state is JobState.COMPLETED
+        assert (final.state, final.reason) == (JobState.FAILED, "start-failed")
+        assert output.startswith(b"jogger: the job could not start: ")
+
+
+async def test_shutdown_leaves_queued_jobs_queued_and_tells_their_waiters(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    told: list[BaseException] = []
+
+    async def waiter(jobs: JobManager, job_id: str) -> None:
+        try:
+            await jobs.wait("alice", job_id)
+        except ManagerClosed as exc:
+            told.append(exc)
+
+    # The waiter's nursery outlives the manager, which shuts down while it waits.
+    async with (
+        trio.open_nursery() as outer,
+        JobManager(state, limits=ManagerLimits(max_jobs=1)) as jobs,
+    ):
+        await jobs.start("alice", ["sleep", "300"])
+        queued = await jobs.start("alice", ["true"], queue=True)
+        outer.start_soon(waiter, jobs, queued.id)
+        await trio.testing.wait_all_tasks_blocked()
+    assert [str(exc) for exc in told] == [
+        "the server is shutting down: the job stays queued for the next"
+    ]
+    async with JobManager(state, limits=ManagerLimits(max_jobs=1)) as jobs:
+        with trio.fail_after(20):
+            assert (await jobs.wait("alice", queued.id)).state is JobState.COMPLETED
+
+
+def test_a_start_request_reads_back_as_written_and_a_damaged_one_is_refused() -> None:
+    request = StartRequest(
+        cwd="/srv/work",
+        env={"A": "1", "SECRET": "x y"},
+        limits=JobLimits(cpu=0.5, pids=32),
+        input=Input.TERMINAL,
+        window=WindowSize(40, 120),
+        isolation=Isolation.parse("pid,net,read-only-root"),
+        timeout=90.0,
+        account=Account("nobody", 65534, 65534, (65534,), "/nonexistent"),
+    )
+    assert decode(encode(request)) == request
+    assert decode(encode(StartRequest())) == StartRequest()
+    # Keys a later server adds are ignored; keys an older one left out take their defaults.
+    assert decode('{"names": ["x"], "env": {"A": "1"}}') == StartRequest(env={"A": "1"})
+    for damaged in ('"text"', '{"env": {"A": 1}}', '{"limits": {"cpu": true}}', "{"):
+        with pytest.raises(ValueError):  # noqa: PT011 - each has its own message
+            decode(damaged)
+    with pytest.raises(NotRestartable, match="before servers kept start requests"):
+        restartable("some-id", None)
