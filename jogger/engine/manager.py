@@ -47,6 +47,7 @@ from .statedir import lock, prepare_dir
 from .status import Input, JobStatus, WindowSize
 from .store import JobStore, Page
 from .supervisor import PROGRAM, Supervisor, forget_end
+from .window import OutputWindow, Piece, open_index, pieces, start_of
 
 log = logging.getLogger("jogger.engine")
 
@@ -674,13 +675,50 @@ class JobManager:
         """
         validate.check_read(offset, chunk_size)
         job = await self._lookup(owner, job_id)
-        if isinstance(job, Job):
-            chunks = job.output(offset, follow=follow, chunk_size=chunk_size)
-        else:
-            log_file = OutputLog.finished(self._logs_dir / f"{job.id}.log", job.output_bytes)
-            chunks = log_file.read(offset, follow=False, chunk_size=chunk_size)
-        async with aclosing(chunks):
+        async with aclosing(self._chunks(job, offset, follow, chunk_size)) as chunks:
             yield chunks
+
+    @asynccontextmanager
+    async def output_window(
+        self,
+        owner: str,
+        job_id: str,
+        window: OutputWindow,
+        *,
+        offset: int = 0,
+        follow: bool = True,
+        chunk_size: ChunkSize = 64 * 1024,
+    ) -> AsyncGenerator[tuple[int, AsyncIterator[Piece]], None]:
+        """As ``output``, through ``window`` (window.py): where the stream begins (past
+        ``offset`` for a tail or a since), and its pieces, cut where their time changes.
+
+        Raises as ``output`` does, and TimesUnavailable on entering the block for a timed
+        window on a job whose output has no time index. Cancellation: as ``output``.
+        """
+        validate.check_read(offset, chunk_size)
+        window.check()
+        job = await self._lookup(owner, job_id)
+        log_path = self._logs_dir / f"{job.id}.log"
+        size = job.log.size if isinstance(job, Job) else job.output_bytes
+        index = open_index(log_path) if window.timed else None
+        try:
+            start = await start_of(window, log_path, size, offset, index)
+            async with (
+                aclosing(self._chunks(job, start, follow, chunk_size)) as chunks,
+                aclosing(pieces(chunks, start, window, index)) as stream,
+            ):
+                yield start, stream
+        finally:
+            if index is not None:
+                index.close()
+
+    def _chunks(
+        self, job: Job | JobStatus, offset: int, follow: bool, chunk_size: ChunkSize
+    ) -> AsyncGenerator[bytes, None]:
+        if isinstance(job, Job):
+            return job.output(offset, follow=follow, chunk_size=chunk_size)
+        log_file = OutputLog.finished(self._logs_dir / f"{job.id}.log", job.output_bytes)
+        return log_file.read(offset, follow=False, chunk_size=chunk_size)
 
     def _check_records(self) -> None:
         # Records stay readable while shutting down, until the store closes: a follower
@@ -751,7 +789,7 @@ class JobManager:
                 self._output_done += job.log.size - job.log.base
                 del self._jobs[job.id]
             if job.refused:
-                job.log.path.unlink(missing_ok=True)
+                job.log.discard()
 
 
 def _owning(

@@ -26,7 +26,7 @@ from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x14jogger/v1/jobs.proto\x12\tjogger.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"(\n\nWindowSize\x12\x0c\n\x04rows\x18\x01 \x01(\r\x12\x0c\n\x04\x63ols\x18\x02 \x01(\r\"_\n\tIsolation\x12(\n\nnamespaces\x18\x01 \x03(\x0e\x32\x14.jogger.v1.Namespace\x12\x16\n\x0eread_only_root\x18\x02 \x01(\x08\x12\x10\n\x08hostname\x18\x03 \x01(\t\"\x8f\x03\n\x0cStartRequest\x12\x0c\n\x04\x61rgv\x18\x01 \x03(\t\x12\x0b\n\x03\x63wd\x18\x02 \x01(\t\x12-\n\x03\x65nv\x18\x03 \x03(\x0b\x32 .jogger.v1.StartRequest.EnvEntry\x12!\n\x06limits\x18\x04 \x01(\x0b\x32\x11.jogger.v1.Limits\x12\x1f\n\x05input\x18\x05 \x01(\x0e\x32\x10.jogger.v1.Input\x12\x0c\n\x04term\x18\x06 \x01(\t\x12%\n\x06window\x18\x07 \x01(\x0b\x32\x15.jogger.v1.WindowSize\x12\'\n\tisolation\x18\x08 \x01(\x0b\x32\x14.jogger.v1.Isolation\x12#\n\x07network\x18\t \x01(\x0e\x32\x12.jogger.v1.Network\x12\x16\n\x0eread_only_root\x18\n \x01(\x08\x12*\n\x07timeout\x18\x0b \x01(\x0b\x32\x19.google.protobuf.Duration\x1a*\n\x08\x45nvEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"Z\n\x06Limits\x12\x0b\n\x03\x63pu\x18\x01 \x01(\x01\x12\x12\n\ncpu_weight\x18\x02 \x01(\r\x12\x0e\n\x06memory\x18\x03 \x01(\x04\x12\x11\n\tio_weight\x18\x04 \x01(\r\x12\x0c\n\x04pids\x18\x05 \x01(\r\"G\n\x0bStopRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12(\n\x05grace\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration\"\x1f\n\rStatusRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\"?\n\rOutputRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x0e\n\x06offset\x18\x02 \x01(\x04\x12\x0e\n\x06\x66ollow\x18\x03 \x01(\x08\"P\n\x0bOutputChunk\x12\x0e\n\x06offset\x18\x01 \x01(\x04\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\x12#\n\x05\x66inal\x18\x03 \x01(\x0b\x32\x14.jogger.v1.JobStatus\"G\n\x0bListRequest\x12\x11\n\tall_users\x18\x01 \x01(\x08\x12\x11\n\tpage_size\x18\x02 \x01(\r\x12\x12\n\npage_token\x18\x03 \x01(\t\"K\n\x0cListResponse\x12\"\n\x04jobs\x18\x01 \x03(\x0b\x32\x14.jogger.v1.JobStatus\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\x9d\x05\n\tJobStatus\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\r\n\x05owner\x18\x02 \x01(\t\x12\x0c\n\x04\x61rgv\x18\x03 \x03(\t\x12\"\n\x05state\x18\x04 \x01(\x0e\x32\x13.jogger.v1.JobState\x12\x0e\n\x06reason\x18\x05 \x01(\t\x12\x13\n\texit_code\x18\x06 \x01(\x05H\x00\x12\x10\n\x06signal\x18\x07 \x01(\x05H\x00\x12.\n\nstarted_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nded_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x14\n\x0coutput_bytes\x18\n \x01(\x04\x12\x18\n\x10output_truncated\x18\x0b \x01(\x08\x12\x14\n\x0coutput_error\x18\x0c \x01(\t\x12\x0b\n\x03pid\x18\r \x01(\x05\x12\x0e\n\x06\x63group\x18\x0e \x01(\t\x12!\n\x06limits\x18\x0f \x01(\x0b\x32\x11.jogger.v1.Limits\x12+\n\x08\x63pu_time\x18\x10 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x13\n\x0bmemory_peak\x18\x11 \x01(\x04\x12\"\n\x06run_as\x18\x12 \x01(\x0b\x32\x12.jogger.v1.Account\x12\x1f\n\x05input\x18\x13 \x01(\x0e\x32\x10.jogger.v1.Input\x12\'\n\tisolation\x18\x14 \x01(\x0b\x32\x14.jogger.v1.Isolation\x12\x13\n\x0b\x65xternal_id\x18\x15 \x01(\t\x12*\n\x07timeout\x18\x16 \x01(\x0b\x32\x19.google.protobuf.Duration\x12,\n\x08\x64\x65\x61\x64line\x18\x17 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x05\n\x03\x65nd\"S\n\x0cWriteRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\x12%\n\x06resize\x18\x03 \x01(\x0b\x32\x15.jogger.v1.WindowSize\"0\n\rWriteResponse\x12\x0f\n\x07written\x18\x01 \x01(\x04\x12\x0e\n\x06\x63losed\x18\x02 \x01(\x08\"$\n\x07\x41\x63\x63ount\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0b\n\x03uid\x18\x02 \x01(\r*;\n\x05Input\x12\x0e\n\nINPUT_NONE\x10\x00\x12\x0e\n\nINPUT_PIPE\x10\x01\x12\x12\n\x0eINPUT_TERMINAL\x10\x02*\xae\x01\n\x08JobState\x12\x19\n\x15JOB_STATE_UNSPECIFIED\x10\x00\x12\x15\n\x11JOB_STATE_RUNNING\x10\x01\x12\x17\n\x13JOB_STATE_COMPLETED\x10\x02\x12\x14\n\x10JOB_STATE_FAILED\x10\x03\x12\x15\n\x11JOB_STATE_STOPPED\x10\x04\x12\x14\n\x10JOB_STATE_KILLED\x10\x05\x12\x14\n\x10JOB_STATE_QUEUED\x10\x06*\x87\x01\n\tNamespace\x12\x19\n\x15NAMESPACE_UNSPECIFIED\x10\x00\x12\x11\n\rNAMESPACE_PID\x10\x01\x12\x13\n\x0fNAMESPACE_MOUNT\x10\x02\x12\x11\n\rNAMESPACE_NET\x10\x03\x12\x11\n\rNAMESPACE_IPC\x10\x04\x12\x11\n\rNAMESPACE_UTS\x10\x05*F\n\x07Network\x12\x17\n\x13NETWORK_UNSPECIFIED\x10\x00\x12\x10\n\x0cNETWORK_NONE\x10\x01\x12\x10\n\x0cNETWORK_HOST\x10\x02\x32\xe3\x02\n\x04Jobs\x12\x36\n\x05Start\x12\x17.jogger.v1.StartRequest\x1a\x14.jogger.v1.JobStatus\x12\x34\n\x04Stop\x12\x16.jogger.v1.StopRequest\x1a\x14.jogger.v1.JobStatus\x12\x38\n\x06Status\x12\x18.jogger.v1.StatusRequest\x1a\x14.jogger.v1.JobStatus\x12<\n\x06Output\x12\x18.jogger.v1.OutputRequest\x1a\x16.jogger.v1.OutputChunk0\x01\x12\x37\n\x04List\x12\x16.jogger.v1.ListRequest\x1a\x17.jogger.v1.ListResponse\x12<\n\x05Write\x12\x17.jogger.v1.WriteRequest\x1a\x18.jogger.v1.WriteResponse(\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x14jogger/v1/jobs.proto\x12\tjogger.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"(\n\nWindowSize\x12\x0c\n\x04rows\x18\x01 \x01(\r\x12\x0c\n\x04\x63ols\x18\x02 \x01(\r\"_\n\tIsolation\x12(\n\nnamespaces\x18\x01 \x03(\x0e\x32\x14.jogger.v1.Namespace\x12\x16\n\x0eread_only_root\x18\x02 \x01(\x08\x12\x10\n\x08hostname\x18\x03 \x01(\t\"\x8f\x03\n\x0cStartRequest\x12\x0c\n\x04\x61rgv\x18\x01 \x03(\t\x12\x0b\n\x03\x63wd\x18\x02 \x01(\t\x12-\n\x03\x65nv\x18\x03 \x03(\x0b\x32 .jogger.v1.StartRequest.EnvEntry\x12!\n\x06limits\x18\x04 \x01(\x0b\x32\x11.jogger.v1.Limits\x12\x1f\n\x05input\x18\x05 \x01(\x0e\x32\x10.jogger.v1.Input\x12\x0c\n\x04term\x18\x06 \x01(\t\x12%\n\x06window\x18\x07 \x01(\x0b\x32\x15.jogger.v1.WindowSize\x12\'\n\tisolation\x18\x08 \x01(\x0b\x32\x14.jogger.v1.Isolation\x12#\n\x07network\x18\t \x01(\x0e\x32\x12.jogger.v1.Network\x12\x16\n\x0eread_only_root\x18\n \x01(\x08\x12*\n\x07timeout\x18\x0b \x01(\x0b\x32\x19.google.protobuf.Duration\x1a*\n\x08\x45nvEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"Z\n\x06Limits\x12\x0b\n\x03\x63pu\x18\x01 \x01(\x01\x12\x12\n\ncpu_weight\x18\x02 \x01(\r\x12\x0e\n\x06memory\x18\x03 \x01(\x04\x12\x11\n\tio_weight\x18\x04 \x01(\r\x12\x0c\n\x04pids\x18\x05 \x01(\r\"G\n\x0bStopRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12(\n\x05grace\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration\"\x1f\n\rStatusRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\"\x9a\x01\n\rOutputRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x0e\n\x06offset\x18\x02 \x01(\x04\x12\x0e\n\x06\x66ollow\x18\x03 \x01(\x08\x12\x11\n\x04tail\x18\x04 \x01(\x04H\x00\x88\x01\x01\x12)\n\x05since\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\ntimestamps\x18\x06 \x01(\x08\x42\x07\n\x05_tail\"z\n\x0bOutputChunk\x12\x0e\n\x06offset\x18\x01 \x01(\x04\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\x12#\n\x05\x66inal\x18\x03 \x01(\x0b\x32\x14.jogger.v1.JobStatus\x12(\n\x04time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"G\n\x0bListRequest\x12\x11\n\tall_users\x18\x01 \x01(\x08\x12\x11\n\tpage_size\x18\x02 \x01(\r\x12\x12\n\npage_token\x18\x03 \x01(\t\"K\n\x0cListResponse\x12\"\n\x04jobs\x18\x01 \x03(\x0b\x32\x14.jogger.v1.JobStatus\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\x9d\x05\n\tJobStatus\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\r\n\x05owner\x18\x02 \x01(\t\x12\x0c\n\x04\x61rgv\x18\x03 \x03(\t\x12\"\n\x05state\x18\x04 \x01(\x0e\x32\x13.jogger.v1.JobState\x12\x0e\n\x06reason\x18\x05 \x01(\t\x12\x13\n\texit_code\x18\x06 \x01(\x05H\x00\x12\x10\n\x06signal\x18\x07 \x01(\x05H\x00\x12.\n\nstarted_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nded_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x14\n\x0coutput_bytes\x18\n \x01(\x04\x12\x18\n\x10output_truncated\x18\x0b \x01(\x08\x12\x14\n\x0coutput_error\x18\x0c \x01(\t\x12\x0b\n\x03pid\x18\r \x01(\x05\x12\x0e\n\x06\x63group\x18\x0e \x01(\t\x12!\n\x06limits\x18\x0f \x01(\x0b\x32\x11.jogger.v1.Limits\x12+\n\x08\x63pu_time\x18\x10 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x13\n\x0bmemory_peak\x18\x11 \x01(\x04\x12\"\n\x06run_as\x18\x12 \x01(\x0b\x32\x12.jogger.v1.Account\x12\x1f\n\x05input\x18\x13 \x01(\x0e\x32\x10.jogger.v1.Input\x12\'\n\tisolation\x18\x14 \x01(\x0b\x32\x14.jogger.v1.Isolation\x12\x13\n\x0b\x65xternal_id\x18\x15 \x01(\t\x12*\n\x07timeout\x18\x16 \x01(\x0b\x32\x19.google.protobuf.Duration\x12,\n\x08\x64\x65\x61\x64line\x18\x17 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x05\n\x03\x65nd\"S\n\x0cWriteRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\x12%\n\x06resize\x18\x03 \x01(\x0b\x32\x15.jogger.v1.WindowSize\"0\n\rWriteResponse\x12\x0f\n\x07written\x18\x01 \x01(\x04\x12\x0e\n\x06\x63losed\x18\x02 \x01(\x08\"$\n\x07\x41\x63\x63ount\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0b\n\x03uid\x18\x02 \x01(\r*;\n\x05Input\x12\x0e\n\nINPUT_NONE\x10\x00\x12\x0e\n\nINPUT_PIPE\x10\x01\x12\x12\n\x0eINPUT_TERMINAL\x10\x02*\xae\x01\n\x08JobState\x12\x19\n\x15JOB_STATE_UNSPECIFIED\x10\x00\x12\x15\n\x11JOB_STATE_RUNNING\x10\x01\x12\x17\n\x13JOB_STATE_COMPLETED\x10\x02\x12\x14\n\x10JOB_STATE_FAILED\x10\x03\x12\x15\n\x11JOB_STATE_STOPPED\x10\x04\x12\x14\n\x10JOB_STATE_KILLED\x10\x05\x12\x14\n\x10JOB_STATE_QUEUED\x10\x06*\x87\x01\n\tNamespace\x12\x19\n\x15NAMESPACE_UNSPECIFIED\x10\x00\x12\x11\n\rNAMESPACE_PID\x10\x01\x12\x13\n\x0fNAMESPACE_MOUNT\x10\x02\x12\x11\n\rNAMESPACE_NET\x10\x03\x12\x11\n\rNAMESPACE_IPC\x10\x04\x12\x11\n\rNAMESPACE_UTS\x10\x05*F\n\x07Network\x12\x17\n\x13NETWORK_UNSPECIFIED\x10\x00\x12\x10\n\x0cNETWORK_NONE\x10\x01\x12\x10\n\x0cNETWORK_HOST\x10\x02\x32\xe3\x02\n\x04Jobs\x12\x36\n\x05Start\x12\x17.jogger.v1.StartRequest\x1a\x14.jogger.v1.JobStatus\x12\x34\n\x04Stop\x12\x16.jogger.v1.StopRequest\x1a\x14.jogger.v1.JobStatus\x12\x38\n\x06Status\x12\x18.jogger.v1.StatusRequest\x1a\x14.jogger.v1.JobStatus\x12<\n\x06Output\x12\x18.jogger.v1.OutputRequest\x1a\x16.jogger.v1.OutputChunk0\x01\x12\x37\n\x04List\x12\x16.jogger.v1.ListRequest\x1a\x17.jogger.v1.ListResponse\x12<\n\x05Write\x12\x17.jogger.v1.WriteRequest\x1a\x18.jogger.v1.WriteResponse(\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -35,14 +35,14 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_STARTREQUEST_ENVENTRY']._loaded_options = None
   _globals['_STARTREQUEST_ENVENTRY']._serialized_options = b'8\001'
-  _globals['_INPUT']._serialized_start=1981
-  _globals['_INPUT']._serialized_end=2040
-  _globals['_JOBSTATE']._serialized_start=2043
-  _globals['_JOBSTATE']._serialized_end=2217
-  _globals['_NAMESPACE']._serialized_start=2220
-  _globals['_NAMESPACE']._serialized_end=2355
-  _globals['_NETWORK']._serialized_start=2357
-  _globals['_NETWORK']._serialized_end=2427
+  _globals['_INPUT']._serialized_start=2115
+  _globals['_INPUT']._serialized_end=2174
+  _globals['_JOBSTATE']._serialized_start=2177
+  _globals['_JOBSTATE']._serialized_end=2351
+  _globals['_NAMESPACE']._serialized_start=2354
+  _globals['_NAMESPACE']._serialized_end=2489
+  _globals['_NETWORK']._serialized_start=2491
+  _globals['_NETWORK']._serialized_end=2561
   _globals['_WINDOWSIZE']._serialized_start=100
   _globals['_WINDOWSIZE']._serialized_end=140
   _globals['_ISOLATION']._serialized_start=142
@@ -57,22 +57,22 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_STOPREQUEST']._serialized_end=804
   _globals['_STATUSREQUEST']._serialized_start=806
   _globals['_STATUSREQUEST']._serialized_end=837
-  _globals['_OUTPUTREQUEST']._serialized_start=839
-  _globals['_OUTPUTREQUEST']._serialized_end=902
-  _globals['_OUTPUTCHUNK']._serialized_start=904
-  _globals['_OUTPUTCHUNK']._serialized_end=984
-  _globals['_LISTREQUEST']._serialized_start=986
-  _globals['_LISTREQUEST']._serialized_end=1057
-  _globals['_LISTRESPONSE']._serialized_start=1059
-  _globals['_LISTRESPONSE']._serialized_end=1134
-  _globals['_JOBSTATUS']._serialized_start=1137
-  _globals['_JOBSTATUS']._serialized_end=1806
-  _globals['_WRITEREQUEST']._serialized_start=1808
-  _globals['_WRITEREQUEST']._serialized_end=1891
-  _globals['_WRITERESPONSE']._serialized_start=1893
-  _globals['_WRITERESPONSE']._serialized_end=1941
-  _globals['_ACCOUNT']._serialized_start=1943
-  _globals['_ACCOUNT']._serialized_end=1979
-  _globals['_JOBS']._serialized_start=2430
-  _globals['_JOBS']._serialized_end=2785
+  _globals['_OUTPUTREQUEST']._serialized_start=840
+  _globals['_OUTPUTREQUEST']._serialized_end=994
+  _globals['_OUTPUTCHUNK']._serialized_start=996
+  _globals['_OUTPUTCHUNK']._serialized_end=1118
+  _globals['_LISTREQUEST']._serialized_start=1120
+  _globals['_LISTREQUEST']._serialized_end=1191
+  _globals['_LISTRESPONSE']._serialized_start=1193
+  _globals['_LISTRESPONSE']._serialized_end=1268
+  _globals['_JOBSTATUS']._serialized_start=1271
+  _globals['_JOBSTATUS']._serialized_end=1940
+  _globals['_WRITEREQUEST']._serialized_start=1942
+  _globals['_WRITEREQUEST']._serialized_end=2025
+  _globals['_WRITERESPONSE']._serialized_start=2027
+  _globals['_WRITERESPONSE']._serialized_end=2075
+  _globals['_ACCOUNT']._serialized_start=2077
+  _globals['_ACCOUNT']._serialized_end=2113
+  _globals['_JOBS']._serialized_start=2564
+  _globals['_JOBS']._serialized_end=2919
 # @@protoc_insertion_point(module_scope)
