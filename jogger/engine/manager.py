@@ -19,6 +19,7 @@ import os
 import uuid
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, aclosing, asynccontextmanager
+from functools import partial
 from pathlib import Path
 from types import TracebackType
 from typing import Literal, ParamSpec
@@ -47,7 +48,7 @@ from .statedir import lock, prepare_dir
 from .status import Input, JobStatus, WindowSize
 from .store import JobStore, Page
 from .supervisor import PROGRAM, Supervisor, forget_end
-from .window import OutputWindow, Piece, open_index, pieces, start_of
+from .window import OutputWindow, Piece, open_window
 
 log = logging.getLogger("jogger.engine")
 
@@ -675,7 +676,9 @@ class JobManager:
         """
         validate.check_read(offset, chunk_size)
         job = await self._lookup(owner, job_id)
-        async with aclosing(self._chunks(job, offset, follow, chunk_size)) as chunks:
+        async with aclosing(
+            self._chunks(job, offset, follow=follow, chunk_size=chunk_size)
+        ) as chunks:
             yield chunks
 
     @asynccontextmanager
@@ -698,22 +701,14 @@ class JobManager:
         validate.check_read(offset, chunk_size)
         window.check()
         job = await self._lookup(owner, job_id)
-        log_path = self._logs_dir / f"{job.id}.log"
         size = job.log.size if isinstance(job, Job) else job.output_bytes
-        index = open_index(log_path) if window.timed else None
-        try:
-            start = await start_of(window, log_path, size, offset, index)
-            async with (
-                aclosing(self._chunks(job, start, follow, chunk_size)) as chunks,
-                aclosing(pieces(chunks, start, window, index)) as stream,
-            ):
-                yield start, stream
-        finally:
-            if index is not None:
-                index.close()
+        log_path = self._logs_dir / f"{job.id}.log"
+        chunks = partial(self._chunks, job, follow=follow, chunk_size=chunk_size)
+        async with open_window(window, log_path, size, offset, chunks) as opened:
+            yield opened
 
     def _chunks(
-        self, job: Job | JobStatus, offset: int, follow: bool, chunk_size: ChunkSize
+        self, job: Job | JobStatus, offset: int, *, follow: bool, chunk_size: ChunkSize
     ) -> AsyncGenerator[bytes, None]:
         if isinstance(job, Job):
             return job.output(offset, follow=follow, chunk_size=chunk_size)

@@ -16,7 +16,8 @@ client's business: the engine neither splits nor joins them, and binary output p
 through unchanged.
 """
 
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from contextlib import aclosing, asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -65,6 +66,31 @@ class Piece:
     data: bytes
     time_ns: int | None
     """When ``data`` was written (with timestamps; None without, or when unknown)."""
+
+
+@asynccontextmanager
+async def open_window(
+    window: OutputWindow,
+    log_path: Path,
+    size: int,
+    offset: int,
+    chunks_from: Callable[[int], AsyncGenerator[bytes, None]],
+) -> AsyncGenerator[tuple[int, AsyncIterator[Piece]], None]:
+    """``window`` on the log at ``log_path``, of ``size`` bytes now, whose chunks from an
+    offset ``chunks_from`` gives: where it begins, and its pieces. TimesUnavailable for a
+    timed window on a log without an index; OutputUnavailable if either cannot be read.
+    Leaving the block closes the chunks and the index."""
+    index = open_index(log_path) if window.timed else None
+    try:
+        start = await start_of(window, log_path, size, offset, index)
+        async with (
+            aclosing(chunks_from(start)) as chunks,
+            aclosing(pieces(chunks, start, window, index)) as stream,
+        ):
+            yield start, stream
+    finally:
+        if index is not None:
+            index.close()
 
 
 def open_index(log_path: Path) -> TimeIndex:
