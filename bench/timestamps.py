@@ -15,17 +15,21 @@ median over the runs; overhead is 1 - on/off. Target: at most 5%.
 3. 10 followers with timestamps (the reader's side: chunks cut at the index's records),
    beside 10 plain followers, index on in both: not part of the target, shown for scale.
 
-Also shown: the index's size beside the log's, for each workload.
+Beside the rates: the supervisor's own CPU time per run (from our children's rusage once
+it is reaped, less its job's, which its end record gives), a figure that other load on the
+machine does not move as it moves the rates; and the largest index each workload made.
 """
 
 import argparse
 import os
 import platform
+import resource
 import statistics
 import sys
 import tempfile
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import trio
@@ -50,10 +54,23 @@ def machine() -> str:
     )
 
 
+@dataclass
+class Run:
+    rate: float
+    """MB/s from the start until 10 followers have every byte."""
+    supervisor_cpu: float
+    """CPU seconds of the supervisor itself (its children's, the job's, taken out)."""
+    index_size: int
+
+
+def children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 async def one_run(
     jobs: JobManager, state: Path, argv: list[str], size: int, *, stamped: bool = False
-) -> tuple[float, int]:
-    """MB/s from the start until 10 followers have every byte; the index's size."""
+) -> Run:
     counts: list[int] = []
 
     async def follow(job_id: str) -> None:
@@ -69,6 +86,7 @@ async def one_run(
                     total += len(chunk)
         counts.append(total)
 
+    cpu = children_cpu()
     t0 = time.perf_counter()
     status = await jobs.start(OWNER, argv)
     async with trio.open_nursery() as nursery:
@@ -78,36 +96,40 @@ async def one_run(
     rate = size / 1e6 / (time.perf_counter() - t0)
     assert counts == [size] * 10, counts
     assert final.output_bytes == size
+    assert final.cpu_seconds is not None
+    # The supervisor is reaped (and its CPU, with its job's, counted as our children's) as
+    # its job's end is handled: a moment after wait() returns.
+    with trio.fail_after(5):
+        while children_cpu() - cpu < final.cpu_seconds:  # noqa: ASYNC110 - no event for it
+            await trio.sleep(0.01)
+    await trio.sleep(0.05)
+    supervisor_cpu = children_cpu() - cpu - final.cpu_seconds
     log = state / "logs" / f"{status.id}.log"
     index = times_path(log)
     index_size = index.stat().st_size if index.exists() else 0
     log.unlink()
     index.unlink(missing_ok=True)
-    return rate, index_size
+    return Run(rate, supervisor_cpu, index_size)
 
 
-async def compare(
-    runs: int, measure: Callable[[bool], Awaitable[tuple[float, int]]]
-) -> tuple[list[float], list[float], int]:
-    """``measure(flag)`` alternately with the flag true and false; the rates, and the
-    largest index seen."""
-    first: list[float] = []
-    second: list[float] = []
-    biggest = 0
+async def compare(runs: int, measure: Callable[[bool], Awaitable[Run]]) -> dict[bool, list[Run]]:
+    """``measure(flag)`` alternately with the flag true and false, ``runs`` times each."""
+    results: dict[bool, list[Run]] = {True: [], False: []}
     for k in range(runs):
         # Which goes first alternates too: neither always gets the warmer cache.
         for flag in (True, False) if k % 2 == 0 else (False, True):
-            rate, size = await measure(flag)
-            (first if flag else second).append(rate)
-            biggest = max(biggest, size)
-    return first, second, biggest
+            results[flag].append(await measure(flag))
+    return results
+
+
+def median(runs: list[Run], field: str) -> float:
+    return float(statistics.median(getattr(run, field) for run in runs))
 
 
 async def main(quick: bool, runs: int) -> None:
     mib = 128 if quick else 1024
     lines = 200_000 if quick else 2_000_000
-    rows: list[tuple[str, float, float, str]] = []
-    sizes: list[tuple[str, int, int]] = []
+    rows: list[tuple[str, dict[bool, list[Run]], str]] = []
     with tempfile.TemporaryDirectory(prefix="jogger-bench-") as tmp:
         state = Path(tmp)
         limits = ManagerLimits(max_jobs=100, max_jobs_per_owner=100, max_output_bytes=2 << 30)
@@ -122,38 +144,42 @@ async def main(quick: bool, runs: int) -> None:
             await one_run(jobs, state, warm_up, 64 << 20)
             for name, argv, size in workloads:
 
-                async def indexed(
-                    flag: bool, argv: list[str] = argv, size: int = size
-                ) -> tuple[float, int]:
+                async def indexed(flag: bool, argv: list[str] = argv, size: int = size) -> Run:
                     local.TIME_INDEX = flag
                     try:
                         return await one_run(jobs, state, argv, size)
                     finally:
                         local.TIME_INDEX = True
 
-                on, off, index_size = await compare(runs, indexed)
-                rows.append((name, statistics.median(on), statistics.median(off), "index on / off"))
-                sizes.append((name, size, index_size))
+                rows.append((name, await compare(runs, indexed), "index on / off"))
 
-            async def stamped(flag: bool) -> tuple[float, int]:
+            async def stamped(flag: bool) -> Run:
                 return await one_run(jobs, state, dd, mib << 20, stamped=flag)
 
-            on, off, _ = await compare(runs, stamped)
-            median_on, median_off = statistics.median(on), statistics.median(off)
-            rows.append(("bulk, timestamped followers", median_on, median_off, "stamped / plain"))
+            rows.append(
+                ("bulk, timestamped followers", await compare(runs, stamped), "stamped / plain")
+            )
 
     print(machine())
-    print(f"10 followers each; medians of {runs} runs per column, alternating")
-    header = f"{'workload':36} {'with':>9} {'without':>9} {'overhead':>9}  columns"
+    print(f"10 followers each; medians of {runs} runs per column, the columns alternating")
+    header = (
+        f"{'workload':30} {'with':>11} {'without':>11} {'overhead':>8}"
+        f" {'sup. CPU with':>13} {'without':>8}  columns"
+    )
     print(header)
     print("-" * len(header))
-    for name, with_, without, columns in rows:
-        overhead = (1 - with_ / without) * 100
-        print(f"{name:36} {with_:7.1f}MB/s {without:7.1f}MB/s {overhead:8.1f}%  {columns}")
+    for name, results, columns in rows:
+        with_, without = median(results[True], "rate"), median(results[False], "rate")
+        cpu_with = median(results[True], "supervisor_cpu")
+        cpu_without = median(results[False], "supervisor_cpu")
+        print(
+            f"{name:30} {with_:6.1f} MB/s {without:6.1f} MB/s {(1 - with_ / without) * 100:7.1f}%"
+            f" {cpu_with:11.3f} s {cpu_without:6.3f} s  {columns}"
+        )
     print()
-    for name, size, index_size in sizes:
-        share = index_size / size * 100 if size else 0
-        print(f"index of {name}: {index_size} bytes for a {size}-byte log ({share:.4f}%)")
+    for name, results, _ in rows[:2]:
+        size = max(run.index_size for run in results[True])
+        print(f"largest index, {name}: {size} bytes")
 
 
 if __name__ == "__main__":
