@@ -3,21 +3,28 @@
     python bench/timestamps.py [--quick] [--runs N]
 
 The index (engine/times.py) is written by each job's supervisor before each write into the
-log, at most one record a millisecond. "off" runs the same engine with
-``jogger.engine.local.TIME_INDEX`` false, so the supervisor is given no index and writes
-none: the only difference between the columns. The two alternate run by run, in one
-process and one manager, so that a busy machine weighs on both alike. Each figure is the
-median over the runs; overhead is 1 - on/off. Target: at most 5%.
+log, at most one record a millisecond (TIMES_EVERY_MS in supervise.c). Each round runs each
+workload under four configurations, in an order that turns from round to round, in one
+process, so that a busy machine weighs on all alike:
 
-1. bulk: ``dd bs=1M`` of /dev/zero into the log (64 KiB pipe reads, few and large).
-2. lines: a job that writes 64-byte lines with one write(2) each, as fast as it can (many
-   small moves: the case where a per-write record would cost most).
-3. 10 followers with timestamps (the reader's side: chunks cut at the index's records),
-   beside 10 plain followers, index on in both: not part of the target, shown for scale.
+- **off**: ``jogger.engine.local.TIME_INDEX`` false: the supervisor is given no index and
+  writes none (the only difference from "on, 1 ms");
+- **off again (A/A)**: the same, a second time: how far two identical runs differ here,
+  the noise floor that the other rows' figures stand on;
+- **on, 1 ms (default)**: the supervisor as built;
+- **on, 10 ms**: a supervisor built here with ``-DTIMES_EVERY_MS=10``, the coarser index.
 
-Beside the rates: the supervisor's own CPU time per run (from our children's rusage once
-it is reaped, less its job's, which its end record gives), a figure that other load on the
-machine does not move as it moves the rates; and the largest index each workload made.
+Workloads: **bulk**, ``dd bs=1M`` of /dev/zero (64 KiB pipe reads, few and large); and
+**lines**, a job that writes 64-byte lines with one write(2) each as fast as it can (many
+small moves: where a per-write record would cost most). Figures are medians over the
+rounds: the rate (MB/s from the start until 10 followers have every byte), its overhead
+against "off" (of the medians, and "paired": the median of each round's own ratio), the
+supervisor's own CPU time (our children's rusage once it is reaped, less its job's, which
+its end record gives; other load moves it less than the rates), and the largest index.
+Target: at most 5% overhead.
+
+Last, 10 followers with timestamps (the reader's side: chunks cut at the index's records)
+beside 10 plain ones, index on in both: not part of the target, shown for scale.
 """
 
 import argparse
@@ -25,10 +32,10 @@ import os
 import platform
 import resource
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -39,6 +46,7 @@ from jogger.engine import OutputWindow, local
 from jogger.engine.times import times_path
 
 OWNER = "bench"
+REPO = Path(__file__).resolve().parent.parent
 LINES = """
 import os, sys
 line = b"x" * 63 + b"\\n"
@@ -112,14 +120,35 @@ async def one_run(
     return Run(rate, supervisor_cpu, index_size)
 
 
-async def compare(runs: int, measure: Callable[[bool], Awaitable[Run]]) -> dict[bool, list[Run]]:
-    """``measure(flag)`` alternately with the flag true and false, ``runs`` times each."""
-    results: dict[bool, list[Run]] = {True: [], False: []}
-    for k in range(runs):
-        # Which goes first alternates too: neither always gets the warmer cache.
-        for flag in (True, False) if k % 2 == 0 else (False, True):
-            results[flag].append(await measure(flag))
-    return results
+@dataclass(frozen=True)
+class Config:
+    name: str
+    jobs: JobManager
+    state: Path
+    index: bool
+
+
+async def measure(config: Config, argv: list[str], size: int, *, stamped: bool = False) -> Run:
+    local.TIME_INDEX = config.index
+    try:
+        return await one_run(config.jobs, config.state, argv, size, stamped=stamped)
+    finally:
+        local.TIME_INDEX = True
+
+
+def build_supervisor(where: Path, every_ms: int) -> Path:
+    """jogger-supervise built as setup.py builds it, but with TIMES_EVERY_MS ``every_ms``."""
+    source = REPO / "jogger" / "engine" / "supervise.c"
+    program = where / f"jogger-supervise-{every_ms}ms"
+    flags = ["-O2", "-Wall", "-Wextra", "-Werror", f"-DTIMES_EVERY_MS={every_ms}"]
+    subprocess.run(["cc", *flags, str(source), "-o", str(program)], check=True)
+    return program
+
+
+def paired(on: list[Run], off: list[Run]) -> float:
+    """The median over rounds of 1 - on/off, each round's runs side by side (a load that
+    comes and goes weighs on both of a pair alike)."""
+    return float(statistics.median(1 - a.rate / b.rate for a, b in zip(on, off, strict=True)))
 
 
 def median(runs: list[Run], field: str) -> float:
@@ -129,57 +158,66 @@ def median(runs: list[Run], field: str) -> float:
 async def main(quick: bool, runs: int) -> None:
     mib = 128 if quick else 1024
     lines = 200_000 if quick else 2_000_000
-    rows: list[tuple[str, dict[bool, list[Run]], str]] = []
+    dd = ["dd", "if=/dev/zero", "bs=1M", f"count={mib}", "status=none"]
+    writer = [sys.executable, "-c", LINES, str(lines)]
+    workloads = [
+        (f"bulk: dd {mib} MiB", dd, mib << 20),
+        (f"lines: {lines} x 64 B", writer, lines * 64),
+    ]
+    limits = ManagerLimits(max_jobs=100, max_jobs_per_owner=100, max_output_bytes=2 << 30)
+    results: dict[tuple[str, str], list[Run]] = {}
+    stamped: dict[bool, list[Run]] = {True: [], False: []}
     with tempfile.TemporaryDirectory(prefix="jogger-bench-") as tmp:
-        state = Path(tmp)
-        limits = ManagerLimits(max_jobs=100, max_jobs_per_owner=100, max_output_bytes=2 << 30)
-        async with JobManager(state, limits=limits, cgroups="none") as jobs:
-            dd = ["dd", "if=/dev/zero", "bs=1M", f"count={mib}", "status=none"]
-            writer = [sys.executable, "-c", LINES, str(lines)]
-            workloads = [
-                (f"bulk: dd {mib} MiB", dd, mib << 20),
-                (f"lines: {lines} x 64 B", writer, lines * 64),
+        coarse = build_supervisor(Path(tmp), 10)
+        async with (
+            JobManager(Path(tmp) / "a", limits=limits, cgroups="none") as jobs,
+            JobManager(Path(tmp) / "b", limits=limits, cgroups="none", supervisor=coarse) as jobs10,
+        ):
+            configs = [
+                Config("off", jobs, Path(tmp) / "a", False),
+                Config("off again (A/A)", jobs, Path(tmp) / "a", False),
+                Config("on, 1 ms (default)", jobs, Path(tmp) / "a", True),
+                Config("on, 10 ms", jobs10, Path(tmp) / "b", True),
             ]
-            warm_up = [*dd[:-2], "count=64", "status=none"]  # the first big file is slower
-            await one_run(jobs, state, warm_up, 64 << 20)
-            for name, argv, size in workloads:
-
-                async def indexed(flag: bool, argv: list[str] = argv, size: int = size) -> Run:
-                    local.TIME_INDEX = flag
-                    try:
-                        return await one_run(jobs, state, argv, size)
-                    finally:
-                        local.TIME_INDEX = True
-
-                rows.append((name, await compare(runs, indexed), "index on / off"))
-
-            async def stamped(flag: bool) -> Run:
-                return await one_run(jobs, state, dd, mib << 20, stamped=flag)
-
-            rows.append(
-                ("bulk, timestamped followers", await compare(runs, stamped), "stamped / plain")
-            )
+            for config in (configs[0], configs[3]):  # warm-up: the first big file is slower
+                await measure(config, [*dd[:-2], "count=64", "status=none"], 64 << 20)
+            for k in range(runs):
+                # Each round in another order: none always gets the warmer cache.
+                order = configs[k % len(configs) :] + configs[: k % len(configs)]
+                for name, argv, size in workloads:
+                    for config in order:
+                        run = await measure(config, argv, size)
+                        results.setdefault((name, config.name), []).append(run)
+                for flag in (True, False) if k % 2 == 0 else (False, True):
+                    stamped[flag].append(await measure(configs[2], dd, mib << 20, stamped=flag))
 
     print(machine())
-    print(f"10 followers each; medians of {runs} runs per column, the columns alternating")
+    print(f"10 followers each; medians of {runs} rounds, each round running every column")
     header = (
-        f"{'workload':30} {'with':>11} {'without':>11} {'overhead':>8}"
-        f" {'sup. CPU with':>13} {'without':>8}  columns"
+        f"{'workload':24} {'index':18} {'rate':>11} {'overhead':>8} {'paired':>7}"
+        f" {'sup. CPU':>9} {'index':>7}"
     )
     print(header)
     print("-" * len(header))
-    for name, results, columns in rows:
-        with_, without = median(results[True], "rate"), median(results[False], "rate")
-        cpu_with = median(results[True], "supervisor_cpu")
-        cpu_without = median(results[False], "supervisor_cpu")
-        print(
-            f"{name:30} {with_:6.1f} MB/s {without:6.1f} MB/s {(1 - with_ / without) * 100:7.1f}%"
-            f" {cpu_with:11.3f} s {cpu_without:6.3f} s  {columns}"
-        )
+    for name, _, _ in workloads:
+        off = results[(name, "off")]
+        for config in configs:
+            runs_of = results[(name, config.name)]
+            rate = median(runs_of, "rate")
+            overhead = (1 - rate / median(off, "rate")) * 100
+            cpu = median(runs_of, "supervisor_cpu")
+            index_size = max(r.index_size for r in runs_of)
+            print(
+                f"{name:24} {config.name:18} {rate:6.1f} MB/s {overhead:7.1f}%"
+                f" {paired(runs_of, off) * 100:6.1f}% {cpu:7.3f} s {index_size:7d}"
+            )
     print()
-    for name, results, _ in rows[:2]:
-        size = max(run.index_size for run in results[True])
-        print(f"largest index, {name}: {size} bytes")
+    plain, stamp = median(stamped[False], "rate"), median(stamped[True], "rate")
+    stamp_paired = paired(stamped[True], stamped[False])
+    print(
+        f"bulk, 10 followers with timestamps: {stamp:.1f} MB/s, plain {plain:.1f} MB/s: "
+        f"{(1 - stamp / plain) * 100:.1f}% (paired {stamp_paired * 100:.1f}%)"
+    )
 
 
 if __name__ == "__main__":

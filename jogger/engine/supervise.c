@@ -125,7 +125,9 @@
 #define RESERVE_MIN (256LL << 10)
 #define RESERVE_MAX (64LL << 20)
 #define NOTE_RETRY_MS 5
+#ifndef TIMES_EVERY_MS /* (bench/timestamps.py builds one with another) */
 #define TIMES_EVERY_MS 1
+#endif
 #define TIMES_FLOOR (64 * 1024)
 #define TIMES_FRACTION 16
 

@@ -104,6 +104,11 @@ class TimeIndex:
         offset, wall = RECORD.unpack(data)
         return offset, wall
 
+    def records(self, first: int, count: int) -> list[tuple[int, int]]:
+        """Records ``first`` to ``first + count - 1`` (within len), read at once."""
+        data = os.pread(self._fd, count * RECORD.size, first * RECORD.size)
+        return list(RECORD.iter_unpack(data[: len(data) // RECORD.size * RECORD.size]))
+
     def covering(self, offset: int) -> int:
         """The index of the last record at or before byte ``offset``; -1 if none is."""
         low, high = 0, self._count

@@ -28,6 +28,8 @@ from .times import TimeIndex, times_path
 
 TAIL_BLOCK = 64 * 1024
 """Bytes read at once, backwards, to find the last lines."""
+RECORD_BLOCK = 256
+"""Index records a reader reads at once (4 KiB), as it moves through the log."""
 MAX_TAIL = 1 << 32
 """The most lines a tail may ask for (a bound on the request, not on the work: a tail
 longer than the log is all of it)."""
@@ -164,12 +166,21 @@ class _Cursor:
     def __init__(self, index: TimeIndex, offset: int) -> None:
         self._index = index
         self._at = index.covering(offset)
+        self._first = 0
+        self._block: list[tuple[int, int]] = []
+        """Records from ``_first`` on, read ahead of need: one pread per RECORD_BLOCK."""
+
+    def _record(self, at: int) -> tuple[int, int]:
+        if not self._first <= at < self._first + len(self._block):
+            count = min(RECORD_BLOCK, len(self._index) - at)
+            self._first, self._block = at, self._index.records(at, count)
+        return self._block[at - self._first]
 
     def _next_offset(self) -> int | None:
         following = self._at + 1
         if following >= len(self._index) and self._index.refresh() <= following:
             return None
-        return self._index.record(following)[0]
+        return self._record(following)[0]
 
     def split(self, offset: int, data: bytes) -> list[tuple[int, bytes, int | None]]:
         """``data``, at ``offset``, cut where a record begins: (offset, bytes, time)s.
@@ -183,7 +194,7 @@ class _Cursor:
                 self._at += 1
                 following = self._next_offset()
             cut = end if following is None else min(end, following)
-            time = self._index.record(self._at)[1] if self._at >= 0 else None
+            time = self._record(self._at)[1] if self._at >= 0 else None
             cuts.append((offset, data[offset - base : cut - base], time))
             offset = cut
         return cuts

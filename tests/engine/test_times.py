@@ -133,3 +133,28 @@ def test_the_watchers_records_only_go_forward_and_mend_a_torn_tail(tmp_path: Pat
         assert [index.record(i)[0] for i in range(2)] == [0, 7]
         assert index.record(0)[1] <= index.record(1)[1]
     assert path.stat().st_size == 2 * RECORD.size
+
+
+@pytest.mark.parametrize("block", [1, 2, 3, 256])
+def test_the_cursor_reads_records_in_blocks_and_finds_those_added_since(
+    tmp_path: Path, block: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(window, "RECORD_BLOCK", block)
+    path = tmp_path / "x.times"
+    records = [(3 * i, 100 + i) for i in range(7)]
+    with write_index(path, records) as index:
+        cursor = _Cursor(index, 1)
+        got = cursor.split(1, bytes(range(1, 20)))
+        assert [(o, len(d), t) for o, d, t in got] == [
+            (1, 2, 100),
+            (3, 3, 101),
+            (6, 3, 102),
+            (9, 3, 103),
+            (12, 3, 104),
+            (15, 3, 105),
+            (18, 2, 106),
+        ]
+        with path.open("ab") as more:  # the writer goes on
+            more.write(RECORD.pack(21, 200))
+        got = cursor.split(20, b"abcd")
+        assert got == [(20, b"a", 106), (21, b"bcd", 200)]
