@@ -9,6 +9,7 @@ import trio
 
 from tests.e2e.conftest import Cli, launch, stop_server
 from tests.e2e.test_cli import job_id_of
+from tests.e2e.test_reconnect import jog
 from tests.pki import Pki
 from tests.procs import PYTHON, eventually
 
@@ -187,3 +188,48 @@ async def test_the_time_index_carries_on_across_a_server_restart(
         )
     finally:
         await stop_server(second.process)
+
+
+async def test_a_tailed_timestamped_follower_resumes_across_a_restart_without_a_second_tail(
+    pki: Pki, tmp_path: Path, nursery: trio.Nursery
+) -> None:
+    state = tmp_path / "state"
+    outage, end = tmp_path / "outage", tmp_path / "end"
+    code = (
+        "import os, time\n"
+        "def wait(path):\n"
+        "    while not os.path.exists(path): time.sleep(0.02)\n"
+        "print('zero', flush=True); print('one', flush=True)\n"
+        f"wait({str(outage)!r}); print('two', flush=True); print('two-b', flush=True)\n"
+        f"wait({str(end)!r}); print('three', flush=True)\n"
+    )
+    first = await launch(pki, state, nursery, "--on-shutdown", "keep")
+    try:
+        job = job_id_of(await first.jog("start", "--", PYTHON, "-c", code))
+
+        async def said_one() -> bool:
+            return await output(first, "--no-follow", job) == b"zero\none\n"
+
+        await eventually(said_one)
+        follower = await jog(nursery, first, "output", "--tail", "1", "--timestamps", job)
+        await follower.wait_for(b" one\n")
+    finally:
+        await stop_server(first.process)
+    # Two lines while no server runs: a tail of 1 applied again would lose the first.
+    outage.touch()
+    log = state / "logs" / f"{job}.log"
+
+    async def said_two() -> bool:
+        return log.read_bytes().endswith(b"two-b\n")
+
+    await eventually(said_two)
+    second = await launch(pki, state, nursery, port=first.port)
+    try:
+        await follower.wait_for(b" two-b\n")
+        end.touch()
+        assert await follower.finish() == 0
+    finally:
+        await stop_server(second.process)
+    lines = parse_stamped(bytes(follower.out))
+    assert [text for _, text in lines] == [b"one", b"two", b"two-b", b"three"]
+    assert any("resumed job" in line for line in follower.errors()), follower.errors()
