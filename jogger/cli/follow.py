@@ -2,8 +2,10 @@
 
 When the connection drops (resume.is_drop) while the output streams, jog connects again with
 backoff, for at most the reconnect timeout, and asks for the output from the byte it had
-reached: the first offset plus every byte written to stdout so far. So the user sees each
-byte once, and one line on stderr per restart.
+reached: the offset of the last chunk plus its bytes. So the user sees each byte once, and
+one line on stderr per restart. A window (jog output --tail, --since, --timestamps) is asked
+for again on every connection but its tail, which is applied once: the server's first
+message says where the window begins, and from then on that offset is what counts.
 
     follow(client)   the stream on one connection, with ``beside`` next to it (jog run's stop)
     resume(dial)     after a drop: wait, connect, ask the job's status (the server is back
@@ -25,6 +27,8 @@ from . import stdout
 from .connect import Dialer
 from .exits import CliError, Exit
 from .resume import Outage, after_drop, describe_drop, is_drop
+from .stamps import Stamper
+from .window_args import WHOLE, Window
 
 Beside = Callable[[JobsClient], Awaitable[None]]
 """A task that runs next to the stream on each connection; its drop is the stream's."""
@@ -60,10 +64,13 @@ class Follower:
         beside: Beside | None = None,
         write: Write = to_stdout,
         name: str | None = None,
+        window: Window = WHOLE,
     ) -> None:
         self.job_id = job_id
         self.offset = offset
-        """The next byte to ask for: the first offset plus every byte written so far."""
+        """The next byte to ask for: where the last chunk ended."""
+        self._window = window
+        self._stamper = Stamper() if window.timestamps else None
         self._timeout = reconnect_timeout
         self._beside = beside
         self._write = write
@@ -143,14 +150,25 @@ class Follower:
 
     async def _copy(self, client: JobsClient) -> jobs_pb2.JobStatus:
         final = None
-        async with client.output(self.job_id, offset=self.offset, follow=True) as chunks:
+        window = self._window
+        async with client.output(
+            self.job_id,
+            offset=self.offset,
+            follow=True,
+            tail=window.tail,
+            since_ns=window.since_ns,
+            timestamps=window.timestamps,
+        ) as chunks:
             async for chunk in chunks:
                 # The stream delivers: whatever outage there was is over.
                 self._outage = None
+                # Where the window begins is known now (its first message): a tail is not
+                # applied again after a reconnect, which resumes from the offset.
+                self._window = Window(None, window.since_ns, window.timestamps)
                 if chunk.HasField("final"):
                     final = chunk.final
-                await self._write(chunk.data)
-                self.offset += len(chunk.data)
+                await self._write(self._stamper(chunk) if self._stamper else chunk.data)
+                self.offset = chunk.offset + len(chunk.data)
         if final is None:
             raise RpcError(StatusCode.INTERNAL, "the output ended without the job's status")
         return final

@@ -18,7 +18,7 @@ if TYPE_CHECKING:
 from .._text import escape
 from .._version import VersionAction
 from ..rpc.jobs_api import MAX_GRACE, timeout_problem
-from . import completion_args, isolate, label_args, stdout, wait_args
+from . import completion_args, isolate, label_args, stdout, wait_args, window_args
 from .detach import DETACH_KEYS
 from .exits import CliError, Exit
 
@@ -261,6 +261,7 @@ def parser() -> argparse.ArgumentParser:
         metavar="BYTES",
         help="start at this byte of the output",
     )
+    window_args.add(output)
     jobs = sub.add_parser("list", parents=[host, hosts], help="list your jobs, newest first")
     jobs.add_argument("--json", action="store_true", help="print JSON")
     jobs.add_argument("--all", action="store_true", help="every user's jobs (admins only)")

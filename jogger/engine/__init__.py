@@ -14,6 +14,7 @@ from .errors import OutputUnavailable as OutputUnavailable
 from .errors import SpawnError as SpawnError
 from .errors import StoreError as StoreError
 from .errors import SupervisorUnreachable as SupervisorUnreachable
+from .errors import TimesUnavailable as TimesUnavailable
 from .isolation import Isolation as Isolation
 from .isolation import Namespace as Namespace
 from .limits import JobLimits as JobLimits
@@ -27,3 +28,5 @@ from .status import JobState as JobState
 from .status import JobStatus as JobStatus
 from .status import WindowSize as WindowSize
 from .store import Page as Page
+from .window import OutputWindow as OutputWindow
+from .window import Piece as Piece

@@ -50,6 +50,11 @@ class OutputUnavailable(JobError):
     """The job's output log could not be read (for example: out of file descriptors)."""
 
 
+class TimesUnavailable(JobError):
+    """The job's output has no time index (a job an older server started), so a window by
+    time, or timestamps, cannot be given."""
+
+
 class StoreError(JobError):
     """The job history could not be read or written (a full disk, an I/O error, a newer schema)."""
 

@@ -1,6 +1,7 @@
 """The local executor: each job spawned on this host by a supervisor of its own
 (supervisor.py, supervise.c), in a cgroup of the manager's backend (cgroups/)."""
 
+import os
 from pathlib import Path
 
 import trio
@@ -11,6 +12,11 @@ from .isolation import check_available
 from .limits import JobLimits
 from .status import JobStatus
 from .supervisor import launch
+from .times import create, times_path
+
+TIME_INDEX = True
+"""Whether supervisors keep their logs' time index (times.py). Only bench/timestamps.py
+turns it off, to measure what the index costs."""
 
 
 class LocalExecutor:
@@ -52,6 +58,18 @@ class LocalExecutor:
         await trio.lowlevel.checkpoint()
 
     async def start(self, spec: Spec, group: JobGroup, log_path: Path, log_fd: int) -> Execution:
+        index = times_path(log_path)
+        times_fd = create(index) if TIME_INDEX else -1
+        try:
+            return await self._launch(spec, group, log_fd, times_fd)
+        except BaseException:
+            index.unlink(missing_ok=True)
+            raise
+        finally:
+            if times_fd >= 0:
+                os.close(times_fd)  # the supervisor has its own
+
+    async def _launch(self, spec: Spec, group: JobGroup, log_fd: int, times_fd: int) -> Execution:
         return await launch(
             self._program,
             spec.job_id,
@@ -59,6 +77,7 @@ class LocalExecutor:
             cwd=spec.cwd,
             env=spec.env,
             log_fd=log_fd,
+            times_fd=times_fd,
             limit=self._max_output_bytes,
             run_dir=self._run_dir,
             stop_timeout=self._stop_timeout,

@@ -18,6 +18,7 @@ import logging
 import os
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, aclosing, asynccontextmanager
+from functools import partial
 from pathlib import Path
 from types import TracebackType
 from typing import Literal, ParamSpec
@@ -58,6 +59,7 @@ from .statedir import lock, prepare_dir
 from .status import Input, JobState, JobStatus, WindowSize
 from .store import JobStore, Page
 from .supervisor import PROGRAM, Supervisor, forget_end
+from .window import OutputWindow, Piece, open_window
 
 log = logging.getLogger("jogger.engine")
 
@@ -666,15 +668,51 @@ class JobManager:
         """
         validate.check_read(offset, chunk_size)
         job = await (self._started if follow else self._lookup)(owner, job_id)
-        if isinstance(job, JobStatus) and job.state is JobState.QUEUED:
-            chunks = OutputLog.nothing()  # not started: no output yet
-        elif isinstance(job, Job):
-            chunks = job.output(offset, follow=follow, chunk_size=chunk_size)
-        else:
-            log_file = OutputLog.finished(self._logs_dir / f"{job.id}.log", job.output_bytes)
-            chunks = log_file.read(offset, follow=False, chunk_size=chunk_size)
-        async with aclosing(chunks):
+        async with aclosing(
+            self._chunks(job, offset, follow=follow, chunk_size=chunk_size)
+        ) as chunks:
             yield chunks
+
+    @asynccontextmanager
+    async def output_window(
+        self,
+        owner: str,
+        job_id: str,
+        window: OutputWindow,
+        *,
+        offset: int = 0,
+        follow: bool = True,
+        chunk_size: ChunkSize = 64 * 1024,
+    ) -> AsyncGenerator[tuple[int, AsyncIterator[Piece]], None]:
+        """As ``output``, through ``window`` (window.py): where the stream begins (past
+        ``offset`` for a tail or a since), and its pieces, cut where their time changes.
+
+        Raises as ``output`` does, and TimesUnavailable on entering the block for a timed
+        window on a job whose output has no time index. Cancellation: as ``output``.
+        """
+        validate.check_read(offset, chunk_size)
+        window.check()
+        job = await (self._started if follow else self._lookup)(owner, job_id)
+        if isinstance(job, JobStatus) and job.state is JobState.QUEUED:
+            # Not started (and not followed): no output, and no index yet to find times in.
+            async with aclosing(OutputLog.nothing()) as nothing:
+                yield offset, (Piece(offset, data, None) async for data in nothing)
+            return
+        size = job.log.size if isinstance(job, Job) else job.output_bytes
+        log_path = self._logs_dir / f"{job.id}.log"
+        chunks = partial(self._chunks, job, follow=follow, chunk_size=chunk_size)
+        async with open_window(window, log_path, size, offset, chunks) as opened:
+            yield opened
+
+    def _chunks(
+        self, job: Job | JobStatus, offset: int, *, follow: bool, chunk_size: ChunkSize
+    ) -> AsyncGenerator[bytes, None]:
+        if isinstance(job, Job):
+            return job.output(offset, follow=follow, chunk_size=chunk_size)
+        if job.state is JobState.QUEUED:
+            return OutputLog.nothing()  # not started: no output yet
+        log_file = OutputLog.finished(self._logs_dir / f"{job.id}.log", job.output_bytes)
+        return log_file.read(offset, follow=False, chunk_size=chunk_size)
 
     def _check_records(self) -> None:
         # Records stay readable while shutting down, until the store closes: a follower
@@ -774,7 +812,7 @@ class JobManager:
                 self._output_done += job.log.size - job.log.base
                 del self._jobs[job.id]
             if job.refused:
-                job.log.path.unlink(missing_ok=True)
+                job.log.discard()
 
 
 def _owning(

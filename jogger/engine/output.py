@@ -16,6 +16,7 @@ from pathlib import Path
 import trio
 
 from .errors import OutputUnavailable
+from .times import times_path
 
 log = logging.getLogger(__name__)
 
@@ -75,8 +76,9 @@ class OutputLog:
         return log
 
     def discard(self) -> None:
-        """Delete a log that never got a job (its start failed)."""
+        """Delete a log that never got a job (its start failed), and its time index."""
         self.path.unlink(missing_ok=True)
+        times_path(self.path).unlink(missing_ok=True)
 
     @property
     def size(self) -> int:

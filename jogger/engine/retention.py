@@ -1,9 +1,9 @@
 """How long finished jobs are kept: by count, by age and by the state dir's size.
 
 The manager runs ``Retainer.run`` as a task of its nursery. It deletes the oldest finished
-jobs (those that ended first), record and output log together, while any limit is exceeded;
-then it sleeps until a job ends or the oldest finished job comes of age. There is no
-polling. Running jobs are never deleted.
+jobs (those that ended first), record, output log and the log's time index together, while
+any limit is exceeded; then it sleeps until a job ends or the oldest finished job comes of
+age. There is no polling. Running jobs are never deleted.
 """
 
 import contextlib
@@ -20,6 +20,7 @@ import trio
 from .errors import InvalidRequest, StoreError
 from .status import JobStatus
 from .store import JobStore
+from .times import times_path
 
 log = logging.getLogger("jogger.engine")
 
@@ -170,7 +171,7 @@ class Retainer:
         self._bytes -= expired.bytes_freed
         self._oldest = expired.oldest_end
         if expired.job_ids:
-            paths = [self._logs_dir / f"{job_id}.log" for job_id in expired.job_ids]
+            paths = [p for job_id in expired.job_ids for p in self._files_of(job_id)]
             # Shielded: the records are gone, so their logs must go too, even at shutdown
             # (a clean start does not look for orphans). Bounded: one unlink per record.
             with trio.CancelScope(shield=True):
@@ -184,8 +185,9 @@ class Retainer:
         return len(expired.job_ids)
 
     async def sweep_orphans(self) -> None:
-        """Delete output logs that have no job record: a crash came between deleting the
-        record and its log, or between creating a job's log and recording its start."""
+        """Delete output logs (and time indexes) that have no job record: a crash came
+        between deleting the record and its log, or between creating a job's log and
+        recording its start."""
         names = await trio.to_thread.run_sync(_log_names, self._logs_dir)
         known = await self._store.ids_among(names)
         # A job that is starting has its log before its record: it is live, so kept.
@@ -193,12 +195,19 @@ class Retainer:
         orphans = [n for n in names if n not in known and n not in live]
         if orphans:
             log.warning("deleting %d output logs that have no job record", len(orphans))
-            paths = [self._logs_dir / f"{name}.log" for name in orphans]
+            paths = [p for name in orphans for p in self._files_of(name)]
             await trio.to_thread.run_sync(_unlink_all, paths)
+
+    def _files_of(self, job_id: str) -> list[Path]:
+        """A job's files in the logs dir: its output log and the log's time index."""
+        log_path = self._logs_dir / f"{job_id}.log"
+        return [log_path, times_path(log_path)]
 
 
 def _log_names(logs_dir: Path) -> list[str]:
-    return [name[: -len(".log")] for name in os.listdir(logs_dir) if name.endswith(".log")]
+    """The job ids the logs dir has files of (a log, or an index left without its log)."""
+    names = {os.path.splitext(name) for name in os.listdir(logs_dir)}
+    return sorted(stem for stem, suffix in names if suffix in (".log", ".times"))
 
 
 def _sizes(paths: list[Path]) -> int:

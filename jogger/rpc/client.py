@@ -184,10 +184,22 @@ class JobsClient:
 
     @asynccontextmanager
     async def output(
-        self, job_id: str, *, offset: int = 0, follow: bool = True
+        self,
+        job_id: str,
+        *,
+        offset: int = 0,
+        follow: bool = True,
+        tail: int | None = None,
+        since_ns: int | None = None,
+        timestamps: bool = False,
     ) -> AsyncGenerator[AsyncIterator[jobs_pb2.OutputChunk], None]:
-        """The job's output chunks; leaving the block early cancels the stream."""
-        request = jobs_pb2.OutputRequest(job_id=job_id, offset=offset, follow=follow)
+        """The job's output chunks; leaving the block early cancels the stream. ``tail``,
+        ``since_ns`` (ns since the epoch), ``timestamps``: a window (proto: OutputRequest)."""
+        request = jobs_pb2.OutputRequest(
+            job_id=job_id, offset=offset, follow=follow, tail=tail, timestamps=timestamps
+        )
+        if since_ns is not None:
+            request.since.FromNanoseconds(since_ns)
         async with self._channel.stream(_JOBS + "Output", request, jobs_pb2.OutputChunk) as it:
             yield it
 

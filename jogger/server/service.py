@@ -36,6 +36,7 @@ from ..engine import (
     SpawnError,
     StoreError,
     SupervisorUnreachable,
+    TimesUnavailable,
     WindowSize,
 )
 from ..engine.isolation import hostname
@@ -50,6 +51,7 @@ from .filters import filter_from_proto
 from .isolation import IsolationPolicy, IsolationRefused, Network
 from .restart import restart_arguments
 from .timeouts import TimeoutOverMaximum, TimeoutPolicy
+from .windows import chunk_of, window_of
 
 JOBS = jobs_pb2.DESCRIPTOR.services_by_name["Jobs"]
 """The service, as its proto declares it."""
@@ -102,6 +104,7 @@ _CODES: dict[type[JobError], StatusCode] = {
     NotRestartable: StatusCode.FAILED_PRECONDITION,
     OutputUnavailable: StatusCode.UNAVAILABLE,
     StoreError: StatusCode.UNAVAILABLE,
+    TimesUnavailable: StatusCode.FAILED_PRECONDITION,
 }
 
 
@@ -387,20 +390,40 @@ class JobsService:
         self, call: Call, request: jobs_pb2.OutputRequest
     ) -> AsyncIterator[jobs_pb2.OutputChunk]:
         offset = request.offset
+        window = window_of(request)
+        chunk_size = partial(call.message_size, OUTPUT_CHUNK)
         # Opening the output, and reading it (OutputUnavailable mid-stream), both map.
         with _engine_errors():
             owner = await self._reader(call, request.job_id)
-            async with self._jobs.output(
-                owner,
-                request.job_id,
-                offset=request.offset,
-                follow=request.follow,
-                chunk_size=partial(call.message_size, OUTPUT_CHUNK),
-            ) as chunks:
-                async for data in chunks:
-                    yield jobs_pb2.OutputChunk(offset=offset, data=data)
-                    offset += len(data)
-                    self._streamed(call.identity.user, len(data))
+            if window is None:
+                async with self._jobs.output(
+                    owner,
+                    request.job_id,
+                    offset=request.offset,
+                    follow=request.follow,
+                    chunk_size=chunk_size,
+                ) as chunks:
+                    async for data in chunks:
+                        yield jobs_pb2.OutputChunk(offset=offset, data=data)
+                        offset += len(data)
+                        self._streamed(call.identity.user, len(data))
+            else:
+                async with self._jobs.output_window(
+                    owner,
+                    request.job_id,
+                    window,
+                    offset=request.offset,
+                    follow=request.follow,
+                    chunk_size=chunk_size,
+                ) as (start, pieces):
+                    # Where the window begins, before any byte: a client that reconnects
+                    # resumes from there (proto: OutputRequest).
+                    yield jobs_pb2.OutputChunk(offset=start)
+                    offset = start
+                    async for piece in pieces:
+                        yield chunk_of(piece)
+                        offset = piece.offset + len(piece.data)
+                        self._streamed(call.identity.user, len(piece.data))
         if request.follow:
             # A followed stream ends only once the job has, so this status is final.
             with _engine_errors():

@@ -162,24 +162,32 @@ class StatusRequest(_message.Message):
     def __init__(self, job_id: _Optional[str] = ...) -> None: ...
 
 class OutputRequest(_message.Message):
-    __slots__ = ("job_id", "offset", "follow")
+    __slots__ = ("job_id", "offset", "follow", "tail", "since", "timestamps")
     JOB_ID_FIELD_NUMBER: _ClassVar[int]
     OFFSET_FIELD_NUMBER: _ClassVar[int]
     FOLLOW_FIELD_NUMBER: _ClassVar[int]
+    TAIL_FIELD_NUMBER: _ClassVar[int]
+    SINCE_FIELD_NUMBER: _ClassVar[int]
+    TIMESTAMPS_FIELD_NUMBER: _ClassVar[int]
     job_id: str
     offset: int
     follow: bool
-    def __init__(self, job_id: _Optional[str] = ..., offset: _Optional[int] = ..., follow: _Optional[bool] = ...) -> None: ...
+    tail: int
+    since: _timestamp_pb2.Timestamp
+    timestamps: bool
+    def __init__(self, job_id: _Optional[str] = ..., offset: _Optional[int] = ..., follow: _Optional[bool] = ..., tail: _Optional[int] = ..., since: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., timestamps: _Optional[bool] = ...) -> None: ...
 
 class OutputChunk(_message.Message):
-    __slots__ = ("offset", "data", "final")
+    __slots__ = ("offset", "data", "final", "time")
     OFFSET_FIELD_NUMBER: _ClassVar[int]
     DATA_FIELD_NUMBER: _ClassVar[int]
     FINAL_FIELD_NUMBER: _ClassVar[int]
+    TIME_FIELD_NUMBER: _ClassVar[int]
     offset: int
     data: bytes
     final: JobStatus
-    def __init__(self, offset: _Optional[int] = ..., data: _Optional[bytes] = ..., final: _Optional[_Union[JobStatus, _Mapping]] = ...) -> None: ...
+    time: _timestamp_pb2.Timestamp
+    def __init__(self, offset: _Optional[int] = ..., data: _Optional[bytes] = ..., final: _Optional[_Union[JobStatus, _Mapping]] = ..., time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class ListRequest(_message.Message):
     __slots__ = ("all_users", "page_size", "page_token", "labels", "states", "name")

@@ -11,6 +11,7 @@ import trio
 from jogger.cli.connect import Dialer
 from jogger.cli.follow import Follower, GaveUp
 from jogger.cli.stdout import StdoutClosed
+from jogger.cli.window_args import Window
 from jogger.rpc.channel import TransportError
 from jogger.rpc.client import JobsClient
 from jogger.rpc.errors import RpcError, StatusCode
@@ -35,6 +36,7 @@ class FakeServer:
         self.pruned = pruned
         """After a drop, the job is gone (NOT_FOUND)."""
         self.asked: list[int] = []
+        self.windows: list[tuple[int | None, int | None, bool]] = []
         self.dials = 0
 
     def drop(self) -> TransportError:
@@ -54,13 +56,26 @@ class FakeClient(JobsClient):
 
     @asynccontextmanager
     async def output(
-        self, job_id: str, *, offset: int = 0, follow: bool = True
+        self,
+        job_id: str,
+        *,
+        offset: int = 0,
+        follow: bool = True,
+        tail: int | None = None,
+        since_ns: int | None = None,
+        timestamps: bool = False,
     ) -> AsyncIterator[AsyncIterator[jobs_pb2.OutputChunk]]:
         self._server.asked.append(offset)
-        yield self._chunks(job_id, offset)
+        self._server.windows.append((tail, since_ns, timestamps))
+        yield self._chunks(job_id, offset, tail)
 
-    async def _chunks(self, job_id: str, offset: int) -> AsyncIterator[jobs_pb2.OutputChunk]:
+    async def _chunks(
+        self, job_id: str, offset: int, tail: int | None
+    ) -> AsyncIterator[jobs_pb2.OutputChunk]:
         server = self._server
+        if tail is not None:  # the last `tail` bytes stand in for lines here
+            offset = max(offset, len(LOG) - tail)
+            yield jobs_pb2.OutputChunk(offset=offset)
         while offset < len(LOG):
             await trio.sleep(0.01)
             if offset == server.unreadable:
@@ -116,6 +131,17 @@ async def test_from_an_offset_the_first_offset_counts(
     await Follower("J", offset=12, reconnect_timeout=60).run(FakeDialer(server))
     assert capsysbinary.readouterr().out == LOG[12:]
     assert server.asked == [12, 30]
+
+
+async def test_after_a_reconnect_the_tail_is_not_asked_again_but_the_rest_of_the_window_is(
+    autojump_clock: trio.abc.Clock, capsysbinary: pytest.CaptureFixture[bytes]
+) -> None:
+    server = FakeServer(drops=[len(LOG) - 20])
+    window = Window(tail=40, since_ns=5, timestamps=False)
+    await Follower("J", reconnect_timeout=60, window=window).run(FakeDialer(server))
+    assert capsysbinary.readouterr().out == LOG[-40:]
+    assert server.asked == [0, len(LOG) - 20]
+    assert server.windows == [(40, 5, False), (None, 5, False)]
 
 
 async def test_it_gives_up_once_the_server_stays_away_for_the_timeout(

@@ -3,6 +3,7 @@ the job limits, first come first served for each user and fair between users, bo
 and kept on record across server restarts."""
 
 import json
+import re
 import signal
 import subprocess
 from datetime import datetime
@@ -214,14 +215,23 @@ async def test_wait_and_run_on_a_queued_job_go_through_its_run(
             waiting.start_soon(in_background, "wait", "wait", job)
             waiting.start_soon(in_background, "output", "output", job)
             waiting.start_soon(
+                in_background, "stamped", "output", "--tail", "5", "--timestamps", job
+            )
+            waiting.start_soon(
                 in_background, "run", "run", "--queue", "-n", "--", "echo", "from run"
             )
             # They wait while the job is queued (generously: the box may be slow).
             await trio.sleep(2)
             assert results == {}
+            # Not followed, a queued job's output is empty, windowed or not: no output yet.
+            for window in ([], ["--tail", "3"], ["--since", "1h", "--timestamps"]):
+                now = await cli.jog("output", "--no-follow", *window, job)
+                assert (now.returncode, now.stdout, now.stderr) == (0, b"", b""), window
             await cli.jog("stop", "--grace", "0", blocker)
         assert results["wait"].returncode == 3, results["wait"].stderr
         assert results["output"].stdout == b"hi\n"
+        stamped = results["stamped"].stdout.decode()
+        assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z hi\n", stamped), stamped
         assert (results["run"].returncode, results["run"].stdout) == (0, b"from run\n")
         assert b"waiting for room" in results["run"].stderr
     finally:

@@ -351,15 +351,19 @@ async def listed_at_most(jobs: JobManager, n: int) -> bool:
     return len((await jobs.list("alice")).jobs) <= n
 
 
-async def test_retention_by_count_deletes_the_oldest_record_and_log(tmp_path: Path) -> None:
+async def test_retention_by_count_deletes_the_oldest_record_log_and_index(tmp_path: Path) -> None:
     async with JobManager(tmp_path, retention=Retention(max_jobs=3)) as jobs:
         running = await jobs.start("alice", ["sleep", "300"])
         ids = [(await run(jobs, ["echo", str(i)])).id for i in range(5)]
         await eventually(lambda: listed_at_most(jobs, 4))
 
         async def logs_gone() -> bool:
-            # The records go first, then (in a worker thread) their logs.
-            return not any((tmp_path / "logs" / f"{gone}.log").exists() for gone in ids[:2])
+            # The records go first, then (in a worker thread) their logs and indexes.
+            return not any(
+                (tmp_path / "logs" / f"{gone}{kind}").exists()
+                for gone in ids[:2]
+                for kind in (".log", ".times")
+            )
 
         await eventually(logs_gone)
         listed = [s.id for s in (await jobs.list("alice")).jobs]
@@ -370,6 +374,7 @@ async def test_retention_by_count_deletes_the_oldest_record_and_log(tmp_path: Pa
             with pytest.raises(JobNotFound):
                 await collect(jobs.output("alice", gone))
         assert (tmp_path / "logs" / f"{ids[2]}.log").exists()
+        assert (tmp_path / "logs" / f"{ids[2]}.times").exists()
         await jobs.stop("alice", running.id, grace=0)
 
 
@@ -426,7 +431,11 @@ async def test_a_start_that_cannot_be_recorded_is_refused_and_leaves_nothing(
                 await jobs.start("alice", ["sleep", "300"])
             assert my_children() == []
             assert [s.id for s in (await jobs.list("alice")).jobs] == [first.id]
-            assert sorted(p.name for p in (small / "logs").iterdir()) == [f"{first.id}.log"]
+            # The refused job's log and time index are gone; the first job's stay.
+            assert sorted(p.name for p in (small / "logs").iterdir()) == [
+                f"{first.id}.log",
+                f"{first.id}.times",
+            ]
             (small / "filler").unlink()
             # With room again, starts work.
             assert (await run(jobs, ["true"])).state is JobState.COMPLETED

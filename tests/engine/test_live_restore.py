@@ -18,6 +18,7 @@ import pytest
 import trio
 
 from jogger import JobLimits, JobManager, JobState, ManagerLimits
+from jogger.engine import OutputWindow
 from jogger.engine.procfs import proc_stat
 from tests.engine.test_accounts import job_cgroups
 from tests.procs import PYTHON, eventually, is_alive, my_children, processes
@@ -146,6 +147,31 @@ async def test_a_killed_manager_leaves_the_job_writing_and_the_next_has_every_by
         final = await jobs.wait("alice", job_id)
     assert out == b"".join(b"%d\n" % i for i in range(2000))  # no gap, no duplicate
     assert (final.state, final.exit_code, final.reason) == (JobState.FAILED, 3, "")
+
+
+async def test_the_time_index_goes_on_through_a_crash_and_strays_are_swept(
+    tmp_path: Path,
+) -> None:
+    state = tmp_path / "state"
+    (job_id,) = await crashed_manager(state, [[PYTHON, "-c", COUNTER, "2000"]])
+    logs = state / "logs"
+    # A crash between deleting a record's log and its index, or before recording a start.
+    strays = [logs / "0f0e5a43-8a0b-4c4e-9a49-3f4d2b1c0a01.times"]
+    strays += [logs / "0f0e5a43-8a0b-4c4e-9a49-3f4d2b1c0a02.log"]
+    strays += [logs / "0f0e5a43-8a0b-4c4e-9a49-3f4d2b1c0a02.times"]
+    for stray in strays:
+        stray.write_bytes(b"")
+    async with adopting(state) as jobs:
+        await jobs.wait("alice", job_id)
+        window = OutputWindow(timestamps=True)
+        async with jobs.output_window("alice", job_id, window, follow=False) as (_, pieces):
+            got = [(p.data, p.time_ns) async for p in pieces]
+        assert not any(stray.exists() for stray in strays)
+    assert b"".join(data for data, _ in got) == b"".join(b"%d\n" % i for i in range(2000))
+    times = [t for _, t in got]
+    assert None not in times
+    assert times == sorted(times)  # type: ignore[type-var]
+    assert (logs / f"{job_id}.times").exists()
 
 
 async def test_a_job_that_ends_while_no_manager_runs_is_recorded_as_it_ended(

@@ -9,8 +9,9 @@ import pytest
 from jogger import Account, InvalidRequest, JobLimits
 from jogger.engine.executor import Spec
 from jogger.engine.isolation import ALL, Isolation
-from jogger.engine.slurm.executor import SlurmExecutor, SlurmOptions, _script
+from jogger.engine.slurm.executor import SlurmExecution, SlurmExecutor, SlurmOptions, _script
 from jogger.engine.status import Input
+from jogger.engine.times import TimeIndex, times_path
 
 
 def executor(tmp_path: Path) -> SlurmExecutor:
@@ -111,3 +112,34 @@ def test_a_timeout_is_slurms_time_in_whole_minutes_rounded_up(
 def test_a_job_without_a_timeout_gets_the_partitions_time_limit(tmp_path: Path) -> None:
     options = executor(tmp_path)._options_for(spec(), Path("/s/l.log"))
     assert not any(option.startswith("--time") for option in options)
+
+
+def test_the_watch_records_growth_it_sees_in_the_time_index(tmp_path: Path) -> None:
+    log = tmp_path / "job.log"
+    log.write_bytes(b"")
+    execution = SlurmExecution(executor(tmp_path), "7", "job", log)
+    execution.index_growth()  # nothing yet: no record
+    assert not times_path(log).exists()
+    log.write_bytes(b"one\n")
+    execution.index_growth()
+    execution.index_growth()  # no growth since: no second record
+    with log.open("ab") as more:
+        more.write(b"two\n")
+    execution.index_growth()
+    index = TimeIndex.open(times_path(log))
+    assert index is not None
+    with index:
+        assert [index.record(i)[0] for i in range(len(index))] == [0, 4]
+    # A server that adopts the job takes the log's size as covered: what was written while
+    # none watched carries the time of the record before it.
+    with log.open("ab") as more:
+        more.write(b"three\n")
+    adopted = SlurmExecution(executor(tmp_path), "7", "job", log)
+    adopted.index_growth()
+    with log.open("ab") as more:
+        more.write(b"four\n")
+    adopted.index_growth()
+    index = TimeIndex.open(times_path(log))
+    assert index is not None
+    with index:
+        assert [index.record(i)[0] for i in range(len(index))] == [0, 4, 14]

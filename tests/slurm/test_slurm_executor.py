@@ -5,6 +5,7 @@ jobs run as nobody, submitted with sbatch --uid. Waits poll Slurm or the server 
 deadlines, never fixed sleeps: the scheduler takes up to a second to start a job.
 """
 
+import datetime
 import json
 import signal
 import uuid
@@ -16,6 +17,7 @@ import trio
 
 from tests.e2e.conftest import Cli, launch, stop_server
 from tests.e2e.test_cli import job_id_of
+from tests.e2e.test_windows import parse_stamped, rfc3339
 from tests.pki import Pki
 from tests.slurm.conftest import NODE
 
@@ -214,3 +216,21 @@ async def test_a_timeout_is_slurms_time_limit_and_its_end_is_reason_timeout(serv
                 break
             await trio.sleep(1)
     assert (final["state"], final["reason"]) == ("failed", "timeout")
+
+
+async def test_timestamps_and_since_come_from_the_watchs_records(server: Cli) -> None:
+    job = job_id_of(await server.jog("start", "--", "sh", "-c", "echo a; sleep 3; echo b"))
+    await until_state(server, job, "completed")
+    stamped = await server.jog("output", "--no-follow", "--timestamps", job)
+    assert stamped.returncode == 0, stamped.stderr
+    lines = parse_stamped(stamped.stdout)
+    assert [text for _, text in lines] == [b"a", b"b"]
+    # The times are when the watch (every 0.2 s here) saw the log grow: 3 s apart, give
+    # or take a poll or two.
+    (a_at, _), (b_at, _) = lines
+    assert b_at - a_at >= datetime.timedelta(seconds=1.5)
+    between = rfc3339(a_at + (b_at - a_at) / 2)
+    since = await server.jog("output", "--no-follow", "--since", between, job)
+    assert since.stdout == b"b\n"
+    tail = await server.jog("output", "--no-follow", "--tail", "1", job)
+    assert tail.stdout == b"b\n"

@@ -7,8 +7,11 @@
   (whole minutes, rounded up: Slurm's TIMEOUT is then reason ``timeout``); the server's
   partition and QOS are added. The start returns once Slurm has the job: it may wait in the queue.
 - **watch:** one task polls ``squeue`` for every live job (``poll_interval``), and each
-  running job's log for growth, which wakes its followers; a job in a final state gets its
-  exit code, signal and reason from ``scontrol show job``.
+  running job's log for growth, which wakes its followers and is recorded in the log's
+  time index (times.py) with the time the watch saw it: Slurm writes the log, so a byte's
+  time is when the server saw it, up to a poll after it was written (a byte written while
+  no server watched carries the time of the index's record before it); a job in a final
+  state gets its exit code, signal and reason from ``scontrol show job``.
 - **stop:** ``scancel --signal=TERM``, the grace, then ``scancel --signal=KILL`` (``--full``:
   the batch script's processes too).
 - **adopt:** a record's Slurm job id is all a new server needs: the watch finds the job
@@ -37,6 +40,7 @@ from ..limits import JobLimits
 from ..rows import ProcessIdentity
 from ..status import Input, JobStatus
 from ..supervisor import End
+from ..times import append, create, times_path
 from . import commands
 from .commands import FINAL_STATES, WAITING_STATES, Final, SlurmError
 
@@ -103,6 +107,8 @@ class SlurmExecution:
         self.job_id = job_id
         self.log_path = log
         self.seen: commands.Seen | None = None
+        self._indexed = _size(log)
+        """The log's size at the watch's last look: what the time index covers."""
         self._end: End | None = None
         self._done = trio.Event()
         self._sent_term = False
@@ -145,6 +151,17 @@ class SlurmExecution:
 
     def close(self) -> None:
         self._executor.forget(self)
+
+    def index_growth(self) -> None:
+        """Record in the time index that the bytes since the last look were written now."""
+        size = _size(self.log_path)
+        if size <= self._indexed:
+            return
+        try:
+            append(times_path(self.log_path), self._indexed)
+        except OSError as exc:
+            log.warning("job %s: cannot write its output's time index: %s", self.job_id, exc)
+        self._indexed = size
 
     def ended(self, final: Final | None) -> None:
         """The watch saw the job end (``final``), or found that Slurm no longer knows it."""
@@ -235,6 +252,7 @@ class SlurmExecutor:
         if spec.account is not None and not spec.account.is_current():
             # Slurm opens the log as the job's account (the directory lets it through).
             os.fchown(log_fd, spec.account.uid, spec.account.gid)
+        os.close(create(times_path(log_path)))  # (deleted with the log should the start fail)
         script = self._run_dir / f"{spec.job_id}.sbatch"
         fd = os.open(script, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
         try:
@@ -304,9 +322,11 @@ class SlurmExecutor:
             if now is not None:
                 execution.seen = now
                 if now.state not in WAITING_STATES:
+                    execution.index_growth()
                     self._grew(execution.job_id)
             if now is None or now.state in FINAL_STATES:
                 final = await commands.final(execution.external_id)
+                execution.index_growth()
                 self._grew(execution.job_id)
                 if final is None:
                     log.error(
@@ -367,3 +387,10 @@ def _script(spec: Spec) -> str:
         f"# jogger job {spec.job_id}\n"
         f'exec env -i SLURM_JOB_ID="$SLURM_JOB_ID" {assignments} "$@"\n'
     )
+
+
+def _size(path: Path) -> int:
+    try:
+        return os.stat(path).st_size
+    except OSError:
+        return 0

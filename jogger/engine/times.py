@@ -1,0 +1,160 @@
+"""A job's time index: where each write into its output log began, and when.
+
+The index is a file beside the log (``<logs>/<id>.times`` beside ``<id>.log``), written by
+whoever writes the log: a local job's supervisor (supervise.c, ``note_time``) before each
+write it moves into the log, and for a Slurm job the server's log watcher when it sees the
+log grow (``append``; coarse times: when the growth was seen, to within a poll). It is a
+sequence of fixed-size records, native byte order (the index is read on the host that
+writes it):
+
+    uint64 offset    the log's byte where a write began
+    int64  wall_ns   CLOCK_REALTIME, in ns since the epoch, when that write was made
+
+Both never go back from one record to the next (the writer holds the time still when the
+wall clock steps back), so either may be searched by bisection. A byte's time is that of
+the last record at or before it. The supervisor makes at most one record per write, none
+when the last is under a millisecond old, and keeps the index within 64 KiB plus 1/16 of
+the log, so the output cap bounds the index too; a record it skips makes times coarser,
+never wrong.
+
+A writer that dies mid-record (a crash, a full disk) leaves a torn or zeroed tail: the
+readers here stop at the first record that is short, zero, or goes back.
+"""
+
+import os
+import struct
+import time
+from pathlib import Path
+
+RECORD = struct.Struct("=Qq")
+"""One record: (offset, wall_ns)."""
+
+
+def times_path(log_path: Path) -> Path:
+    """The index of the log at ``log_path``."""
+    return log_path.with_suffix(".times")
+
+
+class TimeIndex:
+    """A reader of one index, which its writer may still be appending to.
+
+    Reads are single small preads of a local file (as the log's own reads are); records are
+    re-counted only when a reader runs past the ones it knows of.
+    """
+
+    def __init__(self, fd: int) -> None:
+        self._fd = fd
+        self._count = 0
+        self._last: tuple[int, int] = (0, 0)
+        self.refresh()
+
+    @classmethod
+    def open(cls, path: Path) -> "TimeIndex | None":
+        """The index at ``path``; None if there is none. OSError if it cannot be read."""
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        except FileNotFoundError:
+            return None
+        try:
+            return cls(fd)
+        except BaseException:
+            os.close(fd)
+            raise
+
+    def close(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+
+    def __enter__(self) -> "TimeIndex":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __len__(self) -> int:
+        return self._count
+
+    def refresh(self) -> int:
+        """Count the whole, sound records there are now (a writer may have added some)."""
+        whole = os.fstat(self._fd).st_size // RECORD.size
+        if whole <= self._count:
+            return self._count
+        # Records before the count are known sound; check the new ones in blocks, stopping at
+        # the first that is zero or goes back (a torn tail).
+        previous = self._last
+        index = self._count
+        while index < whole:
+            block = min(whole - index, 4096)
+            data = os.pread(self._fd, block * RECORD.size, index * RECORD.size)
+            for offset, wall in RECORD.iter_unpack(data[: len(data) // RECORD.size * RECORD.size]):
+                if wall <= 0 or offset < previous[0] or wall < previous[1]:
+                    self._count, self._last = index, previous
+                    return index
+                previous = (offset, wall)
+                index += 1
+            if len(data) < block * RECORD.size:
+                break
+        self._count, self._last = index, previous
+        return index
+
+    def record(self, index: int) -> tuple[int, int]:
+        """Record ``index`` (0 to len - 1): (offset, wall_ns)."""
+        data = os.pread(self._fd, RECORD.size, index * RECORD.size)
+        offset, wall = RECORD.unpack(data)
+        return offset, wall
+
+    def records(self, first: int, count: int) -> list[tuple[int, int]]:
+        """Records ``first`` to ``first + count - 1`` (within len), read at once."""
+        data = os.pread(self._fd, count * RECORD.size, first * RECORD.size)
+        return list(RECORD.iter_unpack(data[: len(data) // RECORD.size * RECORD.size]))
+
+    def covering(self, offset: int) -> int:
+        """The index of the last record at or before byte ``offset``; -1 if none is."""
+        low, high = 0, self._count
+        while low < high:
+            middle = (low + high) // 2
+            if self.record(middle)[0] <= offset:
+                low = middle + 1
+            else:
+                high = middle
+        return low - 1
+
+    def first_since(self, wall_ns: int) -> int:
+        """The index of the first record made at or after ``wall_ns``; len if none is."""
+        low, high = 0, self._count
+        while low < high:
+            middle = (low + high) // 2
+            if self.record(middle)[1] < wall_ns:
+                low = middle + 1
+            else:
+                high = middle
+        return low
+
+
+def create(path: Path) -> int:
+    """Make a new, empty index at ``path`` (it must not exist), readable and writable by us
+    alone; an fd open for writing it, for its writer."""
+    return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+
+
+def append(path: Path, offset: int) -> None:
+    """Record, now, that the log's bytes from ``offset`` on were written (the Slurm log
+    watcher's record: it sees growth only after the fact). A record that would not come
+    after the last is left out; a torn tail is written over. OSError if the index cannot be
+    written."""
+    wall = time.time_ns()
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        count = os.fstat(fd).st_size // RECORD.size
+        if count:
+            last_offset, last_wall = RECORD.unpack(
+                os.pread(fd, RECORD.size, (count - 1) * RECORD.size)
+            )
+            if offset <= last_offset:
+                return
+            wall = max(wall, last_wall)
+        os.pwrite(fd, RECORD.pack(offset, wall), count * RECORD.size)
+        os.ftruncate(fd, (count + 1) * RECORD.size)
+    finally:
+        os.close(fd)

@@ -1,0 +1,160 @@
+"""The time index's reader and the window's arithmetic, on files made here."""
+
+import os
+from pathlib import Path
+
+import pytest
+
+from jogger.engine import window
+from jogger.engine.times import RECORD, TimeIndex, append
+from jogger.engine.window import _Cursor, tail_start
+
+
+def write_index(path: Path, records: list[tuple[int, int]], tail: bytes = b"") -> TimeIndex:
+    path.write_bytes(b"".join(RECORD.pack(o, t) for o, t in records) + tail)
+    return TimeIndex(os.open(path, os.O_RDONLY | os.O_CLOEXEC))
+
+
+def test_an_empty_index_covers_nothing(tmp_path: Path) -> None:
+    with write_index(tmp_path / "x.times", []) as index:
+        assert len(index) == 0
+        assert index.covering(0) == -1
+        assert index.first_since(0) == 0
+
+
+def test_a_torn_last_record_is_ignored(tmp_path: Path) -> None:
+    records = [(0, 10), (5, 20)]
+    with write_index(tmp_path / "x.times", records, RECORD.pack(9, 30)[:7]) as index:
+        assert len(index) == 2
+        assert index.covering(100) == 1
+
+
+def test_a_zeroed_or_backward_tail_ends_the_index(tmp_path: Path) -> None:
+    with write_index(tmp_path / "a.times", [(0, 10), (5, 20)], bytes(RECORD.size)) as index:
+        assert len(index) == 2
+    with write_index(tmp_path / "b.times", [(0, 10), (5, 20), (3, 30), (9, 40)]) as index:
+        assert len(index) == 2
+    with write_index(tmp_path / "c.times", [(0, 10), (5, 20), (7, 15)]) as index:
+        assert len(index) == 2
+
+
+def test_records_a_writer_adds_are_seen_on_refresh(tmp_path: Path) -> None:
+    path = tmp_path / "x.times"
+    with write_index(path, [(0, 10)]) as index:
+        with path.open("ab") as more:
+            more.write(RECORD.pack(4, 11) + RECORD.pack(8, 12)[:3])
+        assert index.refresh() == 2
+        with path.open("ab") as more:
+            more.write(RECORD.pack(8, 12)[3:])
+        assert index.refresh() == 3
+        assert index.record(2) == (8, 12)
+
+
+def test_bisection_finds_the_covering_record_and_the_first_since(tmp_path: Path) -> None:
+    # Offsets 0, 10, 20, ... at times 1000, 1002, ...; two records share offset 500.
+    records = [(10 * i, 1000 + 2 * i) for i in range(1000)]
+    records.insert(51, (500, 1101))
+    with write_index(tmp_path / "x.times", records) as index:
+        assert len(index) == 1001
+        assert index.covering(0) == 0
+        assert index.covering(9) == 0
+        assert index.covering(10) == 1
+        assert index.covering(500) == 51  # the last at that offset: its bytes came after
+        assert index.covering(10**9) == 1000
+        assert index.first_since(0) == 0
+        assert index.first_since(1000) == 0
+        assert index.first_since(1001) == 1
+        assert index.first_since(1101) == 51
+        assert index.first_since(1102) == 52
+        assert index.first_since(10**9) == 1001
+
+
+def reference_tail(data: bytes, n: int) -> int:
+    """The last n lines' start, the simple way."""
+    if n == 0:
+        return len(data)
+    parts = data.split(b"\n")
+    lines = [part + b"\n" for part in parts[:-1]] + ([parts[-1]] if parts[-1] else [])
+    return len(data) - sum(len(line) for line in lines[-n:]) if n < len(lines) else 0
+
+
+@pytest.mark.parametrize("block", [1, 3, 7, 64 * 1024])
+def test_tail_matches_a_whole_read_across_block_boundaries(
+    tmp_path: Path, block: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(window, "TAIL_BLOCK", block)
+    long_line = b"x" * 50 + b"\n"  # longer than most blocks here
+    cases = [
+        b"",
+        b"\n",
+        b"\n\n\n",
+        b"no newline at all",
+        b"one\ntwo\nthree\n",
+        b"one\ntwo\nthree",
+        b"a\n" + long_line + b"b\n" + long_line + b"tail",
+        bytes(range(256)) * 3,  # binary: lines are what \n makes them
+    ]
+    for k, data in enumerate(cases):
+        path = tmp_path / f"{k}.log"
+        path.write_bytes(data)
+        for n in range(8):
+            assert tail_start(path, len(data), n) == reference_tail(data, n), (data, n)
+
+
+def test_tail_counts_only_the_bytes_on_record(tmp_path: Path) -> None:
+    # A log still growing: the tail is of the size the caller knows, not of the file.
+    path = tmp_path / "x.log"
+    path.write_bytes(b"a\nb\nc\nd\n")
+    assert tail_start(path, 4, 1) == 2
+
+
+def test_the_cursor_cuts_chunks_where_records_begin(tmp_path: Path) -> None:
+    records = [(0, 100), (4, 200), (4, 250), (10, 300)]
+    with write_index(tmp_path / "x.times", records) as index:
+        cursor = _Cursor(index, 2)
+        assert cursor.split(2, b"cdefgh") == [(2, b"cd", 100), (4, b"efgh", 250)]
+        assert cursor.split(8, b"ijklmn") == [(8, b"ij", 250), (10, b"klmn", 300)]
+
+
+def test_bytes_before_the_first_record_have_no_time(tmp_path: Path) -> None:
+    with write_index(tmp_path / "x.times", [(3, 100)]) as index:
+        assert _Cursor(index, 0).split(0, b"abcdef") == [(0, b"abc", None), (3, b"def", 100)]
+
+
+def test_the_watchers_records_only_go_forward_and_mend_a_torn_tail(tmp_path: Path) -> None:
+    path = tmp_path / "x.times"
+    append(path, 0)
+    append(path, 0)  # no growth since: no record
+    with path.open("ab") as torn:
+        torn.write(b"\1\2\3")
+    append(path, 7)
+    with TimeIndex(os.open(path, os.O_RDONLY | os.O_CLOEXEC)) as index:
+        assert len(index) == 2
+        assert [index.record(i)[0] for i in range(2)] == [0, 7]
+        assert index.record(0)[1] <= index.record(1)[1]
+    assert path.stat().st_size == 2 * RECORD.size
+
+
+@pytest.mark.parametrize("block", [1, 2, 3, 256])
+def test_the_cursor_reads_records_in_blocks_and_finds_those_added_since(
+    tmp_path: Path, block: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(window, "RECORD_BLOCK", block)
+    path = tmp_path / "x.times"
+    records = [(3 * i, 100 + i) for i in range(7)]
+    with write_index(path, records) as index:
+        cursor = _Cursor(index, 1)
+        got = cursor.split(1, bytes(range(1, 20)))
+        assert [(o, len(d), t) for o, d, t in got] == [
+            (1, 2, 100),
+            (3, 3, 101),
+            (6, 3, 102),
+            (9, 3, 103),
+            (12, 3, 104),
+            (15, 3, 105),
+            (18, 2, 106),
+        ]
+        with path.open("ab") as more:  # the writer goes on
+            more.write(RECORD.pack(21, 200))
+        got = cursor.split(20, b"abcd")
+        assert got == [(20, b"a", 106), (21, b"bcd", 200)]
