@@ -158,3 +158,20 @@ def test_the_cursor_reads_records_in_blocks_and_finds_those_added_since(
             more.write(RECORD.pack(21, 200))
         got = cursor.split(20, b"abcd")
         assert got == [(20, b"a", 106), (21, b"bcd", 200)]
+
+
+def test_opening_a_large_index_reads_a_few_records_not_all(tmp_path: Path) -> None:
+    # A million records (16 MiB), then a zeroed tail as a crashed host leaves: opening it
+    # must find the end by bisection, reading some hundreds of bytes, not the 16 MiB.
+    n = 1_000_000
+    path = tmp_path / "x.times"
+    with path.open("wb") as out:
+        for first in range(0, n, 10_000):
+            out.write(b"".join(RECORD.pack(7 * i, 1000 + i) for i in range(first, first + 10_000)))
+        out.write(bytes(RECORD.size * 1000))
+    with TimeIndex(os.open(path, os.O_RDONLY | os.O_CLOEXEC)) as index:
+        assert len(index) == n
+        assert index.bytes_read < 64 * 2 * RECORD.size
+        assert index.first_since(1000 + 123_456) == 123_456
+        assert index.covering(7 * 654_321 + 3) == 654_321
+        assert index.bytes_read < 3 * 64 * 2 * RECORD.size
