@@ -19,10 +19,11 @@
  *     into the log, a record of where the write begins and the wall-clock time (struct
  *     time_record; engine/times.py reads it). At most one record per write, and none when
  *     the last is under TIMES_EVERY_MS old: a byte's time is that of its write, or at most
- *     that much earlier. The index stays within TIMES_FLOOR plus 1/TIMES_FRACTION of the
- *     log by construction (a record that would exceed it is skipped: times get coarser,
- *     never wrong), so the output cap bounds it too. A failed write of the index ends
- *     the index, not the log;
+ *     that much earlier. Past TIMES_FLOOR plus 1/TIMES_FRACTION of the log, records are
+ *     made only once the last is TIMES_SLOW_MS old (a record skipped makes times coarser,
+ *     never wrong; then a byte's time may be up to that much earlier): the index stays
+ *     within that bound plus 16 bytes per second of the job's run. A failed write of the
+ *     index ends the index, not the log;
  *   - once the main process has exited and the rest of the job is gone, writes the job's end
  *     (run/<id>.end: exit code or signal, end time, CPU, peak memory, output size and flags)
  *     with write, fsync, rename and fsync of the directory, and only then exits 0. The
@@ -130,6 +131,7 @@
 #endif
 #define TIMES_FLOOR (64 * 1024)
 #define TIMES_FRACTION 16
+#define TIMES_SLOW_MS 1000
 
 struct report {
     uint32_t magic;
@@ -741,7 +743,13 @@ static void note_time(void) {
     int64_t t = now_ms();
     if (S.times_size > 0 && t - S.times_last_ms < TIMES_EVERY_MS)
         return;
-    if (S.times_size + sizeof(struct time_record) > TIMES_FLOOR + S.size / TIMES_FRACTION)
+    /* Past the size bound, still one record a second: else a slow writer (a byte a second,
+     * past its first 4096 records) would get one record per 256 bytes, minutes apart, and
+     * its bytes' times would lag by minutes. Each such record is a second after the one
+     * before, so the index stays within the bound plus 16 bytes per second of the job's
+     * run. */
+    if (S.times_size + sizeof(struct time_record) > TIMES_FLOOR + S.size / TIMES_FRACTION &&
+        t - S.times_last_ms < TIMES_SLOW_MS)
         return;
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);

@@ -31,6 +31,25 @@ RECORD = struct.Struct("=Qq")
 """One record: (offset, wall_ns)."""
 
 
+FLOOR = 64 * 1024
+FRACTION = 16
+"""The supervisor's size bound: TIMES_FLOOR + log / TIMES_FRACTION (supervise.c)."""
+FINE_SPAN_NS = 2_000_000
+SLOW_SPAN_NS = 1_002_000_000
+"""How long after a record the writes it covers may go on (supervise.c's TIMES_EVERY_MS and
+TIMES_SLOW_MS, each with a ms of margin for its whole-ms clock): the next record is made at
+the first write after that."""
+
+
+def span_ns(index: int, offset: int) -> int:
+    """How long after record ``index`` (at ``offset``) the writes it covers went on at most,
+    in a supervisor's index: the next record is made at the first write past FINE_SPAN_NS
+    while within the size bound (the log was at least ``offset`` bytes when it was made),
+    else past SLOW_SPAN_NS."""
+    within = (index + 2) * RECORD.size <= FLOOR + offset // FRACTION
+    return FINE_SPAN_NS if within else SLOW_SPAN_NS
+
+
 def times_path(log_path: Path) -> Path:
     """The index of the log at ``log_path``."""
     return log_path.with_suffix(".times")
