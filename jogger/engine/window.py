@@ -93,7 +93,7 @@ async def open_window(
     offset ``chunks_from`` gives: where it begins, and its pieces. TimesUnavailable for a
     timed window on a log without an index; OutputUnavailable if either cannot be read.
     Leaving the block closes the chunks and the index."""
-    index = open_index(log_path) if window.timed else None
+    index = open_index(log_path, size) if window.timed else None
     try:
         start = await start_of(window, log_path, size, offset, index)
         async with (
@@ -106,13 +106,18 @@ async def open_window(
             index.close()
 
 
-def open_index(log_path: Path) -> TimeIndex:
-    """The time index of the log at ``log_path``: TimesUnavailable if it has none,
-    OutputUnavailable if it cannot be read."""
+def open_index(log_path: Path, size: int) -> TimeIndex | None:
+    """The time index of the log at ``log_path``, of ``size`` bytes: TimesUnavailable if it
+    has none, OutputUnavailable if it cannot be read. None for a log with no bytes and no
+    index (a job that never started: dequeued, or its start failed): nothing to time, an
+    empty window (pieces refuses bytes that come after all). A few small preads (the index
+    is bisected, not read): fine on the event loop, as the log's own reads are."""
     try:
         index = TimeIndex.open(times_path(log_path))
     except OSError as exc:
         raise OutputUnavailable(f"cannot read the output's time index: {exc}") from None
+    if index is None and size == 0:
+        return None
     if index is None:
         raise TimesUnavailable(
             "this job's output has no time index (it was started by an older server): "
@@ -234,6 +239,9 @@ async def pieces(
     offset = start
     cursor = _Cursor(index, start) if index is not None and window.timed else None
     async for data in chunks:
+        if cursor is None and window.timed:
+            # An index-less log that had no bytes (open_index) got some: cannot be timed.
+            raise TimesUnavailable("this job's output has no time index")
         if cursor is None:
             yield Piece(offset, data, None)
             offset += len(data)

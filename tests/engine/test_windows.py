@@ -129,3 +129,13 @@ async def test_a_slow_writer_past_the_size_bound_still_gets_a_record_a_second(
         last = index.record(len(index) - 1)[1]
     got = await windowed(jobs, status.id, OutputWindow(since_ns=last - 1_000_000))
     assert b"".join(d for _, d, _ in got) in (b"c", b"bc")
+
+
+async def test_a_job_with_no_output_and_no_index_has_an_empty_window(
+    jobs: JobManager, tmp_path: Path
+) -> None:
+    # As a job that never started (dequeued, or its start failed): no bytes, nothing to time.
+    job_id = await finished(jobs, ["true"])
+    times_path(tmp_path / "state" / "logs" / f"{job_id}.log").unlink()
+    for window in (OutputWindow(since_ns=0), OutputWindow(timestamps=True, tail=3)):
+        assert await windowed(jobs, job_id, window) == []
