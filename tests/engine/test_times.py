@@ -204,3 +204,15 @@ async def test_since_keeps_the_bytes_of_a_record_that_straddles_it(tmp_path: Pat
     # "efgh", the last record's, may be written up to when it is read; not in the future.
     assert await since(w + 6_000_000_000) == b"efgh"
     assert await since(time.time_ns() + 10**12) == b""
+
+
+def test_the_watcher_cuts_a_zeroed_tail_before_it_appends(tmp_path: Path) -> None:
+    # A host crash left zeroed records: readers stop there, so the next record must not be
+    # written behind them.
+    path = tmp_path / "x.times"
+    path.write_bytes(RECORD.pack(0, 10) + RECORD.pack(4, 20) + bytes(3 * RECORD.size))
+    append(path, 9)
+    with TimeIndex(os.open(path, os.O_RDONLY | os.O_CLOEXEC)) as index:
+        assert len(index) == 3
+        assert index.record(2)[0] == 9
+    assert path.stat().st_size == 3 * RECORD.size
