@@ -1,7 +1,7 @@
 """A job's time index: where each write into its output log began, and when.
 
 The index is a file beside the log (``<logs>/<id>.times`` beside ``<id>.log``), written by
-whoever writes the log: a local job's supervisor (supervise.c, ``note_time``) before each
+whoever writes the log: a local job's supervisor (times.h, ``note_time``) before each
 write it moves into the log, and for a Slurm job the server's log watcher when it sees the
 log grow (``append``; coarse times: when the growth was seen, to within a poll). It is a
 sequence of fixed-size records, native byte order (the index is read on the host that
@@ -13,9 +13,9 @@ writes it):
 Both never go back from one record to the next (the writer holds the time still when the
 wall clock steps back), so either may be searched by bisection. A byte's time is that of
 the last record at or before it. The supervisor makes at most one record per write, none
-when the last is under a millisecond old, and keeps the index within 64 KiB plus 1/16 of
-the log, so the output cap bounds the index too; a record it skips makes times coarser,
-never wrong.
+when the last is under a millisecond old, and past 64 KiB plus 1/16 of the log, none when
+the last is under a second old (so the index stays within that plus 16 bytes per second of
+the job's run); a record it skips makes times coarser, never wrong.
 
 A writer that dies mid-record (a crash, a full disk) leaves a torn or zeroed tail: the
 readers here end the index at the first record that is short, zero, or goes back, found by
@@ -33,10 +33,10 @@ RECORD = struct.Struct("=Qq")
 
 FLOOR = 64 * 1024
 FRACTION = 16
-"""The supervisor's size bound: TIMES_FLOOR + log / TIMES_FRACTION (supervise.c)."""
+"""The supervisor's size bound: TIMES_FLOOR + log / TIMES_FRACTION (times.h)."""
 FINE_SPAN_NS = 2_000_000
 SLOW_SPAN_NS = 1_002_000_000
-"""How long after a record the writes it covers may go on (supervise.c's TIMES_EVERY_MS and
+"""How long after a record the writes it covers may go on (times.h's TIMES_EVERY_MS and
 TIMES_SLOW_MS, each with a ms of margin for its whole-ms clock): the next record is made at
 the first write after that."""
 
