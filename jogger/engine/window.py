@@ -7,8 +7,9 @@ where the time index (times.py) says their time changes, each piece with its tim
   A log the output cap cut short (truncated) ends where the cap cut it, maybe mid-line:
   that part line is its last line.
 - **since T**: never leaves out a byte written at or after T; may give bytes written a
-  little before it (within their record's span: 1 ms, up to 1 s past the index's size
-  bound, a poll for Slurm). A record's time is a lower bound of its bytes' write times (the
+  little before it (within their record's span: 2 ms, up to 1 s past the index's size
+  bound, a poll for Slurm; barring a step of the wall clock forward between a record and
+  the writes it covers). A record's time is a lower bound of its bytes' write times (the
   supervisor makes it before the write); an upper bound is the next record's time (made
   after), or sooner the record's own plus its span (times.span_ns: 2 ms, or 1 s past the
   size bound; the next record is made at the first write after it). So the bytes of a
