@@ -11,7 +11,7 @@ LISTEN ?= 127.0.0.1:7654
 
 venv: $(VENV)/.installed
 
-$(VENV)/.installed: pyproject.toml setup.py jogger/engine/supervise.c jogger/engine/spawn_child.h jogger/engine/sandbox.h
+$(VENV)/.installed: pyproject.toml setup.py jogger/engine/supervise.c jogger/engine/spawn_child.h jogger/engine/sandbox.h jogger/engine/times.h
 	@$(PYTHON) -c 'import sys; sys.exit("jogger needs Python >= 3.11, found " + sys.version.split()[0]) if sys.version_info < (3, 11) else None'
 	@command -v cc > /dev/null || { echo "jogger needs a C compiler (Debian: apt-get install gcc python3-dev)"; exit 1; }
 	rm -rf $(VENV)

@@ -64,7 +64,11 @@ setup(
         Extension(
             SUPERVISOR,
             sources=["jogger/engine/supervise.c"],
-            depends=["jogger/engine/spawn_child.h", "jogger/engine/sandbox.h"],
+            depends=[
+                "jogger/engine/spawn_child.h",
+                "jogger/engine/sandbox.h",
+                "jogger/engine/times.h",
+            ],
         )
     ],
     cmdclass={"build_ext": BuildSupervisor, "bdist_wheel": PlatformWheel},

@@ -3,7 +3,7 @@
     python bench/timestamps.py [--quick] [--runs N]
 
 The index (engine/times.py) is written by each job's supervisor before each write into the
-log, at most one record a millisecond (TIMES_EVERY_MS in supervise.c). Each round runs each
+log, at most one record a millisecond (TIMES_EVERY_MS in times.h). Each round runs each
 workload under four configurations, in an order that turns from round to round, in one
 process, so that a busy machine weighs on all alike:
 

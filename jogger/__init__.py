@@ -29,10 +29,13 @@ if TYPE_CHECKING:
     from .engine import Namespace as Namespace
     from .engine import NotRestartable as NotRestartable
     from .engine import OutputUnavailable as OutputUnavailable
+    from .engine import OutputWindow as OutputWindow
     from .engine import Page as Page
+    from .engine import Piece as Piece
     from .engine import Retention as Retention
     from .engine import SpawnError as SpawnError
     from .engine import StoreError as StoreError
+    from .engine import TimesUnavailable as TimesUnavailable
     from .engine import WindowSize as WindowSize
     from .engine import open_job_manager as open_job_manager
 
@@ -57,10 +60,13 @@ __all__ = [
     "Namespace",
     "NotRestartable",
     "OutputUnavailable",
+    "OutputWindow",
     "Page",
+    "Piece",
     "Retention",
     "SpawnError",
     "StoreError",
+    "TimesUnavailable",
     "WindowSize",
     "open_job_manager",
 ]

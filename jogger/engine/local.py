@@ -16,7 +16,10 @@ from .times import create, times_path
 
 TIME_INDEX = True
 """Whether supervisors keep their logs' time index (times.py). Only bench/timestamps.py
-turns it off, to measure what the index costs."""
+turns it off, to measure what the index costs. A module global, not a LocalExecutor or
+ManagerLimits parameter, on purpose: a job without an index loses --since and --timestamps
+for good, so no configuration should offer it; the bench sets it around one run, on a
+manager of its own, and sets it back."""
 
 
 class LocalExecutor:

@@ -16,13 +16,7 @@
  *   - after each write, tells the server (a datagram on run/notify.sock; nobody there is no
  *     error: the next server reads the log's size itself);
  *   - keeps the log's time index, when the server gives one (times_fd): before each write
- *     into the log, a record of where the write begins and the wall-clock time (struct
- *     time_record; engine/times.py reads it). At most one record per write, and none when
- *     the last is under TIMES_EVERY_MS old: a byte's time is that of its write, or at most
- *     that much earlier. The index stays within TIMES_FLOOR plus 1/TIMES_FRACTION of the
- *     log by construction (a record that would exceed it is skipped: times get coarser,
- *     never wrong), so the output cap bounds it too. A failed write of the index ends
- *     the index, not the log;
+ *     into the log, a record of where it begins and when (times.h says how, and its bound);
  *   - once the main process has exited and the rest of the job is gone, writes the job's end
  *     (run/<id>.end: exit code or signal, end time, CPU, peak memory, output size and flags)
  *     with write, fsync, rename and fsync of the directory, and only then exits 0. The
@@ -105,6 +99,7 @@
 #include <unistd.h>
 
 #include "sandbox.h"
+#include "times.h"
 
 #define SPEC_FD 3
 #define REPORT_FD 4
@@ -125,11 +120,6 @@
 #define RESERVE_MIN (256LL << 10)
 #define RESERVE_MAX (64LL << 20)
 #define NOTE_RETRY_MS 5
-#ifndef TIMES_EVERY_MS /* (bench/timestamps.py builds one with another) */
-#define TIMES_EVERY_MS 1
-#endif
-#define TIMES_FLOOR (64 * 1024)
-#define TIMES_FRACTION 16
 
 struct report {
     uint32_t magic;
@@ -144,14 +134,6 @@ struct input_answer {
 };
 
 enum input_kind { INPUT_NONE, INPUT_PIPE, INPUT_TERMINAL };
-
-/* One entry of the time index: the log's bytes from `offset` on were moved at `wall_ns`
- * (CLOCK_REALTIME, never earlier than the record before: a wall clock stepped back holds
- * still until it catches up). Native byte order: the index is read on this host. */
-struct time_record {
-    uint64_t offset;
-    int64_t wall_ns;
-};
 
 /* What the server hears after each write: the log's size and its flags. */
 struct note {
@@ -174,10 +156,7 @@ static struct {
     int pipe_fd;
     uint64_t size, limit;
     int truncated, disk_full, use_splice;
-    int times_fd;            /* the time index, or -1: none asked for, or it failed */
-    uint64_t times_size;     /* its bytes so far (whole records) */
-    int64_t times_last_ms;   /* CLOCK_MONOTONIC of its last record */
-    int64_t times_last_wall; /* wall_ns of its last record */
+    struct time_index times; /* the log's time index (times.h) */
     char error[160];
     char note[200];
     int run_dir, notify_fd, notify_pending, end_fd;
@@ -191,7 +170,7 @@ static struct {
     long stop_timeout_ms, kill_timeout_ms, eof_grace_ms, spawn_timeout_ms;
     long long timeout_ms;
 } S = {.pipe_fd = -1,
-     .times_fd = -1,
+     .times = {.fd = -1},
      .status_fd = -1,
      .input_fd = -1,
      .listen_fd = -1,
@@ -432,7 +411,7 @@ static void parse_spec(char *buf, size_t len, struct spec *sp) {
             } else if (strcmp(key, "cgroup_fd") == 0) {
                 sp->cgroup_fd = (int)number(value);
             } else if (strcmp(key, "times_fd") == 0) {
-                S.times_fd = (int)number(value);
+                S.times.fd = (int)number(value);
             } else if (strcmp(key, "limit") == 0) {
                 S.limit = (uint64_t)number(value);
             } else if (strcmp(key, "run_dir") == 0) {
@@ -731,40 +710,6 @@ static void log_failed(int err) {
         snprintf(S.error, sizeof S.error, "writing the output log failed: %s", strerror(err));
 }
 
-/* Before a write into the log at S.size: its record in the time index, unless the last
- * record is recent, or the index's bound is reached. Written before the bytes, so that a
- * reader who sees a byte in the log finds the record that gives its time. A write that
- * then moves nothing leaves a record at the log's end, which the next one's follows. */
-static void note_time(void) {
-    if (S.times_fd < 0)
-        return;
-    int64_t t = now_ms();
-    if (S.times_size > 0 && t - S.times_last_ms < TIMES_EVERY_MS)
-        return;
-    if (S.times_size + sizeof(struct time_record) > TIMES_FLOOR + S.size / TIMES_FRACTION)
-        return;
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    int64_t wall = (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-    if (wall < S.times_last_wall)
-        wall = S.times_last_wall;
-    struct time_record r = {S.size, wall};
-    ssize_t w;
-    do {
-        w = pwrite(S.times_fd, &r, sizeof r, (off_t)S.times_size);
-    } while (w < 0 && errno == EINTR);
-    if (w != (ssize_t)sizeof r) {
-        /* A full disk, say: the index ends here (a torn record is ignored by its readers);
-         * later bytes read as written at the last record's time. */
-        close(S.times_fd);
-        S.times_fd = -1;
-        return;
-    }
-    S.times_size += sizeof r;
-    S.times_last_ms = t;
-    S.times_last_wall = wall;
-}
-
 static ssize_t append(int src, size_t count) {
     if (S.use_splice) {
         loff_t offset = (loff_t)S.size;
@@ -814,7 +759,7 @@ static ssize_t move(int src) {
     if ((uint64_t)space < room)
         room = (uint64_t)space;
     uint64_t before = S.size;
-    note_time();
+    note_time(&S.times, S.size, now_ms());
     ssize_t moved = append(src, room < MOVE_SIZE ? (size_t)room : MOVE_SIZE);
     if (moved < 0) {
         if (errno == EAGAIN || errno == EINTR)
@@ -1159,8 +1104,8 @@ int main(int argc, char **argv) {
     memset(&sp, 0, sizeof sp);
     sp.cgroup_fd = -1;
     parse_spec(buf, len, &sp);
-    if (S.times_fd >= 0 && fcntl(S.times_fd, F_SETFD, FD_CLOEXEC) < 0)
-        S.times_fd = -1; /* (not an fd: the job runs without an index) */
+    if (S.times.fd >= 0 && fcntl(S.times.fd, F_SETFD, FD_CLOEXEC) < 0)
+        S.times.fd = -1; /* (not an fd: the job runs without an index) */
     S.run_dir = open(sp.run_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (S.run_dir < 0)
         fail_start(STEP_SUPERVISOR, errno);

@@ -6,9 +6,19 @@ where the time index (times.py) says their time changes, each piece with its tim
   ``\\n``; a last line without one counts as a line. 0: the end (only what comes next).
   A log the output cap cut short (truncated) ends where the cap cut it, maybe mid-line:
   that part line is its last line.
-- **since T**: the offset of the first index record made at or after T (bisection); no
-  record yet: the log's end. Bytes written before T are never given, even to a follower
-  whose log grows after the call (a T in the future: nothing until then).
+- **since T**: never leaves out a byte written at or after T; may give bytes written a
+  little before it (within their record's span: 2 ms, up to 1 s past the index's size
+  bound, a poll for Slurm; barring a step of the wall clock forward between a record and
+  the writes it covers). A record's time is a lower bound of its bytes' write times (the
+  supervisor makes it before the write); an upper bound is the next record's time (made
+  after), or sooner the record's own plus its span (times.span_ns: 2 ms, or 1 s past the
+  size bound; the next record is made at the first write after it). So the bytes of a
+  record may have been written at or after T unless that bound is before T; those of the
+  last record, unless the moment they were read is (the index may have stopped). The stream
+  begins at the record before the first made at or after T (bisection; the straddling
+  one), and a piece is left out only when its upper bound is before T: so a follower with
+  a T in the future gets nothing until then. (The Slurm watch's records are upper bounds
+  themselves: the rule keeps their bytes too.)
 - **timestamps**: every piece carries the time of its bytes (one time per piece).
 
 The stream begins at the greatest of the caller's offset and those two. Lines are the
@@ -20,11 +30,12 @@ from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from contextlib import aclosing, asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from time import time_ns
 
 import trio
 
 from .errors import InvalidRequest, OutputUnavailable, TimesUnavailable
-from .times import TimeIndex, times_path
+from .times import TimeIndex, span_ns, times_path
 
 TAIL_BLOCK = 64 * 1024
 """Bytes read at once, backwards, to find the last lines."""
@@ -42,7 +53,8 @@ class OutputWindow:
     tail: int | None = None
     """The last this many lines of the output there is now; None: from the offset."""
     since_ns: int | None = None
-    """Only bytes written at or after this wall-clock time (ns since the epoch)."""
+    """Every byte written at or after this wall-clock time (ns since the epoch), and maybe
+    some of the straddling record written just before (see the module doc)."""
     timestamps: bool = False
     """Each piece carries its time."""
 
@@ -82,7 +94,7 @@ async def open_window(
     offset ``chunks_from`` gives: where it begins, and its pieces. TimesUnavailable for a
     timed window on a log without an index; OutputUnavailable if either cannot be read.
     Leaving the block closes the chunks and the index."""
-    index = open_index(log_path) if window.timed else None
+    index = open_index(log_path, size) if window.timed else None
     try:
         start = await start_of(window, log_path, size, offset, index)
         async with (
@@ -95,13 +107,18 @@ async def open_window(
             index.close()
 
 
-def open_index(log_path: Path) -> TimeIndex:
-    """The time index of the log at ``log_path``: TimesUnavailable if it has none,
-    OutputUnavailable if it cannot be read."""
+def open_index(log_path: Path, size: int) -> TimeIndex | None:
+    """The time index of the log at ``log_path``, of ``size`` bytes: TimesUnavailable if it
+    has none, OutputUnavailable if it cannot be read. None for a log with no bytes and no
+    index (a job that never started: dequeued, or its start failed): nothing to time, an
+    empty window (pieces refuses bytes that come after all). A few small preads (the index
+    is bisected, not read): fine on the event loop, as the log's own reads are."""
     try:
         index = TimeIndex.open(times_path(log_path))
     except OSError as exc:
         raise OutputUnavailable(f"cannot read the output's time index: {exc}") from None
+    if index is None and size == 0:
+        return None
     if index is None:
         raise TimesUnavailable(
             "this job's output has no time index (it was started by an older server): "
@@ -152,8 +169,10 @@ async def start_of(
         start = max(start, await trio.to_thread.run_sync(tail_start, log_path, size, window.tail))
     if window.since_ns is not None and index is not None:
         try:
+            # The straddling record: the one before the first made at or after T (its bytes
+            # may have been written after T). None: from the start.
             first = index.first_since(window.since_ns)
-            since = index.record(first)[0] if first < len(index) else size
+            since = index.record(first - 1)[0] if first > 0 else 0
         except OSError as exc:
             raise OutputUnavailable(f"cannot read the output's time index: {exc}") from None
         start = max(start, since)
@@ -182,10 +201,21 @@ class _Cursor:
             return None
         return self._record(following)[0]
 
-    def split(self, offset: int, data: bytes) -> list[tuple[int, bytes, int | None]]:
-        """``data``, at ``offset``, cut where a record begins: (offset, bytes, time)s.
-        Every record before the end of ``data`` is on disk already: the writer makes a
-        write's record before the write."""
+    def _bound(self) -> int:
+        """When the bytes of the current record were written by: the next record's time,
+        or sooner the current one's plus its span (times.span_ns). The next record exists.
+        (A Slurm watch's record is an upper bound itself: this is at least that.)"""
+        following = self._record(self._at + 1)[1]
+        if self._at < 0:
+            return following
+        offset, time = self._record(self._at)
+        return min(following, time + span_ns(self._at, offset))
+
+    def split(self, offset: int, data: bytes) -> list[tuple[int, bytes, int | None, int | None]]:
+        """``data``, at ``offset``, cut where a record begins: (offset, bytes, time, bound)s,
+        ``bound`` the next record's time (by which the bytes were written), None if there
+        is no next record yet. Every record before the end of ``data`` is on disk already:
+        the writer makes a write's record before the write."""
         base, end = offset, offset + len(data)
         cuts = []
         while offset < end:
@@ -195,7 +225,8 @@ class _Cursor:
                 following = self._next_offset()
             cut = end if following is None else min(end, following)
             time = self._record(self._at)[1] if self._at >= 0 else None
-            cuts.append((offset, data[offset - base : cut - base], time))
+            bound = None if following is None else self._bound()
+            cuts.append((offset, data[offset - base : cut - base], time, bound))
             offset = cut
         return cuts
 
@@ -204,11 +235,14 @@ async def pieces(
     chunks: AsyncIterator[bytes], start: int, window: OutputWindow, index: TimeIndex | None
 ) -> AsyncGenerator[Piece, None]:
     """The log's chunks (from ``start``) as pieces: cut at the index's records when the
-    window is timed, those before ``since`` left out. OutputUnavailable if the index
-    cannot be read."""
+    window is timed, those surely written before ``since`` left out (see the module's
+    doc). OutputUnavailable if the index cannot be read."""
     offset = start
     cursor = _Cursor(index, start) if index is not None and window.timed else None
     async for data in chunks:
+        if cursor is None and window.timed:
+            # An index-less log that had no bytes (open_index) got some: cannot be timed.
+            raise TimesUnavailable("this job's output has no time index")
         if cursor is None:
             yield Piece(offset, data, None)
             offset += len(data)
@@ -218,7 +252,10 @@ async def pieces(
         except OSError as exc:
             raise OutputUnavailable(f"cannot read the output's time index: {exc}") from None
         offset += len(data)
-        for at, part, time in cuts:
-            if window.since_ns is not None and (time is None or time < window.since_ns):
+        read_at = time_ns()  # every byte of data was written by now
+        for at, part, time, bound in cuts:
+            if window.since_ns is not None and (read_at if bound is None else bound) < (
+                window.since_ns
+            ):
                 continue
             yield Piece(at, part, time if window.timestamps else None)

@@ -1,6 +1,8 @@
 """The time index's reader and the window's arithmetic, on files made here."""
 
 import os
+import time
+from collections.abc import AsyncGenerator
 from pathlib import Path
 
 import pytest
@@ -112,13 +114,17 @@ def test_the_cursor_cuts_chunks_where_records_begin(tmp_path: Path) -> None:
     records = [(0, 100), (4, 200), (4, 250), (10, 300)]
     with write_index(tmp_path / "x.times", records) as index:
         cursor = _Cursor(index, 2)
-        assert cursor.split(2, b"cdefgh") == [(2, b"cd", 100), (4, b"efgh", 250)]
-        assert cursor.split(8, b"ijklmn") == [(8, b"ij", 250), (10, b"klmn", 300)]
+        # Each piece's bound: the next record's time (its bytes were written by then).
+        assert cursor.split(2, b"cdefgh") == [(2, b"cd", 100, 200), (4, b"efgh", 250, 300)]
+        assert cursor.split(8, b"ijklmn") == [(8, b"ij", 250, 300), (10, b"klmn", 300, None)]
 
 
 def test_bytes_before_the_first_record_have_no_time(tmp_path: Path) -> None:
     with write_index(tmp_path / "x.times", [(3, 100)]) as index:
-        assert _Cursor(index, 0).split(0, b"abcdef") == [(0, b"abc", None), (3, b"def", 100)]
+        assert _Cursor(index, 0).split(0, b"abcdef") == [
+            (0, b"abc", None, 100),
+            (3, b"def", 100, None),
+        ]
 
 
 def test_the_watchers_records_only_go_forward_and_mend_a_torn_tail(tmp_path: Path) -> None:
@@ -145,7 +151,7 @@ def test_the_cursor_reads_records_in_blocks_and_finds_those_added_since(
     with write_index(path, records) as index:
         cursor = _Cursor(index, 1)
         got = cursor.split(1, bytes(range(1, 20)))
-        assert [(o, len(d), t) for o, d, t in got] == [
+        assert [(o, len(d), t) for o, d, t, _ in got] == [
             (1, 2, 100),
             (3, 3, 101),
             (6, 3, 102),
@@ -157,4 +163,56 @@ def test_the_cursor_reads_records_in_blocks_and_finds_those_added_since(
         with path.open("ab") as more:  # the writer goes on
             more.write(RECORD.pack(21, 200))
         got = cursor.split(20, b"abcd")
-        assert got == [(20, b"a", 106), (21, b"bcd", 200)]
+        assert got == [(20, b"a", 106, 200), (21, b"bcd", 200, None)]
+
+
+def test_opening_a_large_index_reads_a_few_records_not_all(tmp_path: Path) -> None:
+    # A million records (16 MiB), then a zeroed tail as a crashed host leaves: opening it
+    # must find the end by bisection, reading some hundreds of bytes, not the 16 MiB.
+    n = 1_000_000
+    path = tmp_path / "x.times"
+    with path.open("wb") as out:
+        for first in range(0, n, 10_000):
+            out.write(b"".join(RECORD.pack(7 * i, 1000 + i) for i in range(first, first + 10_000)))
+        out.write(bytes(RECORD.size * 1000))
+    with TimeIndex(os.open(path, os.O_RDONLY | os.O_CLOEXEC)) as index:
+        assert len(index) == n
+        assert index.bytes_read < 64 * 2 * RECORD.size
+        assert index.first_since(1000 + 123_456) == 123_456
+        assert index.covering(7 * 654_321 + 3) == 654_321
+        assert index.bytes_read < 3 * 64 * 2 * RECORD.size
+
+
+async def test_since_keeps_the_bytes_of_a_record_that_straddles_it(tmp_path: Path) -> None:
+    # Record 0's bytes were written from t=1000 to at most its span (2 ms) later, since the
+    # next record, at 5 s, was made only when a later write came.
+    w = 1_000_000_000
+    records = [(0, w), (4, w + 5_000_000_000)]
+
+    async def chunks(start: int) -> AsyncGenerator[bytes, None]:
+        yield b"abcdefgh"[start:]
+
+    async def since(t: int) -> bytes:
+        win = window.OutputWindow(since_ns=t)
+        with write_index(tmp_path / "x.times", records) as index:
+            start = await window.start_of(win, tmp_path / "x.log", 8, 0, index)
+            got = window.pieces(chunks(start), start, win, index)
+            return b"".join([p.data async for p in got])
+
+    assert await since(w + 1_000_000) == b"abcdefgh"  # "abcd" may be written after T
+    assert await since(w + 3_000_000) == b"efgh"  # "abcd" surely was not
+    # "efgh", the last record's, may be written up to when it is read; not in the future.
+    assert await since(w + 6_000_000_000) == b"efgh"
+    assert await since(time.time_ns() + 10**12) == b""
+
+
+def test_the_watcher_cuts_a_zeroed_tail_before_it_appends(tmp_path: Path) -> None:
+    # A host crash left zeroed records: readers stop there, so the next record must not be
+    # written behind them.
+    path = tmp_path / "x.times"
+    path.write_bytes(RECORD.pack(0, 10) + RECORD.pack(4, 20) + bytes(3 * RECORD.size))
+    append(path, 9)
+    with TimeIndex(os.open(path, os.O_RDONLY | os.O_CLOEXEC)) as index:
+        assert len(index) == 3
+        assert index.record(2)[0] == 9
+    assert path.stat().st_size == 3 * RECORD.size

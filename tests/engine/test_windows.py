@@ -97,3 +97,45 @@ async def test_a_job_without_an_index_refuses_since_and_timestamps_but_not_tail(
     for window in (OutputWindow(since_ns=0), OutputWindow(timestamps=True)):
         with pytest.raises(TimesUnavailable, match="no time index"):
             await windowed(jobs, job_id, window)
+
+
+# Past the index's size bound (4096 records for a short log), then a byte every 1.5 s.
+PAST_THE_BOUND = """
+import os, time
+for i in range(4200):
+    os.write(1, b'x')
+    time.sleep(0.0015)
+for c in b'abc':
+    time.sleep(1.5)
+    os.write(1, bytes([c]))
+"""
+
+
+async def test_a_slow_writer_past_the_size_bound_still_gets_a_record_a_second(
+    jobs: JobManager, tmp_path: Path
+) -> None:
+    status = await jobs.start("alice", [PYTHON, "-c", PAST_THE_BOUND])
+    with trio.fail_after(120):
+        await jobs.wait("alice", status.id)
+    log_path = tmp_path / "state" / "logs" / f"{status.id}.log"
+    assert log_path.read_bytes().endswith(b"abc")
+    with index_of(log_path) as index:
+        assert len(index) * RECORD.size > 64 * 1024  # past the bound
+        offsets = {index.record(i)[0] for i in range(len(index))}
+    end = log_path.stat().st_size
+    assert {end - 3, end - 2, end - 1} <= offsets
+    # --since a moment before the last byte's record gives that byte, not more than 'bc'.
+    with index_of(log_path) as index:
+        last = index.record(len(index) - 1)[1]
+    got = await windowed(jobs, status.id, OutputWindow(since_ns=last - 1_000_000))
+    assert b"".join(d for _, d, _ in got) in (b"c", b"bc")
+
+
+async def test_a_job_with_no_output_and_no_index_has_an_empty_window(
+    jobs: JobManager, tmp_path: Path
+) -> None:
+    # As a job that never started (dequeued, or its start failed): no bytes, nothing to time.
+    job_id = await finished(jobs, ["true"])
+    times_path(tmp_path / "state" / "logs" / f"{job_id}.log").unlink()
+    for window in (OutputWindow(since_ns=0), OutputWindow(timestamps=True, tail=3)):
+        assert await windowed(jobs, job_id, window) == []
