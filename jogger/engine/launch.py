@@ -32,6 +32,7 @@ from .recovery import Adoptable
 from .request import StartRequest, encode
 from .status import Input, JobStatus
 from .store import JobStore
+from .times import times_path
 
 log = logging.getLogger("jogger.engine")
 
@@ -148,8 +149,11 @@ class Launcher:
         """``launch`` a queued job whose turn has come: its row turns running."""
         try:
             self.check_room()
-            # A start of it that a crash cut short left its log; it never ran on record.
-            (self.logs_dir / f"{entry.id}.log").unlink(missing_ok=True)
+            # A start of it that a crash cut short left its log and the log's time index
+            # (created exclusively, so a retry would fail on it); it never ran on record.
+            log_path = self.logs_dir / f"{entry.id}.log"
+            log_path.unlink(missing_ok=True)
+            times_path(log_path).unlink(missing_ok=True)
         except BaseException:
             self.capacity.ended(entry.owner)
             self.capacity.start_done()
