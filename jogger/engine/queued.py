@@ -38,6 +38,11 @@ CAPACITY = "capacity"
 DEQUEUED = "dequeued"
 START_FAILED = "start-failed"
 
+RETRY_FIRST = 1.0
+RETRY_MOST = 60.0
+"""Bounds of the backoff before the queue tries again a start that failed for want of
+something on the host (a full disk, fds): doubled after each failure, reset by a start."""
+
 Launch = Callable[[Queued], Awaitable[None]]
 """Start a queued job whose room is reserved (Capacity.reserve), and hold it as running:
 JobError if it cannot start."""
@@ -85,6 +90,9 @@ class QueuedJobs:
         self._nursery: trio.Nursery | None = None
         self._launch: Launch | None = None
         self._closing = False
+        self._retrying = False
+        self._retry_delay = 0.0
+        """The last backoff before a failed start was tried again; 0 once one started."""
 
     async def load(self) -> None:
         """Read the queue a manager before us left on record, in its order."""
@@ -181,9 +189,11 @@ class QueuedJobs:
         except (StoreError, OSError) as exc:
             # Nothing could be recorded (a full disk), or the host is short of something
             # (fds): it stays queued, on record and here, and is tried again once room
-            # frees next, or by the next manager. Not at once: that could loop.
+            # frees next, after a backoff, or by the next manager. Not at once: that could
+            # loop.
             log.error("queued job %s could not start, and stays queued: %s", entry.id, exc)
             self.order.push(entry)
+            self._put_back(entry)
             return
         except JobError as exc:
             # The job itself cannot start (its cwd is gone, say): it fails, saying why.
@@ -193,9 +203,32 @@ class QueuedJobs:
             except StoreError as error:
                 log.error("queued job %s: its failure could not be recorded: %s", entry.id, error)
             self.pump()  # its room is free again
+        else:
+            self._retry_delay = 0.0  # it started: the host can start jobs again
         # Left: started, or failed on record.
         del self._pending[entry.id]
         entry.left.set()
+
+    def _put_back(self, entry: Queued) -> None:
+        """``entry``, whose start failed, is queued again: wake whoever waits for its start
+        (a stop looks again, and finds it queued), and try the queue again later."""
+        entry.left.set()
+        if self._closing:
+            return  # it stays queued for the next manager: its waiters are told so
+        entry.left = trio.Event()  # those who wait from now on wait for its next start
+        if self._retrying or self._nursery is None:
+            return
+        self._retrying = True
+        self._retry_delay = min(RETRY_MOST, max(RETRY_FIRST, 2 * self._retry_delay))
+        self._nursery.start_soon(self._retry, self._retry_delay)
+
+    async def _retry(self, delay: float) -> None:
+        """Pump the queue after ``delay`` seconds, for a start that failed for want of
+        something (disk, fds) that may have come back though no job ended. Cancellation:
+        the manager's shutdown ends it, harmlessly."""
+        await trio.sleep(delay)
+        self._retrying = False
+        self.pump()
 
     async def stop(self, job_id: str) -> JobStatus | None:
         """Take a queued job out of the queue and record it stopped (reason ``dequeued``);

@@ -1,5 +1,6 @@
 """The job queue: its order (queue.py), and the manager's queue on record (queued.py)."""
 
+import errno
 import sqlite3
 from collections import Counter
 from datetime import UTC, datetime
@@ -22,6 +23,8 @@ from jogger import (
     NotRestartable,
     WindowSize,
 )
+from jogger.engine.executor import Spec
+from jogger.engine.job import Job
 from jogger.engine.queue import JobQueue, Queued
 from jogger.engine.request import StartRequest, decode, encode, restartable
 from jogger.engine.status import JobStatus
@@ -224,3 +227,100 @@ def test_a_start_request_reads_back_as_written_and_a_damaged_one_is_refused() ->
             decode(damaged)
     with pytest.raises(NotRestartable, match="before servers kept start requests"):
         restartable("some-id", None)
+
+
+class FailingStarts:
+    """Failure injection: the starts of the jobs in ``failing`` wait for ``release``, then
+    fail as when the host is short of something (fds), before the job exists."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.failing: dict[str, int] = {}
+        """Job id to how many of its starts fail."""
+        self.attempts: list[str] = []
+        self.attempted: dict[str, trio.Event] = {}
+        self.release = trio.Event()
+        real = Job.launch
+
+        async def launch(executor: object, spec: Spec, *args: object, **kwargs: object) -> Job:
+            self.attempts.append(spec.job_id)
+            self.attempted.setdefault(spec.job_id, trio.Event()).set()
+            if self.failing.get(spec.job_id, 0):
+                self.failing[spec.job_id] -= 1
+                await self.release.wait()
+                raise OSError(errno.EMFILE, "injected: too many open files")
+            return await real(executor, spec, *args, **kwargs)  # type: ignore[arg-type]
+
+        monkeypatch.setattr(Job, "launch", launch)
+
+    async def started(self, job_id: str) -> None:
+        with trio.fail_after(20):
+            await self.attempted.setdefault(job_id, trio.Event()).wait()
+
+
+async def test_a_start_put_back_is_tried_again_and_a_stop_waiting_for_it_dequeues_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    starts = FailingStarts(monkeypatch)
+    async with JobManager(tmp_path / "state", limits=ManagerLimits(max_jobs=1)) as jobs:
+        blocker = await jobs.start("alice", ["sleep", "300"])
+        stopped = await jobs.start("alice", ["true"], queue=True)
+        starts.failing[stopped.id] = 5
+        await jobs.stop("alice", blocker.id, grace=0)
+        await starts.started(stopped.id)
+        # A stop of the job being started waits for its start; the start fails and puts it
+        # back: the stop takes it out of the queue.
+        outcome: list[JobStatus] = []
+
+        async def stop() -> None:
+            outcome.append(await jobs.stop("alice", stopped.id))
+
+        with trio.fail_after(20):
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(stop)
+                await trio.testing.wait_all_tasks_blocked()
+                starts.release.set()
+        assert (outcome[0].state, outcome[0].reason) == (JobState.STOPPED, "dequeued")
+        # A start put back is tried again though no job ends, once the host may have room.
+        blocker = await jobs.start("alice", ["sleep", "300"])
+        retried = await jobs.start("alice", ["echo", "later"], queue=True)
+        starts.failing[retried.id] = 1
+        await jobs.stop("alice", blocker.id, grace=0)
+        with trio.fail_after(20):
+            final = await jobs.wait("alice", retried.id)
+        assert final.state is JobState.COMPLETED
+        assert starts.attempts.count(retried.id) == 2
+
+
+async def test_a_start_put_back_at_shutdown_tells_its_waiters_the_manager_closes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    starts = FailingStarts(monkeypatch)
+    told: list[BaseException] = []
+
+    async def waiter(jobs: JobManager, job_id: str) -> None:
+        try:
+            await jobs.wait("alice", job_id)
+        except ManagerClosed as exc:
+            told.append(exc)
+
+    async def release_later() -> None:
+        await trio.testing.wait_all_tasks_blocked()
+        starts.release.set()
+
+    with trio.fail_after(20):
+        async with (
+            trio.open_nursery() as outer,
+            JobManager(tmp_path / "state", limits=ManagerLimits(max_jobs=1)) as jobs,
+        ):
+            blocker = await jobs.start("alice", ["sleep", "300"])
+            queued = await jobs.start("alice", ["true"], queue=True)
+            starts.failing[queued.id] = 1
+            await jobs.stop("alice", blocker.id, grace=0)
+            await starts.started(queued.id)
+            outer.start_soon(waiter, jobs, queued.id)
+            await trio.testing.wait_all_tasks_blocked()
+            # The manager shuts down while the start is under way; it fails then.
+            outer.start_soon(release_later)
+    assert [str(exc) for exc in told] == [
+        "the server is shutting down: the job stays queued for the next"
+    ]
