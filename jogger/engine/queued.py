@@ -90,6 +90,9 @@ class QueuedJobs:
         self._nursery: trio.Nursery | None = None
         self._launch: Launch | None = None
         self._closing = False
+        self._stranded: set[str] = set()
+        """Jobs that could not start, whose failure could not be recorded: queued on
+        record, but no longer here."""
         self._retrying = False
         self._retry_delay = 0.0
         """The last backoff before a failed start was tried again; 0 once one started."""
@@ -201,7 +204,9 @@ class QueuedJobs:
             try:
                 await self._fail(entry.id, str(exc))
             except StoreError as error:
+                # It stays queued on record, for the next manager to try (and fail) again.
                 log.error("queued job %s: its failure could not be recorded: %s", entry.id, error)
+                self._stranded.add(entry.id)
             self.pump()  # its room is free again
         else:
             self._retry_delay = 0.0  # it started: the host can start jobs again
@@ -233,9 +238,17 @@ class QueuedJobs:
     async def stop(self, job_id: str) -> JobStatus | None:
         """Take a queued job out of the queue and record it stopped (reason ``dequeued``);
         None if it is no longer queued (it has started, or is starting: then it has once
-        this returns). Cancellation: deferred while it is recorded."""
+        this returns, or is queued again). StoreError if it could not start and that could
+        not be recorded. Cancellation: deferred while it is recorded."""
         entry = self._pending.get(job_id)
         if entry is None:
+            await trio.lowlevel.checkpoint()
+            if job_id in self._stranded:
+                # Else its stopper would find it queued on record, and try again, forever.
+                raise StoreError(
+                    f"job {job_id} could not start, and its failure could not be recorded: "
+                    "it stays queued on record until the server restarts"
+                )
             return None
         if self.order.get(job_id) is None:  # being started
             await entry.left.wait()

@@ -21,6 +21,7 @@ from jogger import (
     ManagerClosed,
     ManagerLimits,
     NotRestartable,
+    StoreError,
     WindowSize,
 )
 from jogger.engine.executor import Spec
@@ -324,3 +325,27 @@ async def test_a_start_put_back_at_shutdown_tells_its_waiters_the_manager_closes
     assert [str(exc) for exc in told] == [
         "the server is shutting down: the job stays queued for the next"
     ]
+
+
+async def test_stopping_a_job_whose_failed_start_could_not_be_recorded_says_so(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    gone = tmp_path / "gone"
+    gone.mkdir()
+    refused = trio.Event()
+
+    async def full_disk(*args: object) -> None:
+        refused.set()
+        raise StoreError("injected: the disk is full")
+
+    async with JobManager(tmp_path / "state", limits=ManagerLimits(max_jobs=1)) as jobs:
+        blocker = await jobs.start("alice", ["sleep", "300"])
+        queued = await jobs.start("alice", ["true"], cwd=str(gone), queue=True)
+        gone.rmdir()
+        monkeypatch.setattr(jobs._store, "end_queued", full_disk)
+        await jobs.stop("alice", blocker.id, grace=0)
+        with trio.fail_after(20):
+            await refused.wait()
+            # Queued on record, but out of the queue: an error, not a stop that never ends.
+            with pytest.raises(StoreError, match="its failure could not be recorded"):
+                await jobs.stop("alice", queued.id)
