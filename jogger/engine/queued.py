@@ -29,12 +29,11 @@ from .errors import JobError, ManagerClosed, StoreError
 from .executor import Spec
 from .queue import JobQueue, Queued
 from .request import StartRequest, decode, encode
-from .status import JobState, JobStatus
+from .status import CAPACITY, JobState, JobStatus
 from .store import JobStore
 
 log = logging.getLogger("jogger.engine")
 
-CAPACITY = "capacity"
 DEQUEUED = "dequeued"
 START_FAILED = "start-failed"
 
