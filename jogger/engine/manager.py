@@ -512,7 +512,7 @@ class JobManager:
             cwd, env or {}, limits, input, window, isolation, timeout, account, name, labels or {}
         )
         spec, request = self._launcher.prepare(owner, argv, asked)
-        if queue and (self._queued.order.waiting(owner) or not self._capacity.allows(owner)):
+        if queue and (self._queued.waiting(owner) or not self._capacity.allows(owner)):
             return await self._queued.enqueue(queued_status(spec, self.containment), request)
         self._capacity.check(owner)
         # Counted from now (see capacity.py): until the job exists, a failure takes it back

@@ -158,14 +158,18 @@ class QueuedJobs:
         status = dataclasses.replace(status, state=JobState.QUEUED, reason=CAPACITY)
         self._arriving[status.owner] += 1
         try:
-            # Shielded: a row written must be in the queue too, whatever becomes of the
-            # caller. Bounded by the store's busy timeout and the disk.
-            with trio.CancelScope(shield=True):
-                seq = await self._store.record_queued(status, encode(request))
-        finally:
-            self._arriving[status.owner] -= 1
-            if not self._arriving[status.owner]:
-                del self._arriving[status.owner]
+            try:
+                # Shielded: a row written must be in the queue too, whatever becomes of the
+                # caller. Bounded by the store's busy timeout and the disk.
+                with trio.CancelScope(shield=True):
+                    seq = await self._store.record_queued(status, encode(request))
+            finally:
+                self._arriving[status.owner] -= 1
+                if not self._arriving[status.owner]:
+                    del self._arriving[status.owner]
+        except BaseException:
+            self.pump()  # the owner's jobs it held back (``_may_start``) may start now
+            raise
         entry = Queued(status, request, seq)
         self.order.push(entry)
         self._pending[entry.id] = entry
@@ -178,12 +182,23 @@ class QueuedJobs:
     def pump(self) -> None:
         """Start as many queued jobs as there is room for, the fairest first (queue.py)."""
         while self._nursery is not None and self._launch is not None:
-            entry = self.order.pop_next(self._capacity.allows)
+            entry = self.order.pop_next(self._may_start)
             if entry is None:
                 return
             self.order.started(entry.owner)
             self._capacity.reserve(entry.owner)
             self._nursery.start_soon(self._start, entry, self._launch)
+
+    def waiting(self, owner: str) -> bool:
+        """Whether ``owner`` has jobs queued, or being queued: a new one of theirs goes
+        behind them."""
+        return self.order.waiting(owner) or owner in self._arriving
+
+    def _may_start(self, owner: str) -> bool:
+        # Not while one of the owner's jobs is being queued: it may come before those
+        # queued since (the store's order), and is pushed, and the queue pumped, once it
+        # is on record.
+        return owner not in self._arriving and self._capacity.allows(owner)
 
     async def _start(self, entry: Queued, launch: Launch) -> None:
         try:

@@ -349,3 +349,43 @@ async def test_stopping_a_job_whose_failed_start_could_not_be_recorded_says_so(
             # Queued on record, but out of the queue: an error, not a stop that never ends.
             with pytest.raises(StoreError, match="its failure could not be recorded"):
                 await jobs.stop("alice", queued.id)
+
+
+async def test_a_start_arriving_while_an_earlier_one_is_being_queued_goes_behind_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with JobManager(tmp_path / "state", limits=ManagerLimits(max_jobs=1)) as jobs:
+        store = jobs._store
+        real = store.record_queued
+        recorded = trio.Event()
+        release = trio.Event()
+
+        async def slow(*args: object) -> int:
+            seq = await real(*args)  # type: ignore[arg-type]
+            if not recorded.is_set():
+                recorded.set()
+                await release.wait()
+            return seq
+
+        monkeypatch.setattr(store, "record_queued", slow)
+        blocker = await jobs.start("alice", ["sleep", "300"])
+        first: list[JobStatus] = []
+
+        async def queue_first() -> None:
+            first.append(await jobs.start("alice", ["true"], queue=True))
+
+        with trio.fail_after(20):
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(queue_first)
+                await recorded.wait()
+                # Room frees while the first is being recorded; the second must not take it.
+                await jobs.stop("alice", blocker.id, grace=0)
+                try:
+                    second = await jobs.start("alice", ["true"], queue=True)
+                finally:
+                    release.set()  # the record is shielded: never leave it waiting
+                assert second.state is JobState.QUEUED
+            ahead = await jobs.wait("alice", first[0].id)
+            behind = await jobs.wait("alice", second.id)
+        assert ahead.ended_at is not None
+        assert behind.started_at >= ahead.ended_at  # one at a time, the first first
