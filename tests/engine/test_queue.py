@@ -1,5 +1,6 @@
 """The job queue: its order (queue.py), and the manager's queue on record (queued.py)."""
 
+import dataclasses
 import errno
 import sqlite3
 from collections import Counter
@@ -389,3 +390,28 @@ async def test_a_start_arriving_while_an_earlier_one_is_being_queued_goes_behind
             behind = await jobs.wait("alice", second.id)
         assert ahead.ended_at is not None
         assert behind.started_at >= ahead.ended_at  # one at a time, the first first
+
+
+async def test_a_queued_job_beyond_the_bounds_of_the_manager_that_starts_it_fails_saying_why(
+    tmp_path: Path,
+) -> None:
+    state = tmp_path / "state"
+    async with JobManager(state, limits=ManagerLimits(max_jobs=1)) as jobs:
+        await jobs.start("alice", ["sleep", "300"])
+        queued = await jobs.start("alice", ["true"], queue=True)
+    # As a server with cgroups and higher maxima would have queued it: limits of 4096 pids.
+    with sqlite3.connect(state / "jobs.db") as db:
+        (text,) = db.execute("SELECT request FROM jobs WHERE id = ?", (queued.id,)).fetchone()
+        request = encode(dataclasses.replace(decode(text), limits=JobLimits(pids=4096)))
+        db.execute("UPDATE jobs SET request = ? WHERE id = ?", (request, queued.id))
+    db.close()
+    async with JobManager(
+        state, limits=ManagerLimits(max_jobs=1), max_limits=JobLimits(pids=16)
+    ) as jobs:
+        with trio.fail_after(20):
+            final = await jobs.wait("alice", queued.id)
+            output = await collect(jobs.output("alice", queued.id))
+    assert (final.state, final.reason) == (JobState.FAILED, "start-failed")
+    assert output.startswith(
+        b"jogger: the job could not start: it no longer fits this server's bounds: "
+    )
