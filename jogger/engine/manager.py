@@ -516,8 +516,9 @@ class JobManager:
             return await self._queued.enqueue(queued_status(spec, self.containment), request)
         self._capacity.check(owner)
         # Counted from now (see capacity.py): until the job exists, a failure takes it back
-        # off; once it does, its end does.
+        # off; once it does, its end does. A start for the queue's turns too, as a pump's.
         self._capacity.reserve(owner)
+        self._queued.order.started(owner)
         try:
             return await self._launcher.start_new(spec, request)
         except BaseException:
@@ -532,7 +533,6 @@ class JobManager:
         # from now on each note finds it.
         job.log.grew(truncated=False, error="")
         self._live.add(job)
-        self._queued.order.started(job.owner)
         self._holder.start_soon(self._run_job, job)
 
     async def stop(self, owner: str, job_id: str, *, grace: float | None = None) -> JobStatus:

@@ -185,6 +185,8 @@ class QueuedJobs:
             entry = self.order.pop_next(self._may_start)
             if entry is None:
                 return
+            # Its owner's turn is taken now, once (not again when it runs: the turns
+            # follow the order rooms were handed out in, not how long spawns took).
             self.order.started(entry.owner)
             self._capacity.reserve(entry.owner)
             self._nursery.start_soon(self._start, entry, self._launch)

@@ -415,3 +415,21 @@ async def test_a_queued_job_beyond_the_bounds_of_the_manager_that_starts_it_fail
     assert output.startswith(
         b"jogger: the job could not start: it no longer fits this server's bounds: "
     )
+
+
+async def test_jobs_a_manager_adopts_are_no_starts_of_its_own_for_the_turns(
+    tmp_path: Path,
+) -> None:
+    state = tmp_path / "state"
+    async with JobManager(state, on_shutdown="keep") as first:
+        kept = await first.start("alice", ["sleep", "300"])
+    async with JobManager(state, limits=ManagerLimits(max_jobs=1)) as jobs:
+        # Neither has started a job since this manager began: the first queued goes first.
+        ahead = await jobs.start("alice", ["true"], queue=True)
+        behind = await jobs.start("bob", ["true"], queue=True)
+        await jobs.stop("alice", kept.id, grace=0)
+        with trio.fail_after(20):
+            alices = await jobs.wait("alice", ahead.id)
+            bobs = await jobs.wait("bob", behind.id)
+    assert alices.ended_at is not None
+    assert bobs.started_at >= alices.ended_at
