@@ -222,8 +222,8 @@ def parser() -> argparse.ArgumentParser:
     restart = sub.add_parser(
         "restart",
         parents=[host],
-        help="start an ended job again (same command, cwd, env, limits, timeout); prints "
-        "the new id",
+        help="start an ended job again (same command, cwd, env, limits, timeout, name, "
+        "labels); prints the new id",
     )
     restart.add_argument("job_id", metavar="ID")
     restart.add_argument("--queue", action="store_true", help=QUEUE_HELP)

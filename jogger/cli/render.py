@@ -63,6 +63,13 @@ def summary(status: jobs_pb2.JobStatus) -> str:
     return state(status) + (f" ({', '.join(details)})" if details else "")
 
 
+def in_queue(status: jobs_pb2.JobStatus) -> bool:
+    """Whether the job has yet to leave the server's queue (its position is 0 while it is
+    being started); its ``started_at`` is then when it was queued. (A Slurm job waiting
+    for the cluster is queued too, for another reason: it has started on our side.)"""
+    return status.state == jobs_pb2.JOB_STATE_QUEUED and status.reason == "capacity"
+
+
 def _time(status: jobs_pb2.JobStatus, field: str) -> str | None:
     if not status.HasField(field):
         return None
@@ -135,7 +142,7 @@ def block(status: jobs_pb2.JobStatus) -> str:
         lines.append(("labels", labels_text(status.labels)))
     lines += [
         ("state", summary(status)),
-        ("queued" if status.queue_position else "started", _time(status, "started_at") or "-"),
+        ("queued" if in_queue(status) else "started", _time(status, "started_at") or "-"),
         ("ended", _time(status, "ended_at") or "-"),
         (
             "output",

@@ -32,6 +32,7 @@ from .recovery import Adoptable
 from .request import StartRequest, encode
 from .status import Input, JobStatus
 from .store import JobStore
+from .times import times_path
 
 log = logging.getLogger("jogger.engine")
 
@@ -145,17 +146,29 @@ class Launcher:
         return await self.launch(spec, record)
 
     async def start_queued(self, entry: Queued) -> None:
-        """``launch`` a queued job whose turn has come: its row turns running."""
+        """``launch`` a queued job whose turn has come: its row turns running. InvalidRequest
+        (or IsolationUnavailable) if it no longer fits this manager's bounds."""
+        status = entry.status
+        spec = self.spec(entry.id, entry.owner, status.argv, entry.request, status.limits)
         try:
             self.check_room()
-            # A start of it that a crash cut short left its log; it never ran on record.
-            (self.logs_dir / f"{entry.id}.log").unlink(missing_ok=True)
+            # It was checked when it was queued, maybe by a manager with other bounds (a
+            # restart): it starts only within ours. (It keeps the limits it was queued with,
+            # and the account and isolation: the server's policy of then, as a running job.)
+            try:
+                self._resolve_limits(entry.request.limits)
+            except InvalidRequest as exc:
+                raise InvalidRequest(f"it no longer fits this server's bounds: {exc}") from exc
+            self.executor.check(spec)
+            # A start of it that a crash cut short left its log and the log's time index
+            # (created exclusively, so a retry would fail on it); it never ran on record.
+            log_path = self.logs_dir / f"{entry.id}.log"
+            log_path.unlink(missing_ok=True)
+            times_path(log_path).unlink(missing_ok=True)
         except BaseException:
             self.capacity.ended(entry.owner)
             self.capacity.start_done()
             raise
-        status = entry.status
-        spec = self.spec(entry.id, entry.owner, status.argv, entry.request, status.limits)
 
         async def record(job: Job, status: JobStatus) -> None:
             execution = job.execution

@@ -512,12 +512,13 @@ class JobManager:
             cwd, env or {}, limits, input, window, isolation, timeout, account, name, labels or {}
         )
         spec, request = self._launcher.prepare(owner, argv, asked)
-        if queue and (self._queued.order.waiting(owner) or not self._capacity.allows(owner)):
+        if queue and (self._queued.waiting(owner) or not self._capacity.allows(owner)):
             return await self._queued.enqueue(queued_status(spec, self.containment), request)
         self._capacity.check(owner)
         # Counted from now (see capacity.py): until the job exists, a failure takes it back
-        # off; once it does, its end does.
+        # off; once it does, its end does. A start for the queue's turns too, as a pump's.
         self._capacity.reserve(owner)
+        self._queued.order.started(owner)
         try:
             return await self._launcher.start_new(spec, request)
         except BaseException:
@@ -532,7 +533,6 @@ class JobManager:
         # from now on each note finds it.
         job.log.grew(truncated=False, error="")
         self._live.add(job)
-        self._queued.order.started(job.owner)
         self._holder.start_soon(self._run_job, job)
 
     async def stop(self, owner: str, job_id: str, *, grace: float | None = None) -> JobStatus:

@@ -40,7 +40,8 @@ class Queued:
     """Its place in the order of arrival (the store's seq)."""
     left: trio.Event = field(default_factory=trio.Event)
     """Set once it has left the queue: started (and in the manager's jobs), stopped, or
-    failed to start; or the manager shuts down, and it stays queued for the next."""
+    failed to start; or the manager shuts down, and it stays queued for the next. A start
+    that puts it back (queued.py) sets it too, to wake its waiters, and gives it a new one."""
 
     @property
     def id(self) -> str:

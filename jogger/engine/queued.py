@@ -29,14 +29,18 @@ from .errors import JobError, ManagerClosed, StoreError
 from .executor import Spec
 from .queue import JobQueue, Queued
 from .request import StartRequest, decode, encode
-from .status import JobState, JobStatus
+from .status import CAPACITY, JobState, JobStatus
 from .store import JobStore
 
 log = logging.getLogger("jogger.engine")
 
-CAPACITY = "capacity"
 DEQUEUED = "dequeued"
 START_FAILED = "start-failed"
+
+RETRY_FIRST = 1.0
+RETRY_MOST = 60.0
+"""Bounds of the backoff before the queue tries again a start that failed for want of
+something on the host (a full disk, fds): doubled after each failure, reset by a start."""
 
 Launch = Callable[[Queued], Awaitable[None]]
 """Start a queued job whose room is reserved (Capacity.reserve), and hold it as running:
@@ -85,6 +89,12 @@ class QueuedJobs:
         self._nursery: trio.Nursery | None = None
         self._launch: Launch | None = None
         self._closing = False
+        self._stranded: set[str] = set()
+        """Jobs that could not start, whose failure could not be recorded: queued on
+        record, but no longer here."""
+        self._retrying = False
+        self._retry_delay = 0.0
+        """The last backoff before a failed start was tried again; 0 once one started."""
 
     async def load(self) -> None:
         """Read the queue a manager before us left on record, in its order."""
@@ -148,14 +158,18 @@ class QueuedJobs:
         status = dataclasses.replace(status, state=JobState.QUEUED, reason=CAPACITY)
         self._arriving[status.owner] += 1
         try:
-            # Shielded: a row written must be in the queue too, whatever becomes of the
-            # caller. Bounded by the store's busy timeout and the disk.
-            with trio.CancelScope(shield=True):
-                seq = await self._store.record_queued(status, encode(request))
-        finally:
-            self._arriving[status.owner] -= 1
-            if not self._arriving[status.owner]:
-                del self._arriving[status.owner]
+            try:
+                # Shielded: a row written must be in the queue too, whatever becomes of the
+                # caller. Bounded by the store's busy timeout and the disk.
+                with trio.CancelScope(shield=True):
+                    seq = await self._store.record_queued(status, encode(request))
+            finally:
+                self._arriving[status.owner] -= 1
+                if not self._arriving[status.owner]:
+                    del self._arriving[status.owner]
+        except BaseException:
+            self.pump()  # the owner's jobs it held back (``_may_start``) may start now
+            raise
         entry = Queued(status, request, seq)
         self.order.push(entry)
         self._pending[entry.id] = entry
@@ -168,12 +182,25 @@ class QueuedJobs:
     def pump(self) -> None:
         """Start as many queued jobs as there is room for, the fairest first (queue.py)."""
         while self._nursery is not None and self._launch is not None:
-            entry = self.order.pop_next(self._capacity.allows)
+            entry = self.order.pop_next(self._may_start)
             if entry is None:
                 return
+            # Its owner's turn is taken now, once (not again when it runs: the turns
+            # follow the order rooms were handed out in, not how long spawns took).
             self.order.started(entry.owner)
             self._capacity.reserve(entry.owner)
             self._nursery.start_soon(self._start, entry, self._launch)
+
+    def waiting(self, owner: str) -> bool:
+        """Whether ``owner`` has jobs queued, or being queued: a new one of theirs goes
+        behind them."""
+        return self.order.waiting(owner) or owner in self._arriving
+
+    def _may_start(self, owner: str) -> bool:
+        # Not while one of the owner's jobs is being queued: it may come before those
+        # queued since (the store's order), and is pushed, and the queue pumped, once it
+        # is on record.
+        return owner not in self._arriving and self._capacity.allows(owner)
 
     async def _start(self, entry: Queued, launch: Launch) -> None:
         try:
@@ -181,9 +208,11 @@ class QueuedJobs:
         except (StoreError, OSError) as exc:
             # Nothing could be recorded (a full disk), or the host is short of something
             # (fds): it stays queued, on record and here, and is tried again once room
-            # frees next, or by the next manager. Not at once: that could loop.
+            # frees next, after a backoff, or by the next manager. Not at once: that could
+            # loop.
             log.error("queued job %s could not start, and stays queued: %s", entry.id, exc)
             self.order.push(entry)
+            self._put_back(entry)
             return
         except JobError as exc:
             # The job itself cannot start (its cwd is gone, say): it fails, saying why.
@@ -191,18 +220,51 @@ class QueuedJobs:
             try:
                 await self._fail(entry.id, str(exc))
             except StoreError as error:
+                # It stays queued on record, for the next manager to try (and fail) again.
                 log.error("queued job %s: its failure could not be recorded: %s", entry.id, error)
+                self._stranded.add(entry.id)
             self.pump()  # its room is free again
+        else:
+            self._retry_delay = 0.0  # it started: the host can start jobs again
         # Left: started, or failed on record.
         del self._pending[entry.id]
         entry.left.set()
 
+    def _put_back(self, entry: Queued) -> None:
+        """``entry``, whose start failed, is queued again: wake whoever waits for its start
+        (a stop looks again, and finds it queued), and try the queue again later."""
+        entry.left.set()
+        if self._closing:
+            return  # it stays queued for the next manager: its waiters are told so
+        entry.left = trio.Event()  # those who wait from now on wait for its next start
+        if self._retrying or self._nursery is None:
+            return
+        self._retrying = True
+        self._retry_delay = min(RETRY_MOST, max(RETRY_FIRST, 2 * self._retry_delay))
+        self._nursery.start_soon(self._retry, self._retry_delay)
+
+    async def _retry(self, delay: float) -> None:
+        """Pump the queue after ``delay`` seconds, for a start that failed for want of
+        something (disk, fds) that may have come back though no job ended. Cancellation:
+        the manager's shutdown ends it, harmlessly."""
+        await trio.sleep(delay)
+        self._retrying = False
+        self.pump()
+
     async def stop(self, job_id: str) -> JobStatus | None:
         """Take a queued job out of the queue and record it stopped (reason ``dequeued``);
         None if it is no longer queued (it has started, or is starting: then it has once
-        this returns). Cancellation: deferred while it is recorded."""
+        this returns, or is queued again). StoreError if it could not start and that could
+        not be recorded. Cancellation: deferred while it is recorded."""
         entry = self._pending.get(job_id)
         if entry is None:
+            await trio.lowlevel.checkpoint()
+            if job_id in self._stranded:
+                # Else its stopper would find it queued on record, and try again, forever.
+                raise StoreError(
+                    f"job {job_id} could not start, and its failure could not be recorded: "
+                    "it stays queued on record until the server restarts"
+                )
             return None
         if self.order.get(job_id) is None:  # being started
             await entry.left.wait()

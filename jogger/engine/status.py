@@ -8,6 +8,9 @@ from datetime import datetime, timedelta
 from .isolation import NONE, Isolation
 from .limits import JobLimits
 
+CAPACITY = "capacity"
+"""The reason of a job that waits in the manager's queue (queue.py) for room."""
+
 
 class JobState(enum.Enum):
     QUEUED = "queued"
@@ -116,7 +119,14 @@ class JobStatus:
     @property
     def deadline(self) -> datetime | None:
         """When the job's timeout ends it: ``started_at`` plus ``timeout``; fixed at the
-        start, so a restarted server keeps it. None while it waits in the queue."""
-        if self.timeout is None or self.queue_position:
+        start, so a restarted server keeps it. None until it has left the manager's queue
+        (``timeout`` is told meanwhile)."""
+        if self.timeout is None or self.in_queue:
             return None
         return self.started_at + timedelta(seconds=self.timeout)
+
+    @property
+    def in_queue(self) -> bool:
+        """Whether the job has yet to leave the manager's queue (at the head of it, it
+        may be being started): ``started_at`` is when it was queued."""
+        return self.state is JobState.QUEUED and self.reason == CAPACITY

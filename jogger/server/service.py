@@ -138,8 +138,10 @@ def status_to_proto(status: JobStatus) -> jobs_pb2.JobStatus:
         message.run_as.uid = status.run_as_uid
     message.isolation.CopyFrom(isolation_to_proto(status.isolation, status.id))
     message.external_id = status.external_id
-    if status.timeout is not None and status.deadline is not None:
+    if status.timeout is not None:
+        # Told while the job is queued too; its deadline is set only once it starts.
         message.timeout.FromNanoseconds(round(status.timeout * 1e9))
+    if status.deadline is not None:
         message.deadline.FromDatetime(status.deadline)
     message.name = status.name
     message.labels.update(status.labels)

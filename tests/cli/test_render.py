@@ -4,6 +4,9 @@ of `--json`."""
 from datetime import UTC, datetime
 
 from jogger.cli import render
+from jogger.cli.commands.start import started
+from jogger.engine.status import JobState, JobStatus
+from jogger.server.service import status_to_proto
 from jogger.v1 import jobs_pb2
 from tests.cli.test_isolation_options import ALL
 
@@ -174,3 +177,40 @@ def test_names_and_labels_from_a_hostile_server_are_shown_escaped() -> None:
 def test_a_table_without_names_has_no_name_column() -> None:
     header = render.table([status()], owners=False).splitlines()[0]
     assert "NAME" not in header
+
+
+def test_a_queued_job_shows_its_timeout_and_no_deadline_until_it_leaves_the_queue() -> None:
+    queued_at = datetime.fromtimestamp(1_700_000_000, UTC)
+    for position in (2, 0):  # 0: at the head, being started
+        queued = status_to_proto(
+            JobStatus(
+                id="5b4c1f5e-2f0c-4c38-9d8e-7f5b8a1d2c3e",
+                owner="alice",
+                argv=("true",),
+                state=JobState.QUEUED,
+                pid=0,
+                started_at=queued_at,
+                reason="capacity",
+                timeout=900.0,
+                queue_position=position,
+            )
+        )
+        assert render.timeout_text(queued) == "15m"
+        assert not queued.HasField("deadline")
+        assert "\nqueued:  2023-11-14T22:13:20.000Z\n" in render.block(queued)
+        assert started(queued).startswith(f"queued: {queued.job_id} (")
+    # A Slurm job waiting for the cluster has started on our side: its deadline runs.
+    waiting = status_to_proto(
+        JobStatus(
+            id="5b4c1f5e-2f0c-4c38-9d8e-7f5b8a1d2c3e",
+            owner="alice",
+            argv=("true",),
+            state=JobState.QUEUED,
+            pid=0,
+            started_at=queued_at,
+            reason="Priority",
+            timeout=900.0,
+        )
+    )
+    assert render.timeout_text(waiting).startswith("15m, deadline 2023-11-14T22:28:20.000Z")
+    assert started(waiting) == f"started: {waiting.job_id}"

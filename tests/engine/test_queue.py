@@ -1,5 +1,7 @@
 """The job queue: its order (queue.py), and the manager's queue on record (queued.py)."""
 
+import dataclasses
+import errno
 import sqlite3
 from collections import Counter
 from datetime import UTC, datetime
@@ -20,8 +22,11 @@ from jogger import (
     ManagerClosed,
     ManagerLimits,
     NotRestartable,
+    StoreError,
     WindowSize,
 )
+from jogger.engine.executor import Spec
+from jogger.engine.job import Job
 from jogger.engine.queue import JobQueue, Queued
 from jogger.engine.request import StartRequest, decode, encode, restartable
 from jogger.engine.status import JobStatus
@@ -224,3 +229,207 @@ def test_a_start_request_reads_back_as_written_and_a_damaged_one_is_refused() ->
             decode(damaged)
     with pytest.raises(NotRestartable, match="before servers kept start requests"):
         restartable("some-id", None)
+
+
+class FailingStarts:
+    """Failure injection: the starts of the jobs in ``failing`` wait for ``release``, then
+    fail as when the host is short of something (fds), before the job exists."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.failing: dict[str, int] = {}
+        """Job id to how many of its starts fail."""
+        self.attempts: list[str] = []
+        self.attempted: dict[str, trio.Event] = {}
+        self.release = trio.Event()
+        real = Job.launch
+
+        async def launch(executor: object, spec: Spec, *args: object, **kwargs: object) -> Job:
+            self.attempts.append(spec.job_id)
+            self.attempted.setdefault(spec.job_id, trio.Event()).set()
+            if self.failing.get(spec.job_id, 0):
+                self.failing[spec.job_id] -= 1
+                await self.release.wait()
+                raise OSError(errno.EMFILE, "injected: too many open files")
+            return await real(executor, spec, *args, **kwargs)  # type: ignore[arg-type]
+
+        monkeypatch.setattr(Job, "launch", launch)
+
+    async def started(self, job_id: str) -> None:
+        with trio.fail_after(20):
+            await self.attempted.setdefault(job_id, trio.Event()).wait()
+
+
+async def test_a_start_put_back_is_tried_again_and_a_stop_waiting_for_it_dequeues_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    starts = FailingStarts(monkeypatch)
+    async with JobManager(tmp_path / "state", limits=ManagerLimits(max_jobs=1)) as jobs:
+        blocker = await jobs.start("alice", ["sleep", "300"])
+        stopped = await jobs.start("alice", ["true"], queue=True)
+        starts.failing[stopped.id] = 5
+        await jobs.stop("alice", blocker.id, grace=0)
+        await starts.started(stopped.id)
+        # A stop of the job being started waits for its start; the start fails and puts it
+        # back: the stop takes it out of the queue.
+        outcome: list[JobStatus] = []
+
+        async def stop() -> None:
+            outcome.append(await jobs.stop("alice", stopped.id))
+
+        with trio.fail_after(20):
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(stop)
+                await trio.testing.wait_all_tasks_blocked()
+                starts.release.set()
+        assert (outcome[0].state, outcome[0].reason) == (JobState.STOPPED, "dequeued")
+        # A start put back is tried again though no job ends, once the host may have room.
+        blocker = await jobs.start("alice", ["sleep", "300"])
+        retried = await jobs.start("alice", ["echo", "later"], queue=True)
+        starts.failing[retried.id] = 1
+        await jobs.stop("alice", blocker.id, grace=0)
+        with trio.fail_after(20):
+            final = await jobs.wait("alice", retried.id)
+        assert final.state is JobState.COMPLETED
+        assert starts.attempts.count(retried.id) == 2
+
+
+async def test_a_start_put_back_at_shutdown_tells_its_waiters_the_manager_closes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    starts = FailingStarts(monkeypatch)
+    told: list[BaseException] = []
+
+    async def waiter(jobs: JobManager, job_id: str) -> None:
+        try:
+            await jobs.wait("alice", job_id)
+        except ManagerClosed as exc:
+            told.append(exc)
+
+    async def release_later() -> None:
+        await trio.testing.wait_all_tasks_blocked()
+        starts.release.set()
+
+    with trio.fail_after(20):
+        async with (
+            trio.open_nursery() as outer,
+            JobManager(tmp_path / "state", limits=ManagerLimits(max_jobs=1)) as jobs,
+        ):
+            blocker = await jobs.start("alice", ["sleep", "300"])
+            queued = await jobs.start("alice", ["true"], queue=True)
+            starts.failing[queued.id] = 1
+            await jobs.stop("alice", blocker.id, grace=0)
+            await starts.started(queued.id)
+            outer.start_soon(waiter, jobs, queued.id)
+            await trio.testing.wait_all_tasks_blocked()
+            # The manager shuts down while the start is under way; it fails then.
+            outer.start_soon(release_later)
+    assert [str(exc) for exc in told] == [
+        "the server is shutting down: the job stays queued for the next"
+    ]
+
+
+async def test_stopping_a_job_whose_failed_start_could_not_be_recorded_says_so(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    gone = tmp_path / "gone"
+    gone.mkdir()
+    refused = trio.Event()
+
+    async def full_disk(*args: object) -> None:
+        refused.set()
+        raise StoreError("injected: the disk is full")
+
+    async with JobManager(tmp_path / "state", limits=ManagerLimits(max_jobs=1)) as jobs:
+        blocker = await jobs.start("alice", ["sleep", "300"])
+        queued = await jobs.start("alice", ["true"], cwd=str(gone), queue=True)
+        gone.rmdir()
+        monkeypatch.setattr(jobs._store, "end_queued", full_disk)
+        await jobs.stop("alice", blocker.id, grace=0)
+        with trio.fail_after(20):
+            await refused.wait()
+            # Queued on record, but out of the queue: an error, not a stop that never ends.
+            with pytest.raises(StoreError, match="its failure could not be recorded"):
+                await jobs.stop("alice", queued.id)
+
+
+async def test_a_start_arriving_while_an_earlier_one_is_being_queued_goes_behind_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with JobManager(tmp_path / "state", limits=ManagerLimits(max_jobs=1)) as jobs:
+        store = jobs._store
+        real = store.record_queued
+        recorded = trio.Event()
+        release = trio.Event()
+
+        async def slow(*args: object) -> int:
+            seq = await real(*args)  # type: ignore[arg-type]
+            if not recorded.is_set():
+                recorded.set()
+                await release.wait()
+            return seq
+
+        monkeypatch.setattr(store, "record_queued", slow)
+        blocker = await jobs.start("alice", ["sleep", "300"])
+        first: list[JobStatus] = []
+
+        async def queue_first() -> None:
+            first.append(await jobs.start("alice", ["true"], queue=True))
+
+        with trio.fail_after(20):
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(queue_first)
+                await recorded.wait()
+                # Room frees while the first is being recorded; the second must not take it.
+                await jobs.stop("alice", blocker.id, grace=0)
+                try:
+                    second = await jobs.start("alice", ["true"], queue=True)
+                finally:
+                    release.set()  # the record is shielded: never leave it waiting
+                assert second.state is JobState.QUEUED
+            ahead = await jobs.wait("alice", first[0].id)
+            behind = await jobs.wait("alice", second.id)
+        assert ahead.ended_at is not None
+        assert behind.started_at >= ahead.ended_at  # one at a time, the first first
+
+
+async def test_a_queued_job_beyond_the_bounds_of_the_manager_that_starts_it_fails_saying_why(
+    tmp_path: Path,
+) -> None:
+    state = tmp_path / "state"
+    async with JobManager(state, limits=ManagerLimits(max_jobs=1)) as jobs:
+        await jobs.start("alice", ["sleep", "300"])
+        queued = await jobs.start("alice", ["true"], queue=True)
+    # As a server with cgroups and higher maxima would have queued it: limits of 4096 pids.
+    with sqlite3.connect(state / "jobs.db") as db:
+        (text,) = db.execute("SELECT request FROM jobs WHERE id = ?", (queued.id,)).fetchone()
+        request = encode(dataclasses.replace(decode(text), limits=JobLimits(pids=4096)))
+        db.execute("UPDATE jobs SET request = ? WHERE id = ?", (request, queued.id))
+    db.close()
+    async with JobManager(
+        state, limits=ManagerLimits(max_jobs=1), max_limits=JobLimits(pids=16)
+    ) as jobs:
+        with trio.fail_after(20):
+            final = await jobs.wait("alice", queued.id)
+            output = await collect(jobs.output("alice", queued.id))
+    assert (final.state, final.reason) == (JobState.FAILED, "start-failed")
+    assert output.startswith(
+        b"jogger: the job could not start: it no longer fits this server's bounds: "
+    )
+
+
+async def test_jobs_a_manager_adopts_are_no_starts_of_its_own_for_the_turns(
+    tmp_path: Path,
+) -> None:
+    state = tmp_path / "state"
+    async with JobManager(state, on_shutdown="keep") as first:
+        kept = await first.start("alice", ["sleep", "300"])
+    async with JobManager(state, limits=ManagerLimits(max_jobs=1)) as jobs:
+        # Neither has started a job since this manager began: the first queued goes first.
+        ahead = await jobs.start("alice", ["true"], queue=True)
+        behind = await jobs.start("bob", ["true"], queue=True)
+        await jobs.stop("alice", kept.id, grace=0)
+        with trio.fail_after(20):
+            alices = await jobs.wait("alice", ahead.id)
+            bobs = await jobs.wait("bob", behind.id)
+    assert alices.ended_at is not None
+    assert bobs.started_at >= alices.ended_at

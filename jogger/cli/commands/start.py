@@ -12,7 +12,7 @@ from ...rpc.jobs_api import limits_message
 from ...v1 import jobs_pb2
 from ..connect import Dialer
 from ..exits import Exit
-from ..render import NAMESPACE_NAMES
+from ..render import NAMESPACE_NAMES, in_queue
 from ..terminal import window_size
 
 _NAMESPACES = {name: kind for kind, name in NAMESPACE_NAMES.items()}
@@ -51,7 +51,7 @@ async def start_job(
         labels=args.labels,
         queue=args.queue,
     )
-    if tell_queued and status.queue_position:
+    if tell_queued and in_queue(status):
         print(f"jog: {started(status)}; waiting for room", file=sys.stderr)
     return status
 
@@ -86,6 +86,8 @@ async def run(dial: Dialer, args: argparse.Namespace) -> int:
 def started(status: jobs_pb2.JobStatus) -> str:
     """``started: ID``, or for a job the server queued, ``queued: ID (position N)``: the id
     is the second word either way, for scripts."""
-    if status.queue_position:
-        return f"queued: {status.job_id} (position {status.queue_position} among your queued jobs)"
-    return f"started: {status.job_id}"
+    if not in_queue(status):
+        return f"started: {status.job_id}"
+    if not status.queue_position:
+        return f"queued: {status.job_id} (starting: there was room)"
+    return f"queued: {status.job_id} (position {status.queue_position} among your queued jobs)"
