@@ -12,12 +12,11 @@ on record, but its command may have been exec'd for an instant by the attempt th
 """
 
 import sqlite3
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from datetime import datetime
 from typing import TYPE_CHECKING, TypeVar
 
-from .rows import COLUMNS, INSERT_LABEL, SELECT, ProcessIdentity, values
+from .rows import COLUMNS, INSERT_LABEL, SELECT, ProcessIdentity, transaction, values
 from .status import JobState, JobStatus
 
 T = TypeVar("T")
@@ -152,15 +151,3 @@ class QueueRows:
             return status, row[-1] if isinstance(row[-1], str) else None
 
         return await self._call(query)
-
-
-@contextmanager
-def transaction(db: sqlite3.Connection) -> Iterator[None]:
-    """A write transaction, taking the write lock at once."""
-    db.execute("BEGIN IMMEDIATE")
-    try:
-        yield
-    except BaseException:
-        db.execute("ROLLBACK")
-        raise
-    db.execute("COMMIT")

@@ -3,10 +3,14 @@
 A row that cannot be read back (damaged by hand, by a bug or by the disk) raises ValueError,
 TypeError, KeyError or OverflowError; the store logs it once and skips it. The column
 ``cgroup`` holds JobStatus.containment. A job's labels have a table of their own (one row
-each, see store.py); a row read back comes with them as a JSON object.
+each, see store.py); a row read back comes with them as a JSON object. Also the write
+transaction every store write takes (``transaction``).
 """
 
 import json
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 
@@ -193,3 +197,15 @@ def time_or_none(value: object) -> datetime | None:
         return _time(value)
     except (TypeError, ValueError, OverflowError, OSError):
         return None
+
+
+@contextmanager
+def transaction(db: sqlite3.Connection) -> Iterator[None]:
+    """A write transaction, taking the write lock at once."""
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
+    db.execute("COMMIT")

@@ -33,7 +33,7 @@ import trio
 from .errors import InvalidRequest, StoreError
 from .listing import LIST_INDEXES, JobFilter, page_query
 from .observer import NOBODY, EngineObserver
-from .queue_rows import QueueRows, transaction
+from .queue_rows import QueueRows
 from .rows import (
     COLUMNS,
     INSERT_LABEL,
@@ -41,6 +41,7 @@ from .rows import (
     ProcessIdentity,
     status_from_row,
     time_or_none,
+    transaction,
     values,
 )
 from .status import JobStatus
