@@ -8,7 +8,9 @@ Start and status latency, output and stdin throughput, and keystroke echo over a
 Installs Debian's openssh-server if it is missing (needs root and the Debian mirror) and runs
 a private sshd on a loopback port with throw-away keys; without it, the ssh columns are
 skipped with a message. Prints one table of medians; the ratio is jog / ssh (lower is
-better for times, higher for throughput).
+better for times, higher for throughput), beside plain ssh (a connection per command) and
+multiplexed ssh ("ssh mux": ``ControlMaster=auto``, ``ControlPersist``, its master opened
+before the first measure, as power users run it).
 """
 
 import argparse
@@ -61,8 +63,10 @@ def ensure_sshd() -> str:
 
 
 @contextmanager
-def sshd(tmp: Path) -> Iterator[list[str]]:
-    """A private sshd on loopback; yields the ssh command prefix that reaches it."""
+def sshd(tmp: Path) -> Iterator[tuple[list[str], list[str]]]:
+    """A private sshd on loopback; yields two ssh command prefixes that reach it: plain (a
+    connection per command), and multiplexed as power users run it (``ControlMaster=auto``,
+    ``ControlPersist``: commands share one connection, opened here beforehand)."""
     for name in ("host", "client"):
         subprocess.run(
             ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", tmp / name], check=True
@@ -106,7 +110,21 @@ def sshd(tmp: Path) -> Iterator[list[str]]:
             time.sleep(0.05)
         else:
             raise RuntimeError("the private sshd did not accept us")
-        yield command
+        shared = [
+            *command[:3],
+            "-o",
+            "ControlMaster=auto",
+            "-o",
+            f"ControlPath={tmp / 'cm-%C'}",
+            "-o",
+            "ControlPersist=600",
+            *command[5:],
+        ]
+        subprocess.run([*shared, "true"], capture_output=True, check=True)  # the master
+        try:
+            yield command, shared
+        finally:
+            subprocess.run([*shared, "-O", "exit"], capture_output=True, check=False)
     finally:
         server.send_signal(signal.SIGTERM)
         server.wait()
@@ -276,7 +294,7 @@ def _read_until(fd: int, wanted: bytes, timeout: float) -> bytes:
 def main(quick: bool) -> None:
     n = 5 if quick else 20
     mib = 128 if quick else 1024
-    rows: list[tuple[str, float, float | None, str]] = []
+    rows: list[tuple[str, float, float | None, float | None, str]] = []
     why_no_ssh = ensure_sshd()
     with tempfile.TemporaryDirectory(prefix="jogger-bench-") as tmp_name:
         tmp = Path(tmp_name)
@@ -285,27 +303,31 @@ def main(quick: bool) -> None:
             block = os.urandom(1 << 20)
             for _ in range(mib):
                 f.write(block)
-        with jogger_server(tmp) as env, sshd(tmp) if not why_no_ssh else _no_ssh() as ssh:
+        with jogger_server(tmp) as env, sshd(tmp) if not why_no_ssh else _no_ssh() as (ssh, mux):
             jog = [BIN / "jog"]
             job = subprocess.run(
                 [*jog, "start", "--", "true"], env=env, capture_output=True, text=True, check=True
             ).stdout.split()[1]
             ssh_true = median_of(n, lambda: timed([*ssh, "true"])) if ssh else None
+            mux_true = median_of(n, lambda: timed([*mux, "true"])) if mux else None
             for label, args in (
                 ("jog start -- true", ["start", "--", "true"]),
                 ("jog status ID", ["status", job]),
                 ("jog run -- true", ["run", "--", "true"]),
             ):
                 command: list[str | Path] = [*jog, *args]
-                rows.append((label, median_of(n, partial(timed, command, env)), ssh_true, "s"))
+                ours = median_of(n, partial(timed, command, env))
+                rows.append((label, ours, ssh_true, mux_true, "s"))
             runs = 3
             jog_run = median_of(runs, lambda: timed([*jog, "run", "--", "cat", str(data)], env))
             ssh_cat = median_of(runs, lambda: timed([*ssh, "cat", str(data)])) if ssh else None
+            mux_cat = median_of(runs, lambda: timed([*mux, "cat", str(data)])) if mux else None
             rows.append(
                 (
                     f"{mib} MiB: jog run -- cat vs ssh cat",
                     mib * 1.048576 / jog_run,
                     mib * 1.048576 / ssh_cat if ssh_cat else None,
+                    mib * 1.048576 / mux_cat if mux_cat else None,
                     "MB/s",
                 )
             )
@@ -329,6 +351,7 @@ def main(quick: bool) -> None:
                     f"{mib} MiB: jog output of an ended job",
                     mib * 1.048576 / jog_out,
                     mib * 1.048576 / ssh_cat if ssh_cat else None,
+                    mib * 1.048576 / mux_cat if mux_cat else None,
                     "MB/s",
                 )
             )
@@ -336,23 +359,27 @@ def main(quick: bool) -> None:
             dd = ["dd", "if=/dev/zero", "bs=1M", f"count={stdin_mib}", "status=none"]
             jog_in = median_of(runs, lambda: piped(dd, [*jog, "run", "--", "cat"], env))
             ssh_in = median_of(runs, lambda: piped(dd, [*ssh, "cat"])) if ssh else None
+            mux_in = median_of(runs, lambda: piped(dd, [*mux, "cat"])) if mux else None
             rows.append(
                 (
                     f"{stdin_mib} MiB: dd | jog run -- cat vs ssh",
                     stdin_mib * 1.048576 / jog_in,
                     stdin_mib * 1.048576 / ssh_in if ssh_in else None,
+                    stdin_mib * 1.048576 / mux_in if mux_in else None,
                     "MB/s",
                 )
             )
             keys = 20 if quick else 200
             jog_keys = keystroke_echo([*jog, "run", "-t", "--", "cat"], env, keys)
             ssh_keys = keystroke_echo([*ssh, "-tt", "cat"], None, keys) if ssh else None
+            mux_keys = keystroke_echo([*mux, "-tt", "cat"], None, keys) if mux else None
             for label, pick in (("p50", 0.5), ("p99", 0.99)):
                 rows.append(
                     (
                         f"keystroke echo, -t -- cat, {label}",
                         _quantile(jog_keys, pick) * 1e3,
                         _quantile(ssh_keys, pick) * 1e3 if ssh_keys else None,
+                        _quantile(mux_keys, pick) * 1e3 if mux_keys else None,
                         "ms",
                     )
                 )
@@ -363,15 +390,18 @@ def main(quick: bool) -> None:
                     f"{clients} followers of one {fan_mib} MiB job, total",
                     clients * fan_mib * 1.048576 / elapsed,
                     None,
+                    None,
                     "MB/s",
                 )
             )
-    print(f"{'measure':44} {'jog':>9} {'ssh':>9} {'ratio':>6}  unit")
-    print("-" * 76)
-    for label, ours, theirs, unit in rows:
-        ratio = f"{ours / theirs:.2f}" if theirs else "-"
-        shown = f"{theirs:9.3f}" if theirs else f"{'-':>9}"
-        print(f"{label:44} {ours:9.3f} {shown} {ratio:>6}  {unit}")
+    print(f"{'measure':44} {'jog':>9} {'ssh':>9} {'ratio':>6} {'ssh mux':>9} {'ratio':>6}  unit")
+    print("-" * 93)
+    for label, ours, theirs, shared, unit in rows:
+        cells = []
+        for baseline in (theirs, shared):
+            shown = f"{baseline:9.3f}" if baseline else f"{'-':>9}"
+            cells.append(f"{shown} {f'{ours / baseline:.2f}' if baseline else '-':>6}")
+        print(f"{label:44} {ours:9.3f} {' '.join(cells)}  {unit}")
     if why_no_ssh:
         print(f"ssh baseline skipped: {why_no_ssh}")
 
@@ -382,8 +412,8 @@ def _quantile(samples: list[float], q: float) -> float:
 
 
 @contextmanager
-def _no_ssh() -> Iterator[list[str]]:
-    yield []
+def _no_ssh() -> Iterator[tuple[list[str], list[str]]]:
+    yield [], []
 
 
 if __name__ == "__main__":
