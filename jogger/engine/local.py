@@ -1,7 +1,6 @@
 """The local executor: each job spawned on this host by a supervisor of its own
 (supervisor.py, supervise.c), in a cgroup of the manager's backend (cgroups/)."""
 
-import os
 from pathlib import Path
 
 import trio
@@ -12,7 +11,7 @@ from .isolation import check_available
 from .limits import JobLimits
 from .status import JobStatus
 from .supervisor import launch
-from .times import create, times_path
+from .times import times_path
 
 TIME_INDEX = True
 """Whether supervisors keep their logs' time index (times.py). Only bench/timestamps.py
@@ -61,18 +60,18 @@ class LocalExecutor:
         await trio.lowlevel.checkpoint()
 
     async def start(self, spec: Spec, group: JobGroup, log_path: Path, log_fd: int) -> Execution:
+        # The supervisor makes the index at its first record (supervise.c, O_EXCL):
+        # nothing of it is on the start's path.
         index = times_path(log_path)
-        times_fd = create(index) if TIME_INDEX else -1
         try:
-            return await self._launch(spec, group, log_fd, times_fd)
+            return await self._launch(spec, group, log_fd, index if TIME_INDEX else None)
         except BaseException:
             index.unlink(missing_ok=True)
             raise
-        finally:
-            if times_fd >= 0:
-                os.close(times_fd)  # the supervisor has its own
 
-    async def _launch(self, spec: Spec, group: JobGroup, log_fd: int, times_fd: int) -> Execution:
+    async def _launch(
+        self, spec: Spec, group: JobGroup, log_fd: int, index: Path | None
+    ) -> Execution:
         return await launch(
             self._program,
             spec.job_id,
@@ -80,7 +79,7 @@ class LocalExecutor:
             cwd=spec.cwd,
             env=spec.env,
             log_fd=log_fd,
-            times_fd=times_fd,
+            times_path=index,
             limit=self._max_output_bytes,
             run_dir=self._run_dir,
             stop_timeout=self._stop_timeout,

@@ -15,8 +15,9 @@
  *     ends, the job does not: "disk-full", "output-error");
  *   - after each write, tells the server (a datagram on run/notify.sock; nobody there is no
  *     error: the next server reads the log's size itself);
- *   - keeps the log's time index, when the server gives one (times_fd): before each write
- *     into the log, a record of where it begins and when (times.h says how, and its bound);
+ *   - keeps the log's time index, when the server asks for one (times_path), made at its
+ *     first record: before each write into the log, a record of where it begins and when
+ *     (times.h says how, and its bound);
  *   - once the main process has exited and the rest of the job is gone, writes the job's end
  *     (run/<id>.end: exit code or signal, end time, CPU, peak memory, output size and flags)
  *     with write, fsync, rename and fsync of the directory, and only then exits 0. The
@@ -410,8 +411,8 @@ static void parse_spec(char *buf, size_t len, struct spec *sp) {
                 sp->child.gid = (gid_t)number(value);
             } else if (strcmp(key, "cgroup_fd") == 0) {
                 sp->cgroup_fd = (int)number(value);
-            } else if (strcmp(key, "times_fd") == 0) {
-                S.times.fd = (int)number(value);
+            } else if (strcmp(key, "times_path") == 0) {
+                S.times.path = strdup(value); /* (the spec's buffer is freed) */
             } else if (strcmp(key, "limit") == 0) {
                 S.limit = (uint64_t)number(value);
             } else if (strcmp(key, "run_dir") == 0) {
@@ -1104,8 +1105,6 @@ int main(int argc, char **argv) {
     memset(&sp, 0, sizeof sp);
     sp.cgroup_fd = -1;
     parse_spec(buf, len, &sp);
-    if (S.times.fd >= 0 && fcntl(S.times.fd, F_SETFD, FD_CLOEXEC) < 0)
-        S.times.fd = -1; /* (not an fd: the job runs without an index) */
     S.run_dir = open(sp.run_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (S.run_dir < 0)
         fail_start(STEP_SUPERVISOR, errno);

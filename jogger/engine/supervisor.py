@@ -248,7 +248,7 @@ async def launch(
     limit: int,
     run_dir: Path,
     stop_timeout: float,
-    times_fd: int = -1,
+    times_path: Path | None = None,
     placement: Sequence[int] = (),
     cgroup_fd: int = -1,
     account: Account | None = None,
@@ -262,7 +262,8 @@ async def launch(
     ``argv[0]`` is looked up on ``env``'s PATH, like execvp but with no /bin/sh fallback.
     The job leads its own session; stdout and stderr share one pipe, which the supervisor
     moves into the log open at ``log_fd`` (at most ``limit`` bytes), keeping its time index
-    (times.py) in the empty file open at ``times_fd``, if given. ``input``: stdin is
+    (times.py) at ``times_path``, if given, which it makes (it must not exist) at the first
+    record: a job that writes nothing has none. ``input``: stdin is
     /dev/null, a pipe, or a terminal of ``window``'s size (24x80 without) that is also the
     job's controlling terminal, stdout and stderr; either is had with input.take_input.
     ``placement``: open fds of cgroup.procs files the job moves itself into before its exec;
@@ -288,7 +289,7 @@ async def launch(
         stop_timeout=stop_timeout,
         placement=placement,
         cgroup_fd=cgroup_fd,
-        times=times_fd >= 0,
+        times_path=times_path,
         account=account,
         input=input,
         window=window,
@@ -310,7 +311,6 @@ async def launch(
             log_fd=log_fd,
             placement=[*placement],
             cgroup_fd=cgroup_fd,
-            times_fd=times_fd,
         )
     except BaseException:
         link.close()
@@ -411,7 +411,6 @@ def _spawn(
     log_fd: int,
     placement: list[int],
     cgroup_fd: int,
-    times_fd: int,
 ) -> int:
     """posix_spawn the supervisor with its fds in place (see supervise.c); its pid.
 
@@ -420,7 +419,6 @@ def _spawn(
     cannot hang the way a job's exec can.
     """
     handed = [spec, report, log_fd, *placement] + ([cgroup_fd] if cgroup_fd >= 0 else [])
-    handed += [times_fd] if times_fd >= 0 else []
     # Lifted above every fd number the child is given, so that no dup2 is onto itself
     # (which would leave it close-on-exec).
     lifted: list[int] = []
@@ -551,7 +549,7 @@ def _spec(
     stop_timeout: float,
     placement: Sequence[int],
     cgroup_fd: int,
-    times: bool,
+    times_path: Path | None,
     account: Account | None,
     input: Input,
     window: WindowSize | None,
@@ -574,7 +572,9 @@ def _spec(
     if account is not None and not account.is_current():
         items += [("uid", b"%d" % account.uid), ("gid", b"%d" % account.gid)]
         items += [("group", b"%d" % g) for g in account.groups]
-    items += _fd_items(len(placement), cgroup_fd >= 0, times)
+    items += _fd_items(len(placement), cgroup_fd >= 0)
+    if times_path is not None:
+        items.append(("times_path", os.fsencode(times_path)))
     if input is not Input.NONE:
         items.append(("input", input.value.encode()))
     if window is not None:
@@ -602,13 +602,11 @@ def _spec(
     return fd
 
 
-def _fd_items(placement: int, cgroup: bool, times: bool) -> list[tuple[str, bytes]]:
+def _fd_items(placement: int, cgroup: bool) -> list[tuple[str, bytes]]:
     """The spec's items for the fds handed from _FIRST_CGROUP_FD on, in _spawn's order."""
     items = [("procs_fd", b"%d" % (_FIRST_CGROUP_FD + n)) for n in range(placement)]
     if cgroup:
         items.append(("cgroup_fd", b"%d" % (_FIRST_CGROUP_FD + placement)))
-    if times:
-        items.append(("times_fd", b"%d" % (_FIRST_CGROUP_FD + placement + cgroup)))
     return items
 
 

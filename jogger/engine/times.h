@@ -11,6 +11,7 @@
 #define JOGGER_TIMES_H
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdint.h>
 #include <time.h>
 #include <unistd.h>
@@ -31,7 +32,9 @@ struct time_record {
 };
 
 struct time_index {
-    int fd;            /* the index, or -1: none asked for, or it failed */
+    const char *path;  /* where to make it, at the first record (NULL: none asked for) */
+    int fd;            /* the index once made, or -1: not yet, none asked for, or failed */
+    int failed;        /* it could not be made, or a write failed: no more records */
     uint64_t size;     /* its bytes so far (whole records) */
     int64_t last_ms;   /* CLOCK_MONOTONIC (ms) of its last record */
     int64_t last_wall; /* wall_ns of its last record */
@@ -43,10 +46,21 @@ struct time_index {
  * its time. A write that then moves nothing leaves a record at the log's end, which the
  * next one's follows. */
 static void note_time(struct time_index *x, uint64_t log_size, int64_t now) {
-    if (x->fd < 0)
+    if (x->failed || x->path == NULL)
         return;
     if (x->size > 0 && now - x->last_ms < TIMES_EVERY_MS)
         return;
+    if (x->fd < 0) {
+        /* Made here, at the first record, rather than by the server before the start: a
+         * file's creation is most of what the index cost a start, and a job that writes
+         * nothing needs none (its readers take a missing index and an empty log as an
+         * empty window). O_EXCL: a file already there is not ours to append to. */
+        x->fd = open(x->path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+        if (x->fd < 0) {
+            x->failed = 1;
+            return;
+        }
+    }
     /* Past the size bound, still one record a second: else a slow writer (a byte a second,
      * past its first 4096 records) would get one record per 256 bytes, minutes apart, and
      * its bytes' times would lag by minutes. Each such record is a second after the one
@@ -70,6 +84,7 @@ static void note_time(struct time_index *x, uint64_t log_size, int64_t now) {
          * later bytes read as written at the last record's time. */
         close(x->fd);
         x->fd = -1;
+        x->failed = 1;
         return;
     }
     x->size += sizeof r;

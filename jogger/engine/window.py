@@ -99,7 +99,7 @@ async def open_window(
         start = await start_of(window, log_path, size, offset, index)
         async with (
             aclosing(chunks_from(start)) as chunks,
-            aclosing(pieces(chunks, start, window, index)) as stream,
+            aclosing(pieces(chunks, start, window, index, log_path)) as stream,
         ):
             yield start, stream
     finally:
@@ -110,8 +110,9 @@ async def open_window(
 def open_index(log_path: Path, size: int) -> TimeIndex | None:
     """The time index of the log at ``log_path``, of ``size`` bytes: TimesUnavailable if it
     has none, OutputUnavailable if it cannot be read. None for a log with no bytes and no
-    index (a job that never started: dequeued, or its start failed): nothing to time, an
-    empty window (pieces refuses bytes that come after all). A few small preads (the index
+    index: a job that has written nothing yet (its supervisor makes the index at its first
+    record, before the first byte), or never started (dequeued, or its start failed);
+    nothing to time yet, and pieces opens the index when bytes come. A few small preads (the index
     is bisected, not read): fine on the event loop, as the log's own reads are."""
     try:
         index = TimeIndex.open(times_path(log_path))
@@ -232,30 +233,42 @@ class _Cursor:
 
 
 async def pieces(
-    chunks: AsyncIterator[bytes], start: int, window: OutputWindow, index: TimeIndex | None
+    chunks: AsyncIterator[bytes],
+    start: int,
+    window: OutputWindow,
+    index: TimeIndex | None,
+    log_path: Path,
 ) -> AsyncGenerator[Piece, None]:
     """The log's chunks (from ``start``) as pieces: cut at the index's records when the
     window is timed, those surely written before ``since`` left out (see the module's
-    doc). OutputUnavailable if the index cannot be read."""
+    doc). OutputUnavailable if the index cannot be read. A timed window with no ``index``
+    (the log had no bytes yet) opens it when bytes come: its supervisor made it before it
+    wrote the first of them (times.h), so none by then means none ever (TimesUnavailable)."""
     offset = start
     cursor = _Cursor(index, start) if index is not None and window.timed else None
-    async for data in chunks:
-        if cursor is None and window.timed:
-            # An index-less log that had no bytes (open_index) got some: cannot be timed.
-            raise TimesUnavailable("this job's output has no time index")
-        if cursor is None:
-            yield Piece(offset, data, None)
-            offset += len(data)
-            continue
-        try:
-            cuts = cursor.split(offset, data)
-        except OSError as exc:
-            raise OutputUnavailable(f"cannot read the output's time index: {exc}") from None
-        offset += len(data)
-        read_at = time_ns()  # every byte of data was written by now
-        for at, part, time, bound in cuts:
-            if window.since_ns is not None and (read_at if bound is None else bound) < (
-                window.since_ns
-            ):
+    made: TimeIndex | None = None  # opened here, so closed here
+    try:
+        async for data in chunks:
+            if cursor is None and window.timed:
+                made = open_index(log_path, offset + len(data))
+                assert made is not None  # (a log with bytes has an index, or it raised)
+                cursor = _Cursor(made, offset)
+            if cursor is None:
+                yield Piece(offset, data, None)
+                offset += len(data)
                 continue
-            yield Piece(at, part, time if window.timestamps else None)
+            try:
+                cuts = cursor.split(offset, data)
+            except OSError as exc:
+                raise OutputUnavailable(f"cannot read the output's time index: {exc}") from None
+            offset += len(data)
+            read_at = time_ns()  # every byte of data was written by now
+            for at, part, time, bound in cuts:
+                if window.since_ns is not None and (read_at if bound is None else bound) < (
+                    window.since_ns
+                ):
+                    continue
+                yield Piece(at, part, time if window.timestamps else None)
+    finally:
+        if made is not None:
+            made.close()

@@ -196,7 +196,7 @@ async def test_since_keeps_the_bytes_of_a_record_that_straddles_it(tmp_path: Pat
         win = window.OutputWindow(since_ns=t)
         with write_index(tmp_path / "x.times", records) as index:
             start = await window.start_of(win, tmp_path / "x.log", 8, 0, index)
-            got = window.pieces(chunks(start), start, win, index)
+            got = window.pieces(chunks(start), start, win, index, tmp_path / "x.log")
             return b"".join([p.data async for p in got])
 
     assert await since(w + 1_000_000) == b"abcdefgh"  # "abcd" may be written after T

@@ -139,3 +139,21 @@ async def test_a_job_with_no_output_and_no_index_has_an_empty_window(
     times_path(tmp_path / "state" / "logs" / f"{job_id}.log").unlink()
     for window in (OutputWindow(since_ns=0), OutputWindow(timestamps=True, tail=3)):
         assert await windowed(jobs, job_id, window) == []
+
+
+async def test_the_index_is_made_at_the_first_output_and_a_follower_before_it_times_it(
+    jobs: JobManager, tmp_path: Path
+) -> None:
+    # The supervisor makes the index at its first record, not at the start (it is off the
+    # start's path): a timed follower opened before the job's first byte opens it then.
+    late = await jobs.start("alice", ["sh", "-c", "sleep 2; echo late"])
+    assert not times_path(tmp_path / "state" / "logs" / f"{late.id}.log").exists()
+    window = OutputWindow(timestamps=True)
+    before = time.time_ns()
+    with trio.fail_after(30):
+        async with jobs.output_window("alice", late.id, window) as (start, pieces):
+            got = [(p.offset, p.data, p.time_ns) async for p in pieces]
+    assert start == 0
+    assert [(offset, data) for offset, data, _ in got] == [(0, b"late\n")]
+    stamp = got[0][2]
+    assert stamp is not None and stamp >= before
