@@ -156,4 +156,5 @@ async def test_the_index_is_made_at_the_first_output_and_a_follower_before_it_ti
     assert start == 0
     assert [(offset, data) for offset, data, _ in got] == [(0, b"late\n")]
     stamp = got[0][2]
-    assert stamp is not None and stamp >= before
+    assert stamp is not None
+    assert stamp >= before
