@@ -508,7 +508,7 @@ class Job:
             return
         self._exit_code, self._signal = end.exit_code, end.signal
         self._state = end.state()
-        self._sent_kill = self._sent_kill or end.sent_kill
+        self._sent_kill = end.killed(self._sent_kill)
         timed_out = end.cause == "timeout"
         if self._sent_kill and not timed_out:
             self._state = JobState.KILLED

@@ -93,6 +93,12 @@ class End:
     cause: str = ""
     """What ended it, as a JobStatus.reason, where the executor knows (Slurm: oom, timeout,
     node-fail, preempted...; a supervisor: timeout)."""
+    kill_told: bool = False
+    """Whether ``sent_kill`` says, better than the job's stopper can, if a KILL ended the
+    job: Slurm's word of an end comes a poll or more late, so a stopper's grace can run out
+    (and its KILL be asked for) after the TERM had ended the job; the Slurm execution then
+    counts the KILL only if SIGKILL ended the job. A supervisor's record does not: the
+    stopper's KILL may have been what ended the job's other processes."""
 
     def state(self) -> JobState:
         if self.cause == "timeout":
@@ -104,6 +110,10 @@ class End:
         if self.sent_term:
             return JobState.STOPPED
         return JobState.COMPLETED if self.exit_code == 0 else JobState.FAILED
+
+    def killed(self, stopper_sent_kill: bool) -> bool:
+        """Whether our KILL ended the job, given whether its stopper asked for one."""
+        return self.sent_kill if self.kill_told else stopper_sent_kill or self.sent_kill
 
     def reason(self, *, oom: bool) -> str:
         if oom:

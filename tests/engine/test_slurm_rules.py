@@ -1,7 +1,9 @@
 """The Slurm executor's rules that need no cluster: what it refuses before anything is
 submitted, how limits map, and the batch script (run here with sh, as a node would)."""
 
+import signal
 import subprocess
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -9,6 +11,7 @@ import pytest
 from jogger import Account, InvalidRequest, JobLimits
 from jogger.engine.executor import Spec
 from jogger.engine.isolation import ALL, Isolation
+from jogger.engine.slurm.commands import Final
 from jogger.engine.slurm.executor import SlurmExecution, SlurmExecutor, SlurmOptions, _script
 from jogger.engine.status import Input
 from jogger.engine.times import TimeIndex, times_path
@@ -143,3 +146,21 @@ def test_the_watch_records_growth_it_sees_in_the_time_index(tmp_path: Path) -> N
     assert index is not None
     with index:
         assert [index.record(i)[0] for i in range(len(index))] == [0, 4, 14]
+
+
+def test_a_stop_whose_kill_came_after_the_term_had_ended_the_job_is_stopped(
+    tmp_path: Path,
+) -> None:
+    # Slurm tells of an end a poll or more after it: the stopper's grace can run out, and
+    # its KILL be asked for, after the TERM ended the job. Only SIGKILL's end is a kill.
+    log = tmp_path / "job.log"
+    log.write_bytes(b"")
+    ended_at = datetime.now(UTC)
+    for final_signal, killed in ((signal.SIGTERM, False), (signal.SIGKILL, True)):
+        execution = SlurmExecution(executor(tmp_path), "7", "job", log)
+        execution._sent_term = execution._sent_kill = True  # the stopper's TERM, then KILL
+        execution.ended(Final("CANCELLED", "", 0, final_signal, ended_at))
+        end = execution._end
+        assert end is not None
+        assert end.killed(stopper_sent_kill=True) is killed
+        assert end.state().value == ("killed" if killed else "stopped")

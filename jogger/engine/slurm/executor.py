@@ -202,6 +202,7 @@ class SlurmExecution:
             sent_kill=self._sent_kill and sig == signal.SIGKILL,
             note="",
             cause=cause,
+            kill_told=True,
         )
 
 
