@@ -16,7 +16,9 @@ $(VENV)/.installed: pyproject.toml setup.py jogger/engine/supervise.c jogger/eng
 	@command -v cc > /dev/null || { echo "jogger needs a C compiler (Debian: apt-get install gcc python3-dev)"; exit 1; }
 	rm -rf $(VENV)
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet -e '.[dev]'
+	# compat: a plain path in a .pth, where the default editable mode imports a finder (and
+	# pathlib, re, ...) at every Python start: 10 ms of every jog (bench/README.md, issue 21).
+	$(BIN)/pip install --quiet -e '.[dev]' --config-settings editable_mode=compat
 	touch $@
 
 lint: venv

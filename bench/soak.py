@@ -40,9 +40,9 @@ from pathlib import Path
 import trio
 
 from jogger.engine.procfs import live_processes
-from jogger.rpc.channel import TransportError
 from jogger.rpc.client import JobsClient, connect
 from jogger.rpc.errors import RpcError
+from jogger.rpc.failures import TransportError
 from jogger.rpc.tls import client_context
 from jogger.v1 import jobs_pb2
 

@@ -11,10 +11,11 @@ import trio
 
 from .._exceptiongroups import single_errors
 from .._text import escape
-from ..rpc.channel import TransportError
 from ..rpc.errors import RpcError
-from .connect import Host, connection_error
+from ..rpc.failures import TransportError
+from .connect import Host
 from .exits import CliError, Exit
+from .reach import connection_error
 from .stdout import StdoutClosed
 
 _FAILURES = (CliError, TransportError, RpcError)

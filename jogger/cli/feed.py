@@ -25,14 +25,14 @@ from contextlib import contextmanager
 import trio
 
 from .._exceptiongroups import single_errors
-from ..rpc.channel import TransportError
 from ..rpc.client import InputClosed, JobsClient
 from ..rpc.errors import RpcError, StatusCode
+from ..rpc.failures import TransportError
 from .detach import DetachKeys
 from .exits import CliError
 from .resume import is_drop
 from .stdin import LocalInput
-from .terminal import window_size
+from .winsize import window_size
 
 
 class Detached(Exception):

@@ -19,9 +19,9 @@ from collections.abc import Awaitable, Callable
 import trio
 
 from .._exceptiongroups import single_errors
-from ..rpc.channel import TransportError
 from ..rpc.client import JobsClient
 from ..rpc.errors import RpcError, StatusCode
+from ..rpc.failures import TransportError
 from ..v1 import jobs_pb2
 from . import stdout
 from .connect import Dialer

@@ -1,8 +1,6 @@
 """How jog shows jobs: one line, a block, or JSON."""
 
-import json
 import math
-import signal
 from collections.abc import Mapping
 from datetime import UTC, datetime
 
@@ -48,6 +46,8 @@ def ending(status: jobs_pb2.JobStatus) -> str:
         return f"exit code {status.exit_code}"
     if which == "signal":
         try:
+            import signal  # noqa: PLC0415 - its names' enum costs every jog start a millisecond
+
             return f"signal {signal.Signals(status.signal).name}"
         except ValueError:
             return f"signal {status.signal}"
@@ -125,6 +125,8 @@ def as_dict(status: jobs_pb2.JobStatus) -> dict[str, object]:
 
 
 def as_json(value: object) -> str:
+    import json  # noqa: PLC0415 - for --json only: not every jog start's
+
     return json.dumps(value, indent=2)
 
 

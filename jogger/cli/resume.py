@@ -9,8 +9,8 @@ certificate) is an answer, and asking again would get the same one.
 import random
 from collections.abc import Callable, Iterator
 
-from ..rpc.channel import ServerCertificateRejected, TransportError
 from ..rpc.errors import RpcError, StatusCode
+from ..rpc.failures import ServerCertificateRejected, TransportError
 
 FIRST_DELAY = 0.1
 MAX_DELAY = 2.0

@@ -8,7 +8,6 @@ unwinds), and SIGTERM or SIGHUP, which end the session as ``Signalled`` so that 
 ``finally`` runs before jog exits. Only SIGKILL leaves it raw (``reset`` or ``stty sane``).
 """
 
-import os
 import signal
 import termios
 from collections.abc import AsyncIterator, Iterator
@@ -19,9 +18,6 @@ import trio
 
 from .._exceptiongroups import single_errors
 
-MAX_SIDE = 65535
-"""The largest window side the service takes."""
-
 _ENDING = (signal.SIGTERM, signal.SIGHUP)
 
 
@@ -31,18 +27,6 @@ class Signalled(Exception):
     def __init__(self, signum: int) -> None:
         super().__init__(signal.Signals(signum).name)
         self.signum = signum
-
-
-def window_size(fd: int) -> tuple[int, int] | None:
-    """The window of the terminal on ``fd`` as (rows, cols); None without a sized terminal
-    (a pseudo-terminal nobody sized says 0 by 0)."""
-    try:
-        size = os.get_terminal_size(fd)
-    except OSError:
-        return None
-    if size.lines <= 0 or size.columns <= 0:
-        return None
-    return min(size.lines, MAX_SIDE), min(size.columns, MAX_SIDE)
 
 
 _Attributes = list[Any]

@@ -22,9 +22,9 @@ from collections.abc import Callable
 import trio
 
 from .._exceptiongroups import single_errors
-from ..rpc.channel import TransportError
 from ..rpc.client import JobsClient
 from ..rpc.errors import RpcError, StatusCode
+from ..rpc.failures import TransportError
 from ..v1 import jobs_pb2
 from .connect import Dialer
 from .follow import GaveUp

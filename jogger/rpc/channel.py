@@ -3,30 +3,22 @@ calls."""
 
 import contextlib
 import datetime
-import os
-import socket
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any, Generic, TypeVar
 
 import h2.errors
 import trio
-from google.protobuf.message import DecodeError, Message
+from google.protobuf.message import Message
 from purerpc.grpclib.events import MessageReceived, ResponseEnded
 from purerpc.grpclib.status import StatusCode
 
 from .._exceptiongroups import single_errors
 from .address import format_address
-from .compression import Compressed, Malformed, TooLarge, inflate
 from .errors import RpcError
-from .wire import (
-    MAX_MESSAGE,
-    Connection,
-    ConnectionLost,
-    PeerBrokeProtocol,
-    Stream,
-    set_socket_options,
-)
+from .failures import ConnectionLost, TransportError, connect_reason, failure_error
+from .responses import parse_response
+from .wire import Connection, Stream, set_socket_options
 
 M = TypeVar("M", bound=Message)
 
@@ -34,19 +26,6 @@ M = TypeVar("M", bound=Message)
 CONNECT_TIMEOUT = 10.0
 ABANDON_TIMEOUT = 1.0
 """How long telling the server that we gave up on a call may take."""
-
-
-class TransportError(Exception):
-    """The connection could not be made or broke; ``str()`` says why, in a user's words."""
-
-
-class ServerCertificateRejected(TransportError):
-    """We did not accept the server's certificate; ``detail`` is OpenSSL's reason
-    ("self-signed certificate in certificate chain", "Hostname mismatch, ...")."""
-
-    def __init__(self, detail: str) -> None:
-        super().__init__(f"we rejected the server's certificate: {detail}")
-        self.detail = detail
 
 
 class Channel:
@@ -165,7 +144,7 @@ class Channel:
                     await self._connection.flush()
                 except ConnectionLost:
                     raise self._lost() from None
-                yield _parse(response_type, event.data)
+                yield parse_response(response_type, event.data)
             elif isinstance(event, ResponseEnded):
                 stream.done = True
                 if event.status.int_value != StatusCode.OK.value:
@@ -178,21 +157,6 @@ class Channel:
         if failure is not None:
             return failure_error(failure)
         return TransportError("the server closed the connection")
-
-
-def _parse(response_type: type[M], data: bytes) -> M:
-    """A response message; compressed, if the server compressed it though we do not ask
-    (see compression.py), it is inflated within our message size limit."""
-    try:
-        if isinstance(data, Compressed):
-            data = inflate(data, MAX_MESSAGE)
-        message = response_type()
-        message.ParseFromString(data)
-    except TooLarge as exc:
-        raise RpcError(StatusCode.RESOURCE_EXHAUSTED, f"the server's response: {exc}") from None
-    except (Malformed, DecodeError):
-        raise RpcError(StatusCode.INTERNAL, "malformed response message") from None
-    return message
 
 
 class ClientStream(Generic[M]):
@@ -248,21 +212,6 @@ class ClientStream(Generic[M]):
         return self._answer
 
 
-def _connect_reason(exc: OSError) -> str:
-    # trio reports "all attempts failed" and keeps each attempt's error as the cause.
-    cause = exc.__cause__
-    attempts = cause.exceptions if isinstance(cause, BaseExceptionGroup) else [cause or exc]
-    reasons = {_reason(a) for a in attempts if isinstance(a, OSError)}
-    return ", ".join(sorted(reasons)) or str(exc)
-
-
-def _reason(exc: OSError) -> str:
-    if isinstance(exc, socket.gaierror):
-        # The resolver's own numbers, which os.strerror calls "Unknown error -2".
-        return exc.strerror or str(exc)
-    return os.strerror(exc.errno) if exc.errno else str(exc)
-
-
 async def _first_of(*events: trio.Event) -> None:
     async with trio.open_nursery() as nursery:
         for event in events:
@@ -272,35 +221,6 @@ async def _first_of(*events: trio.Event) -> None:
                 nursery.cancel_scope.cancel()  # one has happened: stop waiting for the others
 
             nursery.start_soon(wait)
-
-
-def failure_error(exc: BaseException) -> TransportError:
-    """A TLS or socket failure as the TransportError that says which side rejected what."""
-    text = str(exc)
-    if isinstance(exc, PeerBrokeProtocol):
-        return TransportError(
-            f"the server sent a response we refuse ({text[:100]}); we closed the connection"
-        )
-    if "CERTIFICATE_VERIFY_FAILED" in text:
-        detail = text.split("certificate verify failed:", 1)[-1].split("(", maxsplit=1)[0]
-        return ServerCertificateRejected(detail.strip().rstrip("."))
-    return TransportError(describe_failure(exc))
-
-
-def describe_failure(exc: BaseException) -> str:
-    """A TLS or socket failure, in words that say which side rejected what."""
-    text = str(exc)
-    if "alert certificate required" in text:
-        return "the server requires a client certificate and got none"
-    if " alert " in text:
-        reason = text.split(" alert ", 1)[1].split("(", maxsplit=1)[0].strip()
-        return f"the server rejected our client certificate (TLS alert: {reason})"
-    if isinstance(exc, EOFError) or "EOF" in text:
-        return "the server closed the connection during TLS setup (see the server's log)"
-    if "CERTIFICATE_VERIFY_FAILED" in text:
-        detail = text.split("certificate verify failed:", 1)[-1].split("(", maxsplit=1)[0].strip()
-        return f"we rejected the server's certificate: {detail}"
-    return text or type(exc).__name__
 
 
 @asynccontextmanager
@@ -324,7 +244,7 @@ async def open_channel(
         try:
             tcp = await trio.open_tcp_stream(host, port)
         except OSError as exc:
-            raise TransportError(f"cannot connect: {_connect_reason(exc)}") from None
+            raise TransportError(f"cannot connect: {connect_reason(exc)}") from None
     if connecting.cancelled_caught:
         raise TransportError(f"cannot connect: no answer within {connect_timeout:g} s")
     set_socket_options(tcp)

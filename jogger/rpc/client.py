@@ -1,18 +1,15 @@
 """A typed client of the Jobs service, for trio programs and the ``jog`` CLI."""
 
 import ssl
-from collections.abc import AsyncGenerator, AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
-from ..standard.grpc.health.v1 import health_pb2
 from ..v1 import jobs_pb2
+from .calls import JOBS, JobsCalls
 from .channel import CONNECT_TIMEOUT, Channel, ClientStream, open_channel
 from .tls import client_context
 
-_JOBS = "/jogger.v1.Jobs/"
-PAGE = 1000
-"""Jobs asked for per List call when paging through many."""
 WRITE_CHUNK = 256 << 10
 """The most bytes one Write message carries (the server takes messages of up to 1 MiB):
 small enough that a job that reads slowly is fed as it reads."""
@@ -65,122 +62,12 @@ class InputWriter:
             raise InputClosed(await self._call.close())  # close() raises an error status
 
 
-class JobsClient:
+class JobsClient(JobsCalls):
+    """The Jobs service's calls, the streaming ones too, on trio."""
+
     def __init__(self, channel: Channel) -> None:
-        self._channel = channel
-
-    async def start(
-        self,
-        argv: list[str],
-        *,
-        cwd: str = "",
-        env: dict[str, str] | None = None,
-        limits: jobs_pb2.Limits | None = None,
-        input: int = jobs_pb2.INPUT_NONE,
-        term: str = "",
-        window: tuple[int, int] | None = None,
-        isolation: jobs_pb2.Isolation | None = None,
-        network: int = jobs_pb2.NETWORK_UNSPECIFIED,
-        read_only_root: bool = False,
-        timeout: float | None = None,  # noqa: ASYNC109 - the job's run time, not this call's
-        name: str = "",
-        labels: Mapping[str, str] | None = None,
-        queue: bool = False,
-    ) -> jobs_pb2.JobStatus:
-        """Start a job. ``input``: a jobs_pb2.Input; with INPUT_TERMINAL, ``term`` is its
-        TERM (empty: the server's "dumb") and ``window`` its first (rows, cols).
-        ``isolation``: its namespaces (None: the server's default; an empty message: none);
-        ``network``: a jobs_pb2.Network over them; ``read_only_root``: over either.
-        ``timeout``: seconds it may run (None: the server's default). ``name`` and
-        ``labels``: what to call it, and key=value pairs to find it by. ``queue``: wait in
-        the server's queue if a job limit is reached (the answer is then QUEUED)."""
-        request = jobs_pb2.StartRequest(
-            argv=argv,
-            cwd=cwd,
-            env=env or {},
-            limits=limits,
-            input=input,  # type: ignore[arg-type]
-            term=term,
-            isolation=isolation,
-            network=network,  # type: ignore[arg-type]
-            read_only_root=read_only_root,
-            name=name,
-            labels=labels or {},
-            queue=queue,
-        )
-        if window is not None:
-            request.window.rows, request.window.cols = window
-        if timeout is not None:
-            request.timeout.FromNanoseconds(round(timeout * 1e9))
-        return await self._channel.unary(_JOBS + "Start", request, jobs_pb2.JobStatus)
-
-    async def restart(self, job_id: str, *, queue: bool = False) -> jobs_pb2.JobStatus:
-        """Start a new job as ``job_id`` (ended) was started; the new job's status."""
-        request = jobs_pb2.RestartRequest(job_id=job_id, queue=queue)
-        return await self._channel.unary(_JOBS + "Restart", request, jobs_pb2.JobStatus)
-
-    async def stop(self, job_id: str, *, grace: float | None = None) -> jobs_pb2.JobStatus:
-        request = jobs_pb2.StopRequest(job_id=job_id)
-        if grace is not None:
-            request.grace.FromNanoseconds(round(grace * 1e9))
-        return await self._channel.unary(_JOBS + "Stop", request, jobs_pb2.JobStatus)
-
-    async def status(self, job_id: str) -> jobs_pb2.JobStatus:
-        request = jobs_pb2.StatusRequest(job_id=job_id)
-        return await self._channel.unary(_JOBS + "Status", request, jobs_pb2.JobStatus)
-
-    async def list(
-        self,
-        *,
-        all_users: bool = False,
-        limit: int | None = None,
-        labels: Mapping[str, str] | None = None,
-        states: Sequence[int] = (),
-        name: str = "",
-    ) -> tuple[list[jobs_pb2.JobStatus], bool]:
-        """Jobs newest first, up to ``limit`` (all with None), and whether there are more;
-        only those that pass the filters (as list_page)."""
-        jobs: list[jobs_pb2.JobStatus] = []
-        token = ""
-        while limit is None or len(jobs) < limit:
-            want = PAGE if limit is None else min(PAGE, limit - len(jobs))
-            page = await self.list_page(
-                all_users=all_users,
-                page_size=want,
-                page_token=token,
-                labels=labels,
-                states=states,
-                name=name,
-            )
-            jobs.extend(page.jobs)
-            token = page.next_page_token
-            if not token:
-                return jobs, False
-        return jobs, True
-
-    async def list_page(
-        self,
-        *,
-        all_users: bool = False,
-        page_size: int = 0,
-        page_token: str = "",
-        labels: Mapping[str, str] | None = None,
-        states: Sequence[int] = (),
-        name: str = "",
-    ) -> jobs_pb2.ListResponse:
-        """One page of jobs, newest first; pass ``next_page_token`` on for the next (a page
-        may be short, or empty, and still have one). Filters, applied by the server: every
-        one of ``labels``, one of ``states`` (jobs_pb2.JobState values; any when empty),
-        and ``name``, a pattern of the whole name (``*``, ``?``, ``\\``; see the proto)."""
-        request = jobs_pb2.ListRequest(
-            all_users=all_users,
-            page_size=page_size,
-            page_token=page_token,
-            labels=labels or {},
-            states=states,  # type: ignore[arg-type]
-            name=name,
-        )
-        return await self._channel.unary(_JOBS + "List", request, jobs_pb2.ListResponse)
+        super().__init__(channel)
+        self._streams = channel
 
     @asynccontextmanager
     async def output(
@@ -200,7 +87,7 @@ class JobsClient:
         )
         if since_ns is not None:
             request.since.FromNanoseconds(since_ns)
-        async with self._channel.stream(_JOBS + "Output", request, jobs_pb2.OutputChunk) as it:
+        async with self._streams.stream(JOBS + "Output", request, jobs_pb2.OutputChunk) as it:
             yield it
 
     @asynccontextmanager
@@ -212,22 +99,13 @@ class JobsClient:
         The job is named at once, so that the server's patience for a first message does not
         run out while the caller has nothing to write yet (a terminal nobody types into).
         """
-        path = _JOBS + "Write"
-        async with self._channel.client_stream(
+        path = JOBS + "Write"
+        async with self._streams.client_stream(
             path, jobs_pb2.WriteRequest, jobs_pb2.WriteResponse
         ) as call:
             writer = InputWriter(call)
             await writer._send(jobs_pb2.WriteRequest(job_id=job_id))
             yield writer
-
-    async def health(self) -> int:
-        """The server's health.v1 serving status (1 is SERVING)."""
-        response = await self._channel.unary(
-            "/grpc.health.v1.Health/Check",
-            health_pb2.HealthCheckRequest(),
-            health_pb2.HealthCheckResponse,
-        )
-        return int(response.status)
 
 
 @asynccontextmanager

@@ -19,7 +19,6 @@ has its own flag), and a big one is compressed in a worker thread.
 
 import zlib
 
-import trio
 from purerpc.grpclib.buffers import MessageReadBuffer
 from purerpc.grpclib.exceptions import UnsupportedMessageEncodingError
 
@@ -95,6 +94,10 @@ async def encode(payload: bytes, encoding: str | None) -> tuple[bytes, bool]:
     if encoding != GZIP or len(payload) < MIN_COMPRESSED:
         return payload, False
     if len(payload) >= THREADED:
+        # Here, not at the top: the blocking client (blocking.py) reads this module and
+        # must not pay for trio's import; this function is the server's.
+        import trio  # noqa: PLC0415
+
         packed = await trio.to_thread.run_sync(deflate, payload)
     else:
         packed = deflate(payload)

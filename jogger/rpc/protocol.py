@@ -24,6 +24,8 @@ from purerpc.grpclib.status import Status, StatusCode
 
 from .compression import ACCEPT_ENCODING, ReadBuffer, supported
 
+MAX_MESSAGE = 4 << 20
+"""The largest message a client accepts, as in grpc's default."""
 CONNECTION_WINDOW = 16 << 20
 """How much response data a client lets the server send ahead, over all streams."""
 SERVER_CONNECTION_WINDOW = 8 << 20

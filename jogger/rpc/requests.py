@@ -14,7 +14,8 @@ from purerpc.grpclib.status import StatusCode
 
 from .compression import Compressed, Malformed, TooLarge, inflate
 from .errors import RpcError
-from .wire import SERVER_MAX_MESSAGE, Connection, ConnectionLost, Stream
+from .failures import ConnectionLost
+from .wire import SERVER_MAX_MESSAGE, Connection, Stream
 
 
 async def read_request(stream: Stream, request_type: type[Message], patience: float) -> Message:

@@ -44,11 +44,12 @@ from .auth import (
 from .compression import encode, response_encoding
 from .credentials import ServerTls, TlsHolder
 from .errors import RpcError
+from .failures import ConnectionLost
 from .method import Call, Method
 from .observer import NOBODY, UNKNOWN_METHOD, Cause, RpcObserver, TransportLoad, handshake_cause
 from .requests import first_request, read_request, requests
 from .throttle import LogThrottle
-from .wire import Connection, ConnectionLost, Stream, set_socket_options
+from .wire import Connection, Stream, set_socket_options
 
 log = logging.getLogger("jogger.rpc")
 throttled = LogThrottle(log)

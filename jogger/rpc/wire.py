@@ -37,7 +37,9 @@ from purerpc.grpclib.events import (
 from purerpc.grpclib.exceptions import ProtocolError
 from purerpc.grpclib.status import Status, StatusCode
 
+from .failures import ConnectionLost, PeerBrokeProtocol
 from .protocol import (
+    MAX_MESSAGE,
     PREFACE,
     SERVER_FRAME_SIZE,
     SERVER_MAX_STREAMS,
@@ -51,8 +53,6 @@ from .throttle import Allowance, LogThrottle
 log = logging.getLogger(__name__)
 throttled = LogThrottle(log)
 
-MAX_MESSAGE = 4 << 20
-"""The largest message a client accepts, as in grpc's default."""
 SERVER_MAX_MESSAGE = 1 << 20
 """The largest request a server accepts; a Start's argv is limited to far less."""
 SERVER_INBOX = 3
@@ -78,15 +78,6 @@ LINGER = 1.0
 PEER_RESETS = (4 * SERVER_MAX_STREAMS, 100.0)
 """Streams a peer may reset, or open past the limit, at once and then per second, before
 its connection is closed with ENHANCE_YOUR_CALM (the 2023 rapid-reset attack)."""
-
-
-class PeerBrokeProtocol(Exception):
-    """The peer sent what HTTP/2 or gRPC forbids (an oversized header list, a malformed
-    frame), and we closed the connection; ``str()`` is h2's or purerpc's reason."""
-
-
-class ConnectionLost(Exception):
-    """The peer closed the connection, or it broke."""
 
 
 class _Abusive(Exception):

@@ -27,9 +27,10 @@ from google.protobuf import text_format
 from google.protobuf.message import Message
 from hypothesis import HealthCheck, Phase, example, given, settings
 
-from jogger.rpc.channel import Channel, TransportError, open_channel
+from jogger.rpc.channel import Channel, open_channel
 from jogger.rpc.client import JobsClient
 from jogger.rpc.errors import RpcError, StatusCode
+from jogger.rpc.failures import TransportError
 from jogger.rpc.tls import client_context
 from jogger.standard.grpc.health.v1 import health_pb2
 from jogger.v1 import jobs_pb2

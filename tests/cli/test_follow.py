@@ -12,9 +12,9 @@ from jogger.cli.connect import Dialer
 from jogger.cli.follow import Follower, GaveUp
 from jogger.cli.stdout import StdoutClosed
 from jogger.cli.window_args import Window
-from jogger.rpc.channel import TransportError
 from jogger.rpc.client import JobsClient
 from jogger.rpc.errors import RpcError, StatusCode
+from jogger.rpc.failures import TransportError
 from jogger.v1 import jobs_pb2
 
 LOG = b"".join(b"%d\n" % i for i in range(40))

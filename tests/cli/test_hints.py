@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from jogger.cli.connect import _client_certificate_hint, _server_certificate_hint
+from jogger.cli.reach import _client_certificate_hint, _server_certificate_hint
 from jogger.cli.settings import Settings
 
 SETTINGS = Settings("jobs.example", 7654, Path("/ca.pem"), Path("/u.pem"), Path("/u-key.pem"))

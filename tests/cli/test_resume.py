@@ -14,9 +14,8 @@ from jogger.cli.resume import (
     describe_drop,
     is_drop,
 )
-from jogger.rpc.channel import TransportError, failure_error
 from jogger.rpc.errors import RpcError, StatusCode
-from jogger.rpc.wire import PeerBrokeProtocol
+from jogger.rpc.failures import PeerBrokeProtocol, TransportError, failure_error
 
 VERIFY_FAILED = (
     "[SSL: CERTIFICATE_VERIFY_FAILED] certificate verify failed: certificate has expired (_ssl.c)"

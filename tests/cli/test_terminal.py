@@ -12,7 +12,8 @@ from collections.abc import Iterator
 import pytest
 import trio
 
-from jogger.cli.terminal import Signalled, open_raw_terminal, raw_mode, window_size
+from jogger.cli.terminal import Signalled, open_raw_terminal, raw_mode
+from jogger.cli.winsize import window_size
 
 
 @pytest.fixture

@@ -18,9 +18,9 @@ from pathlib import Path
 
 import trio
 
-from jogger.rpc.channel import TransportError
 from jogger.rpc.client import JobsClient, open_client
 from jogger.rpc.errors import RpcError, StatusCode
+from jogger.rpc.failures import TransportError
 from jogger.v1 import jobs_pb2
 from tests.e2e.conftest import Cli, launch, stop_server
 from tests.engine.test_accounts import job_cgroups

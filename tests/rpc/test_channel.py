@@ -4,13 +4,13 @@ import ssl
 
 import pytest
 
-from jogger.rpc.channel import (
+from jogger.rpc.failures import (
+    PeerBrokeProtocol,
     ServerCertificateRejected,
     TransportError,
     describe_failure,
     failure_error,
 )
-from jogger.rpc.wire import PeerBrokeProtocol
 
 VERIFY_FAILED = (
     "[SSL: CERTIFICATE_VERIFY_FAILED] certificate verify failed: self-signed certificate "

@@ -12,9 +12,9 @@ import h2.errors
 import pytest
 import trio
 
-from jogger.rpc.channel import TransportError
 from jogger.rpc.client import open_client
 from jogger.rpc.errors import StatusCode
+from jogger.rpc.failures import TransportError
 from jogger.rpc.tls import client_context
 from jogger.server.main import serve
 from jogger.v1 import jobs_pb2

@@ -6,9 +6,10 @@ from pathlib import Path
 import pytest
 import trio
 
-from jogger.rpc.channel import TransportError, open_channel
+from jogger.rpc.channel import open_channel
 from jogger.rpc.client import JobsClient, open_client
 from jogger.rpc.errors import RpcError, StatusCode
+from jogger.rpc.failures import TransportError
 from jogger.rpc.tls import client_context
 from jogger.server.main import serve
 from tests.pki import Pki

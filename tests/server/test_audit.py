@@ -12,9 +12,9 @@ from typing import Any
 import pytest
 import trio
 
-from jogger.rpc.channel import TransportError
 from jogger.rpc.client import connect
 from jogger.rpc.errors import RpcError, StatusCode
+from jogger.rpc.failures import TransportError
 from jogger.rpc.tls import client_context
 from jogger.server.audit import MAX_ARGV, MAX_TEXT
 from jogger.server.config import load

@@ -17,9 +17,9 @@ import trio
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
 
-from jogger.rpc.channel import TransportError
 from jogger.rpc.client import JobsClient, open_client
 from jogger.rpc.errors import RpcError, StatusCode
+from jogger.rpc.failures import TransportError
 from jogger.server import scrape
 from jogger.server.config import ConfigError, load
 from jogger.v1 import jobs_pb2

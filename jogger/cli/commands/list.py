@@ -2,7 +2,7 @@ import argparse
 import sys
 from typing import Any
 
-from ..connect import Dialer
+from ...rpc.calls import Dial
 from ..exits import Exit
 from ..render import STATE_VALUES, as_dict, as_json, table
 
@@ -16,7 +16,7 @@ def filters(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
-async def run(dial: Dialer, args: argparse.Namespace) -> int:
+async def run(dial: Dial, args: argparse.Namespace) -> int:
     async with dial() as client:
         statuses, more = await client.list(
             all_users=args.all, limit=args.limit or None, **filters(args)

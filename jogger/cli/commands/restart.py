@@ -5,12 +5,12 @@ server/restart.py)."""
 import argparse
 import sys
 
-from ..connect import Dialer
+from ...rpc.calls import Dial
 from ..exits import Exit
 from .start import started
 
 
-async def run(dial: Dialer, args: argparse.Namespace) -> int:
+async def run(dial: Dial, args: argparse.Namespace) -> int:
     async with dial() as client:
         status = await client.restart(args.job_id, queue=args.queue)
     print(started(status), file=sys.stdout)

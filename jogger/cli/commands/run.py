@@ -24,7 +24,8 @@ from ..final import exit_code
 from ..follow import Beside, Follower, GaveUp
 from ..stdin import LocalInput, stdin_is_null
 from ..stdout import StdoutClosed
-from ..terminal import Signalled, open_raw_terminal, window_size
+from ..terminal import Signalled, open_raw_terminal
+from ..winsize import window_size
 from .start import start_job
 
 

@@ -7,13 +7,12 @@ import argparse
 import os
 import sys
 
-from ...rpc.client import JobsClient
+from ...rpc.calls import Dial, JobsCalls
 from ...rpc.jobs_api import limits_message
 from ...v1 import jobs_pb2
-from ..connect import Dialer
 from ..exits import Exit
 from ..render import NAMESPACE_NAMES, in_queue
-from ..terminal import window_size
+from ..winsize import window_size
 
 _NAMESPACES = {name: kind for kind, name in NAMESPACE_NAMES.items()}
 _NETWORKS = {
@@ -24,7 +23,7 @@ _NETWORKS = {
 
 
 async def start_job(
-    client: JobsClient,
+    client: JobsCalls,
     args: argparse.Namespace,
     *,
     input: int = jobs_pb2.INPUT_NONE,
@@ -68,7 +67,7 @@ def isolation_message(args: argparse.Namespace) -> jobs_pb2.Isolation | None:
     )
 
 
-async def run(dial: Dialer, args: argparse.Namespace) -> int:
+async def run(dial: Dial, args: argparse.Namespace) -> int:
     stdin = jobs_pb2.INPUT_NONE
     window = None
     if args.tty:

@@ -1,11 +1,11 @@
 import argparse
 
-from ..connect import Dialer
+from ...rpc.calls import Dial
 from ..exits import Exit
 from ..render import summary
 
 
-async def run(dial: Dialer, args: argparse.Namespace) -> int:
+async def run(dial: Dial, args: argparse.Namespace) -> int:
     async with dial() as client:
         before = await client.status(args.job_id)
         status = await client.stop(args.job_id, grace=args.grace)
