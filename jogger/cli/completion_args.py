@@ -5,10 +5,13 @@ import argparse
 SHELLS = ("bash", "zsh", "fish")
 
 
+HELP = "print a completion script for this shell"
+
+
 def add(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
     completion = sub.add_parser(
         "completion",
-        help="print a completion script for this shell",
+        help=HELP,
         description="Print a script that completes jog's commands, their options, and the ids "
         "of your newest jobs (asked of the server, for at most 2 s, or "
         "$JOGGER_COMPLETION_TIMEOUT). Install: jog completion "

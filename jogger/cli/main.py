@@ -5,12 +5,13 @@ once a command is known to need them: start-up time is what users feel.
 """
 
 import argparse
+import functools
 import math
 import os
 import shlex
 import sys
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, NoReturn, TypeVar
+from typing import TYPE_CHECKING, NoReturn, TypeAlias, TypeVar
 
 if TYPE_CHECKING:
     from _typeshed import SupportsWrite
@@ -142,35 +143,60 @@ def _job_options() -> argparse.ArgumentParser:
     return job
 
 
-def parser() -> argparse.ArgumentParser:
-    host = argparse.ArgumentParser(add_help=False)
-    host.add_argument("-D", "--host", metavar="HOST:PORT", help="server address")
-    # Also after the command; default SUPPRESS, so that it does not undo `jog --context X`.
-    host.add_argument(
-        "--context",
-        default=argparse.SUPPRESS,
-        metavar="NAME",
-        help="connect as this context says (as jog --context NAME)",
-    )
-    host.add_argument("--traceback", action="store_true", help=argparse.SUPPRESS)
-    hosts = argparse.ArgumentParser(add_help=False)
-    hosts.add_argument(
-        "--hosts",
-        type=_hosts,
-        metavar="A,B,...",
-        help="on each of these hosts at once: a context's name, or host:port (with the "
-        "certificates jog would use without --hosts)",
-    )
-    job = _job_options()
-    reconnect = argparse.ArgumentParser(add_help=False)
-    reconnect.add_argument(
-        "--reconnect-timeout",
-        type=_reconnect_timeout,
-        default=DEFAULT_RECONNECT_TIMEOUT,
-        metavar="SECONDS",
-        help="when the connection drops while following, reconnect for up to this long "
-        f"(default {DEFAULT_RECONNECT_TIMEOUT:g}; 0: do not)",
-    )
+Sub: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
+
+
+class _Parents:
+    """The option sets commands share, each built when a command first asks for it."""
+
+    @functools.cached_property
+    def host(self) -> argparse.ArgumentParser:
+        host = argparse.ArgumentParser(add_help=False)
+        host.add_argument("-D", "--host", metavar="HOST:PORT", help="server address")
+        # Also after the command; default SUPPRESS, so that it does not undo `jog --context X`.
+        host.add_argument(
+            "--context",
+            default=argparse.SUPPRESS,
+            metavar="NAME",
+            help="connect as this context says (as jog --context NAME)",
+        )
+        host.add_argument("--traceback", action="store_true", help=argparse.SUPPRESS)
+        return host
+
+    @functools.cached_property
+    def hosts(self) -> argparse.ArgumentParser:
+        hosts = argparse.ArgumentParser(add_help=False)
+        hosts.add_argument(
+            "--hosts",
+            type=_hosts,
+            metavar="A,B,...",
+            help="on each of these hosts at once: a context's name, or host:port (with the "
+            "certificates jog would use without --hosts)",
+        )
+        return hosts
+
+    @functools.cached_property
+    def job(self) -> argparse.ArgumentParser:
+        return _job_options()
+
+    @functools.cached_property
+    def reconnect(self) -> argparse.ArgumentParser:
+        reconnect = argparse.ArgumentParser(add_help=False)
+        reconnect.add_argument(
+            "--reconnect-timeout",
+            type=_reconnect_timeout,
+            default=DEFAULT_RECONNECT_TIMEOUT,
+            metavar="SECONDS",
+            help="when the connection drops while following, reconnect for up to this long "
+            f"(default {DEFAULT_RECONNECT_TIMEOUT:g}; 0: do not)",
+        )
+        return reconnect
+
+
+def parser(command: str | None = None) -> argparse.ArgumentParser:
+    """jog's parser. With ``command``, only that command's own options are built; the other
+    commands are named, with their help, and take none: what one run of jog needs, at some
+    milliseconds less for every start (argparse makes a help formatter per option)."""
     p: argparse.ArgumentParser = _Parser(
         prog="jog",
         description="Run jobs on a remote jogger server. A job is an argv, given after --.",
@@ -184,9 +210,34 @@ def parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--version", action=VersionAction)
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    start = sub.add_parser(
-        "start", parents=[host, job], help="start a job: jog start -- cmd [args]"
-    )
+    parents = _Parents()
+    for name, build in COMMANDS.items():
+        if command in (None, name):
+            build(sub, parents)
+        else:
+            sub.add_parser(name, help=HELP[name])
+    return p
+
+
+HELP = {
+    "start": "start a job: jog start -- cmd [args]",
+    "run": "start a job, stream its output, exit with its exit code",
+    "attach": f"type into a running job started with -t or -i, and follow it ({DETACH_KEYS} "
+    "detaches from a terminal)",
+    "restart": "start an ended job again (same command, cwd, env, limits, timeout, name, "
+    "labels); prints the new id",
+    "stop": "stop a job (SIGTERM, then SIGKILL); a queued one leaves the queue",
+    "status": "show a job's status",
+    "output": "stream a job's output from the start (Ctrl-C detaches)",
+    "list": "list your jobs, newest first",
+    "wait": wait_args.HELP,
+    "context": "list the contexts of the config file, or choose the current one",
+    "completion": completion_args.HELP,
+}
+
+
+def _add_start(sub: Sub, parents: _Parents) -> None:
+    start = sub.add_parser("start", parents=[parents.host, parents.job], help=HELP["start"])
     start_input = start.add_mutually_exclusive_group()
     start_input.add_argument(
         "-i",
@@ -197,10 +248,13 @@ def parser() -> argparse.ArgumentParser:
     start_input.add_argument(
         "-t", "--tty", action="store_true", help="the job gets a terminal; jog attach to use it"
     )
+
+
+def _add_run(sub: Sub, parents: _Parents) -> None:
     run = sub.add_parser(
         "run",
-        parents=[host, hosts, job, reconnect],
-        help="start a job, stream its output, exit with its exit code",
+        parents=[parents.host, parents.hosts, parents.job, parents.reconnect],
+        help=HELP["run"],
     )
     run_input = run.add_mutually_exclusive_group()
     run_input.add_argument(
@@ -216,26 +270,23 @@ def parser() -> argparse.ArgumentParser:
         help=f"the job gets a terminal, and jog's is raw: every key goes to the job; "
         f"{DETACH_KEYS} detaches",
     )
+
+
+def _add_attach(sub: Sub, parents: _Parents) -> None:
     attach = sub.add_parser(
-        "attach",
-        parents=[host, reconnect],
-        help=f"type into a running job started with -t or -i, and follow it ({DETACH_KEYS} "
-        "detaches from a terminal)",
+        "attach", parents=[parents.host, parents.reconnect], help=HELP["attach"]
     )
     attach.add_argument("job_id", metavar="ID")
-    restart = sub.add_parser(
-        "restart",
-        parents=[host],
-        help="start an ended job again (same command, cwd, env, limits, timeout, name, "
-        "labels); prints the new id",
-    )
+
+
+def _add_restart(sub: Sub, parents: _Parents) -> None:
+    restart = sub.add_parser("restart", parents=[parents.host], help=HELP["restart"])
     restart.add_argument("job_id", metavar="ID")
     restart.add_argument("--queue", action="store_true", help=QUEUE_HELP)
-    stop = sub.add_parser(
-        "stop",
-        parents=[host],
-        help="stop a job (SIGTERM, then SIGKILL); a queued one leaves the queue",
-    )
+
+
+def _add_stop(sub: Sub, parents: _Parents) -> None:
+    stop = sub.add_parser("stop", parents=[parents.host], help=HELP["stop"])
     stop.add_argument("job_id", metavar="ID")
     stop.add_argument(
         "--grace",
@@ -243,13 +294,17 @@ def parser() -> argparse.ArgumentParser:
         metavar="SECONDS",
         help="wait this long after SIGTERM before SIGKILL (server default 10)",
     )
-    status = sub.add_parser("status", parents=[host], help="show a job's status")
+
+
+def _add_status(sub: Sub, parents: _Parents) -> None:
+    status = sub.add_parser("status", parents=[parents.host], help=HELP["status"])
     status.add_argument("job_id", metavar="ID")
     status.add_argument("--json", action="store_true", help="print JSON")
+
+
+def _add_output(sub: Sub, parents: _Parents) -> None:
     output = sub.add_parser(
-        "output",
-        parents=[host, reconnect],
-        help="stream a job's output from the start (Ctrl-C detaches)",
+        "output", parents=[parents.host, parents.reconnect], help=HELP["output"]
     )
     output.add_argument("job_id", metavar="ID")
     output.add_argument(
@@ -266,7 +321,10 @@ def parser() -> argparse.ArgumentParser:
         help="start at this byte of the output",
     )
     window_args.add(output)
-    jobs = sub.add_parser("list", parents=[host, hosts], help="list your jobs, newest first")
+
+
+def _add_list(sub: Sub, parents: _Parents) -> None:
+    jobs = sub.add_parser("list", parents=[parents.host, parents.hosts], help=HELP["list"])
     jobs.add_argument("--json", action="store_true", help="print JSON")
     jobs.add_argument("--all", action="store_true", help="every user's jobs (admins only)")
     jobs.add_argument(
@@ -280,21 +338,22 @@ def parser() -> argparse.ArgumentParser:
         "--ids", action="store_true", help="print the jobs' ids alone, one a line (for scripts)"
     )
     label_args.add_list_filters(jobs)
-    wait_args.add(sub, parents=[host, reconnect])
-    _add_local(sub)
-    return p
 
 
-def _add_local(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
-    """The commands that need no server."""
-    _add_context(sub)
+def _add_wait(sub: Sub, parents: _Parents) -> None:
+    wait_args.add(sub, parents=[parents.host, parents.reconnect])
+
+
+def _add_completion(sub: Sub, parents: _Parents) -> None:
+    """Needs no server."""
     completion_args.add(sub)
 
 
-def _add_context(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
+def _add_context(sub: Sub, parents: _Parents) -> None:
+    """Needs no server."""
     context = sub.add_parser(
         "context",
-        help="list the contexts of the config file, or choose the current one",
+        help=HELP["context"],
         description="Contexts are [contexts.NAME] tables (host, ca, cert, key) in "
         "$XDG_CONFIG_HOME/jogger/config.toml; the current one is its current-context.",
     )
@@ -302,6 +361,22 @@ def _add_context(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> 
     actions.add_parser("list", help="the contexts; * marks the one in use")
     use = actions.add_parser("use", help="make NAME the current context (current-context)")
     use.add_argument("name", metavar="NAME")
+
+
+COMMANDS: dict[str, Callable[[Sub, _Parents], None]] = {
+    "start": _add_start,
+    "run": _add_run,
+    "attach": _add_attach,
+    "restart": _add_restart,
+    "stop": _add_stop,
+    "status": _add_status,
+    "output": _add_output,
+    "list": _add_list,
+    "wait": _add_wait,
+    "context": _add_context,
+    "completion": _add_completion,
+}
+"""Each command's parser, in the order jog --help lists them."""
 
 
 def _hosts(text: str) -> list[str]:
@@ -484,7 +559,9 @@ def _main(words: list[str]) -> int:
 
 def parse(words: list[str], job_argv: list[str]) -> argparse.Namespace:
     """jog's arguments from its ``words`` before ``--``; ``job_argv`` is what follows."""
-    p = parser()
+    # Only the command's own options are built, when the command comes first (as it mostly
+    # does); else, as after `jog --context X`, all of them.
+    p = parser(words[0] if words and words[0] in COMMANDS else None)
     parsed = isolate.with_values(words)
     try:
         args, extra = p.parse_known_args(parsed)

@@ -5,6 +5,12 @@ import argparse
 MAX_TIMEOUT = 366 * 86400.0
 
 
+HELP = (
+    "wait until the jobs have ended, print their final status, exit with the highest of "
+    "their exit codes"
+)
+
+
 def add(
     sub: "argparse._SubParsersAction[argparse.ArgumentParser]",
     *,
@@ -13,8 +19,7 @@ def add(
     wait = sub.add_parser(
         "wait",
         parents=parents,
-        help="wait until the jobs have ended, print their final status, exit with the "
-        "highest of their exit codes",
+        help=HELP,
         description="Wait until every job named has ended, print each one's final status as "
         "it ends (as jog status does), and exit with the highest of their exit codes: each "
         "job's own, 128+N for signal N, 1 for a job that ended without either. 124 if one "
