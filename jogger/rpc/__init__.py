@@ -40,7 +40,12 @@ def _protocol_machine_only() -> None:
     def the_rest(name: str) -> Any:
         del package.__getattr__  # once: the package's own code defines what it has
         assert spec.loader is not None
-        spec.loader.exec_module(package)
+        try:
+            spec.loader.exec_module(package)
+        except BaseException:
+            # As a failed import leaves it: not imported, and the next import tries again.
+            del sys.modules["purerpc"]
+            raise
         return getattr(package, name)
 
     package.__getattr__ = the_rest  # type: ignore[method-assign]

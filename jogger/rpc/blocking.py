@@ -13,6 +13,8 @@ they never suspend: a caller may drive them without an event loop (cli/oneshot.p
 
 import contextlib
 import datetime
+import errno
+import os
 import socket
 import ssl
 import time
@@ -34,15 +36,16 @@ from purerpc.grpclib.status import Status, StatusCode
 
 from .address import format_address
 from .calls import JobsCalls
-from .errors import RpcError
+from .errors import RpcError, status_code
 from .failures import (
     PeerBrokeProtocol,
     TransportError,
     connect_reason,
     failure_error,
 )
-from .protocol import MAX_MESSAGE, ProtocolMachine, StreamRefused, StreamReset
+from .protocol import MAX_MESSAGE, ProtocolMachine, StreamRefused, StreamReset, closed
 from .responses import parse_response
+from .tcp import connect_tcp
 
 M = TypeVar("M", bound=Message)
 
@@ -64,6 +67,8 @@ class BlockingChannel:
             GRPCConfiguration(client_side=True, max_message_length=MAX_MESSAGE)
         )
         self.failure: BaseException | None = None
+        self._connecting = True
+        """Until the server's first frames: a timeout is the connect timeout's."""
 
     def start(self) -> None:
         """Send our connection preface and wait for the server's first frames: under TLS
@@ -76,6 +81,7 @@ class BlockingChannel:
                 pass
         except _Lost:
             raise failure_error(self.failure or EOFError()) from None
+        self._connecting = False
 
     async def unary(
         self, path: str, request: Message, response_type: type[M], *, deadline: float | None = None
@@ -87,7 +93,7 @@ class BlockingChannel:
         except _Lost:
             raise self._lost() from None
         if status.int_value != StatusCode.OK.value:
-            raise RpcError(StatusCode(status.int_value), status.status_message)
+            raise RpcError(status_code(status.int_value), status.status_message)
         if data is None:
             raise RpcError(StatusCode.INTERNAL, "expected one response message")
         return parse_response(response_type, data)
@@ -99,16 +105,21 @@ class BlockingChannel:
         h2_connection = protocol.h2_connection
         service, method = path.strip("/").split("/")
         stream_id = protocol.get_next_available_stream_id()
-        protocol.start_request(
-            stream_id,
-            "https",
-            service,
-            method,
-            type(request).DESCRIPTOR.full_name,
-            self._authority,
-            datetime.timedelta(seconds=deadline) if deadline is not None else None,
-            "+proto",
-        )
+        try:
+            protocol.start_request(
+                stream_id,
+                "https",
+                service,
+                method,
+                type(request).DESCRIPTOR.full_name,
+                self._authority,
+                datetime.timedelta(seconds=deadline) if deadline is not None else None,
+                "+proto",
+            )
+        except h2.exceptions.ProtocolError:
+            if not closed(h2_connection):
+                raise
+            raise _Lost from None  # the server said GOAWAY: no call starts on the connection
         payload = request.SerializeToString()
         data = memoryview(b"\0" + len(payload).to_bytes(4, "big") + payload)
         answer: list[bytes] = []
@@ -126,6 +137,10 @@ class BlockingChannel:
                 protocol.send_data(stream_id, bytes(batch[start : start + frame]))
         if status is None:
             protocol.end_request(stream_id)
+        else:
+            # Answered before all of the request went: the rest has nobody to read it, and
+            # the server is told so (as the trio client's _abandon does).
+            self._reset(stream_id, h2.errors.ErrorCodes.CANCEL)
         self._write()
         while status is None:
             status = self._read(stream_id, answer)
@@ -148,7 +163,7 @@ class BlockingChannel:
             self._protocol.acknowledge(stream_id, event.flow_controlled_length)
             if answer:
                 # A second message on a unary call: we keep none of it, and stop the call.
-                self._reset(stream_id)
+                self._reset(stream_id, h2.errors.ErrorCodes.CANCEL)
                 return Status(StatusCode.INTERNAL, "expected one response message")
             answer.append(event.data)
         elif isinstance(event, ResponseEnded):
@@ -156,7 +171,7 @@ class BlockingChannel:
         elif isinstance(event, StreamRefused):
             # A response we refuse (malformed headers, an oversized message): the call ends
             # with that status, and the server learns that we gave up on it.
-            self._reset(stream_id)
+            self._reset(stream_id, h2.errors.ErrorCodes.PROTOCOL_ERROR)
             return event.status or Status(StatusCode.INTERNAL, event.reason)
         elif isinstance(event, StreamReset):
             raise _Lost  # the server reset the call without an answer
@@ -165,17 +180,20 @@ class BlockingChannel:
             raise _Lost
         return None
 
-    def _reset(self, stream_id: int) -> None:
+    def _reset(self, stream_id: int, code: h2.errors.ErrorCodes) -> None:
         # Already closed on the wire means there is nothing to reset.
         with contextlib.suppress(h2.exceptions.StreamClosedError):
-            self._protocol.reset_stream(stream_id, h2.errors.ErrorCodes.CANCEL)
+            self._protocol.reset_stream(stream_id, code)
 
     def _receive(self) -> list[Event]:
         """What the peer's next bytes mean (possibly nothing yet)."""
         try:
             data = self._sock.recv(RECEIVE_SIZE)
         except TimeoutError:
-            raise  # only while connecting (start()): calls have no timeout
+            if self._connecting:
+                raise  # the connect timeout's: open_blocking() says which step
+            self.failure = TimeoutError(errno.ETIMEDOUT, os.strerror(errno.ETIMEDOUT))
+            raise _Lost from None  # TCP gave up on the server (retransmissions, keepalive)
         except OSError as exc:  # ssl.SSLError too: a TLS alert
             self.failure = exc
             raise _Lost from None
@@ -194,6 +212,11 @@ class BlockingChannel:
             return
         try:
             self._sock.sendall(data)
+        except TimeoutError:
+            if self._connecting:
+                raise
+            self.failure = TimeoutError(errno.ETIMEDOUT, os.strerror(errno.ETIMEDOUT))
+            raise _Lost from None
         except OSError as exc:
             self.failure = exc
             raise _Lost from None
@@ -221,14 +244,12 @@ def open_blocking(
     """
     deadline = time.monotonic() + connect_timeout
     try:
-        sock = socket.create_connection((host, port), timeout=connect_timeout, all_errors=True)
+        sock = connect_tcp(host, port, connect_timeout)
+    except TimeoutError:
+        raise TransportError(f"cannot connect: no answer within {connect_timeout:g} s") from None
     except OSError as exc:  # the resolver's error
         raise TransportError(f"cannot connect: {connect_reason(exc)}") from None
-    except ExceptionGroup as group:  # every address's error, all_errors=True
-        if all(isinstance(exc, TimeoutError) for exc in group.exceptions):
-            raise TransportError(
-                f"cannot connect: no answer within {connect_timeout:g} s"
-            ) from None
+    except ExceptionGroup as group:  # every address's error
         raise TransportError(f"cannot connect: {connect_reason(group)}") from None
     with contextlib.closing(sock):
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)

@@ -15,8 +15,9 @@ from purerpc.grpclib.status import StatusCode
 
 from .._exceptiongroups import single_errors
 from .address import format_address
-from .errors import RpcError
+from .errors import RpcError, status_code
 from .failures import ConnectionLost, TransportError, connect_reason, failure_error
+from .protocol import closed
 from .responses import parse_response
 from .wire import Connection, Stream, set_socket_options
 
@@ -127,12 +128,14 @@ class Channel:
                     protocol.end_request(stream.id)
                     stream.request_ended = True
             await self._connection.flush()
-        except BaseException:
+        except BaseException as exc:
             # Cancelled or failed half-way: the server must not keep serving a call nobody
             # awaits. The reset goes out with the connection's next write.
             with contextlib.suppress(h2.exceptions.ProtocolError):
                 self._connection.reset_stream(stream, h2.errors.ErrorCodes.CANCEL)
             self._connection.forget(stream)
+            if isinstance(exc, h2.exceptions.ProtocolError) and closed(protocol.h2_connection):
+                raise ConnectionLost from None  # the server said GOAWAY: no new call on it
             raise
         return stream
 
@@ -148,7 +151,7 @@ class Channel:
             elif isinstance(event, ResponseEnded):
                 stream.done = True
                 if event.status.int_value != StatusCode.OK.value:
-                    raise RpcError(StatusCode(event.status.int_value), event.status.status_message)
+                    raise RpcError(status_code(event.status.int_value), event.status.status_message)
                 return
         raise self._lost()
 

@@ -2,7 +2,7 @@
 
 from purerpc.grpclib.status import StatusCode
 
-__all__ = ["RpcError", "StatusCode"]
+__all__ = ["RpcError", "StatusCode", "status_code"]
 
 
 class RpcError(Exception):
@@ -12,3 +12,12 @@ class RpcError(Exception):
         super().__init__(f"{code.name}: {message}")
         self.code = code
         self.message = message
+
+
+def status_code(value: int) -> StatusCode:
+    """The code a peer's ``grpc-status`` names; UNKNOWN for a number gRPC does not define
+    (as the gRPC spec has clients read it)."""
+    try:
+        return StatusCode(value)
+    except ValueError:
+        return StatusCode.UNKNOWN

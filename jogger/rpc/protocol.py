@@ -12,6 +12,7 @@ import urllib.parse
 from collections.abc import Callable, Collection
 from typing import Any
 
+import h2.connection
 import h2.errors
 import h2.events
 import h2.exceptions
@@ -301,6 +302,11 @@ class ProtocolMachine(GRPCConnection):  # type: ignore[misc]
         else:
             opened = self.h2_connection.inbound_flow_control_window  # HTTP/2's 65,535
             self.h2_connection.increment_flow_control_window(SERVER_CONNECTION_WINDOW - opened)
+
+
+def closed(connection: h2.connection.H2Connection) -> bool:
+    """The HTTP/2 connection is over for new calls: the peer said GOAWAY (or we did)."""
+    return bool(connection.state_machine.state == h2.connection.ConnectionState.CLOSED)
 
 
 def _or_malformed(

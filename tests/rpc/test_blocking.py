@@ -2,6 +2,7 @@
 server it answers as the trio client does, and fails in the same words; against a hostile
 server (plain h2, in a thread) it ends the call with a clear error."""
 
+import errno
 import socket
 import ssl
 import threading
@@ -23,6 +24,7 @@ from jogger.rpc.calls import JobsCalls
 from jogger.rpc.client import open_client
 from jogger.rpc.errors import RpcError
 from jogger.rpc.failures import TransportError
+from jogger.rpc.tcp import connect_first
 from jogger.rpc.tls import client_context
 from jogger.v1 import jobs_pb2
 from tests.pki import Pki
@@ -276,3 +278,56 @@ def test_a_request_bigger_than_the_servers_window_waits_for_it(pki: Pki) -> None
         )
     assert isinstance(result, jobs_pb2.JobStatus), result
     assert result.job_id == UNKNOWN
+
+
+def test_an_address_that_never_answers_does_not_take_the_whole_deadline() -> None:
+    # A listener whose queue is full drops new SYNs: to a client, a route that loses packets.
+    with (
+        socket.create_server(("127.0.0.1", 0), backlog=0) as full,
+        socket.create_server(("127.0.0.1", 0)) as good,
+    ):
+        fillers = []
+        try:
+            for _ in range(4):
+                filler = socket.socket()
+                filler.setblocking(False)
+                filler.connect_ex(full.getsockname())
+                fillers.append(filler)
+            with socket.socket() as probe:
+                probe.settimeout(0.5)
+                if probe.connect_ex(full.getsockname()) == 0:
+                    pytest.skip("this kernel answers a full listener's SYNs")
+            addresses = [
+                (socket.AF_INET, socket.SOCK_STREAM, 6, "", full.getsockname()),
+                (socket.AF_INET, socket.SOCK_STREAM, 6, "", good.getsockname()),
+            ]
+            # One deadline for both: had the first address had it all, the second would
+            # never have been tried.
+            with connect_first(addresses, timeout=5.0) as sock:
+                assert sock.getpeername() == good.getsockname()
+                assert sock.getblocking()
+        finally:
+            for filler in fillers:
+                filler.close()
+
+
+def test_no_address_answering_is_a_timeout_and_refusals_are_each_named() -> None:
+    with socket.create_server(("127.0.0.1", 0), backlog=0) as full:
+        fillers = [socket.socket() for _ in range(4)]
+        try:
+            for filler in fillers:
+                filler.setblocking(False)
+                filler.connect_ex(full.getsockname())
+            address = (socket.AF_INET, socket.SOCK_STREAM, 6, "", full.getsockname())
+            with pytest.raises(TimeoutError):
+                connect_first([address], timeout=0.5).close()
+        finally:
+            for filler in fillers:
+                filler.close()
+    with socket.socket() as unused:
+        unused.bind(("127.0.0.1", 0))
+        address = (socket.AF_INET, socket.SOCK_STREAM, 6, "", unused.getsockname())
+        with pytest.raises(ExceptionGroup) as info:
+            connect_first([address, address], timeout=5.0).close()
+    refusals = info.value.exceptions
+    assert [e.errno for e in refusals if isinstance(e, OSError)] == [errno.ECONNREFUSED] * 2
