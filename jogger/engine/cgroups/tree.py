@@ -5,7 +5,8 @@ a level per user between the server's group and the jobs', as systemd's
 ``user-UID.slice``. It holds the owner's budget (``user_limits``: memory and pids for all
 their jobs together, and one CPU weight, so that sixteen busy jobs of one user get the CPU
 one busy job of another does), and the root holds what all jobs together may use
-(``total_limits``).
+(``total_limits``) and a CPU weight well below the server's (``JOBS_CPU_WEIGHT``): the
+jobs never starve the server that runs them.
 """
 
 import contextlib
@@ -29,6 +30,16 @@ USER_PREFIX = "user-"
 _PLAIN = re.compile(r"[a-z_][a-z0-9_.-]{0,63}")
 CPU_PERIOD_US = 100_000
 """The period a CPU limit's quota is given in (cpu.max, cpu.cfs_period_us)."""
+JOBS_CPU_WEIGHT = 10
+"""The CPU weight of the root of all jobs (cpu.weight; cpu.shares 102 on v1), against the
+server's 100 (cpu.weight of its leaf on v2; on v1, or in a v2 root cgroup, the weight of each
+of its threads at nice 0, which is the same). When the jobs and the server both want the
+CPU, the server gets ten times what all jobs together get, so that a host busy with jobs
+still answers calls promptly; when the server is idle the jobs get all of it (a weight only
+divides what is contended). The owners' weights divide the jobs' share among them."""
+SERVER_CPU_WEIGHT = 100
+"""The CPU weight of the server's own leaf group, where it has one (cgroup v2): the
+kernel's default, written all the same, so that it is known to be above JOBS_CPU_WEIGHT."""
 
 
 class CgroupBackend(Backend):

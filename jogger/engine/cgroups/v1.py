@@ -5,8 +5,11 @@ kills), pids (pids.max), blkio (weight, where the I/O scheduler offers one) and 
 (to kill a job whole). Each job gets
 ``<mount>/<the server's own cgroup there>/<name>/user-<owner>/<id>`` in every one, so the
 server never creates groups outside its own. ``<name>`` holds the limits of all jobs
-together (memory, pids), ``user-<owner>`` its owner's budget (memory, pids, CPU shares: every
-job is in the cpu hierarchy, so that an owner's jobs share one owner's weight).
+together (memory, pids) and a CPU weight below the server's (cpu.shares 102, see
+tree.JOBS_CPU_WEIGHT: the server's threads sit in its own group beside ``<name>``, each
+weighing 1024 at nice 0, so it needs no group of its own), ``user-<owner>`` its owner's
+budget (memory, pids, CPU shares: every job is in the cpu hierarchy, so that an owner's
+jobs share one owner's weight).
 
 Kill: freeze the group, so that nothing can fork or exit, SIGKILL every process listed,
 thaw, and repeat until the group is empty. Without a freezer hierarchy the loop runs
@@ -27,7 +30,15 @@ from ..errors import SpawnError
 from ..limits import JobLimits
 from . import fs
 from .base import JobGroup, Usage
-from .tree import CPU_PERIOD_US, CgroupBackend, alive, in_pages, remove_if_unused, user_dir
+from .tree import (
+    CPU_PERIOD_US,
+    JOBS_CPU_WEIGHT,
+    CgroupBackend,
+    alive,
+    in_pages,
+    remove_if_unused,
+    user_dir,
+)
 
 log = logging.getLogger("jogger.engine")
 
@@ -64,6 +75,7 @@ class V1Backend(CgroupBackend):
             JobLimits(
                 memory=total.memory if "memory" in self.roots else None,
                 pids=total.pids if "pids" in self.roots else None,
+                cpu_weight=JOBS_CPU_WEIGHT if "cpu" in self.roots else None,
             ),
         )
 
