@@ -12,6 +12,7 @@ import pytest
 import trio
 
 from jogger.engine.cgroups import fs, open_backend
+from jogger.engine.limits import JobLimits
 from tests.engine.test_cgroups import cgroup_manager, group_of, read_file
 from tests.procs import PYTHON
 
@@ -102,3 +103,24 @@ async def test_on_cgroup_v2_a_server_alone_in_its_cgroup_moves_into_a_leaf_that_
     finally:
         with trio.fail_after(30):
             await fs.remove_tree(own)
+
+
+async def test_on_cgroup_v1_a_new_job_moves_into_its_cpu_group_last(cgroup_name: str) -> None:
+    # Every move takes the locks every fork on the host waits for; a job in its cpu group
+    # runs at the jobs' low weight: it must take them no more once there (v1.placement_order).
+    backend = open_backend("auto", cgroup_name)
+    try:
+        if backend.containment != "cgroup1":
+            pytest.skip(f"needs the cgroup1 backend (here: {backend.containment})")
+        group = backend.create("alice", str(uuid.uuid4()), JobLimits())
+        try:
+            moves = [Path(os.readlink(f"/proc/self/fd/{fd}")) for fd in group.placement()]
+        finally:
+            group.discard()
+        cpu = group_of(os.getpid(), "cpu")
+        assert len(moves) == len(set(moves)) >= 2
+        assert all(move.name == "cgroup.procs" for move in moves)
+        assert cpu in moves[-1].parents
+        assert not any(cpu in move.parents for move in moves[:-1])
+    finally:
+        await backend.aclose()

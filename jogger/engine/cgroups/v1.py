@@ -170,7 +170,7 @@ class V1Group(JobGroup):
 
     def placement(self) -> list[int]:
         if not self._fds:
-            for path in dict.fromkeys(self.paths.values()):
+            for path in placement_order(self.paths):
                 self._fds.append(os.open(path / "cgroup.procs", os.O_WRONLY | os.O_CLOEXEC))
         return self._fds
 
@@ -267,6 +267,25 @@ class V1Group(JobGroup):
                 log.warning("cannot remove %s: %s", path, exc.strerror)
         for user in dict.fromkeys(self._users.values()):
             remove_if_unused(user)
+
+
+def placement_order(paths: dict[str, Path]) -> list[Path]:
+    """The groups a new job moves itself into, each once, the cpu hierarchy's last.
+
+    Each move (a write to cgroup.procs) takes cgroup_mutex and the kernel's threadgroup
+    rwsem, for which every fork and exit on the host waits, the server's spawns included.
+    Once in its cpu group the child runs at the jobs' low weight (JOBS_CPU_WEIGHT), among
+    all the busy jobs: were it to take those locks again from there, it would hold up the
+    whole host while it waits for the CPU (under the soak, starts took tens of seconds).
+    Last, it is in the server's cpu group for every move but the one that ends its
+    placement.
+    """
+    ordered = dict.fromkeys(paths.values())
+    cpu = paths.get("cpu")
+    if cpu is not None:
+        del ordered[cpu]
+        ordered[cpu] = None
+    return list(ordered)
 
 
 def configure(paths: dict[str, Path], limits: JobLimits) -> None:
