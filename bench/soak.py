@@ -19,6 +19,7 @@ Exits 1 if there was any error or anything was left behind.
 """
 
 import argparse
+import json
 import math
 import os
 import platform
@@ -335,10 +336,18 @@ async def jogger_server(
     """The real server on a free loopback port; SIGTERM and reaped when the block ends."""
     log_path = tmp / "server.log"
     total = args.users * args.jobs
+    env = dict(os.environ)
+    server: list[str | Path] = [BIN / "jogger-server"]
+    if args.trace or args.profile:
+        # The same server, with its steps timed (bench/soak_trace.py).
+        server = [sys.executable, Path(__file__).with_name("soak_trace.py")]
+        env["JOGGER_SOAK_TRACE"] = args.trace or str(tmp / "trace.json")
+        if args.profile:
+            env["JOGGER_SOAK_PROFILE"] = args.profile
     with log_path.open("wb") as log_file:
         process = await trio.lowlevel.open_process(
             [
-                BIN / "jogger-server",
+                *server,
                 "--listen",
                 "127.0.0.1:0",
                 "--state-dir",
@@ -359,6 +368,7 @@ async def jogger_server(
             ],
             stdout=subprocess.DEVNULL,
             stderr=log_file,
+            env=env,
         )
     try:
         port = await _listening_port(log_path, process)
@@ -506,8 +516,39 @@ def report(
     for line in unhappy[:10]:
         print(f"  {line[:300]}")
     print(f"processes of jobs left: {len(left)}")
+    if args.trace:
+        print_trace(Path(args.trace))
     failed = stats.errors or server_errors or left or returncode != 0
     return 1 if failed else 0
+
+
+def print_trace(path: Path) -> None:
+    """The server's own timing of each step (bench/soak_trace.py): where its calls wait."""
+    try:
+        spans: dict[str, list[float]] = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        print(f"no trace from the server ({path}): {exc}")
+        return
+    print(f"inside the server (bench/soak_trace.py; {path}):")
+    for name in sorted(spans):
+        values = spans[name]
+        if not values:
+            continue
+        # Counts (tasks, threads, batch sizes) print as numbers, spans as milliseconds.
+        scale, unit = (
+            (1, "")
+            if ("tasks" in name or "threads" in name or "size" in name)
+            else (
+                1000,
+                " ms",
+            )
+        )
+        print(
+            f"  {name:48} n={len(values):7d}  mean {statistics.mean(values) * scale:8.2f}{unit}"
+            f"  p50 {percentile(values, 0.5) * scale:8.2f}{unit}"
+            f"  p99 {percentile(values, 0.99) * scale:8.2f}{unit}"
+            f"  max {max(values) * scale:8.2f}{unit}  sum {sum(values) * scale:10.1f}{unit}"
+        )
 
 
 def main() -> int:
@@ -516,7 +557,20 @@ def main() -> int:
     parser.add_argument("--users", type=int, default=8)
     parser.add_argument("--jobs", type=int, default=50, help="running jobs per user")
     parser.add_argument("--followers", type=int, default=5, help="followers per job")
+    parser.add_argument(
+        "--trace",
+        metavar="JSON",
+        help="time the steps of the server's calls (bench/soak_trace.py) into JSON; report them",
+    )
+    parser.add_argument(
+        "--profile",
+        metavar="PSTATS",
+        help="run the server's event-loop thread under cProfile, its stats into PSTATS",
+    )
     args = parser.parse_args()
+    # The server runs in another directory (state and certificates in a temporary one).
+    args.trace = args.trace and os.path.abspath(args.trace)
+    args.profile = args.profile and os.path.abspath(args.profile)
     return trio.run(soak, args)
 
 
