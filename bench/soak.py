@@ -19,6 +19,7 @@ Exits 1 if there was any error or anything was left behind.
 """
 
 import argparse
+import contextlib
 import json
 import math
 import os
@@ -385,6 +386,34 @@ async def jogger_server(
                     print("jogger-server did not stop on SIGTERM within 30 s: SIGKILL")
                     process.kill()
                     await process.wait()
+                    # Its supervisors and jobs outlive it by design (live restore); on a
+                    # shared machine, the soak's must not outlive the soak.
+                    print(f"killed what the server left: {kill_leftovers(tmp)} processes")
+
+
+def kill_leftovers(tmp: Path) -> int:
+    """SIGKILL the supervisors that hold files under ``tmp`` (the soak's state), and every
+    process in the sessions of their jobs (a job leads its own session: its pid). How many."""
+
+    def holds_ours(pid: int) -> bool:
+        try:
+            fds = os.listdir(f"/proc/{pid}/fd")
+        except OSError:
+            return False
+        for fd in fds:
+            with contextlib.suppress(OSError):
+                if os.readlink(f"/proc/{pid}/fd/{fd}").startswith(str(tmp)):
+                    return True
+        return False
+
+    supervisors = set(live_processes(lambda stat: stat.sid != os.getsid(0)))
+    supervisors = {pid for pid in supervisors if holds_ours(pid)}
+    jobs = set(live_processes(lambda stat: stat.ppid in supervisors))
+    doomed = set(live_processes(lambda stat: stat.sid in jobs)) | jobs | supervisors
+    for pid in doomed:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    return len(doomed)
 
 
 async def _listening_port(log_path: Path, process: trio.Process) -> int:
