@@ -35,11 +35,15 @@ from jogger.engine import local as local_module
 from jogger.engine import store as store_module
 from jogger.engine.cgroups import v1, v2
 from jogger.engine.manager import JobManager
+from jogger.rpc import server as rpc_server
 from jogger.server import main as server_main
 from jogger.server import service as service_module
 
 SPANS: dict[str, list[float]] = {}
 SAMPLE_EVERY = 0.01
+MARKS: dict[object, dict[str, float]] = {}
+"""Per task (a call's): when each phase of its call ended (see trace_calls)."""
+TIMED_CALLS = {"/jogger.v1.Jobs/Start": "Start", "/jogger.v1.Jobs/Status": "Status"}
 
 
 def note(name: str, value: float) -> None:
@@ -61,9 +65,69 @@ def wrap_async(owner: Any, attr: str, name: str) -> None:
         try:
             return await fn(*args, **kwargs)
         finally:
-            note(name, time.perf_counter() - t0)
+            t1 = time.perf_counter()
+            note(name, t1 - t0)
+            mark(name, t1)
 
     setattr(owner, attr, classmethod(timed) if is_classmethod else timed)
+
+
+def mark(name: str, at: float) -> None:
+    marks = MARKS.get(trio.lowlevel.current_task())
+    if marks is not None:
+        marks[name] = at
+
+
+def trace_calls() -> None:
+    """A Start's or a Status's time in the server, phase by phase: reading its request,
+    the handler, sending the answer, and ending the stream (trailers, flush)."""
+    server_class = rpc_server.RpcServer
+    call, handle = server_class._call, server_class._handle
+    read_request = getattr(rpc_server, "read_request")  # noqa: B009 - not exported
+
+    async def read(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return await read_request(*args, **kwargs)
+        finally:
+            mark("read", time.perf_counter())
+
+    async def timed_handle(
+        self: Any, connection: Any, stream: Any, method: Any, c: Any, *rest: Any
+    ) -> None:
+        name = TIMED_CALLS.get(c.method)
+        task = trio.lowlevel.current_task()
+        marks = MARKS.setdefault(task, {})
+        marks["handle"] = t0 = time.perf_counter()
+        try:
+            await handle(self, connection, stream, method, c, *rest)
+        finally:
+            t1 = marks["handled"] = time.perf_counter()
+            if name is not None:
+                read_at = marks.get("read", t0)
+                handler_at = marks.get(f"{name} handler (service.{name.lower()})", read_at)
+                note(f"{name}: rpc: read the request", read_at - t0)
+                note(f"{name}: rpc: handler", handler_at - read_at)
+                note(f"{name}: rpc: send the answer", t1 - handler_at)
+
+    async def timed_call(self: Any, connection: Any, stream: Any, event: Any, *rest: Any) -> None:
+        task = trio.lowlevel.current_task()
+        MARKS[task] = {}
+        t0 = time.perf_counter()
+        try:
+            await call(self, connection, stream, event, *rest)
+        finally:
+            t1 = time.perf_counter()
+            marks = MARKS.pop(task, {})
+            name = TIMED_CALLS.get(f"/{event.service_name}/{event.method_name}")
+            if name is not None and "handled" in marks:
+                note(f"{name}: rpc: before the handling", marks["handle"] - t0)
+                note(f"{name}: rpc: end the stream (trailers, flush)", t1 - marks["handled"])
+                note(f"{name}: rpc: whole call in the server", t1 - t0)
+
+    # setattr: the wrappers take what the originals take, as Any.
+    setattr(rpc_server, "read_request", read)  # noqa: B010
+    setattr(server_class, "_call", timed_call)  # noqa: B010
+    setattr(server_class, "_handle", timed_handle)  # noqa: B010
 
 
 def wrap_sync(owner: Any, attr: str, name: str) -> None:
@@ -144,6 +208,7 @@ def install() -> None:
     wrap_sync(v1.V1Backend, "create", "Start: cgroup create")
     wrap_sync(v2.V2Backend, "create", "Start: cgroup create")
     trace_store()
+    trace_calls()
     serve = server_main.serve
 
     async def traced_serve(*args: Any, **kwargs: Any) -> None:
