@@ -33,9 +33,9 @@ async def test_the_root_of_all_jobs_weighs_less_on_the_cpu_than_the_server(
         job = group_of(status.pid, "cpu")
         root = job.parent.parent
         assert (root.name, job.parent.name) == (cgroup_name, "user-alice")
-        # cpu.weight 10 on v2; on v1 the same as cpu.shares (1024 is v2's 100).
+        # cpu.weight 50 on v2; on v1 the same as cpu.shares (1024 is v2's 100).
         weight = read_file(f"{root}/cpu.weight" if v2 else f"{root}/cpu.shares").strip()
-        assert weight == ("10" if v2 else "102")
+        assert weight == ("50" if v2 else "512")
         # The owner's weight divides the jobs' share among owners; it is not raised above it.
         user = read_file(f"{job.parent}/cpu.weight" if v2 else f"{job.parent}/cpu.shares")
         assert user.strip() == ("100" if v2 else "1024")
@@ -98,7 +98,7 @@ async def test_on_cgroup_v2_a_server_alone_in_its_cgroup_moves_into_a_leaf_that_
         where, jobs, server = done.stdout.decode().splitlines()
         assert where.startswith("0::")
         assert where.endswith(f"/{own.name}/server")
-        assert (jobs, server) == ("10", "100")
+        assert (jobs, server) == ("50", "100")
         assert not (own / cgroup_name).exists()
     finally:
         with trio.fail_after(30):

@@ -5,7 +5,7 @@ kills), pids (pids.max), blkio (weight, where the I/O scheduler offers one) and 
 (to kill a job whole). Each job gets
 ``<mount>/<the server's own cgroup there>/<name>/user-<owner>/<id>`` in every one, so the
 server never creates groups outside its own. ``<name>`` holds the limits of all jobs
-together (memory, pids) and a CPU weight below the server's (cpu.shares 102, see
+together (memory, pids) and a CPU weight below the server's (cpu.shares 512, see
 tree.JOBS_CPU_WEIGHT: the server's threads sit in its own group beside ``<name>``, each
 weighing 1024 at nice 0, so it needs no group of its own), ``user-<owner>`` its owner's
 budget (memory, pids, CPU shares: every job is in the cpu hierarchy, so that an owner's

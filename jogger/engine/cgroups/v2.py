@@ -6,7 +6,7 @@ itself into a leaf ``<own>/server`` when it must (never other processes: if ther
 others, start-up fails and says so). Then ``+cpu +memory +io +pids`` go into
 ``<own>/cgroup.subtree_control`` and ``<own>/<name>/cgroup.subtree_control``.
 
-The leaf ``server`` gets cpu.weight 100 and ``<name>`` cpu.weight 10 (tree.JOBS_CPU_WEIGHT):
+The leaf ``server`` gets cpu.weight 100 and ``<name>`` cpu.weight 50 (tree.JOBS_CPU_WEIGHT):
 the jobs never starve the server. (A server left in the root cgroup competes there with the
 weight of its threads, 100 each at nice 0.)
 
