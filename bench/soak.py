@@ -1,6 +1,7 @@
 """Soak: many users, many live jobs, many followers, for minutes, on loopback.
 
-    python bench/soak.py [--duration 300] [--users 8] [--jobs 50] [--followers 5]
+    python bench/soak.py [--duration 300] [--users 8] [--jobs 50] [--followers 5] [--unary-apart]
+        [--trace JSON] [--profile PSTATS]
 
 A real jogger-server (a subprocess, state and certificates in a temporary directory) serves
 ``--users`` users. Each user keeps ``--jobs`` jobs running at all times: a job prints a line
@@ -8,7 +9,9 @@ every 10 to 50 ms for 2 to 6 seconds and ends, and another takes its place. Each
 ``--followers`` followers that read its Output stream from byte 0 to the end and compare every
 byte with what the job prints (known in advance), and its final status with "completed, exit
 0". A user's calls share a handful of connections (at most about 100 streams on each; the
-server allows 128). Once a second each user lists its newest 100 jobs.
+server allows 128); with ``--unary-apart`` a user's Start, Status and List calls have one
+more to themselves, as a ``jog start`` has, instead of waiting behind the followers' data
+for the connection's flow-control window. Once a second each user lists its newest 100 jobs.
 
 Every 5 s a row: the server's RSS and open fds (from /proc), its CPU, the calls finished, jobs
 started, bytes followed and errors in that interval. Then a summary: errors (each distinct one),
@@ -141,6 +144,8 @@ class Soak:
         self.stop_starting_at = stats.started + args.duration
         calls_per_user = args.jobs * (args.followers + 1) + 1
         self.connections = max(4, math.ceil(calls_per_user / STREAMS_PER_CONNECTION))
+        # With --unary-apart, one more: the user's Start, Status and List calls alone.
+        self.apart = 1 if args.unary_apart else 0
 
     @asynccontextmanager
     async def clients(self, user: str) -> AsyncIterator[list[JobsClient]]:
@@ -150,13 +155,13 @@ class Soak:
         async with AsyncExitStack() as stack:
             yield [
                 await stack.enter_async_context(connect("127.0.0.1", self.port, context))
-                for _ in range(self.connections)
+                for _ in range(self.connections + self.apart)
             ]
 
     async def user(self, index: int) -> None:
         user = f"soak{index}"
         async with self.clients(user) as clients, trio.open_nursery() as nursery:
-            nursery.start_soon(self.lister, clients[0])
+            nursery.start_soon(self.lister, clients[-1] if self.apart else clients[0])
             for slot in range(self.args.jobs):
                 nursery.start_soon(self.slot, clients, index, slot)
 
@@ -188,7 +193,8 @@ class Soak:
                 await trio.sleep(1.0)  # a server in trouble is not hammered by a tight loop
 
     async def run_job(self, clients: list[JobsClient], spread: int, job: Job) -> None:
-        owner = clients[spread % len(clients)]
+        followed = clients[: self.connections]
+        owner = clients[-1] if self.apart else followed[spread % len(followed)]
         t0 = time.perf_counter()
         with trio.fail_after(CALL_TIMEOUT):
             status = await owner.start(job.argv)
@@ -201,7 +207,7 @@ class Soak:
             expected = job.output()
             async with trio.open_nursery() as nursery:
                 for f in range(self.args.followers):
-                    client = clients[(spread + 1 + f) % len(clients)]
+                    client = followed[(spread + 1 + f) % len(followed)]
                     nursery.start_soon(self.follow, client, status.job_id, job, expected)
         finally:
             self.stats.jobs_running -= 1
@@ -586,6 +592,12 @@ def main() -> int:
     parser.add_argument("--users", type=int, default=8)
     parser.add_argument("--jobs", type=int, default=50, help="running jobs per user")
     parser.add_argument("--followers", type=int, default=5, help="followers per job")
+    parser.add_argument(
+        "--unary-apart",
+        action="store_true",
+        help="each user's Start, Status and List on a connection of their own (as a jog "
+        "start has), not behind the followers' streams",
+    )
     parser.add_argument(
         "--trace",
         metavar="JSON",
