@@ -5,7 +5,7 @@ a level per user between the server's group and the jobs', as systemd's
 ``user-UID.slice``. It holds the owner's budget (``user_limits``: memory and pids for all
 their jobs together, and one CPU weight, so that sixteen busy jobs of one user get the CPU
 one busy job of another does), and the root holds what all jobs together may use
-(``total_limits``) and a CPU weight well below the server's (``JOBS_CPU_WEIGHT``): the
+(``total_limits``) and a CPU weight below the server's (``JOBS_CPU_WEIGHT``): the
 jobs never starve the server that runs them.
 """
 
@@ -39,7 +39,7 @@ it (a weight only divides what is contended). The owners' weights divide the job
 
 Not lower: a start is answered once the job's process has reached exec, which it does in
 its cpu group, at this weight. Under the soak (bench/README.md, issue 21) a weight of 10
-made that step take 437 ms (p50) instead of 48 to 87 ms at 100 and 50, and the server gained
+made that step take 335 to 437 ms (p50) instead of 48 to 128 ms at 100 and 50; the server gained
 nothing it needed: its own wait was elsewhere."""
 SERVER_CPU_WEIGHT = 100
 """The CPU weight of the server's own leaf group, where it has one (cgroup v2): the
