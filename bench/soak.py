@@ -160,10 +160,19 @@ class Soak:
 
     async def user(self, index: int) -> None:
         user = f"soak{index}"
-        async with self.clients(user) as clients, trio.open_nursery() as nursery:
-            nursery.start_soon(self.lister, clients[-1] if self.apart else clients[0])
-            for slot in range(self.args.jobs):
-                nursery.start_soon(self.slot, clients, index, slot)
+        while trio.current_time() < self.stop_starting_at:
+            try:
+                async with self.clients(user) as clients, trio.open_nursery() as nursery:
+                    nursery.start_soon(self.lister, clients[-1] if self.apart else clients[0])
+                    for slot in range(self.args.jobs):
+                        nursery.start_soon(self.slot, clients, index, slot)
+                return
+            except TransportError as exc:
+                # A connection that could not be made (an overloaded server may not finish
+                # a handshake in time) is an error of the soak's, not its end: try again.
+                # (What the calls raise comes as an ExceptionGroup, and goes on up.)
+                self.stats.error(f"connect as {user}", exc)
+                await trio.sleep(1.0)
 
     async def lister(self, client: JobsClient) -> None:
         while trio.current_time() < self.stop_starting_at:
