@@ -23,6 +23,8 @@ Exits 1 if there was any error or anything was left behind.
 
 import argparse
 import contextlib
+import glob
+import hashlib
 import json
 import math
 import os
@@ -44,6 +46,7 @@ from pathlib import Path
 
 import trio
 
+from jogger.engine.cgroups import fs as cgroup_fs
 from jogger.engine.procfs import live_processes
 from jogger.rpc.channel import TransportError
 from jogger.rpc.client import JobsClient, connect
@@ -404,6 +407,7 @@ async def jogger_server(
                     # Its supervisors and jobs outlive it by design (live restore); on a
                     # shared machine, the soak's must not outlive the soak.
                     print(f"killed what the server left: {kill_leftovers(tmp)} processes")
+                    await remove_cgroups(tmp / "state")
 
 
 def kill_leftovers(tmp: Path) -> int:
@@ -429,6 +433,22 @@ def kill_leftovers(tmp: Path) -> int:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
     return len(doomed)
+
+
+def cgroups_of(state_dir: Path) -> list[Path]:
+    """The cgroups of the server of ``state_dir``: ``jogger-<hash of it>`` in every
+    hierarchy (see JobManager)."""
+    digest = hashlib.sha256(os.fsencode(os.path.realpath(state_dir))).hexdigest()[:12]
+    return [Path(p) for p in glob.glob(f"/sys/fs/cgroup/**/jogger-{digest}", recursive=True)]
+
+
+async def remove_cgroups(state_dir: Path) -> None:
+    """Remove the cgroups a SIGKILLed server of ``state_dir`` left (its jobs killed)."""
+    for root in cgroups_of(state_dir):
+        try:
+            await cgroup_fs.remove_tree(root)
+        except OSError as exc:
+            print(f"cannot remove {root}: {exc}")
 
 
 async def _listening_port(log_path: Path, process: trio.Process) -> int:
