@@ -63,7 +63,9 @@ bench: venv
 	$(BIN)/python bench/labels.py
 
 # 8 users x 50 live jobs x 5 followers against a real server for 5 minutes (bench/soak.py);
-# by hand only. SOAK_ARGS="--duration 60" for a shorter run.
+# by hand only. SOAK_ARGS="--duration 60" for a shorter run; "--trace t.json" to time each step
+# of the server's calls (bench/soak_trace.py), "--unary-apart" to keep Start, Status and List
+# off the followers' connections.
 soak: venv
 	$(BIN)/python bench/soak.py $(SOAK_ARGS)
 

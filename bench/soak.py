@@ -1,6 +1,7 @@
 """Soak: many users, many live jobs, many followers, for minutes, on loopback.
 
-    python bench/soak.py [--duration 300] [--users 8] [--jobs 50] [--followers 5]
+    python bench/soak.py [--duration 300] [--users 8] [--jobs 50] [--followers 5] [--unary-apart]
+        [--trace JSON] [--profile PSTATS]
 
 A real jogger-server (a subprocess, state and certificates in a temporary directory) serves
 ``--users`` users. Each user keeps ``--jobs`` jobs running at all times: a job prints a line
@@ -8,7 +9,9 @@ every 10 to 50 ms for 2 to 6 seconds and ends, and another takes its place. Each
 ``--followers`` followers that read its Output stream from byte 0 to the end and compare every
 byte with what the job prints (known in advance), and its final status with "completed, exit
 0". A user's calls share a handful of connections (at most about 100 streams on each; the
-server allows 128). Once a second each user lists its newest 100 jobs.
+server allows 128); with ``--unary-apart`` a user's Start, Status and List calls have one
+more to themselves, as a ``jog start`` has, instead of waiting behind the followers' data
+for the connection's flow-control window. Once a second each user lists its newest 100 jobs.
 
 Every 5 s a row: the server's RSS and open fds (from /proc), its CPU, the calls finished, jobs
 started, bytes followed and errors in that interval. Then a summary: errors (each distinct one),
@@ -19,6 +22,10 @@ Exits 1 if there was any error or anything was left behind.
 """
 
 import argparse
+import contextlib
+import glob
+import hashlib
+import json
 import math
 import os
 import platform
@@ -39,6 +46,7 @@ from pathlib import Path
 
 import trio
 
+from jogger.engine.cgroups import fs as cgroup_fs
 from jogger.engine.procfs import live_processes
 from jogger.rpc.client import JobsClient, connect
 from jogger.rpc.errors import RpcError
@@ -139,6 +147,8 @@ class Soak:
         self.stop_starting_at = stats.started + args.duration
         calls_per_user = args.jobs * (args.followers + 1) + 1
         self.connections = max(4, math.ceil(calls_per_user / STREAMS_PER_CONNECTION))
+        # With --unary-apart, one more: the user's Start, Status and List calls alone.
+        self.apart = 1 if args.unary_apart else 0
 
     @asynccontextmanager
     async def clients(self, user: str) -> AsyncIterator[list[JobsClient]]:
@@ -148,15 +158,24 @@ class Soak:
         async with AsyncExitStack() as stack:
             yield [
                 await stack.enter_async_context(connect("127.0.0.1", self.port, context))
-                for _ in range(self.connections)
+                for _ in range(self.connections + self.apart)
             ]
 
     async def user(self, index: int) -> None:
         user = f"soak{index}"
-        async with self.clients(user) as clients, trio.open_nursery() as nursery:
-            nursery.start_soon(self.lister, clients[0])
-            for slot in range(self.args.jobs):
-                nursery.start_soon(self.slot, clients, index, slot)
+        while trio.current_time() < self.stop_starting_at:
+            try:
+                async with self.clients(user) as clients, trio.open_nursery() as nursery:
+                    nursery.start_soon(self.lister, clients[-1] if self.apart else clients[0])
+                    for slot in range(self.args.jobs):
+                        nursery.start_soon(self.slot, clients, index, slot)
+                return
+            except TransportError as exc:
+                # A connection that could not be made (an overloaded server may not finish
+                # a handshake in time) is an error of the soak's, not its end: try again.
+                # (What the calls raise comes as an ExceptionGroup, and goes on up.)
+                self.stats.error(f"connect as {user}", exc)
+                await trio.sleep(1.0)
 
     async def lister(self, client: JobsClient) -> None:
         while trio.current_time() < self.stop_starting_at:
@@ -186,7 +205,8 @@ class Soak:
                 await trio.sleep(1.0)  # a server in trouble is not hammered by a tight loop
 
     async def run_job(self, clients: list[JobsClient], spread: int, job: Job) -> None:
-        owner = clients[spread % len(clients)]
+        followed = clients[: self.connections]
+        owner = clients[-1] if self.apart else followed[spread % len(followed)]
         t0 = time.perf_counter()
         with trio.fail_after(CALL_TIMEOUT):
             status = await owner.start(job.argv)
@@ -199,7 +219,7 @@ class Soak:
             expected = job.output()
             async with trio.open_nursery() as nursery:
                 for f in range(self.args.followers):
-                    client = clients[(spread + 1 + f) % len(clients)]
+                    client = followed[(spread + 1 + f) % len(followed)]
                     nursery.start_soon(self.follow, client, status.job_id, job, expected)
         finally:
             self.stats.jobs_running -= 1
@@ -335,10 +355,18 @@ async def jogger_server(
     """The real server on a free loopback port; SIGTERM and reaped when the block ends."""
     log_path = tmp / "server.log"
     total = args.users * args.jobs
+    env = dict(os.environ)
+    server: list[str | Path] = [BIN / "jogger-server"]
+    if args.trace or args.profile:
+        # The same server, with its steps timed (bench/soak_trace.py).
+        server = [sys.executable, Path(__file__).with_name("soak_trace.py")]
+        env["JOGGER_SOAK_TRACE"] = args.trace or str(tmp / "trace.json")
+        if args.profile:
+            env["JOGGER_SOAK_PROFILE"] = args.profile
     with log_path.open("wb") as log_file:
         process = await trio.lowlevel.open_process(
             [
-                BIN / "jogger-server",
+                *server,
                 "--listen",
                 "127.0.0.1:0",
                 "--state-dir",
@@ -359,6 +387,7 @@ async def jogger_server(
             ],
             stdout=subprocess.DEVNULL,
             stderr=log_file,
+            env=env,
         )
     try:
         port = await _listening_port(log_path, process)
@@ -375,6 +404,51 @@ async def jogger_server(
                     print("jogger-server did not stop on SIGTERM within 30 s: SIGKILL")
                     process.kill()
                     await process.wait()
+                    # Its supervisors and jobs outlive it by design (live restore); on a
+                    # shared machine, the soak's must not outlive the soak.
+                    print(f"killed what the server left: {kill_leftovers(tmp)} processes")
+                    await remove_cgroups(tmp / "state")
+
+
+def kill_leftovers(tmp: Path) -> int:
+    """SIGKILL the supervisors that hold files under ``tmp`` (the soak's state), and every
+    process in the sessions of their jobs (a job leads its own session: its pid). How many."""
+
+    def holds_ours(pid: int) -> bool:
+        try:
+            fds = os.listdir(f"/proc/{pid}/fd")
+        except OSError:
+            return False
+        for fd in fds:
+            with contextlib.suppress(OSError):
+                if os.readlink(f"/proc/{pid}/fd/{fd}").startswith(str(tmp)):
+                    return True
+        return False
+
+    supervisors = set(live_processes(lambda stat: stat.sid != os.getsid(0)))
+    supervisors = {pid for pid in supervisors if holds_ours(pid)}
+    jobs = set(live_processes(lambda stat: stat.ppid in supervisors))
+    doomed = set(live_processes(lambda stat: stat.sid in jobs)) | jobs | supervisors
+    for pid in doomed:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    return len(doomed)
+
+
+def cgroups_of(state_dir: Path) -> list[Path]:
+    """The cgroups of the server of ``state_dir``: ``jogger-<hash of it>`` in every
+    hierarchy (see JobManager)."""
+    digest = hashlib.sha256(os.fsencode(os.path.realpath(state_dir))).hexdigest()[:12]
+    return [Path(p) for p in glob.glob(f"/sys/fs/cgroup/**/jogger-{digest}", recursive=True)]
+
+
+async def remove_cgroups(state_dir: Path) -> None:
+    """Remove the cgroups a SIGKILLed server of ``state_dir`` left (its jobs killed)."""
+    for root in cgroups_of(state_dir):
+        try:
+            await cgroup_fs.remove_tree(root)
+        except OSError as exc:
+            print(f"cannot remove {root}: {exc}")
 
 
 async def _listening_port(log_path: Path, process: trio.Process) -> int:
@@ -506,8 +580,39 @@ def report(
     for line in unhappy[:10]:
         print(f"  {line[:300]}")
     print(f"processes of jobs left: {len(left)}")
+    if args.trace:
+        print_trace(Path(args.trace))
     failed = stats.errors or server_errors or left or returncode != 0
     return 1 if failed else 0
+
+
+def print_trace(path: Path) -> None:
+    """The server's own timing of each step (bench/soak_trace.py): where its calls wait."""
+    try:
+        spans: dict[str, list[float]] = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        print(f"no trace from the server ({path}): {exc}")
+        return
+    print(f"inside the server (bench/soak_trace.py; {path}):")
+    for name in sorted(spans):
+        values = spans[name]
+        if not values:
+            continue
+        # Counts (tasks, threads, batch sizes) print as numbers, spans as milliseconds.
+        scale, unit = (
+            (1, "")
+            if ("tasks" in name or "threads" in name or "size" in name)
+            else (
+                1000,
+                " ms",
+            )
+        )
+        print(
+            f"  {name:48} n={len(values):7d}  mean {statistics.mean(values) * scale:8.2f}{unit}"
+            f"  p50 {percentile(values, 0.5) * scale:8.2f}{unit}"
+            f"  p99 {percentile(values, 0.99) * scale:8.2f}{unit}"
+            f"  max {max(values) * scale:8.2f}{unit}  sum {sum(values) * scale:10.1f}{unit}"
+        )
 
 
 def main() -> int:
@@ -516,7 +621,26 @@ def main() -> int:
     parser.add_argument("--users", type=int, default=8)
     parser.add_argument("--jobs", type=int, default=50, help="running jobs per user")
     parser.add_argument("--followers", type=int, default=5, help="followers per job")
+    parser.add_argument(
+        "--unary-apart",
+        action="store_true",
+        help="each user's Start, Status and List on a connection of their own (as a jog "
+        "start has), not behind the followers' streams",
+    )
+    parser.add_argument(
+        "--trace",
+        metavar="JSON",
+        help="time the steps of the server's calls (bench/soak_trace.py) into JSON; report them",
+    )
+    parser.add_argument(
+        "--profile",
+        metavar="PSTATS",
+        help="run the server's event-loop thread under cProfile, its stats into PSTATS",
+    )
     args = parser.parse_args()
+    # The server runs in another directory (state and certificates in a temporary one).
+    args.trace = args.trace and os.path.abspath(args.trace)
+    args.profile = args.profile and os.path.abspath(args.profile)
     return trio.run(soak, args)
 
 

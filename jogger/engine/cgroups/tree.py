@@ -5,7 +5,8 @@ a level per user between the server's group and the jobs', as systemd's
 ``user-UID.slice``. It holds the owner's budget (``user_limits``: memory and pids for all
 their jobs together, and one CPU weight, so that sixteen busy jobs of one user get the CPU
 one busy job of another does), and the root holds what all jobs together may use
-(``total_limits``).
+(``total_limits``) and a CPU weight below the server's (``JOBS_CPU_WEIGHT``): the
+jobs never starve the server that runs them.
 """
 
 import contextlib
@@ -29,6 +30,20 @@ USER_PREFIX = "user-"
 _PLAIN = re.compile(r"[a-z_][a-z0-9_.-]{0,63}")
 CPU_PERIOD_US = 100_000
 """The period a CPU limit's quota is given in (cpu.max, cpu.cfs_period_us)."""
+JOBS_CPU_WEIGHT = 50
+"""The CPU weight of the root of all jobs (cpu.weight; cpu.shares 512 on v1), against the
+server's 100 (cpu.weight of its leaf on v2; on v1, or in a v2 root cgroup, the weight of each
+of its threads at nice 0, which is the same). When the jobs and the server both want the
+CPU, the server gets twice what all jobs together get; when it is idle the jobs get all of
+it (a weight only divides what is contended). The owners' weights divide the jobs' share.
+
+Not lower: a start is answered once the job's process has reached exec, which it does in
+its cpu group, at this weight. Under the soak (bench/README.md, issue 21) a weight of 10
+made that step take 335 to 437 ms (p50) instead of 48 to 128 ms at 100 and 50; the server gained
+nothing it needed: its own wait was elsewhere."""
+SERVER_CPU_WEIGHT = 100
+"""The CPU weight of the server's own leaf group, where it has one (cgroup v2): the
+kernel's default, written all the same, so that it is known to be above JOBS_CPU_WEIGHT."""
 
 
 class CgroupBackend(Backend):

@@ -5,8 +5,11 @@ kills), pids (pids.max), blkio (weight, where the I/O scheduler offers one) and 
 (to kill a job whole). Each job gets
 ``<mount>/<the server's own cgroup there>/<name>/user-<owner>/<id>`` in every one, so the
 server never creates groups outside its own. ``<name>`` holds the limits of all jobs
-together (memory, pids), ``user-<owner>`` its owner's budget (memory, pids, CPU shares: every
-job is in the cpu hierarchy, so that an owner's jobs share one owner's weight).
+together (memory, pids) and a CPU weight below the server's (cpu.shares 512, see
+tree.JOBS_CPU_WEIGHT: the server's threads sit in its own group beside ``<name>``, each
+weighing 1024 at nice 0, so it needs no group of its own), ``user-<owner>`` its owner's
+budget (memory, pids, CPU shares: every job is in the cpu hierarchy, so that an owner's
+jobs share one owner's weight).
 
 Kill: freeze the group, so that nothing can fork or exit, SIGKILL every process listed,
 thaw, and repeat until the group is empty. Without a freezer hierarchy the loop runs
@@ -27,7 +30,15 @@ from ..errors import SpawnError
 from ..limits import JobLimits
 from . import fs
 from .base import JobGroup, Usage
-from .tree import CPU_PERIOD_US, CgroupBackend, alive, in_pages, remove_if_unused, user_dir
+from .tree import (
+    CPU_PERIOD_US,
+    JOBS_CPU_WEIGHT,
+    CgroupBackend,
+    alive,
+    in_pages,
+    remove_if_unused,
+    user_dir,
+)
 
 log = logging.getLogger("jogger.engine")
 
@@ -64,6 +75,7 @@ class V1Backend(CgroupBackend):
             JobLimits(
                 memory=total.memory if "memory" in self.roots else None,
                 pids=total.pids if "pids" in self.roots else None,
+                cpu_weight=JOBS_CPU_WEIGHT if "cpu" in self.roots else None,
             ),
         )
 
@@ -158,7 +170,7 @@ class V1Group(JobGroup):
 
     def placement(self) -> list[int]:
         if not self._fds:
-            for path in dict.fromkeys(self.paths.values()):
+            for path in placement_order(self.paths):
                 self._fds.append(os.open(path / "cgroup.procs", os.O_WRONLY | os.O_CLOEXEC))
         return self._fds
 
@@ -255,6 +267,25 @@ class V1Group(JobGroup):
                 log.warning("cannot remove %s: %s", path, exc.strerror)
         for user in dict.fromkeys(self._users.values()):
             remove_if_unused(user)
+
+
+def placement_order(paths: dict[str, Path]) -> list[Path]:
+    """The groups a new job moves itself into, each once, the cpu hierarchy's last.
+
+    Each move (a write to cgroup.procs) takes cgroup_mutex and the kernel's threadgroup
+    rwsem, for which every fork and exit on the host waits, the server's spawns included.
+    Once in its cpu group the child runs at the jobs' low weight (JOBS_CPU_WEIGHT), among
+    all the busy jobs: were it to take those locks again from there, it would hold up the
+    whole host while it waits for the CPU (under the soak, starts took tens of seconds).
+    Last, it is in the server's cpu group for every move but the one that ends its
+    placement.
+    """
+    ordered = dict.fromkeys(paths.values())
+    cpu = paths.get("cpu")
+    if cpu is not None:
+        del ordered[cpu]
+        ordered[cpu] = None
+    return list(ordered)
 
 
 def configure(paths: dict[str, Path], limits: JobLimits) -> None:

@@ -6,6 +6,10 @@ itself into a leaf ``<own>/server`` when it must (never other processes: if ther
 others, start-up fails and says so). Then ``+cpu +memory +io +pids`` go into
 ``<own>/cgroup.subtree_control`` and ``<own>/<name>/cgroup.subtree_control``.
 
+The leaf ``server`` gets cpu.weight 100 and ``<name>`` cpu.weight 50 (tree.JOBS_CPU_WEIGHT):
+the jobs never starve the server. (A server left in the root cgroup competes there with the
+weight of its threads, 100 each at nice 0.)
+
 ``<name>`` holds the limits of all jobs together (memory.max, pids.max), ``user-<owner>``
 (made with the owner's first job, removed after their last) the owner's budget (memory.max,
 pids.max, cpu.weight: an owner's jobs share one owner's weight), and delegates the same
@@ -27,7 +31,16 @@ from ..errors import SpawnError
 from ..limits import JobLimits
 from . import fs
 from .base import JobGroup, Usage
-from .tree import CPU_PERIOD_US, CgroupBackend, alive, in_pages, remove_if_unused, user_dir
+from .tree import (
+    CPU_PERIOD_US,
+    JOBS_CPU_WEIGHT,
+    SERVER_CPU_WEIGHT,
+    CgroupBackend,
+    alive,
+    in_pages,
+    remove_if_unused,
+    user_dir,
+)
 
 log = logging.getLogger("jogger.engine")
 
@@ -44,6 +57,8 @@ class V2Backend(CgroupBackend):
         self.own = mount / own.lstrip("/")
         self.root = self.own / name
         self.controllers: list[str] = []
+        self.server_leaf: Path | None = None
+        """The leaf the server moved itself into, if it had to (see _leave_own_cgroup)."""
         self.user_limits = user_limits
         self.total_limits = total_limits
 
@@ -66,8 +81,17 @@ class V2Backend(CgroupBackend):
         missing = [c for c in self.controllers if c not in enabled]
         if missing:
             raise OSError(errno.EPERM, f"cannot enable {' '.join(missing)} in {self.root}")
-        total = JobLimits(memory=self.total_limits.memory, pids=self.total_limits.pids)
+        total = JobLimits(
+            memory=self.total_limits.memory,
+            pids=self.total_limits.pids,
+            cpu_weight=JOBS_CPU_WEIGHT,
+        )
         write_limits(self.root, total, self.controllers)
+        if self.server_leaf is not None:
+            # Only now has the leaf a cpu.weight: its parent has just enabled cpu for it.
+            write_limits(
+                self.server_leaf, JobLimits(cpu_weight=SERVER_CPU_WEIGHT), self.controllers
+            )
 
     def _leave_own_cgroup(self) -> None:
         others = [p for p in fs.procs_here(self.own) if p != os.getpid()]
@@ -82,6 +106,7 @@ class V2Backend(CgroupBackend):
         leaf = self.own / "server"
         leaf.mkdir(exist_ok=True)
         fs.write(leaf / "cgroup.procs", str(os.getpid()))
+        self.server_leaf = leaf
 
     def create(self, owner: str, job_id: str, limits: JobLimits) -> "V2Group":
         user = self.root / user_dir(owner)
