@@ -1,0 +1,194 @@
+"""Job starts through JobManager, beside plain process spawns measured in the same run.
+
+    python bench/starts.py [--n 2000] [--rounds 3] [--callers 32] [--profile FILE]
+
+Each round opens a fresh, durable manager (SQLite in WAL mode, ``synchronous=FULL``, so
+every acknowledged start is fsynced before ``start()`` returns) with process groups only
+(what a cgroup adds is bench/cgroups.py's subject), and measures:
+
+- starts/s with 1 caller, and with ``--callers`` concurrent callers: from the first call to
+  the last ``start()`` returned (the jobs end meanwhile, and their ends count against us);
+- start-to-end jobs/s with ``--callers`` callers, each starting a job and waiting for its
+  end, again and again;
+- the baselines: ``trio.run_process(["/bin/true"])`` with the same callers, and a bare
+  ``os.posix_spawn`` + ``waitpid`` loop (the fork/exec floor of one process; a job needs
+  two, its supervisor and itself).
+
+It prints one table of medians over the rounds, and what the store's calls did: how long
+they waited for the worker (queued) against how long they ran, and how many commits the
+starts took (where the store counts them). Run it against another tree with that tree's
+venv: ``cd /work/wt-base && .venv/bin/python /path/to/bench/starts.py``.
+"""
+
+import argparse
+import cProfile
+import os
+import platform
+import pstats
+import statistics
+import subprocess
+import tempfile
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+import trio
+
+import jogger
+from jogger import JobManager, ManagerLimits
+from jogger.engine.observer import EngineObserver
+
+OWNER = "bench"
+TRUE = ["/bin/true"]
+
+
+@dataclass
+class StoreTimes(EngineObserver):
+    """Store calls heard: total time per operation, and (where the store tells) queued and
+    running time."""
+
+    total: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
+    queued: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
+    running: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
+
+    def store_call(self, operation: str, seconds: float) -> None:
+        self.total[operation].append(seconds)
+
+    def store_timing(self, operation: str, queued: float, running: float) -> None:
+        self.queued[operation].append(queued)
+        self.running[operation].append(running)
+
+
+async def _starts(jobs: JobManager, n: int, callers: int) -> tuple[float, list[str]]:
+    """n starts from ``callers`` tasks; the rate of start() returns, and the ids."""
+    ids: list[str] = []
+    per = [n // callers + (1 if k < n % callers else 0) for k in range(callers)]
+
+    async def caller(count: int) -> None:
+        for _ in range(count):
+            ids.append((await jobs.start(OWNER, TRUE)).id)
+
+    t0 = time.perf_counter()
+    async with trio.open_nursery() as nursery:
+        for count in per:
+            nursery.start_soon(caller, count)
+    rate = n / (time.perf_counter() - t0)
+    return rate, ids
+
+
+async def _wait_all(jobs: JobManager, ids: list[str]) -> None:
+    for job_id in ids:
+        await jobs.wait(OWNER, job_id)
+
+
+async def _start_to_end(jobs: JobManager, n: int, callers: int) -> float:
+    async def caller(count: int) -> None:
+        for _ in range(count):
+            status = await jobs.start(OWNER, TRUE)
+            await jobs.wait(OWNER, status.id)
+
+    t0 = time.perf_counter()
+    async with trio.open_nursery() as nursery:
+        for k in range(callers):
+            nursery.start_soon(caller, n // callers + (1 if k < n % callers else 0))
+    return n / (time.perf_counter() - t0)
+
+
+async def _run_process_rate(n: int, callers: int) -> float:
+    async def caller(count: int) -> None:
+        for _ in range(count):
+            await trio.run_process(TRUE)
+
+    t0 = time.perf_counter()
+    async with trio.open_nursery() as nursery:
+        for k in range(callers):
+            nursery.start_soon(caller, n // callers + (1 if k < n % callers else 0))
+    return n / (time.perf_counter() - t0)
+
+
+def _posix_spawn_rate(n: int) -> float:
+    t0 = time.perf_counter()
+    for _ in range(n):
+        pid = os.posix_spawn(TRUE[0], TRUE, {})
+        os.waitpid(pid, 0)
+    return n / (time.perf_counter() - t0)
+
+
+async def one_round(
+    n: int, callers: int, times: StoreTimes, profile: cProfile.Profile | None
+) -> dict[str, float]:
+    found: dict[str, float] = {}
+    limits = ManagerLimits(max_jobs=100_000, max_jobs_per_owner=100_000, max_queued=0)
+    with tempfile.TemporaryDirectory(prefix="jogger-starts-") as tmp:
+        async with JobManager(tmp, limits=limits, cgroups="none", observer=times) as jobs:
+            await _wait_all(jobs, (await _starts(jobs, 20, 4))[1])  # warm-up
+            store = jobs._store
+            rate, ids = await _starts(jobs, max(50, n // 4), 1)
+            found["starts/s, 1 caller"] = rate
+            await _wait_all(jobs, ids)
+            commits = getattr(store, "commits", None)
+            times.queued.clear()
+            times.running.clear()
+            times.total.clear()
+            if profile is not None:
+                profile.enable()
+            rate, ids = await _starts(jobs, n, callers)
+            if profile is not None:
+                profile.disable()
+            found[f"starts/s, {callers} callers"] = rate
+            if commits is not None:
+                found["commits per start"] = (store.commits - commits) / n
+            for op in ("record_start", "get"):
+                if times.total[op]:
+                    found[f"store {op}, total p50 ms"] = statistics.median(times.total[op]) * 1e3
+                if times.queued[op]:
+                    found[f"store {op}, queued p50 ms"] = statistics.median(times.queued[op]) * 1e3
+                    found[f"store {op}, running p50 ms"] = (
+                        statistics.median(times.running[op]) * 1e3
+                    )
+            await _wait_all(jobs, ids)
+            found[f"start-to-end jobs/s, {callers} callers"] = await _start_to_end(
+                jobs, n // 2, callers
+            )
+    found[f"baseline: trio.run_process/s, {callers} callers"] = await _run_process_rate(
+        n // 2, callers
+    )
+    found["baseline: posix_spawn+waitpid/s, 1 caller"] = _posix_spawn_rate(n // 2)
+    return found
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n", type=int, default=2000, help="starts per measure")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--callers", type=int, default=32)
+    parser.add_argument("--profile", help="write the cProfile of the concurrent starts here")
+    args = parser.parse_args()
+    profile = cProfile.Profile() if args.profile else None
+    rounds: dict[str, list[float]] = defaultdict(list)
+    for _ in range(args.rounds):
+        times = StoreTimes()
+        for key, value in trio.run(one_round, args.n, args.callers, times, profile).items():
+            rounds[key].append(value)
+    head = subprocess.run(
+        ["git", "-C", os.path.dirname(jogger.__file__), "rev-parse", "--short", "HEAD"],
+        capture_output=True,
+        text=True,
+        check=False,
+    ).stdout.strip()
+    print(
+        f"jogger at {os.path.dirname(os.path.dirname(jogger.__file__))} ({head}); "
+        f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
+        f"trio {trio.__version__}; n={args.n}, rounds={args.rounds}, "
+        f"load {os.getloadavg()[0]:.2f}"
+    )
+    for key, values in rounds.items():
+        shown = " ".join(f"{v:.1f}" for v in values)
+        print(f"{key:48} {statistics.median(values):10.2f}   ({shown})")
+    if profile is not None:
+        profile.dump_stats(args.profile)
+        pstats.Stats(args.profile).sort_stats("tottime").print_stats(25)
+
+
+if __name__ == "__main__":
+    main()
