@@ -3,8 +3,8 @@
     python bench/starts.py [--n 2000] [--rounds 3] [--callers 32] [--profile FILE]
 
 Each round opens a fresh, durable manager (SQLite in WAL mode, ``synchronous=FULL``, so
-every acknowledged start is fsynced before ``start()`` returns) with process groups only
-(what a cgroup adds is bench/cgroups.py's subject), and measures:
+every acknowledged start is fsynced before ``start()`` returns), with ``--cgroups auto``
+(what a server uses) by default, and measures:
 
 - starts/s with 1 caller, and with ``--callers`` concurrent callers: from the first call to
   the last ``start()`` returned (the jobs end meanwhile, and their ends count against us);
@@ -15,8 +15,10 @@ every acknowledged start is fsynced before ``start()`` returns) with process gro
   two, its supervisor and itself).
 
 It prints one table of medians over the rounds, and what the store's calls did: how long
-they waited for the worker (queued) against how long they ran, and how many commits the
-starts took (where the store counts them). Run it against another tree with that tree's
+they waited for the worker (queued) against how long they ran, how many commits the
+starts took (where the store counts them), and CPU time per start: the manager's own (all
+its threads), and its supervisors' and their jobs' (reaped children), which a busy machine
+disturbs far less than rates. Run it against another tree with that tree's
 venv: ``cd /work/wt-base && .venv/bin/python /path/to/bench/starts.py``.
 """
 
@@ -36,6 +38,7 @@ import trio
 
 import jogger
 from jogger import JobManager, ManagerLimits
+from jogger.engine.cgroups import CgroupMode
 from jogger.engine.observer import EngineObserver
 
 OWNER = "bench"
@@ -115,12 +118,12 @@ def _posix_spawn_rate(n: int) -> float:
 
 
 async def one_round(
-    n: int, callers: int, times: StoreTimes, profile: cProfile.Profile | None
+    n: int, callers: int, cgroups: CgroupMode, times: StoreTimes, profile: cProfile.Profile | None
 ) -> dict[str, float]:
     found: dict[str, float] = {}
     limits = ManagerLimits(max_jobs=100_000, max_jobs_per_owner=100_000, max_queued=0)
     with tempfile.TemporaryDirectory(prefix="jogger-starts-") as tmp:
-        async with JobManager(tmp, limits=limits, cgroups="none", observer=times) as jobs:
+        async with JobManager(tmp, limits=limits, cgroups=cgroups, observer=times) as jobs:
             await _wait_all(jobs, (await _starts(jobs, 20, 4))[1])  # warm-up
             store = jobs._store
             rate, ids = await _starts(jobs, max(50, n // 4), 1)
@@ -132,10 +135,16 @@ async def one_round(
             times.total.clear()
             if profile is not None:
                 profile.enable()
+            before = os.times()
             rate, ids = await _starts(jobs, n, callers)
+            after = os.times()
             if profile is not None:
                 profile.disable()
             found[f"starts/s, {callers} callers"] = rate
+            # CPU time is what the load of other processes leaves alone: the manager's own
+            # (all its threads) per start, during the burst.
+            used = after.user + after.system - before.user - before.system
+            found["manager CPU ms per start"] = used / n * 1e3
             if commits is not None:
                 found["commits per start"] = (store.commits - commits) / n
             for op in ("record_start", "get"):
@@ -147,6 +156,10 @@ async def one_round(
                         statistics.median(times.running[op]) * 1e3
                     )
             await _wait_all(jobs, ids)
+            done = os.times()
+            children = done.children_user + done.children_system
+            children -= before.children_user + before.children_system
+            found["supervisor+job CPU ms per job"] = children / n * 1e3
             found[f"start-to-end jobs/s, {callers} callers"] = await _start_to_end(
                 jobs, n // 2, callers
             )
@@ -162,13 +175,20 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=2000, help="starts per measure")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--callers", type=int, default=32)
+    parser.add_argument(
+        "--cgroups",
+        default="auto",
+        choices=["auto", "cgroup2", "cgroup1", "none"],
+        help="the manager's containment (none: process groups, found by walking /proc)",
+    )
     parser.add_argument("--profile", help="write the cProfile of the concurrent starts here")
     args = parser.parse_args()
     profile = cProfile.Profile() if args.profile else None
     rounds: dict[str, list[float]] = defaultdict(list)
     for _ in range(args.rounds):
         times = StoreTimes()
-        for key, value in trio.run(one_round, args.n, args.callers, times, profile).items():
+        found = trio.run(one_round, args.n, args.callers, args.cgroups, times, profile)
+        for key, value in found.items():
             rounds[key].append(value)
     head = subprocess.run(
         ["git", "-C", os.path.dirname(jogger.__file__), "rev-parse", "--short", "HEAD"],
@@ -179,7 +199,7 @@ def main() -> None:
     print(
         f"jogger at {os.path.dirname(os.path.dirname(jogger.__file__))} ({head}); "
         f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
-        f"trio {trio.__version__}; n={args.n}, rounds={args.rounds}, "
+        f"trio {trio.__version__}; n={args.n}, rounds={args.rounds}, cgroups={args.cgroups}, "
         f"load {os.getloadavg()[0]:.2f}"
     )
     for key, values in rounds.items():
