@@ -421,6 +421,7 @@ def _begin(
         os.close(spec)
         raise
     try:
+        link.setblocking(False)  # read on the event loop (_read_report)
         pid = _spawn(
             program,
             job_id,
@@ -555,7 +556,6 @@ def identify(pid: int) -> ProcessIdentity:
 
 async def _read_report(link: socket.socket) -> tuple[int, int, int, int]:
     data = b""
-    link.setblocking(False)
     with trio.move_on_after(SPAWN_TIMEOUT + 10):
         while True:
             await trio.lowlevel.wait_readable(link)
