@@ -8,6 +8,8 @@ every acknowledged start is fsynced before ``start()`` returns), with ``--cgroup
 
 - starts/s with 1 caller, and with ``--callers`` concurrent callers: from the first call to
   the last ``start()`` returned (the jobs end meanwhile, and their ends count against us);
+  during the concurrent starts, one more task asks for the status of an ended job (a read
+  of the store) every millisecond, and its latency is the reads' wait behind the writes;
 - start-to-end jobs/s with ``--callers`` callers, each starting a job and waiting for its
   end, again and again;
 - the baselines: ``trio.run_process(["/bin/true"])`` with the same callers, and a bare
@@ -62,8 +64,12 @@ class StoreTimes(EngineObserver):
         self.running[operation].append(running)
 
 
-async def _starts(jobs: JobManager, n: int, callers: int) -> tuple[float, list[str]]:
-    """n starts from ``callers`` tasks; the rate of start() returns, and the ids."""
+async def _starts(
+    jobs: JobManager, n: int, callers: int, ended: str = "", reads: list[float] | None = None
+) -> tuple[float, list[str]]:
+    """n starts from ``callers`` tasks; the rate of start() returns, and the ids. With
+    ``ended``, a job on record, one more task asks for its status (a store read) over and
+    over meanwhile, and puts each one's latency in ``reads``."""
     ids: list[str] = []
     per = [n // callers + (1 if k < n % callers else 0) for k in range(callers)]
 
@@ -71,11 +77,23 @@ async def _starts(jobs: JobManager, n: int, callers: int) -> tuple[float, list[s
         for _ in range(count):
             ids.append((await jobs.start(OWNER, TRUE)).id)
 
+    async def reader() -> None:
+        assert reads is not None
+        while True:
+            t0 = time.perf_counter()
+            await jobs.status(OWNER, ended)
+            reads.append(time.perf_counter() - t0)
+            await trio.sleep(0.001)
+
     t0 = time.perf_counter()
-    async with trio.open_nursery() as nursery:
-        for count in per:
-            nursery.start_soon(caller, count)
-    rate = n / (time.perf_counter() - t0)
+    async with trio.open_nursery() as outer:
+        if ended:
+            outer.start_soon(reader)
+        async with trio.open_nursery() as nursery:
+            for count in per:
+                nursery.start_soon(caller, count)
+        rate = n / (time.perf_counter() - t0)
+        outer.cancel_scope.cancel()  # the starts are done: so is the reader
     return rate, ids
 
 
@@ -136,7 +154,8 @@ async def one_round(
             if profile is not None:
                 profile.enable()
             before = os.times()
-            rate, ids = await _starts(jobs, n, callers)
+            reads: list[float] = []
+            rate, ids = await _starts(jobs, n, callers, ended=ids[0], reads=reads)
             after = os.times()
             if profile is not None:
                 profile.disable()
@@ -147,6 +166,13 @@ async def one_round(
             found["manager CPU ms per start"] = used / n * 1e3
             if commits is not None:
                 found["commits per start"] = (store.commits - commits) / n
+            if reads:
+                found["status of an ended job during the burst, p50 ms"] = (
+                    statistics.median(reads) * 1e3
+                )
+                found["status of an ended job during the burst, p99 ms"] = (
+                    sorted(reads)[int(0.99 * (len(reads) - 1))] * 1e3
+                )
             for op in ("record_start", "get"):
                 if times.total[op]:
                     found[f"store {op}, total p50 ms"] = statistics.median(times.total[op]) * 1e3
