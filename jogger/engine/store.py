@@ -259,7 +259,11 @@ class JobStore(QueueRows):
                 reader = sqlite3.connect(
                     target, timeout=BUSY_TIMEOUT, isolation_level=None, check_same_thread=False
                 )
-                reader.execute("PRAGMA query_only = ON")
+                try:
+                    reader.execute("PRAGMA query_only = ON")
+                except BaseException:
+                    reader.close()
+                    raise
         except BaseException:
             db.close()
             raise
@@ -503,9 +507,11 @@ class JobStore(QueueRows):
 
     def _reading(self) -> sqlite3.Connection:
         """The connection reads use: the readers' own, or (in memory) the only one."""
-        if self._reader is not None:
-            return self._reader
-        return self._connection()
+        if self.path is None:
+            return self._connection()
+        if self._reader is None:
+            raise StoreError("the job store is closed")
+        return self._reader
 
     async def _call(self, fn: Callable[[], T], *, grouped: bool = False) -> T:
         """Run ``fn`` on the writers' lane (lane.py); ``grouped``: a write that may share

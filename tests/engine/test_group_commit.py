@@ -134,6 +134,18 @@ async def test_a_read_is_answered_while_a_write_holds_the_writer(store: JobStore
     assert [job.id for job in page.jobs] == ["there"]
 
 
+async def test_a_read_sees_every_write_acknowledged_before_it(store: JobStore) -> None:
+    # The reads' connection must not keep an old snapshot open between reads (a statement
+    # left unfinished would).
+    for k in range(5):
+        await store.record_start(running(f"job-{k}"), NOBODY, NOBODY, "{}")
+        found = await store.get(f"job-{k}")
+        assert found is not None
+        page = await store.page(None, size=1, token="")
+        assert [job.id for job in page.jobs] == [f"job-{k}"]
+        assert await store.ids_among([f"job-{k}"]) == {f"job-{k}"}
+
+
 async def test_a_store_in_memory_reads_through_its_one_connection() -> None:
     store = JobStore(None)
     await store.open()
