@@ -61,6 +61,7 @@ bench: venv
 	$(BIN)/python bench/audit.py
 	$(BIN)/python bench/metrics.py
 	$(BIN)/python bench/labels.py
+	$(BIN)/python bench/starts.py
 
 # 8 users x 50 live jobs x 5 followers against a real server for 5 minutes (bench/soak.py);
 # by hand only. SOAK_ARGS="--duration 60" for a shorter run; "--trace t.json" to time each step

@@ -19,6 +19,9 @@ turns it off, to measure what the index costs. A module global, not a LocalExecu
 ManagerLimits parameter, on purpose: a job without an index loses --since and --timestamps
 for good, so no configuration should offer it; the bench sets it around one run, on a
 manager of its own, and sets it back."""
+SPAWNERS = 4
+"""Worker threads that may spawn supervisors at once (each is held only until its
+supervisor's exec): enough to keep two cores busy, bounded however many starts come."""
 
 
 class LocalExecutor:
@@ -38,6 +41,7 @@ class LocalExecutor:
         self._run_dir = run_dir
         self._max_output_bytes = max_output_bytes
         self._stop_timeout = stop_timeout
+        self._spawners = trio.CapacityLimiter(SPAWNERS)
 
     @property
     def containment(self) -> str:
@@ -90,4 +94,5 @@ class LocalExecutor:
             window=spec.window,
             isolation=spec.isolation,
             timeout=spec.timeout,
+            spawners=self._spawners,
         )

@@ -26,6 +26,11 @@ class EngineObserver:
         """A call to the job store (``operation``: its method, such as "record_start") took
         ``seconds``, its wait for the worker thread included."""
 
+    def store_timing(self, operation: str, queued: float, running: float) -> None:
+        """The same call, in two parts: ``queued``, seconds it waited for its lane's worker
+        thread; ``running``, seconds from when the thread took it up until its result was
+        back (its group's commit included)."""
+
 
 NOBODY = EngineObserver()
 """Nobody watching: every event goes nowhere."""

@@ -38,9 +38,13 @@ class QueueRows:
 
     if TYPE_CHECKING:
 
-        async def _call(self, fn: Callable[[], T]) -> T: ...
+        async def _call(self, fn: Callable[[], T], *, grouped: bool = False) -> T: ...
+
+        async def _read(self, fn: Callable[[], T]) -> T: ...
 
         def _connection(self) -> sqlite3.Connection: ...
+
+        def _reading(self) -> sqlite3.Connection: ...
 
         def _parse(self, row: tuple[object, ...]) -> JobStatus | None: ...
 
@@ -66,7 +70,7 @@ class QueueRows:
                     )
                 return seq
 
-        return await self._call(insert)
+        return await self._call(insert, grouped=True)
 
     async def start_queued(
         self, status: JobStatus, process: ProcessIdentity, supervisor: ProcessIdentity
@@ -91,7 +95,7 @@ class QueueRows:
             with transaction(db):
                 return db.execute(_START, changes).rowcount == 1
 
-        return await self._call(update)
+        return await self._call(update, grouped=True)
 
     async def end_queued(
         self, job_id: str, state: JobState, reason: str, ended_at: datetime, output_bytes: int
@@ -105,14 +109,14 @@ class QueueRows:
             with transaction(db):
                 return db.execute(_END, changes).rowcount == 1
 
-        return await self._call(update)
+        return await self._call(update, grouped=True)
 
     async def queued(self) -> list[tuple[int, JobStatus | None, str | None]]:
         """Every queued job's (seq, status, start request's JSON), in the order they were
         queued; the status None for a row that cannot be read (logged)."""
 
         def query() -> list[tuple[int, JobStatus | None, str | None]]:
-            rows = self._connection().execute(
+            rows = self._reading().execute(
                 f"SELECT {SELECT}, jobs.request FROM jobs WHERE jobs.state = 'queued' "
                 "ORDER BY jobs.seq"
             )
@@ -128,7 +132,7 @@ class QueueRows:
                 )
             return found
 
-        return await self._call(query)
+        return await self._read(query)
 
     async def request_of(self, job_id: str, owner: str) -> tuple[JobStatus, str | None] | None:
         """The record of ``owner``'s job and its start request's JSON (None on records of
@@ -136,7 +140,7 @@ class QueueRows:
 
         def query() -> tuple[JobStatus, str | None] | None:
             row = (
-                self._connection()
+                self._reading()
                 .execute(
                     f"SELECT {SELECT}, jobs.request FROM jobs WHERE jobs.id = ? AND jobs.owner = ?",
                     (job_id, owner),
@@ -150,4 +154,4 @@ class QueueRows:
                 return None
             return status, row[-1] if isinstance(row[-1], str) else None
 
-        return await self._call(query)
+        return await self._read(query)

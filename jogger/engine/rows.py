@@ -201,7 +201,19 @@ def time_or_none(value: object) -> datetime | None:
 
 @contextmanager
 def transaction(db: sqlite3.Connection) -> Iterator[None]:
-    """A write transaction, taking the write lock at once."""
+    """A write transaction, taking the write lock at once; within one already open (a group
+    commit, lane.py), a savepoint of it, which the group's COMMIT makes durable."""
+    if db.in_transaction:
+        db.execute("SAVEPOINT one")
+        try:
+            yield
+        except BaseException:
+            if db.in_transaction:  # some errors roll the whole transaction back
+                db.execute("ROLLBACK TO one")
+                db.execute("RELEASE one")
+            raise
+        db.execute("RELEASE one")
+        return
     db.execute("BEGIN IMMEDIATE")
     try:
         yield

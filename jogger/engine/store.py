@@ -1,4 +1,4 @@
-"""The job history: one SQLite database in the state dir, used from one worker thread at a time.
+"""The job history: one SQLite database in the state dir, written from one worker thread.
 
 Every job has one row, written when it starts and again when it ends, each time before the
 call that caused the change returns. The output itself stays in the job's log file; a row
@@ -6,11 +6,12 @@ holds what ``jog status`` shows, plus what recovery needs to find a job's proces
 crash (the main pid, its start time and the boot it ran in).
 
 The database is in WAL mode with ``synchronous=FULL``: a commit is on disk when it returns,
-so an acknowledged start survives a power loss. Calls run in a trio worker thread, one at a
-time and first come first served; calls that queue up while one runs are run together, in
-one pass of the worker thread (a pass of a busy event loop costs milliseconds; a statement,
-a fraction of one). A call that has been handed to the thread is not abandoned on
-cancellation, so a write that has begun always finishes and is never half-applied.
+so an acknowledged start survives a power loss. Writes run on one lane (lane.py): a worker
+thread, one batch at a time, first come first served; the writes of a batch share one
+transaction and one commit (group commit), and none is acknowledged before that commit.
+Reads of a file store run on a lane of their own, with a connection of their own (WAL lets
+a reader go on beside a writer): a Status never waits behind a batch of starts. A store in
+memory has one connection, so its reads take the writers' lane.
 
 A row that cannot be read back (damaged by hand, by a bug or by the disk) is logged once and
 skipped: it does not stop the server, and the job reads as not found.
@@ -21,16 +22,14 @@ import math
 import os
 import sqlite3
 import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Generic, TypeVar
-
-import trio
+from typing import TypeVar
 
 from .errors import InvalidRequest, StoreError
+from .lane import Lane
 from .listing import LIST_INDEXES, JobFilter, page_query
 from .observer import NOBODY, EngineObserver
 from .queue_rows import QueueRows
@@ -202,8 +201,10 @@ class JobStore(QueueRows):
         self.path = path
         self._observer = observer
         self._db: sqlite3.Connection | None = None
-        self._queue: list[_Call[object]] = []
-        self._running = False
+        self._reader: sqlite3.Connection | None = None
+        """The reads' own connection (a file store's), on the reads' own lane."""
+        self._writes = Lane(observer, lambda: self._db)
+        self._reads = Lane(observer) if path is not None else self._writes
         self._reported: set[int] = set()
         self._reported_lock = threading.Lock()
 
@@ -217,7 +218,14 @@ class JobStore(QueueRows):
         """Open (creating if need be) the database. Raises StoreError, saying why."""
         await self._call(self._open)
 
+    @property
+    def commits(self) -> int:
+        """Group commits of writes so far (one fsync each): what concurrent starts share."""
+        return self._writes.commits
+
     async def close(self) -> None:
+        if self._reader is not None:
+            await self._reads.call(self._close_reader)
         if self._db is not None:
             await self._call(self._close)
 
@@ -246,10 +254,26 @@ class JobStore(QueueRows):
                         _execute_script(db, _MIGRATIONS[step])
                 _execute_script(db, _SCHEMA.format(untimed=_UNTIMED))
                 db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            reader = None
+            if self.path is not None:
+                reader = sqlite3.connect(
+                    target, timeout=BUSY_TIMEOUT, isolation_level=None, check_same_thread=False
+                )
+                try:
+                    reader.execute("PRAGMA query_only = ON")
+                except BaseException:
+                    reader.close()
+                    raise
         except BaseException:
             db.close()
             raise
         self._db = db
+        self._reader = reader
+
+    def _close_reader(self) -> None:
+        assert self._reader is not None
+        reader, self._reader = self._reader, None
+        reader.close()
 
     def _close(self) -> None:
         assert self._db is not None
@@ -276,7 +300,7 @@ class JobStore(QueueRows):
                         [(seq, key, value, status.owner) for key, value in status.labels.items()],
                     )
 
-        await self._call(insert)
+        await self._call(insert, grouped=True)
 
     async def record_end(self, status: JobStatus) -> bool:
         """Write how the job ended; False if it had no row still marked running."""
@@ -289,7 +313,7 @@ class JobStore(QueueRows):
             with transaction(db):
                 return db.execute(_END, changes).rowcount == 1
 
-        return await self._call(update)
+        return await self._call(update, grouped=True)
 
     async def resolve_unfinished(self, resolved: list[tuple[int, int, str]], now: datetime) -> None:
         """Mark the given (seq, output bytes, reason) records killed: nothing of them could
@@ -304,7 +328,7 @@ class JobStore(QueueRows):
                     [(reason, now.timestamp(), size, seq) for seq, size, reason in resolved],
                 )
 
-        await self._call(resolve)
+        await self._call(resolve, grouped=True)
 
     async def expire(
         self,
@@ -370,7 +394,7 @@ class JobStore(QueueRows):
                 (oldest,) = db.execute(f"SELECT min(ended_at) FROM jobs WHERE {_ENDED}").fetchone()
                 return Expired(doomed, freed, time_or_none(oldest))
 
-        return await self._call(expire)
+        return await self._call(expire, grouped=True)
 
     # --- reads ---------------------------------------------------------------------------------
 
@@ -378,7 +402,7 @@ class JobStore(QueueRows):
         """Records still marked running: left by a server that did not end them."""
 
         def query() -> list[Unfinished]:
-            rows = self._connection().execute(
+            rows = self._reading().execute(
                 "SELECT seq, id, cgroup, pid, pid_start, boot_id, supervisor_pid, "
                 "supervisor_start FROM jobs WHERE state = 'running' ORDER BY seq"
             )
@@ -393,7 +417,7 @@ class JobStore(QueueRows):
                 found.append(Unfinished(seq, str(job_id), str(kind), process, supervisor))
             return found
 
-        return await self._call(query)
+        return await self._read(query)
 
     async def get(self, job_id: str, *, owner: str | None = None) -> JobStatus | None:
         """The job's record; with ``owner``, only if it is theirs (in the query itself, so
@@ -405,10 +429,10 @@ class JobStore(QueueRows):
             if owner is not None:
                 sql += " AND jobs.owner = ?"
                 args += (owner,)
-            row = self._connection().execute(sql, args).fetchone()
+            row = self._reading().execute(sql, args).fetchone()
             return None if row is None else self._parse(row)
 
-        return await self._call(query)
+        return await self._read(query)
 
     async def page(
         self, owner: str | None, *, size: int, token: str, wanted: JobFilter | None = None
@@ -419,7 +443,7 @@ class JobStore(QueueRows):
         sql, args = page_query(SELECT, owner, wanted or JobFilter(), before=before, limit=size + 1)
 
         def query() -> Page:
-            rows = self._connection().execute(sql, args).fetchall()
+            rows = self._reading().execute(sql, args).fetchall()
             more = len(rows) > size
             rows = rows[:size]
             parsed = [(self._parse(row), str(row[0])) for row in rows]
@@ -430,24 +454,24 @@ class JobStore(QueueRows):
                 [cursor for _, cursor in kept],
             )
 
-        return await self._call(query)
+        return await self._read(query)
 
     async def oldest_end(self) -> datetime | None:
         """When the finished job that ended first ended."""
 
         def query() -> datetime | None:
-            db = self._connection()
+            db = self._reading()
             (oldest,) = db.execute(f"SELECT min(ended_at) FROM jobs WHERE {_ENDED}").fetchone()
             return time_or_none(oldest)
 
-        return await self._call(query)
+        return await self._read(query)
 
     async def totals(self) -> tuple[int, int]:
         """(finished jobs, their output bytes) on record."""
 
         def query() -> tuple[int, int]:
             count, total = (
-                self._connection()
+                self._reading()
                 .execute(
                     f"SELECT count(*), total({_NUMBER_BYTES}) FROM jobs "
                     f"WHERE state != 'running' AND {_NOT_QUEUED}"
@@ -456,13 +480,13 @@ class JobStore(QueueRows):
             )
             return int(count), int(total)
 
-        return await self._call(query)
+        return await self._read(query)
 
     async def ids_among(self, job_ids: list[str]) -> set[str]:
         """Which of ``job_ids`` have a record."""
 
         def query() -> set[str]:
-            db = self._connection()
+            db = self._reading()
             found: set[str] = set()
             for i in range(0, len(job_ids), 500):
                 part = job_ids[i : i + 500]
@@ -472,7 +496,7 @@ class JobStore(QueueRows):
                 )
             return found
 
-        return await self._call(query)
+        return await self._read(query)
 
     # --- plumbing ------------------------------------------------------------------------------
 
@@ -481,51 +505,33 @@ class JobStore(QueueRows):
             raise StoreError("the job store is closed")
         return self._db
 
-    async def _call(self, fn: Callable[[], T]) -> T:
-        """Run ``fn`` in the worker thread, in turn; SQLite errors become StoreError.
+    def _reading(self) -> sqlite3.Connection:
+        """The connection reads use: the readers' own, or (in memory) the only one."""
+        if self.path is None:
+            return self._connection()
+        if self._reader is None:
+            raise StoreError("the job store is closed")
+        return self._reader
 
-        The first caller that finds no batch running runs the queue, batch after batch,
-        until it is empty; the others wait for their result. Cancellation: a call still in
-        the queue is withdrawn; one handed to the thread completes (bounded by BUSY_TIMEOUT
-        and the disk), and its caller sees the cancellation afterwards.
-        """
-        began = time.perf_counter()
-        call = _Call(fn)
-        self._queue.append(call)  # type: ignore[arg-type]
-        if not self._running:
-            self._running = True
-            try:
-                # Shielded: the calls of the batch belong to other tasks too, and a batch is
-                # bounded (BUSY_TIMEOUT, the disk); our own cancellation comes after it.
-                with trio.CancelScope(shield=True):
-                    while self._queue:
-                        batch, self._queue = self._queue, []
-                        try:
-                            await trio.to_thread.run_sync(_run_batch, batch)
-                        finally:
-                            for done in batch:
-                                done.done.set()
-            finally:
-                self._running = False
-            await trio.lowlevel.checkpoint()
-        else:
-            try:
-                await call.done.wait()
-            except trio.Cancelled:
-                if call in self._queue:
-                    self._queue.remove(call)  # type: ignore[arg-type]
-                    raise
-                # Handed to the thread: it completes; then the cancellation goes on.
-                with trio.CancelScope(shield=True):
-                    await call.done.wait()
-                raise
-        self._observer.store_call(_operation(fn), time.perf_counter() - began)
+    async def _call(self, fn: Callable[[], T], *, grouped: bool = False) -> T:
+        """Run ``fn`` on the writers' lane (lane.py); ``grouped``: a write that may share
+        its batch's commit. SQLite errors become StoreError. Cancellation: as Lane.call."""
         try:
-            return call.result()
+            return await self._writes.call(fn, grouped=grouped)
         except (sqlite3.Error, OverflowError) as exc:
-            # OverflowError: an integer SQLite cannot hold, or a damaged value we cannot.
-            where = self.path if self.path is not None else "memory"
-            raise StoreError(f"job store {where}: {exc}") from None
+            raise self._failed(exc) from None
+
+    async def _read(self, fn: Callable[[], T]) -> T:
+        """Run ``fn``, which reads through ``_reading()``, on the readers' lane."""
+        try:
+            return await self._reads.call(fn)
+        except (sqlite3.Error, OverflowError) as exc:
+            raise self._failed(exc) from None
+
+    def _failed(self, exc: Exception) -> StoreError:
+        # OverflowError: an integer SQLite cannot hold, or a damaged value we cannot.
+        where = self.path if self.path is not None else "memory"
+        return StoreError(f"job store {where}: {exc}")
 
     def _parse(self, row: tuple[object, ...]) -> JobStatus | None:
         try:
@@ -538,40 +544,6 @@ class JobStore(QueueRows):
             if first:
                 log.error("skipping damaged job record seq=%s id=%r: %s", seq, row[1], exc)
             return None
-
-
-class _Call(Generic[T]):
-    """One store call: its function, and once run, its outcome."""
-
-    def __init__(self, fn: Callable[[], T]) -> None:
-        self.fn = fn
-        self.done = trio.Event()
-        self._value: T | None = None
-        self._error: BaseException | None = StoreError("the job store's worker failed")
-
-    def run(self) -> None:
-        try:
-            self._value = self.fn()
-            self._error = None
-        except Exception as exc:  # noqa: BLE001 - handed back to the caller, in its task
-            self._error = exc
-
-    def result(self) -> T:
-        if self._error is not None:
-            raise self._error
-        return self._value  # type: ignore[return-value]
-
-
-def _operation(fn: Callable[[], object]) -> str:
-    """The JobStore method that made ``fn``: "record_start" for its ``insert``, "open" for
-    ``_open``."""
-    return fn.__qualname__.split(".<locals>", 1)[0].rpartition(".")[2].lstrip("_")
-
-
-def _run_batch(batch: list[_Call[object]]) -> None:
-    """In the worker thread: each call in turn (each its own transaction)."""
-    for call in batch:
-        call.run()
 
 
 def _schema_version(db: sqlite3.Connection, target: str) -> int:

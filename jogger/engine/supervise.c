@@ -625,15 +625,25 @@ static void signal_descendants(int sig, pid_t skip_pgid) {
 
 /* SIGKILL to the process group and to every child (unreaped, so every pid is still ours),
  * then to every other descendant, stopped first so that none forks meanwhile. Orphans of
- * those become our children in turn: run again on each SIGCHLD. */
+ * those become our children in turn: run again on each SIGCHLD.
+ * The walk of /proc for the other descendants costs an open and a read per process on the
+ * host, at every job's end: it is skipped when there can be none. We are the subreaper of
+ * all of them, so a descendant whose parent has died is our child; a main process that has
+ * exited handed its children to us before its exit could be seen (the kernel reparents
+ * them before the zombie is visible to waitid). So with no child but that exited main
+ * process, we have no descendant at all. */
 static void kill_children(void) {
     kill(-S.main, SIGKILL);
     pid_t *pids;
-    int n = children(&pids);
-    for (int i = 0; i < n; i++)
+    int n = children(&pids), others = 0;
+    for (int i = 0; i < n; i++) {
         kill(pids[i], SIGKILL);
-    signal_descendants(SIGSTOP, 0);
-    signal_descendants(SIGKILL, 0);
+        others += pids[i] != S.main;
+    }
+    if (n < 0 || others > 0 || !S.main_exited) {
+        signal_descendants(SIGSTOP, 0);
+        signal_descendants(SIGKILL, 0);
+    }
 }
 
 static void start_kill(int escalation) {

@@ -32,6 +32,7 @@ import struct
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 
 import trio
@@ -266,6 +267,7 @@ async def launch(
     window: WindowSize | None = None,
     isolation: Isolation = NONE,
     timeout: float | None = None,  # noqa: ASYNC109 - the job's run time, not this call's
+    spawners: trio.CapacityLimiter | None = None,
 ) -> Supervisor:
     """Start a supervisor that starts ``argv``; return once the command has been exec'd.
 
@@ -287,10 +289,11 @@ async def launch(
     timed out; None: never.
 
     Raises SpawnError if the command could not be exec'd, or did not get there within
-    SPAWN_TIMEOUT (it is then killed); no process is left. Cancellation: deferred until the
+    SPAWN_TIMEOUT (it is then killed); no process is left. ``spawners`` bounds the worker
+    threads that spawn (trio's default limiter without). Cancellation: deferred until the
     start has been reported (bounded by SPAWN_TIMEOUT): a start is never left half done.
     """
-    spec = _spec(
+    items = _spec_items(
         argv,
         cwd=cwd,
         env=env,
@@ -307,45 +310,33 @@ async def launch(
         hostname=hostname(job_id),
         timeout=timeout,
     )
-    try:
-        link, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-    except BaseException:
-        os.close(spec)
-        raise
-    try:
-        pid = _spawn(
-            program,
-            job_id,
-            spec=spec,
-            report=theirs.fileno(),
-            log_fd=log_fd,
-            placement=[*placement],
-            cgroup_fd=cgroup_fd,
+    await trio.lowlevel.checkpoint_if_cancelled()
+    # Shielded from the spawn on: a supervisor whose start report we did not read would be
+    # left running a job nobody knows of. Bounded: the spawn returns at the supervisor's
+    # exec; the supervisor gives up on the job's exec after SPAWN_TIMEOUT, and we on the
+    # supervisor a little later.
+    with trio.CancelScope(shield=True):
+        # In a worker thread: posix_spawn holds its thread until the supervisor's exec (a
+        # vfork), which on a busy machine is milliseconds the event loop would stand still.
+        link, pid, pidfd = await trio.to_thread.run_sync(
+            partial(
+                _begin,
+                program,
+                job_id,
+                items,
+                log_fd=log_fd,
+                placement=[*placement],
+                cgroup_fd=cgroup_fd,
+            ),
+            limiter=spawners,
         )
-    except BaseException:
-        link.close()
-        raise
-    finally:
-        os.close(spec)
-        theirs.close()
-    try:
-        pidfd = os.pidfd_open(pid)
-    except BaseException:
-        os.kill(pid, signal.SIGKILL)
-        _collect(pid)
-        link.close()
-        raise
-    try:
-        # Shielded: a supervisor whose start report we did not read would be left running
-        # a job nobody knows of. Bounded: the supervisor gives up on the job's exec after
-        # SPAWN_TIMEOUT, and we on the supervisor a little later.
-        with trio.CancelScope(shield=True):
+        try:
             report = await _read_report(link)
-    except BaseException:
-        link.close()
-        signal.pidfd_send_signal(pidfd, signal.SIGKILL)
-        _collect(pid, pidfd)
-        raise
+        except BaseException:
+            link.close()
+            signal.pidfd_send_signal(pidfd, signal.SIGKILL)
+            _collect(pid, pidfd)
+            raise
     _, step, err, job_pid = report
     if step != 0:
         link.close()
@@ -410,6 +401,50 @@ def reap_exited(supervisor: ProcessIdentity) -> None:
     ):
         with contextlib.suppress(ChildProcessError):
             os.waitid(os.P_PID, supervisor.pid, os.WEXITED | os.WNOHANG)
+
+
+def _begin(
+    program: Path,
+    job_id: str,
+    items: list[tuple[str, bytes]],
+    *,
+    log_fd: int,
+    placement: list[int],
+    cgroup_fd: int,
+) -> tuple[socket.socket, int, int]:
+    """Spawn the supervisor with its spec; the start report's socket, its pid and pidfd.
+    Nothing is left behind on error."""
+    spec = _spec_fd(items)
+    try:
+        link, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    except BaseException:
+        os.close(spec)
+        raise
+    try:
+        link.setblocking(False)  # read on the event loop (_read_report)
+        pid = _spawn(
+            program,
+            job_id,
+            spec=spec,
+            report=theirs.fileno(),
+            log_fd=log_fd,
+            placement=placement,
+            cgroup_fd=cgroup_fd,
+        )
+    except BaseException:
+        link.close()
+        raise
+    finally:
+        os.close(spec)
+        theirs.close()
+    try:
+        pidfd = os.pidfd_open(pid)
+    except BaseException:
+        os.kill(pid, signal.SIGKILL)
+        _collect(pid)
+        link.close()
+        raise
+    return link, pid, pidfd
 
 
 def _spawn(
@@ -521,7 +556,6 @@ def identify(pid: int) -> ProcessIdentity:
 
 async def _read_report(link: socket.socket) -> tuple[int, int, int, int]:
     data = b""
-    link.setblocking(False)
     with trio.move_on_after(SPAWN_TIMEOUT + 10):
         while True:
             await trio.lowlevel.wait_readable(link)
@@ -549,7 +583,7 @@ def _isolation_items(isolation: Isolation, hostname: str) -> list[tuple[str, byt
     return items
 
 
-def _spec(
+def _spec_items(
     argv: Sequence[str],
     *,
     cwd: str | None,
@@ -566,8 +600,8 @@ def _spec(
     isolation: Isolation,
     hostname: str,
     timeout: float | None = None,
-) -> int:
-    """The spec in a memfd (see supervise.c), for the supervisor's fd 3."""
+) -> list[tuple[str, bytes]]:
+    """The spec's items (see supervise.c); SpawnError if one holds a NUL."""
     items: list[tuple[str, bytes]] = []
     if "/" in argv[0]:
         items.append(("exe", os.fsencode(argv[0])))
@@ -602,6 +636,11 @@ def _spec(
     for key, value in items:
         if b"\0" in value:
             raise SpawnError(f"{key} must not contain NUL")
+    return items
+
+
+def _spec_fd(items: list[tuple[str, bytes]]) -> int:
+    """The spec in a memfd, for the supervisor's fd 3."""
     data = b"jogger-spec-1\0" + b"".join(k.encode() + b"\0" + v + b"\0" for k, v in items)
     fd = os.memfd_create("jogger-spec", os.MFD_CLOEXEC)
     try:

@@ -9,7 +9,7 @@ import pytest
 import trio
 import trio.testing
 
-from jogger.engine import store as store_module
+from jogger.engine import lane as lane_module
 from jogger.engine.store import JobStore
 
 
@@ -37,13 +37,13 @@ async def test_calls_queued_behind_a_running_one_share_one_worker_pass(
     store: JobStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     passes: list[int] = []
-    real = store_module._run_batch
+    real = lane_module.Lane._run_batch
 
-    def counted(batch: list[store_module._Call[object]]) -> None:
+    def counted(lane: lane_module.Lane, batch: list[lane_module.Call[object]]) -> None:
         passes.append(len(batch))
-        real(batch)
+        real(lane, batch)
 
-    monkeypatch.setattr(store_module, "_run_batch", counted)
+    monkeypatch.setattr(lane_module.Lane, "_run_batch", counted)
     gate = threading.Event()
     ran: list[int] = []
     results: dict[int, int] = {}
