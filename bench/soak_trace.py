@@ -31,6 +31,7 @@ from typing import Any
 import trio
 
 from jogger.engine import job as job_module
+from jogger.engine import lane as lane_module
 from jogger.engine import local as local_module
 from jogger.engine import store as store_module
 from jogger.engine.cgroups import v1, v2
@@ -149,14 +150,9 @@ def wrap_sync(owner: Any, attr: str, name: str) -> None:
 
 def trace_store() -> None:
     """Each store call: its wait in the queue, its run in the worker thread; batch sizes."""
-    call_class = store_module._Call
-    original_init, original_run = call_class.__init__, call_class.run
-    original_batch = store_module._run_batch
-
-    def init(self: Any, fn: Callable[[], Any]) -> None:
-        original_init(self, fn)
-        self._traced_at = time.perf_counter()
-        self._traced_op = store_module._operation(fn)
+    call_class = lane_module.Call
+    original_run = call_class.run
+    original_batch = lane_module.Lane._run_batch
 
     def run(self: Any) -> None:
         t0 = time.perf_counter()
@@ -164,16 +160,16 @@ def trace_store() -> None:
             original_run(self)
         finally:
             t1 = time.perf_counter()
-            note(f"store queue wait: {self._traced_op}", t0 - self._traced_at)
-            note(f"store run: {self._traced_op}", t1 - t0)
+            op = lane_module._operation(self.fn)
+            note(f"store queue wait: {op}", t0 - self.queued_at)
+            note(f"store run: {op}", t1 - t0)
 
-    def run_batch(batch: list[Any]) -> None:
+    def run_batch(lane: Any, batch: list[Any]) -> None:
         note("store batch size (calls)", len(batch))
-        original_batch(batch)
+        original_batch(lane, batch)
 
-    call_class.__init__ = init  # type: ignore[method-assign]
     call_class.run = run  # type: ignore[method-assign]
-    store_module._run_batch = run_batch
+    lane_module.Lane._run_batch = run_batch  # type: ignore[method-assign, assignment]
     wrap_async(store_module.JobStore, "_call", "store call (queue + thread hop + run)")
 
 
