@@ -21,8 +21,8 @@ import re
 import stat
 import sys
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 from .._text import escape
 from .exits import CliError, Exit
@@ -40,8 +40,7 @@ class ConfigError(CliError):
         super().__init__(message, Exit.USAGE)
 
 
-@dataclass(frozen=True)
-class Context:
+class Context(NamedTuple):
     name: str
     host: str | None
     """As written: ``host:port`` (checked where it is used)."""
@@ -55,8 +54,7 @@ class Context:
         return value
 
 
-@dataclass(frozen=True)
-class Config:
+class Config(NamedTuple):
     path: Path
     contexts: Mapping[str, Context]
     current: str | None

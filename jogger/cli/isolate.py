@@ -9,7 +9,7 @@ ls`` (an error that says where ``--`` goes) and an option in ``--isolate -t``.
 """
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from typing import NamedTuple
 
 KINDS = ("pid", "mount", "net", "ipc", "uts")
 """The namespaces, in the order jog shows them."""
@@ -21,8 +21,7 @@ _SHORTEST = "--is"
 """The shortest abbreviation argparse takes for --isolate (``--i`` is also --io-weight's)."""
 
 
-@dataclass(frozen=True)
-class Asked:
+class Asked(NamedTuple):
     """What ``--isolate`` asks for."""
 
     namespaces: frozenset[str]

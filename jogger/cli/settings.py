@@ -15,8 +15,9 @@ the certificates the settings give without it.
 
 import os
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
+from types import MappingProxyType
+from typing import NamedTuple
 
 from ..rpc.address import format_address, parse_address
 from . import config as config_file
@@ -34,8 +35,7 @@ VARIABLES = {
 _WHAT = {"ca": "the CA certificate", "cert": "your user certificate", "key": "your user key"}
 
 
-@dataclass(frozen=True)
-class Source:
+class Source(NamedTuple):
     """Where a setting came from, as errors name it: a flag, a variable, or a context's
     field (``context='prod'``, ``field='ca'``)."""
 
@@ -55,21 +55,23 @@ class Source:
         return self.name
 
 
-@dataclass(frozen=True)
-class Settings:
+_FROM_VARIABLES: Mapping[str, Source] = MappingProxyType(
+    {name: Source(variable) for name, variable in VARIABLES.items()}
+)
+"""Settings' sources by default: every one from its variable."""
+
+
+class Settings(NamedTuple):
     host: str
     port: int
     ca: Path
     cert: Path
     key: Path
-    sources: Mapping[str, Source] = field(
-        default_factory=lambda: {name: Source(v) for name, v in VARIABLES.items()}
-    )
+    sources: Mapping[str, Source] = _FROM_VARIABLES
     """Where each of the five came from (``host`` for the port too), for the errors."""
 
 
-@dataclass(frozen=True)
-class Target:
+class Target(NamedTuple):
     """One entry of ``--hosts``: its name as typed (each output line's prefix), and where it
     connects."""
 

@@ -5,15 +5,14 @@ import argparse
 import datetime
 import re
 import time
-from dataclasses import dataclass
+from typing import NamedTuple
 
 MAX_TAIL = 1 << 32
 """As the server's bound (engine/window.py)."""
 _ZONE = re.compile(r"(Z|[+-][0-9]{2}:?[0-9]{2})$", re.IGNORECASE)
 
 
-@dataclass(frozen=True)
-class Window:
+class Window(NamedTuple):
     """The part of the output asked for, as OutputRequest says it."""
 
     tail: int | None = None

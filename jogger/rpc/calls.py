@@ -7,7 +7,6 @@ from typing import Protocol, TypeVar
 
 from google.protobuf.message import Message
 
-from ..standard.grpc.health.v1 import health_pb2
 from ..v1 import jobs_pb2
 
 JOBS = "/jogger.v1.Jobs/"
@@ -148,6 +147,9 @@ class JobsCalls:
 
     async def health(self) -> int:
         """The server's health.v1 serving status (1 is SERVING)."""
+        # Here, not at the top: its descriptor pool of its own is not every jog start's.
+        from ..standard.grpc.health.v1 import health_pb2  # noqa: PLC0415
+
         response = await self._channel.unary(
             "/grpc.health.v1.Health/Check",
             health_pb2.HealthCheckRequest(),

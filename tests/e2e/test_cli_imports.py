@@ -39,6 +39,10 @@ NEVER = (
     "jogger.rpc.client",
     "jogger.cli.connect",
     "importlib.metadata",
+    # dataclasses imports inspect (with ast, dis, tokenize): 10 ms of every start.
+    "dataclasses",
+    "inspect",
+    "jogger.standard",
 )
 # Nor, for `jog --help`, the connection's: TLS, HTTP/2, protobuf.
 NOT_FOR_HELP = ("ssl", "h2", "hpack", "google.protobuf", "jogger.v1")
