@@ -141,7 +141,11 @@ class Channel:
                 "+proto",
             )
             if request is not None:
-                sent = await self._connection.send_message(stream, request.SerializeToString())
+                payload = request.SerializeToString()
+                # A small request goes out with its headers and its end in one write.
+                sent = self._connection.queue_message(
+                    stream, payload
+                ) or await self._connection.send_message(stream, payload)
                 # A server may answer before our end goes out (a hostile one, at once), and
                 # reset the stream too: then there is nothing left to end.
                 if sent and not stream.answered:

@@ -382,7 +382,12 @@ class RpcServer:
                 async for message in messages:
                     await send(message)
         elif method.unary is not None:
-            await send(await method.unary(call, request))
+            response = await method.unary(call, request)
+            payload, compressed = await encode(response.SerializeToString(), encoding)
+            # A small answer waits for the call's end, and the two go out in one write
+            # (_call flushes after _finish); a big one is sent as any message is.
+            if not connection.queue_message(stream, payload, compressed=compressed):
+                await connection.send_message(stream, payload, compressed=compressed)
         elif method.stream is not None:
             async with aclosing(method.stream(call, request)) as messages:  # type: ignore[type-var]
                 async for message in messages:

@@ -71,6 +71,8 @@ DRAIN_SIZE = 1 << 20
 """The most plaintext run() takes from TLS records already received, per pass."""
 SEND_BATCH = (1 << 20) + (1 << 10)
 """The most one write takes from one stream: a whole 1 MiB Output message and its framing."""
+QUEUE_LIMIT = 64 << 10
+"""The largest message ``queue_message`` queues whole, to go out with what follows it."""
 MIN_SHARE = 16 << 10
 """The smallest message size message_size() hands out."""
 LINGER = 1.0
@@ -284,6 +286,31 @@ class Connection:
             # wrote: the rest has nobody to read it.
             self._answered(stream)
             return False
+
+    def queue_message(self, stream: Stream, payload: bytes, *, compressed: bool = False) -> bool:
+        """Queue one small gRPC message whole, without writing it, when flow control lets all
+        of it go now; False (and nothing queued) otherwise: send it with ``send_message``.
+
+        For a unary call, whose headers are queued before it and whose end after it: the
+        next ``flush()`` writes the three in one TLS record and one send, where writing the
+        message at once costs a second of each (and a second pass through the send lock).
+        What waits in the protocol machine's buffer meanwhile is one message of at most
+        QUEUE_LIMIT bytes per call, and the caller flushes right after.
+        """
+        h2_connection = self._protocol.h2_connection
+        size = len(payload) + 5
+        if (
+            size > QUEUE_LIMIT
+            or self.closed.is_set()
+            or stream.answered
+            or h2_connection.local_flow_control_window(stream.id) < size
+        ):
+            return False
+        data = bytes([compressed]) + len(payload).to_bytes(4, "big") + payload
+        frame = h2_connection.max_outbound_frame_size
+        for start in range(0, size, frame):
+            self._protocol.send_data(stream.id, data[start : start + frame])
+        return True
 
     async def _send_data(self, stream: Stream, data: memoryview) -> bool:
         h2_connection = self._protocol.h2_connection
