@@ -287,9 +287,13 @@ class Connection:
             self._answered(stream)
             return False
 
-    def queue_message(self, stream: Stream, payload: bytes, *, compressed: bool = False) -> bool:
+    def queue_message(
+        self, stream: Stream, payload: bytes, *, compressed: bool = False, end: bool = False
+    ) -> bool:
         """Queue one small gRPC message whole, without writing it, when flow control lets all
         of it go now; False (and nothing queued) otherwise: send it with ``send_message``.
+        ``end``: the message is the last we send on the stream (its frame carries END_STREAM:
+        a client's unary request, which then needs no empty frame after it).
 
         For a unary call, whose headers are queued before it and whose end after it: the
         next ``flush()`` writes the three in one TLS record and one send, where writing the
@@ -309,7 +313,8 @@ class Connection:
         data = bytes([compressed]) + len(payload).to_bytes(4, "big") + payload
         frame = h2_connection.max_outbound_frame_size
         for start in range(0, size, frame):
-            self._protocol.send_data(stream.id, data[start : start + frame])
+            last = start + frame >= size
+            self._protocol.send_data(stream.id, data[start : start + frame], end and last)
         return True
 
     async def _send_data(self, stream: Stream, data: memoryview) -> bool:
