@@ -274,7 +274,7 @@ class RpcServer:
             calls.start_soon(_expect_preface, connection, deadline, calls, self._observer)
             try:
                 with contextlib.suppress(ConnectionLost):
-                    await connection.start()
+                    connection.prepare()
                     await connection.run(on_request)
             finally:
                 # The connection is over: nothing can reach its client any more, and its
