@@ -121,10 +121,14 @@ class Channel:
                 "+proto",
             )
             if request is not None:
-                sent = await self._connection.send_message(stream, request.SerializeToString())
-                # A server may answer before our end goes out (a hostile one, at once), and
-                # reset the stream too: then there is nothing left to end.
-                if sent and not stream.answered:
+                payload = request.SerializeToString()
+                if self._connection.queue_message(stream, payload, end=True):
+                    # A small request goes out in one write with its headers, and ends the
+                    # request stream in its own frame.
+                    stream.request_ended = True
+                elif await self._connection.send_message(stream, payload) and not stream.answered:
+                    # A server may answer before our end goes out (a hostile one, at once),
+                    # and reset the stream too: then there is nothing left to end.
                     protocol.end_request(stream.id)
                     stream.request_ended = True
             await self._connection.flush()

@@ -135,6 +135,13 @@ class ProtocolMachine(GRPCConnection):  # type: ignore[misc]
         # purerpc advertises the limit but h2 only applies it when a settings change is
         # acknowledged, and purerpc's settings are not a change: apply it from the start.
         self.h2_connection.decoder.max_header_list_size = MAX_HEADER_LIST_SIZE
+        if not config.client_side:
+            # A server sends only headers of ours: constant lowercase names, a status code,
+            # a percent-quoted grpc-message, an encoding from our own list. h2's outbound
+            # checks and normalisation of them cost a fifth of answering a call; what the
+            # peer sends is still checked in full (validate_inbound_headers stays on).
+            self.h2_connection.config.validate_outbound_headers = False
+            self.h2_connection.config.normalize_outbound_headers = False
         self._unacknowledged: dict[int, int] = {}
         self._client_streaming = frozenset(client_streaming)
         self._deferred: set[int] = set()

@@ -71,6 +71,8 @@ DRAIN_SIZE = 1 << 20
 """The most plaintext run() takes from TLS records already received, per pass."""
 SEND_BATCH = (1 << 20) + (1 << 10)
 """The most one write takes from one stream: a whole 1 MiB Output message and its framing."""
+QUEUE_LIMIT = 64 << 10
+"""The largest message ``queue_message`` queues whole, to go out with what follows it."""
 MIN_SHARE = 16 << 10
 """The smallest message size message_size() hands out."""
 LINGER = 1.0
@@ -187,8 +189,16 @@ class Connection:
             self._holding -= 1
 
     async def start(self) -> None:
-        self._protocol.initiate_connection()
+        """Send our preface (SETTINGS) now."""
+        self.prepare()
         await self._flush(shield=False)  # the connection is not shared yet
+
+    def prepare(self) -> None:
+        """Queue our preface without writing it. A server does so: its SETTINGS then go out
+        with its acknowledgement of the client's, which a client sends without waiting for
+        ours (RFC 9113, 3.4), in one write (``run()`` flushes after reading) where
+        ``start()`` would take two: a fifth of a new connection's writes."""
+        self._protocol.initiate_connection()
 
     def new_stream(self, stream_id: int) -> Stream:
         size = self._deferred_inbox if self._protocol.defers(stream_id) else SERVER_INBOX
@@ -275,6 +285,36 @@ class Connection:
             # wrote: the rest has nobody to read it.
             self._answered(stream)
             return False
+
+    def queue_message(
+        self, stream: Stream, payload: bytes, *, compressed: bool = False, end: bool = False
+    ) -> bool:
+        """Queue one small gRPC message whole, without writing it, when flow control lets all
+        of it go now; False (and nothing queued) otherwise: send it with ``send_message``.
+        ``end``: the message is the last we send on the stream (its frame carries END_STREAM:
+        a client's unary request, which then needs no empty frame after it).
+
+        For a unary call, whose headers are queued before it and whose end after it: the
+        next ``flush()`` writes the three in one TLS record and one send, where writing the
+        message at once costs a second of each (and a second pass through the send lock).
+        What waits in the protocol machine's buffer meanwhile is one message of at most
+        QUEUE_LIMIT bytes per call, and the caller flushes right after.
+        """
+        h2_connection = self._protocol.h2_connection
+        size = len(payload) + 5
+        if (
+            size > QUEUE_LIMIT
+            or self.closed.is_set()
+            or stream.answered
+            or h2_connection.local_flow_control_window(stream.id) < size
+        ):
+            return False
+        data = bytes([compressed]) + len(payload).to_bytes(4, "big") + payload
+        frame = h2_connection.max_outbound_frame_size
+        for start in range(0, size, frame):
+            last = start + frame >= size
+            self._protocol.send_data(stream.id, data[start : start + frame], end and last)
+        return True
 
     async def _send_data(self, stream: Stream, data: memoryview) -> bool:
         h2_connection = self._protocol.h2_connection
