@@ -6,7 +6,6 @@ once a command is known to need them: start-up time is what users feel.
 
 import argparse
 import functools
-import math
 import os
 import shlex
 import sys
@@ -18,8 +17,7 @@ if TYPE_CHECKING:
 
 from .._text import escape
 from .._version import VersionAction
-from ..rpc.jobs_api import MAX_GRACE, timeout_problem
-from . import completion_args, isolate, label_args, stdout, wait_args, window_args
+from . import arg_types, completion_args, isolate, label_args, stdout, wait_args, window_args
 from .detach import DETACH_KEYS
 from .exits import CliError, Exit
 
@@ -30,7 +28,6 @@ ONE_SHOT = frozenset({"status", "start", "stop", "list", "restart"})
 without trio's import (cli/oneshot.py)."""
 
 DEFAULT_RECONNECT_TIMEOUT = 60.0
-MAX_RECONNECT_TIMEOUT = 7 * 86400.0
 
 ENVIRONMENT = """\
 connection settings (environment):
@@ -96,22 +93,28 @@ def _job_options() -> argparse.ArgumentParser:
         "--env",
         metavar="NAME=VALUE",
         action="append",
-        type=_env,
+        type=arg_types.env,
         default=[],
         help="add to the job's environment (repeatable)",
     )
-    job.add_argument("--cpu", type=_cores, metavar="CORES", help="CPU limit in cores (0.5)")
     job.add_argument(
-        "--cpu-weight", type=_weight, metavar="W", help="CPU weight, 1-10000 (default 100)"
+        "--cpu", type=arg_types.cores, metavar="CORES", help="CPU limit in cores (0.5)"
     )
-    job.add_argument("--memory", type=_size, metavar="SIZE", help="memory limit (256M, 2G)")
     job.add_argument(
-        "--io-weight", type=_weight, metavar="W", help="I/O weight, 1-10000 (default 100)"
+        "--cpu-weight", type=arg_types.weight, metavar="W", help="CPU weight, 1-10000 (default 100)"
     )
-    job.add_argument("--pids", type=_count, metavar="N", help="at most N processes/threads")
+    job.add_argument(
+        "--memory", type=arg_types.size, metavar="SIZE", help="memory limit (256M, 2G)"
+    )
+    job.add_argument(
+        "--io-weight", type=arg_types.weight, metavar="W", help="I/O weight, 1-10000 (default 100)"
+    )
+    job.add_argument(
+        "--pids", type=arg_types.count, metavar="N", help="at most N processes/threads"
+    )
     job.add_argument(
         "--timeout",
-        type=_duration,
+        type=arg_types.duration,
         metavar="DURATION",
         help="stop the job once it has run this long (90s, 15m, 2h, 1h30m): SIGTERM, the "
         "server's grace, SIGKILL; it ends failed, reason timeout (default: the server's)",
@@ -120,7 +123,7 @@ def _job_options() -> argparse.ArgumentParser:
         "--isolate",
         nargs="?",
         const=isolate.ALL,
-        type=_isolation,
+        type=arg_types.isolation,
         metavar="KINDS",
         help="namespaces of the job's own: alone, all of them; --isolate=KINDS, those named "
         f"({','.join(isolate.KINDS)}), all, none or {isolate.READ_ONLY_ROOT} "
@@ -168,7 +171,7 @@ class _Parents:
         hosts = argparse.ArgumentParser(add_help=False)
         hosts.add_argument(
             "--hosts",
-            type=_hosts,
+            type=arg_types.host_list,
             metavar="A,B,...",
             help="on each of these hosts at once: a context's name, or host:port (with the "
             "certificates jog would use without --hosts)",
@@ -184,7 +187,7 @@ class _Parents:
         reconnect = argparse.ArgumentParser(add_help=False)
         reconnect.add_argument(
             "--reconnect-timeout",
-            type=_reconnect_timeout,
+            type=arg_types.reconnect_timeout,
             default=DEFAULT_RECONNECT_TIMEOUT,
             metavar="SECONDS",
             help="when the connection drops while following, reconnect for up to this long "
@@ -290,7 +293,7 @@ def _add_stop(sub: Sub, parents: _Parents) -> None:
     stop.add_argument("job_id", metavar="ID")
     stop.add_argument(
         "--grace",
-        type=_seconds,
+        type=arg_types.seconds,
         metavar="SECONDS",
         help="wait this long after SIGTERM before SIGKILL (server default 10)",
     )
@@ -315,7 +318,7 @@ def _add_output(sub: Sub, parents: _Parents) -> None:
     )
     output.add_argument(
         "--offset",
-        type=_offset,
+        type=arg_types.offset,
         default=0,
         metavar="BYTES",
         help="start at this byte of the output",
@@ -329,7 +332,7 @@ def _add_list(sub: Sub, parents: _Parents) -> None:
     jobs.add_argument("--all", action="store_true", help="every user's jobs (admins only)")
     jobs.add_argument(
         "--limit",
-        type=_limit,
+        type=arg_types.limit,
         default=100,
         metavar="N",
         help="show the newest N jobs (default 100; 0 for every job on record)",
@@ -377,124 +380,6 @@ COMMANDS: dict[str, Callable[[Sub, _Parents], None]] = {
     "completion": _add_completion,
 }
 """Each command's parser, in the order jog --help lists them."""
-
-
-def _hosts(text: str) -> list[str]:
-    entries = [entry.strip() for entry in text.split(",")]
-    if not all(entries):
-        raise argparse.ArgumentTypeError(f"{text!r} has an empty entry: write A,B,C")
-    twice = next((e for at, e in enumerate(entries) if e in entries[:at]), None)
-    if twice is not None:
-        raise argparse.ArgumentTypeError(f"{twice!r} is named twice")
-    return entries
-
-
-def _limit(text: str) -> int:
-    if not text.isdigit():
-        raise argparse.ArgumentTypeError(f"{text!r} is not a non-negative integer")
-    return int(text)
-
-
-def _isolation(text: str) -> isolate.Asked:
-    try:
-        return isolate.parse(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-
-
-def _env(text: str) -> tuple[str, str]:
-    name, sep, value = text.partition("=")
-    if not sep or not name:
-        raise argparse.ArgumentTypeError(f"{text!r} is not NAME=VALUE")
-    return name, value
-
-
-def _number(
-    kind: Callable[[str], T], noun: str, low: T, high: T, out_of_range: Callable[[T], str]
-) -> Callable[[str], T]:
-    """An argparse type: ``kind(text)``, from ``low`` to ``high``."""
-
-    def parse(text: str) -> T:
-        try:
-            value = kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not {noun}") from None
-        if not low <= value <= high:
-            raise argparse.ArgumentTypeError(out_of_range(value))
-        return value
-
-    return parse
-
-
-_seconds = _number(
-    float,
-    "a number of seconds",
-    0.0,
-    float(MAX_GRACE),
-    lambda _: f"the grace period must be from 0 to {MAX_GRACE:g} seconds",
-)
-_reconnect_timeout = _number(
-    float,
-    "a number of seconds",
-    0.0,
-    MAX_RECONNECT_TIMEOUT,
-    lambda _: f"the reconnect timeout must be from 0 to {MAX_RECONNECT_TIMEOUT:g} seconds",
-)
-_cores = _number(
-    float,
-    "a number of cores",
-    0.01,
-    100_000.0,
-    lambda _: "the CPU limit must be at least 0.01 cores",
-)
-_offset = _number(
-    int,
-    "a whole number of bytes",
-    0,
-    (1 << 64) - 1,
-    lambda offset: (
-        "the offset cannot be negative" if offset < 0 else "the offset must be below 2**64"
-    ),
-)
-
-
-def _weight(text: str) -> int:
-    if not text.isdigit() or not 1 <= int(text) <= 10000:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a weight from 1 to 10000")
-    return int(text)
-
-
-def _count(text: str) -> int:
-    if not text.isdigit() or not 1 <= int(text) < 1 << 32:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a positive whole number")
-    return int(text)
-
-
-def _duration(text: str) -> float:
-    from .._units import parse_duration  # noqa: PLC0415 - small, but only when asked for
-
-    try:
-        seconds = parse_duration(text).total_seconds()
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-    except OverflowError:  # past what a timedelta holds
-        seconds = math.inf
-    problem = timeout_problem(seconds)
-    if problem is not None:
-        raise argparse.ArgumentTypeError(f"{text!r}: {problem}")
-    return seconds
-
-
-def _size(text: str) -> int:
-    from .._units import parse_size  # noqa: PLC0415 - small, but only when asked for
-
-    try:
-        value = parse_size(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-    if not 0 < value < 1 << 64:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a positive size")
-    return value
 
 
 def entry() -> NoReturn:
