@@ -23,6 +23,7 @@ from purerpc.grpclib.headers import HeaderDict
 from purerpc.grpclib.status import Status, StatusCode
 
 from .compression import ACCEPT_ENCODING, ReadBuffer, supported
+from .frames import FrameBuffer
 
 CONNECTION_WINDOW = 16 << 20
 """How much response data a client lets the server send ahead, over all streams."""
@@ -37,7 +38,9 @@ would let one such stream stall every other call on the connection. Four stream 
 leave any one stalled stream three quarters of it, and still bound what one connection can
 make us hold: its unread input is never more than this.
 """
-CLIENT_FRAME_SIZE = 128 << 10
+CLIENT_FRAME_SIZE = 2 << 20
+"""The largest frame a client takes: more than a whole 1 MiB Output message and its framing,
+so that a server sends each in one DATA frame (frames.py keeps big frames cheap to read)."""
 SERVER_FRAME_SIZE = 16 << 10
 SERVER_MAX_STREAMS = 128
 """Calls one connection may have in flight; purerpc advertises 65,536. Enforced on our
@@ -114,10 +117,10 @@ class ProtocolMachine(GRPCConnection):  # type: ignore[misc]
     their call to inflate within its limit.
     """
 
-    # purerpc accepts 16 MiB frames; h2 3.x reassembles a frame by appending to a bytes
-    # object, which copies the partial frame for every TLS record: quadratic in frame size.
-    # A client takes 128 KiB frames (the streaming benchmark ran 1.8x faster than with 16 MiB);
-    # a server, whose requests are small, takes HTTP/2's default 16 KiB.
+    # purerpc accepts 16 MiB frames. A client takes frames as big as a whole Output message
+    # (each frame costs a pass through h2's Python); a server, whose requests are small,
+    # takes HTTP/2's default 16 KiB. A frame is buffered whole before it is parsed, so this
+    # bounds what one frame makes us hold.
     MAX_INBOUND_FRAME_SIZE = CLIENT_FRAME_SIZE
 
     def __init__(
@@ -132,6 +135,8 @@ class ProtocolMachine(GRPCConnection):  # type: ignore[misc]
         # purerpc advertises the limit but h2 only applies it when a settings change is
         # acknowledged, and purerpc's settings are not a change: apply it from the start.
         self.h2_connection.decoder.max_header_list_size = MAX_HEADER_LIST_SIZE
+        # h2's own buffer copies every byte several times (quadratic in the frame size).
+        self.h2_connection.incoming_buffer = FrameBuffer(server=not config.client_side)
         self._unacknowledged: dict[int, int] = {}
         self._client_streaming = frozenset(client_streaming)
         self._deferred: set[int] = set()
@@ -334,7 +339,7 @@ class FrameGuard:
         self._header = b""
         self._max = max_size
 
-    def check(self, data: bytes | bytearray) -> None:
+    def check(self, data: bytes | bytearray | memoryview) -> None:
         at = 0
         while at < len(data):
             if self._skip:

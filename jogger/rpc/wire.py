@@ -14,11 +14,13 @@ module does the I/O, on trio, for both ends of a connection:
 """
 
 import contextlib
+import errno
 import logging
 import socket
 import ssl
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
+from typing import cast
 
 import h2.errors
 import h2.exceptions
@@ -65,10 +67,14 @@ of window. A call whose message would pass it ends with RESOURCE_EXHAUSTED."""
 INITIAL_WINDOW_FACTOR = 2
 """purerpc's stream window is twice the largest message."""
 RECEIVE_SIZE = 1 << 16
+BULK_RECEIVE = 1 << 20
+"""The most ciphertext a client takes from its socket at once (trio's default is 64 KiB):
+output streams in 1 MiB messages, and each read costs a pass of the reader loop."""
 END_BATCH = 16
 """Calls of a closed connection cancelled in one pass of the event loop (see _end)."""
-DRAIN_SIZE = 1 << 20
-"""The most plaintext run() takes from TLS records already received, per pass."""
+DRAIN_SIZE = 2 << 20
+"""The most plaintext run() takes from TLS records already received, per pass: more than a
+BULK_RECEIVE read of ciphertext holds."""
 SEND_BATCH = (1 << 20) + (1 << 10)
 """The most one write takes from one stream: a whole 1 MiB Output message and its framing."""
 MIN_SHARE = 16 << 10
@@ -170,6 +176,12 @@ class Connection:
         self._peer_resets = Allowance(*PEER_RESETS, clock=trio.current_time)
         self._holding = 0
         self._frames = None if client_side else FrameGuard(len(PREFACE), SERVER_FRAME_SIZE)
+        self._plaintext: bytearray | None = None
+        """A client's buffer for the plaintext of the records it has received (one per
+        connection, reused: h2's frame buffer copies what it is given)."""
+        if client_side:
+            _receive_in_bulk(stream)
+            self._plaintext = bytearray(DRAIN_SIZE)
 
     def message_size(self, stream: Stream, wanted: int) -> int:
         """How big the next message of ``stream`` should be: ``wanted``, shared among the
@@ -336,18 +348,41 @@ class Connection:
     def protocol(self) -> GRPCConnection:
         return self._protocol
 
-    def _buffered_plaintext(self) -> bytes:
-        """What TLS records already received hold beyond the one receive_some() returned.
+    def _with_buffered(self, first: bytes | bytearray) -> bytes | bytearray | memoryview:
+        """``first`` (what receive_some() returned) and the plaintext of the TLS records
+        already received behind it.
 
         trio's SSLStream returns one TLS record (at most 16 KiB) per receive_some(), and
         each call costs a pass of the scheduler: a third of a client's CPU when streaming.
         Records that are already in its buffer are decrypted here, in one go. Only this
         task reads, and it reads nothing from the socket; anything unusual (a TLS alert,
         close_notify) is left for the next receive_some() to report.
+
+        A client's records are decrypted straight into its reused buffer: the view returned
+        is valid until the next call.
         """
         ssl_object = getattr(self._transport, "_ssl_object", None)
         if not isinstance(ssl_object, ssl.SSLObject):
-            return b""
+            return first
+        if self._plaintext is None:
+            return first + self._buffered_plaintext(ssl_object)
+        view = memoryview(self._plaintext)
+        size = len(first)
+        view[:size] = first
+        while size < DRAIN_SIZE:
+            try:
+                # With a buffer, read() returns a count (typeshed says bytes).
+                got = cast(int, ssl_object.read(DRAIN_SIZE - size, view[size:]))
+            except ssl.SSLError:  # SSLWantReadError: nothing buffered; or an error to report
+                break
+            if not got:
+                break
+            size += got
+        return view[:size]
+
+    def _buffered_plaintext(self, ssl_object: ssl.SSLObject) -> bytes:
+        """What TLS records already received hold, as bytes (a server's connection, which
+        keeps no buffer of its own)."""
         chunks = []
         size = 0
         while size < DRAIN_SIZE:
@@ -371,9 +406,8 @@ class Connection:
         try:
             while True:
                 try:
-                    data = await self._transport.receive_some(RECEIVE_SIZE)
-                    if data:
-                        data += self._buffered_plaintext()
+                    received = await self._transport.receive_some(RECEIVE_SIZE)
+                    data = self._with_buffered(received) if received else received
                 except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
                     self.failure = exc.__cause__ or exc
                     return
@@ -421,7 +455,7 @@ class Connection:
                 if count % END_BATCH == 0:
                     await trio.lowlevel.checkpoint()
 
-    async def _receive(self, data: bytes | bytearray) -> list[Event] | None:
+    async def _receive(self, data: bytes | bytearray | memoryview) -> list[Event] | None:
         """What the peer's bytes mean; None once they have ended the connection."""
         try:
             if self._frames is not None:
@@ -571,6 +605,38 @@ class Connection:
             # The call ends with this status (see the server's _call).
             stream.refusal = event.status
             stream.scope.cancel()
+
+
+def _receive_in_bulk(stream: trio.abc.Stream) -> None:
+    """Make the TLS stream over a socket read BULK_RECEIVE bytes at a time from it.
+
+    trio's SSLStream asks its transport for its default size (64 KiB), which makes a client
+    reading a 1 MiB message 16 passes of its reader loop; the socket returns what it has, so
+    small answers cost nothing more.
+    """
+    tcp = getattr(stream, "transport_stream", None)
+    if isinstance(tcp, trio.SocketStream):
+        tcp.receive_some = _BulkReceive(tcp.socket)  # type: ignore[method-assign,assignment]
+
+
+class _BulkReceive:
+    """A socket stream's ``receive_some``, reading up to BULK_RECEIVE bytes into one reused
+    buffer: a fresh megabyte per read would cost its page faults every time. What it
+    returns is valid until the next read (SSLStream copies it into its BIO at once)."""
+
+    def __init__(self, sock: trio.socket.SocketType) -> None:
+        self._socket = sock
+        self._buffer = bytearray(BULK_RECEIVE)
+
+    async def __call__(self, max_bytes: int | None = None) -> memoryview:
+        try:
+            size = await self._socket.recv_into(self._buffer)
+        except OSError as exc:
+            # As trio's SocketStream says it.
+            if exc.errno in (errno.EBADF, errno.ENOTSOCK):
+                raise trio.ClosedResourceError("this socket was already closed") from None
+            raise trio.BrokenResourceError(f"socket connection broken: {exc}") from exc
+        return memoryview(self._buffer)[:size]
 
 
 def set_socket_options(stream: trio.abc.Stream) -> None:
