@@ -209,7 +209,8 @@ async def followers(env: dict[str, str], clients: int, mib: int) -> float:
         job = await owner.start(["dd", "if=/dev/zero", "bs=1M", f"count={mib}", "status=none"])
 
         async def follow() -> None:
-            async with connect(host, int(port), context) as client:
+            # A generous timeout: 100 handshakes at once on a loaded 2-core box take a while.
+            async with connect(host, int(port), context, connect_timeout=120) as client:
                 total = 0
                 async with client.output(job.job_id) as chunks:
                     async for chunk in chunks:
