@@ -8,6 +8,7 @@ frame from its header.
 import contextlib
 import datetime
 import re
+import struct
 import urllib.parse
 from collections.abc import Callable, Collection
 from typing import Any
@@ -51,6 +52,8 @@ MAX_HEADER_LIST_SIZE = 8 << 10
 but leaves h2's decoder at 64 KiB."""
 
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+DATA_HEADER = struct.Struct(">HBBBL")
+"""A frame header (RFC 9113 section 4.1): length (24 bits, as 16 + 8), type, flags, stream."""
 """What an HTTP/2 client sends before its first frame."""
 
 
@@ -150,6 +153,24 @@ class ProtocolMachine(GRPCConnection):  # type: ignore[misc]
         queued: bytearray = self.h2_connection._data_to_send
         self.h2_connection._data_to_send = bytearray()
         return queued
+
+    def queue_data_header(self, stream_id: int, data: bytes | memoryview) -> None:
+        """h2's ``send_data`` (its checks, its flow control and stream state), but only the
+        DATA frame's 9-byte header is queued: the caller writes ``data`` itself, right after
+        what ``data_to_send()`` returns next. h2 would copy the body twice (hyperframe's
+        serialize, then its queue)."""
+        h2_connection = self.h2_connection
+        frames: list[Any] = []
+        h2_connection._prepare_for_sending = frames.extend
+        try:
+            h2_connection.send_data(stream_id, data)
+        finally:
+            del h2_connection._prepare_for_sending
+        # One frame, with no flag (END_STREAM, PADDED) that its header would have to carry.
+        assert len(frames) == 1, frames
+        assert not frames[0].flags, frames
+        size = len(data)
+        h2_connection._data_to_send += DATA_HEADER.pack(size >> 8, size & 0xFF, 0, 0, stream_id)
 
     def start_response(
         self, stream_id: int, content_type_suffix: str = "", *, encoding: str | None = None

@@ -261,8 +261,9 @@ class Connection:
         async with self._send_lock:
             await self._write_queued(shield=shield)
 
-    async def _write_queued(self, *, shield: bool) -> None:
-        """Write what the protocol machine has queued; the send lock is held."""
+    async def _write_queued(self, *, shield: bool, body: memoryview | None = None) -> None:
+        """Write what the protocol machine has queued; the send lock is held. ``body``: that
+        of the DATA frame whose header was queued last (queue_data_header)."""
         if self.closed.is_set():
             raise ConnectionLost
         # Until nothing is left: what the reader queued while we wrote (window updates, acks)
@@ -271,6 +272,9 @@ class Connection:
             with trio.CancelScope(shield=shield) as self._write_scope:
                 try:
                     await self._transport.send_all(data)
+                    if body is not None:
+                        await self._transport.send_all(body)
+                        body = None
                 except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
                     self.failure = self.failure or exc.__cause__ or exc
                     raise ConnectionLost from None
@@ -322,13 +326,15 @@ class Connection:
                 # (purerpc's way) costs a TLS write, a send and a scheduler pass per frame.
                 batch, data = data[:window], data[window:]
                 frame = h2_connection.max_outbound_frame_size
-                for start in range(0, len(batch), frame):
-                    piece = batch[start : start + frame]
-                    # A whole message in one frame (the common case: a client takes frames
-                    # of 2 MiB) goes as it is, not copied.
-                    whole = len(piece) == len(message)
-                    self._protocol.send_data(stream.id, message if whole else bytes(piece))
                 stream.partial_message = bool(data)
+                if len(batch) <= frame:
+                    # One frame (the common case: our client takes frames of 2 MiB, more
+                    # than an Output message): its body is written as it is, not copied.
+                    self._protocol.queue_data_header(stream.id, batch)
+                    await self._write_queued(shield=self._shield_writes, body=batch)
+                    continue
+                for start in range(0, len(batch), frame):
+                    self._protocol.send_data(stream.id, bytes(batch[start : start + frame]))
                 await self._write_queued(shield=self._shield_writes)
         return True
 

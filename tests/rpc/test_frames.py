@@ -2,13 +2,15 @@
 
 import os
 
+import h2.connection
 import h2.frame_buffer
 import pytest
 from h2.exceptions import FrameTooLargeError, ProtocolError
 from hyperframe.frame import DataFrame, HeadersFrame, PingFrame, SettingsFrame, WindowUpdateFrame
+from purerpc.grpclib.config import GRPCConfiguration
 
 from jogger.rpc.frames import FrameBuffer
-from jogger.rpc.protocol import PREFACE
+from jogger.rpc.protocol import PREFACE, ProtocolMachine
 
 
 def wire_frames() -> bytes:
@@ -73,3 +75,42 @@ def test_a_data_frame_is_sent_as_hyperframe_would_with_or_without_padding() -> N
     padded.pad_length = 2
     padded.data = b"body"
     assert padded.serialize() == b"\x00\x00\x07\x00\x08\x00\x00\x00\x01\x02body\x00\x00"
+
+
+def answering_machine() -> ProtocolMachine:
+    """A server's machine with a call open on stream 1, its response headers sent."""
+    client = ProtocolMachine(GRPCConfiguration(client_side=True))
+    client.initiate_connection()
+    client.start_request(1, "https", "jogger.v1.Jobs", "Output", "x", "localhost", None, "+proto")
+    server = ProtocolMachine(GRPCConfiguration(client_side=False))
+    server.initiate_connection()
+    server.receive_data(client.data_to_send())
+    server.receive_data(h2_data_to_send(client.h2_connection))
+    server.start_response(1, "+proto")
+    server.data_to_send()
+    return server
+
+
+def h2_data_to_send(connection: h2.connection.H2Connection) -> bytes:
+    return bytes(connection.data_to_send())
+
+
+def test_a_data_frame_sent_header_first_is_the_frame_h2_sends_and_counts_the_same() -> None:
+    body = os.urandom(3000)
+    ours, theirs = answering_machine(), answering_machine()
+    before = theirs.h2_connection.local_flow_control_window(1)
+    ours.queue_data_header(1, memoryview(body))
+    theirs.send_data(1, body)
+    assert bytes(ours.data_to_send()) + body == bytes(theirs.data_to_send())
+    for machine in (ours, theirs):
+        assert machine.h2_connection.local_flow_control_window(1) == before - 3000
+
+
+def test_a_data_frame_over_the_peers_frame_size_is_refused_with_nothing_queued() -> None:
+    machine = answering_machine()
+    before = machine.h2_connection.local_flow_control_window(1)
+    too_big = machine.h2_connection.max_outbound_frame_size + 1
+    with pytest.raises(FrameTooLargeError):
+        machine.queue_data_header(1, memoryview(bytes(too_big)))
+    assert not machine.data_to_send()
+    assert machine.h2_connection.local_flow_control_window(1) == before
