@@ -3,7 +3,10 @@
 Start and status latency, output and stdin throughput, and keystroke echo over a terminal
 (``jog run -t`` beside ``ssh -t``, each driven through a pseudo-terminal here).
 
-    python bench/cli.py [--quick]
+    python bench/cli.py [--quick] [--only output,followers]
+
+``--only`` runs some groups of rows: start (start, status, run latency), output (``jog run --
+cat`` and an ended job's output), stdin, keys (keystroke echo), followers.
 
 Installs Debian's openssh-server if it is missing (needs root and the Debian mirror) and runs
 a private sshd on a loopback port with throw-away keys; without it, the ssh columns are
@@ -26,7 +29,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from functools import partial
 from pathlib import Path
@@ -206,7 +209,8 @@ async def followers(env: dict[str, str], clients: int, mib: int) -> float:
         job = await owner.start(["dd", "if=/dev/zero", "bs=1M", f"count={mib}", "status=none"])
 
         async def follow() -> None:
-            async with connect(host, int(port), context) as client:
+            # A generous timeout: 100 handshakes at once on a loaded 2-core box take a while.
+            async with connect(host, int(port), context, connect_timeout=120) as client:
                 total = 0
                 async with client.output(job.job_id) as chunks:
                     async for chunk in chunks:
@@ -291,7 +295,10 @@ def _read_until(fd: int, wanted: bytes, timeout: float) -> bytes:
             return seen
 
 
-def main(quick: bool) -> None:
+GROUPS = ("start", "output", "stdin", "keys", "followers")
+
+
+def main(quick: bool, only: frozenset[str] = frozenset(GROUPS)) -> None:
     n = 5 if quick else 20
     mib = 128 if quick else 1024
     rows: list[tuple[str, float, float | None, float | None, str]] = []
@@ -308,92 +315,111 @@ def main(quick: bool) -> None:
             job = subprocess.run(
                 [*jog, "start", "--", "true"], env=env, capture_output=True, text=True, check=True
             ).stdout.split()[1]
-            ssh_true = median_of(n, lambda: timed([*ssh, "true"])) if ssh else None
-            mux_true = median_of(n, lambda: timed([*mux, "true"])) if mux else None
+            start_rows = "start" in only
+            ssh_true = median_of(n, lambda: timed([*ssh, "true"])) if ssh and start_rows else None
+            mux_true = median_of(n, lambda: timed([*mux, "true"])) if mux and start_rows else None
             for label, args in (
                 ("jog start -- true", ["start", "--", "true"]),
                 ("jog status ID", ["status", job]),
                 ("jog run -- true", ["run", "--", "true"]),
             ):
+                if not start_rows:
+                    break
                 command: list[str | Path] = [*jog, *args]
                 ours = median_of(n, partial(timed, command, env))
                 rows.append((label, ours, ssh_true, mux_true, "s"))
             runs = 3
-            jog_run = median_of(runs, lambda: timed([*jog, "run", "--", "cat", str(data)], env))
-            ssh_cat = median_of(runs, lambda: timed([*ssh, "cat", str(data)])) if ssh else None
-            mux_cat = median_of(runs, lambda: timed([*mux, "cat", str(data)])) if mux else None
-            rows.append(
-                (
-                    f"{mib} MiB: jog run -- cat vs ssh cat",
-                    mib * 1.048576 / jog_run,
-                    mib * 1.048576 / ssh_cat if ssh_cat else None,
-                    mib * 1.048576 / mux_cat if mux_cat else None,
-                    "MB/s",
-                )
-            )
-            done = subprocess.run(
-                [*jog, "start", "--", "cat", str(data)],
-                env=env,
-                capture_output=True,
-                text=True,
-                check=True,
-            ).stdout.split()[1]
-            subprocess.run(
-                [*jog, "output", done],
-                env=env,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-                check=True,
-            )
-            jog_out = median_of(runs, lambda: timed([*jog, "output", done], env))
-            rows.append(
-                (
-                    f"{mib} MiB: jog output of an ended job",
-                    mib * 1.048576 / jog_out,
-                    mib * 1.048576 / ssh_cat if ssh_cat else None,
-                    mib * 1.048576 / mux_cat if mux_cat else None,
-                    "MB/s",
-                )
-            )
-            stdin_mib = 64 if quick else 512
-            dd = ["dd", "if=/dev/zero", "bs=1M", f"count={stdin_mib}", "status=none"]
-            jog_in = median_of(runs, lambda: piped(dd, [*jog, "run", "--", "cat"], env))
-            ssh_in = median_of(runs, lambda: piped(dd, [*ssh, "cat"])) if ssh else None
-            mux_in = median_of(runs, lambda: piped(dd, [*mux, "cat"])) if mux else None
-            rows.append(
-                (
-                    f"{stdin_mib} MiB: dd | jog run -- cat vs ssh",
-                    stdin_mib * 1.048576 / jog_in,
-                    stdin_mib * 1.048576 / ssh_in if ssh_in else None,
-                    stdin_mib * 1.048576 / mux_in if mux_in else None,
-                    "MB/s",
-                )
-            )
-            keys = 20 if quick else 200
-            jog_keys = keystroke_echo([*jog, "run", "-t", "--", "cat"], env, keys)
-            ssh_keys = keystroke_echo([*ssh, "-tt", "cat"], None, keys) if ssh else None
-            mux_keys = keystroke_echo([*mux, "-tt", "cat"], None, keys) if mux else None
-            for label, pick in (("p50", 0.5), ("p99", 0.99)):
+            if "output" in only:
+                jog_run = median_of(runs, lambda: timed([*jog, "run", "--", "cat", str(data)], env))
+                ssh_cat = median_of(runs, lambda: timed([*ssh, "cat", str(data)])) if ssh else None
+                mux_cat = median_of(runs, lambda: timed([*mux, "cat", str(data)])) if mux else None
                 rows.append(
                     (
-                        f"keystroke echo, -t -- cat, {label}",
-                        _quantile(jog_keys, pick) * 1e3,
-                        _quantile(ssh_keys, pick) * 1e3 if ssh_keys else None,
-                        _quantile(mux_keys, pick) * 1e3 if mux_keys else None,
-                        "ms",
+                        f"{mib} MiB: jog run -- cat vs ssh cat",
+                        mib * 1.048576 / jog_run,
+                        mib * 1.048576 / ssh_cat if ssh_cat else None,
+                        mib * 1.048576 / mux_cat if mux_cat else None,
+                        "MB/s",
                     )
                 )
-            clients, fan_mib = (20, 16) if quick else (100, 64)
-            elapsed = trio.run(followers, env, clients, fan_mib)
-            rows.append(
-                (
-                    f"{clients} followers of one {fan_mib} MiB job, total",
-                    clients * fan_mib * 1.048576 / elapsed,
-                    None,
-                    None,
-                    "MB/s",
+                done = subprocess.run(
+                    [*jog, "start", "--", "cat", str(data)],
+                    env=env,
+                    capture_output=True,
+                    text=True,
+                    check=True,
+                ).stdout.split()[1]
+                subprocess.run(
+                    [*jog, "output", done],
+                    env=env,
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                    check=True,
                 )
-            )
+                jog_out = median_of(runs, lambda: timed([*jog, "output", done], env))
+                rows.append(
+                    (
+                        f"{mib} MiB: jog output of an ended job",
+                        mib * 1.048576 / jog_out,
+                        mib * 1.048576 / ssh_cat if ssh_cat else None,
+                        mib * 1.048576 / mux_cat if mux_cat else None,
+                        "MB/s",
+                    )
+                )
+            if "stdin" in only:
+                stdin_mib = 64 if quick else 512
+                dd = ["dd", "if=/dev/zero", "bs=1M", f"count={stdin_mib}", "status=none"]
+                jog_in = median_of(runs, lambda: piped(dd, [*jog, "run", "--", "cat"], env))
+                ssh_in = median_of(runs, lambda: piped(dd, [*ssh, "cat"])) if ssh else None
+                mux_in = median_of(runs, lambda: piped(dd, [*mux, "cat"])) if mux else None
+                rows.append(
+                    (
+                        f"{stdin_mib} MiB: dd | jog run -- cat vs ssh",
+                        stdin_mib * 1.048576 / jog_in,
+                        stdin_mib * 1.048576 / ssh_in if ssh_in else None,
+                        stdin_mib * 1.048576 / mux_in if mux_in else None,
+                        "MB/s",
+                    )
+                )
+            if "keys" in only:
+                rows.extend(keystroke_rows(jog, ssh, mux, env, 20 if quick else 200))
+            if "followers" in only:
+                clients, fan_mib = (20, 16) if quick else (100, 64)
+                elapsed = trio.run(followers, env, clients, fan_mib)
+                rows.append(
+                    (
+                        f"{clients} followers of one {fan_mib} MiB job, total",
+                        clients * fan_mib * 1.048576 / elapsed,
+                        None,
+                        None,
+                        "MB/s",
+                    )
+                )
+    print_table(rows, why_no_ssh)
+
+
+def keystroke_rows(
+    jog: Sequence[str | Path], ssh: list[str], mux: list[str], env: dict[str, str], keys: int
+) -> list[tuple[str, float, float | None, float | None, str]]:
+    """Keystroke echo over a terminal, p50 and p99, in ms."""
+    jog_keys = keystroke_echo([*jog, "run", "-t", "--", "cat"], env, keys)
+    ssh_keys = keystroke_echo([*ssh, "-tt", "cat"], None, keys) if ssh else None
+    mux_keys = keystroke_echo([*mux, "-tt", "cat"], None, keys) if mux else None
+    return [
+        (
+            f"keystroke echo, -t -- cat, {label}",
+            _quantile(jog_keys, pick) * 1e3,
+            _quantile(ssh_keys, pick) * 1e3 if ssh_keys else None,
+            _quantile(mux_keys, pick) * 1e3 if mux_keys else None,
+            "ms",
+        )
+        for label, pick in (("p50", 0.5), ("p99", 0.99))
+    ]
+
+
+def print_table(
+    rows: list[tuple[str, float, float | None, float | None, str]], why_no_ssh: str
+) -> None:
     print(f"{'measure':44} {'jog':>9} {'ssh':>9} {'ratio':>6} {'ssh mux':>9} {'ratio':>6}  unit")
     print("-" * 93)
     for label, ours, theirs, shared, unit in rows:
@@ -419,4 +445,13 @@ def _no_ssh() -> Iterator[tuple[list[str], list[str]]]:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="smaller runs, for a smoke test")
-    main(parser.parse_args().quick)
+    parser.add_argument(
+        "--only",
+        default=",".join(GROUPS),
+        help=f"comma-separated groups of rows to run, of: {', '.join(GROUPS)} (default: all)",
+    )
+    args = parser.parse_args()
+    only = frozenset(args.only.split(","))
+    if not only <= set(GROUPS):
+        parser.error(f"--only: unknown group(s) {', '.join(sorted(only - set(GROUPS)))}")
+    main(args.quick, only)

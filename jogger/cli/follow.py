@@ -167,8 +167,10 @@ class Follower:
                 self._window = Window(None, window.since_ns, window.timestamps)
                 if chunk.HasField("final"):
                     final = chunk.final
-                await self._write(self._stamper(chunk) if self._stamper else chunk.data)
-                self.offset = chunk.offset + len(chunk.data)
+                # Taken once: each access to a bytes field copies it out of the message.
+                data = chunk.data
+                await self._write(self._stamper(chunk) if self._stamper else data)
+                self.offset = chunk.offset + len(data)
         if final is None:
             raise RpcError(StatusCode.INTERNAL, "the output ended without the job's status")
         return final

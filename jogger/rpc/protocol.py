@@ -8,6 +8,7 @@ frame from its header.
 import contextlib
 import datetime
 import re
+import struct
 import urllib.parse
 from collections.abc import Callable, Collection
 from typing import Any
@@ -24,6 +25,7 @@ from purerpc.grpclib.headers import HeaderDict
 from purerpc.grpclib.status import Status, StatusCode
 
 from .compression import ACCEPT_ENCODING, ReadBuffer, supported
+from .frames import FrameBuffer
 
 MAX_MESSAGE = 4 << 20
 """The largest message a client accepts, as in grpc's default."""
@@ -40,7 +42,9 @@ would let one such stream stall every other call on the connection. Four stream 
 leave any one stalled stream three quarters of it, and still bound what one connection can
 make us hold: its unread input is never more than this.
 """
-CLIENT_FRAME_SIZE = 128 << 10
+CLIENT_FRAME_SIZE = 2 << 20
+"""The largest frame a client takes: more than a whole 1 MiB Output message and its framing,
+so that a server sends each in one DATA frame (frames.py keeps big frames cheap to read)."""
 SERVER_FRAME_SIZE = 16 << 10
 SERVER_MAX_STREAMS = 128
 """Calls one connection may have in flight; purerpc advertises 65,536. Enforced on our
@@ -52,6 +56,8 @@ but leaves h2's decoder at 64 KiB."""
 
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 """What an HTTP/2 client sends before its first frame."""
+DATA_HEADER = struct.Struct(">HBBBL")
+"""A frame header (RFC 9113 section 4.1): length (24 bits, as 16 + 8), type, flags, stream."""
 
 
 class StreamReset(Event):  # type: ignore[misc]
@@ -117,10 +123,10 @@ class ProtocolMachine(GRPCConnection):  # type: ignore[misc]
     their call to inflate within its limit.
     """
 
-    # purerpc accepts 16 MiB frames; h2 3.x reassembles a frame by appending to a bytes
-    # object, which copies the partial frame for every TLS record: quadratic in frame size.
-    # A client takes 128 KiB frames (the streaming benchmark ran 1.8x faster than with 16 MiB);
-    # a server, whose requests are small, takes HTTP/2's default 16 KiB.
+    # purerpc accepts 16 MiB frames. A client takes frames as big as a whole Output message
+    # (each frame costs a pass through h2's Python); a server, whose requests are small,
+    # takes HTTP/2's default 16 KiB. A frame is buffered whole before it is parsed, so this
+    # bounds what one frame makes us hold.
     MAX_INBOUND_FRAME_SIZE = CLIENT_FRAME_SIZE
 
     def __init__(
@@ -142,10 +148,39 @@ class ProtocolMachine(GRPCConnection):  # type: ignore[misc]
             # peer sends is still checked in full (validate_inbound_headers stays on).
             self.h2_connection.config.validate_outbound_headers = False
             self.h2_connection.config.normalize_outbound_headers = False
+        # h2's own buffer copies every byte several times (quadratic in the frame size).
+        self.h2_connection.incoming_buffer = FrameBuffer(server=not config.client_side)
         self._unacknowledged: dict[int, int] = {}
         self._client_streaming = frozenset(client_streaming)
         self._deferred: set[int] = set()
         """Server streams whose window goes back as messages are taken, not on receipt."""
+
+    def data_to_send(self, amount: int | None = None) -> bytes | bytearray:
+        """What h2 has queued to send, handed over whole and emptied (purerpc's copies it:
+        a megabyte per Output message)."""
+        if amount is not None:
+            return super().data_to_send(amount)  # type: ignore[no-any-return]
+        queued: bytearray = self.h2_connection._data_to_send
+        self.h2_connection._data_to_send = bytearray()
+        return queued
+
+    def queue_data_header(self, stream_id: int, data: bytes | memoryview) -> None:
+        """h2's ``send_data`` (its checks, its flow control and stream state), but only the
+        DATA frame's 9-byte header is queued: the caller writes ``data`` itself, right after
+        what ``data_to_send()`` returns next. h2 would copy the body twice (hyperframe's
+        serialize, then its queue)."""
+        h2_connection = self.h2_connection
+        frames: list[Any] = []
+        h2_connection._prepare_for_sending = frames.extend
+        try:
+            h2_connection.send_data(stream_id, data)
+        finally:
+            del h2_connection._prepare_for_sending
+        # One frame, with no flag (END_STREAM, PADDED) that its header would have to carry.
+        assert len(frames) == 1, frames
+        assert not frames[0].flags, frames
+        size = len(data)
+        h2_connection._data_to_send += DATA_HEADER.pack(size >> 8, size & 0xFF, 0, 0, stream_id)
 
     def start_response(
         self, stream_id: int, content_type_suffix: str = "", *, encoding: str | None = None
@@ -349,7 +384,7 @@ class FrameGuard:
         self._header = b""
         self._max = max_size
 
-    def check(self, data: bytes | bytearray) -> None:
+    def check(self, data: bytes | bytearray | memoryview) -> None:
         at = 0
         while at < len(data):
             if self._skip:

@@ -14,11 +14,13 @@ module does the I/O, on trio, for both ends of a connection:
 """
 
 import contextlib
+import errno
 import logging
 import socket
 import ssl
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
+from typing import cast
 
 import h2.errors
 import h2.exceptions
@@ -65,14 +67,20 @@ of window. A call whose message would pass it ends with RESOURCE_EXHAUSTED."""
 INITIAL_WINDOW_FACTOR = 2
 """purerpc's stream window is twice the largest message."""
 RECEIVE_SIZE = 1 << 16
+BULK_RECEIVE = 1 << 20
+"""The most ciphertext a client takes from its socket at once (trio's default is 64 KiB):
+output streams in 1 MiB messages, and each read costs a pass of the reader loop."""
 END_BATCH = 16
 """Calls of a closed connection cancelled in one pass of the event loop (see _end)."""
-DRAIN_SIZE = 1 << 20
-"""The most plaintext run() takes from TLS records already received, per pass."""
+DRAIN_SIZE = 2 << 20
+"""The most plaintext run() takes from TLS records already received, per pass: more than a
+BULK_RECEIVE read of ciphertext holds."""
 SEND_BATCH = (1 << 20) + (1 << 10)
 """The most one write takes from one stream: a whole 1 MiB Output message and its framing."""
 QUEUE_LIMIT = 64 << 10
 """The largest message ``queue_message`` queues whole, to go out with what follows it."""
+SOCKET_SEND_BUFFER = 2 << 20
+"""SO_SNDBUF of every connection's socket (the kernel's autotuning stays below it)."""
 MIN_SHARE = 16 << 10
 """The smallest message size message_size() hands out."""
 LINGER = 1.0
@@ -163,6 +171,12 @@ class Connection:
         self._peer_resets = Allowance(*PEER_RESETS, clock=trio.current_time)
         self._holding = 0
         self._frames = None if client_side else FrameGuard(len(PREFACE), SERVER_FRAME_SIZE)
+        self._plaintext: bytearray | None = None
+        """A client's buffer for the plaintext of the records it has received (one per
+        connection, reused: h2's frame buffer copies what it is given)."""
+        if client_side:
+            _receive_in_bulk(stream)
+            self._plaintext = bytearray(DRAIN_SIZE)
 
     def message_size(self, stream: Stream, wanted: int) -> int:
         """How big the next message of ``stream`` should be: ``wanted``, shared among the
@@ -248,8 +262,9 @@ class Connection:
         async with self._send_lock:
             await self._write_queued(shield=shield)
 
-    async def _write_queued(self, *, shield: bool) -> None:
-        """Write what the protocol machine has queued; the send lock is held."""
+    async def _write_queued(self, *, shield: bool, body: memoryview | None = None) -> None:
+        """Write what the protocol machine has queued; the send lock is held. ``body``: that
+        of the DATA frame whose header was queued last (queue_data_header)."""
         if self.closed.is_set():
             raise ConnectionLost
         # Until nothing is left: what the reader queued while we wrote (window updates, acks)
@@ -258,6 +273,9 @@ class Connection:
             with trio.CancelScope(shield=shield) as self._write_scope:
                 try:
                     await self._transport.send_all(data)
+                    if body is not None:
+                        await self._transport.send_all(body)
+                        body = None
                 except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
                     self.failure = self.failure or exc.__cause__ or exc
                     raise ConnectionLost from None
@@ -275,7 +293,7 @@ class Connection:
         server that ended a client stream early never gives its window back, and the rest
         has nobody to read it.
         """
-        data = memoryview(bytes([compressed]) + len(payload).to_bytes(4, "big") + payload)
+        data = bytes([compressed]) + len(payload).to_bytes(4, "big") + payload
         try:
             return await self._send_data(stream, data)
         except h2.exceptions.StreamClosedError:
@@ -316,8 +334,9 @@ class Connection:
             self._protocol.send_data(stream.id, data[start : start + frame], end and last)
         return True
 
-    async def _send_data(self, stream: Stream, data: memoryview) -> bool:
+    async def _send_data(self, stream: Stream, message: bytes) -> bool:
         h2_connection = self._protocol.h2_connection
+        data = memoryview(message)
         while data:
             if self.closed.is_set():
                 raise ConnectionLost
@@ -338,9 +357,15 @@ class Connection:
                 # (purerpc's way) costs a TLS write, a send and a scheduler pass per frame.
                 batch, data = data[:window], data[window:]
                 frame = h2_connection.max_outbound_frame_size
+                stream.partial_message = bool(data)
+                if len(batch) <= frame:
+                    # One frame (the common case: our client takes frames of 2 MiB, more
+                    # than an Output message): its body is written as it is, not copied.
+                    self._protocol.queue_data_header(stream.id, batch)
+                    await self._write_queued(shield=self._shield_writes, body=batch)
+                    continue
                 for start in range(0, len(batch), frame):
                     self._protocol.send_data(stream.id, bytes(batch[start : start + frame]))
-                stream.partial_message = bool(data)
                 await self._write_queued(shield=self._shield_writes)
         return True
 
@@ -367,18 +392,41 @@ class Connection:
     def protocol(self) -> GRPCConnection:
         return self._protocol
 
-    def _buffered_plaintext(self) -> bytes:
-        """What TLS records already received hold beyond the one receive_some() returned.
+    def _with_buffered(self, first: bytes | bytearray) -> bytes | bytearray | memoryview:
+        """``first`` (what receive_some() returned) and the plaintext of the TLS records
+        already received behind it.
 
         trio's SSLStream returns one TLS record (at most 16 KiB) per receive_some(), and
         each call costs a pass of the scheduler: a third of a client's CPU when streaming.
         Records that are already in its buffer are decrypted here, in one go. Only this
         task reads, and it reads nothing from the socket; anything unusual (a TLS alert,
         close_notify) is left for the next receive_some() to report.
+
+        A client's records are decrypted straight into its reused buffer: the view returned
+        is valid until the next call.
         """
         ssl_object = getattr(self._transport, "_ssl_object", None)
         if not isinstance(ssl_object, ssl.SSLObject):
-            return b""
+            return first
+        if self._plaintext is None:
+            return first + self._buffered_plaintext(ssl_object)
+        view = memoryview(self._plaintext)
+        size = len(first)
+        view[:size] = first
+        while size < DRAIN_SIZE:
+            try:
+                # With a buffer, read() returns a count (typeshed says bytes).
+                got = cast(int, ssl_object.read(DRAIN_SIZE - size, view[size:]))
+            except ssl.SSLError:  # SSLWantReadError: nothing buffered; or an error to report
+                break
+            if not got:
+                break
+            size += got
+        return view[:size]
+
+    def _buffered_plaintext(self, ssl_object: ssl.SSLObject) -> bytes:
+        """What TLS records already received hold, as bytes (a server's connection, which
+        keeps no buffer of its own)."""
         chunks = []
         size = 0
         while size < DRAIN_SIZE:
@@ -402,9 +450,8 @@ class Connection:
         try:
             while True:
                 try:
-                    data = await self._transport.receive_some(RECEIVE_SIZE)
-                    if data:
-                        data += self._buffered_plaintext()
+                    received = await self._transport.receive_some(RECEIVE_SIZE)
+                    data = self._with_buffered(received) if received else received
                 except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
                     self.failure = exc.__cause__ or exc
                     return
@@ -452,7 +499,7 @@ class Connection:
                 if count % END_BATCH == 0:
                     await trio.lowlevel.checkpoint()
 
-    async def _receive(self, data: bytes | bytearray) -> list[Event] | None:
+    async def _receive(self, data: bytes | bytearray | memoryview) -> list[Event] | None:
         """What the peer's bytes mean; None once they have ended the connection."""
         try:
             if self._frames is not None:
@@ -604,8 +651,43 @@ class Connection:
             stream.scope.cancel()
 
 
+def _receive_in_bulk(stream: trio.abc.Stream) -> None:
+    """Make the TLS stream over a socket read BULK_RECEIVE bytes at a time from it.
+
+    trio's SSLStream asks its transport for its default size (64 KiB), which makes a client
+    reading a 1 MiB message 16 passes of its reader loop; the socket returns what it has, so
+    small answers cost nothing more.
+    """
+    tcp = getattr(stream, "transport_stream", None)
+    if isinstance(tcp, trio.SocketStream):
+        tcp.receive_some = _BulkReceive(tcp.socket)  # type: ignore[method-assign,assignment]
+
+
+class _BulkReceive:
+    """A socket stream's ``receive_some``, reading up to BULK_RECEIVE bytes into one reused
+    buffer: a fresh megabyte per read would cost its page faults every time. What it
+    returns is valid until the next read (SSLStream copies it into its BIO at once)."""
+
+    def __init__(self, sock: trio.socket.SocketType) -> None:
+        self._socket = sock
+        self._buffer = bytearray(BULK_RECEIVE)
+
+    async def __call__(self, max_bytes: int | None = None) -> memoryview:
+        try:
+            size = await self._socket.recv_into(self._buffer)
+        except OSError as exc:
+            # As trio's SocketStream says it.
+            if exc.errno in (errno.EBADF, errno.ENOTSOCK):
+                raise trio.ClosedResourceError("this socket was already closed") from None
+            raise trio.BrokenResourceError(f"socket connection broken: {exc}") from exc
+        return memoryview(self._buffer)[:size]
+
+
 def set_socket_options(stream: trio.abc.Stream) -> None:
     sock = getattr(stream, "socket", None)
     if isinstance(sock, trio.socket.SocketType):
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+        # Room in the kernel for a whole 1 MiB Output message and more (Linux doubles it):
+        # a smaller buffer takes a message in five sends, each after a pass of the loop.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SOCKET_SEND_BUFFER)

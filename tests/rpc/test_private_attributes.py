@@ -94,3 +94,30 @@ def test_purerpc_hands_a_compressed_message_to_decompress() -> None:
     [(data, _)] = buffer.read_all_complete_messages_flowcontrol()
     where = f"purerpc {version('purerpc')}: MessageReadBuffer"
     assert isinstance(data, Compressed), f"{where} no longer calls decompress(); ReadBuffer does"
+
+
+def test_h2_sends_frames_through_prepare_for_sending_and_reads_through_incoming_buffer() -> None:
+    # ProtocolMachine.queue_data_header catches the DATA frame h2 makes (to queue only its
+    # header), and replaces h2's frame buffer with frames.FrameBuffer.
+    machine = ProtocolMachine(GRPCConfiguration(client_side=True))
+    connection = machine.h2_connection
+    for name, used_by in (
+        ("_prepare_for_sending", "ProtocolMachine.queue_data_header"),
+        ("incoming_buffer", "ProtocolMachine.__init__ (frames.FrameBuffer)"),
+    ):
+        assert hasattr(connection, name), (
+            f"h2 {version('h2')}: H2Connection.{name} is gone; {used_by} relies on it"
+        )
+    assert callable(connection._prepare_for_sending)
+
+
+async def test_trio_socket_stream_reads_through_receive_some_of_its_socket() -> None:
+    # wire._receive_in_bulk replaces a client's SocketStream.receive_some (one bigger read).
+    a, b = trio.socket.socketpair()
+    stream = trio.SocketStream(a)
+    try:
+        present(stream, "socket", trio.socket.SocketType, "trio", "wire._receive_in_bulk")
+        present(stream, "receive_some", object, "trio", "wire._receive_in_bulk")
+    finally:
+        await stream.aclose()
+        b.close()
