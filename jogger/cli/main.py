@@ -10,7 +10,7 @@ import os
 import shlex
 import sys
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, NoReturn, TypeAlias, TypeVar
+from typing import TYPE_CHECKING, Any, NoReturn, TypeAlias, TypeVar
 
 if TYPE_CHECKING:
     from _typeshed import SupportsWrite
@@ -73,9 +73,46 @@ class UsageError(CliError):
         super().__init__(message, Exit.USAGE)
 
 
+@functools.cache
+def _terminal_width() -> int:
+    """What argparse's help formatter would ask ``shutil.get_terminal_size()`` for, less its
+    margin of 2: argparse makes a formatter for every option it adds, and shutil's import
+    (bz2, lzma, ...) alone costs every jog start 2.5 ms."""
+    try:
+        columns = int(os.environ.get("COLUMNS", ""))
+    except ValueError:
+        columns = 0
+    if columns <= 0:
+        try:
+            columns = os.get_terminal_size(sys.__stdout__.fileno()).columns  # type: ignore[union-attr]
+        except (AttributeError, ValueError, OSError):
+            columns = 0
+    return (columns or 80) - 2
+
+
+class _Formatter(argparse.HelpFormatter):
+    def __init__(
+        self,
+        prog: str,
+        indent_increment: int = 2,
+        max_help_position: int = 24,
+        width: int | None = None,
+    ) -> None:
+        super().__init__(prog, indent_increment, max_help_position, width or _terminal_width())
+
+
+class _RawFormatter(argparse.RawDescriptionHelpFormatter, _Formatter):
+    """The top level's: its epilog keeps its lines."""
+
+
 class _Parser(argparse.ArgumentParser):
     """Usage errors are one line that says where the usage is, not argparse's two; help
-    that cannot be written is an error (argparse drops the OSError), see cli/stdout.py."""
+    that cannot be written is an error (argparse drops the OSError), see cli/stdout.py.
+    Its formatters measure the terminal once (``_terminal_width``)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("formatter_class", _Formatter)
+        super().__init__(*args, **kwargs)
 
     def error(self, message: str) -> NoReturn:
         raise UsageError(f"{message} (see: {self.prog} --help)")
@@ -87,7 +124,7 @@ class _Parser(argparse.ArgumentParser):
 def _job_options() -> argparse.ArgumentParser:
     """What start and run share: the job's working directory, environment, limits, timeout,
     isolation, name and labels."""
-    job = argparse.ArgumentParser(add_help=False)
+    job = _Parser(add_help=False)
     job.add_argument("--cwd", metavar="DIR", help="absolute working directory on the server")
     job.add_argument(
         "--env",
@@ -154,7 +191,7 @@ class _Parents:
 
     @functools.cached_property
     def host(self) -> argparse.ArgumentParser:
-        host = argparse.ArgumentParser(add_help=False)
+        host = _Parser(add_help=False)
         host.add_argument("-D", "--host", metavar="HOST:PORT", help="server address")
         # Also after the command; default SUPPRESS, so that it does not undo `jog --context X`.
         host.add_argument(
@@ -168,7 +205,7 @@ class _Parents:
 
     @functools.cached_property
     def hosts(self) -> argparse.ArgumentParser:
-        hosts = argparse.ArgumentParser(add_help=False)
+        hosts = _Parser(add_help=False)
         hosts.add_argument(
             "--hosts",
             type=arg_types.host_list,
@@ -184,7 +221,7 @@ class _Parents:
 
     @functools.cached_property
     def reconnect(self) -> argparse.ArgumentParser:
-        reconnect = argparse.ArgumentParser(add_help=False)
+        reconnect = _Parser(add_help=False)
         reconnect.add_argument(
             "--reconnect-timeout",
             type=arg_types.reconnect_timeout,
@@ -204,7 +241,7 @@ def parser(command: str | None = None) -> argparse.ArgumentParser:
         prog="jog",
         description="Run jobs on a remote jogger server. A job is an argv, given after --.",
         epilog=ENVIRONMENT,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=_RawFormatter,
     )
     p.add_argument(
         "--context",
