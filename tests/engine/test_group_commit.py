@@ -9,11 +9,9 @@ import subprocess
 import sys
 import textwrap
 import threading
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
 
-import pytest
 import trio
 import trio.testing
 
@@ -35,16 +33,6 @@ def running(job_id: str) -> JobStatus:
         pid=1,
         started_at=datetime.now(UTC),
     )
-
-
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[JobStore]:
-    opened = JobStore(tmp_path / "jobs.db")
-    await opened.open()
-    try:
-        yield opened
-    finally:
-        await opened.close()
 
 
 def commits_seen(db: sqlite3.Connection) -> list[str]:

@@ -2,8 +2,7 @@
 runs share one pass of the worker thread; cancellation withdraws only what has not begun."""
 
 import threading
-from collections.abc import AsyncIterator, Callable
-from pathlib import Path
+from collections.abc import Callable
 
 import pytest
 import trio
@@ -11,16 +10,6 @@ import trio.testing
 
 from jogger.engine import lane as lane_module
 from jogger.engine.store import JobStore
-
-
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[JobStore]:
-    opened = JobStore(tmp_path / "jobs.db")
-    await opened.open()
-    try:
-        yield opened
-    finally:
-        await opened.close()
 
 
 def recorder(ran: list[int], index: int, gate: threading.Event | None = None) -> Callable[[], int]:
