@@ -1,6 +1,7 @@
 """Fixtures for every test folder: an engine, the test PKI, an in-process server."""
 
-from collections.abc import AsyncIterator, Generator
+import os
+from collections.abc import AsyncIterator, Generator, Iterator
 from pathlib import Path
 
 import pytest
@@ -8,6 +9,7 @@ import trio
 
 from jogger import JobManager, ManagerLimits
 from tests.pki import Pki, make_pki
+from tests.procs import my_children
 from tests.servers import Server, server_config, start_server
 
 
@@ -17,6 +19,31 @@ async def jobs(tmp_path: Path) -> AsyncIterator[JobManager]:
         tmp_path / "state", grace=2.0, limits=ManagerLimits(max_jobs=64)
     ) as manager:
         yield manager
+
+
+@pytest.fixture(autouse=True)
+def _no_zombie_left() -> Iterator[None]:
+    """A child of this process that ended is reaped by the test that started it.
+
+    An unreaped child is a leak (a process-table slot, and a pid nobody may reuse), and
+    tests that check for children left would blame the tests that run after it. This fails
+    the test that leaked it, then reaps it, so that it is blamed once.
+    """
+    before = {p.pid for p in my_children() if p.state == "Z"}
+    yield
+    leaked = [p for p in my_children() if p.state == "Z" and p.pid not in before]
+    names = [f"{p.pid} ({_comm(p.pid)}, session {p.sid})" for p in leaked]
+    for p in leaked:
+        os.waitpid(p.pid, os.WNOHANG)
+    assert names == [], "a child process ended and was never reaped"
+
+
+def _comm(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/comm") as f:
+            return f.read().strip()
+    except OSError:
+        return "?"
 
 
 @pytest.fixture(scope="session")

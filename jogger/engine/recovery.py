@@ -34,7 +34,7 @@ from .retention import Retainer
 from .sessions import kill_session
 from .status import JobState, JobStatus
 from .store import JobStore, Unfinished
-from .supervisor import End, adopt, forget_end, read_end, reap_exited
+from .supervisor import End, adopt, forget_end, read_end, reap_ours
 
 log = logging.getLogger("jogger.engine")
 
@@ -82,7 +82,7 @@ async def recover(
             continue
         end = read_end(run_dir, record.job_id)
         if end is not None:
-            reap_exited(record.supervisor)
+            await reap_ours(record.supervisor, ended=True)
             await _record_away(store, backend, status, end, run_dir, observer=observer)
             continue
         supervisor = adopt(record.supervisor, record.process, record.job_id, run_dir)
@@ -91,7 +91,7 @@ async def recover(
             continue
         # It may have ended since we looked: a supervisor writes the end before it exits.
         end = read_end(run_dir, record.job_id)
-        reap_exited(record.supervisor)
+        await reap_ours(record.supervisor, ended=end is not None)
         if end is not None:
             await _record_away(store, backend, status, end, run_dir, observer=observer)
         else:

@@ -386,21 +386,45 @@ def adopt(
     return adopted
 
 
-def reap_exited(supervisor: ProcessIdentity) -> None:
-    """Reap the supervisor of a record that is not adopted, if it is a child of ours that
-    has exited (a manager before us in this very process started it, and it ended since):
-    else it would stay a zombie for as long as this process runs. Its start time proves
-    that the pid is still that supervisor's: the pid of an unreaped child is not reused."""
+async def reap_ours(supervisor: ProcessIdentity, *, ended: bool) -> None:
+    """Reap the supervisor of a record that is not adopted, if it is a child of ours (a
+    manager before us in this very process started it): else, once it has exited, it
+    would stay a zombie for as long as this process runs. Its start time proves that the
+    pid is still that supervisor's: the pid of an unreaped child is not reused.
+
+    ``ended``: it has written its job's end record, after which it exits at once; wait
+    for that (KILL_TIMEOUT at most), since one still alive now would never be reaped.
+    Otherwise only one that has exited already is reaped.
+    """
     found = proc_stat(supervisor.pid) if supervisor.pid > 1 else None
     if (
-        found is not None
-        and found.exited
-        and found.ppid == os.getpid()
-        and found.start_ticks == supervisor.start_ticks
-        and supervisor.boot_id == boot_id()
+        found is None
+        or (not found.exited and not ended)
+        or found.ppid != os.getpid()
+        or found.start_ticks != supervisor.start_ticks
+        or supervisor.boot_id != boot_id()
     ):
+        await trio.lowlevel.checkpoint()
+        return
+    try:
+        pidfd = os.pidfd_open(supervisor.pid)
+    except OSError as exc:  # out of fds, say: it stays a zombie, which is no worse
+        logger.warning("cannot reap supervisor %d: %s", supervisor.pid, exc)
+        return
+    try:
+        with trio.move_on_after(KILL_TIMEOUT) as waited:
+            await trio.lowlevel.wait_readable(pidfd)
+        if waited.cancelled_caught:
+            logger.warning(
+                "supervisor %d wrote its job's end but has not exited after %.0f s",
+                supervisor.pid,
+                KILL_TIMEOUT,
+            )
+            return
         with contextlib.suppress(ChildProcessError):
-            os.waitid(os.P_PID, supervisor.pid, os.WEXITED | os.WNOHANG)
+            os.waitid(os.P_PIDFD, pidfd, os.WEXITED | os.WNOHANG)  # noqa: ASYNC222 - WNOHANG, once exited
+    finally:
+        os.close(pidfd)
 
 
 def _begin(

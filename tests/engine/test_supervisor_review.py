@@ -7,8 +7,10 @@ import math
 import os
 import signal
 import socket
+import threading
 import time
 import uuid
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -151,6 +153,55 @@ async def test_a_supervisor_of_ours_that_ended_between_two_managers_is_reaped(
             return zombie(supervisor_pid)
 
         await eventually(ended)
+        async with manager(state) as jobs:
+            final = await jobs.status("alice", job.id)
+    assert final.state is JobState.COMPLETED
+    try:
+        assert [p for p in my_children() if p.pid == supervisor_pid] == []
+    finally:
+        reap(supervisor_pid)
+
+
+async def test_a_supervisor_of_ours_that_wrote_its_end_but_still_runs_is_reaped(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A supervisor writes its job's end, then exits: the next manager may read the end in
+    # between. It must wait for that exit to reap it, or it stays a zombie of ours.
+    state = tmp_path / "state"
+    with trio.fail_after(60):
+        async with manager(state, on_shutdown="keep") as first:
+            job = await first.start("alice", ["sleep", "300"])
+        supervisor_pid = next(p.ppid for p in processes() if p.pid == job.pid)
+        real_read_end = supervisor.read_end
+
+        def end_written(run_dir: Path, job_id: str) -> supervisor.End | None:
+            if job_id != job.id:
+                return real_read_end(run_dir, job_id)
+
+            # As if the job had ended and its end were written: the supervisor exits a
+            # moment later (here its job, then itself, are killed).
+            def exit_later() -> None:
+                os.kill(job.pid, signal.SIGKILL)
+                os.kill(supervisor_pid, signal.SIGKILL)
+
+            threading.Timer(0.3, exit_later).start()
+            return supervisor.End(
+                exit_code=0,
+                signal=None,
+                ended_at=datetime.now(UTC),
+                cpu_seconds=0.0,
+                memory_peak=0,
+                output_bytes=0,
+                output_truncated=False,
+                disk_full=False,
+                output_error="",
+                sent_term=False,
+                sent_kill=False,
+                note="",
+            )
+
+        monkeypatch.setattr(recovery, "read_end", end_written)
+        assert not zombie(supervisor_pid)
         async with manager(state) as jobs:
             final = await jobs.status("alice", job.id)
     assert final.state is JobState.COMPLETED
