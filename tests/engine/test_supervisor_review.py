@@ -351,7 +351,10 @@ async def test_stop_without_cgroups_ends_a_setsid_fork_bomb(tmp_path: Path) -> N
                             break
                 await trio.sleep(0.5)
                 final = await jobs.stop("alice", job.id, grace=0.1)
-        assert final.state is JobState.KILLED
+        # SIGTERM reaches every bomb process the supervisor finds; whether one forked
+        # since outlives it, so that SIGKILL ends the job, is a matter of timing (on a
+        # loaded machine none may).
+        assert final.state in (JobState.STOPPED, JobState.KILLED)
         assert marked(marker) == []
     finally:
         stop_then_kill(marker)
