@@ -329,6 +329,13 @@ class Job:
             if self.detached:
                 # Not the end of the output: the job runs on, for the next server.
                 raise ManagerClosed("the server is shutting down; the job runs on")
+            if not self.log.closed:
+                # Nor here: shutdown's drain deadline (limit_streams) cut the stream before
+                # the job's end. Ending as if complete would have the caller take the
+                # job's status then, still running, for its final one.
+                raise ManagerClosed(
+                    "the server is shutting down; the job's output ended before the job did"
+                )
         finally:
             # The reader is done or gone: end its stream task now, not at its next send.
             scope.cancel()

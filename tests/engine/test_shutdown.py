@@ -1,5 +1,8 @@
 """Shutdown is the cancellation of the manager's scope; it must leave nothing behind."""
 
+import os
+import socket
+import uuid
 from contextlib import AsyncExitStack
 from pathlib import Path
 
@@ -8,6 +11,7 @@ import trio
 import trio.testing
 
 from jogger import JobManager, JobState, JobStatus, ManagerLimits
+from jogger.engine.errors import ManagerClosed
 from tests.engine.test_start import slow_spawns
 from tests.procs import (
     PYTHON,
@@ -138,6 +142,66 @@ async def test_shutdown_does_not_wait_forever_for_a_follower_that_never_reads(
         # The block exited although the follower took one chunk of ten thousand.
     [recorded] = await after_restart(tmp_path, status)
     assert recorded.state.is_final
+
+
+# Hands its stdout to whoever listens at the abstract address argv[1], then waits: the pipe
+# outlives the job.
+GIVES_AWAY_ITS_STDOUT = (
+    "import socket, sys, time\n"
+    "s = socket.socket(socket.AF_UNIX)\n"
+    "s.connect('\\0' + sys.argv[1])\n"
+    "socket.send_fds(s, [b'x'], [1])\n"
+    "print('ready', flush=True)\n"
+    "time.sleep(300)\n"
+)
+
+
+def take_fd(listener: socket.socket) -> int:
+    connection, _ = listener.accept()
+    with connection:
+        _, fds, _, _ = socket.recv_fds(connection, 1, 1)
+    return fds[0]
+
+
+async def test_a_follower_cut_off_at_shutdown_is_told_so_not_given_an_end(
+    tmp_path: Path,
+) -> None:
+    # A process outside the job holds its output pipe, so the log stays open (EOF_GRACE)
+    # after the job's processes are dead, past the followers' drain deadline.
+    address = f"jogger-test-{uuid.uuid4()}"
+    outcome: list[bytes | ManagerClosed] = []
+    with socket.socket(socket.AF_UNIX) as listener:
+        listener.bind("\0" + address)
+        listener.listen(1)
+        listener.settimeout(20)
+        held = -1
+        try:
+            with trio.fail_after(30):
+                async with (
+                    trio.open_nursery() as nursery,
+                    JobManager(tmp_path, grace=0.1, drain_timeout=0.2) as jobs,
+                ):
+                    argv = [PYTHON, "-c", GIVES_AWAY_ITS_STDOUT, address]
+                    status = await jobs.start("alice", argv)
+                    held = await trio.to_thread.run_sync(take_fd, listener)
+                    assert await read_line(jobs.output("alice", status.id)) == b"ready\n"
+
+                    async def follow() -> None:
+                        try:
+                            outcome.append(await collect(jobs.output("alice", status.id)))
+                        except ManagerClosed as exc:
+                            outcome.append(exc)
+
+                    nursery.start_soon(follow)
+                    await trio.testing.wait_all_tasks_blocked()
+        finally:
+            if held >= 0:
+                os.close(held)
+    [cut] = outcome
+    assert isinstance(cut, ManagerClosed), f"the follower got {cut!r} as the whole output"
+    assert "ended before the job did" in str(cut)
+    [recorded] = await after_restart(tmp_path, status)
+    assert (recorded.state.is_final, recorded.reason) == (True, "server-shutdown")
 
 
 async def test_an_exception_in_the_block_reaches_the_caller_unwrapped(tmp_path: Path) -> None:
