@@ -8,7 +8,7 @@ A real jogger-server (a subprocess, state and certificates in a temporary direct
 every 10 to 50 ms for 2 to 6 seconds and ends, and another takes its place. Each job has
 ``--followers`` followers that read its Output stream from byte 0 to the end and compare every
 byte with what the job prints (known in advance), and its final status with "completed, exit
-0". A user's calls share a handful of connections (at most about 100 streams on each; the
+0"; once a follower has seen the end, the job's Status must say so too. A user's calls share a handful of connections (at most about 100 streams on each; the
 server allows 128); with ``--unary-apart`` a user's Start, Status and List calls have one
 more to themselves, as a ``jog start`` has, instead of waiting behind the followers' data
 for the connection's flow-control window. Once a second each user lists its newest 100 jobs.
@@ -215,18 +215,23 @@ class Soak:
         self.stats.now.starts += 1
         self.stats.job_pids.add(status.pid)
         self.stats.jobs_running += 1
+        ended: list[str] = []  # the followers that saw the job's end
         try:
             expected = job.output()
             async with trio.open_nursery() as nursery:
                 for f in range(self.args.followers):
                     client = followed[(spread + 1 + f) % len(followed)]
-                    nursery.start_soon(self.follow, client, status.job_id, job, expected)
+                    nursery.start_soon(self.follow, client, status.job_id, job, expected, ended)
         finally:
             self.stats.jobs_running -= 1
         t0 = time.perf_counter()
         with trio.fail_after(CALL_TIMEOUT):
             final = await owner.status(status.job_id)
         self.stats.timed("Status", time.perf_counter() - t0)
+        if not ended:
+            # Every follower failed (each counted in Output's errors): the job may well
+            # still run, so its status says nothing yet.
+            return
         if (final.state, final.exit_code, final.output_bytes) != (
             jobs_pb2.JOB_STATE_COMPLETED,
             0,
@@ -235,8 +240,11 @@ class Soak:
             raise SoakError(f"status: {describe(final)}; {len(expected)} bytes expected")
         self.stats.jobs_checked += 1
 
-    async def follow(self, client: JobsClient, job_id: str, job: Job, expected: bytes) -> None:
-        """Read the job's output to the end; every byte and the final status must be right."""
+    async def follow(
+        self, client: JobsClient, job_id: str, job: Job, expected: bytes, ended: list[str]
+    ) -> None:
+        """Read the job's output to the end; every byte and the final status must be right.
+        Appends the job's id to ``ended`` if all was."""
         self.stats.followers += 1
         position = 0
         final: jobs_pb2.JobStatus | None = None
@@ -261,6 +269,7 @@ class Soak:
                 0,
             ):
                 raise SoakError(f"final status in the stream: {final and describe(final)}")
+            ended.append(job_id)
             self.stats.now.calls += 1
         except (RpcError, TransportError, trio.TooSlowError, SoakError) as exc:
             self.stats.error("Output", exc)
