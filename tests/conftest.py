@@ -1,5 +1,7 @@
 """Fixtures for every test folder: an engine, the test PKI, an in-process server."""
 
+import contextlib
+import glob
 import os
 from collections.abc import AsyncIterator, Generator, Iterator
 from pathlib import Path
@@ -36,6 +38,26 @@ def _no_zombie_left() -> Iterator[None]:
     for p in leaked:
         os.waitpid(p.pid, os.WNOHANG)
     assert names == [], "a child process ended and was never reaped"
+
+
+@pytest.fixture(autouse=True)
+def _no_cgroup_left() -> Iterator[None]:
+    """Every cgroup of ours (``jogger-*``, in any hierarchy) a test made is gone by its end:
+    a manager removes its own group when it ends, and a crashed one's is the next one's on
+    that state dir to remove. Fails the test that left one, then removes those that are
+    empty, so that it is blamed once."""
+    before = set(_our_cgroups())
+    yield
+    left = sorted(set(_our_cgroups()) - before)
+    for group in sorted(left, key=lambda path: -path.count("/")):  # the deepest first
+        with contextlib.suppress(OSError):  # not empty: it stays, and shows
+            os.rmdir(group)
+    assert left == [], "a cgroup was left behind"
+
+
+def _our_cgroups() -> list[str]:
+    # (Each group, and every group in it: "**" matches no directory too.)
+    return glob.glob("/sys/fs/cgroup/**/jogger-*/**/", recursive=True)
 
 
 def _comm(pid: int) -> str:
