@@ -5,6 +5,7 @@ rpc server nursery (connections)        closed last
     └── listeners + SIGHUP watcher      cancelled first, on SIGTERM/SIGINT
 """
 
+import contextlib
 import logging
 import os
 import signal
@@ -88,7 +89,7 @@ async def serve(
         **health.methods(),
         **ReflectionService([JOBS, HEALTH]).methods(),
     }
-    with single_errors(), audit:
+    with single_errors(), audit, contextlib.ExitStack() as caught:
         async with (
             open_rpc_server(
                 tls,
@@ -111,6 +112,10 @@ async def serve(
                 await nursery.start(
                     serve_scrapes, config.metrics.listen, metrics.render, metrics.content_type
                 )
+            # Caught from before the first connection, and so before READY=1 and the log's
+            # "listening on": a service manager (or a test) may send SIGTERM at once, and
+            # its default action would end us without a shutdown.
+            signals = caught.enter_context(trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT))
             bound = await nursery.start(server.listen, config.listen)
             addresses = " ".join(format_address(host, port) for host, port in bound)
             log.info(
@@ -127,10 +132,12 @@ async def serve(
                 log.warning("--run-as server as root: every caller's jobs run as root")
             task_status.started(bound)
             notify.ready(f"listening on {addresses}")
-            with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
-                async for signum in signals:
-                    log.info("%s: shutting down", signal.Signals(signum).name)
-                    break
+            async for signum in signals:
+                log.info("%s: shutting down", signal.Signals(signum).name)
+                break
+            # A second one, during the shutdown, is handled as before we caught the first:
+            # SIGTERM ends us at once, SIGINT raises KeyboardInterrupt.
+            caught.close()
             kept = config.on_shutdown == "keep"
             notify.stopping(f"shutting down: {'keeping' if kept else 'stopping'} the jobs")
             health.shut_down()

@@ -104,6 +104,8 @@ async def notified(
             yield server
         finally:
             await stop_server(server.process)
+        # A SIGTERM however soon after READY=1 is a graceful shutdown, not a kill.
+        assert server.process.returncode == 0, server.log.read_text()
 
 
 async def ready(server: Notified) -> dict[str, str]:
