@@ -662,7 +662,9 @@ class JobManager:
         With ``follow``, new output is yielded as it is written, until the job has ended and
         everything has been read (a queued job's once it has started); without it, the
         output there is now. Raises JobNotFound or
-        InvalidRequest on entering the block; OutputUnavailable from the iteration. Leaving
+        InvalidRequest on entering the block; OutputUnavailable from the iteration, and
+        ManagerClosed there if shutdown ends a follower's stream before the job's end (the
+        job kept running, or the drain deadline passed). Leaving
         the block closes the reader (its file, and the stream task of a follower of a live
         job). Cancellation: a reader may leave at any time; it costs the job nothing.
         """
