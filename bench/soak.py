@@ -8,10 +8,11 @@ A real jogger-server (a subprocess, state and certificates in a temporary direct
 every 10 to 50 ms for 2 to 6 seconds and ends, and another takes its place. Each job has
 ``--followers`` followers that read its Output stream from byte 0 to the end and compare every
 byte with what the job prints (known in advance), and its final status with "completed, exit
-0"; once a follower has seen the end, the job's Status must say so too. A user's calls share a handful of connections (at most about 100 streams on each; the
-server allows 128); with ``--unary-apart`` a user's Start, Status and List calls have one
-more to themselves, as a ``jog start`` has, instead of waiting behind the followers' data
-for the connection's flow-control window. Once a second each user lists its newest 100 jobs.
+0"; once a follower has seen the end, the job's Status must say so too. A user's calls share
+a handful of connections (at most about 100 streams on each; the server allows 128); with
+``--unary-apart`` a user's Start, Status and List calls have one more to themselves, as a
+``jog start`` has, instead of waiting behind the followers' data for the connection's
+flow-control window. Once a second each user lists its newest 100 jobs.
 
 Every 5 s a row: the server's RSS and open fds (from /proc), its CPU, the calls finished, jobs
 started, bytes followed and errors in that interval. Then a summary: errors (each distinct one),
@@ -215,7 +216,7 @@ class Soak:
         self.stats.now.starts += 1
         self.stats.job_pids.add(status.pid)
         self.stats.jobs_running += 1
-        ended: list[str] = []  # the followers that saw the job's end
+        ended: list[str] = []  # the job's id, once for each follower that saw its end
         try:
             expected = job.output()
             async with trio.open_nursery() as nursery:

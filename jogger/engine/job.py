@@ -313,28 +313,34 @@ class Job:
         # time: a reader that stalls holds at most one chunk and never slows the job.
         # While the log is open the job has not ended, so its nursery is open.
         assert self._nursery is not None
-        send, receive = trio.open_memory_channel[bytes | OutputUnavailable](0)
+        send, receive = trio.open_memory_channel[bytes | OutputUnavailable | None](0)
         # Shielded so that shutdown does not cut the follower off before the job's last
         # bytes; limit_streams() gives it a deadline then. Registered here, not when the task
         # first runs, so that a shutdown beginning in between still limits it.
         scope = trio.CancelScope(shield=True, deadline=self._stream_deadline)
         self._streams.add(scope)
         self._nursery.start_soon(self._stream, scope, send, offset, chunk_size)
+        complete = False
         try:
             with receive:
                 async for item in receive:
                     if isinstance(item, OutputUnavailable):
                         raise item
+                    if item is None:
+                        complete = True  # the stream task read the closed log to its end
+                        continue
                     yield item
             if self.detached:
                 # Not the end of the output: the job runs on, for the next server.
                 raise ManagerClosed("the server is shutting down; the job runs on")
-            if not self.log.closed:
+            if not complete:
                 # Nor here: shutdown's drain deadline (limit_streams) cut the stream before
-                # the job's end. Ending as if complete would have the caller take the
-                # job's status then, still running, for its final one.
+                # its end (the job's, or the last bytes to a slow reader). Ending as if
+                # complete would pass for the whole output, and have the caller take the
+                # job's status then, maybe still running, for its final one.
                 raise ManagerClosed(
-                    "the server is shutting down; the job's output ended before the job did"
+                    "the server is shutting down; the job's output stream was cut off "
+                    "before its end"
                 )
         finally:
             # The reader is done or gone: end its stream task now, not at its next send.
@@ -366,10 +372,12 @@ class Job:
     async def _stream(
         self,
         scope: trio.CancelScope,
-        send: trio.MemorySendChannel[bytes | OutputUnavailable],
+        send: trio.MemorySendChannel[bytes | OutputUnavailable | None],
         offset: int,
         chunk_size: ChunkSize,
     ) -> None:
+        """Hand the log's chunks to the reader, then None once it has them all (the log is
+        closed, and read to its end): without that None, the reader was cut off."""
         try:
             with send, scope:
                 try:
@@ -377,6 +385,7 @@ class Job:
                     async with aclosing(chunks) as it:
                         async for chunk in it:
                             await send.send(chunk)
+                    await send.send(None)
                 except OutputUnavailable as exc:
                     # The reader's failure, not the job's: hand it over rather than letting
                     # it escape into the job's nursery.

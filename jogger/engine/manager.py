@@ -663,8 +663,8 @@ class JobManager:
         everything has been read (a queued job's once it has started); without it, the
         output there is now. Raises JobNotFound or
         InvalidRequest on entering the block; OutputUnavailable from the iteration, and
-        ManagerClosed there if shutdown ends a follower's stream before the job's end (the
-        job kept running, or the drain deadline passed). Leaving
+        ManagerClosed there if shutdown ends a follower's stream before its end (the job
+        is kept running, or the drain deadline passed). Leaving
         the block closes the reader (its file, and the stream task of a follower of a live
         job). Cancellation: a reader may leave at any time; it costs the job nothing.
         """
