@@ -5,7 +5,6 @@ rpc server nursery (connections)        closed last
     └── listeners + SIGHUP watcher      cancelled first, on SIGTERM/SIGINT
 """
 
-import contextlib
 import logging
 import os
 import signal
@@ -89,7 +88,7 @@ async def serve(
         **health.methods(),
         **ReflectionService([JOBS, HEALTH]).methods(),
     }
-    with single_errors(), audit, contextlib.ExitStack() as caught:
+    with single_errors(), audit:
         async with (
             open_rpc_server(
                 tls,
@@ -102,42 +101,43 @@ async def serve(
             jobs,
             trio.open_nursery() as nursery,
         ):
-            certificates_reload = CertificateReload(config, tls, on_reload=audit.certificate_reload)
-            # The audit log first: a reload's own line then goes to the file a rotation made.
-            reloads: list[Reload] = [*audit.reloads(), ("certificates", certificates_reload)]
-            await nursery.start(watch_hangups, reloads, notify)
-            nursery.start_soon(certificates.watch_crl_expiry, tls)
-            if metrics is not None and config.metrics is not None:
-                metrics.watch(jobs, server)
-                await nursery.start(
-                    serve_scrapes, config.metrics.listen, metrics.render, metrics.content_type
+            # SIGTERM and SIGINT are caught from before any listener starts, and so before
+            # READY=1 and the log's "listening on": a service manager (or a test) may send
+            # SIGTERM at once, and its default action would end us without a shutdown. Once
+            # the first has come (or the start failed) the block is left, and another is
+            # handled as before: SIGTERM ends us at once, SIGINT raises KeyboardInterrupt.
+            with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+                certificates_reload = CertificateReload(
+                    config, tls, on_reload=audit.certificate_reload
                 )
-            # Caught from before the first connection, and so before READY=1 and the log's
-            # "listening on": a service manager (or a test) may send SIGTERM at once, and
-            # its default action would end us without a shutdown.
-            signals = caught.enter_context(trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT))
-            bound = await nursery.start(server.listen, config.listen)
-            addresses = " ".join(format_address(host, port) for host, port in bound)
-            log.info(
-                "listening on %s state_dir=%s cgroups=%s run_as=%s %s %s queue_by_default=%s",
-                addresses,
-                config.state_dir,
-                jobs.describe_containment(),
-                config.run_as.describe(),
-                config.isolation.describe(),
-                config.timeouts.describe(),
-                "yes" if config.queue_by_default else "no",
-            )
-            if config.run_as.mode == "server" and os.geteuid() == 0:
-                log.warning("--run-as server as root: every caller's jobs run as root")
-            task_status.started(bound)
-            notify.ready(f"listening on {addresses}")
-            async for signum in signals:
-                log.info("%s: shutting down", signal.Signals(signum).name)
-                break
-            # A second one, during the shutdown, is handled as before we caught the first:
-            # SIGTERM ends us at once, SIGINT raises KeyboardInterrupt.
-            caught.close()
+                # The audit log first: a reload's own line then goes to the file a rotation made.
+                reloads: list[Reload] = [*audit.reloads(), ("certificates", certificates_reload)]
+                await nursery.start(watch_hangups, reloads, notify)
+                nursery.start_soon(certificates.watch_crl_expiry, tls)
+                if metrics is not None and config.metrics is not None:
+                    metrics.watch(jobs, server)
+                    await nursery.start(
+                        serve_scrapes, config.metrics.listen, metrics.render, metrics.content_type
+                    )
+                bound = await nursery.start(server.listen, config.listen)
+                addresses = " ".join(format_address(host, port) for host, port in bound)
+                log.info(
+                    "listening on %s state_dir=%s cgroups=%s run_as=%s %s %s queue_by_default=%s",
+                    addresses,
+                    config.state_dir,
+                    jobs.describe_containment(),
+                    config.run_as.describe(),
+                    config.isolation.describe(),
+                    config.timeouts.describe(),
+                    "yes" if config.queue_by_default else "no",
+                )
+                if config.run_as.mode == "server" and os.geteuid() == 0:
+                    log.warning("--run-as server as root: every caller's jobs run as root")
+                task_status.started(bound)
+                notify.ready(f"listening on {addresses}")
+                async for signum in signals:
+                    log.info("%s: shutting down", signal.Signals(signum).name)
+                    break
             kept = config.on_shutdown == "keep"
             notify.stopping(f"shutting down: {'keeping' if kept else 'stopping'} the jobs")
             health.shut_down()
