@@ -1,9 +1,6 @@
 """Fixtures for every test folder: an engine, the test PKI, an in-process server."""
 
-import contextlib
-import glob
-import os
-from collections.abc import AsyncIterator, Generator, Iterator
+from collections.abc import AsyncIterator, Generator
 from pathlib import Path
 
 import pytest
@@ -11,8 +8,9 @@ import trio
 
 from jogger import JobManager, ManagerLimits
 from tests.pki import Pki, make_pki
-from tests.procs import my_children
 from tests.servers import Server, server_config, start_server
+
+pytest_plugins = ("tests.leaks",)  # no child process or cgroup left after any test
 
 
 @pytest.fixture
@@ -21,51 +19,6 @@ async def jobs(tmp_path: Path) -> AsyncIterator[JobManager]:
         tmp_path / "state", grace=2.0, limits=ManagerLimits(max_jobs=64)
     ) as manager:
         yield manager
-
-
-@pytest.fixture(autouse=True)
-def _no_zombie_left() -> Iterator[None]:
-    """A child of this process that ended is reaped by the test that started it.
-
-    An unreaped child is a leak (a process-table slot, and a pid nobody may reuse), and
-    tests that check for children left would blame the tests that run after it. This fails
-    the test that leaked it, then reaps it, so that it is blamed once.
-    """
-    before = {p.pid for p in my_children() if p.state == "Z"}
-    yield
-    leaked = [p for p in my_children() if p.state == "Z" and p.pid not in before]
-    names = [f"{p.pid} ({_comm(p.pid)}, session {p.sid})" for p in leaked]
-    for p in leaked:
-        os.waitpid(p.pid, os.WNOHANG)
-    assert names == [], "a child process ended and was never reaped"
-
-
-@pytest.fixture(autouse=True)
-def _no_cgroup_left() -> Iterator[None]:
-    """Every cgroup of ours (``jogger-*``, in any hierarchy) a test made is gone by its end:
-    a manager removes its own group when it ends, and a crashed one's is the next one's on
-    that state dir to remove. Fails the test that left one, then removes those that are
-    empty, so that it is blamed once."""
-    before = set(_our_cgroups())
-    yield
-    left = sorted(set(_our_cgroups()) - before)
-    for group in sorted(left, key=lambda path: -path.count("/")):  # the deepest first
-        with contextlib.suppress(OSError):  # not empty: it stays, and shows
-            os.rmdir(group)
-    assert left == [], "a cgroup was left behind"
-
-
-def _our_cgroups() -> list[str]:
-    # (Each group, and every group in it: "**" matches no directory too.)
-    return glob.glob("/sys/fs/cgroup/**/jogger-*/**/", recursive=True)
-
-
-def _comm(pid: int) -> str:
-    try:
-        with open(f"/proc/{pid}/comm") as f:
-            return f.read().strip()
-    except OSError:
-        return "?"
 
 
 @pytest.fixture(scope="session")

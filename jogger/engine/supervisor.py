@@ -410,6 +410,7 @@ async def reap_ours(supervisor: ProcessIdentity, *, ended: bool) -> None:
         pidfd = os.pidfd_open(supervisor.pid)
     except OSError as exc:  # out of fds, say: it stays a zombie, which is no worse
         logger.warning("cannot reap supervisor %d: %s", supervisor.pid, exc)
+        await trio.lowlevel.checkpoint()
         return
     try:
         with trio.move_on_after(KILL_TIMEOUT) as waited:

@@ -173,6 +173,7 @@ async def test_a_supervisor_of_ours_that_wrote_its_end_but_still_runs_is_reaped(
             job = await first.start("alice", ["sleep", "300"])
         supervisor_pid = next(p.ppid for p in processes() if p.pid == job.pid)
         real_read_end = supervisor.read_end
+        read: list[str] = []
 
         def end_written(run_dir: Path, job_id: str) -> supervisor.End | None:
             if job_id != job.id:
@@ -185,6 +186,7 @@ async def test_a_supervisor_of_ours_that_wrote_its_end_but_still_runs_is_reaped(
                 os.kill(supervisor_pid, signal.SIGKILL)
 
             threading.Timer(0.3, exit_later).start()
+            read.append(job_id)
             return supervisor.End(
                 exit_code=0,
                 signal=None,
@@ -201,9 +203,14 @@ async def test_a_supervisor_of_ours_that_wrote_its_end_but_still_runs_is_reaped(
             )
 
         monkeypatch.setattr(recovery, "read_end", end_written)
-        assert not zombie(supervisor_pid)
-        async with manager(state) as jobs:
-            final = await jobs.status("alice", job.id)
+        try:
+            assert not zombie(supervisor_pid)
+            async with manager(state) as jobs:
+                final = await jobs.status("alice", job.id)
+        finally:
+            if not read:  # the fake end was never read: nothing of the job may outlive us
+                os.kill(job.pid, signal.SIGKILL)  # (a child of our supervisor, still there)
+                os.kill(supervisor_pid, signal.SIGKILL)
     assert final.state is JobState.COMPLETED
     try:
         assert [p for p in my_children() if p.pid == supervisor_pid] == []
