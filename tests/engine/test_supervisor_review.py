@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import trio
 
-from jogger import JobManager, JobState, ManagerLimits
+from jogger import JobManager, JobState, JobStatus, ManagerLimits
 from jogger.engine import recovery, supervisor
 from jogger.engine.errors import SpawnError
 from jogger.engine.output import OutputLog
@@ -38,6 +38,14 @@ LIMITS = ManagerLimits(max_jobs=16, max_jobs_per_owner=16)
 
 def manager(state: Path, **kwargs: object) -> JobManager:
     return JobManager(state, grace=1.0, limits=LIMITS, cgroups="none", **kwargs)  # type: ignore[arg-type]
+
+
+async def kept_job(state: Path, argv: list[str]) -> tuple[JobStatus, int]:
+    """Start ``argv`` in a manager that leaves it running when it exits: the job's status,
+    and its supervisor's pid (a child of ours)."""
+    async with manager(state, on_shutdown="keep") as first:
+        job = await first.start("alice", argv)
+    return job, next(p.ppid for p in processes() if p.pid == job.pid)
 
 
 def reap(pid: int) -> None:
@@ -121,9 +129,7 @@ async def test_a_supervisor_that_exits_while_being_adopted_is_recorded_as_it_end
 ) -> None:
     state = tmp_path / "state"
     with trio.fail_after(60):
-        async with manager(state, on_shutdown="keep") as first:
-            job = await first.start("alice", ["sleep", "0.5"])
-        supervisor_pid = next(p.ppid for p in processes() if p.pid == job.pid)
+        job, supervisor_pid = await kept_job(state, ["sleep", "0.5"])
         real_adopt = supervisor.adopt
 
         def adopt_late(*args: object, **kwargs: object) -> supervisor.Supervisor | None:
@@ -145,9 +151,7 @@ async def test_a_supervisor_of_ours_that_ended_between_two_managers_is_reaped(
 ) -> None:
     state = tmp_path / "state"
     with trio.fail_after(60):
-        async with manager(state, on_shutdown="keep") as first:
-            job = await first.start("alice", ["sleep", "0.2"])
-        supervisor_pid = next(p.ppid for p in processes() if p.pid == job.pid)
+        job, supervisor_pid = await kept_job(state, ["sleep", "0.2"])
 
         async def ended() -> bool:
             return zombie(supervisor_pid)
@@ -169,9 +173,7 @@ async def test_a_supervisor_of_ours_that_wrote_its_end_but_still_runs_is_reaped(
     # between. It must wait for that exit to reap it, or it stays a zombie of ours.
     state = tmp_path / "state"
     with trio.fail_after(60):
-        async with manager(state, on_shutdown="keep") as first:
-            job = await first.start("alice", ["sleep", "300"])
-        supervisor_pid = next(p.ppid for p in processes() if p.pid == job.pid)
+        job, supervisor_pid = await kept_job(state, ["sleep", "300"])
         real_read_end = supervisor.read_end
         read: list[str] = []
 
