@@ -6,7 +6,6 @@ A child left running is remembered, and reaped (not blamed again) once it has ex
 tests that check for children left would otherwise fail on it, one after another.
 """
 
-import contextlib
 import functools
 import glob
 import os
@@ -15,7 +14,7 @@ from collections.abc import Iterator
 import pytest
 
 from jogger.engine import cgroups
-from tests.procs import Proc, my_children
+from tests.procs import Proc, my_children, reap
 
 _left_running: set[int] = set()
 """Children a test left running (already blamed): reaped, quietly, once they have exited."""
@@ -31,7 +30,7 @@ def _no_child_left() -> Iterator[None]:
     described = [_describe(p) for p in left]
     for p in left:
         if p.state == "Z":
-            _reap(p.pid)
+            reap(p.pid)
         else:
             _left_running.add(p.pid)
     assert described == [], "a child process was left behind"
@@ -52,13 +51,8 @@ def _reap_the_blamed() -> None:
     running = {p.pid for p in my_children() if p.state != "Z"}
     for pid in list(_left_running):
         if pid not in running:
-            _reap(pid)
+            reap(pid)
             _left_running.discard(pid)
-
-
-def _reap(pid: int) -> None:
-    with contextlib.suppress(ChildProcessError):  # someone else reaped it
-        os.waitpid(pid, os.WNOHANG)
 
 
 def _describe(p: Proc) -> str:
@@ -91,7 +85,8 @@ def _own_cgroup_dirs() -> list[str]:
     own = cgroups._own_cgroups()
     found = set()
     for mount, kind, options in cgroups._mounts():
-        keys = [""] if kind == "cgroup2" else [o for o in options if o in own and o]
+        keys = [""] if kind == "cgroup2" else [o for o in options if o]
+        keys = [k for k in keys if k in own]
         if keys:
             found.add(os.path.realpath(mount / own[keys[0]].lstrip("/")))
     return sorted(found)

@@ -1,5 +1,6 @@
 """What the tests look at in /proc to prove nothing was left behind."""
 
+import contextlib
 import os
 import signal
 import sys
@@ -46,6 +47,12 @@ def processes() -> list[Proc]:
 def alive_in_groups(pgids: set[int]) -> list[Proc]:
     """Processes of these process groups that have not yet died (zombies count as dead)."""
     return [p for p in processes() if p.pgid in pgids and p.state not in ("Z", "X")]
+
+
+def reap(pid: int) -> None:
+    """Reap our child ``pid`` if it has exited and nobody reaped it."""
+    with contextlib.suppress(ChildProcessError):
+        os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG)
 
 
 def my_children() -> list[Proc]:

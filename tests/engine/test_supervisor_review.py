@@ -31,6 +31,7 @@ from tests.procs import (
     my_children,
     open_fds,
     processes,
+    reap,
 )
 
 LIMITS = ManagerLimits(max_jobs=16, max_jobs_per_owner=16)
@@ -46,12 +47,6 @@ async def kept_job(state: Path, argv: list[str]) -> tuple[JobStatus, int]:
     async with manager(state, on_shutdown="keep") as first:
         job = await first.start("alice", argv)
     return job, next(p.ppid for p in processes() if p.pid == job.pid)
-
-
-def reap(pid: int) -> None:
-    """Reap our child ``pid`` if it has exited and nobody reaped it."""
-    with contextlib.suppress(ChildProcessError):
-        os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG)
 
 
 def zombie(pid: int) -> bool:
